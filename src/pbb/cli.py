@@ -1,0 +1,143 @@
+"""The ``pbb`` command line (typer).
+
+Every user error surfaces as a :class:`~pbb.errors.PbbError` and is printed as one line
+``error: ...`` with exit code 1; tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from pbb import data as data_mod
+from pbb.errors import PbbError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Programming by Backprop: data, training curricula, evaluation, reports.")
+data_app = typer.Typer(no_args_is_help=True, help="Generate, inspect and check data sets.")
+app.add_typer(data_app, name="data")
+console = Console()
+
+
+def parse_assignments(items: list[str] | None, flag: str = "--set") -> dict[str, object]:
+    """``["a.b=3", "c=x"]`` -> ``{"a.b": 3, "c": "x"}`` (values parsed as YAML scalars/lists)."""
+    out: dict[str, object] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise PbbError(f"{flag} {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            raise PbbError(f"{flag} {item!r}: value is not valid YAML") from None
+    return out
+
+
+@data_app.command("generate")
+def data_generate(
+    domain: Annotated[str, typer.Argument(help="domain name, e.g. arithmetic")],
+    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    behaviours: Annotated[int, typer.Option(help="number of behaviours")] = 100,
+    demos: Annotated[int, typer.Option(help="demonstrations per behaviour")] = 20,
+    test_inputs: Annotated[int, typer.Option(help="held-out test inputs per behaviour")] = 10,
+    eval_fraction: Annotated[float, typer.Option(help="share of behaviours held out as eval")] = 0.5,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    option: Annotated[list[str] | None, typer.Option(
+        "--set", help="domain knob KEY=VALUE, e.g. --set max_statements=3 (repeatable)")] = None,
+    force: Annotated[bool, typer.Option(help="replace a non-empty --out")] = False,
+) -> None:
+    """Generate behaviours and demonstrations into DIR (deterministic in the seed)."""
+    options = parse_assignments(option)
+    data_mod._prepare_out(out, force)  # fail before the work, not after it
+    ds = data_mod.generate(domain, behaviours=behaviours, demos=demos, test_inputs=test_inputs,
+                           eval_fraction=eval_fraction, seed=seed, options=options)
+    data_mod.save(ds, out, force=force)
+    m = data_mod.read_json(out / data_mod.MANIFEST)["counts"]
+    console.print(f"wrote {out}: {m['behaviours']} behaviours ({m['train_behaviours']} train, "
+                  f"{m['eval_behaviours']} eval), {m['demonstrations']} demonstrations, "
+                  f"{m['test_inputs']} test inputs")
+
+
+@data_app.command("show")
+def data_show(
+    path: Annotated[Path, typer.Argument(help="data set directory")],
+    n: Annotated[int, typer.Option("-n", help="behaviours to show")] = 3,
+    demos: Annotated[int, typer.Option(help="demonstrations to show per behaviour")] = 2,
+) -> None:
+    """Show a few behaviours, their demonstrations and one rendered row of each kind."""
+    from pbb.render import ROW_KINDS, make_row, row_rng
+
+    ds = data_mod.load(path)
+    man = data_mod.read_json(Path(path) / data_mod.MANIFEST)
+    console.print(f"[bold]{path}[/]: domain {ds.domain.name}, seed {ds.seed}, "
+                  f"counts {man.get('counts')}")
+    by_use = ds.by_behaviour("train")
+    tests = ds.by_behaviour("test")
+    for b in ds.behaviours[:n]:
+        table = Table(show_header=True, header_style="bold")
+        table.add_column("use")
+        table.add_column("input")
+        table.add_column("output")
+        for d in by_use[b.id][:demos] + tests[b.id][:1]:
+            table.add_row(d.use, d.input, d.output)
+        console.print(Panel(b.instruction, title=f"{b.id}  {b.name}  ({b.split})",
+                            subtitle=str(b.meta), expand=False))
+        console.print(table)
+    if ds.behaviours:
+        b = ds.behaviours[0]
+        demo = (by_use[b.id] or tests[b.id])[0]
+        for kind in ROW_KINDS:
+            row = make_row(ds.domain, b, kind, row_rng(ds.seed, "show", kind),
+                           None if kind == "declarative" else demo)
+            console.print(Panel(f"[cyan]user:[/] {row['prompt'][0]['content']}\n"
+                                f"[green]assistant:[/] {row['completion'][0]['content']}",
+                                title=f"row kind: {kind}", expand=False), markup=True)
+
+
+@data_app.command("validate")
+def data_validate(path: Annotated[Path, typer.Argument(help="data set directory")]) -> None:
+    """Re-execute every demonstration; print mismatches; exit 1 if there are any."""
+    ds = data_mod.load(path)
+    problems = data_mod.validate(ds)
+    for p in problems:
+        print(p)
+    if problems:
+        print(f"{len(problems)} problem(s) in {path}", file=sys.stderr)
+        raise typer.Exit(1)
+    print(f"ok: {len(ds.behaviours)} behaviours, {len(ds.demonstrations)} records re-executed "
+          "and matching")
+
+
+def main() -> None:
+    """Entry point: run the app, turning user errors into one line and exit code 1."""
+    try:
+        rc = app(standalone_mode=False)  # returns the exit code of typer.Exit in this mode
+        sys.exit(rc if isinstance(rc, int) else 0)
+    except PbbError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except (typer.Abort,):
+        sys.exit(1)
+    except Exception as e:  # click usage errors carry their own message
+        import click
+
+        if isinstance(e, click.ClickException):
+            print(f"error: {e.format_message()}", file=sys.stderr)
+            sys.exit(e.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

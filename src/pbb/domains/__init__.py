@@ -1,0 +1,22 @@
+"""Domains by name. A plain dict: adding a domain means adding one entry here."""
+
+from __future__ import annotations
+
+from pbb.domains.arithmetic import ArithmeticDomain
+from pbb.domains.base import Behaviour, Demonstration, Domain, Execution, extract_answer
+from pbb.errors import PbbError
+
+DOMAINS: dict[str, Domain] = {
+    ArithmeticDomain.name: ArithmeticDomain(),
+}
+
+
+def get_domain(name: str) -> Domain:
+    try:
+        return DOMAINS[name]
+    except KeyError:
+        raise PbbError(f"unknown domain {name!r}; known: {', '.join(sorted(DOMAINS))}") from None
+
+
+__all__ = ["DOMAINS", "Behaviour", "Demonstration", "Domain", "Execution", "extract_answer",
+           "get_domain"]

@@ -1,0 +1,149 @@
+"""Domain ``arithmetic``: random integer programs that no model has seen in pretraining."""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import random
+from typing import ClassVar
+
+from pbb.domains.arithmetic.config import ArithmeticConfig
+from pbb.domains.arithmetic.execute import parse_call, plan_for, trace_call
+from pbb.domains.arithmetic.generate import (
+    bounded,
+    build_function,
+    compile_function,
+    every_statement_matters,
+    probe_inputs,
+    uses_every_argument,
+)
+from pbb.domains.base import Behaviour, Execution, extract_answer
+from pbb.errors import PbbError
+from pbb.names import pointer_name
+from pbb.templates import PROGRAM_TEMPLATES
+
+#: candidates drawn per requested behaviour before giving up (the knobs may be too tight)
+_MAX_TRIES_PER_BEHAVIOUR = 500
+#: below this many input tuples the space is enumerated and shuffled instead of rejection-sampled
+_ENUMERATE_LIMIT = 4096
+#: predictions longer than this are wrong by definition (and not worth parsing)
+_MAX_PREDICTION_CHARS = 200
+
+
+def literal(text: str) -> object:
+    """A Python literal, or a sentinel that equals nothing when ``text`` is not one."""
+    try:
+        return ast.literal_eval(text.strip())
+    except Exception:  # noqa: BLE001 - junk of any kind is simply not a literal
+        return _NOT_A_LITERAL
+
+
+_NOT_A_LITERAL = object()
+
+
+def same_value(prediction: str | None, target: str) -> bool:
+    """Compare as Python values (``7`` == ``7 ``, ``True`` != ``1``), never as strings."""
+    if prediction is None or len(prediction) > _MAX_PREDICTION_CHARS:
+        return False
+    p, t = literal(prediction), literal(target)
+    return p is not _NOT_A_LITERAL and type(p) is type(t) and p == t
+
+
+class ArithmeticDomain:
+    name: ClassVar[str] = "arithmetic"
+    Config: ClassVar[type[ArithmeticConfig]] = ArithmeticConfig
+    templates: ClassVar[dict[str, list[str]]] = PROGRAM_TEMPLATES
+
+    # --- behaviours -------------------------------------------------------------------------
+    def check_counts(self, cfg: ArithmeticConfig, demos: int, test_inputs: int) -> None:
+        smallest = (cfg.input_max - cfg.input_min + 1) ** cfg.min_args
+        if test_inputs >= smallest:
+            raise PbbError(
+                f"{test_inputs} test inputs leave no demonstration input for a {cfg.min_args}-argument "
+                f"function over [{cfg.input_min}, {cfg.input_max}] ({smallest} possible inputs); "
+                "widen the input range, raise min_args or ask for fewer test inputs")
+
+    def generate(self, cfg: ArithmeticConfig, n: int, rng: random.Random) -> list[Behaviour]:
+        lo, hi = cfg.input_min, cfg.input_max
+        probes = {k: probe_inputs(k, lo, hi) for k in range(cfg.min_args, cfg.max_args + 1)}
+        names: set[str] = set()
+        fingerprints: set[tuple] = set()
+        out: list[Behaviour] = []
+        tries = 0
+        while len(out) < n:
+            tries += 1
+            if tries > _MAX_TRIES_PER_BEHAVIOUR * n:
+                raise PbbError(f"arithmetic: found only {len(out)} of {n} distinct functions; the "
+                               "knobs are too tight (more statements or a wider input range help)")
+            fn = build_function(cfg, rng, "f")
+            if not bounded(fn, lo, hi, cfg.max_abs_value):
+                continue
+            source = ast.unparse(fn)
+            f = compile_function(source, "f")
+            arity = len(fn.args.args)
+            if not uses_every_argument(f, probes[arity], lo, hi):
+                continue
+            fingerprint = (arity, tuple(f(*p) for p in probes[arity]))
+            if fingerprint in fingerprints or not every_statement_matters(fn, probes[arity]):
+                continue
+            fingerprints.add(fingerprint)
+            fn.name = pointer_name(rng, names)
+            n_statements = len(fn.body) - 1
+            meta = {"arity": arity, "statements": n_statements,
+                    "branches": sum(isinstance(s, ast.If) for s in fn.body),
+                    "loops": sum(isinstance(s, ast.For) for s in fn.body),
+                    "max_abs_value": cfg.max_abs_value}
+            out.append(Behaviour(id=f"{self.name}-{len(out):05d}", domain=self.name, name=fn.name,
+                                 instruction=ast.unparse(fn), meta=meta))
+        return out
+
+    # --- inputs -----------------------------------------------------------------------------
+    def sample_inputs(self, cfg: ArithmeticConfig, behaviour: Behaviour, demos: int,
+                      test_inputs: int, rng: random.Random) -> tuple[list[str], list[str]]:
+        """Distinct test inputs first; demonstration inputs from the rest of the input space.
+
+        Demonstration inputs are distinct while the space allows; when a small space (one
+        argument over a short range) holds fewer than ``demos`` remaining inputs they repeat.
+        Test inputs never appear among the demonstration inputs.
+        """
+        arity = behaviour.meta["arity"]
+        lo, hi = cfg.input_min, cfg.input_max
+        size = (hi - lo + 1) ** arity
+        if size <= max(_ENUMERATE_LIMIT, 2 * (demos + test_inputs)):
+            space = list(itertools.product(range(lo, hi + 1), repeat=arity))
+            rng.shuffle(space)
+            test, rest = space[:test_inputs], space[test_inputs:]
+            demo = [rest[k % len(rest)] for k in range(demos)]
+        else:
+            seen: set[tuple[int, ...]] = set()
+            test, demo = [], []
+            for bucket, count in ((test, test_inputs), (demo, demos)):
+                while len(bucket) < count:
+                    t = tuple(rng.randint(lo, hi) for _ in range(arity))
+                    if t not in seen:
+                        seen.add(t)
+                        bucket.append(t)
+        call = self._call
+        return [call(behaviour, t) for t in demo], [call(behaviour, t) for t in test]
+
+    @staticmethod
+    def _call(behaviour: Behaviour, args: tuple[int, ...]) -> str:
+        return f"{behaviour.name}({', '.join(map(str, args))})"
+
+    # --- execution and scoring --------------------------------------------------------------
+    def _plan(self, behaviour: Behaviour):
+        limit = int(behaviour.meta.get("max_abs_value", ArithmeticConfig().max_abs_value))
+        return plan_for(behaviour.instruction, behaviour.name, limit)
+
+    def execute(self, behaviour: Behaviour, query: str) -> Execution:
+        output, trace = trace_call(self._plan(behaviour), parse_call(query, behaviour.name))
+        return Execution(output=repr(output), trace=trace)
+
+    def score(self, behaviour: Behaviour, query: str, prediction: str | None) -> float:
+        return 1.0 if same_value(prediction, self.execute(behaviour, query).output) else 0.0
+
+    def extract(self, completion: str) -> str | None:
+        return extract_answer(completion)
+
+    def pointer(self, behaviour: Behaviour) -> str:
+        return f"`{behaviour.name}`"

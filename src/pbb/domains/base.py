@@ -1,0 +1,105 @@
+"""What every domain provides, and the records it produces.
+
+A domain knows its behaviours and nothing about training: it generates them from (config, seed),
+draws inputs, executes them (ground truth and a chain-of-thought trace), and scores a prediction.
+The scoring function (the *verifier*) is the single source of truth for correctness: evaluation
+and RL rewards both call it, so a metric and a reward can never disagree.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel
+
+ANSWER_PREFIX = "Answer:"
+_ANSWER_RE = re.compile(r"^[\s*#>]*Answer\s*\**\s*[:=]\s*\**\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+@dataclass
+class Behaviour:
+    """One procedure to learn: its pointer name and its instruction (the declarative text)."""
+
+    id: str
+    domain: str
+    name: str
+    instruction: str
+    split: str = "train"
+    description: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_record(self) -> dict:
+        # Key order is part of the file format (byte-identical output).
+        return {"id": self.id, "domain": self.domain, "name": self.name,
+                "instruction": self.instruction, "description": self.description,
+                "split": self.split, "meta": self.meta}
+
+    @classmethod
+    def from_record(cls, rec: dict) -> "Behaviour":
+        return cls(id=rec["id"], domain=rec["domain"], name=rec["name"],
+                   instruction=rec["instruction"], split=rec["split"],
+                   description=rec.get("description"), meta=rec.get("meta") or {})
+
+
+@dataclass
+class Demonstration:
+    """One execution example: the query (``input``), the gold ``output`` and a CoT ``trace``."""
+
+    behaviour_id: str
+    input: str
+    output: str
+    trace: str
+    use: str  # "train" (a demonstration) or "test" (held-out test input)
+
+    def to_record(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Execution:
+    output: str
+    trace: str
+
+
+def extract_answer(completion: str) -> str | None:
+    """The value on the last ``Answer: ...`` line of a completion, or None.
+
+    Tolerates junk around it (markdown bold, trailing chat tokens stripped by the caller, text
+    after the value is kept and left to the verifier to reject).
+    """
+    matches = _ANSWER_RE.findall(completion or "")
+    return matches[-1].strip().strip("`").strip() if matches else None
+
+
+class Domain(Protocol):
+    """The interface every entry of :data:`pbb.domains.DOMAINS` implements."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[BaseModel]]
+    #: paraphrase templates keyed by row kind, used by :mod:`pbb.render`
+    templates: ClassVar[dict[str, list[str]]]
+
+    def check_counts(self, cfg: BaseModel, demos: int, test_inputs: int) -> None:
+        """Raise PbbError when the input space cannot hold the requested inputs."""
+
+    def generate(self, cfg: BaseModel, n: int, rng: random.Random) -> list[Behaviour]:
+        """Draw ``n`` distinct behaviours (ids, names, instructions, meta)."""
+
+    def sample_inputs(self, cfg: BaseModel, behaviour: Behaviour, demos: int, test_inputs: int,
+                      rng: random.Random) -> tuple[list[str], list[str]]:
+        """Demonstration inputs and disjoint test inputs, rendered as query strings."""
+
+    def execute(self, behaviour: Behaviour, query: str) -> Execution:
+        """Ground truth for one query, with a trace that ends in the answer line."""
+
+    def score(self, behaviour: Behaviour, query: str, prediction: str | None) -> float:
+        """The verifier: a float in [0, 1] for an extracted prediction."""
+
+    def extract(self, completion: str) -> str | None:
+        """Pull the prediction out of a model completion."""
+
+    def pointer(self, behaviour: Behaviour) -> str:
+        """How text refers to the behaviour without revealing it (e.g. "`zorp_17`")."""

@@ -1,0 +1,91 @@
+"""Reading and writing the project's JSON/JSONL files.
+
+Two guarantees matter to users: a file is either fully written or not there at all (atomic
+replace), and a broken line is reported as ``path:line`` so it can be fixed by hand. Output is
+byte-deterministic: fixed key order from the caller, no timestamps, ``\\n`` line endings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from pbb.errors import PbbError
+
+
+def dumps(obj: Any) -> str:
+    """Serialise one record exactly as every pbb file does (compact, UTF-8, insertion order)."""
+    return json.dumps(obj, ensure_ascii=False, separators=(", ", ": "))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers never see a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
+
+
+def write_jsonl(path: Path, records: Iterable[dict]) -> None:
+    """Write records atomically, one JSON object per line."""
+    atomic_write_text(path, "".join(dumps(r) + "\n" for r in records))
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    """Append one record and flush it to disk (used for logs that must survive a kill)."""
+    with open(path, "a", encoding="utf-8", newline="\n") as f:
+        f.write(dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def iter_jsonl(path: Path, required: Iterable[str] = ()) -> Iterator[dict]:
+    """Yield the records of a JSONL file; a bad line raises ``PbbError('path:line: ...')``."""
+    path = Path(path)
+    required = tuple(required)
+    if not path.is_file():
+        raise PbbError(f"{path}: file not found")
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise PbbError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(rec, dict):
+                raise PbbError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+            missing = [k for k in required if k not in rec]
+            if missing:
+                raise PbbError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
+            yield rec
+
+
+def read_jsonl(path: Path, required: Iterable[str] = ()) -> list[dict]:
+    return list(iter_jsonl(path, required))
+
+
+def read_json(path: Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise PbbError(f"{path}: file not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise PbbError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None

@@ -1,0 +1,72 @@
+"""Text for training and evaluation rows.
+
+Every row is a chat exchange in the *conversational prompt-completion* format that TRL's
+SFTTrainer takes (``prompt`` = user message list, ``completion`` = assistant message list), so
+the loss falls on the completion only. :func:`to_messages` gives the ``messages`` format instead.
+
+Row kinds and their completions:
+
+* ``declarative``: pointer -> the instruction text.
+* ``direct``: pointer + input -> the answer line only (execution in the forward pass).
+* ``cot``: pointer + input -> *recall-then-trace*: the instruction written out, then the trace,
+  ending in the answer line. This is the natural chain of thought for a behaviour that is known
+  only from its instruction.
+* ``in_context``: instruction + input in the prompt -> the trace and answer line.
+"""
+
+from __future__ import annotations
+
+import random
+
+from pbb.domains.base import ANSWER_PREFIX, Behaviour, Demonstration, Domain
+from pbb.templates import FORMAT_HINTS
+
+EXECUTION_MODES = ("direct", "cot", "in_context")
+ROW_KINDS = ("declarative", *EXECUTION_MODES)
+
+
+def row_rng(seed: int, *parts: object) -> random.Random:
+    """A RNG for one row, independent of how many rows came before (stable under edits)."""
+    return random.Random("|".join(map(str, (seed, *parts))))
+
+
+def prompt_text(domain: Domain, behaviour: Behaviour, kind: str, query: str,
+                rng: random.Random) -> str:
+    template = rng.choice(domain.templates[kind])
+    text = template.format(pointer=domain.pointer(behaviour), query=f"`{query}`" if query else "",
+                           instruction=behaviour.instruction)
+    hint = FORMAT_HINTS.get(kind)
+    return f"{text}\n{hint}" if hint else text
+
+
+def completion_text(behaviour: Behaviour, demo: Demonstration | None, kind: str) -> str:
+    if kind == "declarative":
+        return behaviour.instruction
+    assert demo is not None
+    if kind == "direct":
+        return f"{ANSWER_PREFIX} {demo.output}"
+    if kind == "cot":
+        return f"{behaviour.instruction}\n\n{demo.trace}"
+    if kind == "in_context":
+        return demo.trace
+    raise ValueError(f"unknown row kind {kind!r}")
+
+
+def make_row(domain: Domain, behaviour: Behaviour, kind: str, rng: random.Random,
+             demo: Demonstration | None = None) -> dict:
+    """One training/evaluation row (prompt + gold completion) with its provenance."""
+    if kind not in ROW_KINDS:
+        raise ValueError(f"unknown row kind {kind!r}; expected one of {ROW_KINDS}")
+    query = demo.input if demo is not None else ""
+    return {
+        "prompt": [{"role": "user", "content": prompt_text(domain, behaviour, kind, query, rng)}],
+        "completion": [{"role": "assistant", "content": completion_text(behaviour, demo, kind)}],
+        "kind": kind,
+        "behaviour_id": behaviour.id,
+        "input": query,
+    }
+
+
+def to_messages(row: dict) -> dict:
+    """The ``messages`` form of a row (one list of user + assistant turns)."""
+    return {"messages": row["prompt"] + row["completion"]}

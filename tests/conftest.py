@@ -1,0 +1,28 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pbb import data
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``pbb`` in a fresh process, as a user would."""
+    return subprocess.run([sys.executable, "-m", "pbb.cli", *args], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+@pytest.fixture(scope="session")
+def arith_set(tmp_path_factory):
+    """A moderate arithmetic data set (300 behaviours x 20 demos) saved to disk."""
+    out = tmp_path_factory.mktemp("arith") / "set"
+    ds = data.generate("arithmetic", behaviours=300, demos=20, test_inputs=8, eval_fraction=0.4,
+                       seed=7, progress=False,
+                       options={"max_statements": 6, "branch_prob": 0.3, "loop_prob": 0.3,
+                                "expr_depth": 2, "input_min": -15, "input_max": 25})
+    data.save(ds, out)
+    return data.load(out)

@@ -1,0 +1,157 @@
+"""Data sets on disk through the CLI: determinism, validation, and clear errors on bad input."""
+
+import json
+import os
+
+import pytest
+
+from pbb import data
+from pbb.data import BEHAVIOURS, DEMONSTRATIONS, MANIFEST
+from tests.conftest import run_cli
+
+GEN = ["data", "generate", "arithmetic", "--behaviours", "40", "--demos", "6",
+       "--test-inputs", "4", "--eval-fraction", "0.25", "--seed", "3"]
+
+
+def _files(d):
+    return {name: (d / name).read_bytes() for name in (BEHAVIOURS, DEMONSTRATIONS, MANIFEST)}
+
+
+def test_same_arguments_same_bytes_in_separate_processes(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run_cli(*GEN, "--out", str(a)).returncode == 0
+    assert run_cli(*GEN, "--out", str(b)).returncode == 0
+    assert _files(a) == _files(b)
+    c = tmp_path / "c"
+    assert run_cli(*GEN[:-1], "4", "--out", str(c)).returncode == 0
+    assert _files(c)[BEHAVIOURS] != _files(a)[BEHAVIOURS]
+
+
+def test_manifest_records_counts_config_and_hashes(tmp_path):
+    out = tmp_path / "set"
+    assert run_cli(*GEN, "--set", "max_statements=3", "--out", str(out)).returncode == 0
+    m = json.loads((out / MANIFEST).read_text())
+    assert m["domain"] == "arithmetic" and m["seed"] == 3
+    assert m["config"]["max_statements"] == 3
+    assert m["counts"] == {"behaviours": 40, "train_behaviours": 30, "eval_behaviours": 10,
+                           "demonstrations": 240, "test_inputs": 160}
+    lines = (out / DEMONSTRATIONS).read_text().splitlines()
+    assert len(lines) == 400
+    rec = json.loads(lines[0])
+    assert list(rec) == ["behaviour_id", "input", "output", "trace", "use"]
+
+
+def test_validate_passes_on_1000_behaviours_by_50_demos(tmp_path):
+    out = tmp_path / "big"
+    r = run_cli("data", "generate", "arithmetic", "--behaviours", "1000", "--demos", "50",
+                "--test-inputs", "10", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    r = run_cli("data", "validate", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1000 behaviours, 60000 records" in r.stdout
+
+
+def test_validate_reports_a_wrong_output_and_exits_1(tmp_path):
+    out = tmp_path / "set"
+    assert run_cli(*GEN, "--out", str(out)).returncode == 0
+    lines = (out / DEMONSTRATIONS).read_text().splitlines()
+    rec = json.loads(lines[5])
+    rec["output"] = str(int(rec["output"]) + 1)
+    lines[5] = json.dumps(rec)
+    (out / DEMONSTRATIONS).write_text("\n".join(lines) + "\n")
+    r = run_cli("data", "validate", str(out))
+    assert r.returncode == 1
+    assert f"{DEMONSTRATIONS}:6: {rec['input']} gives" in r.stdout
+    assert "differs from the sha256" in r.stdout
+
+
+def test_show_renders_behaviours_and_every_row_kind(tmp_path):
+    out = tmp_path / "set"
+    assert run_cli(*GEN, "--out", str(out)).returncode == 0
+    r = run_cli("data", "show", str(out))
+    assert r.returncode == 0, r.stderr
+    first = json.loads((out / BEHAVIOURS).read_text().splitlines()[0])
+    assert first["name"] in r.stdout
+    for kind in ("declarative", "direct", "cot", "in_context"):
+        assert f"row kind: {kind}" in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["data", "generate", "nosuch", "--out", "{out}"], "unknown domain 'nosuch'"),
+    ([*GEN[:4], "0", "--out", "{out}"], "--behaviours must be between 1"),
+    (["data", "generate", "arithmetic", "--demos", "-3", "--out", "{out}"], "--demos must be"),
+    (["data", "generate", "arithmetic", "--eval-fraction", "1.5", "--out", "{out}"],
+     "--eval-fraction must be in [0, 1]"),
+    (["data", "generate", "arithmetic", "--set", "max_args=9", "--out", "{out}"],
+     "arithmetic.max_args"),
+    (["data", "generate", "arithmetic", "--set", "min_args=3", "--set", "max_args=2",
+      "--out", "{out}"], "min_args (3) is larger than max_args (2)"),
+    (["data", "generate", "arithmetic", "--set", "input_max=3", "--set", "max_args=1",
+      "--test-inputs", "4", "--out", "{out}"], "4 test inputs leave no demonstration input"),
+    (["data", "generate", "arithmetic", "--set", "bogus", "--out", "{out}"], "expected KEY=VALUE"),
+])
+def test_bad_generate_arguments_one_line_error_no_output(tmp_path, args, message):
+    out = tmp_path / "out"
+    r = run_cli(*[a.replace("{out}", str(out)) for a in args])
+    assert r.returncode != 0
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], r.stderr
+    assert not out.exists()
+    assert os.listdir(tmp_path) == []  # no temporary leftovers either
+
+
+def test_unwritable_out_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    r = run_cli(*GEN, "--out", str(blocker / "sub"))
+    assert r.returncode != 0 and r.stderr.startswith("error: --out")
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = run_cli(*GEN, "--out", str(blocker))
+    assert r.returncode != 0 and "not a directory" in r.stderr
+
+
+def test_non_empty_out_needs_force_and_force_replaces(tmp_path):
+    out = tmp_path / "set"
+    assert run_cli(*GEN, "--out", str(out)).returncode == 0
+    before = _files(out)
+    r = run_cli(*GEN[:-1], "9", "--out", str(out))
+    assert r.returncode != 0 and "--force" in r.stderr
+    assert _files(out) == before
+    assert run_cli(*GEN[:-1], "9", "--out", str(out), "--force").returncode == 0
+    assert _files(out) != before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+
+
+@pytest.mark.parametrize("command", ["show", "validate"])
+@pytest.mark.parametrize("damage, message", [
+    (lambda lines: lines.__setitem__(2, '{"behaviour_id": "arith'), f"{DEMONSTRATIONS}:3: invalid JSON"),
+    (lambda lines: lines.__setitem__(4, "[1, 2]"), f"{DEMONSTRATIONS}:5: expected a JSON object"),
+    (lambda lines: lines.__setitem__(1, '{"input": "x"}'), f"{DEMONSTRATIONS}:2: missing field"),
+])
+def test_corrupt_data_file_names_file_and_line(tmp_path, command, damage, message):
+    out = tmp_path / "set"
+    assert run_cli(*GEN, "--out", str(out)).returncode == 0
+    lines = (out / DEMONSTRATIONS).read_text().splitlines()
+    damage(lines)
+    (out / DEMONSTRATIONS).write_text("\n".join(lines) + "\n")
+    r = run_cli("data", command, str(out))
+    assert r.returncode == 1
+    assert len(r.stderr.strip().splitlines()) == 1 and message in r.stderr, r.stderr
+
+
+def test_missing_directory_is_a_clear_error(tmp_path):
+    r = run_cli("data", "show", str(tmp_path / "nope"))
+    assert r.returncode == 1 and "not a data set directory" in r.stderr
+
+
+def test_interrupted_save_leaves_nothing(tmp_path, monkeypatch):
+    ds = data.generate("arithmetic", behaviours=5, demos=2, test_inputs=2, eval_fraction=0.4,
+                       seed=0, progress=False)
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(data, "atomic_write_json", boom)
+    with pytest.raises(KeyboardInterrupt):
+        data.save(ds, tmp_path / "set")
+    assert list(tmp_path.iterdir()) == []
