@@ -44,9 +44,10 @@ def test_completions_of_each_kind(arith_set):
     assert decl["completion"][0]["content"] == b.instruction
     assert b.instruction not in decl["prompt"][0]["content"]
     cot = make_row(dom, b, "cot", row_rng(0), demo)["completion"][0]["content"]
-    assert cot.startswith(b.instruction) and cot.endswith(demo.trace)  # recall, then trace
+    # recall, then trace, each under its header
+    assert cot == f"Recall the definition:\n{b.instruction}\nTrace:\n{demo.trace}"
     assert dom.extract(cot) == demo.output
     ic = make_row(dom, b, "in_context", row_rng(0), demo)
     assert b.instruction in ic["prompt"][0]["content"]
-    assert ic["completion"][0]["content"] == demo.trace
+    assert ic["completion"][0]["content"] == f"Trace:\n{demo.trace}"
     assert make_row(dom, b, "cot", row_rng(5, "x"), demo) == make_row(dom, b, "cot", row_rng(5, "x"), demo)

@@ -115,6 +115,37 @@ def data_validate(path: Annotated[Path, typer.Argument(help="data set directory"
           "and matching")
 
 
+@app.command("run")
+def run_cmd(
+    config: Annotated[Path, typer.Argument(help="YAML config, e.g. configs/quickstart.yaml")],
+    out: Annotated[Path | None, typer.Option("--out", help="run directory (default runs/<name>)")] = None,
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", help="override a config key by dotted path, e.g. --set train.max_steps=2")] = None,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Data -> curricula -> training -> evaluation -> summary.json, report.md, accuracy.png.
+
+    Start the same command again to resume an interrupted run.
+    """
+    from pbb.config import load_config
+    from pbb.run import run
+
+    cfg = load_config(config, parse_assignments(overrides))
+    run(cfg, out or Path("runs") / cfg.name, progress=progress)
+
+
+@app.command("report")
+def report_cmd(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
+    """Re-render summary.json, report.md and accuracy.png from a run's files."""
+    from pbb.report import print_table, rebuild
+
+    if not (run_dir / "config.yaml").is_file():
+        raise PbbError(f"{run_dir}: not a run directory (no config.yaml)")
+    summary = rebuild(run_dir)
+    print_table(summary)
+    print(f"wrote {run_dir / 'summary.json'}, {run_dir / 'report.md'}, {run_dir / 'accuracy.png'}")
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into one line and exit code 1."""
     try:

@@ -10,7 +10,9 @@ Row kinds and their completions:
 * ``direct``: pointer + input -> the answer line only (execution in the forward pass).
 * ``cot``: pointer + input -> *recall-then-trace*: the instruction written out, then the trace,
   ending in the answer line. This is the natural chain of thought for a behaviour that is known
-  only from its instruction.
+  only from its instruction. The recall is framed by a header (``Recall ...:``) and followed by
+  ``Trace:``: without that frame the recalled code would end exactly like a declarative
+  completion, and a model trained on many of those learns to stop right after the code.
 * ``in_context``: instruction + input in the prompt -> the trace and answer line.
 """
 
@@ -22,6 +24,8 @@ from pbb.domains.base import ANSWER_PREFIX, Behaviour, Demonstration, Domain
 from pbb.templates import FORMAT_HINTS
 
 EXECUTION_MODES = ("direct", "cot", "in_context")
+RECALL_HEADER = "Recall the definition:"
+TRACE_HEADER = "Trace:"
 ROW_KINDS = ("declarative", *EXECUTION_MODES)
 
 
@@ -46,9 +50,9 @@ def completion_text(behaviour: Behaviour, demo: Demonstration | None, kind: str)
     if kind == "direct":
         return f"{ANSWER_PREFIX} {demo.output}"
     if kind == "cot":
-        return f"{behaviour.instruction}\n\n{demo.trace}"
+        return f"{RECALL_HEADER}\n{behaviour.instruction}\n{TRACE_HEADER}\n{demo.trace}"
     if kind == "in_context":
-        return demo.trace
+        return f"{TRACE_HEADER}\n{demo.trace}"
     raise ValueError(f"unknown row kind {kind!r}")
 
 

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# GPU check (not part of CI): the CUDA paths of pbb, end to end, on a machine whose Python already
+# has torch with CUDA. bf16 training through SFTTrainer on the GPU, batched generation on the GPU,
+# then the same honesty checks the tests make. Usage: bash scripts/gpu_check.sh OUTDIR [--set ...]
+# Optional: wheels in .whl/ (installed with --no-deps into /tmp/site) for packages the machine lacks.
+set -euo pipefail
+out=${1:?usage: gpu_check.sh OUTDIR [--set key=value ...]}; shift
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+python3 -c "import torch, transformers, trl, peft, datasets; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-', 'bf16', torch.cuda.is_bf16_supported(), '| transformers', transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__, 'datasets', datasets.__version__)"
+start=$(date +%s)
+python3 -m pbb.cli run configs/quickstart.yaml --out "$out/run" --no-progress "$@"
+echo "wall time: $(( $(date +%s) - start )) s"
+python3 - "$out/run" <<'PY'
+import json, sys
+from pathlib import Path
+run = Path(sys.argv[1])
+summary = json.loads((run / "summary.json").read_text())
+for name, stages in summary["stages"].items():
+    for s in stages:
+        print(f"{name}/{s['stage']}: {s['steps']} steps, bf16={s['bf16']}, loss {s['train_loss']}, "
+              f"{s['tokens']} tokens in {s['seconds']} s")
+print("timing", summary["timing"])
+PY

@@ -1,0 +1,182 @@
+"""Run configuration: YAML validated by pydantic, with ``--set key=value`` overrides.
+
+A bad key or value is one clear error naming its dotted path, raised before any work starts.
+The resolved config (defaults filled in) is written to the run directory as ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pbb.errors import PbbError
+from pbb.models import DEFAULT_MODEL
+
+Mode = Literal["direct", "cot", "in_context"]
+Kind = Literal["declarative", "direct", "cot"]
+Which = Literal["train", "eval", "all"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    """Which data set to build (see ``pbb data generate``) or reuse (``path``)."""
+
+    domain: str = "arithmetic"
+    behaviours: int = Field(100, ge=2, le=1_000_000)
+    demos: int = Field(8, ge=1, le=100_000, description="demonstrations per behaviour")
+    test_inputs: int = Field(4, ge=1, le=100_000, description="test inputs per behaviour")
+    eval_fraction: float = Field(0.5, gt=0, lt=1)
+    options: dict = Field(default_factory=dict, description="domain knobs")
+    path: str | None = Field(None, description="use an existing data set directory instead")
+
+
+class PartConfig(_Strict):
+    """One ingredient of a custom stage: rows of one kind for one group of behaviours."""
+
+    kind: Kind
+    behaviours: Which
+    repeats: int = Field(1, ge=1, description="paraphrased copies per behaviour (declarative)")
+    demos: int | None = Field(None, ge=1, description="demonstrations per behaviour (execution)")
+
+
+class StageConfig(_Strict):
+    name: str
+    parts: list[PartConfig] = Field(min_length=1)
+    replay: float = Field(0.0, ge=0, le=1, description="share of the previous stage's rows mixed in")
+
+
+class CurriculumConfig(_Strict):
+    """Shared knobs of the built-in curricula."""
+
+    declarative_repeats: int = Field(4, ge=1, description="paraphrased copies of each instruction")
+    demo_modes: list[Literal["direct", "cot"]] = Field(
+        default_factory=lambda: ["direct", "cot"],
+        description="each demonstration becomes one row per mode (stage 1 trains both test modes)")
+    replay: float = Field(0.0, ge=0, le=1, description="stage-2 share of replayed stage-1 rows")
+    demos_only_k: int = Field(3, ge=1, description="demonstrations per eval behaviour (demos_only)")
+    custom: dict[str, list[StageConfig]] = Field(default_factory=dict,
+                                                 description="user-defined curricula by name")
+
+
+class TrainConfig(_Strict):
+    method: Literal["full", "lora"] = "full"
+    learning_rate: float = Field(1e-4, gt=0, lt=1)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int = Field(-1, ge=-1, description="cap on optimizer steps per stage (-1: none)")
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_length: int = Field(768, ge=16)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_targets: str | list[str] = "all-linear"
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="auto: bf16 autocast where the hardware supports it, else fp32")
+    save_steps: int = Field(50, ge=1, description="checkpoint every N steps (for resume)")
+    group_by_length: bool = Field(True, description="batch rows of similar length (less padding)")
+    gradient_checkpointing: bool = False
+
+
+class EvalConfig(_Strict):
+    modes: list[Mode] = Field(default_factory=lambda: ["direct", "cot", "in_context"], min_length=1)
+    batch_size: int = Field(16, ge=1)
+    max_new_tokens: dict[str, int] = Field(
+        default_factory=lambda: {"direct": 24, "cot": 384, "in_context": 320})
+    max_test_inputs: int | None = Field(None, ge=1, description="cap per behaviour")
+    temperature: float = Field(0.0, ge=0, description="0 = greedy")
+    bootstrap: int = Field(1000, ge=100, description="resamples for the 95% interval")
+
+    @field_validator("max_new_tokens")
+    @classmethod
+    def _modes_known(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = set(v) - {"direct", "cot", "in_context"}
+        if bad:
+            raise ValueError(f"unknown mode(s) {sorted(bad)}")
+        if any(n < 1 for n in v.values()):
+            raise ValueError("must be positive")
+        return v
+
+
+class RunConfig(_Strict):
+    name: str = "run"
+    model: str = DEFAULT_MODEL
+    seed: int = 0
+    curricula: list[str] = Field(default_factory=lambda: ["proactive", "mixture", "untuned"],
+                                 min_length=1)
+    data: DataConfig = Field(default_factory=DataConfig)
+    curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+    @model_validator(mode="after")
+    def _known_curricula(self) -> "RunConfig":
+        from pbb.curricula import CURRICULA
+
+        known = set(CURRICULA) | set(self.curriculum.custom)
+        unknown = [c for c in self.curricula if c not in known]
+        if unknown:
+            raise ValueError(f"unknown curriculum {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        if len(set(self.curricula)) != len(self.curricula):
+            raise ValueError("a curriculum is listed twice")
+        return self
+
+
+def set_dotted(tree: dict, key: str, value: object) -> None:
+    """Set ``tree[a][b][c] = value`` for ``key = "a.b.c"``, creating nothing unknown."""
+    parts = key.split(".")
+    node = tree
+    for p in parts[:-1]:
+        child = node.get(p)
+        if child is None:
+            child = node[p] = {}
+        if not isinstance(child, dict):
+            raise PbbError(f"--set {key}: {p} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _error_line(e: ValidationError, source: str) -> str:
+    err = e.errors()[0]
+    loc = ".".join(str(x) for x in err["loc"])
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}"
+
+
+def load_config(path: Path | None, overrides: dict[str, object] | None = None) -> RunConfig:
+    """Read YAML, apply dotted overrides, validate; every failure is one PbbError line."""
+    raw: dict = {}
+    source = "config"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise PbbError(f"{path}: config file not found")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            raise PbbError(f"{where}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
+        if not isinstance(raw, dict):
+            raise PbbError(f"{path}: expected a mapping at the top level")
+    raw = copy.deepcopy(raw)
+    for key, value in (overrides or {}).items():
+        set_dotted(raw, key, value)
+    try:
+        return RunConfig(**raw)
+    except ValidationError as e:
+        raise PbbError(_error_line(e, source + (" (with --set)" if overrides else ""))) from None
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, allow_unicode=True)

@@ -1,0 +1,167 @@
+"""Curricula as data: each is an ordered list of stages, each stage a list of rows.
+
+Built-in curricula (names as in the paper):
+
+* ``proactive`` - stage 1: declarative + demonstrations of *train* behaviours, interleaved
+  (learn how instructions map to behaviour); stage 2: declarative of *eval* behaviours
+  (internalise new instructions), optionally with a replay share of stage-1 rows.
+* ``mixture`` - the same rows as one shuffled stage (the baseline the curricula beat).
+* ``stage1_only`` / ``stage2_only`` - ablations.
+* ``demos_only`` - stage 1 as in ``proactive``, then ``k`` demonstrations of each eval behaviour
+  *in place of* its instruction (the "instruction is worth N examples" comparison).
+* ``untuned`` - no training.
+
+Rules every curriculum keeps (and :func:`check_leakage` enforces): test inputs never appear in a
+training row; demonstrations of eval behaviours appear only in ``demos_only`` (or in a custom
+curriculum that asks for them explicitly).
+
+Row rendering is seeded per row and stage shuffles per stage *content*, so a stage shared by two
+curricula (stage 1 of ``proactive``, ``stage1_only`` and ``demos_only``) is byte-identical in all
+of them and is trained once.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pbb.config import CurriculumConfig, StageConfig
+from pbb.data import DataSet
+from pbb.domains import Behaviour
+from pbb.errors import PbbError
+from pbb.render import make_row, row_rng
+
+
+@dataclass
+class Stage:
+    name: str
+    rows: list[dict]
+    method: str = "sft"
+
+
+def declarative_rows(ds: DataSet, behaviours: list[Behaviour], repeats: int) -> list[dict]:
+    return [make_row(ds.domain, b, "declarative", row_rng(ds.seed, "declarative", b.id, r))
+            for b in behaviours for r in range(repeats)]
+
+
+def demo_rows(ds: DataSet, behaviours: list[Behaviour], modes: list[str],
+              per_behaviour: int | None = None) -> list[dict]:
+    """Execution rows from the ``use: train`` demonstrations only (never test inputs)."""
+    demos = ds.by_behaviour("train")
+    rows = []
+    for b in behaviours:
+        for i, d in enumerate(demos[b.id][:per_behaviour]):
+            for mode in modes:
+                rows.append(make_row(ds.domain, b, mode, row_rng(ds.seed, mode, b.id, i), d))
+    return rows
+
+
+def _shuffled(rows: list[dict], seed: int, tag: str) -> list[dict]:
+    rows = list(rows)
+    random.Random(f"{seed}|shuffle|{tag}|{len(rows)}").shuffle(rows)
+    return rows
+
+
+def _with_replay(rows: list[dict], previous: list[dict], share: float, seed: int,
+                 tag: str) -> list[dict]:
+    if share <= 0 or not previous:
+        return rows
+    n = min(len(previous), round(len(rows) * share / (1 - share)) if share < 1 else len(previous))
+    replay = random.Random(f"{seed}|replay|{tag}").sample(previous, n)
+    return _shuffled(rows + replay, seed, f"{tag}+replay")
+
+
+def _stage1(ds: DataSet, c: CurriculumConfig) -> Stage:
+    train = ds.split("train")
+    rows = declarative_rows(ds, train, c.declarative_repeats) + demo_rows(ds, train, c.demo_modes)
+    return Stage("stage1", _shuffled(rows, ds.seed, "stage1"))
+
+
+def proactive(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
+    s1 = _stage1(ds, c)
+    decl = _shuffled(declarative_rows(ds, ds.split("eval"), c.declarative_repeats), ds.seed, "stage2")
+    return [s1, Stage("stage2", _with_replay(decl, s1.rows, c.replay, ds.seed, "stage2"))]
+
+
+def mixture(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
+    s1 = _stage1(ds, c)
+    decl = declarative_rows(ds, ds.split("eval"), c.declarative_repeats)
+    return [Stage("mixture", _shuffled(s1.rows + decl, ds.seed, "mixture"))]
+
+
+def stage1_only(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
+    return [_stage1(ds, c)]
+
+
+def stage2_only(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
+    decl = declarative_rows(ds, ds.split("eval"), c.declarative_repeats)
+    return [Stage("stage2", _shuffled(decl, ds.seed, "stage2"))]
+
+
+def demos_only(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
+    s1 = _stage1(ds, c)
+    rows = _shuffled(demo_rows(ds, ds.split("eval"), c.demo_modes, c.demos_only_k), ds.seed,
+                     f"demos_only-k{c.demos_only_k}")
+    return [s1, Stage(f"demos_k{c.demos_only_k}",
+                      _with_replay(rows, s1.rows, c.replay, ds.seed, "demos_only"))]
+
+
+def untuned(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
+    return []
+
+
+CURRICULA: dict[str, Callable[[DataSet, CurriculumConfig], list[Stage]]] = {
+    "proactive": proactive, "mixture": mixture, "stage1_only": stage1_only,
+    "stage2_only": stage2_only, "demos_only": demos_only, "untuned": untuned,
+}
+#: curricula allowed to train on demonstrations of eval behaviours
+EVAL_DEMOS_ALLOWED = {"demos_only"}
+
+
+def custom(ds: DataSet, c: CurriculumConfig, name: str, stages: list[StageConfig]) -> list[Stage]:
+    out: list[Stage] = []
+    groups = {"train": ds.split("train"), "eval": ds.split("eval"), "all": ds.behaviours}
+    for sc in stages:
+        rows: list[dict] = []
+        for part in sc.parts:
+            bs = groups[part.behaviours]
+            if part.kind == "declarative":
+                rows += declarative_rows(ds, bs, part.repeats)
+            else:
+                rows += demo_rows(ds, bs, [part.kind], part.demos)
+        rows = _shuffled(rows, ds.seed, f"{name}/{sc.name}")
+        previous = out[-1].rows if out else []
+        out.append(Stage(sc.name, _with_replay(rows, previous, sc.replay, ds.seed, f"{name}/{sc.name}")))
+    return out
+
+
+def build(name: str, ds: DataSet, c: CurriculumConfig) -> list[Stage]:
+    """The stages of curriculum ``name``, checked against the leakage rules."""
+    if name in c.custom:
+        stages = custom(ds, c, name, c.custom[name])
+        allow = any(p.kind != "declarative" and p.behaviours != "train"
+                    for s in c.custom[name] for p in s.parts)
+    elif name in CURRICULA:
+        stages = CURRICULA[name](ds, c)
+        allow = name in EVAL_DEMOS_ALLOWED
+    else:
+        raise PbbError(f"unknown curriculum {name!r}; known: {', '.join(sorted(CURRICULA))}")
+    check_leakage(ds, stages, allow_eval_demos=allow, curriculum=name)
+    return stages
+
+
+def check_leakage(ds: DataSet, stages: list[Stage], *, allow_eval_demos: bool,
+                  curriculum: str) -> None:
+    """Raise if a test input, or (unless allowed) an eval behaviour's demonstration, is trained on."""
+    tests = {(d.behaviour_id, d.input) for d in ds.demonstrations if d.use == "test"}
+    eval_ids = {b.id for b in ds.split("eval")}
+    for st in stages:
+        for row in st.rows:
+            if row["kind"] == "declarative":
+                continue
+            if (row["behaviour_id"], row["input"]) in tests:
+                raise PbbError(f"{curriculum}/{st.name}: test input {row['input']} in training rows")
+            if not allow_eval_demos and row["behaviour_id"] in eval_ids:
+                raise PbbError(f"{curriculum}/{st.name}: demonstration of eval behaviour "
+                               f"{row['behaviour_id']} in training rows")

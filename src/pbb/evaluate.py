@@ -1,0 +1,112 @@
+"""Batched evaluation: generate, extract the answer, score it with the domain's verifier.
+
+Generation is batched with left padding over *length-sorted* prompts (so a batch wastes little
+on padding), greedy by default, and stops each sequence at the end of the assistant turn.
+``benchmarks/bench_eval.py`` compares it with a one-prompt-at-a-time loop.
+
+Samples are appended to ``samples.partial.jsonl`` batch by batch, so an interrupted evaluation
+resumes where it stopped; the finished ``samples.jsonl`` is written atomically in query order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tqdm import tqdm
+
+from pbb.data import DataSet
+from pbb.jsonio import append_jsonl, iter_jsonl, write_jsonl
+from pbb.render import make_row, row_rng
+
+SAMPLES = "samples.jsonl"
+PARTIAL = "samples.partial.jsonl"
+
+
+def build_queries(ds: DataSet, mode: str, max_test_inputs: int | None = None) -> list[dict]:
+    """One query per (behaviour, test input), for eval and train behaviours alike."""
+    tests = ds.by_behaviour("test")
+    queries = []
+    for b in ds.behaviours:
+        for d in tests[b.id][:max_test_inputs]:
+            row = make_row(ds.domain, b, mode, row_rng(ds.seed, "eval", mode, b.id, d.input), d)
+            queries.append({"behaviour_id": b.id, "split": b.split, "mode": mode,
+                            "input": d.input, "prompt": row["prompt"][0]["content"],
+                            "target": d.output})
+    return queries
+
+
+def generate(model, tokenizer, prompts: list[str], *, batch_size: int, max_new_tokens: int,
+             temperature: float = 0.0, desc: str = "generate", progress: bool = True,
+             on_batch=None) -> list[str]:
+    """Completions for user prompts (chat template applied), in the order given."""
+    import torch
+
+    from pbb.models import end_of_turn_ids
+
+    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                           add_generation_prompt=True) for p in prompts]
+    lengths = [len(tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+    out: list[str | None] = [None] * len(texts)
+    device = next(model.parameters()).device
+    stop = end_of_turn_ids(tokenizer)
+    bar = tqdm(total=len(texts), desc=desc, unit="query", disable=not progress or None, leave=False)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True,
+                        padding_side="left", add_special_tokens=False).to(device)
+        sampling = dict(do_sample=True, temperature=temperature, top_p=1.0) if temperature > 0 \
+            else dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+        with torch.inference_mode():
+            gen = model.generate(**enc, max_new_tokens=max_new_tokens, eos_token_id=stop,
+                                 pad_token_id=tokenizer.pad_token_id, **sampling)
+        new = gen[:, enc["input_ids"].shape[1]:]
+        decoded = tokenizer.batch_decode(new, skip_special_tokens=True)
+        for i, text in zip(idx, decoded):
+            out[i] = text.strip()
+        if on_batch:
+            on_batch([(i, out[i]) for i in idx])
+        bar.update(len(idx))
+    bar.close()
+    return out  # type: ignore[return-value]
+
+
+def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_dir: Path,
+             batch_size: int, max_new_tokens: int, temperature: float = 0.0,
+             max_test_inputs: int | None = None, progress: bool = True) -> list[dict]:
+    """Evaluate one (curriculum, mode); resumable; returns the samples."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    queries = build_queries(ds, mode, max_test_inputs)
+    done: dict[tuple[str, str], dict] = {}
+    if (out_dir / PARTIAL).is_file():
+        try:
+            for rec in iter_jsonl(out_dir / PARTIAL):
+                done[(rec["behaviour_id"], rec["input"])] = rec
+        except Exception:  # noqa: BLE001 - a torn last line from a kill: keep what parsed
+            pass
+    todo = [q for q in queries if (q["behaviour_id"], q["input"]) not in done]
+    behaviours = {b.id: b for b in ds.behaviours}
+
+    def finish(q: dict, completion: str) -> dict:
+        b = behaviours[q["behaviour_id"]]
+        prediction = ds.domain.extract(completion)
+        return {"behaviour_id": q["behaviour_id"], "split": q["split"], "curriculum": curriculum,
+                "mode": mode, "input": q["input"], "prompt": q["prompt"],
+                "completion": completion, "prediction": prediction, "target": q["target"],
+                "score": ds.domain.score(b, q["input"], prediction)}
+
+    def save_batch(items: list[tuple[int, str]]) -> None:
+        for i, completion in items:
+            rec = finish(todo[i], completion)
+            done[(rec["behaviour_id"], rec["input"])] = rec
+            append_jsonl(out_dir / PARTIAL, rec)
+
+    if todo:
+        generate(model, tokenizer, [q["prompt"] for q in todo], batch_size=batch_size,
+                 max_new_tokens=max_new_tokens, temperature=temperature,
+                 desc=f"eval {curriculum}/{mode}", progress=progress, on_batch=save_batch)
+    samples = [done[(q["behaviour_id"], q["input"])] for q in queries]
+    write_jsonl(out_dir / SAMPLES, samples)
+    (out_dir / PARTIAL).unlink(missing_ok=True)
+    return samples

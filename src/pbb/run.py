@@ -1,0 +1,178 @@
+"""``pbb run``: data -> each curriculum's stages -> evaluation -> summary, table, plot.
+
+Everything lands in the run directory (the contract in DESIGN.md)::
+
+    runs/<name>/config.yaml                      resolved config (defaults filled in)
+    runs/<name>/data/                            the data set (or data.path in the config)
+    runs/<name>/stages/<stage>-<key>/            model/, metrics.jsonl, done.json
+    runs/<name>/curricula.json                   curriculum -> its stage directories
+    runs/<name>/eval/<curriculum>/<mode>/samples.jsonl
+    runs/<name>/summary.json, report.md, accuracy.png
+
+Resume: starting the same command again skips finished stages (``done.json``) and finished
+evaluations (``samples.jsonl``), resumes an interrupted stage from its checkpoint and an
+interrupted evaluation from its partial samples. Stages are keyed by a hash of everything that
+determines them (model, training settings, seed, rows, parent stage), so a stage shared by
+several curricula is trained once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import resource
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from pbb import curricula as curricula_mod
+from pbb import data as data_mod
+from pbb.config import RunConfig, dump_config
+from pbb.errors import PbbError
+from pbb.evaluate import SAMPLES, evaluate
+from pbb.jsonio import atomic_write_json, atomic_write_text
+from pbb.report import SUMMARY, collect, print_table, write_report
+from pbb.train import MODEL, is_done, load_for_eval, stage_info, train_stage
+
+console = Console(stderr=True)
+
+
+def stage_key(cfg: RunConfig, parent: str, rows: list[dict]) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"model": cfg.model, "train": cfg.train.model_dump(mode="json"),
+                         "seed": cfg.seed, "parent": parent}, sort_keys=True).encode())
+    for r in rows:
+        h.update(json.dumps([r["prompt"], r["completion"]], ensure_ascii=False).encode())
+    return h.hexdigest()[:12]
+
+
+def prepare_run_dir(cfg: RunConfig, out: Path) -> None:
+    """Create the run directory, or check that an existing one belongs to the same config."""
+    text = dump_config(cfg)
+    path = out / "config.yaml"
+    if path.is_file():
+        if path.read_text(encoding="utf-8") != text:
+            old, new = path.read_text().splitlines(), text.splitlines()
+            diff = next((f"{a.strip()!r} -> {b.strip()!r}" for a, b in zip(old, new) if a != b), "")
+            raise PbbError(f"{out}: holds a run with a different config ({diff}); "
+                           "use another --out to start a new run")
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
+    except OSError as e:
+        raise PbbError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+
+
+def prepare_data(cfg: RunConfig, out: Path) -> data_mod.DataSet:
+    if cfg.data.path:
+        return data_mod.load(Path(cfg.data.path))
+    d = out / "data"
+    if (d / data_mod.MANIFEST).is_file():
+        return data_mod.load(d)
+    console.print(f"[bold]data[/]: generating {cfg.data.behaviours} {cfg.data.domain} behaviours")
+    ds = data_mod.generate(cfg.data.domain, behaviours=cfg.data.behaviours, demos=cfg.data.demos,
+                           test_inputs=cfg.data.test_inputs, eval_fraction=cfg.data.eval_fraction,
+                           seed=cfg.seed, options=cfg.data.options)
+    data_mod.save(ds, d, force=True)
+    return data_mod.load(d)
+
+
+def check_before_work(cfg: RunConfig) -> None:
+    """Fail fast on what the config cannot tell by itself (unknown domain, missing model)."""
+    from pbb.domains import get_domain
+    from pbb.models import resolve_model_path
+
+    dom = get_domain(cfg.data.domain)
+    data_mod.parse_domain_config(dom, cfg.data.options, where="data.options")
+    resolve_model_path(cfg.model)
+    from pbb.train import use_bf16
+
+    use_bf16(cfg.train.precision)
+
+
+def _quiet_libraries() -> None:
+    """Keep the terminal for pbb's own progress: no per-map bars, no library chatter."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def run(cfg: RunConfig, out: Path, progress: bool = True) -> dict:
+    from pbb.models import load_tokenizer, resolve_model_path
+
+    _quiet_libraries()
+    out = Path(out)
+    check_before_work(cfg)
+    prepare_run_dir(cfg, out)
+    timing: dict[str, float] = {}
+    t0 = time.time()
+    ds = prepare_data(cfg, out)
+    timing["data"] = time.time() - t0
+    base = resolve_model_path(cfg.model)
+    tok = load_tokenizer(base)
+
+    plan: dict[str, list[dict]] = {}
+    for name in cfg.curricula:
+        stages = curricula_mod.build(name, ds, cfg.curriculum)
+        parent, init, entries = "base", base, []
+        for st in stages:
+            key = stage_key(cfg, parent, st.rows)
+            sdir = out / "stages" / f"{st.name}-{key}"
+            entries.append({"stage": st.name, "dir": str(sdir.relative_to(out)), "rows": len(st.rows)})
+            if is_done(sdir):
+                console.print(f"[dim]{name}/{st.name}: done earlier, reusing {sdir.name}[/]")
+            else:
+                console.print(f"[bold]{name}/{st.name}[/]: training on {len(st.rows)} rows -> {sdir.name}")
+                t = time.time()
+                info = train_stage(st.rows, init=init, base=base, tokenizer=tok, cfg=cfg.train,
+                                   stage_dir=sdir, seed=cfg.seed, progress=progress)
+                timing[f"train {name}/{st.name}"] = time.time() - t
+                console.print(f"  {info['steps']} steps, loss {info['train_loss']:.3f}, "
+                              f"{info['seconds']:.0f} s")
+            parent, init = key, sdir / MODEL
+        plan[name] = entries
+        atomic_write_json(out / "curricula.json", plan)
+        evaluate_curriculum(cfg, ds, out, name, init, base, tok, timing, progress)
+
+    summary = {"name": cfg.name, "model": cfg.model, "domain": cfg.data.domain, "seed": cfg.seed,
+               "results": collect(out, cfg.curricula, cfg.eval.modes, cfg.eval.bootstrap, cfg.seed),
+               "stages": {n: [dict(e, **stage_info(out / e["dir"])) for e in es]
+                          for n, es in plan.items()},
+               "timing": {k: round(v, 1) for k, v in timing.items()},
+               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if (out / SUMMARY).is_file():  # keep the timing of earlier, interrupted attempts visible
+        summary["resumed"] = True
+    write_report(out, summary)
+    print_table(summary, Console())
+    console.print(f"wrote {out / SUMMARY}, {out / 'report.md'}, {out / 'accuracy.png'}")
+    return summary
+
+
+def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, base, tok,
+                        timing: dict, progress: bool) -> None:
+    import torch
+
+    pending = [m for m in cfg.eval.modes if not (out / "eval" / name / m / SAMPLES).is_file()]
+    if not pending:
+        console.print(f"[dim]{name}: evaluation done earlier[/]")
+        return
+    model = load_for_eval(model_dir, base)
+    if torch.cuda.is_available():
+        model = model.to("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else None)
+    model.eval()
+    for mode in pending:
+        t = time.time()
+        samples = evaluate(model, tok, ds, curriculum=name, mode=mode,
+                           out_dir=out / "eval" / name / mode, batch_size=cfg.eval.batch_size,
+                           max_new_tokens=cfg.eval.max_new_tokens.get(mode, 256),
+                           temperature=cfg.eval.temperature,
+                           max_test_inputs=cfg.eval.max_test_inputs, progress=progress)
+        timing[f"eval {name}/{mode}"] = time.time() - t
+        acc = sum(s["score"] for s in samples) / max(1, len(samples))
+        console.print(f"  eval {name}/{mode}: {len(samples)} queries, mean score {acc:.3f}")
+    del model

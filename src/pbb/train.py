@@ -1,0 +1,165 @@
+"""SFT of one stage through TRL's SFTTrainer (LoRA through PEFT, or full finetuning).
+
+Why these settings differ from TRL's defaults (``benchmarks/bench_sft.py`` measures the effect):
+batches group rows of similar length (``group_by_length``) so little compute goes to padding,
+gradient checkpointing is off (a 135M model fits easily; recomputation costs ~30%), and bf16
+autocast is used wherever the hardware supports it (CUDA with bf16, or a CPU with AVX512-BF16 /
+AMX), with fp32 master weights. The loss falls on the completion only (TRL's prompt-completion
+format).
+
+A stage directory holds ``trainer/`` (checkpoints, deleted when the stage is done), ``model/``
+(full weights, or the LoRA adapter), ``metrics.jsonl`` (one line per logged step) and
+``done.json`` (written last: its presence means the stage is finished). An interrupted stage
+resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import time
+from pathlib import Path
+
+from pbb.config import TrainConfig
+from pbb.jsonio import append_jsonl, atomic_write_json, read_json
+
+DONE = "done.json"
+MODEL = "model"
+METRICS = "metrics.jsonl"
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """True on CPUs with native bf16 matmuls (AVX512-BF16 or AMX), where autocast pays off."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(precision: str) -> bool:
+    import torch
+
+    if precision == "fp32":
+        return False
+    supported = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else cpu_has_bf16()
+    if precision == "bf16" and not supported:
+        from pbb.errors import PbbError
+
+        raise PbbError("train.precision: bf16 is not supported on this hardware; use auto or fp32")
+    return supported
+
+
+def is_done(stage_dir: Path) -> bool:
+    return (Path(stage_dir) / DONE).is_file()
+
+
+def load_trainable(init: Path | str, base: Path | str, cfg: TrainConfig):
+    """The model a stage starts from: the base model, or the previous stage's result."""
+    from pbb.models import load_model
+
+    init = Path(init)
+    if (init / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(load_model(base), init, is_trainable=True)
+    model = load_model(init)
+    if cfg.method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        targets = cfg.lora_targets
+        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                          target_modules=targets, task_type="CAUSAL_LM")
+        return get_peft_model(model, lora)
+    return model
+
+
+def load_for_eval(model_dir: Path | str, base: Path | str):
+    """A stage's final model ready for generation (LoRA adapters merged into the weights)."""
+    from pbb.models import load_model
+
+    model_dir = Path(model_dir)
+    if (model_dir / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(load_model(base), model_dir).merge_and_unload()
+    return load_model(model_dir)
+
+
+def sft_args(cfg: TrainConfig, out: Path, seed: int, progress: bool, **overrides):
+    import torch
+    from trl import SFTConfig
+
+    bf16 = use_bf16(cfg.precision)
+    kwargs = dict(
+        output_dir=str(out), per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay, lr_scheduler_type="linear", logging_steps=1,
+        save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=1, bf16=bf16,
+        use_cpu=not torch.cuda.is_available(), max_length=cfg.max_length,
+        completion_only_loss=True, gradient_checkpointing=cfg.gradient_checkpointing,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
+        report_to=[], seed=seed, data_seed=seed, disable_tqdm=not progress,
+        dataloader_num_workers=0, include_num_input_tokens_seen=True, pad_to_multiple_of=8,
+    )
+    kwargs.update(overrides)
+    return SFTConfig(**kwargs)
+
+
+class _MetricsLog:
+    """A TrainerCallback that appends every log line to ``metrics.jsonl`` (flushed at once)."""
+
+    def __new__(cls, path: Path):
+        from transformers import TrainerCallback
+
+        class Callback(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kw):
+                if logs:
+                    append_jsonl(path, {"step": state.global_step, **{
+                        k: (round(v, 6) if isinstance(v, float) else v) for k, v in logs.items()}})
+
+        return Callback()
+
+
+def train_stage(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer,
+                cfg: TrainConfig, stage_dir: Path, seed: int, progress: bool = True) -> dict:
+    """Train one SFT stage; returns (and stores in done.json) what was done."""
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    stage_dir = Path(stage_dir)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    trainer_dir = stage_dir / "trainer"
+    resume = trainer_dir.is_dir() and any(p.name.startswith("checkpoint-") for p in trainer_dir.iterdir())
+    if not resume:
+        (stage_dir / METRICS).unlink(missing_ok=True)
+    t0 = time.time()
+    model = load_trainable(init, base, cfg)
+    dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
+    args = sft_args(cfg, trainer_dir, seed, progress)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         callbacks=[_MetricsLog(stage_dir / METRICS)])
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    result = trainer.train(resume_from_checkpoint=True if resume else None)
+    model_dir = stage_dir / MODEL
+    tmp = stage_dir / f".{MODEL}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    shutil.rmtree(model_dir, ignore_errors=True)
+    os.replace(tmp, model_dir)
+    info = {"rows": len(rows), "steps": trainer.state.global_step,
+            "train_loss": round(float(result.training_loss), 6),
+            "tokens": int(trainer.state.num_input_tokens_seen or 0),
+            "seconds": round(time.time() - t0, 1), "method": cfg.method,
+            "bf16": bool(args.bf16), "resumed": resume}
+    atomic_write_json(stage_dir / DONE, info)
+    shutil.rmtree(trainer_dir, ignore_errors=True)  # checkpoints are only for resuming
+    return info
+
+
+def stage_info(stage_dir: Path) -> dict:
+    return read_json(Path(stage_dir) / DONE)
