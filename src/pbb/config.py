@@ -87,7 +87,11 @@ class TrainConfig(_Strict):
 
 class EvalConfig(_Strict):
     modes: list[Mode] = Field(default_factory=lambda: ["direct", "cot", "in_context"], min_length=1)
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(32, ge=1)
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "fp32", description="weights for generation. fp32 (default) gives the same greedy "
+        "completions as an unbatched fp32 loop; auto/bf16 is ~2x faster on bf16 hardware but "
+        "flips near-ties, so completions can differ (benchmarks/bench_eval.py)")
     max_new_tokens: dict[str, int] = Field(
         default_factory=lambda: {"direct": 24, "cot": 384, "in_context": 320})
     max_test_inputs: int | None = Field(None, ge=1, description="cap per behaviour")

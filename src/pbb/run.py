@@ -145,8 +145,6 @@ def run(cfg: RunConfig, out: Path, progress: bool = True) -> dict:
                           for n, es in plan.items()},
                "timing": {k: round(v, 1) for k, v in timing.items()},
                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    if (out / SUMMARY).is_file():  # keep the timing of earlier, interrupted attempts visible
-        summary["resumed"] = True
     write_report(out, summary)
     print_table(summary, Console())
     console.print(f"wrote {out / SUMMARY}, {out / 'report.md'}, {out / 'accuracy.png'}")
@@ -161,10 +159,11 @@ def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, bas
     if not pending:
         console.print(f"[dim]{name}: evaluation done earlier[/]")
         return
+    from pbb.train import use_bf16
+
     model = load_for_eval(model_dir, base)
-    if torch.cuda.is_available():
-        model = model.to("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else None)
-    model.eval()
+    dtype = torch.bfloat16 if use_bf16(cfg.eval.precision) else torch.float32
+    model = model.to("cuda" if torch.cuda.is_available() else "cpu", dtype=dtype).eval()
     for mode in pending:
         t = time.time()
         samples = evaluate(model, tok, ds, curriculum=name, mode=mode,

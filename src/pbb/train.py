@@ -142,6 +142,10 @@ def train_stage(rows: list[dict], *, init: Path | str, base: Path | str, tokeniz
     args = sft_args(cfg, trainer_dir, seed, progress)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          callbacks=[_MetricsLog(stage_dir / METRICS)])
+    if not progress:  # without a progress bar the Trainer prints every log dict instead
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     result = trainer.train(resume_from_checkpoint=True if resume else None)
     model_dir = stage_dir / MODEL
