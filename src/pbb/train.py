@@ -124,6 +124,20 @@ class _MetricsLog:
         return Callback()
 
 
+def _quiet_logs(trainer, progress: bool) -> None:
+    """Keep the progress bar but not the Trainer's print of every log dict (metrics.jsonl has them)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if progress:
+        class QuietProgress(ProgressCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                pass
+
+        trainer.add_callback(QuietProgress())
+
+
 def train_stage(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer,
                 cfg: TrainConfig, stage_dir: Path, seed: int, progress: bool = True) -> dict:
     """Train one SFT stage; returns (and stores in done.json) what was done."""
@@ -142,10 +156,7 @@ def train_stage(rows: list[dict], *, init: Path | str, base: Path | str, tokeniz
     args = sft_args(cfg, trainer_dir, seed, progress)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          callbacks=[_MetricsLog(stage_dir / METRICS)])
-    if not progress:  # without a progress bar the Trainer prints every log dict instead
-        from transformers.trainer_callback import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)
+    _quiet_logs(trainer, progress)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     result = trainer.train(resume_from_checkpoint=True if resume else None)
     model_dir = stage_dir / MODEL
