@@ -100,6 +100,19 @@ def test_bad_generate_arguments_one_line_error_no_output(tmp_path, args, message
     assert os.listdir(tmp_path) == []  # no temporary leftovers either
 
 
+@pytest.mark.parametrize("args, message", [
+    (["data", "generate", "arithmetic"], "Missing"),
+    (["data", "generate", "arithmetic", "--out", "x", "--behaviours", "many"], "--behaviours"),
+    (["data", "frobnicate"], "No such command"),
+])
+def test_usage_errors_are_one_line(tmp_path, args, message):
+    r = run_cli(*args, cwd=tmp_path)
+    assert r.returncode == 2
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_unwritable_out_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")

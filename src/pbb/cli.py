@@ -159,13 +159,14 @@ def main() -> None:
         sys.exit(130)
     except typer.Exit as e:
         sys.exit(e.exit_code)
-    except (typer.Abort,):
+    except typer.Abort:
         sys.exit(1)
-    except Exception as e:  # click usage errors carry their own message
-        import click
-
-        if isinstance(e, click.ClickException):
-            print(f"error: {e.format_message()}", file=sys.stderr)
+    except Exception as e:
+        # Usage errors (missing option, bad type) carry their own message. typer may vendor its
+        # own copy of click, so recognise them by shape rather than by class.
+        message = getattr(e, "format_message", None)
+        if callable(message) and isinstance(getattr(e, "exit_code", None), int):
+            print(f"error: {message()}", file=sys.stderr)
             sys.exit(e.exit_code)
         raise
 
