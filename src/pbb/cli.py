@@ -137,13 +137,13 @@ def run_cmd(
 @app.command("report")
 def report_cmd(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
     """Re-render summary.json, report.md and accuracy.png from a run's files."""
-    from pbb.report import print_table, rebuild
+    from pbb.report import print_table, rebuild, written
 
     if not (run_dir / "config.yaml").is_file():
         raise PbbError(f"{run_dir}: not a run directory (no config.yaml)")
     summary = rebuild(run_dir)
     print_table(summary)
-    print(f"wrote {run_dir / 'summary.json'}, {run_dir / 'report.md'}, {run_dir / 'accuracy.png'}")
+    print(written(run_dir))
 
 
 def main() -> None:

@@ -26,7 +26,6 @@ from pbb.errors import PbbError
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 TINY_RANDOM = "tiny-random"
-BUILTIN_MODELS = (DEFAULT_MODEL, TINY_RANDOM)
 _TINY_CONFIG = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
                     rms_norm_eps=1e-5, tie_word_embeddings=True, rope_theta=10000.0)

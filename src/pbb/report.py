@@ -126,6 +126,11 @@ def write_report(run_dir: Path, summary: dict) -> None:
         plot(summary["results"], run_dir / PLOT)
 
 
+def written(run_dir: Path) -> str:
+    """The line both `pbb run` and `pbb report` end with."""
+    return "wrote " + ", ".join(str(Path(run_dir) / f) for f in (SUMMARY, REPORT, PLOT))
+
+
 def rebuild(run_dir: Path) -> dict:
     """Recompute results from samples files, keeping the run's metadata (``pbb report``)."""
     from pbb.config import load_config

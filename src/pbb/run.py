@@ -32,8 +32,8 @@ from pbb.config import RunConfig, dump_config
 from pbb.errors import PbbError
 from pbb.evaluate import SAMPLES, evaluate
 from pbb.jsonio import atomic_write_json, atomic_write_text
-from pbb.report import SUMMARY, collect, print_table, write_report
-from pbb.train import MODEL, is_done, load_for_eval, stage_info, train_stage
+from pbb.report import collect, print_table, write_report, written
+from pbb.train import MODEL, is_done, load_for_eval, stage_info, train_stage, use_bf16
 
 console = Console(stderr=True)
 
@@ -79,17 +79,16 @@ def prepare_data(cfg: RunConfig, out: Path) -> data_mod.DataSet:
     return data_mod.load(d)
 
 
-def check_before_work(cfg: RunConfig) -> None:
-    """Fail fast on what the config cannot tell by itself (unknown domain, missing model)."""
+def check_before_work(cfg: RunConfig) -> Path | str:
+    """Fail fast on what the config cannot tell by itself; return where the model loads from."""
     from pbb.domains import get_domain
     from pbb.models import resolve_model_path
 
     dom = get_domain(cfg.data.domain)
     data_mod.parse_domain_config(dom, cfg.data.options, where="data.options")
-    resolve_model_path(cfg.model)
-    from pbb.train import use_bf16
-
-    use_bf16(cfg.train.precision)
+    use_bf16(cfg.train.precision, "train.precision")
+    use_bf16(cfg.eval.precision, "eval.precision")
+    return resolve_model_path(cfg.model)
 
 
 def _quiet_libraries() -> None:
@@ -103,17 +102,16 @@ def _quiet_libraries() -> None:
 
 
 def run(cfg: RunConfig, out: Path, progress: bool = True) -> dict:
-    from pbb.models import load_tokenizer, resolve_model_path
+    from pbb.models import load_tokenizer
 
     _quiet_libraries()
     out = Path(out)
-    check_before_work(cfg)
+    base = check_before_work(cfg)
     prepare_run_dir(cfg, out)
     timing: dict[str, float] = {}
     t0 = time.time()
     ds = prepare_data(cfg, out)
     timing["data"] = time.time() - t0
-    base = resolve_model_path(cfg.model)
     tok = load_tokenizer(base)
 
     plan: dict[str, list[dict]] = {}
@@ -147,7 +145,7 @@ def run(cfg: RunConfig, out: Path, progress: bool = True) -> dict:
                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     write_report(out, summary)
     print_table(summary, Console())
-    console.print(f"wrote {out / SUMMARY}, {out / 'report.md'}, {out / 'accuracy.png'}")
+    console.print(written(out))
     return summary
 
 
@@ -159,10 +157,8 @@ def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, bas
     if not pending:
         console.print(f"[dim]{name}: evaluation done earlier[/]")
         return
-    from pbb.train import use_bf16
-
     model = load_for_eval(model_dir, base)
-    dtype = torch.bfloat16 if use_bf16(cfg.eval.precision) else torch.float32
+    dtype = torch.bfloat16 if use_bf16(cfg.eval.precision, "eval.precision") else torch.float32
     model = model.to("cuda" if torch.cuda.is_available() else "cpu", dtype=dtype).eval()
     for mode in pending:
         t = time.time()

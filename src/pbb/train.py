@@ -39,7 +39,8 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def use_bf16(precision: str) -> bool:
+def use_bf16(precision: str, key: str = "train.precision") -> bool:
+    """Resolve a ``precision`` setting (auto|bf16|fp32); ``key`` names it in the error."""
     import torch
 
     if precision == "fp32":
@@ -48,7 +49,7 @@ def use_bf16(precision: str) -> bool:
     if precision == "bf16" and not supported:
         from pbb.errors import PbbError
 
-        raise PbbError("train.precision: bf16 is not supported on this hardware; use auto or fp32")
+        raise PbbError(f"{key}: bf16 is not supported on this hardware; use auto or fp32")
     return supported
 
 
@@ -56,12 +57,17 @@ def is_done(stage_dir: Path) -> bool:
     return (Path(stage_dir) / DONE).is_file()
 
 
+def _is_adapter(model_dir: Path) -> bool:
+    """A LoRA stage saves only its adapter; the base weights are loaded separately."""
+    return (model_dir / "adapter_config.json").is_file()
+
+
 def load_trainable(init: Path | str, base: Path | str, cfg: TrainConfig):
     """The model a stage starts from: the base model, or the previous stage's result."""
     from pbb.models import load_model
 
     init = Path(init)
-    if (init / "adapter_config.json").is_file():
+    if _is_adapter(init):
         from peft import PeftModel
 
         return PeftModel.from_pretrained(load_model(base), init, is_trainable=True)
@@ -69,9 +75,8 @@ def load_trainable(init: Path | str, base: Path | str, cfg: TrainConfig):
     if cfg.method == "lora":
         from peft import LoraConfig, get_peft_model
 
-        targets = cfg.lora_targets
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
-                          target_modules=targets, task_type="CAUSAL_LM")
+                          target_modules=cfg.lora_targets, task_type="CAUSAL_LM")
         return get_peft_model(model, lora)
     return model
 
@@ -81,7 +86,7 @@ def load_for_eval(model_dir: Path | str, base: Path | str):
     from pbb.models import load_model
 
     model_dir = Path(model_dir)
-    if (model_dir / "adapter_config.json").is_file():
+    if _is_adapter(model_dir):
         from peft import PeftModel
 
         return PeftModel.from_pretrained(load_model(base), model_dir).merge_and_unload()
