@@ -50,6 +50,19 @@ class StageConfig(_Strict):
     name: str
     parts: list[PartConfig] = Field(min_length=1)
     replay: float = Field(0.0, ge=0, le=1, description="share of the previous stage's rows mixed in")
+    method: Literal["sft", "rl"] = Field(
+        "sft", description="sft: train on the gold completions; rl: GRPO on the prompts (settings "
+        "in `rl`), rewarded by the domain's verifier")
+
+    @model_validator(mode="after")
+    def _rl_needs_queries(self) -> "StageConfig":
+        if self.method == "rl":
+            if any(p.kind == "declarative" for p in self.parts):
+                raise ValueError("an rl stage takes execution parts only (direct or cot): a "
+                                 "declarative row has no answer to reward")
+            if self.replay:
+                raise ValueError("an rl stage takes no replay")
+        return self
 
 
 class CurriculumConfig(_Strict):
@@ -61,6 +74,10 @@ class CurriculumConfig(_Strict):
         description="each demonstration becomes one row per mode (stage 1 trains both test modes)")
     replay: float = Field(0.0, ge=0, le=1, description="stage-2 share of replayed stage-1 rows")
     demos_only_k: int = Field(3, ge=1, description="demonstrations per eval behaviour (demos_only)")
+    rl_warmup_demos: int = Field(
+        0, ge=0, description="retroactive/rl_only: an SFT warm start on this many demonstrations "
+        "per train behaviour before the RL stage (0: RL alone, as in the paper). A small model "
+        "that has seen only declarative rows writes no answer line, so RL gets no reward signal")
     custom: dict[str, list[StageConfig]] = Field(default_factory=dict,
                                                  description="user-defined curricula by name")
 
@@ -83,6 +100,72 @@ class TrainConfig(_Strict):
     save_steps: int = Field(50, ge=1, description="checkpoint every N steps (for resume)")
     group_by_length: bool = Field(True, description="batch rows of similar length (less padding)")
     gradient_checkpointing: bool = False
+
+
+#: GRPO loss variants that need no further settings (TRL's ``GRPOConfig.loss_type``)
+LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo", "cispo", "sapo")
+
+
+def world_size() -> int:
+    """Processes that will share the effective batch (``accelerate launch`` sets WORLD_SIZE)."""
+    import os
+
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+class RLConfig(_Strict):
+    """Settings of RL stages (GRPO through TRL's GRPOTrainer), used by ``retroactive``/``rl_only``.
+
+    Each prompt is sampled ``num_generations`` times (a *group*); a completion's advantage is its
+    reward minus the group mean (scaled by the group std unless ``scale_rewards: none``). Prompts
+    are the execution queries of train behaviours in ``curriculum.demo_modes``; the reward is
+    the domain's verifier on the extracted answer plus ``format_weight`` x a format reward.
+    ``batch_size`` counts completions, so one optimizer step sees
+    ``batch_size * grad_accum / num_generations`` prompts. Method (full/LoRA), precision and
+    checkpointing come from ``train``.
+    """
+
+    loss_type: Literal[LOSS_TYPES] = Field(  # type: ignore[valid-type]
+        "dapo", description="TRL loss aggregation; dapo normalises by active tokens (no length bias)")
+    num_generations: int = Field(4, ge=1, description="group size: completions per prompt")
+    batch_size: int = Field(8, ge=1, description="completions per device per micro-batch")
+    grad_accum: int = Field(1, ge=1)
+    learning_rate: float = Field(5e-6, gt=0, lt=1)
+    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    epochs: float = Field(1.0, gt=0, description="passes over the prompts")
+    max_steps: int = Field(-1, ge=-1, description="cap on optimizer steps (-1: none)")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature of the rollouts")
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_completion_length: int = Field(160, ge=1, description="tokens per sampled completion")
+    beta: float = Field(0.0, ge=0, description="KL coefficient to the stage's start model (0: no "
+                        "reference model, no KL term; KL is logged whenever beta > 0)")
+    epsilon: float = Field(0.2, gt=0, description="clipping range of the policy ratio")
+    num_iterations: int = Field(1, ge=1, description="optimisation passes per generated batch")
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    mask_truncated_completions: bool = Field(
+        False, description="leave completions cut at max_completion_length out of the loss")
+    format_weight: float = Field(0.0, ge=0, description="weight of the format reward (1 when an "
+                                 "answer line can be extracted); 0 = correctness only")
+    save_steps: int = Field(10, ge=1, description="checkpoint every N steps (for resume); RL "
+                            "steps are slow, so more often than SFT")
+
+    @model_validator(mode="after")
+    def _trl_accepts(self) -> "RLConfig":
+        # The combinations GRPOConfig rejects, caught here with the keys a user writes.
+        if self.num_generations < 2:
+            raise ValueError("num_generations must be at least 2: GRPO's advantage is a "
+                             "completion's reward relative to the others of its group")
+        world = world_size()
+        effective = self.batch_size * self.grad_accum * world
+        if effective % self.num_generations:
+            raise ValueError(
+                f"batch_size x grad_accum x processes = {self.batch_size} x {self.grad_accum} x "
+                f"{world} = {effective} completions is not divisible by num_generations "
+                f"{self.num_generations}; every group must fit in one generation batch")
+        return self
 
 
 class EvalConfig(_Strict):
@@ -118,6 +201,7 @@ class RunConfig(_Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    rl: RLConfig = Field(default_factory=RLConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
     @model_validator(mode="after")

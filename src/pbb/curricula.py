@@ -9,7 +9,24 @@ Built-in curricula (names as in the paper):
 * ``stage1_only`` / ``stage2_only`` - ablations.
 * ``demos_only`` - stage 1 as in ``proactive``, then ``k`` demonstrations of each eval behaviour
   *in place of* its instruction (the "instruction is worth N examples" comparison).
+* ``retroactive`` - stage 1 (``exposure``): declarative rows of *all* behaviours; stage 2
+  (``activation_rl``): RL (GRPO) on execution prompts of *train* behaviours only, rewarded by the
+  domain's verifier. Executing the train behaviours should "activate" the stored eval ones.
+* ``retroactive_sft`` - the same stage 1, then stage 2 (``activation_sft``) by SFT on the gold
+  completions of the very same prompts: the RL-vs-SFT comparison.
+* ``rl_only`` - control: the RL stage of ``retroactive`` without stage 1. Whatever eval
+  behaviours gain here comes from RL itself (format, answer style), not from PBB; the difference
+  ``retroactive - rl_only`` is the PBB effect.
+
+``curriculum.rl_warmup_demos: k`` puts an SFT stage (``activation_warmup``: k demonstrations per
+train behaviour) before the RL stage of ``retroactive`` and ``rl_only`` alike. Without it a
+small model that has seen only declarative rows answers every prompt by reciting code: no
+rollout has an answer line, every group has zero reward variance, and GRPO learns nothing.
 * ``untuned`` - no training.
+
+Stage 2 of the retroactive curricula takes no replay: RL and SFT see the same prompts, so the
+two can be compared directly. Its prompts are the ``use: train`` demonstrations of train
+behaviours in ``curriculum.demo_modes`` (RL ignores the gold completions).
 
 Rules every curriculum keeps (and :func:`check_leakage` enforces): test inputs never appear in a
 training row; demonstrations of eval behaviours appear only in ``demos_only`` (or in a custom
@@ -37,7 +54,7 @@ from pbb.render import make_row, row_rng
 class Stage:
     name: str
     rows: list[dict]
-    method: str = "sft"
+    method: str = "sft"  # "sft" (rows are prompt + gold completion) or "rl" (prompts only)
 
 
 def declarative_rows(ds: DataSet, behaviours: list[Behaviour], repeats: int) -> list[dict]:
@@ -107,13 +124,43 @@ def demos_only(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
                       _with_replay(rows, s1.rows, c.replay, ds.seed, "demos_only"))]
 
 
+def _exposure(ds: DataSet, c: CurriculumConfig) -> Stage:
+    rows = declarative_rows(ds, ds.behaviours, c.declarative_repeats)
+    return Stage("exposure", _shuffled(rows, ds.seed, "exposure"))
+
+
+def _activation(ds: DataSet, c: CurriculumConfig, method: str) -> list[Stage]:
+    """Stage 2: execution of train behaviours, by RL (after an optional SFT warm start) or SFT."""
+    rows = _shuffled(demo_rows(ds, ds.split("train"), c.demo_modes), ds.seed, "activation")
+    if method == "sft":
+        return [Stage("activation_sft", rows)]
+    stages = []
+    if c.rl_warmup_demos:
+        warm = demo_rows(ds, ds.split("train"), c.demo_modes, c.rl_warmup_demos)
+        stages.append(Stage("activation_warmup", _shuffled(warm, ds.seed, "activation_warmup")))
+    return stages + [Stage("activation_rl", rows, "rl")]
+
+
+def retroactive(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
+    return [_exposure(ds, c), *_activation(ds, c, "rl")]
+
+
+def retroactive_sft(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
+    return [_exposure(ds, c), *_activation(ds, c, "sft")]
+
+
+def rl_only(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
+    return _activation(ds, c, "rl")
+
+
 def untuned(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
     return []
 
 
 CURRICULA: dict[str, Callable[[DataSet, CurriculumConfig], list[Stage]]] = {
     "proactive": proactive, "mixture": mixture, "stage1_only": stage1_only,
-    "stage2_only": stage2_only, "demos_only": demos_only, "untuned": untuned,
+    "stage2_only": stage2_only, "demos_only": demos_only, "retroactive": retroactive,
+    "retroactive_sft": retroactive_sft, "rl_only": rl_only, "untuned": untuned,
 }
 #: curricula allowed to train on demonstrations of eval behaviours
 EVAL_DEMOS_ALLOWED = {"demos_only"}
@@ -132,7 +179,8 @@ def custom(ds: DataSet, c: CurriculumConfig, name: str, stages: list[StageConfig
                 rows += demo_rows(ds, bs, [part.kind], part.demos)
         rows = _shuffled(rows, ds.seed, f"{name}/{sc.name}")
         previous = out[-1].rows if out else []
-        out.append(Stage(sc.name, _with_replay(rows, previous, sc.replay, ds.seed, f"{name}/{sc.name}")))
+        out.append(Stage(sc.name, _with_replay(rows, previous, sc.replay, ds.seed, f"{name}/{sc.name}"),
+                         sc.method))
     return out
 
 

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from pbb.data import DataSet
 from pbb.jsonio import append_jsonl, iter_jsonl, write_jsonl
 from pbb.render import make_row, row_rng
+from pbb.rewards import score_completion
 
 SAMPLES = "samples.jsonl"
 PARTIAL = "samples.partial.jsonl"
@@ -89,12 +90,12 @@ def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_d
     behaviours = {b.id: b for b in ds.behaviours}
 
     def finish(q: dict, completion: str) -> dict:
-        b = behaviours[q["behaviour_id"]]
-        prediction = ds.domain.extract(completion)
+        prediction, score = score_completion(ds.domain, behaviours[q["behaviour_id"]], q["input"],
+                                             completion)
         return {"behaviour_id": q["behaviour_id"], "split": q["split"], "curriculum": curriculum,
                 "mode": mode, "input": q["input"], "prompt": q["prompt"],
                 "completion": completion, "prediction": prediction, "target": q["target"],
-                "score": ds.domain.score(b, q["input"], prediction)}
+                "score": score}
 
     def save_batch(items: list[tuple[int, str]]) -> None:
         for i, completion in items:

@@ -47,10 +47,10 @@ def write_jsonl(path: Path, records: Iterable[dict]) -> None:
     atomic_write_text(path, "".join(dumps(r) + "\n" for r in records))
 
 
-def append_jsonl(path: Path, record: dict) -> None:
-    """Append one record and flush it to disk (used for logs that must survive a kill)."""
+def append_jsonl(path: Path, *records: dict) -> None:
+    """Append records and flush them to disk (used for logs that must survive a kill)."""
     with open(path, "a", encoding="utf-8", newline="\n") as f:
-        f.write(dumps(record) + "\n")
+        f.write("".join(dumps(r) + "\n" for r in records))
         f.flush()
         os.fsync(f.fileno())
 

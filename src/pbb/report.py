@@ -1,8 +1,11 @@
 """Summaries, tables and plots, rebuilt from the run directory's files alone.
 
 ``summary.json`` holds ``results``: one entry per (curriculum, mode, split) with ``accuracy,
-ci_low, ci_high, n_behaviours, n_samples``. ``report.md`` and ``accuracy.png`` show the same
-numbers; ``pbb report RUN_DIR`` regenerates all three from ``eval/*/*/samples.jsonl``.
+ci_low, ci_high, n_behaviours, n_samples``, and ``comparisons``: paired differences between a
+curriculum and its control on the same behaviours (:data:`CONTROLS`). ``report.md`` and
+``accuracy.png`` show the same numbers; ``rewards.png`` plots each RL stage's reward per step.
+``pbb report RUN_DIR`` regenerates them all from ``eval/*/*/samples.jsonl`` and the stages'
+``metrics.jsonl``.
 """
 
 from __future__ import annotations
@@ -14,12 +17,20 @@ from rich.table import Table
 
 from pbb.evaluate import SAMPLES
 from pbb.jsonio import atomic_write_json, atomic_write_text, read_json, read_jsonl
-from pbb.metrics import summarize
+from pbb.metrics import bootstrap_ci, per_behaviour, summarize
 
 SUMMARY = "summary.json"
 REPORT = "report.md"
 PLOT = "accuracy.png"
+REWARD_PLOT = "rewards.png"
 SPLITS = ("eval", "train")
+#: (curriculum, control, what the difference measures), shown whenever both were run
+CONTROLS = [
+    ("retroactive", "rl_only", "PBB effect of retroactive training (minus what RL alone gives)"),
+    ("retroactive", "retroactive_sft", "RL vs SFT in stage 2"),
+    ("proactive", "mixture", "curriculum vs homogeneous mixture"),
+    ("proactive", "stage1_only", "effect of stage 2 (the eval instructions)"),
+]
 
 
 def collect(run_dir: Path, curricula: list[str], modes: list[str], resamples: int,
@@ -37,6 +48,73 @@ def collect(run_dir: Path, curricula: list[str], modes: list[str], resamples: in
                     results.append({"curriculum": c, "mode": m, "split": split,
                                     **summarize(part, resamples, seed)})
     return results
+
+
+def compare(run_dir: Path, curricula: list[str], modes: list[str], resamples: int,
+            seed: int) -> list[dict]:
+    """Paired differences (curriculum - control) over the same behaviours, per mode and split."""
+    out = []
+    for a, b, meaning in CONTROLS:
+        if a not in curricula or b not in curricula:
+            continue
+        for m in modes:
+            pa, pb = (Path(run_dir) / "eval" / c / m / SAMPLES for c in (a, b))
+            if not (pa.is_file() and pb.is_file()):
+                continue
+            sa, sb = read_jsonl(pa), read_jsonl(pb)
+            for split in SPLITS:
+                acc_a = per_behaviour([s for s in sa if s["split"] == split])
+                acc_b = per_behaviour([s for s in sb if s["split"] == split])
+                common = sorted(set(acc_a) & set(acc_b))
+                if not common:
+                    continue
+                diffs = [acc_a[k] - acc_b[k] for k in common]
+                low, high = bootstrap_ci(diffs, resamples, seed)
+                out.append({"curriculum": a, "control": b, "meaning": meaning, "mode": m,
+                            "split": split, "difference": sum(diffs) / len(diffs),
+                            "ci_low": low, "ci_high": high, "n_behaviours": len(common)})
+    return out
+
+
+def _fmt_diff(r: dict) -> str:
+    return f"{100 * r['difference']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]"
+
+
+def _comparison_lines(comparisons: list[dict]) -> list[str]:
+    if not comparisons:
+        return []
+    lines = ["", "## Controls", "",
+             "Paired difference in accuracy (percentage points, curriculum minus control, over "
+             "the same behaviours) with a 95% bootstrap interval. An interval that contains 0 "
+             "shows no effect at this size.", "",
+             "| curriculum - control | measures | mode | eval behaviours | train behaviours |",
+             "|---|---|---|---|---|"]
+    keyed = {(r["curriculum"], r["control"], r["mode"], r["split"]): r for r in comparisons}
+    for a, b, m in dict.fromkeys((r["curriculum"], r["control"], r["mode"]) for r in comparisons):
+        ev, tr = keyed.get((a, b, m, "eval")), keyed.get((a, b, m, "train"))
+        lines.append(f"| {a} - {b} | {ev['meaning'] if ev else tr['meaning']} | {m} | "
+                     f"{_fmt_diff(ev) if ev else '-'} | {_fmt_diff(tr) if tr else '-'} |")
+    return lines
+
+
+def _rl_lines(stages: dict) -> list[str]:
+    seen, rows = set(), []
+    for curriculum, entries in stages.items():
+        for e in entries:
+            if e.get("algorithm") != "grpo" or e["dir"] in seen:
+                continue
+            seen.add(e["dir"])
+            rows.append(f"| {curriculum}/{e['stage']} | {e['steps']} | {e.get('reward_first', '-')} "
+                        f"-> {e.get('reward_last', '-')} | {e.get('correct_first', '-')} -> "
+                        f"{e.get('correct_last', '-')} | {e.get('frac_reward_zero_std', '-')} | "
+                        f"{e.get('completion_length', '-')} | {e.get('seconds', '-')} |")
+    if not rows:
+        return []
+    return ["", "## RL stages", "",
+            "Mean over the first and last tenth of the steps. `frac zero std`: share of groups "
+            "whose completions all got the same reward (no learning signal).", "",
+            "| stage | steps | reward | correct | frac zero std | completion tokens | seconds |",
+            "|---|---|---|---|---|---|---|", *rows, "", f"![rewards]({REWARD_PLOT})"]
 
 
 def _fmt(r: dict) -> str:
@@ -63,6 +141,8 @@ def markdown(summary: dict) -> str:
              "accuracy on held-out test inputs) with a 95% bootstrap interval over behaviours.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += _comparison_lines(summary.get("comparisons", []))
+    lines += _rl_lines(summary.get("stages", {}))
     if summary.get("timing"):
         lines += ["", "Wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in summary["timing"].items())]
     if summary.get("peak_rss_mib"):
@@ -108,6 +188,50 @@ def plot(results: list[dict], path: Path) -> None:
     tmp.replace(path)
 
 
+def rl_stage_dirs(summary: dict) -> dict[str, str]:
+    """label -> stage directory (relative to the run) of every RL stage, each once."""
+    out: dict[str, str] = {}
+    for curriculum, entries in summary.get("stages", {}).items():
+        for e in entries:
+            if e.get("algorithm") == "grpo" and e["dir"] not in out.values():
+                out[f"{curriculum}/{e['stage']}"] = e["dir"]
+    return out
+
+
+def plot_rewards(run_dir: Path, stage_dirs: dict[str, str], path: Path) -> bool:
+    """Reward and zero-std share per step of each RL stage, from its ``metrics.jsonl``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pbb.train import METRICS
+
+    curves = {}
+    for label, d in stage_dirs.items():
+        f = Path(run_dir) / d / METRICS
+        if f.is_file():
+            curves[label] = [r for r in read_jsonl(f) if "reward" in r]
+    if not any(curves.values()):
+        return False
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    for label, lines in curves.items():
+        steps = [r["step"] for r in lines]
+        ax1.plot(steps, [r["reward"] for r in lines], label=label)
+        ax2.plot(steps, [r.get("frac_reward_zero_std", float("nan")) for r in lines], label=label)
+    ax1.set(xlabel="step", ylabel="mean reward", title="reward")
+    ax2.set(xlabel="step", ylabel="share", title="groups with zero reward std", ylim=(0, 1.05))
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    ax1.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = Path(path).with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return True
+
+
 def print_table(summary: dict, console: Console | None = None) -> None:
     header, rows = table_rows(summary["results"])
     t = Table(title=f"{summary.get('name')}: accuracy % [95% CI]")
@@ -124,11 +248,13 @@ def write_report(run_dir: Path, summary: dict) -> None:
     atomic_write_text(run_dir / REPORT, markdown(summary))
     if summary["results"]:
         plot(summary["results"], run_dir / PLOT)
+    plot_rewards(run_dir, rl_stage_dirs(summary), run_dir / REWARD_PLOT)
 
 
 def written(run_dir: Path) -> str:
     """The line both `pbb run` and `pbb report` end with."""
-    return "wrote " + ", ".join(str(Path(run_dir) / f) for f in (SUMMARY, REPORT, PLOT))
+    files = [f for f in (SUMMARY, REPORT, PLOT, REWARD_PLOT) if (Path(run_dir) / f).is_file()]
+    return "wrote " + ", ".join(str(Path(run_dir) / f) for f in files)
 
 
 def rebuild(run_dir: Path) -> dict:
@@ -140,6 +266,8 @@ def rebuild(run_dir: Path) -> dict:
     old = read_json(run_dir / SUMMARY) if (run_dir / SUMMARY).is_file() else {}
     summary = {**old, "name": cfg.name, "model": cfg.model, "domain": cfg.data.domain,
                "seed": cfg.seed,
-               "results": collect(run_dir, cfg.curricula, cfg.eval.modes, cfg.eval.bootstrap, cfg.seed)}
+               "results": collect(run_dir, cfg.curricula, cfg.eval.modes, cfg.eval.bootstrap, cfg.seed),
+               "comparisons": compare(run_dir, cfg.curricula, cfg.eval.modes, cfg.eval.bootstrap,
+                                      cfg.seed)}
     write_report(run_dir, summary)
     return summary

@@ -5,6 +5,7 @@ Everything lands in the run directory (the contract in DESIGN.md)::
     runs/<name>/config.yaml                      resolved config (defaults filled in)
     runs/<name>/data/                            the data set (or data.path in the config)
     runs/<name>/stages/<stage>-<key>/            model/, metrics.jsonl, done.json
+                                                 (RL stages also rollouts.jsonl)
     runs/<name>/curricula.json                   curriculum -> its stage directories
     runs/<name>/eval/<curriculum>/<mode>/samples.jsonl
     runs/<name>/summary.json, report.md, accuracy.png
@@ -32,16 +33,22 @@ from pbb.config import RunConfig, dump_config
 from pbb.errors import PbbError
 from pbb.evaluate import SAMPLES, evaluate
 from pbb.jsonio import atomic_write_json, atomic_write_text
-from pbb.report import collect, print_table, write_report, written
+from pbb.report import collect, compare, print_table, write_report, written
+from pbb.rewards import reward_functions
+from pbb.rl import train_rl_stage
 from pbb.train import MODEL, is_done, load_for_eval, stage_info, train_stage, use_bf16
 
 console = Console(stderr=True)
 
 
-def stage_key(cfg: RunConfig, parent: str, rows: list[dict]) -> str:
+def stage_key(cfg: RunConfig, parent: str, rows: list[dict], method: str = "sft") -> str:
+    """Hash of everything that determines a stage's result (RL settings only for RL stages)."""
     h = hashlib.sha256()
-    h.update(json.dumps({"model": cfg.model, "train": cfg.train.model_dump(mode="json"),
-                         "seed": cfg.seed, "parent": parent}, sort_keys=True).encode())
+    what = {"model": cfg.model, "train": cfg.train.model_dump(mode="json"), "seed": cfg.seed,
+            "parent": parent}
+    if method == "rl":
+        what["rl"] = cfg.rl.model_dump(mode="json")
+    h.update(json.dumps(what, sort_keys=True).encode())
     for r in rows:
         h.update(json.dumps([r["prompt"], r["completion"]], ensure_ascii=False).encode())
     return h.hexdigest()[:12]
@@ -93,9 +100,13 @@ def check_before_work(cfg: RunConfig) -> Path | str:
 
 def _quiet_libraries() -> None:
     """Keep the terminal for pbb's own progress: no per-map bars, no library chatter."""
+    import warnings
+
     import datasets
     import transformers
 
+    # renamed-argument notices from transformers about settings TRL passes, not the user's
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
@@ -119,19 +130,31 @@ def run(cfg: RunConfig, out: Path, progress: bool = True) -> dict:
         stages = curricula_mod.build(name, ds, cfg.curriculum)
         parent, init, entries = "base", base, []
         for st in stages:
-            key = stage_key(cfg, parent, st.rows)
+            key = stage_key(cfg, parent, st.rows, st.method)
             sdir = out / "stages" / f"{st.name}-{key}"
             entries.append({"stage": st.name, "dir": str(sdir.relative_to(out)), "rows": len(st.rows)})
             if is_done(sdir):
                 console.print(f"[dim]{name}/{st.name}: done earlier, reusing {sdir.name}[/]")
             else:
-                console.print(f"[bold]{name}/{st.name}[/]: training on {len(st.rows)} rows -> {sdir.name}")
                 t = time.time()
-                info = train_stage(st.rows, init=init, base=base, tokenizer=tok, cfg=cfg.train,
-                                   stage_dir=sdir, seed=cfg.seed, progress=progress)
+                if st.method == "rl":
+                    console.print(f"[bold]{name}/{st.name}[/]: GRPO on {len(st.rows)} prompts "
+                                  f"-> {sdir.name}")
+                    info = train_rl_stage(st.rows, init=init, base=base, tokenizer=tok,
+                                          cfg=cfg.train, rl=cfg.rl, stage_dir=sdir, seed=cfg.seed,
+                                          rewards=reward_functions(ds, cfg.rl.format_weight),
+                                          progress=progress)
+                    console.print(f"  {info['steps']} steps, reward {info.get('reward_first', 0):.3f}"
+                                  f" -> {info.get('reward_last', 0):.3f}, {info['seconds']:.0f} s")
+                else:
+                    console.print(f"[bold]{name}/{st.name}[/]: training on {len(st.rows)} rows "
+                                  f"-> {sdir.name}")
+                    info = train_stage(st.rows, init=init, base=base, tokenizer=tok,
+                                       cfg=cfg.train, stage_dir=sdir, seed=cfg.seed,
+                                       progress=progress)
+                    console.print(f"  {info['steps']} steps, loss {info['train_loss']:.3f}, "
+                                  f"{info['seconds']:.0f} s")
                 timing[f"train {name}/{st.name}"] = time.time() - t
-                console.print(f"  {info['steps']} steps, loss {info['train_loss']:.3f}, "
-                              f"{info['seconds']:.0f} s")
             parent, init = key, sdir / MODEL
         plan[name] = entries
         atomic_write_json(out / "curricula.json", plan)
@@ -139,6 +162,8 @@ def run(cfg: RunConfig, out: Path, progress: bool = True) -> dict:
 
     summary = {"name": cfg.name, "model": cfg.model, "domain": cfg.data.domain, "seed": cfg.seed,
                "results": collect(out, cfg.curricula, cfg.eval.modes, cfg.eval.bootstrap, cfg.seed),
+               "comparisons": compare(out, cfg.curricula, cfg.eval.modes, cfg.eval.bootstrap,
+                                      cfg.seed),
                "stages": {n: [dict(e, **stage_info(out / e["dir"])) for e in es]
                           for n, es in plan.items()},
                "timing": {k: round(v, 1) for k, v in timing.items()},

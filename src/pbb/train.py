@@ -16,13 +16,14 @@ resumes from its last checkpoint.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import time
 from pathlib import Path
 
 from pbb.config import TrainConfig
-from pbb.jsonio import append_jsonl, atomic_write_json, read_json
+from pbb.jsonio import append_jsonl, atomic_write_json, atomic_write_text, read_json
 
 DONE = "done.json"
 MODEL = "model"
@@ -143,6 +144,75 @@ def _quiet_logs(trainer, progress: bool) -> None:
         trainer.add_callback(QuietProgress())
 
 
+def checkpoint_step(stage_dir: Path) -> int | None:
+    """The step of the latest resumable checkpoint of a stage, or None."""
+    trainer_dir = Path(stage_dir) / "trainer"
+    if not trainer_dir.is_dir():
+        return None
+    steps = [int(p.name.split("-", 1)[1]) for p in trainer_dir.iterdir()
+             if p.name.startswith("checkpoint-") and p.name.split("-", 1)[1].isdigit()
+             and (p / "trainer_state.json").is_file()]
+    return max(steps, default=None)
+
+
+def keep_logs_until(path: Path, step: int) -> None:
+    """Drop log lines of steps after ``step``: they are trained again on resume."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                kept.append(line)
+        except (json.JSONDecodeError, AttributeError):
+            break  # a torn last line from a kill, and nothing after it
+    atomic_write_text(path, "".join(x + "\n" for x in kept))
+
+
+def fit(trainer, *, stage_dir: Path, tokenizer, resume: Path | None, progress: bool):
+    """Train (from checkpoint ``resume`` if given), then save the model atomically.
+
+    Shared by SFT and RL stages. Returns the Trainer's result; the caller writes ``done.json``
+    with :func:`finish` once it has what it wants to record.
+    """
+    _quiet_logs(trainer, progress)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    model_dir = Path(stage_dir) / MODEL
+    tmp = Path(stage_dir) / f".{MODEL}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    trainer.save_model(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    shutil.rmtree(model_dir, ignore_errors=True)
+    os.replace(tmp, model_dir)
+    return result
+
+
+def finish(stage_dir: Path, info: dict) -> dict:
+    """Mark a stage done (``done.json``, written last) and drop its resume checkpoints."""
+    atomic_write_json(Path(stage_dir) / DONE, info)
+    shutil.rmtree(Path(stage_dir) / "trainer", ignore_errors=True)
+    return info
+
+
+def start_stage(stage_dir: Path, logs: tuple[str, ...] = (METRICS,)) -> Path | None:
+    """Create the stage directory; return the checkpoint an interrupted run left, if any.
+
+    Only complete checkpoints count (one cut short by a kill has no ``trainer_state.json``).
+    The stage's per-step ``logs`` are cut back to the checkpoint (or removed on a fresh
+    start), so a resumed stage logs every step exactly once.
+    """
+    stage_dir = Path(stage_dir)
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    step = checkpoint_step(stage_dir)
+    for name in logs:
+        if step is None:
+            (stage_dir / name).unlink(missing_ok=True)
+        else:
+            keep_logs_until(stage_dir / name, step)
+    return None if step is None else stage_dir / "trainer" / f"checkpoint-{step}"
+
+
 def train_stage(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer,
                 cfg: TrainConfig, stage_dir: Path, seed: int, progress: bool = True) -> dict:
     """Train one SFT stage; returns (and stores in done.json) what was done."""
@@ -150,35 +220,20 @@ def train_stage(rows: list[dict], *, init: Path | str, base: Path | str, tokeniz
     from trl import SFTTrainer
 
     stage_dir = Path(stage_dir)
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    trainer_dir = stage_dir / "trainer"
-    resume = trainer_dir.is_dir() and any(p.name.startswith("checkpoint-") for p in trainer_dir.iterdir())
-    if not resume:
-        (stage_dir / METRICS).unlink(missing_ok=True)
+    resume = start_stage(stage_dir)
     t0 = time.time()
     model = load_trainable(init, base, cfg)
     dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
-    args = sft_args(cfg, trainer_dir, seed, progress)
+    args = sft_args(cfg, stage_dir / "trainer", seed, progress)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          callbacks=[_MetricsLog(stage_dir / METRICS)])
-    _quiet_logs(trainer, progress)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    result = trainer.train(resume_from_checkpoint=True if resume else None)
-    model_dir = stage_dir / MODEL
-    tmp = stage_dir / f".{MODEL}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    shutil.rmtree(model_dir, ignore_errors=True)
-    os.replace(tmp, model_dir)
-    info = {"rows": len(rows), "steps": trainer.state.global_step,
-            "train_loss": round(float(result.training_loss), 6),
-            "tokens": int(trainer.state.num_input_tokens_seen or 0),
-            "seconds": round(time.time() - t0, 1), "method": cfg.method,
-            "bf16": bool(args.bf16), "resumed": resume}
-    atomic_write_json(stage_dir / DONE, info)
-    shutil.rmtree(trainer_dir, ignore_errors=True)  # checkpoints are only for resuming
-    return info
+    result = fit(trainer, stage_dir=stage_dir, tokenizer=tokenizer, resume=resume, progress=progress)
+    return finish(stage_dir, {
+        "rows": len(rows), "steps": trainer.state.global_step,
+        "train_loss": round(float(result.training_loss), 6),
+        "tokens": int(trainer.state.num_input_tokens_seen or 0),
+        "seconds": round(time.time() - t0, 1), "method": cfg.method, "bf16": bool(args.bf16),
+        "resumed": resume is not None})
 
 
 def stage_info(stage_dir: Path) -> dict:

@@ -1,0 +1,116 @@
+"""RL stages: GRPO through TRL's GRPOTrainer, rewarded by the domain's verifier.
+
+The algorithm, as configured by :class:`pbb.config.RLConfig`: for each prompt (an execution
+query of a train behaviour) sample ``num_generations`` completions at ``temperature``; score each
+with the reward functions of :mod:`pbb.rewards` (correctness from the verifier, plus an optional
+weighted format reward); a completion's advantage is its reward minus its group's mean, divided
+by the group's std (``scale_rewards``); the policy-gradient loss uses PPO-style clipping
+(``epsilon``) and is aggregated over tokens as ``loss_type`` says, with a KL penalty towards the
+stage's starting model when ``beta`` > 0. Groups whose completions all get the same reward carry
+no signal: the share of those (``frac_reward_zero_std``) is the number to watch, not the loss.
+
+Everything else is as in SFT stages (:mod:`pbb.train`): same stage directory, ``metrics.jsonl``
+with one line per step (TRL's ``reward``, ``reward_std``, ``frac_reward_zero_std``,
+``completions/mean_length``, ``kl`` when ``beta`` > 0, per-function ``rewards/<name>/mean``),
+checkpoints for resume, ``done.json`` last. ``rollouts.jsonl`` keeps every sampled completion
+with its reward, so what the policy actually wrote can be read afterwards.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pbb.config import RLConfig, TrainConfig
+from pbb.jsonio import append_jsonl, iter_jsonl
+from pbb.rewards import completion_text
+from pbb.train import METRICS, _MetricsLog, finish, fit, load_trainable, start_stage, use_bf16
+
+ROLLOUTS = "rollouts.jsonl"
+
+
+def grpo_args(rl: RLConfig, train: TrainConfig, out: Path, seed: int, progress: bool,
+              reward_weights: list[float], **overrides):
+    import torch
+    from trl import GRPOConfig
+
+    kwargs = dict(
+        output_dir=str(out), per_device_train_batch_size=rl.batch_size,
+        gradient_accumulation_steps=rl.grad_accum, num_generations=rl.num_generations,
+        learning_rate=rl.learning_rate, warmup_steps=rl.warmup_ratio, num_train_epochs=rl.epochs,
+        max_steps=rl.max_steps, lr_scheduler_type="linear", loss_type=rl.loss_type,
+        temperature=rl.temperature, top_p=rl.top_p, max_completion_length=rl.max_completion_length,
+        beta=rl.beta, epsilon=rl.epsilon, num_iterations=rl.num_iterations,
+        scale_rewards=rl.scale_rewards, mask_truncated_completions=rl.mask_truncated_completions,
+        reward_weights=reward_weights, logging_steps=1, save_strategy="steps",
+        save_steps=rl.save_steps, save_total_limit=1, bf16=use_bf16(train.precision),
+        use_cpu=not torch.cuda.is_available(), gradient_checkpointing=train.gradient_checkpointing,
+        disable_dropout=True, report_to=[], seed=seed, data_seed=seed, disable_tqdm=not progress,
+        dataloader_num_workers=0, log_completions=False,
+    )
+    kwargs.update(overrides)
+    return GRPOConfig(**kwargs)
+
+
+def _logged(reward: Callable, path: Path, trainer_ref: list) -> Callable:
+    """Wrap a reward function so every scored completion lands in ``rollouts.jsonl``."""
+
+    @functools.wraps(reward)  # TRL names the metric after the function
+    def wrapper(*, prompts, completions, behaviour_id, input, **kw):  # noqa: A002 - TRL column
+        scores = reward(prompts=prompts, completions=completions, behaviour_id=behaviour_id,
+                        input=input, **kw)
+        step = trainer_ref[0].state.global_step + 1 if trainer_ref else 0
+        append_jsonl(path, *({"step": step, "behaviour_id": b, "input": q,
+                              "completion": completion_text(c), reward.__name__: s}
+                             for c, b, q, s in zip(completions, behaviour_id, input, scores)))
+        return scores
+
+    return wrapper
+
+
+def reward_trend(metrics_path: Path) -> dict:
+    """Mean reward over the first and last tenth of the logged steps (at least one step each)."""
+    lines = [r for r in iter_jsonl(metrics_path) if "reward" in r] if metrics_path.is_file() else []
+    if not lines:
+        return {}
+    w = max(1, len(lines) // 10)
+
+    def mean(key: str, part: list[dict]) -> float:
+        vals = [r[key] for r in part if key in r]
+        return round(sum(vals) / len(vals), 4) if vals else float("nan")
+
+    return {"reward_first": mean("reward", lines[:w]), "reward_last": mean("reward", lines[-w:]),
+            "correct_first": mean("rewards/correct/mean", lines[:w]),
+            "correct_last": mean("rewards/correct/mean", lines[-w:]),
+            "frac_reward_zero_std": mean("frac_reward_zero_std", lines),
+            "completion_length": mean("completions/mean_length", lines), "window_steps": w}
+
+
+def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer,
+                   cfg: TrainConfig, rl: RLConfig, rewards: tuple[list[Callable], list[float]],
+                   stage_dir: Path, seed: int, progress: bool = True) -> dict:
+    """Train one GRPO stage on the prompts of ``rows``; returns (and stores) what was done."""
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+    stage_dir = Path(stage_dir)
+    resume = start_stage(stage_dir, logs=(METRICS, ROLLOUTS))
+    t0 = time.time()
+    model = load_trainable(init, base, cfg)
+    dataset = Dataset.from_list([{"prompt": r["prompt"], "behaviour_id": r["behaviour_id"],
+                                  "input": r["input"]} for r in rows])
+    funcs, weights = rewards
+    trainer_ref: list = []
+    funcs = [_logged(funcs[0], stage_dir / ROLLOUTS, trainer_ref), *funcs[1:]]
+    args = grpo_args(rl, cfg, stage_dir / "trainer", seed, progress, weights)
+    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
+                          processing_class=tokenizer, callbacks=[_MetricsLog(stage_dir / METRICS)])
+    trainer_ref.append(trainer)
+    fit(trainer, stage_dir=stage_dir, tokenizer=tokenizer, resume=resume, progress=progress)
+    return finish(stage_dir, {
+        "rows": len(rows), "steps": trainer.state.global_step, "algorithm": "grpo",
+        "loss_type": rl.loss_type, **reward_trend(stage_dir / METRICS),
+        "seconds": round(time.time() - t0, 1), "method": cfg.method, "bf16": bool(args.bf16),
+        "resumed": resume is not None})

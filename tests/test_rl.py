@@ -1,0 +1,284 @@
+"""Retroactive PBB: the reward is the verifier, GRPO stages train, log and resume, no leakage."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pbb import curricula, data
+from pbb import rl as rl_mod
+from pbb.config import CurriculumConfig, RLConfig, TrainConfig, load_config
+from pbb.errors import PbbError
+from pbb.evaluate import build_queries
+from pbb.jsonio import read_jsonl
+from pbb.models import load_model, load_tokenizer, resolve_model_path
+from pbb.render import make_row, row_rng
+from pbb.rewards import reward_functions, score_completion
+from pbb.train import DONE, METRICS, MODEL
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return data.generate("arithmetic", behaviours=8, demos=3, test_inputs=2, eval_fraction=0.5,
+                         seed=3, progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    path = resolve_model_path("tiny-random")
+    return path, load_tokenizer(path)
+
+
+def _completions(ds):
+    """Right (gold cot and direct), wrong (off by one), malformed (no answer line) completions."""
+    out = []
+    behaviours = {b.id: b for b in ds.behaviours}
+    for d in [d for d in ds.demonstrations if d.use == "test"]:
+        b = behaviours[d.behaviour_id]
+        gold_cot = make_row(ds.domain, b, "cot", row_rng(0, b.id), d)["completion"][0]["content"]
+        wrong = str(int(d.output) + 1)
+        out += [(b, d, gold_cot, 1.0), (b, d, f"Answer: {d.output}", 1.0),
+                (b, d, f"Trace:\nstuff\n**Answer:** {d.output}", 1.0),
+                (b, d, f"Answer: {wrong}", 0.0), (b, d, gold_cot.replace(f"Answer: {d.output}",
+                                                                         f"Answer: {wrong}"), 0.0),
+                (b, d, f"The result is {d.output}.", 0.0), (b, d, "", 0.0),
+                (b, d, "Answer: ", 0.0), (b, d, "Answer: (((", 0.0)]
+    return out
+
+
+def test_reward_equals_the_verifier(ds):
+    (correct,), weights = reward_functions(ds, format_weight=0.0)
+    assert weights == [1.0]
+    cases = _completions(ds)
+    as_messages = [[{"role": "assistant", "content": text}] for _, _, text, _ in cases]
+    rewards = correct(prompts=[None] * len(cases), completions=as_messages,
+                      behaviour_id=[b.id for b, _, _, _ in cases], input=[d.input for _, d, _, _ in cases])
+    verifier = [ds.domain.score(b, d.input, ds.domain.extract(text)) for b, d, text, _ in cases]
+    assert rewards == verifier  # the reward *is* the verifier
+    assert rewards == [expected for *_, expected in cases]
+    # plain-string completions (non-conversational prompts) score the same
+    as_text = correct(completions=[t for _, _, t, _ in cases], behaviour_id=[b.id for b, *_ in cases],
+                      input=[d.input for _, d, _, _ in cases])
+    assert as_text == rewards
+
+
+def test_format_reward_is_weighted_and_separate(ds):
+    (correct, fmt), weights = reward_functions(ds, format_weight=0.1)
+    assert weights == [1.0, 0.1] and fmt.__name__ == "format"
+    b = ds.behaviours[0]
+    texts = ["Answer: 99999", "no answer here", "Answer: 3"]
+    assert fmt(completions=texts) == [1.0, 0.0, 1.0]
+    query = next(d.input for d in ds.demonstrations if d.behaviour_id == b.id)
+    assert correct(completions=["no answer here"], behaviour_id=[b.id], input=[query]) == [0.0]
+
+
+def test_evaluation_scores_through_the_same_function(ds, monkeypatch, tmp_path):
+    from pbb import evaluate as ev
+
+    seen = []
+    real = ev.score_completion
+    monkeypatch.setattr(ev, "score_completion", lambda *a: seen.append(a) or real(*a))
+    monkeypatch.setattr(ev, "generate", lambda model, tok, prompts, on_batch, **kw:
+                        on_batch([(i, "Answer: 1") for i in range(len(prompts))]))
+    samples = ev.evaluate(None, None, ds, curriculum="c", mode="direct", out_dir=tmp_path,
+                          batch_size=4, max_new_tokens=4, progress=False)
+    assert len(seen) == len(samples) == len(build_queries(ds, "direct"))
+    behaviours = {b.id: b for b in ds.behaviours}
+    for s in samples:
+        assert s["score"] == score_completion(ds.domain, behaviours[s["behaviour_id"]], s["input"],
+                                              "Answer: 1")[1]
+
+
+@pytest.mark.parametrize("warmup", [0, 1])
+def test_retroactive_curricula_never_train_execution_of_eval_behaviours(ds, warmup):
+    c = CurriculumConfig(declarative_repeats=2, rl_warmup_demos=warmup)
+    built = {n: curricula.build(n, ds, c) for n in ("retroactive", "retroactive_sft", "rl_only")}
+    eval_ids = {b.id for b in ds.split("eval")}
+    tests = {(d.behaviour_id, d.input) for d in ds.demonstrations if d.use == "test"}
+    for name, stages in built.items():
+        for st in stages:
+            for row in st.rows:
+                if row["kind"] != "declarative":
+                    assert row["behaviour_id"] not in eval_ids, (name, st.name)
+                    assert (row["behaviour_id"], row["input"]) not in tests, (name, st.name)
+    retro, retro_sft, rl_only = built["retroactive"], built["retroactive_sft"], built["rl_only"]
+    warm = ["sft"] * warmup
+    assert [s.method for s in retro] == ["sft", *warm, "rl"]
+    assert [s.method for s in retro_sft] == ["sft", "sft"] and [s.method for s in rl_only] == [*warm, "rl"]
+    # stage 1 stores every instruction, and only instructions
+    assert {r["kind"] for r in retro[0].rows} == {"declarative"}
+    assert {r["behaviour_id"] for r in retro[0].rows} == {b.id for b in ds.behaviours}
+    # shared exposure; RL and SFT stage 2 on the very same prompts; rl_only = retroactive minus stage 1
+    assert retro[0].rows == retro_sft[0].rows
+    assert [r["prompt"] for r in retro[-1].rows] == [r["prompt"] for r in retro_sft[1].rows]
+    assert [s.rows for s in rl_only] == [s.rows for s in retro[1:]]
+    assert {r["kind"] for r in retro[-1].rows} == set(c.demo_modes)
+    if warmup:  # k demonstrations of each train behaviour, in each mode
+        per = {}
+        for r in retro[1].rows:
+            per[(r["behaviour_id"], r["kind"])] = per.get((r["behaviour_id"], r["kind"]), 0) + 1
+        assert set(per.values()) == {warmup}
+        assert len(per) == len(ds.split("train")) * len(c.demo_modes)
+
+
+def test_custom_rl_stage_is_checked():
+    base = {"curricula": ["mine"]}
+    bad = [{"name": "s", "method": "rl", "parts": [{"kind": "declarative", "behaviours": "all"}]}]
+    with pytest.raises(PbbError, match="execution parts only"):
+        load_config(None, {**base, "curriculum.custom": {"mine": bad}})
+    ok = [{"name": "s", "method": "rl", "parts": [{"kind": "cot", "behaviours": "train"}]}]
+    cfg = load_config(None, {**base, "curriculum.custom": {"mine": ok}})
+    assert cfg.curriculum.custom["mine"][0].method == "rl"
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"rl.num_generations": 1}, "num_generations must be at least 2"),
+    ({"rl.num_generations": 3}, "not divisible by num_generations 3"),
+    ({"rl.batch_size": 6, "rl.grad_accum": 1, "rl.num_generations": 4}, "6 x 1 x 1 = 6"),
+    ({"rl.loss_type": "ppo"}, "rl.loss_type"),
+])
+def test_combinations_trl_rejects_are_config_errors(override, message):
+    with pytest.raises(PbbError, match=message):
+        load_config(None, override)
+
+
+def test_combination_errors_reach_the_cli_before_work(tmp_path):
+    r = run_cli("run", "configs/retroactive_quick.yaml", "--out", str(tmp_path / "r"),
+                "--set", "rl.num_generations=3")
+    assert r.returncode == 1
+    assert r.stderr.count("\n") == 1 and "rl: batch_size x grad_accum" in r.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_every_rl_setting_is_in_the_resolved_config():
+    import yaml
+
+    from pbb.config import dump_config
+
+    cfg = load_config(Path("configs/retroactive_quick.yaml"))
+    resolved = yaml.safe_load(dump_config(cfg))["rl"]
+    for key in ("loss_type", "num_generations", "temperature", "beta", "learning_rate",
+                "max_completion_length", "max_steps", "format_weight", "scale_rewards"):
+        assert key in resolved
+    args = rl_mod.grpo_args(cfg.rl, cfg.train, Path("/tmp/pbb-grpo-args"), 0, False, [1.0, 0.1])
+    assert (args.loss_type, args.num_generations, args.temperature, args.beta, args.learning_rate,
+            args.max_completion_length, args.max_steps) == (
+        cfg.rl.loss_type, cfg.rl.num_generations, cfg.rl.temperature, cfg.rl.beta,
+        cfg.rl.learning_rate, cfg.rl.max_completion_length, cfg.rl.max_steps)
+
+
+def _rl_rows(ds):
+    return curricula.build("rl_only", ds, CurriculumConfig(demo_modes=["direct"]))[0].rows
+
+
+def _varied(completions, **_):
+    """A reward that differs between completions, so GRPO has advantages to follow."""
+    return [float(len(c[0]["content"]) % 3) for c in completions]
+
+
+SMALL_RL = dict(num_generations=2, batch_size=4, max_completion_length=8, learning_rate=1e-2,
+                beta=0.04, save_steps=2)
+
+
+def test_grpo_stage_trains_and_logs_per_step(ds, tiny, tmp_path):
+    path, tok = tiny
+    rl = RLConfig(max_steps=3, **SMALL_RL)
+    funcs, weights = reward_functions(ds, 0.1)
+    info = rl_mod.train_rl_stage(_rl_rows(ds), init=path, base=path, tokenizer=tok,
+                                 cfg=TrainConfig(), rl=rl, rewards=([funcs[0], _varied], [1.0, 1.0]),
+                                 stage_dir=tmp_path / "s", seed=0, progress=False)
+    lines = [r for r in read_jsonl(tmp_path / "s" / METRICS) if "reward" in r]
+    assert [r["step"] for r in lines] == [1, 2, 3] == list(range(1, info["steps"] + 1))
+    for r in lines:
+        for key in ("reward", "reward_std", "frac_reward_zero_std", "completions/mean_length", "kl",
+                    "rewards/correct/mean", "rewards/_varied/mean"):
+            assert key in r, key
+        assert 0 <= r["frac_reward_zero_std"] <= 1
+        assert r["completions/mean_length"] <= rl.max_completion_length
+    # every completion was scored by the verifier, and the rollouts say so
+    rollouts = read_jsonl(tmp_path / "s" / rl_mod.ROLLOUTS)
+    assert len(rollouts) == 3 * rl.batch_size
+    behaviours = {b.id: b for b in ds.behaviours}
+    for r in rollouts:
+        assert r["correct"] == score_completion(ds.domain, behaviours[r["behaviour_id"]], r["input"],
+                                                r["completion"])[1]
+    assert info["algorithm"] == "grpo" and (tmp_path / "s" / DONE).is_file()
+    assert info["reward_first"] == lines[0]["reward"] and info["reward_last"] == lines[-1]["reward"]
+    # the saved model is the trained policy, not the starting one
+    before, after = load_model(path), load_model(tmp_path / "s" / MODEL)
+    changed = sum(int(not a.equal(b)) for a, b in zip(before.parameters(), after.parameters()))
+    assert changed > 0
+    assert not (tmp_path / "s" / "trainer").exists()
+
+
+def test_interrupted_grpo_stage_resumes_from_its_checkpoint(ds, tiny, tmp_path, monkeypatch):
+    path, tok = tiny
+    rl = RLConfig(max_steps=4, **SMALL_RL)
+    rows = _rl_rows(ds)
+    funcs, weights = reward_functions(ds)
+    real = rl_mod._MetricsLog
+
+    def crashing_log(p):
+        from transformers import TrainerCallback
+
+        inner = real(p)
+
+        class Crash(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kw):
+                inner.on_log(args, state, control, logs=logs, **kw)
+                if state.global_step == 3:
+                    raise KeyboardInterrupt  # killed after step 3; the checkpoint is step 2
+
+        return Crash()
+
+    monkeypatch.setattr(rl_mod, "_MetricsLog", crashing_log)
+    kw = dict(init=path, base=path, tokenizer=tok, cfg=TrainConfig(), rl=rl,
+              rewards=([funcs[0], _varied], [1.0, 1.0]), stage_dir=tmp_path / "s", seed=0,
+              progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        rl_mod.train_rl_stage(rows, **kw)
+    assert not (tmp_path / "s" / DONE).exists()
+    assert (tmp_path / "s" / "trainer" / "checkpoint-2").is_dir()
+    assert [r["step"] for r in read_jsonl(tmp_path / "s" / METRICS)] == [1, 2, 3]
+
+    monkeypatch.setattr(rl_mod, "_MetricsLog", real)
+    info = rl_mod.train_rl_stage(rows, **kw)
+    assert info["resumed"] is True and info["steps"] == 4
+    steps = [r["step"] for r in read_jsonl(tmp_path / "s" / METRICS) if "reward" in r]
+    assert steps == [1, 2, 3, 4]  # step 3 was trained again and is logged once
+    assert {r["step"] for r in read_jsonl(tmp_path / "s" / rl_mod.ROLLOUTS)} == {1, 2, 3, 4}
+    assert json.loads((tmp_path / "s" / DONE).read_text())["steps"] == 4
+
+
+def test_run_reports_the_controls_from_the_samples(tmp_path):
+    from pbb import run as run_mod
+    from pbb.metrics import bootstrap_ci, per_behaviour
+
+    cfg = load_config(Path("configs/retroactive_quick.yaml"), {
+        "model": "tiny-random", "data.behaviours": 8, "data.demos": 2, "data.test_inputs": 2,
+        "curriculum.declarative_repeats": 1, "train.max_steps": 2, "train.batch_size": 4,
+        "rl.max_steps": 2, "rl.max_completion_length": 8, "eval.max_new_tokens": {"direct": 8, "cot": 8}})
+    out = tmp_path / "r"
+    summary = run_mod.run(cfg, out, progress=False)
+    plan = json.loads((out / "curricula.json").read_text())
+    # stage 1 is shared by retroactive and retroactive_sft: one directory, trained once
+    assert plan["retroactive"][0]["dir"] == plan["retroactive_sft"][0]["dir"]
+    assert [e["stage"] for e in plan["rl_only"]] == ["activation_warmup", "activation_rl"]
+    assert len(list((out / "stages").iterdir())) == 6  # exposure, 2 warmups, 2 RL, 1 SFT
+    rl_stages = [e for es in summary["stages"].values() for e in es if e.get("algorithm") == "grpo"]
+    assert len(rl_stages) == 2 and all(e["steps"] == 2 for e in rl_stages)
+    assert (out / "rewards.png").stat().st_size > 1000
+    report = (out / "report.md").read_text()
+    assert "| retroactive - rl_only |" in report and "## RL stages" in report
+    # every comparison is the paired difference recomputed from the samples files
+    comps = summary["comparisons"]
+    assert {(c["curriculum"], c["control"]) for c in comps} == {
+        ("retroactive", "rl_only"), ("retroactive", "retroactive_sft")}
+    for c in comps:
+        acc = [per_behaviour([s for s in read_jsonl(out / "eval" / name / c["mode"] / "samples.jsonl")
+                              if s["split"] == c["split"]]) for name in (c["curriculum"], c["control"])]
+        diffs = [acc[0][b] - acc[1][b] for b in sorted(acc[0])]
+        assert c["difference"] == pytest.approx(sum(diffs) / len(diffs))
+        assert (c["ci_low"], c["ci_high"]) == pytest.approx(bootstrap_ci(diffs, cfg.eval.bootstrap, cfg.seed))
+        assert c["n_behaviours"] == len(diffs) == 4
