@@ -65,6 +65,34 @@ def data_generate(
                   f"{m['test_inputs']} test inputs")
 
 
+@data_app.command("import-grammars")
+def data_import_grammars(
+    file: Annotated[Path, typer.Argument(help="grammar file: `grammar NAME` blocks of rules")],
+    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    demos: Annotated[int, typer.Option(help="demonstrations (sampled strings) per grammar")] = 20,
+    test_inputs: Annotated[int, typer.Option(help="test queries per grammar")] = 10,
+    eval_fraction: Annotated[float, typer.Option(help="share of grammars held out as eval")] = 0.5,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    option: Annotated[list[str] | None, typer.Option(
+        "--set", help="grammars knob KEY=VALUE, e.g. --set max_length=12 (repeatable)")] = None,
+    force: Annotated[bool, typer.Option(help="replace a non-empty --out")] = False,
+) -> None:
+    """Make a grammars data set from your own grammars (one behaviour per grammar)."""
+    from pbb.domains.grammars.grammar import parse_grammars
+
+    if not file.is_file():
+        raise PbbError(f"{file}: grammar file not found")
+    count = len(parse_grammars(file.read_text(encoding="utf-8"), source=str(file)))
+    data_mod._prepare_out(out, force)
+    ds = data_mod.generate("grammars", behaviours=count, demos=demos, test_inputs=test_inputs,
+                           eval_fraction=eval_fraction, seed=seed,
+                           options={**parse_assignments(option), "file": str(file)})
+    data_mod.save(ds, out, force=force)
+    console.print(f"wrote {out}: {count} grammars ({len(ds.split('train'))} train, "
+                  f"{len(ds.split('eval'))} eval), {demos} demonstrations and {test_inputs} test "
+                  "queries each")
+
+
 @data_app.command("show")
 def data_show(
     path: Annotated[Path, typer.Argument(help="data set directory")],

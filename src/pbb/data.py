@@ -226,6 +226,8 @@ def validate(ds: DataSet, progress: bool = True) -> list[str]:
             problems.append(f"{where}: {d.input} gives {ex.output}, file says {d.output}")
         elif d.trace and ex.trace != d.trace:
             problems.append(f"{where}: trace of {d.input} differs from re-execution")
+        elif ds.domain.score(by_id[d.behaviour_id], d.input, d.output) != 1.0:
+            problems.append(f"{where}: the verifier rejects {d.output!r} for {d.input}")
     tests = ds.by_behaviour("test")
     for b_id, demos in ds.by_behaviour("train").items():
         held_out = {d.input for d in tests[b_id]}

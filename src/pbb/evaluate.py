@@ -88,6 +88,9 @@ def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_d
             pass
     todo = [q for q in queries if (q["behaviour_id"], q["input"]) not in done]
     behaviours = {b.id: b for b in ds.behaviours}
+    extra = getattr(ds.domain, "sample_fields", None)  # generation domains: validity, novelty...
+    train_out = {k: [d.output for d in v] for k, v in ds.by_behaviour("train").items()}
+    test_out = {k: [d.output for d in v] for k, v in ds.by_behaviour("test").items()}
 
     def finish(q: dict, completion: str) -> dict:
         prediction, score = score_completion(ds.domain, behaviours[q["behaviour_id"]], q["input"],
@@ -95,7 +98,9 @@ def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_d
         return {"behaviour_id": q["behaviour_id"], "split": q["split"], "curriculum": curriculum,
                 "mode": mode, "input": q["input"], "prompt": q["prompt"],
                 "completion": completion, "prediction": prediction, "target": q["target"],
-                "score": score}
+                "score": score,
+                **(extra(behaviours[q["behaviour_id"]], q["input"], prediction,
+                         train_out[q["behaviour_id"]], test_out[q["behaviour_id"]]) if extra else {})}
 
     def save_batch(items: list[tuple[int, str]]) -> None:
         for i, completion in items:

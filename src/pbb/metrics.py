@@ -31,9 +31,37 @@ def bootstrap_ci(values: list[float], resamples: int = 1000, seed: int = 0,
     return (float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)))
 
 
+def per_behaviour_field(samples: list[dict], field: str) -> dict[str, float]:
+    return per_behaviour([{"behaviour_id": s["behaviour_id"], "score": s[field]} for s in samples])
+
+
+def distinct_rate(samples: list[dict]) -> dict[str, float]:
+    """Per behaviour: distinct predictions / samples (1.0 = no two outputs alike)."""
+    preds: dict[str, list] = defaultdict(list)
+    for s in samples:
+        preds[s["behaviour_id"]].append(s.get("prediction"))
+    return {b: len({p for p in v if p is not None}) / len(v) for b, v in preds.items()}
+
+
+def _mean_ci(by_behaviour: dict[str, float], resamples: int, seed: int) -> dict:
+    values = [by_behaviour[b] for b in sorted(by_behaviour)]
+    low, high = bootstrap_ci(values, resamples, seed)
+    return {"mean": float(np.mean(values)) if values else float("nan"), "ci_low": low, "ci_high": high}
+
+
+#: per-sample fields that generation domains add, and how summaries name their averages
+GENERATION_FIELDS = {"valid": "validity", "novel": "novelty", "chance": "chance"}
+
+
 def summarize(samples: list[dict], resamples: int = 1000, seed: int = 0) -> dict:
     acc = per_behaviour(samples)
     values = [acc[b] for b in sorted(acc)]
     low, high = bootstrap_ci(values, resamples, seed)
-    return {"accuracy": float(np.mean(values)) if values else float("nan"), "ci_low": low,
-            "ci_high": high, "n_behaviours": len(values), "n_samples": len(samples)}
+    out = {"accuracy": float(np.mean(values)) if values else float("nan"), "ci_low": low,
+           "ci_high": high, "n_behaviours": len(values), "n_samples": len(samples)}
+    if samples and "valid" in samples[0]:
+        gen = {name: _mean_ci(per_behaviour_field(samples, f), resamples, seed)
+               for f, name in GENERATION_FIELDS.items()}
+        gen["distinct"] = _mean_ci(distinct_rate(samples), resamples, seed)
+        out["generation"] = gen
+    return out

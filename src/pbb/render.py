@@ -21,7 +21,6 @@ from __future__ import annotations
 import random
 
 from pbb.domains.base import ANSWER_PREFIX, Behaviour, Demonstration, Domain
-from pbb.templates import FORMAT_HINTS
 
 EXECUTION_MODES = ("direct", "cot", "in_context")
 RECALL_HEADER = "Recall the definition:"
@@ -37,9 +36,10 @@ def row_rng(seed: int, *parts: object) -> random.Random:
 def prompt_text(domain: Domain, behaviour: Behaviour, kind: str, query: str,
                 rng: random.Random) -> str:
     template = rng.choice(domain.templates[kind])
-    text = template.format(pointer=domain.pointer(behaviour), query=f"`{query}`" if query else "",
+    text = template.format(pointer=domain.pointer(behaviour),
+                           query=domain.render_query(query) if query else "",
                            instruction=behaviour.instruction)
-    hint = FORMAT_HINTS.get(kind)
+    hint = domain.hints.get(kind)
     return f"{text}\n{hint}" if hint else text
 
 

@@ -97,6 +97,30 @@ def _comparison_lines(comparisons: list[dict]) -> list[str]:
     return lines
 
 
+def _generation_lines(results: list[dict]) -> list[str]:
+    rows = [r for r in results if "generation" in r]
+    if not rows:
+        return []
+
+    def pct(m: dict, ci: bool = False) -> str:
+        text = f"{100 * m['mean']:.1f}"
+        return f"{text} [{100 * m['ci_low']:.1f}, {100 * m['ci_high']:.1f}]" if ci else text
+
+    lines = ["", "## Generation metrics", "",
+             "Means over behaviours, in %. validity: outputs in the language (whatever the query "
+             "constrained), with a 95% interval; distinct: distinct outputs per query (low = mode "
+             "collapse); novelty: valid outputs that are not training demonstrations; chance: "
+             "validity of random strings over the grammar's terminals with the lengths of its "
+             "reference strings.", "",
+             "| curriculum | mode | behaviours | validity | distinct | novelty | chance |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        g = r["generation"]
+        lines.append(f"| {r['curriculum']} | {r['mode']} | {r['split']} | {pct(g['validity'], True)} | "
+                     f"{pct(g['distinct'])} | {pct(g['novelty'])} | {pct(g['chance'])} |")
+    return lines
+
+
 def _rl_lines(stages: dict) -> list[str]:
     seen, rows = set(), []
     for curriculum, entries in stages.items():
@@ -141,6 +165,7 @@ def markdown(summary: dict) -> str:
              "accuracy on held-out test inputs) with a 95% bootstrap interval over behaviours.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines += _generation_lines(summary["results"])
     lines += _comparison_lines(summary.get("comparisons", []))
     lines += _rl_lines(summary.get("stages", {}))
     if summary.get("timing"):

@@ -81,6 +81,8 @@ class Domain(Protocol):
     Config: ClassVar[type[BaseModel]]
     #: paraphrase templates keyed by row kind, used by :mod:`pbb.render`
     templates: ClassVar[dict[str, list[str]]]
+    #: the answer-format line appended to prompts, keyed by row kind
+    hints: ClassVar[dict[str, str]]
 
     def check_counts(self, cfg: BaseModel, demos: int, test_inputs: int) -> None:
         """Raise PbbError when the input space cannot hold the requested inputs."""
@@ -103,3 +105,6 @@ class Domain(Protocol):
 
     def pointer(self, behaviour: Behaviour) -> str:
         """How text refers to the behaviour without revealing it (e.g. "`zorp_17`")."""
+
+    def render_query(self, query: str) -> str:
+        """How a prompt writes a query (e.g. "`zorp_17(3, 5)`")."""

@@ -20,7 +20,7 @@ from pbb.domains.arithmetic.generate import (
 from pbb.domains.base import Behaviour, Execution, extract_answer
 from pbb.errors import PbbError
 from pbb.names import pointer_name
-from pbb.templates import PROGRAM_TEMPLATES
+from pbb.templates import FORMAT_HINTS, PROGRAM_TEMPLATES
 
 #: candidates drawn per requested behaviour before giving up (the knobs may be too tight)
 _MAX_TRIES_PER_BEHAVIOUR = 500
@@ -53,6 +53,7 @@ class ArithmeticDomain:
     name: ClassVar[str] = "arithmetic"
     Config: ClassVar[type[ArithmeticConfig]] = ArithmeticConfig
     templates: ClassVar[dict[str, list[str]]] = PROGRAM_TEMPLATES
+    hints: ClassVar[dict[str, str]] = FORMAT_HINTS
 
     # --- behaviours -------------------------------------------------------------------------
     def check_counts(self, cfg: ArithmeticConfig, demos: int, test_inputs: int) -> None:
@@ -147,3 +148,6 @@ class ArithmeticDomain:
 
     def pointer(self, behaviour: Behaviour) -> str:
         return f"`{behaviour.name}`"
+
+    def render_query(self, query: str) -> str:
+        return f"`{query}`"
