@@ -93,6 +93,40 @@ def data_import_grammars(
                   "queries each")
 
 
+@data_app.command("import")
+def data_import(
+    file: Annotated[Path, typer.Argument(help="JSONL of functions: {code, inputs, outputs?, id?, name?}")],
+    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    test_inputs: Annotated[int, typer.Option(help="inputs per function held out for testing")] = 1,
+    eval_fraction: Annotated[float, typer.Option(help="share of functions held out as eval")] = 0.5,
+    seed: Annotated[int, typer.Option(help="random seed (test inputs, split, fresh names)")] = 0,
+    option: Annotated[list[str] | None, typer.Option(
+        "--set", help="sandbox knob KEY=VALUE: call_seconds, wall_seconds, memory_mb, workers")] = None,
+    force: Annotated[bool, typer.Option(help="replace a non-empty --out")] = False,
+) -> None:
+    """Make a data set of your own functions; outputs are computed in a sandbox.
+
+    Functions that raise, time out, are non-deterministic or disagree with given outputs are
+    skipped; import_report.jsonl in DIR says why.
+    """
+    from collections import Counter
+
+    from pbb.domains.imported import REPORT, ImportedDomain, import_functions
+
+    cfg = data_mod.parse_domain_config(ImportedDomain(), parse_assignments(option), where="--set")
+    data_mod._prepare_out(out, force)
+    ds, report = import_functions(file, test_inputs=test_inputs, eval_fraction=eval_fraction,
+                                  seed=seed, cfg=cfg)
+    data_mod.save(ds, out, force=force, extra={"source": str(file)},
+                  extra_files={REPORT: report})
+    skipped = [r for r in report if r["status"] == "skipped"]
+    console.print(f"wrote {out}: {len(ds.behaviours)} functions imported, {len(skipped)} skipped "
+                  f"(reasons in {out / REPORT})")
+    kinds = Counter(r["reason"].split(":")[0] for r in skipped)
+    for reason, n in kinds.most_common(5):
+        console.print(f"  skipped {n}: {reason}")
+
+
 @data_app.command("show")
 def data_show(
     path: Annotated[Path, typer.Argument(help="data set directory")],

@@ -152,14 +152,17 @@ def _prepare_out(out: Path, force: bool) -> Path:
     return parent
 
 
-def save(ds: DataSet, out: Path, *, force: bool = False, extra: dict | None = None) -> Path:
-    """Write the three files to ``out`` atomically (all or nothing)."""
+def save(ds: DataSet, out: Path, *, force: bool = False, extra: dict | None = None,
+         extra_files: dict[str, list[dict]] | None = None) -> Path:
+    """Write the three files (and ``extra_files``, e.g. a report) to ``out``, all or nothing."""
     out = Path(out)
     parent = _prepare_out(out, force)
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.tmp-"))
     try:
         write_jsonl(tmp / BEHAVIOURS, (b.to_record() for b in ds.behaviours))
         write_jsonl(tmp / DEMONSTRATIONS, (d.to_record() for d in ds.demonstrations))
+        for name, records in (extra_files or {}).items():
+            write_jsonl(tmp / name, records)
         files = {n: _sha256(tmp / n) for n in (BEHAVIOURS, DEMONSTRATIONS)}
         atomic_write_json(tmp / MANIFEST, manifest(ds, files, extra))
         os.chmod(tmp, 0o755)

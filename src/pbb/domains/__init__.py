@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pbb.domains.arithmetic import ArithmeticDomain
 from pbb.domains.grammars import GrammarsDomain
+from pbb.domains.imported import ImportedDomain
 from pbb.domains.base import Behaviour, Demonstration, Domain, Execution, extract_answer
 from pbb.errors import PbbError
 
 DOMAINS: dict[str, Domain] = {
     ArithmeticDomain.name: ArithmeticDomain(),
     GrammarsDomain.name: GrammarsDomain(),
+    ImportedDomain.name: ImportedDomain(),
 }
 
 

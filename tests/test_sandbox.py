@@ -1,0 +1,164 @@
+"""Users' own functions: the sandbox contains what they do, the import reports it and goes on."""
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from pbb import data
+from pbb.domains import get_domain
+from pbb.domains.imported import ImportedConfig, import_functions, same_literal
+from pbb.errors import PbbError
+from pbb.sandbox import Limits, Sandbox
+from tests.conftest import run_cli
+
+ESCAPE = Path("/tmp/pbb-sandbox-escape.txt")
+
+# (what it does, code, expected reason fragment)
+HOSTILE = [
+    ("infinite loop", "def f(x):\n    while True:\n        pass", "TimeUp"),
+    ("fork bomb", "import os\ndef f(x):\n    while True:\n        os.fork()", "os.fork is not allowed"),
+    ("10 GB", "def f(x):\n    return len(bytearray(10 * 1024 ** 3))", "MemoryError"),
+    ("write outside", f"def f(x):\n    open({str(ESCAPE)!r}, 'w').write('x')\n    return x",
+     "outside the sandbox directory"),
+    ("socket", "import socket\ndef f(x):\n    return socket.create_connection(('127.0.0.1', 9))",
+     "import socket is not allowed"),
+    ("sys.exit", "import sys\ndef f(x):\n    sys.exit(3)", "called sys.exit(3)"),
+    ("os._exit", "import os\ndef f(x):\n    os._exit(7)", "exited with code 7"),
+    ("print 100 MB", "def f(x):\n    print('x' * (100 * 1024 ** 2))\n    return x", "OutputLimit"),
+    ("recursion", "def f(x):\n    return f(x + 1)", "RecursionError"),
+    ("clock", "import time\ndef f(x):\n    return int(time.time())", "reads the clock"),
+    ("random", "import random\ndef f(x):\n    return random.randint(0, 10 ** 9)", "random state"),
+    ("identity", "def f(x):\n    return object()", "Nondeterministic"),
+    ("subprocess", "def f(x):\n    import subprocess\n    return subprocess.run(['true'])", "not allowed"),
+    ("os.system", "import os\ndef f(x):\n    return os.system('true')", "os.system is not allowed"),
+    ("C-level loop", "def f(x):\n    return 10 ** (10 ** 9)", "TimeUp"),
+]
+GOOD = [
+    ("def total(nums):\n    return sum(nums)", ["[1, 2, 3]", "[]", "[-4, 4, 9]"], ["6", "0", "9"]),
+    ("def rep(s, k):\n    return s * k", ["'ab', 2", "'x', 3", "'', 5"], ["'abab'", "'xxx'", "''"]),
+    ("def fact(n):\n    return 1 if n < 2 else n * fact(n - 1)", ["3", "5", "0"], None),
+    ("def evens(n):\n    return {i for i in range(n) if i % 2 == 0}", ["0", "5", "7"], ["set()", "{0, 2, 4}", "{0, 2, 4, 6}"]),
+    ("def scratch(x):\n    open('note.txt', 'w').write(str(x))\n    return open('note.txt').read()",
+     ["1", "22", "333"], ["'1'", "'22'", "'333'"]),
+    ("import random\ndef seeded(x):\n    return random.Random(x).randint(0, 100)", ["1", "2", "3"], None),
+]
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    ESCAPE.unlink(missing_ok=True)
+    d = tmp_path_factory.mktemp("imp")
+    lines = []
+    for i, (code, inputs, outputs) in enumerate(GOOD):
+        lines.append({"code": code, "inputs": inputs, **({"outputs": outputs} if outputs else {}),
+                      "id": f"good-{i}"})
+        if i == 2:  # the hostile ones in the middle: the import must go on after them
+            lines += [{"code": code, "inputs": ["1", "2"], "id": what} for what, code, _ in HOSTILE]
+    f = d / "funcs.jsonl"
+    f.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    r = run_cli("data", "import", str(f), "--out", str(d / "set"), "--test-inputs", "1",
+                "--set", "call_seconds=1", "--set", "wall_seconds=8")
+    assert r.returncode == 0, r.stderr
+    return d / "set", [json.loads(x) for x in (d / "set" / "import_report.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("what,code,reason", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_each_hostile_function_is_contained_and_reported(imported, what, code, reason):
+    _, report = imported
+    rec = next(r for r in report if r["id"] == what)
+    assert rec["status"] == "skipped" and reason in rec["reason"], rec
+    assert not ESCAPE.exists()
+
+
+def test_good_functions_are_imported_with_their_outputs(imported):
+    path, report = imported
+    ds = data.load(path)
+    assert [r["id"] for r in report if r["status"] == "imported"] == [f"good-{i}" for i in range(len(GOOD))]
+    assert len(ds.behaviours) == len(GOOD)
+    by_b = {}
+    for d in ds.demonstrations:
+        by_b.setdefault(d.behaviour_id, []).append(d)
+    fact = next(b for b in ds.behaviours if b.name == "fact")
+    assert {d.input: d.output for d in by_b[fact.id]} == {"fact(3)": "6", "fact(5)": "120", "fact(0)": "1"}
+    for b in ds.behaviours:
+        assert sum(d.use == "test" for d in by_b[b.id]) == 1
+    assert data.validate(ds, progress=False) == []  # re-executed in the sandbox
+
+
+def test_gold_scores_one_and_wrong_scores_zero(imported):
+    path, _ = imported
+    ds = data.load(path)
+    dom = get_domain("imported")
+    behaviours = {b.id: b for b in ds.behaviours}
+    for d in ds.demonstrations:
+        b = behaviours[d.behaviour_id]
+        assert dom.score(b, d.input, d.output) == 1.0
+        assert dom.score(b, d.input, d.output + " + 1") == 0.0
+        assert dom.score(b, d.input, "'" + d.output + "'") == 0.0
+        assert dom.score(b, d.input, None) == 0.0
+
+
+def test_clashing_names_get_fresh_pointers_renamed_everywhere(tmp_path):
+    f = tmp_path / "f.jsonl"
+    lines = [{"code": "def f(n):\n    return 0 if n == 0 else 1 + f(n - 1)", "inputs": ["3", "4"]},
+             {"code": "def f(n):\n    return n * 2", "inputs": ["3", "4"]},
+             {"code": "def helper(x):\n    return x\ndef f(n):\n    return helper(n) + 1",
+              "inputs": ["3", "4"], "name": "f"}]
+    f.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    ds, report = import_functions(f, test_inputs=1, eval_fraction=0.5, seed=0, cfg=ImportedConfig(),
+                                  progress=False)
+    names = [b.name for b in ds.behaviours]
+    assert names[0] == "f" and len(set(names)) == 3
+    for b in ds.behaviours[1:]:
+        assert b.meta["renamed_from"] == "f" and f"def {b.name}(n)" in b.instruction
+        assert "def f(" not in b.instruction
+    assert f"1 + {names[0]}(n - 1)" in ds.behaviours[0].instruction
+    for d in ds.demonstrations:  # queries call the new names, and the outputs are unchanged
+        b = ds.behaviour(d.behaviour_id)
+        assert d.input.startswith(b.name + "(")
+        assert get_domain("imported").execute(b, d.input).output == d.output
+    assert [d.output for d in ds.demonstrations] == ["3", "4", "6", "8", "4", "5"]
+
+
+def test_import_is_deterministic(tmp_path):
+    f = tmp_path / "f.jsonl"
+    f.write_text("".join(json.dumps({"code": f"def g{i}(a, b):\n    return a * {i} - b",
+                                     "inputs": [f"{j}, {j + 1}" for j in range(5)]}) + "\n"
+                         for i in range(20)))
+    outs = []
+    for name in ("a", "b"):
+        r = run_cli("data", "import", str(f), "--out", str(tmp_path / name), "--test-inputs", "2")
+        assert r.returncode == 0, r.stderr
+        outs.append([(tmp_path / name / x).read_bytes() for x in
+                     ("behaviours.jsonl", "demonstrations.jsonl", "manifest.json", "import_report.jsonl")])
+    assert outs[0] == outs[1]
+
+
+def test_bad_lines_are_reported_and_an_all_bad_file_is_one_error(tmp_path):
+    f = tmp_path / "f.jsonl"
+    f.write_text('not json\n{"inputs": ["1"]}\n[1, 2]\n{"code": "def f(x) return", "inputs": ["1", "2"]}\n'
+                 '{"code": "x = 1", "inputs": ["1", "2"]}\n{"code": "def f(x):\\n    return x", "inputs": ["1"]}\n')
+    r = run_cli("data", "import", str(f), "--out", str(tmp_path / "o"))
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no usable function" in r.stderr
+    assert "line 1: invalid JSON" in r.stderr
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(PbbError, match="file not found"):
+        import_functions(tmp_path / "missing.jsonl", test_inputs=1, eval_fraction=0.5, seed=0,
+                         cfg=ImportedConfig(), progress=False)
+
+
+def test_literal_comparison():
+    assert same_literal("set()", "set()") and same_literal("frozenset({1, 2})", "frozenset({2, 1})")
+    assert same_literal("'ab'", '"ab"') and same_literal("[1,2]", "[1, 2]") and same_literal("nan", "nan")
+    assert not same_literal("1", "True") and not same_literal("1", "1.0") and not same_literal("x", "'x'")
+
+
+def test_the_parent_is_untouched_and_a_dead_worker_is_replaced():
+    with Sandbox(1, Limits(call_seconds=1, wall_seconds=5)) as sb:
+        assert sb.run("import os\ndef f(x):\n    os._exit(0)", "f", ["1"]).outputs is None
+        assert sb.run("def f(x):\n    return x + 1", "f", ["1"]).outputs == ["2"]
+    socket.socket().close()  # the parent's own modules are not patched
+    import time
+    assert time.time() > 0
