@@ -177,10 +177,12 @@ def custom(ds: DataSet, c: CurriculumConfig, name: str, stages: list[StageConfig
                 rows += declarative_rows(ds, bs, part.repeats)
             else:
                 rows += demo_rows(ds, bs, [part.kind], part.demos)
-        rows = _shuffled(rows, ds.seed, f"{name}/{sc.name}")
+        # Seeded by the stage's name and content, not the curriculum's: two custom curricula
+        # that open with the same stage share it (trained once).
+        rows = _shuffled(rows, ds.seed, f"custom/{sc.name}")
         previous = out[-1].rows if out else []
-        out.append(Stage(sc.name, _with_replay(rows, previous, sc.replay, ds.seed, f"{name}/{sc.name}"),
-                         sc.method))
+        out.append(Stage(sc.name, _with_replay(rows, previous, sc.replay, ds.seed,
+                                               f"custom/{sc.name}"), sc.method))
     return out
 
 

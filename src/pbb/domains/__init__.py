@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pbb.domains.arithmetic import ArithmeticDomain
+from pbb.domains.ciphers import CiphersDomain
 from pbb.domains.grammars import GrammarsDomain
 from pbb.domains.imported import ImportedDomain
 from pbb.domains.base import Behaviour, Demonstration, Domain, Execution, extract_answer
@@ -10,6 +11,7 @@ from pbb.errors import PbbError
 
 DOMAINS: dict[str, Domain] = {
     ArithmeticDomain.name: ArithmeticDomain(),
+    CiphersDomain.name: CiphersDomain(),
     GrammarsDomain.name: GrammarsDomain(),
     ImportedDomain.name: ImportedDomain(),
 }

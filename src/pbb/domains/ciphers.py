@@ -1,0 +1,282 @@
+"""Domain ``ciphers``: parameterised text ciphers, with demonstrations skewed toward common keys.
+
+A behaviour is a Python function ``name(text, *key)`` of one family — ``shift`` (Caesar),
+``affine``, ``keyword`` (keyword substitution) or ``vigenere`` — in one direction (encrypt or
+decrypt) over its own alphabet (a shuffled one by default, so the exact function is new to any
+model while the family is familiar; ``alphabet: standard`` gives the textbook ciphers).
+
+Keys. Test inputs always draw keys uniformly. Demonstrations draw a *common* key (``shift 13``,
+``affine 5, 8``, keyword ``'secret'``, key ``'key'``...) with probability ``key_skew`` and a
+uniform key otherwise: the paper's robustness experiment asks whether a model that learned the
+instruction executes the cipher for any key, where one that learned skewed demonstrations only
+handles the common ones (``configs/ciphers_robustness.yaml``).
+
+Execution never runs the instruction text of a data file: the function is rebuilt from its
+``meta`` (family, direction, alphabet), and ``pbb data validate`` checks that the instruction is
+exactly that rebuilt source.
+"""
+
+from __future__ import annotations
+
+import ast
+import random
+import string
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pbb.domains.arithmetic import same_value
+from pbb.domains.base import ANSWER_PREFIX, Behaviour, Execution, extract_answer
+from pbb.errors import PbbError
+from pbb.names import pointer_name
+from pbb.templates import FORMAT_HINTS, PROGRAM_TEMPLATES
+
+FAMILIES = ("shift", "affine", "keyword", "vigenere")
+UNITS = (1, 3, 5, 7, 9, 11, 15, 17, 19, 21, 23, 25)  # a with gcd(a, 26) = 1
+COMMON_KEYS = {"shift": [(13,), (3,)], "affine": [(5, 8), (7, 3)],
+               "keyword": [("secret",), ("zebra",)], "vigenere": [("key",), ("lemon",)]}
+_PARAMS = {"shift": "k", "affine": "a, b", "keyword": "keyword", "vigenere": "key"}
+_WORD_LETTERS = string.ascii_lowercase
+
+
+class CiphersConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    families: list[Literal["shift", "affine", "keyword", "vigenere"]] = Field(
+        default_factory=lambda: list(FAMILIES), min_length=1)
+    directions: list[Literal["encrypt", "decrypt"]] = Field(
+        default_factory=lambda: ["encrypt", "decrypt"], min_length=1)
+    alphabet: Literal["shuffled", "standard"] = Field(
+        "shuffled", description="shuffled: each behaviour has its own letter order (novel "
+        "functions); standard: a..z (the textbook ciphers, few distinct behaviours)")
+    min_text: int = Field(3, ge=1, le=40, description="shortest plaintext (characters)")
+    max_text: int = Field(10, ge=1, le=80, description="longest plaintext (characters)")
+    key_skew: float = Field(0.0, ge=0, le=1, description="share of demonstrations on a common "
+                            "key (test inputs are always uniform)")
+    common_keys: int = Field(1, ge=1, le=2, description="how many common keys per family")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "CiphersConfig":
+        if self.min_text > self.max_text:
+            raise ValueError("min_text is larger than max_text")
+        return self
+
+
+def render(name: str, family: str, direction: str, alphabet: str) -> str:
+    """The instruction: the function's source."""
+    enc = direction == "encrypt"
+    head = [f"def {name}(text, {_PARAMS[family]}):", f'    alphabet = "{alphabet}"']
+    loop_open = ["    out = \"\"", "    for ch in text:", "        if ch in alphabet:"]
+    loop_close = ["        else:", "            out += ch", "    return out"]
+    if family == "shift":
+        body = [f"            out += alphabet[(alphabet.index(ch) {'+' if enc else '-'} k) % 26]"]
+        return "\n".join(head + loop_open + body + loop_close)
+    if family == "affine":
+        if enc:
+            body = ["            out += alphabet[(a * alphabet.index(ch) + b) % 26]"]
+            return "\n".join(head + loop_open + body + loop_close)
+        body = ["            out += alphabet[(inverse * (alphabet.index(ch) - b)) % 26]"]
+        return "\n".join(head + ["    inverse = pow(a, -1, 26)"] + loop_open + body + loop_close)
+    if family == "keyword":
+        table = ['    table = ""', "    for ch in keyword + alphabet:", "        if ch not in table:",
+                 "            table += ch"]
+        body = ["            out += table[alphabet.index(ch)]" if enc else
+                "            out += alphabet[table.index(ch)]"]
+        return "\n".join(head + table + loop_open + body + loop_close)
+    body = ["            shift = alphabet.index(key[j % len(key)])",
+            f"            out += alphabet[(alphabet.index(ch) {'+' if enc else '-'} shift) % 26]",
+            "            j += 1"]
+    return "\n".join(head + ["    out = \"\"", "    j = 0", "    for ch in text:",
+                             "        if ch in alphabet:"] + body + loop_close)
+
+
+def run(meta: dict, text: str, key: tuple) -> tuple[str, list[str]]:
+    """(output, trace lines) of one call, computed from the behaviour's parameters."""
+    family, enc, alphabet = meta["family"], meta["direction"] == "encrypt", meta["alphabet"]
+    lines, out = [], ""
+    sign = "+" if enc else "-"
+    if family == "shift":
+        (k,) = key
+        lines.append(f"text = {text!r}, k = {k}")
+        for ch in text:
+            if ch in alphabet:
+                i = alphabet.index(ch)
+                j = (i + k) % 26 if enc else (i - k) % 26
+                out += alphabet[j]
+                lines.append(f"{ch}: ({i} {sign} {k}) % 26 = {j} -> {alphabet[j]}")
+            else:
+                out += ch
+                lines.append(f"{ch!r}: kept")
+    elif family == "affine":
+        a, b = key
+        lines.append(f"text = {text!r}, a = {a}, b = {b}")
+        inv = pow(a, -1, 26)
+        if not enc:
+            lines.append(f"inverse = pow({a}, -1, 26) = {inv}")
+        for ch in text:
+            if ch in alphabet:
+                i = alphabet.index(ch)
+                if enc:
+                    j = (a * i + b) % 26
+                    lines.append(f"{ch}: ({a} * {i} + {b}) % 26 = {j} -> {alphabet[j]}")
+                else:
+                    j = (inv * (i - b)) % 26
+                    lines.append(f"{ch}: ({inv} * ({i} - {b})) % 26 = {j} -> {alphabet[j]}")
+                out += alphabet[j]
+            else:
+                out += ch
+                lines.append(f"{ch!r}: kept")
+    elif family == "keyword":
+        (keyword,) = key
+        table = ""
+        for ch in keyword + alphabet:
+            if ch not in table:
+                table += ch
+        lines += [f"text = {text!r}, keyword = {keyword!r}", f"table = {table!r}"]
+        for ch in text:
+            if ch in alphabet:
+                if enc:
+                    i = alphabet.index(ch)
+                    out += table[i]
+                    lines.append(f"{ch}: alphabet position {i} -> table[{i}] = {table[i]}")
+                else:
+                    i = table.index(ch)
+                    out += alphabet[i]
+                    lines.append(f"{ch}: table position {i} -> alphabet[{i}] = {alphabet[i]}")
+            else:
+                out += ch
+                lines.append(f"{ch!r}: kept")
+    else:
+        (k,) = key
+        lines.append(f"text = {text!r}, key = {k!r}")
+        n = 0
+        for ch in text:
+            if ch in alphabet:
+                s = alphabet.index(k[n % len(k)])
+                i = alphabet.index(ch)
+                j = (i + s) % 26 if enc else (i - s) % 26
+                out += alphabet[j]
+                lines.append(f"{ch}: key {k[n % len(k)]} = {s}, ({i} {sign} {s}) % 26 = {j} -> {alphabet[j]}")
+                n += 1
+            else:
+                out += ch
+                lines.append(f"{ch!r}: kept")
+    lines.append(f"return {out!r}")
+    return out, lines
+
+
+def _word(rng: random.Random, lo: int, hi: int) -> str:
+    return "".join(rng.choice(_WORD_LETTERS) for _ in range(rng.randint(lo, hi)))
+
+
+def _text(cfg: CiphersConfig, rng: random.Random) -> str:
+    n = rng.randint(cfg.min_text, cfg.max_text)
+    if n >= 5 and rng.random() < 0.5:  # sometimes two words: spaces are kept as they are
+        cut = rng.randint(2, n - 3)
+        return _word(rng, cut, cut) + " " + _word(rng, n - cut - 1, n - cut - 1)
+    return _word(rng, n, n)
+
+
+def uniform_key(family: str, rng: random.Random) -> tuple:
+    if family == "shift":
+        return (rng.randint(1, 25),)
+    if family == "affine":
+        return (rng.choice(UNITS), rng.randint(0, 25))
+    if family == "keyword":
+        return (_word(rng, 3, 6),)
+    return (_word(rng, 2, 4),)
+
+
+class CiphersDomain:
+    name: ClassVar[str] = "ciphers"
+    Config: ClassVar[type[CiphersConfig]] = CiphersConfig
+    templates: ClassVar[dict[str, list[str]]] = PROGRAM_TEMPLATES
+    hints: ClassVar[dict[str, str]] = FORMAT_HINTS
+
+    def check_counts(self, cfg: CiphersConfig, demos: int, test_inputs: int) -> None:
+        return None  # texts x keys: far more inputs than any request
+
+    def generate(self, cfg: CiphersConfig, n: int, rng: random.Random) -> list[Behaviour]:
+        kinds = [(f, d) for f in cfg.families for d in cfg.directions]
+        if cfg.alphabet == "standard" and n > len(kinds):
+            raise PbbError(f"ciphers: alphabet standard gives only {len(kinds)} distinct "
+                           f"behaviours for these families and directions, {n} requested")
+        names: set[str] = set()
+        out = []
+        for k in range(n):
+            family, direction = kinds[k % len(kinds)]  # families balanced across the set
+            letters = list(string.ascii_lowercase)
+            if cfg.alphabet == "shuffled":
+                rng.shuffle(letters)
+            meta = {"family": family, "direction": direction, "alphabet": "".join(letters)}
+            name = pointer_name(rng, names)
+            out.append(Behaviour(id=f"{self.name}-{k:05d}", domain=self.name, name=name,
+                                 instruction=render(name, family, direction, meta["alphabet"]),
+                                 meta=meta))
+        return out
+
+    def sample_inputs(self, cfg: CiphersConfig, behaviour: Behaviour, demos: int,
+                      test_inputs: int, rng: random.Random) -> tuple[list[str], list[str]]:
+        family = behaviour.meta["family"]
+        common = COMMON_KEYS[family][:cfg.common_keys]
+        seen: set[str] = set()
+
+        def draw(skew: float) -> str:
+            while True:
+                key = rng.choice(common) if rng.random() < skew else uniform_key(family, rng)
+                q = self._call(behaviour, _text(cfg, rng), key)
+                if q not in seen:
+                    seen.add(q)
+                    return q
+
+        tests = [draw(0.0) for _ in range(test_inputs)]
+        return [draw(cfg.key_skew) for _ in range(demos)], tests
+
+    @staticmethod
+    def _call(behaviour: Behaviour, text: str, key: tuple) -> str:
+        return f"{behaviour.name}({', '.join(repr(x) for x in (text, *key))})"
+
+    def parse(self, behaviour: Behaviour, query: str) -> tuple[str, tuple]:
+        q = query.strip()
+        if not (q.startswith(behaviour.name + "(") and q.endswith(")")):
+            raise PbbError(f"query {query!r}: expected a call of {behaviour.name}(...)")
+        try:
+            args = ast.literal_eval("(" + q[len(behaviour.name) + 1:-1] + ",)")
+        except (ValueError, SyntaxError):
+            raise PbbError(f"query {query!r}: arguments are not literals") from None
+        family = behaviour.meta["family"]
+        ok = isinstance(args[0], str) and (
+            (family == "shift" and len(args) == 2 and type(args[1]) is int)
+            or (family == "affine" and len(args) == 3 and args[1] in UNITS and type(args[2]) is int)
+            or (family in ("keyword", "vigenere") and len(args) == 2 and isinstance(args[1], str)
+                and args[1] and set(args[1]) <= set(string.ascii_lowercase)))
+        if not ok:
+            raise PbbError(f"query {query!r}: bad arguments for a {family} cipher")
+        return args[0], tuple(args[1:])
+
+    def execute(self, behaviour: Behaviour, query: str) -> Execution:
+        meta = behaviour.meta
+        if behaviour.instruction != render(behaviour.name, meta["family"], meta["direction"],
+                                           meta["alphabet"]):
+            raise PbbError(f"{behaviour.id}: instruction differs from its cipher parameters")
+        text, key = self.parse(behaviour, query)
+        out, lines = run(meta, text, key)
+        return Execution(output=repr(out), trace="\n".join(lines + [f"{ANSWER_PREFIX} {out!r}"]))
+
+    def score(self, behaviour: Behaviour, query: str, prediction: str | None) -> float:
+        return 1.0 if same_value(prediction, self.execute(behaviour, query).output) else 0.0
+
+    def extract(self, completion: str) -> str | None:
+        return extract_answer(completion)
+
+    def pointer(self, behaviour: Behaviour) -> str:
+        return f"`{behaviour.name}`"
+
+    def render_query(self, query: str) -> str:
+        return f"`{query}`"
+
+    @staticmethod
+    def is_common_key(behaviour: Behaviour, query: str) -> bool:
+        """Whether a query uses one of its family's common keys (for robustness breakdowns)."""
+        _, key = CiphersDomain().parse(behaviour, query)
+        return key in COMMON_KEYS[behaviour.meta["family"]]

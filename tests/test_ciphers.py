@@ -1,0 +1,108 @@
+"""Domain ciphers: the code is the function, skewed demonstration keys, uniform test keys."""
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+from pbb import data
+from pbb.config import load_config
+from pbb.curricula import build
+from pbb.domains import get_domain
+from pbb.domains.ciphers import COMMON_KEYS, CiphersDomain
+from pbb.errors import PbbError
+
+DOMAIN = get_domain("ciphers")
+
+
+@pytest.fixture(scope="module")
+def cset():
+    return data.generate("ciphers", behaviours=80, demos=10, test_inputs=4, eval_fraction=0.5,
+                         seed=4, progress=False, options={"key_skew": 0.8})
+
+
+def _call(b, query):
+    namespace = {}
+    exec(b.instruction, namespace)  # our own generated source, run as plain Python
+    args = ast.literal_eval("(" + query[len(b.name) + 1:-1] + ",)")
+    return repr(namespace[b.name](*args))
+
+
+def test_recorded_outputs_are_what_the_code_computes(cset):
+    behaviours = {b.id: b for b in cset.behaviours}
+    for d in cset.demonstrations:
+        assert d.output == _call(behaviours[d.behaviour_id], d.input)
+    assert {b.meta["family"] for b in cset.behaviours} == {"shift", "affine", "keyword", "vigenere"}
+    assert {b.meta["direction"] for b in cset.behaviours} == {"encrypt", "decrypt"}
+
+
+def test_gold_scores_one_wrong_scores_zero_and_validate_passes(cset):
+    assert data.validate(cset, progress=False) == []
+    behaviours = {b.id: b for b in cset.behaviours}
+    for d in cset.demonstrations[:300]:
+        b = behaviours[d.behaviour_id]
+        assert DOMAIN.score(b, d.input, d.output) == 1.0
+        assert DOMAIN.score(b, d.input, d.output[:-2] + "q'") == float(d.output[:-2] + "q'" == d.output)
+        assert DOMAIN.score(b, d.input, d.output.strip("'")) == 0.0  # not a string literal
+        assert DOMAIN.score(b, d.input, None) == 0.0
+    trace = cset.demonstrations[0].trace.splitlines()
+    assert trace[-1] == f"Answer: {cset.demonstrations[0].output}"
+
+
+def test_demonstration_keys_are_skewed_and_test_keys_uniform(cset):
+    behaviours = {b.id: b for b in cset.behaviours}
+    share = {}
+    for use in ("train", "test"):
+        ds = [d for d in cset.demonstrations if d.use == use]
+        share[use] = sum(CiphersDomain.is_common_key(behaviours[d.behaviour_id], d.input)
+                         for d in ds) / len(ds)
+    assert 0.72 < share["train"] < 0.88, share
+    assert share["test"] < 0.1, share
+    for b in cset.behaviours:
+        demo_inputs = {d.input for d in cset.demonstrations if d.behaviour_id == b.id and d.use == "train"}
+        test_inputs = {d.input for d in cset.demonstrations if d.behaviour_id == b.id and d.use == "test"}
+        assert not demo_inputs & test_inputs
+
+
+def test_same_seed_same_data_and_distinct_behaviours(cset):
+    again = data.generate("ciphers", behaviours=80, demos=10, test_inputs=4, eval_fraction=0.5,
+                          seed=4, progress=False, options={"key_skew": 0.8})
+    assert [b.to_record() for b in again.behaviours] == [b.to_record() for b in cset.behaviours]
+    assert [d.to_record() for d in again.demonstrations] == [d.to_record() for d in cset.demonstrations]
+    assert len({b.instruction.split("\n", 1)[1] for b in cset.behaviours}) == len(cset.behaviours)
+
+
+def test_tampered_instruction_is_caught_not_run(cset, tmp_path):
+    data.save(cset, tmp_path / "s")
+    lines = (tmp_path / "s" / "behaviours.jsonl").read_text().splitlines()
+    rec = json.loads(lines[0])
+    rec["instruction"] = rec["instruction"].replace("return out", "return out.upper()")
+    lines[0] = json.dumps(rec)
+    (tmp_path / "s" / "behaviours.jsonl").write_text("\n".join(lines) + "\n")
+    problems = data.validate(data.load(tmp_path / "s"), progress=False)
+    assert any("instruction differs from its cipher parameters" in p for p in problems)
+
+
+def test_bad_queries_and_knobs_are_clear_errors(cset):
+    b = cset.behaviours[0]
+    with pytest.raises(PbbError, match="expected a call"):
+        DOMAIN.execute(b, "other('abc', 3)")
+    with pytest.raises(PbbError, match="bad arguments"):
+        DOMAIN.execute(b, f"{b.name}(3, 'abc')")
+    with pytest.raises(PbbError, match="only 2 distinct"):
+        data.generate("ciphers", behaviours=3, demos=1, test_inputs=1, eval_fraction=0.5, seed=0,
+                      progress=False, options={"alphabet": "standard", "families": ["shift"]})
+
+
+def test_robustness_config_shares_stage_one_and_leaks_nothing():
+    cfg = load_config(Path("configs/ciphers_robustness.yaml"))
+    ds = data.generate("ciphers", behaviours=16, demos=6, test_inputs=2, eval_fraction=0.5,
+                       seed=0, progress=False, options=cfg.data.options)
+    built = {n: build(n, ds, cfg.curriculum) for n in ("instruction", "skewed_demos", "both")}
+    assert built["instruction"][0].rows == built["skewed_demos"][0].rows == built["both"][0].rows
+    eval_ids = {b.id for b in ds.split("eval")}
+    kinds = {n: {r["kind"] for r in st[1].rows if r["behaviour_id"] in eval_ids} for n, st in built.items()}
+    assert kinds == {"instruction": {"declarative"}, "skewed_demos": {"direct", "cot"},
+                     "both": {"declarative", "direct", "cot"}}
+    assert set(COMMON_KEYS) == set(cfg.data.options["families"])
