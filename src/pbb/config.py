@@ -35,6 +35,9 @@ class DataConfig(_Strict):
     eval_fraction: float = Field(0.5, gt=0, lt=1)
     options: dict = Field(default_factory=dict, description="domain knobs")
     path: str | None = Field(None, description="use an existing data set directory instead")
+    instruction_format: Literal["code", "nl"] = Field(
+        "code", description="how training and prompts show instructions: the code, or its "
+        "English description (arithmetic: generated from the code, exactly equivalent)")
 
 
 class PartConfig(_Strict):

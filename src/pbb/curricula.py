@@ -58,7 +58,8 @@ class Stage:
 
 
 def declarative_rows(ds: DataSet, behaviours: list[Behaviour], repeats: int) -> list[dict]:
-    return [make_row(ds.domain, b, "declarative", row_rng(ds.seed, "declarative", b.id, r))
+    return [make_row(ds.domain, b, "declarative", row_rng(ds.seed, "declarative", b.id, r),
+                     fmt=ds.instruction_format)
             for b in behaviours for r in range(repeats)]
 
 
@@ -70,7 +71,8 @@ def demo_rows(ds: DataSet, behaviours: list[Behaviour], modes: list[str],
     for b in behaviours:
         for i, d in enumerate(demos[b.id][:per_behaviour]):
             for mode in modes:
-                rows.append(make_row(ds.domain, b, mode, row_rng(ds.seed, mode, b.id, i), d))
+                rows.append(make_row(ds.domain, b, mode, row_rng(ds.seed, mode, b.id, i), d,
+                                     fmt=ds.instruction_format))
     return rows
 
 

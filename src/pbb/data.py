@@ -50,6 +50,8 @@ class DataSet:
     seed: int
     behaviours: list[Behaviour]
     demonstrations: list[Demonstration]
+    #: how rows show instructions: "code" or "nl" (a run setting, not part of the files)
+    instruction_format: str = "code"
 
     def split(self, name: str) -> list[Behaviour]:
         return [b for b in self.behaviours if b.split == name]

@@ -29,7 +29,8 @@ def build_queries(ds: DataSet, mode: str, max_test_inputs: int | None = None) ->
     queries = []
     for b in ds.behaviours:
         for d in tests[b.id][:max_test_inputs]:
-            row = make_row(ds.domain, b, mode, row_rng(ds.seed, "eval", mode, b.id, d.input), d)
+            row = make_row(ds.domain, b, mode, row_rng(ds.seed, "eval", mode, b.id, d.input), d,
+                           fmt=ds.instruction_format)
             queries.append({"behaviour_id": b.id, "split": b.split, "mode": mode,
                             "input": d.input, "prompt": row["prompt"][0]["content"],
                             "target": d.output})

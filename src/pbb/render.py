@@ -33,38 +33,61 @@ def row_rng(seed: int, *parts: object) -> random.Random:
     return random.Random("|".join(map(str, (seed, *parts))))
 
 
+INSTRUCTION_FORMATS = ("code", "nl")
+
+
+def instruction_text(behaviour: Behaviour, fmt: str = "code") -> str:
+    """The instruction as the model sees it: the code, or its English description (``nl``)."""
+    if fmt == "nl":
+        if not behaviour.description:
+            from pbb.errors import PbbError
+
+            raise PbbError(f"instruction_format nl: behaviour {behaviour.id} has no description "
+                           f"(domain {behaviour.domain} does not write them)")
+        return behaviour.description
+    return behaviour.instruction
+
+
 def prompt_text(domain: Domain, behaviour: Behaviour, kind: str, query: str,
-                rng: random.Random) -> str:
-    template = rng.choice(domain.templates[kind])
+                rng: random.Random, fmt: str = "code") -> str:
+    templates = domain.templates
+    if fmt == "nl":
+        templates = {**templates, **getattr(domain, "nl_templates", {})}
+    template = rng.choice(templates[kind])
     text = template.format(pointer=domain.pointer(behaviour),
                            query=domain.render_query(query) if query else "",
-                           instruction=behaviour.instruction)
+                           instruction=instruction_text(behaviour, fmt))
     hint = domain.hints.get(kind)
     return f"{text}\n{hint}" if hint else text
 
 
-def completion_text(behaviour: Behaviour, demo: Demonstration | None, kind: str) -> str:
+def completion_text(behaviour: Behaviour, demo: Demonstration | None, kind: str,
+                    fmt: str = "code") -> str:
     if kind == "declarative":
-        return behaviour.instruction
+        return instruction_text(behaviour, fmt)
     assert demo is not None
     if kind == "direct":
         return f"{ANSWER_PREFIX} {demo.output}"
     if kind == "cot":
-        return f"{RECALL_HEADER}\n{behaviour.instruction}\n{TRACE_HEADER}\n{demo.trace}"
+        return f"{RECALL_HEADER}\n{instruction_text(behaviour, fmt)}\n{TRACE_HEADER}\n{demo.trace}"
     if kind == "in_context":
         return f"{TRACE_HEADER}\n{demo.trace}"
     raise ValueError(f"unknown row kind {kind!r}")
 
 
 def make_row(domain: Domain, behaviour: Behaviour, kind: str, rng: random.Random,
-             demo: Demonstration | None = None) -> dict:
-    """One training/evaluation row (prompt + gold completion) with its provenance."""
+             demo: Demonstration | None = None, fmt: str = "code") -> dict:
+    """One training/evaluation row (prompt + gold completion) with its provenance.
+
+    ``fmt`` is the instruction format: ``code`` (the instruction) or ``nl`` (its description).
+    """
     if kind not in ROW_KINDS:
         raise ValueError(f"unknown row kind {kind!r}; expected one of {ROW_KINDS}")
     query = demo.input if demo is not None else ""
     return {
-        "prompt": [{"role": "user", "content": prompt_text(domain, behaviour, kind, query, rng)}],
-        "completion": [{"role": "assistant", "content": completion_text(behaviour, demo, kind)}],
+        "prompt": [{"role": "user", "content": prompt_text(domain, behaviour, kind, query, rng, fmt)}],
+        "completion": [{"role": "assistant",
+                        "content": completion_text(behaviour, demo, kind, fmt)}],
         "kind": kind,
         "behaviour_id": behaviour.id,
         "input": query,

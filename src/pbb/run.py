@@ -73,6 +73,17 @@ def prepare_run_dir(cfg: RunConfig, out: Path) -> None:
 
 
 def prepare_data(cfg: RunConfig, out: Path) -> data_mod.DataSet:
+    ds = _load_or_generate(cfg, out)
+    ds.instruction_format = cfg.data.instruction_format
+    if ds.instruction_format == "nl":
+        missing = next((b for b in ds.behaviours if not b.description), None)
+        if missing is not None:
+            raise PbbError(f"data.instruction_format: nl needs a description of every behaviour; "
+                           f"{missing.id} (domain {ds.domain.name}) has none")
+    return ds
+
+
+def _load_or_generate(cfg: RunConfig, out: Path) -> data_mod.DataSet:
     if cfg.data.path:
         return data_mod.load(Path(cfg.data.path))
     d = out / "data"

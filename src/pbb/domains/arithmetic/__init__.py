@@ -20,7 +20,8 @@ from pbb.domains.arithmetic.generate import (
 from pbb.domains.base import Behaviour, Execution, extract_answer
 from pbb.errors import PbbError
 from pbb.names import pointer_name
-from pbb.templates import FORMAT_HINTS, PROGRAM_TEMPLATES
+from pbb.domains.arithmetic.describe import describe
+from pbb.templates import FORMAT_HINTS, PROGRAM_NL_TEMPLATES, PROGRAM_TEMPLATES
 
 #: candidates drawn per requested behaviour before giving up (the knobs may be too tight)
 _MAX_TRIES_PER_BEHAVIOUR = 500
@@ -54,6 +55,8 @@ class ArithmeticDomain:
     Config: ClassVar[type[ArithmeticConfig]] = ArithmeticConfig
     templates: ClassVar[dict[str, list[str]]] = PROGRAM_TEMPLATES
     hints: ClassVar[dict[str, str]] = FORMAT_HINTS
+    #: templates for ``data.instruction_format: nl`` (the description is exactly the code)
+    nl_templates: ClassVar[dict[str, list[str]]] = PROGRAM_NL_TEMPLATES
 
     # --- behaviours -------------------------------------------------------------------------
     def check_counts(self, cfg: ArithmeticConfig, demos: int, test_inputs: int) -> None:
@@ -94,8 +97,9 @@ class ArithmeticDomain:
                     "branches": sum(isinstance(s, ast.If) for s in fn.body),
                     "loops": sum(isinstance(s, ast.For) for s in fn.body),
                     "max_abs_value": cfg.max_abs_value}
+            source = ast.unparse(fn)
             out.append(Behaviour(id=f"{self.name}-{len(out):05d}", domain=self.name, name=fn.name,
-                                 instruction=ast.unparse(fn), meta=meta))
+                                 instruction=source, description=describe(source), meta=meta))
         return out
 
     # --- inputs -----------------------------------------------------------------------------
