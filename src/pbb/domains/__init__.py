@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pbb.domains.algorithms import AlgorithmsDomain
 from pbb.domains.arithmetic import ArithmeticDomain
 from pbb.domains.ciphers import CiphersDomain
 from pbb.domains.grammars import GrammarsDomain
@@ -11,6 +12,7 @@ from pbb.errors import PbbError
 
 DOMAINS: dict[str, Domain] = {
     ArithmeticDomain.name: ArithmeticDomain(),
+    AlgorithmsDomain.name: AlgorithmsDomain(),
     CiphersDomain.name: CiphersDomain(),
     GrammarsDomain.name: GrammarsDomain(),
     ImportedDomain.name: ImportedDomain(),
