@@ -76,6 +76,51 @@ def compare(run_dir: Path, curricula: list[str], modes: list[str], resamples: in
     return out
 
 
+def composition(run_dir: Path, ds, curricula: list[str], modes: list[str], resamples: int,
+                seed: int) -> list[dict]:
+    """Accuracy on eval composites (known from their instruction only), grouped by the splits
+    of their two parts.
+
+    ``eval+eval``: both parts known from instructions only (in ``proactive``; from
+    demonstrations only in ``demos_only``); ``train+train``: both from instructions and
+    demonstrations; ``train+eval``: one of each.
+    """
+    from pbb.domains.arithmetic.compose import part_groups
+
+    composites = {b.id: b for b in ds.behaviours if b.meta.get("composite") and b.split == "eval"}
+    if not composites:
+        return []
+    splits = {b.id: b.split for b in ds.behaviours}
+    out = []
+    for c in curricula:
+        for m in modes:
+            path = Path(run_dir) / "eval" / c / m / SAMPLES
+            if not path.is_file():
+                continue
+            acc = per_behaviour([s for s in read_jsonl(path) if s["behaviour_id"] in composites])
+            groups: dict[str, list[float]] = {}
+            for b_id, a in sorted(acc.items()):
+                groups.setdefault(part_groups(composites[b_id], splits), []).append(a)
+            for g, values in sorted(groups.items()):
+                low, high = bootstrap_ci(values, resamples, seed)
+                out.append({"curriculum": c, "mode": m, "parts": g,
+                            "accuracy": sum(values) / len(values), "ci_low": low,
+                            "ci_high": high, "n_behaviours": len(values)})
+    return out
+
+
+def _composition_lines(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    return ["", "## Composition", "",
+            "Accuracy (%) on composite behaviours h(a) = f(g(a)), by the splits of f and g "
+            "(train: instruction + demonstrations; eval: instruction only in proactive, "
+            "demonstrations only in demos_only), with 95% intervals over composites.", "",
+            "| curriculum | mode | parts | accuracy | composites |", "|---|---|---|---|---|",
+            *(f"| {r['curriculum']} | {r['mode']} | {r['parts']} | {_fmt(r)} | {r['n_behaviours']} |"
+              for r in rows)]
+
+
 def _fmt_diff(r: dict) -> str:
     return f"{100 * r['difference']:+.1f} [{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]"
 
@@ -166,6 +211,7 @@ def markdown(summary: dict) -> str:
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += _generation_lines(summary["results"])
+    lines += _composition_lines(summary.get("composition", []))
     lines += _comparison_lines(summary.get("comparisons", []))
     lines += _rl_lines(summary.get("stages", {}))
     if summary.get("timing"):
@@ -294,5 +340,11 @@ def rebuild(run_dir: Path) -> dict:
                "results": collect(run_dir, cfg.curricula, cfg.eval.modes, cfg.eval.bootstrap, cfg.seed),
                "comparisons": compare(run_dir, cfg.curricula, cfg.eval.modes, cfg.eval.bootstrap,
                                       cfg.seed)}
+    data_dir = Path(cfg.data.path) if cfg.data.path else run_dir / "data"
+    if (data_dir / "manifest.json").is_file():
+        from pbb.data import load
+
+        summary["composition"] = composition(run_dir, load(data_dir), cfg.curricula,
+                                             cfg.eval.modes, cfg.eval.bootstrap, cfg.seed)
     write_report(run_dir, summary)
     return summary

@@ -33,7 +33,7 @@ from pbb.config import RunConfig, dump_config
 from pbb.errors import PbbError
 from pbb.evaluate import SAMPLES, evaluate
 from pbb.jsonio import atomic_write_json, atomic_write_text
-from pbb.report import collect, compare, print_table, write_report, written
+from pbb.report import collect, compare, composition, print_table, write_report, written
 from pbb.rewards import reward_functions
 from pbb.rl import train_rl_stage
 from pbb.train import MODEL, is_done, load_for_eval, stage_info, train_stage, use_bf16
@@ -175,6 +175,8 @@ def run(cfg: RunConfig, out: Path, progress: bool = True) -> dict:
                "results": collect(out, cfg.curricula, cfg.eval.modes, cfg.eval.bootstrap, cfg.seed),
                "comparisons": compare(out, cfg.curricula, cfg.eval.modes, cfg.eval.bootstrap,
                                       cfg.seed),
+               "composition": composition(out, ds, cfg.curricula, cfg.eval.modes,
+                                          cfg.eval.bootstrap, cfg.seed),
                "stages": {n: [dict(e, **stage_info(out / e["dir"])) for e in es]
                           for n, es in plan.items()},
                "timing": {k: round(v, 1) for k, v in timing.items()},

@@ -20,6 +20,7 @@ from pbb.domains.arithmetic.generate import (
 from pbb.domains.base import Behaviour, Execution, extract_answer
 from pbb.errors import PbbError
 from pbb.names import pointer_name
+from pbb.domains.arithmetic.compose import make_composites, trace_composite, valid_inputs
 from pbb.domains.arithmetic.describe import describe
 from pbb.templates import FORMAT_HINTS, PROGRAM_NL_TEMPLATES, PROGRAM_TEMPLATES
 
@@ -68,9 +69,21 @@ class ArithmeticDomain:
                 "widen the input range, raise min_args or ask for fewer test inputs")
 
     def generate(self, cfg: ArithmeticConfig, n: int, rng: random.Random) -> list[Behaviour]:
+        if cfg.compositions:
+            if cfg.compositions >= n - 1:
+                raise PbbError(f"arithmetic: {cfg.compositions} compositions need at least "
+                               f"{cfg.compositions + 2} behaviours")
+            names: set[str] = set()
+            base = self._generate(cfg, n - cfg.compositions, rng, names)
+            return base + make_composites(base, cfg.compositions, rng, names,
+                                          (cfg.input_min, cfg.input_max), cfg.max_abs_value,
+                                          start=len(base))
+        return self._generate(cfg, n, rng, set())
+
+    def _generate(self, cfg: ArithmeticConfig, n: int, rng: random.Random,
+                  names: set[str]) -> list[Behaviour]:
         lo, hi = cfg.input_min, cfg.input_max
         probes = {k: probe_inputs(k, lo, hi) for k in range(cfg.min_args, cfg.max_args + 1)}
-        names: set[str] = set()
         fingerprints: set[tuple] = set()
         out: list[Behaviour] = []
         tries = 0
@@ -111,6 +124,15 @@ class ArithmeticDomain:
         argument over a short range) holds fewer than ``demos`` remaining inputs they repeat.
         Test inputs never appear among the demonstration inputs.
         """
+        if behaviour.meta.get("composite"):
+            space = [(a,) for a in valid_inputs(behaviour.meta)]
+            rng.shuffle(space)
+            test, rest = space[:test_inputs], space[test_inputs:]
+            if not rest:
+                raise PbbError(f"{behaviour.id}: {len(space)} valid inputs leave none for "
+                               "demonstrations")
+            demo = [rest[k % len(rest)] for k in range(demos)]
+            return [self._call(behaviour, t) for t in demo], [self._call(behaviour, t) for t in test]
         arity = behaviour.meta["arity"]
         lo, hi = cfg.input_min, cfg.input_max
         size = (hi - lo + 1) ** arity
@@ -141,6 +163,12 @@ class ArithmeticDomain:
         return plan_for(behaviour.instruction, behaviour.name, limit)
 
     def execute(self, behaviour: Behaviour, query: str) -> Execution:
+        if behaviour.meta.get("composite"):
+            args = parse_call(query, behaviour.name)
+            if len(args) != 1:
+                raise PbbError(f"query {query!r}: {behaviour.name} takes 1 argument")
+            output, trace = trace_composite(behaviour, args[0])
+            return Execution(output=repr(output), trace=trace)
         output, trace = trace_call(self._plan(behaviour), parse_call(query, behaviour.name))
         return Execution(output=repr(output), trace=trace)
 

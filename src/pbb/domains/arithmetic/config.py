@@ -22,6 +22,8 @@ class ArithmeticConfig(BaseModel):
     input_min: int = Field(0, ge=-1000, le=1000, description="smallest argument value")
     input_max: int = Field(20, ge=-1000, le=1000, description="largest argument value")
     max_abs_value: int = Field(999_999, ge=10, description="bound on every intermediate value")
+    compositions: int = Field(0, ge=0, description="how many of the behaviours are composites "
+                              "h(a) = f(g(a)) of two one-argument behaviours of the set")
 
     @model_validator(mode="after")
     def _ranges(self) -> "ArithmeticConfig":
