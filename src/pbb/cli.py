@@ -196,11 +196,38 @@ def run_cmd(
     run(cfg, out or Path("runs") / cfg.name, progress=progress)
 
 
+@app.command("sweep")
+def sweep_cmd(
+    config: Annotated[Path, typer.Argument(help="sweep YAML: a run config with a `sweep:` section")],
+    out: Annotated[Path | None, typer.Option("--out", help="sweep directory (default runs/<name>)")] = None,
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", help="override a key of every point, e.g. --set model=tiny-random")] = None,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Run every point of a grid, sharing trained stages; then the sample-efficiency analysis.
+
+    Start the same command again to resume: finished points are skipped.
+    """
+    from pbb.sweep import run_sweep
+
+    summary = run_sweep(config, out, parse_assignments(overrides), progress=progress)
+    eff = summary.get("efficiency", {})
+    if "statement" in eff:
+        console.print(f"[bold]crossover[/]: {eff['statement']}")
+
+
 @app.command("report")
-def report_cmd(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
-    """Re-render summary.json, report.md and accuracy.png from a run's files."""
+def report_cmd(run_dir: Annotated[Path, typer.Argument(help="a run or sweep directory")]) -> None:
+    """Re-render a run's (or a sweep's) summary, report and plots from its files."""
     from pbb.report import print_table, rebuild, written
 
+    if (run_dir / "sweep.json").is_file():
+        from pbb.sweep import report
+
+        summary = report(run_dir)
+        print(f"wrote {run_dir / 'sweep_summary.json'}, {run_dir / 'report.md'}"
+              + (f" ({summary['efficiency']['statement']})" if "statement" in summary.get("efficiency", {}) else ""))
+        return
     if not (run_dir / "config.yaml").is_file():
         raise PbbError(f"{run_dir}: not a run directory (no config.yaml)")
     summary = rebuild(run_dir)

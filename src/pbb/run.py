@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import resource
 import time
 from pathlib import Path
@@ -123,7 +124,8 @@ def _quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def run(cfg: RunConfig, out: Path, progress: bool = True) -> dict:
+def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | None = None) -> dict:
+    """One run; ``stages_root`` lets several runs (a sweep) share trained stages."""
     from pbb.models import load_tokenizer
 
     _quiet_libraries()
@@ -142,8 +144,8 @@ def run(cfg: RunConfig, out: Path, progress: bool = True) -> dict:
         parent, init, entries = "base", base, []
         for st in stages:
             key = stage_key(cfg, parent, st.rows, st.method)
-            sdir = out / "stages" / f"{st.name}-{key}"
-            entries.append({"stage": st.name, "dir": str(sdir.relative_to(out)), "rows": len(st.rows)})
+            sdir = Path(stages_root or out / "stages") / f"{st.name}-{key}"
+            entries.append({"stage": st.name, "dir": os.path.relpath(sdir, out), "rows": len(st.rows)})
             if is_done(sdir):
                 console.print(f"[dim]{name}/{st.name}: done earlier, reusing {sdir.name}[/]")
             else:

@@ -1,0 +1,309 @@
+"""``pbb sweep``: many runs over a grid of config keys, sharing every stage they have in common.
+
+A sweep file is a run config with one more top-level key::
+
+    sweep:
+      grid: {seed: [0, 1]}                       # a product over dotted keys
+      points:                                    # then each of these overrides (default: one {})
+        - {curricula: [proactive]}
+        - {curricula: [demos_only], curriculum.demos_only_k: 1}
+        - {curricula: [demos_only], curriculum.demos_only_k: 10}
+      analysis: {mode: cot}                      # sample-efficiency analysis (when possible)
+
+Layout::
+
+    SWEEP_DIR/sweep.json             the points, their overrides and run directories
+    SWEEP_DIR/stages/<stage>-<key>/  every trained stage, shared by all points (keyed by a hash
+                                     of model, training settings, seed, rows and parent stage)
+    SWEEP_DIR/runs/<point>/          one ordinary run directory per point
+    SWEEP_DIR/sweep_summary.json, report.md, efficiency.png, curricula.png
+
+Resume: start the same command again; finished points (their ``summary.json``) are skipped,
+an interrupted one resumes like any run, and a stage another point already trained is reused.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from rich.console import Console
+
+from pbb.config import RunConfig, _error_line, dump_config, set_dotted
+from pbb.errors import PbbError
+from pbb.jsonio import atomic_write_json, atomic_write_text, read_json, read_jsonl
+from pbb.metrics import bootstrap_ci, per_behaviour
+
+SWEEP = "sweep.json"
+SUMMARY = "sweep_summary.json"
+REPORT = "report.md"
+CURVE_PLOT = "efficiency.png"
+BARS_PLOT = "curricula.png"
+console = Console(stderr=True)
+
+
+class AnalysisConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: str | None = Field(None, description="eval mode of the curve (default: the first)")
+    instruction: str = Field("proactive", description="curriculum that gives the line")
+    demos: str = Field("demos_only", description="curriculum whose accuracy vs k is the curve")
+    resamples: int = Field(1000, ge=100)
+
+
+class SweepSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grid: dict[str, list] = Field(default_factory=dict)
+    points: list[dict[str, object]] = Field(default_factory=lambda: [{}], min_length=1)
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+
+
+def _point_name(i: int, overrides: dict) -> str:
+    parts = []
+    for k, v in overrides.items():
+        short = k.split(".")[-1].replace("demos_only_k", "k")
+        value = "+".join(map(str, v)) if isinstance(v, list) else str(v)
+        parts.append(f"{short}-{value}")
+    return re.sub(r"[^A-Za-z0-9_.+=-]", "", f"{i:03d}_" + "_".join(parts))[:100]
+
+
+def load_sweep(path: Path, overrides: dict | None = None) -> tuple[dict, SweepSpec, list[dict]]:
+    """(base config dict, sweep spec, points); every point's config is validated up front."""
+    path = Path(path)
+    if not path.is_file():
+        raise PbbError(f"{path}: sweep file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise PbbError(f"{path}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
+    if not isinstance(raw, dict) or "sweep" not in raw:
+        raise PbbError(f"{path}: a sweep file is a run config with a `sweep:` section")
+    sweep_raw = {"sweep": raw.pop("sweep") or {}}
+    for key, value in (overrides or {}).items():  # --set sweep.grid.seed=[0] edits the sweep
+        set_dotted(sweep_raw if key.startswith("sweep.") else raw, key, value)
+    try:
+        spec = SweepSpec(**sweep_raw["sweep"])
+    except ValidationError as e:
+        raise PbbError(_error_line(e, f"{path}: sweep")) from None
+    keys = list(spec.grid)
+    points = []
+    for combo in itertools.product(*(spec.grid[k] for k in keys)):
+        for extra in spec.points:
+            ov = {**dict(zip(keys, combo)), **extra}
+            cfg_raw = copy.deepcopy(raw)
+            for k, v in ov.items():
+                set_dotted(cfg_raw, k, v)
+            name = _point_name(len(points), ov)
+            cfg_raw["name"] = f"{raw.get('name', 'sweep')}/{name}"
+            try:
+                cfg = RunConfig(**cfg_raw)
+            except ValidationError as e:
+                raise PbbError(_error_line(e, f"{path}: point {name}")) from None
+            points.append({"name": name, "overrides": ov, "config": cfg})
+    if not points:
+        raise PbbError(f"{path}: the grid is empty")
+    return raw, spec, points
+
+
+def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None,
+              progress: bool = True) -> dict:
+    from pbb.run import check_before_work, run
+
+    raw, spec, points = load_sweep(path, overrides)
+    out = Path(out or Path("runs") / str(raw.get("name", "sweep")))
+    record = {"name": raw.get("name", "sweep"), "base": raw,
+              "analysis": spec.analysis.model_dump(),
+              "points": [{"name": p["name"], "overrides": p["overrides"],
+                          "dir": f"runs/{p['name']}"} for p in points]}
+    if (out / SWEEP).is_file():
+        if read_json(out / SWEEP) != record:
+            raise PbbError(f"{out}: holds a different sweep; use another --out")
+    else:
+        for p in points:
+            check_before_work(p["config"])
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out / SWEEP, record)
+    for i, p in enumerate(points, start=1):
+        pdir = out / "runs" / p["name"]
+        if (pdir / "summary.json").is_file() and (pdir / "config.yaml").read_text() == dump_config(p["config"]):
+            console.print(f"[dim]sweep point {i}/{len(points)} {p['name']}: done earlier[/]")
+            continue
+        console.print(f"[bold]sweep point {i}/{len(points)}[/] {p['name']}")
+        run(p["config"], pdir, progress=progress, stages_root=out / "stages")
+    return report(out)
+
+
+def _eval_accuracies(run_dir: Path, curriculum: str, mode: str) -> dict[str, float] | None:
+    f = run_dir / "eval" / curriculum / mode / "samples.jsonl"
+    if not f.is_file():
+        return None
+    return per_behaviour([s for s in read_jsonl(f) if s["split"] == "eval"])
+
+
+def report(out: Path) -> dict:
+    """Analyse a sweep's runs; write sweep_summary.json, report.md and the plots."""
+    from pbb import efficiency
+    from pbb.config import load_config
+
+    out = Path(out)
+    record = read_json(out / SWEEP)
+    analysis = AnalysisConfig(**record.get("analysis", {}))
+    rows, per_seed = [], {}
+    for p in record["points"]:
+        rdir = out / p["dir"]
+        if not (rdir / "summary.json").is_file():
+            continue
+        cfg = load_config(rdir / "config.yaml")
+        summ = read_json(rdir / "summary.json")
+        mode = analysis.mode or cfg.eval.modes[0]
+        for r in summ["results"]:
+            if r["split"] != "eval":
+                continue
+            label = r["curriculum"] + (f" k={cfg.curriculum.demos_only_k}"
+                                       if r["curriculum"] == "demos_only" else "")
+            rows.append({"point": p["name"], "seed": cfg.seed, "label": label, "mode": r["mode"],
+                         "accuracy": r["accuracy"], "dir": p["dir"]})
+        seed_entry = per_seed.setdefault(cfg.seed, {"curve": {}, "instruction": None})
+        if analysis.demos in cfg.curricula:
+            acc = _eval_accuracies(rdir, analysis.demos, mode)
+            if acc is not None:
+                seed_entry["curve"][cfg.curriculum.demos_only_k] = acc
+        if analysis.instruction in cfg.curricula:
+            acc = _eval_accuracies(rdir, analysis.instruction, mode)
+            if acc is not None:
+                seed_entry["instruction"] = acc
+    summary = {"name": record["name"], "points_done": len({r["point"] for r in rows}),
+               "points": len(record["points"]), "curricula": _bars(out, rows)}
+    try:
+        est = efficiency.estimate(per_seed, analysis.resamples)
+        statement = efficiency.describe(est["crossover"], est["ks"])
+        if est["instruction"]["accuracy"] == 0:
+            statement += " (but one instruction alone gives 0% here, so N says little)"
+        summary["efficiency"] = {**est, "mode": analysis.mode or "first eval mode",
+                                 "statement": statement}
+    except ValueError as e:
+        summary["efficiency"] = {"unavailable": str(e)}
+    atomic_write_json(out / SUMMARY, summary)
+    plot_curve(summary, out / CURVE_PLOT)
+    plot_bars(summary, out / BARS_PLOT)
+    atomic_write_text(out / REPORT, markdown(summary))
+    return summary
+
+
+def _bars(out: Path, rows: list[dict]) -> list[dict]:
+    """Per (label, mode): the mean over points (seeds) of the runs' eval accuracy, with a
+    bootstrap interval over the per-behaviour accuracies of all those runs."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["label"], r["mode"]), []).append(r)
+    bars = []
+    for (label, mode), rs in groups.items():
+        curriculum = label.split(" ")[0]
+        values = []
+        for r in rs:
+            acc = _eval_accuracies(out / r["dir"], curriculum, mode) or {}
+            values += list(acc.values())
+        low, high = bootstrap_ci(values)
+        bars.append({"label": label, "mode": mode,
+                     "accuracy": sum(r["accuracy"] for r in rs) / len(rs), "ci_low": low,
+                     "ci_high": high, "runs": len(rs), "seeds": sorted({r["seed"] for r in rs})})
+    def order(b: dict) -> tuple:
+        name, _, k = b["label"].partition(" k=")
+        return (b["mode"], name, int(k) if k else -1)
+
+    return sorted(bars, key=order)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def markdown(summary: dict) -> str:
+    lines = [f"# Sweep {summary['name']}", "",
+             f"{summary['points_done']} of {summary['points']} points done.", ""]
+    eff = summary.get("efficiency", {})
+    if "curve" in eff:
+        lines += ["## Sample efficiency", "",
+                  f"Eval-behaviour accuracy (%) of demos_only against k, mean over seeds "
+                  f"{eff['seeds']}, with 95% intervals (resampling seeds and behaviours).", "",
+                  "| k | demos_only | instruction (proactive) |", "|---|---|---|"]
+        ins = eff["instruction"]
+        for c in eff["curve"]:
+            lines.append(f"| {c['k']} | {_pct(c['accuracy'])} [{_pct(c['ci_low'])}, {_pct(c['ci_high'])}] | "
+                         f"{_pct(ins['accuracy'])} [{_pct(ins['ci_low'])}, {_pct(ins['ci_high'])}] |")
+        lines += ["", f"**Crossover:** {eff['statement']}.", "", f"![efficiency]({CURVE_PLOT})", ""]
+    elif eff:
+        lines += [f"Sample-efficiency analysis unavailable: {eff.get('unavailable')}", ""]
+    lines += ["## Curricula", "", "Eval-behaviour accuracy (%), mean over runs, 95% interval over "
+              "behaviours of all those runs.", "", "| curriculum | mode | accuracy | runs |",
+              "|---|---|---|---|"]
+    for b in summary["curricula"]:
+        lines.append(f"| {b['label']} | {b['mode']} | {_pct(b['accuracy'])} [{_pct(b['ci_low'])}, "
+                     f"{_pct(b['ci_high'])}] | {b['runs']} |")
+    lines += ["", f"![curricula]({BARS_PLOT})", ""]
+    return "\n".join(lines)
+
+
+def _save(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    tmp = Path(path).with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def plot_curve(summary: dict, path: Path) -> None:
+    eff = summary.get("efficiency", {})
+    if "curve" not in eff:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = [c["k"] for c in eff["curve"]]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(ks, [100 * c["accuracy"] for c in eff["curve"]], "o-", label="demos_only (k demonstrations)")
+    ax.fill_between(ks, [100 * c["ci_low"] for c in eff["curve"]],
+                    [100 * c["ci_high"] for c in eff["curve"]], alpha=0.25)
+    ins = eff["instruction"]
+    ax.axhline(100 * ins["accuracy"], color="C1", label="one instruction (proactive)")
+    ax.axhspan(100 * ins["ci_low"], 100 * ins["ci_high"], color="C1", alpha=0.15)
+    if eff["crossover"]["kind"] == "crossing":
+        ax.axvline(eff["crossover"]["n"], color="gray", ls="--", label=f"N = {eff['crossover']['n']:.1f}")
+    ax.set_xscale("log")
+    ax.set(xlabel="demonstrations per eval behaviour (k)", ylabel="eval accuracy (%)",
+           title="An instruction is worth N demonstrations")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_bars(summary: dict, path: Path) -> None:
+    bars = summary["curricula"]
+    if not bars:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(bars)), 4))
+    xs = range(len(bars))
+    ys = [100 * b["accuracy"] for b in bars]
+    err = np.array([[max(0, 100 * (b["accuracy"] - b["ci_low"])) for b in bars],
+                    [max(0, 100 * (b["ci_high"] - b["accuracy"])) for b in bars]])
+    ax.bar(xs, ys, yerr=err, capsize=3)
+    ax.set_xticks(list(xs), [f"{b['label']}\n{b['mode']}" for b in bars], fontsize=7, rotation=30)
+    ax.set(ylabel="eval accuracy (%), 95% CI", ylim=(0, 100))
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)

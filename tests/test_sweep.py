@@ -1,0 +1,190 @@
+"""Sweeps: shared stages trained once, resume, the crossover estimator, honest numbers."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from pbb import efficiency
+from pbb import run as run_mod
+from pbb import sweep as sweep_mod
+from pbb.errors import PbbError
+from pbb.jsonio import read_json
+
+TINY = {"model": "tiny-random", "data.behaviours": 8, "data.test_inputs": 2, "data.demos": 3,
+        "train.max_steps": 1, "train.batch_size": 4, "eval.max_new_tokens.cot": 4,
+        "curriculum.declarative_repeats": 1}
+
+
+def test_crossover_on_known_curves():
+    kind, n = efficiency.crossover([1, 10, 100], [0.1, 0.3, 0.5], 0.4)
+    assert kind == "crossing" and n == pytest.approx(math.sqrt(1000))  # halfway in log k
+    kind, n = efficiency.crossover([1, 3, 10, 30], [0.0, 0.2, 0.6, 0.9], 0.2)
+    assert kind == "crossing" and n == pytest.approx(3)
+    assert efficiency.crossover([1, 10], [0.6, 0.7], 0.5) == (efficiency.ABOVE_ALL, 1)
+    assert efficiency.crossover([1, 10, 100], [0.1, 0.2, 0.3], 0.5) == (efficiency.BELOW_ALL, 100)
+    assert efficiency.crossover([100, 1, 10], [0.5, 0.1, 0.3], 0.4)[1] == pytest.approx(math.sqrt(1000))
+
+
+def _synthetic(curve_means, line_mean, n_behaviours=40, seeds=(0, 1, 2)):
+    """Per-behaviour 0/1 accuracies whose means are exactly the given ones."""
+    def column(mean):
+        hits = round(mean * n_behaviours)
+        return {f"b{i}": float(i < hits) for i in range(n_behaviours)}
+
+    return {s: {"curve": {k: column(m) for k, m in curve_means.items()},
+                "instruction": column(line_mean)} for s in seeds}
+
+
+def test_estimate_finds_a_known_crossing_with_an_interval():
+    est = efficiency.estimate(_synthetic({1: 0.1, 10: 0.3, 100: 0.5}, 0.4), resamples=300)
+    assert est["crossover"]["kind"] == "crossing"
+    assert est["crossover"]["n"] == pytest.approx(math.sqrt(1000))
+    assert est["crossover"]["ci_low"] <= est["crossover"]["n"] <= est["crossover"]["ci_high"]
+    assert [c["accuracy"] for c in est["curve"]] == pytest.approx([0.1, 0.3, 0.5])
+    assert "about 31.6 demonstrations" in efficiency.describe(est["crossover"], est["ks"])
+
+
+def test_estimate_says_when_curves_do_not_cross():
+    below = efficiency.estimate(_synthetic({1: 0.05, 10: 0.1, 100: 0.15}, 0.6), resamples=200)
+    assert below["crossover"]["kind"] == efficiency.BELOW_ALL
+    assert math.isinf(below["crossover"]["ci_high"])
+    assert "more than 100" in efficiency.describe(below["crossover"], below["ks"])
+    above = efficiency.estimate(_synthetic({1: 0.7, 10: 0.8}, 0.2), resamples=200)
+    assert above["crossover"]["kind"] == efficiency.ABOVE_ALL
+    assert "fewer than 1" in efficiency.describe(above["crossover"], above["ks"])
+
+
+def _fake_generate(counter):
+    """A stand-in model that answers right for a share of the queries that changes from call to
+    call, so accuracies differ between points and behaviours."""
+    import re
+
+    from pbb import data
+    cfg = sweep_mod.load_sweep(Path("configs/sample_efficiency_quick.yaml"), TINY)[2][0]["config"]
+    behaviours = {}
+    for seed in (0, 1):
+        ds = data.generate("arithmetic", behaviours=cfg.data.behaviours, demos=cfg.data.demos,
+                           test_inputs=cfg.data.test_inputs, eval_fraction=cfg.data.eval_fraction,
+                           seed=seed, options=cfg.data.options, progress=False)
+        behaviours.update({b.name: (ds.domain, b) for b in ds.behaviours})
+
+    def generate(model, tok, prompts, on_batch=None, **kw):
+        counter[0] += 1
+        outs = []
+        for i, p in enumerate(prompts):
+            query = re.search(r"`(\w+\([^`]*\))`", p).group(1)
+            domain, b = behaviours[query.split("(")[0]]
+            right = (counter[0] + i) % (2 + counter[0] % 3) == 0
+            out = domain.execute(b, query).output
+            outs.append(f"Answer: {out if right else int(out) + 1}")
+        if on_batch:
+            on_batch(list(enumerate(outs)))
+        return outs
+    return generate
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    from pbb import evaluate as ev
+
+    mp.setattr(ev, "generate", _fake_generate([0]))
+    trained = []
+    real = run_mod.train_stage
+    mp.setattr(run_mod, "train_stage", lambda rows, **kw: trained.append(kw["stage_dir"].name) or real(rows, **kw))
+    out = tmp_path_factory.mktemp("sweep") / "s"
+    summary = sweep_mod.run_sweep(Path("configs/sample_efficiency_quick.yaml"), out, TINY, progress=False)
+    mp.undo()
+    return out, summary, trained
+
+
+def test_shared_stage_one_is_trained_once_per_seed(swept):
+    out, _, trained = swept
+    stage1 = [t for t in trained if t.startswith("stage1-")]
+    assert len(stage1) == 2 == len(set(stage1))  # two seeds, each stage 1 once, for 4 points each
+    assert len(trained) == len(set(trained))  # nothing trained twice
+    record = read_json(out / "sweep.json")
+    assert len(record["points"]) == 8
+    for p in record["points"]:
+        plan = json.loads((out / p["dir"] / "curricula.json").read_text())
+        (entries,) = plan.values()
+        assert entries[0]["stage"] == "stage1" and (out / p["dir"] / entries[0]["dir"] / "done.json").is_file()
+
+
+def test_numbers_in_the_report_are_the_runs_numbers(swept):
+    out, summary, _ = swept
+    runs = {}
+    for p in read_json(out / "sweep.json")["points"]:
+        s = read_json(out / p["dir"] / "summary.json")
+        cfg = (out / p["dir"] / "config.yaml").read_text()
+        k = int(cfg.split("demos_only_k: ")[1].split()[0])
+        for r in s["results"]:
+            if r["split"] == "eval":
+                runs.setdefault((r["curriculum"], k if r["curriculum"] == "demos_only" else None), []).append(r["accuracy"])
+    eff = summary["efficiency"]
+    for c in eff["curve"]:
+        values = runs[("demos_only", c["k"])]
+        assert c["accuracy"] == pytest.approx(sum(values) / len(values))
+    line = runs[("proactive", None)]
+    assert eff["instruction"]["accuracy"] == pytest.approx(sum(line) / len(line))
+    assert len({round(c["accuracy"], 6) for c in eff["curve"]} | {round(eff["instruction"]["accuracy"], 6)}) > 1
+    for b in summary["curricula"]:
+        key = ("demos_only", int(b["label"].split("k=")[1])) if "k=" in b["label"] else (b["label"], None)
+        assert b["accuracy"] == pytest.approx(sum(runs[key]) / len(runs[key]))
+    report = (out / "report.md").read_text()
+    for c in eff["curve"]:
+        assert f"| {c['k']} | {100 * c['accuracy']:.1f} [" in report
+    assert (out / "efficiency.png").stat().st_size > 1000 and (out / "curricula.png").stat().st_size > 1000
+    assert json.loads((out / "sweep_summary.json").read_text()) == json.loads(json.dumps(summary))
+
+
+def test_report_rerenders_from_files(swept):
+    out, summary, _ = swept
+    from tests.conftest import run_cli
+
+    before = (out / "sweep_summary.json").read_text()
+    (out / "report.md").unlink()
+    r = run_cli("report", str(out))
+    assert r.returncode == 0, r.stderr
+    assert (out / "sweep_summary.json").read_text() == before and (out / "report.md").is_file()
+
+
+def test_killed_sweep_finishes_the_remaining_points_only(tmp_path, monkeypatch):
+    from pbb import evaluate as ev
+
+    monkeypatch.setattr(ev, "generate", _fake_generate([0]))
+    real = run_mod.run
+    ran = []
+
+    def crash_third(cfg, out, **kw):
+        ran.append(Path(out).name)
+        if len(ran) == 3:
+            raise KeyboardInterrupt
+        return real(cfg, out, **kw)
+
+    monkeypatch.setattr(run_mod, "run", crash_third)
+    small = {**TINY, "sweep.grid": {"seed": [0]}}
+    with pytest.raises(KeyboardInterrupt):
+        sweep_mod.run_sweep(Path("configs/sample_efficiency_quick.yaml"), tmp_path / "s", small,
+                            progress=False)
+    first = list(ran)
+    ran.clear()
+    monkeypatch.setattr(run_mod, "run", lambda cfg, out, **kw: ran.append(Path(out).name) or real(cfg, out, **kw))
+    sweep_mod.run_sweep(Path("configs/sample_efficiency_quick.yaml"), tmp_path / "s", small, progress=False)
+    assert ran == first[2:] + ["003_seed-0_curricula-demos_only_k-10"]
+    assert len(ran) == 2
+
+
+def test_bad_sweep_files_are_one_clear_error(tmp_path):
+    f = tmp_path / "s.yaml"
+    f.write_text("name: x\n")
+    with pytest.raises(PbbError, match="`sweep:` section"):
+        sweep_mod.load_sweep(f)
+    f.write_text("name: x\nsweep:\n  points:\n    - {train.methd: full}\n")
+    with pytest.raises(PbbError, match="point 000_methd-full: train.methd: unknown key"):
+        sweep_mod.load_sweep(f)
+    f.write_text("name: x\nsweep:\n  gird: {seed: [1]}\n")
+    with pytest.raises(PbbError, match="gird"):
+        sweep_mod.load_sweep(f)
