@@ -25,8 +25,8 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pbb.domains.arithmetic import same_value
-from pbb.domains.base import ANSWER_PREFIX, Behaviour, Execution, extract_answer
+from pbb.domains.base import ANSWER_PREFIX, Behaviour, Execution
+from pbb.domains.values import CallQueries
 from pbb.errors import PbbError
 from pbb.names import pointer_name
 from pbb.templates import FORMAT_HINTS, PROGRAM_TEMPLATES
@@ -187,7 +187,7 @@ def uniform_key(family: str, rng: random.Random) -> tuple:
     return (_word(rng, 2, 4),)
 
 
-class CiphersDomain:
+class CiphersDomain(CallQueries):
     name: ClassVar[str] = "ciphers"
     Config: ClassVar[type[CiphersConfig]] = CiphersConfig
     templates: ClassVar[dict[str, list[str]]] = PROGRAM_TEMPLATES
@@ -262,18 +262,6 @@ class CiphersDomain:
         text, key = self.parse(behaviour, query)
         out, lines = run(meta, text, key)
         return Execution(output=repr(out), trace="\n".join(lines + [f"{ANSWER_PREFIX} {out!r}"]))
-
-    def score(self, behaviour: Behaviour, query: str, prediction: str | None) -> float:
-        return 1.0 if same_value(prediction, self.execute(behaviour, query).output) else 0.0
-
-    def extract(self, completion: str) -> str | None:
-        return extract_answer(completion)
-
-    def pointer(self, behaviour: Behaviour) -> str:
-        return f"`{behaviour.name}`"
-
-    def render_query(self, query: str) -> str:
-        return f"`{query}`"
 
     @staticmethod
     def is_common_key(behaviour: Behaviour, query: str) -> bool:

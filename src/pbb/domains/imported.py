@@ -31,13 +31,13 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
-from pbb.domains.base import ANSWER_PREFIX, Behaviour, Demonstration, Execution, extract_answer
+from pbb.domains.base import ANSWER_PREFIX, Behaviour, Demonstration, Execution
+from pbb.domains.values import NOT_A_LITERAL, CallQueries, literal, same_literal
 from pbb.errors import PbbError
 from pbb.names import pointer_name
 from pbb.templates import FORMAT_HINTS, PROGRAM_TEMPLATES
 
 REPORT = "import_report.jsonl"
-_MAX_PREDICTION_CHARS = 10_000
 
 
 class ImportedConfig(BaseModel):
@@ -47,40 +47,6 @@ class ImportedConfig(BaseModel):
     wall_seconds: float = Field(20.0, gt=0, description="sandbox: wall clock per function")
     memory_mb: int = Field(1024, ge=64, description="sandbox: address space per worker")
     workers: int = Field(2, ge=1, le=64, description="sandbox processes in parallel")
-
-
-_SPECIAL = {"set()": set(), "frozenset()": frozenset(), "inf": float("inf"),
-            "-inf": float("-inf"), "nan": float("nan")}
-
-
-def _literal(text: str):
-    """A Python literal, also the reprs ``literal_eval`` refuses: ``set()``, ``frozenset({..})``,
-    ``inf``, ``nan``; a sentinel that equals nothing otherwise."""
-    text = text.strip()
-    if text in _SPECIAL:
-        return _SPECIAL[text]
-    try:
-        return ast.literal_eval(text)
-    except Exception:  # noqa: BLE001 - anything that is not a literal
-        pass
-    if text.startswith("frozenset(") and text.endswith(")"):
-        inner = _literal(text[len("frozenset("):-1])
-        if isinstance(inner, set):
-            return frozenset(inner)
-    return _NOT_A_LITERAL
-
-
-_NOT_A_LITERAL = object()
-
-
-def same_literal(prediction: str | None, target: str) -> bool:
-    """Equal as Python values of the same type (``'ab'`` == ``"ab"``, ``1`` != ``True``)."""
-    if prediction is None or len(prediction) > _MAX_PREDICTION_CHARS:
-        return False
-    p, t = _literal(prediction), _literal(target)
-    if p is _NOT_A_LITERAL or type(p) is not type(t):
-        return False
-    return p == t or repr(p) == repr(t)  # repr: nan equals nan
 
 
 class _Rename(ast.NodeTransformer):
@@ -126,7 +92,7 @@ def _sandbox_for(meta: dict):
                     meta.get("memory_mb", 1024))
 
 
-class ImportedDomain:
+class ImportedDomain(CallQueries):
     name: ClassVar[str] = "imported"
     Config: ClassVar[type[ImportedConfig]] = ImportedConfig
     templates: ClassVar[dict[str, list[str]]] = PROGRAM_TEMPLATES
@@ -153,17 +119,6 @@ class ImportedDomain:
                           json.dumps(behaviour.meta.get("limits", {}), sort_keys=True))
         return Execution(output=output, trace=f"{ANSWER_PREFIX} {output}")
 
-    def score(self, behaviour: Behaviour, query: str, prediction: str | None) -> float:
-        return 1.0 if same_literal(prediction, self.execute(behaviour, query).output) else 0.0
-
-    def extract(self, completion: str) -> str | None:
-        return extract_answer(completion)
-
-    def pointer(self, behaviour: Behaviour) -> str:
-        return f"`{behaviour.name}`"
-
-    def render_query(self, query: str) -> str:
-        return f"`{query}`"
 
 
 @functools.lru_cache(maxsize=65536)
@@ -262,7 +217,7 @@ def import_functions(path: Path, *, test_inputs: int, eval_fraction: float, seed
         reason = outcome.error
         if reason is None:
             for k, out in enumerate(outcome.outputs):
-                if _literal(out) is _NOT_A_LITERAL:
+                if literal(out) is NOT_A_LITERAL:
                     reason = f"output for input {k + 1} is not a Python literal: {out[:80]}"
                     break
                 if "outputs" in rec and not same_literal(rec["outputs"][k], out):

@@ -23,8 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pbb.domains.algorithms.inputs import draw
 from pbb.domains.algorithms.library import LIBRARY, Algorithm
-from pbb.domains.base import ANSWER_PREFIX, Behaviour, Execution, extract_answer
-from pbb.domains.imported import same_literal
+from pbb.domains.base import ANSWER_PREFIX, Behaviour, Execution
+from pbb.domains.values import CallQueries
 from pbb.errors import PbbError
 from pbb.names import pointer_name
 from pbb.templates import FORMAT_HINTS, PROGRAM_NL_TEMPLATES, PROGRAM_TEMPLATES
@@ -78,7 +78,7 @@ def _too_big(value) -> bool:
     return False
 
 
-class AlgorithmsDomain:
+class AlgorithmsDomain(CallQueries):
     name: ClassVar[str] = "algorithms"
     Config: ClassVar[type[AlgorithmsConfig]] = AlgorithmsConfig
     templates: ClassVar[dict[str, list[str]]] = PROGRAM_TEMPLATES
@@ -160,17 +160,6 @@ class AlgorithmsDomain:
             raise PbbError(f"query {query!r}: {type(e).__name__}: {e}") from None
         return Execution(output=output, trace=f"{ANSWER_PREFIX} {output}")
 
-    def score(self, behaviour: Behaviour, query: str, prediction: str | None) -> float:
-        return 1.0 if same_literal(prediction, self.execute(behaviour, query).output) else 0.0
-
-    def extract(self, completion: str) -> str | None:
-        return extract_answer(completion)
-
-    def pointer(self, behaviour: Behaviour) -> str:
-        return f"`{behaviour.name}`"
-
-    def render_query(self, query: str) -> str:
-        return f"`{query}`"
 
 
 __all__ = ["LIBRARY", "Algorithm", "AlgorithmsDomain", "AlgorithmsConfig"]

@@ -17,7 +17,8 @@ from pbb.domains.arithmetic.generate import (
     probe_inputs,
     uses_every_argument,
 )
-from pbb.domains.base import Behaviour, Execution, extract_answer
+from pbb.domains.base import Behaviour, Execution
+from pbb.domains.values import CallQueries, same_literal
 from pbb.errors import PbbError
 from pbb.names import pointer_name
 from pbb.domains.arithmetic.compose import make_composites, trace_composite, valid_inputs
@@ -32,26 +33,12 @@ _ENUMERATE_LIMIT = 4096
 _MAX_PREDICTION_CHARS = 200
 
 
-def literal(text: str) -> object:
-    """A Python literal, or a sentinel that equals nothing when ``text`` is not one."""
-    try:
-        return ast.literal_eval(text.strip())
-    except Exception:  # noqa: BLE001 - junk of any kind is simply not a literal
-        return _NOT_A_LITERAL
-
-
-_NOT_A_LITERAL = object()
-
-
 def same_value(prediction: str | None, target: str) -> bool:
     """Compare as Python values (``7`` == ``7 ``, ``True`` != ``1``), never as strings."""
-    if prediction is None or len(prediction) > _MAX_PREDICTION_CHARS:
-        return False
-    p, t = literal(prediction), literal(target)
-    return p is not _NOT_A_LITERAL and type(p) is type(t) and p == t
+    return same_literal(prediction, target, _MAX_PREDICTION_CHARS)
 
 
-class ArithmeticDomain:
+class ArithmeticDomain(CallQueries):
     name: ClassVar[str] = "arithmetic"
     Config: ClassVar[type[ArithmeticConfig]] = ArithmeticConfig
     templates: ClassVar[dict[str, list[str]]] = PROGRAM_TEMPLATES
@@ -172,14 +159,4 @@ class ArithmeticDomain:
         output, trace = trace_call(self._plan(behaviour), parse_call(query, behaviour.name))
         return Execution(output=repr(output), trace=trace)
 
-    def score(self, behaviour: Behaviour, query: str, prediction: str | None) -> float:
-        return 1.0 if same_value(prediction, self.execute(behaviour, query).output) else 0.0
-
-    def extract(self, completion: str) -> str | None:
-        return extract_answer(completion)
-
-    def pointer(self, behaviour: Behaviour) -> str:
-        return f"`{behaviour.name}`"
-
-    def render_query(self, query: str) -> str:
-        return f"`{query}`"
+    max_prediction_chars = _MAX_PREDICTION_CHARS
