@@ -9,7 +9,13 @@ import pytest
 from pbb import data
 from pbb.domains import get_domain
 from pbb.domains.grammars import grammar_of
-from pbb.domains.grammars.analysis import Lengths, enumerate_language, productive, reachable, sample_exact
+from pbb.domains.grammars.analysis import (
+    Lengths,
+    enumerate_language,
+    productive,
+    reachable,
+    sample_exact,
+)
 from pbb.domains.grammars.config import GrammarsConfig
 from pbb.domains.grammars.generate import fingerprint
 from pbb.domains.grammars.grammar import parse_grammar, parse_grammars, render, tokenize

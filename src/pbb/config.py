@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pbb.errors import PbbError
 from pbb.models import DEFAULT_MODEL
@@ -58,7 +65,7 @@ class StageConfig(_Strict):
         "in `rl`), rewarded by the domain's verifier")
 
     @model_validator(mode="after")
-    def _rl_needs_queries(self) -> "StageConfig":
+    def _rl_needs_queries(self) -> StageConfig:
         if self.method == "rl":
             if any(p.kind == "declarative" for p in self.parts):
                 raise ValueError("an rl stage takes execution parts only (direct or cot): a "
@@ -156,7 +163,7 @@ class RLConfig(_Strict):
                             "steps are slow, so more often than SFT")
 
     @model_validator(mode="after")
-    def _trl_accepts(self) -> "RLConfig":
+    def _trl_accepts(self) -> RLConfig:
         # The combinations GRPOConfig rejects, caught here with the keys a user writes.
         if self.num_generations < 2:
             raise ValueError("num_generations must be at least 2: GRPO's advantage is a "
@@ -208,7 +215,7 @@ class RunConfig(_Strict):
     eval: EvalConfig = Field(default_factory=EvalConfig)
 
     @model_validator(mode="after")
-    def _known_curricula(self) -> "RunConfig":
+    def _known_curricula(self) -> RunConfig:
         from pbb.curricula import CURRICULA
 
         known = set(CURRICULA) | set(self.curriculum.custom)

@@ -40,11 +40,11 @@ def reward_functions(ds: DataSet, format_weight: float = 0.0) -> tuple[list[Call
     behaviours = {b.id: b for b in ds.behaviours}
     domain = ds.domain
 
-    def correct(completions, behaviour_id, input, **_) -> list[float]:  # noqa: A002 - TRL column
+    def correct(completions, behaviour_id, input, **_) -> list[float]:
         return [score_completion(domain, behaviours[b], q, completion_text(c))[1]
                 for c, b, q in zip(completions, behaviour_id, input, strict=True)]
 
-    def format(completions, **_) -> list[float]:  # noqa: A001 - the name TRL logs
+    def format(completions, **_) -> list[float]:
         return [float(domain.extract(completion_text(c)) is not None) for c in completions]
 
     funcs, weights = [correct], [1.0]

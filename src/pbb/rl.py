@@ -26,7 +26,15 @@ from pathlib import Path
 from pbb.config import RLConfig, TrainConfig
 from pbb.jsonio import append_jsonl, iter_jsonl
 from pbb.rewards import completion_text
-from pbb.train import METRICS, _MetricsLog, finish, fit, load_trainable, start_stage, use_bf16
+from pbb.train import (
+    METRICS,
+    _MetricsLog,
+    finish,
+    fit,
+    load_trainable,
+    start_stage,
+    use_bf16,
+)
 
 ROLLOUTS = "rollouts.jsonl"
 
@@ -58,7 +66,7 @@ def _logged(reward: Callable, path: Path, trainer_ref: list) -> Callable:
     """Wrap a reward function so every scored completion lands in ``rollouts.jsonl``."""
 
     @functools.wraps(reward)  # TRL names the metric after the function
-    def wrapper(*, prompts, completions, behaviour_id, input, **kw):  # noqa: A002 - TRL column
+    def wrapper(*, prompts, completions, behaviour_id, input, **kw):
         scores = reward(prompts=prompts, completions=completions, behaviour_id=behaviour_id,
                         input=input, **kw)
         step = trainer_ref[0].state.global_step + 1 if trainer_ref else 0

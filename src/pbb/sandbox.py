@@ -160,7 +160,7 @@ class Sandbox:
         while self._free:
             self._free.pop().close()
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, *exc) -> None:

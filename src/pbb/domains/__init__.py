@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pbb.domains.algorithms import AlgorithmsDomain
 from pbb.domains.arithmetic import ArithmeticDomain
+from pbb.domains.base import Behaviour, Demonstration, Domain, Execution, extract_answer
 from pbb.domains.ciphers import CiphersDomain
 from pbb.domains.grammars import GrammarsDomain
 from pbb.domains.imported import ImportedDomain
-from pbb.domains.base import Behaviour, Demonstration, Domain, Execution, extract_answer
 from pbb.errors import PbbError
 
 DOMAINS: dict[str, Domain] = {

@@ -38,7 +38,7 @@ class Behaviour:
                 "split": self.split, "meta": self.meta}
 
     @classmethod
-    def from_record(cls, rec: dict) -> "Behaviour":
+    def from_record(cls, rec: dict) -> Behaviour:
         return cls(id=rec["id"], domain=rec["domain"], name=rec["name"],
                    instruction=rec["instruction"], split=rec["split"],
                    description=rec.get("description"), meta=rec.get("meta") or {})

@@ -56,7 +56,7 @@ class CiphersConfig(BaseModel):
     common_keys: int = Field(1, ge=1, le=2, description="how many common keys per family")
 
     @model_validator(mode="after")
-    def _ranges(self) -> "CiphersConfig":
+    def _ranges(self) -> CiphersConfig:
         if self.min_text > self.max_text:
             raise ValueError("min_text is larger than max_text")
         return self

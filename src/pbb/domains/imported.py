@@ -77,9 +77,9 @@ def _function_name(tree: ast.Module, wanted: str | None) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _sandbox(workers: int, call_seconds: float, wall_seconds: float, memory_mb: int):
-    from pbb.sandbox import Limits, Sandbox
-
     import atexit
+
+    from pbb.sandbox import Limits, Sandbox
 
     sb = Sandbox(workers, Limits(call_seconds=call_seconds, wall_seconds=wall_seconds,
                                  memory_bytes=memory_mb << 20))

@@ -162,4 +162,4 @@ class AlgorithmsDomain(CallQueries):
 
 
 
-__all__ = ["LIBRARY", "Algorithm", "AlgorithmsDomain", "AlgorithmsConfig"]
+__all__ = ["LIBRARY", "Algorithm", "AlgorithmsConfig", "AlgorithmsDomain"]

@@ -7,7 +7,13 @@ import itertools
 import random
 from typing import ClassVar
 
+from pbb.domains.arithmetic.compose import (
+    make_composites,
+    trace_composite,
+    valid_inputs,
+)
 from pbb.domains.arithmetic.config import ArithmeticConfig
+from pbb.domains.arithmetic.describe import describe
 from pbb.domains.arithmetic.execute import parse_call, plan_for, trace_call
 from pbb.domains.arithmetic.generate import (
     bounded,
@@ -21,8 +27,6 @@ from pbb.domains.base import Behaviour, Execution
 from pbb.domains.values import CallQueries, same_literal
 from pbb.errors import PbbError
 from pbb.names import pointer_name
-from pbb.domains.arithmetic.compose import make_composites, trace_composite, valid_inputs
-from pbb.domains.arithmetic.describe import describe
 from pbb.templates import FORMAT_HINTS, PROGRAM_NL_TEMPLATES, PROGRAM_TEMPLATES
 
 #: candidates drawn per requested behaviour before giving up (the knobs may be too tight)

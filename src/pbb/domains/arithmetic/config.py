@@ -26,7 +26,7 @@ class ArithmeticConfig(BaseModel):
                               "h(a) = f(g(a)) of two one-argument behaviours of the set")
 
     @model_validator(mode="after")
-    def _ranges(self) -> "ArithmeticConfig":
+    def _ranges(self) -> ArithmeticConfig:
         for lo, hi in (("min_args", "max_args"), ("min_statements", "max_statements"),
                        ("input_min", "input_max")):
             if getattr(self, lo) > getattr(self, hi):

@@ -30,10 +30,22 @@ from pathlib import Path
 from typing import ClassVar
 
 from pbb.domains.base import ANSWER_PREFIX, Behaviour, Execution, extract_answer
-from pbb.domains.grammars.analysis import Lengths, productive, reachable, recursive, sample_exact
+from pbb.domains.grammars.analysis import (
+    Lengths,
+    productive,
+    reachable,
+    recursive,
+    sample_exact,
+)
 from pbb.domains.grammars.config import GrammarsConfig
 from pbb.domains.grammars.generate import acceptable, fingerprint, random_grammar
-from pbb.domains.grammars.grammar import Grammar, parse_grammar, parse_grammars, render, tokenize
+from pbb.domains.grammars.grammar import (
+    Grammar,
+    parse_grammar,
+    parse_grammars,
+    render,
+    tokenize,
+)
 from pbb.domains.grammars.verify import verifier_for
 from pbb.errors import PbbError
 from pbb.names import pointer_name

@@ -78,7 +78,7 @@ class Lengths:
     def symbol(self, s: str) -> frozenset[int]:
         return frozenset({1}) if is_terminal(s) else self.of[s]
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019 - one Lengths per grammar, dropped with it
+    @functools.cache  # noqa: B019 - one Lengths per grammar, dropped with it
     def _suffix(self, p: Production, i: int) -> frozenset[int]:
         if i == len(p):
             return frozenset({0})

@@ -37,7 +37,7 @@ class GrammarsConfig(BaseModel):
     time_limit: float = Field(1.0, gt=0, description="verifier: seconds per membership check")
 
     @model_validator(mode="after")
-    def _ranges(self) -> "GrammarsConfig":
+    def _ranges(self) -> GrammarsConfig:
         if self.min_nonterminals > self.max_nonterminals:
             raise ValueError("min_nonterminals is larger than max_nonterminals")
         if self.min_length > self.max_length:

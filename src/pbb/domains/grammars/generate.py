@@ -14,12 +14,17 @@ from __future__ import annotations
 import random
 import string
 
-from pbb.domains.grammars.analysis import Lengths, enumerate_language, productive, reachable
+from pbb.domains.grammars.analysis import (
+    Lengths,
+    enumerate_language,
+    productive,
+    reachable,
+)
 from pbb.domains.grammars.config import GrammarsConfig
 from pbb.domains.grammars.grammar import Grammar, Production
 
-_ONSETS = "b d f g k l m n p r s t v z".split()
-_VOWELS = "a e i o u".split()
+_ONSETS = ["b", "d", "f", "g", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z"]
+_VOWELS = ["a", "e", "i", "o", "u"]
 #: nonsense syllables that are neither English words nor pointer-name stems of their own
 TOKEN_POOL = sorted({o + v for o in _ONSETS for v in _VOWELS} - {"be", "do", "go", "no", "so", "to", "me"})
 _NONTERMINAL_NAMES = ["S", "A", "B", "C", "D", "E", "F", "G"]

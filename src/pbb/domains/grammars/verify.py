@@ -95,7 +95,7 @@ def reference_member(g: Grammar, tokens: list[str]) -> bool:
     if n == 0:
         return False
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def derives(sym: str, i: int, j: int, active: frozenset) -> bool:
         if is_terminal(sym):
             return j == i + 1 and tokens[i] == unquote(sym)
