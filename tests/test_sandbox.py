@@ -34,6 +34,9 @@ HOSTILE = [
     ("subprocess", "def f(x):\n    import subprocess\n    return subprocess.run(['true'])", "not allowed"),
     ("os.system", "import os\ndef f(x):\n    return os.system('true')", "os.system is not allowed"),
     ("C-level loop", "def f(x):\n    return 10 ** (10 ** 9)", "TimeUp"),
+    ("reads stdin", "def f(x):\n    return input()", "EOFError"),
+    ("rebinds a builtin", "import builtins\ndef f(x):\n    builtins.len = lambda s: 0\n    return x",
+     "import builtins is not allowed"),
 ]
 GOOD = [
     ("def total(nums):\n    return sum(nums)", ["[1, 2, 3]", "[]", "[-4, 4, 9]"], ["6", "0", "9"]),

@@ -58,7 +58,7 @@ _PATH_EVENTS = {"os.remove", "os.rmdir", "os.rename", "os.mkdir", "os.chmod", "o
                 "os.utime", "os.chflags"}
 _BLOCKED_MODULES = {"ctypes", "_ctypes", "multiprocessing", "subprocess", "socket", "_socket",
                     "ssl", "asyncio", "threading", "_thread", "concurrent", "mmap", "signal",
-                    "resource", "pty", "fcntl"}
+                    "resource", "pty", "fcntl", "builtins", "gc", "_signal", "faulthandler"}
 
 
 def _inside(path, root):
@@ -150,7 +150,6 @@ def _guarded_import(name, globals=None, locals=None, fromlist=(), level=0):
 
 
 _real_import = builtins.__import__
-_SAFE_BUILTINS = {**vars(builtins), "__import__": _guarded_import}
 #: loaded before user code runs, so importing them costs nothing per call
 _PRELOADED = ("math", "itertools", "collections", "functools", "heapq", "bisect", "string", "re",
               "operator", "fractions", "decimal", "statistics", "copy", "typing", "dataclasses",
@@ -159,7 +158,9 @@ _PRELOADED = ("math", "itertools", "collections", "functools", "heapq", "bisect"
 
 def _call(code, name, args_src, limits):
     """One call in a fresh namespace: the repr of the result, or raises."""
-    namespace = {"__name__": "__sandbox__", "__builtins__": _SAFE_BUILTINS}
+    # a fresh copy per call: one function cannot rebind a builtin for the next
+    namespace = {"__name__": "__sandbox__",
+                 "__builtins__": {**vars(builtins), "__import__": _guarded_import}}
     exec(compile(code, "<function>", "exec"), namespace)
     if not callable(namespace.get(name)):
         raise NameError(f"the code defines no function {name!r}")
@@ -200,10 +201,11 @@ def main():
     signal.signal(signal.SIGALRM, _on_alarm)
     sys.setrecursionlimit(limits["recursion"])
     replies = os.fdopen(os.dup(1), "w", buffering=1)
-    requests = sys.stdin
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
+    requests = os.fdopen(os.dup(0), "r")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):  # user code sees an empty stdin and prints into the void
+        os.dup2(devnull, fd)
+    sys.stdin = io.StringIO("")
     armed = [False]
     for module in _PRELOADED:
         __import__(module)
@@ -229,6 +231,7 @@ def main():
             finally:
                 armed[0] = False
                 sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+                sys.stdin = io.StringIO("")
         replies.write(json.dumps({"results": results}) + "\n")
 
 
