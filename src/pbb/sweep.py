@@ -278,6 +278,8 @@ def plot_curve(summary: dict, path: Path) -> None:
     if eff["crossover"]["kind"] == "crossing":
         ax.axvline(eff["crossover"]["n"], color="gray", ls="--", label=f"N = {eff['crossover']['n']:.1f}")
     ax.set_xscale("log")
+    ax.set_xticks(ks, [f"{k:g}" for k in ks])
+    ax.minorticks_off()
     ax.set(xlabel="demonstrations per eval behaviour (k)", ylabel="eval accuracy (%)",
            title="An instruction is worth N demonstrations")
     ax.grid(alpha=0.3)
