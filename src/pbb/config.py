@@ -250,23 +250,29 @@ def _error_line(e: ValidationError, source: str) -> str:
     return f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}"
 
 
+def read_yaml_mapping(path: Path, what: str = "config") -> dict:
+    """A YAML file's top-level mapping; a missing file or bad YAML is one ``file:line`` error."""
+    path = Path(path)
+    if not path.is_file():
+        raise PbbError(f"{path}: {what} file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise PbbError(f"{where}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
+    if not isinstance(raw, dict):
+        raise PbbError(f"{path}: expected a mapping at the top level")
+    return raw
+
+
 def load_config(path: Path | None, overrides: dict[str, object] | None = None) -> RunConfig:
     """Read YAML, apply dotted overrides, validate; every failure is one PbbError line."""
     raw: dict = {}
     source = "config"
     if path is not None:
-        path = Path(path)
         source = str(path)
-        if not path.is_file():
-            raise PbbError(f"{path}: config file not found")
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark else str(path)
-            raise PbbError(f"{where}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
-        if not isinstance(raw, dict):
-            raise PbbError(f"{path}: expected a mapping at the top level")
+        raw = read_yaml_mapping(path)
     raw = copy.deepcopy(raw)
     for key, value in (overrides or {}).items():
         set_dotted(raw, key, value)

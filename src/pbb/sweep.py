@@ -29,11 +29,16 @@ import itertools
 import re
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 
-from pbb.config import RunConfig, _error_line, dump_config, set_dotted
+from pbb.config import (
+    RunConfig,
+    _error_line,
+    dump_config,
+    read_yaml_mapping,
+    set_dotted,
+)
 from pbb.errors import PbbError
 from pbb.jsonio import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from pbb.metrics import bootstrap_ci, per_behaviour
@@ -75,13 +80,8 @@ def _point_name(i: int, overrides: dict) -> str:
 def load_sweep(path: Path, overrides: dict | None = None) -> tuple[dict, SweepSpec, list[dict]]:
     """(base config dict, sweep spec, points); every point's config is validated up front."""
     path = Path(path)
-    if not path.is_file():
-        raise PbbError(f"{path}: sweep file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise PbbError(f"{path}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
-    if not isinstance(raw, dict) or "sweep" not in raw:
+    raw = read_yaml_mapping(path, "sweep")
+    if "sweep" not in raw:
         raise PbbError(f"{path}: a sweep file is a run config with a `sweep:` section")
     sweep_raw = {"sweep": raw.pop("sweep") or {}}
     for key, value in (overrides or {}).items():  # --set sweep.grid.seed=[0] edits the sweep
