@@ -1,69 +1,81 @@
-"""SFT throughput: pbb's training path vs a plain TRL SFTTrainer script with default settings.
+"""SFT throughput in rows of a curriculum per second: pbb's loop vs TRL's SFTTrainer defaults.
 
-Both train on the same rows (stage 1 of a quickstart-like data set) with the same model for one
-epoch at TRL's default batch size; tokens/s counts the real (non-padding) tokens of the rows
-divided by the trainer's own train_runtime. TRL's defaults on CPU: gradient checkpointing on,
-random batches (more padding), bf16 autocast (``use_cpu=True`` is required to run at all).
+Both train the same rows (stage 1 of a quickstart-like arithmetic data set: declarative, direct
+and CoT rows) on the same model for one epoch at the same batch size, each templating the rows
+as it does by default: TRL applies the chat template as is (SmolLM2's injects its default system
+prompt), pbb renders them without a system block (``chat.system_prompt`` unset). rows/s counts
+only the training itself (TRL: its ``train_runtime``; pbb: forward, backward and optimizer
+steps), not model loading. The ``ratio:`` line is pbb rows/s over TRL rows/s.
 
-Usage: python benchmarks/bench_sft.py [--model smollm2-135m-instruct] [--rows 160]
-Goal (issue 3): ratio >= 1.5.
+Usage: python benchmarks/bench_sft.py [--model smollm2-135m-instruct] [--rows 160] [--batch 8]
+       [--skip-trl]
+Goal (issue 11): ratio >= 2.5.
 """
 
 import argparse
+import os
 import tempfile
-import time
 
 from pbb import data
 from pbb.config import CurriculumConfig, TrainConfig
 from pbb.curricula import build
 from pbb.models import load_model, load_tokenizer, resolve_model_path
-from pbb.train import sft_args
+from pbb.sft import train_sft
 
 
 def rows_for(n: int) -> list[dict]:
     ds = data.generate("arithmetic", behaviours=60, demos=6, test_inputs=3, eval_fraction=0.5,
                        seed=0, progress=False, options={"max_args": 2, "max_statements": 2,
-                                                         "min_statements": 1})
-    return build("stage1_only", ds, CurriculumConfig(declarative_repeats=8))[0].rows[:n]
+                                                         "min_statements": 1, "loop_prob": 0.0,
+                                                         "branch_prob": 0.15})
+    return build("stage1_only", ds, CurriculumConfig(declarative_repeats=3))[0].rows[:n]
 
 
-def train_once(path, tok, rows, args) -> float:
+def trl_rows_per_second(path, tok, rows, batch: int, tmp: str) -> tuple[float, float]:
     from datasets import Dataset
-    from trl import SFTTrainer
+    from trl import SFTConfig, SFTTrainer
 
+    args = SFTConfig(output_dir=f"{tmp}/trl", use_cpu=True, num_train_epochs=1,
+                     per_device_train_batch_size=batch, save_strategy="no", report_to=[],
+                     disable_tqdm=True)
     ds = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
     trainer = SFTTrainer(model=load_model(path), args=args, train_dataset=ds, processing_class=tok)
     tokens = sum(len(x) for x in trainer.train_dataset["input_ids"])
     result = trainer.train()
-    return tokens / result.metrics["train_runtime"]
+    return len(rows) / result.metrics["train_runtime"], tokens / len(rows)
 
 
 def main() -> None:
-    from trl import SFTConfig
-
     p = argparse.ArgumentParser()
     p.add_argument("--model", default="smollm2-135m-instruct")
     p.add_argument("--rows", type=int, default=160)
+    p.add_argument("--batch", type=int, default=8, help="both paths (8 = TRL's default)")
+    p.add_argument("--skip-trl", action="store_true", help="measure pbb's loop only")
     a = p.parse_args()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     path = resolve_model_path(a.model)
     tok = load_tokenizer(path)
     rows = rows_for(a.rows)
     with tempfile.TemporaryDirectory() as tmp:
-        plain = SFTConfig(output_dir=f"{tmp}/plain", use_cpu=True, num_train_epochs=1,
-                          save_strategy="no", report_to=[], disable_tqdm=True)
-        t = time.time()
-        base = train_once(path, tok, rows, plain)
-        t_plain = time.time() - t
-        ours = sft_args(TrainConfig(epochs=1, batch_size=plain.per_device_train_batch_size),
-                        f"{tmp}/pbb", 0, False, save_strategy="no")
-        t = time.time()
-        fast = train_once(path, tok, rows, ours)
-        t_ours = time.time() - t
-    print(f"model {a.model}, {len(rows)} rows, batch {plain.per_device_train_batch_size}, 1 epoch")
-    print(f"plain TRL SFTTrainer defaults: {base:.0f} tokens/s ({t_plain:.0f} s incl. setup)")
-    print(f"pbb path (bf16={ours.bf16}, group_by_length, no grad checkpointing): {fast:.0f} tokens/s "
-          f"({t_ours:.0f} s incl. setup)")
-    print(f"ratio: {fast / base:.2f}x")
+        cfg = TrainConfig(epochs=1, batch_size=a.batch, save_steps=10**9)
+        info = train_sft(rows, init=path, base=path, tokenizer=tok, cfg=cfg,
+                         stage_dir=f"{tmp}/pbb", seed=0, progress=False)
+        ours = info["rows_per_second"]
+        trl = trl_tokens = None
+        if not a.skip_trl:
+            trl, trl_tokens = trl_rows_per_second(path, tok, rows, a.batch, tmp)
+    split = info["time_split"]
+    total = sum(split.values())
+    print(f"model {a.model}, {len(rows)} rows, batch {a.batch}, 1 epoch, bf16 {info['bf16']}")
+    print(f"pbb loop: {ours:.2f} rows/s, {info['tokens_per_row']:.1f} tokens/row "
+          f"({info['prompt_tokens_per_row']:.1f} prompt + {info['completion_tokens_per_row']:.1f} "
+          f"completion), {ours * info['tokens_per_row']:.0f} tokens/s")
+    print("pbb time went to: " + ", ".join(f"{k} {v:.1f} s ({100 * v / max(total, 1e-9):.0f}%)"
+                                           for k, v in split.items() if v))
+    if trl is not None:
+        print(f"TRL SFTTrainer defaults: {trl:.2f} rows/s, {trl_tokens:.1f} tokens/row, "
+              f"{trl * trl_tokens:.0f} tokens/s")
+        print(f"ratio: {ours / trl:.2f}x")
 
 
 if __name__ == "__main__":

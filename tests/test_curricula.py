@@ -33,7 +33,9 @@ def test_proactive_stages(ds):
     assert len(decl2) == 30 and all(r["kind"] == "declarative" for r in decl2)
     assert len(s2.rows) == 40
     replay = [r for r in s2.rows if r["behaviour_id"] in train_ids]
-    assert all(r in s1.rows for r in replay)
+    assert all(r["replay"] and {**r, "replay": False} in [{**x, "replay": False} for x in s1.rows]
+               for r in replay)
+    assert s2.recall_ids == list(dict.fromkeys(r["behaviour_id"] for r in decl2))  # not replay's
 
 
 def test_interleaved_not_blocked(ds):

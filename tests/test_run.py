@@ -12,11 +12,14 @@ from pbb.config import load_config
 from pbb.domains.arithmetic import same_value
 from pbb.jsonio import read_jsonl
 from pbb.metrics import per_behaviour
+from pbb.recall import cot_recall_exact, recall_score
 from tests.conftest import run_cli
 
-SMOKE = {"model": "tiny-random", "data.behaviours": 8, "data.demos": 2, "data.test_inputs": 2,
-         "train.max_steps": 2, "train.batch_size": 4, "eval.modes": ["direct", "cot"],
-         "eval.max_new_tokens": {"direct": 8, "cot": 16}, "curriculum.declarative_repeats": 1}
+SMOKE = {"model": "tiny-random", "data.behaviours": 8, "data.eval_fraction": 0.5, "data.demos": 2, "data.test_inputs": 2,
+         "train.max_steps": 2, "train.batch_size": 4, "eval.modes": ["recall", "direct", "cot"],
+         "eval.max_new_tokens": {"recall": 8, "direct": 8, "cot": 16},
+         "curriculum.declarative_repeats": 1, "curriculum.eval_declarative_repeats": 1,
+         "curriculum.demo_modes": ["direct", "cot"]}
 
 
 def smoke_config(**extra):
@@ -47,7 +50,7 @@ def test_run_directory_contract(smoke_run):
         (c, m, s) for c in cfg.curricula for m in cfg.eval.modes for s in ("eval", "train")}
     for r in summary["results"]:
         assert {"accuracy", "ci_low", "ci_high", "n_behaviours", "n_samples"} <= set(r)
-        assert r["n_behaviours"] == 4 and r["n_samples"] == 8
+        assert r["n_behaviours"] == 4 and r["n_samples"] == (4 if r["mode"] == "recall" else 8)
     sample = read_jsonl(out / "eval" / "proactive" / "cot" / "samples.jsonl")[0]
     assert {"behaviour_id", "split", "curriculum", "mode", "input", "prompt", "completion",
             "prediction", "target", "score"} <= set(sample)
@@ -74,6 +77,12 @@ def test_numbers_are_honest(smoke_run):
         part = [s for s in samples if s["split"] == r["split"]]
         for s in part:
             b = behaviours[s["behaviour_id"]]
+            if s["mode"] == "recall":
+                assert s["target"] == b["instruction"] and s["input"] == ""
+                assert s["score"] == recall_score(s["completion"], b["instruction"])
+                continue
+            if s["mode"] == "cot":
+                assert s["recall_exact"] == cot_recall_exact(s["completion"], b["instruction"])
             ns = {}
             exec(b["instruction"], ns)
             args = [ast.literal_eval(a) for a in ast.parse(s["input"], mode="eval").body.args]
@@ -81,6 +90,12 @@ def test_numbers_are_honest(smoke_run):
             assert s["score"] == float(same_value(s["prediction"], s["target"]))
         acc = per_behaviour(part)
         assert r["accuracy"] == pytest.approx(sum(acc.values()) / len(acc))
+        if r["mode"] == "recall":
+            assert r["n_samples"] == r["n_behaviours"]  # one recall query per behaviour
+        if r["mode"] == "cot":
+            rec = per_behaviour([{"behaviour_id": s["behaviour_id"], "score": s["recall_exact"]}
+                                 for s in part])
+            assert r["recall_exact"]["mean"] == pytest.approx(sum(rec.values()) / len(rec))
 
 
 def test_scoring_pipeline_with_known_answers(smoke_run, tmp_path, monkeypatch):
@@ -116,7 +131,7 @@ def test_report_rerenders_the_same_numbers(smoke_run):
 def test_resume_does_not_retrain_finished_stages(tmp_path, monkeypatch):
     cfg = smoke_config(curricula=["proactive", "untuned"])
     out = tmp_path / "r"
-    real = run_mod.train_stage
+    real = run_mod.train_sft
     calls = []
 
     def crash_on_second(rows, **kw):
@@ -125,7 +140,7 @@ def test_resume_does_not_retrain_finished_stages(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # killed during the later stage
         return real(rows, **kw)
 
-    monkeypatch.setattr(run_mod, "train_stage", crash_on_second)
+    monkeypatch.setattr(run_mod, "train_sft", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
         run_mod.run(cfg, out, progress=False)
     assert not (out / "summary.json").exists()
@@ -134,7 +149,7 @@ def test_resume_does_not_retrain_finished_stages(tmp_path, monkeypatch):
     done_before = (out / "stages" / first / "done.json").read_bytes()
 
     calls.clear()
-    monkeypatch.setattr(run_mod, "train_stage", lambda rows, **kw: calls.append(kw["stage_dir"].name) or real(rows, **kw))
+    monkeypatch.setattr(run_mod, "train_sft", lambda rows, **kw: calls.append(kw["stage_dir"].name) or real(rows, **kw))
     run_mod.run(cfg, out, progress=False)
     assert calls == [second]
     assert (out / "stages" / first / "done.json").read_bytes() == done_before
@@ -170,3 +185,36 @@ def test_changed_config_in_same_run_dir_is_refused(smoke_run):
     r = run_cli("run", "configs/quickstart.yaml", "--out", str(out),
                 *[f"--set={k}={json.dumps(v)}" for k, v in SMOKE.items()], "--set", "seed=5")
     assert r.returncode == 1 and "holds a run with a different config" in r.stderr
+
+
+def test_per_stage_settings_reach_the_trainer(tmp_path):
+    cfg = smoke_config(curricula=["proactive"], **{
+        "train.max_steps": -1, "train.epochs": 1, "train.learning_rate": 1e-4,
+        "train.warmup_ratio": 0.0, "train.schedule": "constant",
+        "train.stages": {"stage2": {"learning_rate": 3e-3, "epochs": 2}},
+        "eval.modes": ["recall"]})
+    run_mod.run(cfg, tmp_path / "r", progress=False)
+    plan = json.loads((tmp_path / "r" / "curricula.json").read_text())
+    (s1, s2) = (tmp_path / "r" / e["dir"] for e in plan["proactive"])
+    d1, d2 = (json.loads((d / "done.json").read_text()) for d in (s1, s2))
+    assert (d1["learning_rate"], d1["epochs"]) == (1e-4, 1)
+    assert (d2["learning_rate"], d2["epochs"]) == (3e-3, 2)
+    lrs2 = {m["learning_rate"] for m in read_jsonl(s2 / "metrics.jsonl") if "learning_rate" in m}
+    assert lrs2 and all(lr == pytest.approx(3e-3) for lr in lrs2)
+    # recall of the instructions each stage taught is measured after it
+    assert d1["recall"][0]["n"] == 4 and d2["recall"][0]["n"] == 4  # train / eval behaviours
+
+
+def test_stage_settings_for_an_unknown_stage_are_refused(tmp_path):
+    from pbb.errors import PbbError
+
+    cfg = smoke_config(curricula=["proactive"], **{"train.stages": {"stage3": {"epochs": 2}}})
+    with pytest.raises(PbbError, match="train.stages.stage3: no stage of that name"):
+        run_mod.run(cfg, tmp_path / "r", progress=False)
+
+
+def test_stopping_rule_in_a_config_needs_both_keys():
+    from pbb.errors import PbbError
+
+    with pytest.raises(PbbError, match="recall_target and max_epochs go together"):
+        smoke_config(**{"train.stages": {"stage2": {"recall_target": 0.9}}})

@@ -74,7 +74,11 @@ def _fake_generate(counter):
         counter[0] += 1
         outs = []
         for i, p in enumerate(prompts):
-            query = re.search(r"`(\w+\([^`]*\))`", p).group(1)
+            call = re.search(r"`(\w+\([^`]*\))`", p)
+            if call is None:  # a declarative prompt (recall check): no answer to give
+                outs.append("no idea")
+                continue
+            query = call.group(1)
             domain, b = behaviours[query.split("(")[0]]
             right = (counter[0] + i) % (2 + counter[0] % 3) == 0
             out = domain.execute(b, query).output
@@ -92,8 +96,8 @@ def swept(tmp_path_factory):
 
     mp.setattr(ev, "generate", _fake_generate([0]))
     trained = []
-    real = run_mod.train_stage
-    mp.setattr(run_mod, "train_stage", lambda rows, **kw: trained.append(kw["stage_dir"].name) or real(rows, **kw))
+    real = run_mod.train_sft
+    mp.setattr(run_mod, "train_sft", lambda rows, **kw: trained.append(kw["stage_dir"].name) or real(rows, **kw))
     out = tmp_path_factory.mktemp("sweep") / "s"
     summary = sweep_mod.run_sweep(Path("configs/sample_efficiency_quick.yaml"), out, TINY, progress=False)
     mp.undo()
@@ -130,7 +134,8 @@ def test_numbers_in_the_report_are_the_runs_numbers(swept):
     line = runs[("proactive", None)]
     assert eff["instruction"]["accuracy"] == pytest.approx(sum(line) / len(line))
     assert len({round(c["accuracy"], 6) for c in eff["curve"]} | {round(eff["instruction"]["accuracy"], 6)}) > 1
-    for b in summary["curricula"]:
+    assert {b["split"] for b in summary["curricula"]} == {"eval", "train"}
+    for b in (b for b in summary["curricula"] if b["split"] == "eval"):
         key = ("demos_only", int(b["label"].split("k=")[1])) if "k=" in b["label"] else (b["label"], None)
         assert b["accuracy"] == pytest.approx(sum(runs[key]) / len(runs[key]))
     report = (out / "report.md").read_text()

@@ -1,4 +1,5 @@
-"""SFT on tiny-random: the loss falls, the loss mask covers the completion only, LoRA works."""
+"""SFT on tiny-random: the loss falls, the loss mask covers the completion only, padding changes
+no loss, LoRA works, the recall stopping rule stops where it should and resumes mid-stage."""
 
 import json
 
@@ -6,10 +7,12 @@ import pytest
 import torch
 
 from pbb import data
+from pbb.chat import encode_row, tokenized_view
 from pbb.config import TrainConfig
 from pbb.curricula import declarative_rows, demo_rows
-from pbb.models import load_tokenizer, resolve_model_path
-from pbb.train import DONE, METRICS, MODEL, load_for_eval, sft_args, train_stage
+from pbb.models import load_model, load_tokenizer, resolve_model_path
+from pbb.sft import batch_loss, collate, encode_rows, epoch_batches, train_sft
+from pbb.train import DONE, METRICS, MODEL, load_for_eval
 
 
 @pytest.fixture(scope="module")
@@ -22,50 +25,109 @@ def tiny():
 def rows():
     ds = data.generate("arithmetic", behaviours=4, demos=2, test_inputs=1, eval_fraction=0.5,
                        seed=0, progress=False)
-    return declarative_rows(ds, ds.behaviours, 2) + demo_rows(ds, ds.split("train"), ["direct"])
+    return declarative_rows(ds, ds.behaviours, 2) + demo_rows(ds, ds.split("train"), ["direct", "cot"])
+
+
+def _metrics(stage_dir):
+    return [json.loads(x) for x in (stage_dir / METRICS).read_text().splitlines()]
 
 
 def _losses(stage_dir):
-    lines = [json.loads(x) for x in (stage_dir / METRICS).read_text().splitlines()]
-    return [x["loss"] for x in lines if "loss" in x]
+    return [x["loss"] for x in _metrics(stage_dir) if "loss" in x]
 
 
 def test_loss_goes_down_on_a_tiny_set(tiny, rows, tmp_path):
     path, tok = tiny
     cfg = TrainConfig(learning_rate=3e-3, epochs=6, batch_size=4, warmup_ratio=0.0, save_steps=1000)
-    info = train_stage(rows, init=path, base=path, tokenizer=tok, cfg=cfg, stage_dir=tmp_path / "s",
-                       seed=0, progress=False)
+    info = train_sft(rows, init=path, base=path, tokenizer=tok, cfg=cfg, stage_dir=tmp_path / "s",
+                     seed=0, progress=False)
     losses = _losses(tmp_path / "s")
     assert len(losses) == info["steps"] >= 10
     assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3, losses
     assert (tmp_path / "s" / DONE).is_file() and (tmp_path / "s" / MODEL / "config.json").is_file()
     assert not (tmp_path / "s" / "trainer").exists()  # checkpoints removed once done
+    lengths = [len(ids) for ids, _ in encode_rows(tok, rows, 768)]
+    assert info["tokens_per_row"] == round(sum(lengths) / len(rows), 1)
 
 
-def test_loss_mask_covers_exactly_the_completion(tiny, rows, tmp_path):
-    from datasets import Dataset
-    from trl import SFTTrainer
+def test_loss_mask_covers_exactly_the_completion(tiny, rows):
+    _, tok = tiny
+    encoded = encode_rows(tok, rows, 768)
+    x, y, first = collate(encoded, tok.pad_token_id)
+    for k, row in enumerate(rows):
+        trained = tok.decode([t for t in y[k].tolist() if t != -100])
+        assert trained == row["completion"][0]["content"] + "<|im_end|>\n"
+        assert row["prompt"][0]["content"] not in trained
+        # the trained tokens are the ones right after the prompt, and nothing else
+        ids, n_prompt = encoded[k]
+        assert [t for t in y[k].tolist() if t != -100] == ids[n_prompt:]
+    assert first == min(n for _, n in encoded) - 1
 
+
+def test_right_padding_without_a_mask_gives_each_rows_own_loss(tiny, rows):
+    """Batching rows of different lengths (right-padded, no attention mask) changes no loss."""
     path, tok = tiny
-    from pbb.models import load_model
+    model = load_model(path).eval()
+    encoded = encode_rows(tok, rows[:6], 768)
+    assert len({len(ids) for ids, _ in encoded}) > 1
+    with torch.no_grad():
+        x, y, first = collate(encoded, tok.pad_token_id)
+        batched, n = batch_loss(model, x, y, first)
+        total, count = 0.0, 0
+        for e in encoded:
+            xi, yi, fi = collate([e], tok.pad_token_id)
+            loss_i, n_i = batch_loss(model, xi, yi, fi)
+            total += float(loss_i) * n_i
+            count += n_i
+    assert n == count
+    assert float(batched) == pytest.approx(total / count, rel=1e-5)
 
-    args = sft_args(TrainConfig(), tmp_path, 0, False)
-    ds = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
-    trainer = SFTTrainer(model=load_model(path), args=args, train_dataset=ds, processing_class=tok)
-    for k, rec in enumerate(trainer.train_dataset):
-        trained = tok.decode([t for t in rec["labels"] if t != -100])
-        assert trained.startswith(rows[k]["completion"][0]["content"])
-        assert rows[k]["prompt"][0]["content"] not in trained
-        assert trained.strip().endswith("<|im_end|>")
+
+def test_batches_group_lengths_and_cover_every_row_once():
+    lengths = [(i * 37) % 101 + 5 for i in range(400)]
+    batches = epoch_batches(lengths, 8, seed=0, epoch=0)
+    assert sorted(i for b in batches for i in b) == list(range(400))
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+    shuffled = epoch_batches(lengths, 8, seed=0, epoch=0, group_by_length=False)
+    spread_random = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b)
+                        for b in shuffled) / len(shuffled)
+    assert spread < 0.3 * spread_random
+    assert epoch_batches(lengths, 8, 0, 1) != batches  # every epoch a new order
+    assert epoch_batches(lengths, 8, 0, 0) == batches  # deterministic
+
+
+def test_tokenized_view_marks_exactly_the_trained_tokens(tiny, rows):
+    _, tok = tiny
+    for row in rows[:4]:
+        v = tokenized_view(tok, row)
+        ids, n_prompt = encode_row(tok, row)
+        marked = v["text"].split("\u27e6", 1)[1].rsplit("\u27e7", 1)[0]
+        assert marked == tok.decode(ids[n_prompt:])
+        assert v["text"].split("\u27e6", 1)[0] == tok.decode(ids[:n_prompt])
+        assert (v["prompt_tokens"], v["completion_tokens"]) == (n_prompt, len(ids) - n_prompt)
+
+
+def test_rows_carry_no_system_prompt_unless_configured(tiny, rows):
+    _, tok = tiny
+    default = tok.apply_chat_template(rows[0]["prompt"], tokenize=False)
+    assert "You are a helpful AI assistant" in default  # what SmolLM2's template would add
+    ids, _ = encode_row(tok, rows[0])
+    text = tok.decode(ids)
+    assert "system" not in text and text.startswith("<|im_start|>user\n")
+    ids, _ = encode_row(tok, rows[0], system_prompt="Be exact.")
+    text = tok.decode(ids)
+    assert text.startswith("<|im_start|>system\nBe exact.<|im_end|>\n<|im_start|>user\n")
+    assert "You are a helpful AI assistant" not in text
+    from pbb.chat import prompt_text
+
+    assert prompt_text(tok, "hi") == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
 
 
 def test_lora_stage_saves_an_adapter_and_leaves_the_base_untouched(tiny, rows, tmp_path):
-    from pbb.models import load_model
-
     path, tok = tiny
     cfg = TrainConfig(method="lora", learning_rate=1e-2, max_steps=3, batch_size=4, lora_r=4)
-    train_stage(rows, init=path, base=path, tokenizer=tok, cfg=cfg, stage_dir=tmp_path / "l",
-                seed=0, progress=False)
+    train_sft(rows, init=path, base=path, tokenizer=tok, cfg=cfg, stage_dir=tmp_path / "l",
+              seed=0, progress=False)
     adapter = tmp_path / "l" / MODEL
     assert (adapter / "adapter_config.json").is_file()
     merged = load_for_eval(adapter, path)
@@ -73,6 +135,68 @@ def test_lora_stage_saves_an_adapter_and_leaves_the_base_untouched(tiny, rows, t
     name = "model.layers.0.self_attn.q_proj.weight"
     assert not torch.equal(dict(merged.named_parameters())[name], dict(base.named_parameters())[name])
     # a second LoRA stage continues the same adapter
-    train_stage(rows, init=adapter, base=path, tokenizer=tok, cfg=cfg, stage_dir=tmp_path / "l2",
-                seed=0, progress=False)
+    train_sft(rows, init=adapter, base=path, tokenizer=tok, cfg=cfg, stage_dir=tmp_path / "l2",
+              seed=0, progress=False)
     assert (tmp_path / "l2" / MODEL / "adapter_config.json").is_file()
+
+
+def _scripted_recall(values, interrupt_at=None):
+    """A recall check that returns the given rates in turn (and can simulate a kill)."""
+    calls = []
+
+    def check(model):
+        calls.append(len(calls))
+        if interrupt_at is not None and len(calls) == interrupt_at:
+            raise KeyboardInterrupt
+        return {"recall": values[min(len(calls), len(values)) - 1], "n": 4}
+
+    return check, calls
+
+
+FP32 = dict(learning_rate=1e-3, batch_size=4, warmup_ratio=0.0, precision="fp32", save_steps=1000)
+
+
+def test_stopping_rule_stops_at_the_threshold(tiny, rows, tmp_path):
+    path, tok = tiny
+    check, calls = _scripted_recall([0.25, 0.5, 1.0, 1.0])
+    info = train_sft(rows, init=path, base=path, tokenizer=tok, cfg=TrainConfig(**FP32),
+                     stage_dir=tmp_path / "s", seed=0, progress=False, recall_check=check,
+                     recall_target=0.9, max_epochs=6)
+    assert len(calls) == 3 and info["epochs"] == 3
+    assert [r["recall"] for r in info["recall"]] == [0.25, 0.5, 1.0]
+    logged = [m for m in _metrics(tmp_path / "s") if "recall/recall" in m]
+    assert [(m["epoch"], m["recall/recall"]) for m in logged] == [(1, 0.25), (2, 0.5), (3, 1.0)]
+
+
+def test_stopping_rule_stops_at_the_maximum(tiny, rows, tmp_path):
+    path, tok = tiny
+    check, calls = _scripted_recall([0.0])
+    info = train_sft(rows, init=path, base=path, tokenizer=tok, cfg=TrainConfig(**FP32),
+                     stage_dir=tmp_path / "s", seed=0, progress=False, recall_check=check,
+                     recall_target=0.9, max_epochs=2)
+    assert len(calls) == 2 and info["epochs"] == 2
+    steps_per_epoch = -(-len(rows) // 4)
+    assert info["steps"] == 2 * steps_per_epoch
+
+
+def test_stopping_rule_resumes_mid_stage(tiny, rows, tmp_path):
+    """Killed during epoch 2's recall check: the rerun resumes from the epoch-1 checkpoint and
+    trains the very same steps an uninterrupted run trains."""
+    path, tok = tiny
+    kw = dict(init=path, base=path, tokenizer=tok, cfg=TrainConfig(**FP32), seed=0,
+              progress=False, recall_target=0.9, max_epochs=4)
+    check, _ = _scripted_recall([0.1, 0.2, 0.95])
+    whole = train_sft(rows, stage_dir=tmp_path / "whole", recall_check=check, **kw)
+    killed, _ = _scripted_recall([0.1, 0.2, 0.95], interrupt_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        train_sft(rows, stage_dir=tmp_path / "cut", recall_check=killed, **kw)
+    assert not (tmp_path / "cut" / DONE).exists()
+    assert list((tmp_path / "cut" / "trainer").glob("checkpoint-*/state.json"))
+    again, calls = _scripted_recall([0.2, 0.95])  # epoch 1's check was done before the kill
+    resumed = train_sft(rows, stage_dir=tmp_path / "cut", recall_check=again, **kw)
+    assert resumed["resumed"] and len(calls) == 2
+    assert resumed["steps"] == whole["steps"] and resumed["epochs"] == whole["epochs"] == 3
+    assert [r["recall"] for r in resumed["recall"]] == [0.1, 0.2, 0.95]
+    steps = [m["step"] for m in _metrics(tmp_path / "cut") if "loss" in m]
+    assert steps == list(range(1, whole["steps"] + 1))  # every step logged exactly once
+    assert _losses(tmp_path / "cut") == pytest.approx(_losses(tmp_path / "whole"), rel=1e-4)

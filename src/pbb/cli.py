@@ -132,11 +132,21 @@ def data_show(
     path: Annotated[Path, typer.Argument(help="data set directory")],
     n: Annotated[int, typer.Option("-n", help="behaviours to show")] = 3,
     demos: Annotated[int, typer.Option(help="demonstrations to show per behaviour")] = 2,
+    tokenized: Annotated[bool, typer.Option(
+        "--tokenized", help="show each row kind as the model sees it (chat template applied), "
+        "trained tokens between ⟦ ⟧, with token counts")] = False,
+    model: Annotated[str, typer.Option(help="whose tokenizer and chat template (--tokenized)")]
+    = "smollm2-135m-instruct",
+    system_prompt: Annotated[str | None, typer.Option(
+        help="a system prompt, as chat.system_prompt in a run config (--tokenized)")] = None,
 ) -> None:
     """Show a few behaviours, their demonstrations and one rendered row of each kind."""
     from pbb.render import ROW_KINDS, make_row, row_rng
 
     ds = data_mod.load(path)
+    if tokenized:
+        _show_tokenized(ds, model, system_prompt)
+        return
     man = data_mod.read_json(Path(path) / data_mod.MANIFEST)
     console.print(f"[bold]{path}[/]: domain {ds.domain.name}, seed {ds.seed}, "
                   f"counts {man.get('counts')}")
@@ -161,6 +171,30 @@ def data_show(
             console.print(Panel(f"[cyan]user:[/] {row['prompt'][0]['content']}\n"
                                 f"[green]assistant:[/] {row['completion'][0]['content']}",
                                 title=f"row kind: {kind}", expand=False), markup=True)
+
+
+def _show_tokenized(ds, model: str, system_prompt: str | None) -> None:
+    """One row of each kind, as tokens the model sees, and mean counts over all rows."""
+    from pbb.chat import tokenized_view
+    from pbb.curricula import declarative_rows, demo_rows
+    from pbb.models import load_tokenizer, resolve_model_path
+
+    tok = load_tokenizer(resolve_model_path(model))
+    b = ds.behaviours[0]
+    rows = declarative_rows(ds, [b], 1) + demo_rows(ds, [b], ["direct", "cot"], 1)
+    for row in rows:
+        v = tokenized_view(tok, row, system_prompt)
+        print(f"--- row kind {row['kind']}: {v['tokens']} tokens = {v['prompt_tokens']} prompt "
+              f"(masked) + {v['completion_tokens']} trained (between \u27e6 \u27e7)")
+        print(v["text"])
+    sample = declarative_rows(ds, ds.behaviours[:50], 1) + demo_rows(ds, ds.behaviours[:50],
+                                                                     ["direct", "cot"], 1)
+    for kind in ("declarative", "direct", "cot"):
+        views = [tokenized_view(tok, r, system_prompt) for r in sample if r["kind"] == kind]
+        if views:
+            mean = sum(v["tokens"] for v in views) / len(views)
+            trained = sum(v["completion_tokens"] for v in views) / len(views)
+            print(f"mean over {len(views)} {kind} rows: {mean:.1f} tokens, {trained:.1f} trained")
 
 
 @data_app.command("validate")

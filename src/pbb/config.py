@@ -23,7 +23,8 @@ from pydantic import (
 from pbb.errors import PbbError
 from pbb.models import DEFAULT_MODEL
 
-Mode = Literal["direct", "cot", "in_context"]
+Mode = Literal["recall", "direct", "cot", "in_context"]
+MODES = ("recall", "direct", "cot", "in_context")
 Kind = Literal["declarative", "direct", "cot"]
 Which = Literal["train", "eval", "all"]
 
@@ -56,8 +57,35 @@ class PartConfig(_Strict):
     demos: int | None = Field(None, ge=1, description="demonstrations per behaviour (execution)")
 
 
+class StageTrainConfig(_Strict):
+    """Training settings of one stage, over ``train``'s (unset keys keep ``train``'s value).
+
+    ``recall_target`` turns on the stopping rule of declarative stages: train whole epochs,
+    measure after each how many of the stage's instructions the model recalls exactly (greedy,
+    from a declarative prompt), and stop once that share reaches the target, or after
+    ``max_epochs``. The learning-rate schedule then spans ``max_epochs``.
+    """
+
+    epochs: float | None = Field(None, gt=0)
+    learning_rate: float | None = Field(None, gt=0, lt=1)
+    max_steps: int | None = Field(None, ge=-1)
+    warmup_ratio: float | None = Field(None, ge=0, lt=1)
+    batch_size: int | None = Field(None, ge=1)
+    recall_target: float | None = Field(None, gt=0, le=1, description="stop at this recall")
+    max_epochs: int | None = Field(None, ge=1, description="cap of the stopping rule")
+
+    @model_validator(mode="after")
+    def _rule_complete(self) -> StageTrainConfig:
+        if (self.recall_target is None) != (self.max_epochs is None):
+            raise ValueError("recall_target and max_epochs go together (the stopping rule needs "
+                             "both: a threshold and a cap)")
+        return self
+
+
 class StageConfig(_Strict):
     name: str
+    train: StageTrainConfig | None = Field(
+        None, description="this stage's training settings over `train` (and train.stages)")
     parts: list[PartConfig] = Field(min_length=1)
     replay: float = Field(0.0, ge=0, le=1, description="share of the previous stage's rows mixed in")
     method: Literal["sft", "rl"] = Field(
@@ -79,6 +107,10 @@ class CurriculumConfig(_Strict):
     """Shared knobs of the built-in curricula."""
 
     declarative_repeats: int = Field(4, ge=1, description="paraphrased copies of each instruction")
+    eval_declarative_repeats: int | None = Field(
+        None, ge=1, description="copies of each *eval* behaviour's instruction (default: "
+        "declarative_repeats). Eval behaviours are known from these rows alone, so they need "
+        "more than train behaviours, whose CoT rows recite the instruction too")
     demo_modes: list[Literal["direct", "cot"]] = Field(
         default_factory=lambda: ["direct", "cot"],
         description="each demonstration becomes one row per mode (stage 1 trains both test modes)")
@@ -93,14 +125,21 @@ class CurriculumConfig(_Strict):
 
 
 class TrainConfig(_Strict):
+    """SFT settings (the plain loop of :mod:`pbb.sft`); ``stages`` overrides them per stage."""
+
     method: Literal["full", "lora"] = "full"
     learning_rate: float = Field(1e-4, gt=0, lt=1)
     epochs: float = Field(1.0, gt=0)
     max_steps: int = Field(-1, ge=-1, description="cap on optimizer steps per stage (-1: none)")
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(16, ge=1)
     grad_accum: int = Field(1, ge=1)
     max_length: int = Field(768, ge=16)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    schedule: Literal["cosine", "linear", "constant"] = Field(
+        "cosine", description="after warmup: cosine or linear decay to min_lr_ratio, or constant")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    adam_beta2: float = Field(0.98, gt=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
@@ -110,6 +149,27 @@ class TrainConfig(_Strict):
     save_steps: int = Field(50, ge=1, description="checkpoint every N steps (for resume)")
     group_by_length: bool = Field(True, description="batch rows of similar length (less padding)")
     gradient_checkpointing: bool = False
+    stages: dict[str, StageTrainConfig] = Field(
+        default_factory=dict, description="per-stage settings by stage name (stage1, stage2, "
+        "mixture, exposure, activation_sft, ...; custom stages by their name)")
+
+    def for_stage(self, name: str, extra: StageTrainConfig | None = None) -> TrainConfig:
+        """This config with stage ``name``'s overrides applied (``extra`` last)."""
+        update: dict = {}
+        for over in (self.stages.get(name), extra):
+            if over is not None:
+                update.update(over.model_dump(exclude_none=True))
+        update.pop("recall_target", None)
+        update.pop("max_epochs", None)
+        return self.model_copy(update={**update, "stages": {}})
+
+    def stopping_rule(self, name: str, extra: StageTrainConfig | None = None) -> tuple[float, int] | None:
+        """(recall_target, max_epochs) of stage ``name``, or None."""
+        rule = None
+        for over in (self.stages.get(name), extra):
+            if over is not None and over.recall_target is not None:
+                rule = (over.recall_target, over.max_epochs)
+        return rule
 
 
 #: GRPO loss variants that need no further settings (TRL's ``GRPOConfig.loss_type``)
@@ -179,27 +239,44 @@ class RLConfig(_Strict):
 
 
 class EvalConfig(_Strict):
-    modes: list[Mode] = Field(default_factory=lambda: ["direct", "cot", "in_context"], min_length=1)
+    modes: list[Mode] = Field(default_factory=lambda: ["recall", "direct", "cot", "in_context"],
+                              min_length=1, description="recall: the instruction from a "
+                              "declarative prompt, exact after whitespace normalisation")
     batch_size: int = Field(32, ge=1)
     precision: Literal["auto", "bf16", "fp32"] = Field(
         "fp32", description="weights for generation. fp32 (default) gives the same greedy "
         "completions as an unbatched fp32 loop; auto/bf16 is ~2x faster on bf16 hardware but "
         "flips near-ties, so completions can differ (benchmarks/bench_eval.py)")
     max_new_tokens: dict[str, int] = Field(
-        default_factory=lambda: {"direct": 24, "cot": 384, "in_context": 320})
+        default_factory=lambda: {"recall": 192, "direct": 24, "cot": 384, "in_context": 320})
     max_test_inputs: int | None = Field(None, ge=1, description="cap per behaviour")
+    max_train_behaviours: int | None = Field(
+        None, ge=1, description="evaluate only the first N train behaviours (by id); eval "
+        "behaviours are always all evaluated. Train behaviours measure forgetting, and there are "
+        "usually many more of them")
     temperature: float = Field(0.0, ge=0, description="0 = greedy")
     bootstrap: int = Field(1000, ge=100, description="resamples for the 95% interval")
+    recall_after_stage: bool = Field(
+        True, description="after every SFT stage with declarative rows, measure recall of the "
+        "instructions it taught (logged in the stage's metrics.jsonl and done.json)")
 
     @field_validator("max_new_tokens")
     @classmethod
     def _modes_known(cls, v: dict[str, int]) -> dict[str, int]:
-        bad = set(v) - {"direct", "cot", "in_context"}
+        bad = set(v) - set(MODES)
         if bad:
             raise ValueError(f"unknown mode(s) {sorted(bad)}")
         if any(n < 1 for n in v.values()):
             raise ValueError("must be positive")
         return v
+
+
+class ChatConfig(_Strict):
+    """How rows become chat text (training and evaluation alike)."""
+
+    system_prompt: str | None = Field(
+        None, description="a system message for every row; none (default) also removes the "
+        "default system prompt that some chat templates inject (SmolLM2's: ~20 tokens a row)")
 
 
 class RunConfig(_Strict):
@@ -213,6 +290,7 @@ class RunConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     rl: RLConfig = Field(default_factory=RLConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    chat: ChatConfig = Field(default_factory=ChatConfig)
 
     @model_validator(mode="after")
     def _known_curricula(self) -> RunConfig:

@@ -43,7 +43,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pbb.config import CurriculumConfig, StageConfig
+from pbb.config import CurriculumConfig, StageConfig, StageTrainConfig
 from pbb.data import DataSet
 from pbb.domains import Behaviour
 from pbb.errors import PbbError
@@ -55,6 +55,17 @@ class Stage:
     name: str
     rows: list[dict]
     method: str = "sft"  # "sft" (rows are prompt + gold completion) or "rl" (prompts only)
+    train: StageTrainConfig | None = None  # a custom stage's own training settings
+
+    @property
+    def recall_ids(self) -> list[str]:
+        """Behaviours whose instructions this stage teaches (declarative rows), in order.
+
+        Replayed rows are tagged ``replay`` and do not count: recall after a stage measures
+        what that stage set out to memorise.
+        """
+        return list(dict.fromkeys(r["behaviour_id"] for r in self.rows
+                                  if r["kind"] == "declarative" and not r.get("replay")))
 
 
 def declarative_rows(ds: DataSet, behaviours: list[Behaviour], repeats: int) -> list[dict]:
@@ -87,7 +98,7 @@ def _with_replay(rows: list[dict], previous: list[dict], share: float, seed: int
     if share <= 0 or not previous:
         return rows
     n = min(len(previous), round(len(rows) * share / (1 - share)) if share < 1 else len(previous))
-    replay = random.Random(f"{seed}|replay|{tag}").sample(previous, n)
+    replay = [dict(r, replay=True) for r in random.Random(f"{seed}|replay|{tag}").sample(previous, n)]
     return _shuffled(rows + replay, seed, f"{tag}+replay")
 
 
@@ -97,15 +108,19 @@ def _stage1(ds: DataSet, c: CurriculumConfig) -> Stage:
     return Stage("stage1", _shuffled(rows, ds.seed, "stage1"))
 
 
+def _eval_declarative(ds: DataSet, c: CurriculumConfig) -> list[dict]:
+    return declarative_rows(ds, ds.split("eval"), c.eval_declarative_repeats or c.declarative_repeats)
+
+
 def proactive(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
     s1 = _stage1(ds, c)
-    decl = _shuffled(declarative_rows(ds, ds.split("eval"), c.declarative_repeats), ds.seed, "stage2")
+    decl = _shuffled(_eval_declarative(ds, c), ds.seed, "stage2")
     return [s1, Stage("stage2", _with_replay(decl, s1.rows, c.replay, ds.seed, "stage2"))]
 
 
 def mixture(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
     s1 = _stage1(ds, c)
-    decl = declarative_rows(ds, ds.split("eval"), c.declarative_repeats)
+    decl = _eval_declarative(ds, c)
     return [Stage("mixture", _shuffled(s1.rows + decl, ds.seed, "mixture"))]
 
 
@@ -114,8 +129,7 @@ def stage1_only(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
 
 
 def stage2_only(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
-    decl = declarative_rows(ds, ds.split("eval"), c.declarative_repeats)
-    return [Stage("stage2", _shuffled(decl, ds.seed, "stage2"))]
+    return [Stage("stage2", _shuffled(_eval_declarative(ds, c), ds.seed, "stage2"))]
 
 
 def demos_only(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
@@ -127,7 +141,10 @@ def demos_only(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
 
 
 def _exposure(ds: DataSet, c: CurriculumConfig) -> Stage:
-    rows = declarative_rows(ds, ds.behaviours, c.declarative_repeats)
+    if c.eval_declarative_repeats is None:
+        rows = declarative_rows(ds, ds.behaviours, c.declarative_repeats)
+    else:
+        rows = declarative_rows(ds, ds.split("train"), c.declarative_repeats) + _eval_declarative(ds, c)
     return Stage("exposure", _shuffled(rows, ds.seed, "exposure"))
 
 
@@ -184,7 +201,7 @@ def custom(ds: DataSet, c: CurriculumConfig, name: str, stages: list[StageConfig
         rows = _shuffled(rows, ds.seed, f"custom/{sc.name}")
         previous = out[-1].rows if out else []
         out.append(Stage(sc.name, _with_replay(rows, previous, sc.replay, ds.seed,
-                                               f"custom/{sc.name}"), sc.method))
+                                               f"custom/{sc.name}"), sc.method, sc.train))
     return out
 
 

@@ -16,18 +16,39 @@ from tqdm import tqdm
 
 from pbb.data import DataSet
 from pbb.jsonio import append_jsonl, iter_jsonl, write_jsonl
-from pbb.render import make_row, row_rng
+from pbb.recall import cot_recall_exact, normalize, recall_score
+from pbb.render import instruction_text, make_row, row_rng
 from pbb.rewards import score_completion
 
 SAMPLES = "samples.jsonl"
 PARTIAL = "samples.partial.jsonl"
 
 
-def build_queries(ds: DataSet, mode: str, max_test_inputs: int | None = None) -> list[dict]:
-    """One query per (behaviour, test input), for eval and train behaviours alike."""
+def evaluated_behaviours(ds: DataSet, max_train_behaviours: int | None = None) -> list:
+    """Every eval behaviour, and the first ``max_train_behaviours`` train behaviours (by id)."""
+    train = sorted(b.id for b in ds.split("train"))[:max_train_behaviours]
+    keep = set(train) | {b.id for b in ds.split("eval")}
+    return [b for b in ds.behaviours if b.id in keep]
+
+
+def build_queries(ds: DataSet, mode: str, max_test_inputs: int | None = None,
+                  max_train_behaviours: int | None = None) -> list[dict]:
+    """One query per (behaviour, test input), for eval and train behaviours alike.
+
+    Mode ``recall`` asks once per behaviour for its instruction (a declarative prompt).
+    """
     tests = ds.by_behaviour("test")
     queries = []
-    for b in ds.behaviours:
+    behaviours = evaluated_behaviours(ds, max_train_behaviours)
+    if mode == "recall":
+        for b in behaviours:
+            row = make_row(ds.domain, b, "declarative", row_rng(ds.seed, "eval", mode, b.id),
+                           fmt=ds.instruction_format)
+            queries.append({"behaviour_id": b.id, "split": b.split, "mode": mode, "input": "",
+                            "prompt": row["prompt"][0]["content"],
+                            "target": row["completion"][0]["content"]})
+        return queries
+    for b in behaviours:
         for d in tests[b.id][:max_test_inputs]:
             row = make_row(ds.domain, b, mode, row_rng(ds.seed, "eval", mode, b.id, d.input), d,
                            fmt=ds.instruction_format)
@@ -39,14 +60,14 @@ def build_queries(ds: DataSet, mode: str, max_test_inputs: int | None = None) ->
 
 def generate(model, tokenizer, prompts: list[str], *, batch_size: int, max_new_tokens: int,
              temperature: float = 0.0, desc: str = "generate", progress: bool = True,
-             on_batch=None) -> list[str]:
-    """Completions for user prompts (chat template applied), in the order given."""
+             on_batch=None, system_prompt: str | None = None) -> list[str]:
+    """Completions for user prompts (chat template applied as in training), in the order given."""
     import torch
 
+    from pbb.chat import prompt_text
     from pbb.models import end_of_turn_ids
 
-    texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                           add_generation_prompt=True) for p in prompts]
+    texts = [prompt_text(tokenizer, p, system_prompt) for p in prompts]
     lengths = [len(tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
     order = sorted(range(len(texts)), key=lambda i: -lengths[i])
     out: list[str | None] = [None] * len(texts)
@@ -75,11 +96,17 @@ def generate(model, tokenizer, prompts: list[str], *, batch_size: int, max_new_t
 
 def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_dir: Path,
              batch_size: int, max_new_tokens: int, temperature: float = 0.0,
-             max_test_inputs: int | None = None, progress: bool = True) -> list[dict]:
-    """Evaluate one (curriculum, mode); resumable; returns the samples."""
+             max_test_inputs: int | None = None, progress: bool = True,
+             system_prompt: str | None = None, max_train_behaviours: int | None = None) -> list[dict]:
+    """Evaluate one (curriculum, mode); resumable; returns the samples.
+
+    Every sample records the completion and the fields its score is computed from, so any
+    rate in ``summary.json`` can be recomputed from ``samples.jsonl``. CoT samples also carry
+    ``recall_exact`` (:mod:`pbb.recall`).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    queries = build_queries(ds, mode, max_test_inputs)
+    queries = build_queries(ds, mode, max_test_inputs, max_train_behaviours)
     done: dict[tuple[str, str], dict] = {}
     if (out_dir / PARTIAL).is_file():
         try:
@@ -94,14 +121,21 @@ def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_d
     test_out = {k: [d.output for d in v] for k, v in ds.by_behaviour("test").items()}
 
     def finish(q: dict, completion: str) -> dict:
-        prediction, score = score_completion(ds.domain, behaviours[q["behaviour_id"]], q["input"],
-                                             completion)
-        return {"behaviour_id": q["behaviour_id"], "split": q["split"], "curriculum": curriculum,
-                "mode": mode, "input": q["input"], "prompt": q["prompt"],
-                "completion": completion, "prediction": prediction, "target": q["target"],
-                "score": score,
-                **(extra(behaviours[q["behaviour_id"]], q["input"], prediction,
-                         train_out[q["behaviour_id"]], test_out[q["behaviour_id"]]) if extra else {})}
+        b = behaviours[q["behaviour_id"]]
+        rec = {"behaviour_id": q["behaviour_id"], "split": q["split"], "curriculum": curriculum,
+               "mode": mode, "input": q["input"], "prompt": q["prompt"], "completion": completion}
+        if mode == "recall":
+            return {**rec, "prediction": normalize(completion), "target": q["target"],
+                    "score": recall_score(completion, q["target"])}
+        prediction, score = score_completion(ds.domain, b, q["input"], completion)
+        rec.update(prediction=prediction, target=q["target"], score=score)
+        if mode == "cot":
+            rec["recall_exact"] = cot_recall_exact(completion,
+                                                   instruction_text(b, ds.instruction_format))
+        if extra:
+            rec.update(extra(b, q["input"], prediction, train_out[q["behaviour_id"]],
+                             test_out[q["behaviour_id"]]))
+        return rec
 
     def save_batch(items: list[tuple[int, str]]) -> None:
         for i, completion in items:
@@ -112,7 +146,8 @@ def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_d
     if todo:
         generate(model, tokenizer, [q["prompt"] for q in todo], batch_size=batch_size,
                  max_new_tokens=max_new_tokens, temperature=temperature,
-                 desc=f"eval {curriculum}/{mode}", progress=progress, on_batch=save_batch)
+                 desc=f"eval {curriculum}/{mode}", progress=progress, on_batch=save_batch,
+                 system_prompt=system_prompt)
     samples = [done[(q["behaviour_id"], q["input"])] for q in queries]
     write_jsonl(out_dir / SAMPLES, samples)
     (out_dir / PARTIAL).unlink(missing_ok=True)

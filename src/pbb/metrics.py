@@ -59,6 +59,8 @@ def summarize(samples: list[dict], resamples: int = 1000, seed: int = 0) -> dict
     low, high = bootstrap_ci(values, resamples, seed)
     out = {"accuracy": float(np.mean(values)) if values else float("nan"), "ci_low": low,
            "ci_high": high, "n_behaviours": len(values), "n_samples": len(samples)}
+    if samples and "recall_exact" in samples[0]:
+        out["recall_exact"] = _mean_ci(per_behaviour_field(samples, "recall_exact"), resamples, seed)
     if samples and "valid" in samples[0]:
         gen = {name: _mean_ci(per_behaviour_field(samples, f), resamples, seed)
                for f, name in GENERATION_FIELDS.items()}

@@ -186,19 +186,55 @@ def _rl_lines(stages: dict) -> list[str]:
             "|---|---|---|---|---|---|---|", *rows, "", f"![rewards]({REWARD_PLOT})"]
 
 
+def _stage_lines(stages: dict) -> list[str]:
+    """Every SFT stage once: epochs, tokens per row, speed, and recall measured after it."""
+    seen, rows = set(), []
+    for curriculum, entries in stages.items():
+        for e in entries:
+            if e.get("algorithm") == "grpo" or e["dir"] in seen or "tokens_per_row" not in e:
+                continue
+            seen.add(e["dir"])
+            recall = ", ".join(f"{100 * r['recall']:.0f}% (epoch {r['epoch']}, n={r['n']})"
+                               for r in e.get("recall", [])) or "-"
+            rows.append(f"| {curriculum}/{e['stage']} | {e['rows']} | {e.get('epochs', '-')} | "
+                        f"{e['tokens_per_row']} | {e.get('rows_per_second', '-')} | "
+                        f"{e.get('seconds', '-')} | {recall} |")
+    if not rows:
+        return []
+    return ["", "## Training stages", "",
+            "Each SFT stage once (shared stages are trained once). recall: share of the "
+            "instructions this stage taught that the model reproduced exactly (greedy) after "
+            "that epoch.", "",
+            "| stage | rows | epochs | tokens/row | rows/s | seconds | recall |",
+            "|---|---|---|---|---|---|---|", *rows]
+
+
 def _fmt(r: dict) -> str:
     return f"{100 * r['accuracy']:.1f} [{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}]"
 
 
+def _recall_cell(ev: dict | None, tr: dict | None) -> str:
+    """CoT samples whose recalled instruction was exact, eval / train (% of behaviours' mean)."""
+    parts = [f"{100 * r['recall_exact']['mean']:.0f}" if r and "recall_exact" in r else "-"
+             for r in (ev, tr)]
+    return "-" if parts == ["-", "-"] else " / ".join(parts)
+
+
 def table_rows(results: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """One row per (curriculum, mode); eval and train accuracy (%) with 95% intervals."""
-    header = ["curriculum", "mode", "eval behaviours", "train behaviours (held-out inputs)", "n"]
+    """One row per (curriculum, mode); eval and train accuracy (%) with 95% intervals.
+
+    Mode ``recall`` is the share of instructions recalled exactly; the ``recalled in CoT``
+    column gives, for CoT rows, the share of completions whose recall part was exact.
+    """
+    header = ["curriculum", "mode", "eval behaviours", "train behaviours (held-out inputs)",
+              "recalled in CoT (eval / train)", "n"]
     keyed = {(r["curriculum"], r["mode"], r["split"]): r for r in results}
     rows = []
     for c, m in dict.fromkeys((r["curriculum"], r["mode"]) for r in results):
         ev, tr = keyed.get((c, m, "eval")), keyed.get((c, m, "train"))
         n = f"{ev['n_behaviours'] if ev else 0}+{tr['n_behaviours'] if tr else 0} behaviours"
-        rows.append([c, m, _fmt(ev) if ev else "-", _fmt(tr) if tr else "-", n])
+        rows.append([c, m, _fmt(ev) if ev else "-", _fmt(tr) if tr else "-", _recall_cell(ev, tr),
+                     n])
     return header, rows
 
 
@@ -207,12 +243,16 @@ def markdown(summary: dict) -> str:
     lines = [f"# {summary.get('name', 'run')}", "",
              f"Model `{summary.get('model')}`, domain `{summary.get('domain')}`, seed "
              f"{summary.get('seed')}. Accuracy in % (mean over behaviours of the per-behaviour "
-             "accuracy on held-out test inputs) with a 95% bootstrap interval over behaviours.", "",
+             "accuracy on held-out test inputs) with a 95% bootstrap interval over behaviours. "
+             "Mode `recall`: instructions reproduced exactly (up to whitespace) from a "
+             "declarative prompt; `recalled in CoT`: CoT completions whose recalled instruction "
+             "was exact.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += _generation_lines(summary["results"])
     lines += _composition_lines(summary.get("composition", []))
     lines += _comparison_lines(summary.get("comparisons", []))
+    lines += _stage_lines(summary.get("stages", {}))
     lines += _rl_lines(summary.get("stages", {}))
     if summary.get("timing"):
         lines += ["", "Wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in summary["timing"].items())]

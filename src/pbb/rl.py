@@ -98,8 +98,15 @@ def reward_trend(metrics_path: Path) -> dict:
 
 def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer,
                    cfg: TrainConfig, rl: RLConfig, rewards: tuple[list[Callable], list[float]],
-                   stage_dir: Path, seed: int, progress: bool = True) -> dict:
-    """Train one GRPO stage on the prompts of ``rows``; returns (and stores) what was done."""
+                   stage_dir: Path, seed: int, progress: bool = True,
+                   system_prompt: str | None = None) -> dict:
+    """Train one GRPO stage on the prompts of ``rows``; returns (and stores) what was done.
+
+    Prompts go to TRL already rendered by :func:`pbb.chat.prompt_text` (plain-text prompts, which
+    TRL does not template again), so rollouts see exactly the chat text of SFT and evaluation.
+    """
+    from pbb.chat import prompt_text
+
     from datasets import Dataset
     from trl import GRPOTrainer
 
@@ -107,7 +114,9 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
     resume = start_stage(stage_dir, logs=(METRICS, ROLLOUTS))
     t0 = time.time()
     model = load_trainable(init, base, cfg)
-    dataset = Dataset.from_list([{"prompt": r["prompt"], "behaviour_id": r["behaviour_id"],
+    dataset = Dataset.from_list([{"prompt": prompt_text(tokenizer, r["prompt"][0]["content"],
+                                                        system_prompt),
+                                  "behaviour_id": r["behaviour_id"],
                                   "input": r["input"]} for r in rows])
     funcs, weights = rewards
     trainer_ref: list = []

@@ -37,16 +37,30 @@ from pbb.jsonio import atomic_write_json, atomic_write_text
 from pbb.report import collect, compare, composition, print_table, write_report, written
 from pbb.rewards import reward_functions
 from pbb.rl import train_rl_stage
-from pbb.train import MODEL, is_done, load_for_eval, stage_info, train_stage, use_bf16
+from pbb.sft import train_sft
+from pbb.train import MODEL, is_done, load_for_eval, stage_info, use_bf16
 
 console = Console(stderr=True)
 
 
-def stage_key(cfg: RunConfig, parent: str, rows: list[dict], method: str = "sft") -> str:
-    """Hash of everything that determines a stage's result (RL settings only for RL stages)."""
+def stage_key(cfg: RunConfig, parent: str, rows: list[dict], method: str = "sft",
+              stage=None) -> str:
+    """Hash of everything that determines a stage's result (RL settings only for RL stages).
+
+    The training settings hashed are the stage's own (``train`` with its per-stage overrides),
+    so changing stage 2's epochs retrains stage 2 only.
+    """
     h = hashlib.sha256()
-    what = {"model": cfg.model, "train": cfg.train.model_dump(mode="json"), "seed": cfg.seed,
-            "parent": parent}
+    train = cfg.train
+    what = {"model": cfg.model, "seed": cfg.seed, "parent": parent}
+    if stage is not None:
+        train = cfg.train.for_stage(stage.name, stage.train)
+        rule = cfg.train.stopping_rule(stage.name, stage.train)
+        if rule:
+            what["stopping_rule"] = list(rule)
+    what["train"] = train.model_dump(mode="json")
+    if cfg.chat.system_prompt:
+        what["system_prompt"] = cfg.chat.system_prompt
     if method == "rl":
         what["rl"] = cfg.rl.model_dump(mode="json")
     h.update(json.dumps(what, sort_keys=True).encode())
@@ -139,34 +153,20 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
     tok = load_tokenizer(base)
 
     plan: dict[str, list[dict]] = {}
-    for name in cfg.curricula:
-        stages = curricula_mod.build(name, ds, cfg.curriculum)
+    built = {name: curricula_mod.build(name, ds, cfg.curriculum) for name in cfg.curricula}
+    check_stage_settings(cfg, built)
+    for name, stages in built.items():
         parent, init, entries = "base", base, []
         for st in stages:
-            key = stage_key(cfg, parent, st.rows, st.method)
+            key = stage_key(cfg, parent, st.rows, st.method, st)
             sdir = Path(stages_root or out / "stages") / f"{st.name}-{key}"
             entries.append({"stage": st.name, "dir": os.path.relpath(sdir, out), "rows": len(st.rows)})
             if is_done(sdir):
                 console.print(f"[dim]{name}/{st.name}: done earlier, reusing {sdir.name}[/]")
             else:
                 t = time.time()
-                if st.method == "rl":
-                    console.print(f"[bold]{name}/{st.name}[/]: GRPO on {len(st.rows)} prompts "
-                                  f"-> {sdir.name}")
-                    info = train_rl_stage(st.rows, init=init, base=base, tokenizer=tok,
-                                          cfg=cfg.train, rl=cfg.rl, stage_dir=sdir, seed=cfg.seed,
-                                          rewards=reward_functions(ds, cfg.rl.format_weight),
-                                          progress=progress)
-                    console.print(f"  {info['steps']} steps, reward {info.get('reward_first', 0):.3f}"
-                                  f" -> {info.get('reward_last', 0):.3f}, {info['seconds']:.0f} s")
-                else:
-                    console.print(f"[bold]{name}/{st.name}[/]: training on {len(st.rows)} rows "
-                                  f"-> {sdir.name}")
-                    info = train_stage(st.rows, init=init, base=base, tokenizer=tok,
-                                       cfg=cfg.train, stage_dir=sdir, seed=cfg.seed,
-                                       progress=progress)
-                    console.print(f"  {info['steps']} steps, loss {info['train_loss']:.3f}, "
-                                  f"{info['seconds']:.0f} s")
+                info = train_one_stage(cfg, ds, st, init=init, base=base, tok=tok, stage_dir=sdir,
+                                       label=f"{name}/{st.name}", progress=progress)
                 timing[f"train {name}/{st.name}"] = time.time() - t
             parent, init = key, sdir / MODEL
         plan[name] = entries
@@ -189,6 +189,72 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
     return summary
 
 
+def check_stage_settings(cfg: RunConfig, built: dict) -> None:
+    """Refuse ``train.stages`` entries that name no stage of the planned curricula (a typo would
+    otherwise be ignored silently), and stopping rules on stages that memorise nothing."""
+    names = {st.name: st for stages in built.values() for st in stages}
+    for key in cfg.train.stages:
+        if key not in names:
+            raise PbbError(f"train.stages.{key}: no stage of that name in curricula "
+                           f"{cfg.curricula}; stages: {', '.join(sorted(names)) or 'none'}")
+    for st in names.values():
+        if cfg.train.stopping_rule(st.name, st.train) and (st.method != "sft" or not st.recall_ids):
+            raise PbbError(f"train.stages.{st.name}: recall_target needs an SFT stage with "
+                           "declarative rows (there is no instruction to recall)")
+
+
+def recall_checker(cfg: RunConfig, ds, tok, behaviour_ids: list[str]):
+    """A function model -> {"recall", "n"}: greedy recall of these behaviours' instructions."""
+    from pbb.evaluate import build_queries, generate
+    from pbb.recall import recall_score
+
+    wanted = set(behaviour_ids)
+    queries = [q for q in build_queries(ds, "recall") if q["behaviour_id"] in wanted]
+
+    def check(model) -> dict:
+        completions = generate(model, tok, [q["prompt"] for q in queries],
+                               batch_size=cfg.eval.batch_size,
+                               max_new_tokens=cfg.eval.max_new_tokens.get("recall", 192),
+                               desc="recall check", progress=False,
+                               system_prompt=cfg.chat.system_prompt)
+        hits = sum(recall_score(c, q["target"]) for c, q in zip(completions, queries))
+        return {"recall": round(hits / max(1, len(queries)), 4), "n": len(queries)}
+
+    return check
+
+
+def train_one_stage(cfg: RunConfig, ds, st, *, init, base, tok, stage_dir: Path, label: str,
+                    progress: bool) -> dict:
+    """Train one stage (SFT or RL) with its own settings; returns its ``done.json``."""
+    train = cfg.train.for_stage(st.name, st.train)
+    if st.method == "rl":
+        console.print(f"[bold]{label}[/]: GRPO on {len(st.rows)} prompts -> {stage_dir.name}")
+        info = train_rl_stage(st.rows, init=init, base=base, tokenizer=tok, cfg=train, rl=cfg.rl,
+                              stage_dir=stage_dir, seed=cfg.seed,
+                              rewards=reward_functions(ds, cfg.rl.format_weight),
+                              progress=progress, system_prompt=cfg.chat.system_prompt)
+        console.print(f"  {info['steps']} steps, reward {info.get('reward_first', 0):.3f}"
+                      f" -> {info.get('reward_last', 0):.3f}, {info['seconds']:.0f} s")
+        return info
+    rule = cfg.train.stopping_rule(st.name, st.train)
+    ids = st.recall_ids
+    check = recall_checker(cfg, ds, tok, ids) if ids and (rule or cfg.eval.recall_after_stage) \
+        else None
+    how = (f"until recall >= {rule[0]:.0%} of {len(ids)} instructions (at most {rule[1]} epochs)"
+           if rule else f"{train.epochs:g} epoch(s)")
+    console.print(f"[bold]{label}[/]: training on {len(st.rows)} rows, {how}, lr "
+                  f"{train.learning_rate:g} -> {stage_dir.name}")
+    info = train_sft(st.rows, init=init, base=base, tokenizer=tok, cfg=train, stage_dir=stage_dir,
+                     seed=cfg.seed, progress=progress, system_prompt=cfg.chat.system_prompt,
+                     recall_check=check, recall_target=rule[0] if rule else None,
+                     max_epochs=rule[1] if rule else None)
+    recall = "".join(f", recall {r['recall']:.0%} after epoch {r['epoch']}" for r in info["recall"])
+    console.print(f"  {info['steps']} steps ({info['epochs']:g} epochs), loss "
+                  f"{info['train_loss']:.3f}, {info['tokens_per_row']:.0f} tokens/row, "
+                  f"{info['rows_per_second']:.2f} rows/s, {info['seconds']:.0f} s{recall}")
+    return info
+
+
 def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, base, tok,
                         timing: dict, progress: bool) -> None:
     import torch
@@ -206,7 +272,9 @@ def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, bas
                            out_dir=out / "eval" / name / mode, batch_size=cfg.eval.batch_size,
                            max_new_tokens=cfg.eval.max_new_tokens.get(mode, 256),
                            temperature=cfg.eval.temperature,
-                           max_test_inputs=cfg.eval.max_test_inputs, progress=progress)
+                           max_test_inputs=cfg.eval.max_test_inputs, progress=progress,
+                           max_train_behaviours=cfg.eval.max_train_behaviours,
+                           system_prompt=cfg.chat.system_prompt)
         timing[f"eval {name}/{mode}"] = time.time() - t
         acc = sum(s["score"] for s in samples) / max(1, len(samples))
         console.print(f"  eval {name}/{mode}: {len(samples)} queries, mean score {acc:.3f}")

@@ -138,11 +138,16 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
     return report(out)
 
 
-def _eval_accuracies(run_dir: Path, curriculum: str, mode: str) -> dict[str, float] | None:
+def _eval_accuracies(run_dir: Path, curriculum: str, mode: str, split: str = "eval",
+                     field: str = "score") -> dict[str, float] | None:
+    """Per-behaviour mean of ``field`` (the score, or ``recall_exact`` of CoT samples)."""
     f = run_dir / "eval" / curriculum / mode / "samples.jsonl"
     if not f.is_file():
         return None
-    return per_behaviour([s for s in read_jsonl(f) if s["split"] == "eval"])
+    part = [s for s in read_jsonl(f) if s["split"] == split and field in s]
+    if not part:
+        return None
+    return per_behaviour([{"behaviour_id": s["behaviour_id"], "score": s[field]} for s in part])
 
 
 def report(out: Path) -> dict:
@@ -162,12 +167,10 @@ def report(out: Path) -> dict:
         summ = read_json(rdir / "summary.json")
         mode = analysis.mode or cfg.eval.modes[0]
         for r in summ["results"]:
-            if r["split"] != "eval":
-                continue
             label = r["curriculum"] + (f" k={cfg.curriculum.demos_only_k}"
                                        if r["curriculum"] == "demos_only" else "")
             rows.append({"point": p["name"], "seed": cfg.seed, "label": label, "mode": r["mode"],
-                         "accuracy": r["accuracy"], "dir": p["dir"]})
+                         "split": r["split"], "accuracy": r["accuracy"], "dir": p["dir"]})
         seed_entry = per_seed.setdefault(cfg.seed, {"curve": {}, "instruction": None})
         if analysis.demos in cfg.curricula:
             acc = _eval_accuracies(rdir, analysis.demos, mode)
@@ -196,22 +199,28 @@ def report(out: Path) -> dict:
 
 
 def _bars(out: Path, rows: list[dict]) -> list[dict]:
-    """Per (label, mode): the mean over points (seeds) of the runs' eval accuracy, with a
-    bootstrap interval over the per-behaviour accuracies of all those runs."""
-    groups: dict[tuple[str, str], list[dict]] = {}
+    """Per (label, mode, split): the mean over points (seeds) of the runs' accuracy, with a
+    bootstrap interval over the per-behaviour accuracies of all those runs; CoT rows also the
+    mean share of completions whose recalled instruction was exact (``recall_exact``)."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["label"], r["mode"]), []).append(r)
+        groups.setdefault((r["label"], r["mode"], r.get("split", "eval")), []).append(r)
     bars = []
-    for (label, mode), rs in groups.items():
+    for (label, mode, split), rs in groups.items():
         curriculum = label.split(" ")[0]
-        values = []
+        values, recalled = [], []
         for r in rs:
-            acc = _eval_accuracies(out / r["dir"], curriculum, mode) or {}
+            acc = _eval_accuracies(out / r["dir"], curriculum, mode, split) or {}
             values += list(acc.values())
+            rec = _eval_accuracies(out / r["dir"], curriculum, mode, split, "recall_exact") or {}
+            recalled += list(rec.values())
         low, high = bootstrap_ci(values)
-        bars.append({"label": label, "mode": mode,
-                     "accuracy": sum(r["accuracy"] for r in rs) / len(rs), "ci_low": low,
-                     "ci_high": high, "runs": len(rs), "seeds": sorted({r["seed"] for r in rs})})
+        bar = {"label": label, "mode": mode, "split": split,
+               "accuracy": sum(r["accuracy"] for r in rs) / len(rs), "ci_low": low,
+               "ci_high": high, "runs": len(rs), "seeds": sorted({r["seed"] for r in rs})}
+        if recalled:
+            bar["recall_exact"] = sum(recalled) / len(recalled)
+        bars.append(bar)
     def order(b: dict) -> tuple:
         name, _, k = b["label"].partition(" k=")
         return (b["mode"], name, int(k) if k else -1)
@@ -239,12 +248,22 @@ def markdown(summary: dict) -> str:
         lines += ["", f"**Crossover:** {eff['statement']}.", "", f"![efficiency]({CURVE_PLOT})", ""]
     elif eff:
         lines += [f"Sample-efficiency analysis unavailable: {eff.get('unavailable')}", ""]
-    lines += ["## Curricula", "", "Eval-behaviour accuracy (%), mean over runs, 95% interval over "
-              "behaviours of all those runs.", "", "| curriculum | mode | accuracy | runs |",
-              "|---|---|---|---|"]
-    for b in summary["curricula"]:
-        lines.append(f"| {b['label']} | {b['mode']} | {_pct(b['accuracy'])} [{_pct(b['ci_low'])}, "
-                     f"{_pct(b['ci_high'])}] | {b['runs']} |")
+    lines += ["## Curricula", "", "Accuracy (%), mean over runs (seeds), 95% interval over "
+              "behaviours of all those runs; mode `recall`: instructions recalled exactly; "
+              "recalled in CoT: CoT completions whose recalled instruction was exact.", "",
+              "| curriculum | mode | eval behaviours | train behaviours (held-out inputs) | "
+              "recalled in CoT (eval / train) | runs |", "|---|---|---|---|---|---|"]
+    keyed = {(b["label"], b["mode"], b.get("split", "eval")): b for b in summary["curricula"]}
+
+    def cell(b: dict | None) -> str:
+        return "-" if b is None else f"{_pct(b['accuracy'])} [{_pct(b['ci_low'])}, {_pct(b['ci_high'])}]"
+
+    for label, mode in dict.fromkeys((b["label"], b["mode"]) for b in summary["curricula"]):
+        ev, tr = keyed.get((label, mode, "eval")), keyed.get((label, mode, "train"))
+        rec = " / ".join(f"{100 * b['recall_exact']:.0f}" if b and "recall_exact" in b else "-"
+                         for b in (ev, tr))
+        lines.append(f"| {label} | {mode} | {cell(ev)} | {cell(tr)} | "
+                     f"{'-' if rec == '- / -' else rec} | {(ev or tr)['runs']} |")
     lines += ["", f"![curricula]({BARS_PLOT})", ""]
     return "\n".join(lines)
 
@@ -289,7 +308,7 @@ def plot_curve(summary: dict, path: Path) -> None:
 
 
 def plot_bars(summary: dict, path: Path) -> None:
-    bars = summary["curricula"]
+    bars = [b for b in summary["curricula"] if b.get("split", "eval") == "eval"]
     if not bars:
         return
     import matplotlib

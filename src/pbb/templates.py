@@ -111,10 +111,12 @@ PROGRAM_TEMPLATES: dict[str, list[str]] = {
 }
 
 #: fixed suffixes that state the answer format, so untuned baselines are not scored on guesswork
+#: Kept short: every token of a hint is trained on in every execution row (the shortest forms
+#: that still name the answer line and, for CoT, the recall-then-trace order).
 FORMAT_HINTS: dict[str, str] = {
-    "direct": "Reply with only the line `Answer: <value>`.",
-    "cot": "Recall the function, trace it, and end with the line `Answer: <value>`.",
-    "in_context": "Trace it step by step and end with the line `Answer: <value>`.",
+    "direct": "Reply `Answer: <value>`.",
+    "cot": "Recall it, trace it, end with `Answer: <value>`.",
+    "in_context": "Trace it, end with `Answer: <value>`.",
 }
 
 
@@ -224,9 +226,9 @@ GRAMMAR_TEMPLATES: dict[str, list[str]] = {
 }
 
 GRAMMAR_HINTS: dict[str, str] = {
-    "direct": "Reply with only the line `Answer: <string>`.",
-    "cot": "Recall the grammar, derive a string, and end with the line `Answer: <string>`.",
-    "in_context": "Derive it step by step and end with the line `Answer: <string>`.",
+    "direct": "Reply `Answer: <string>`.",
+    "cot": "Recall the grammar, derive, end with `Answer: <string>`.",
+    "in_context": "Derive it, end with `Answer: <string>`.",
 }
 
 

@@ -1,11 +1,8 @@
-"""SFT of one stage through TRL's SFTTrainer (LoRA through PEFT, or full finetuning).
+"""What every training stage shares: models to start from, precision, the stage directory.
 
-Why these settings differ from TRL's defaults (``benchmarks/bench_sft.py`` measures the effect):
-batches group rows of similar length (``group_by_length``) so little compute goes to padding,
-gradient checkpointing is off (a 135M model fits easily; recomputation costs ~30%), and bf16
-autocast is used wherever the hardware supports it (CUDA with bf16, or a CPU with AVX512-BF16 /
-AMX), with fp32 master weights. The loss falls on the completion only (TRL's prompt-completion
-format).
+SFT stages train in :mod:`pbb.sft` (a plain loop), RL stages in :mod:`pbb.rl` (TRL's
+GRPOTrainer). bf16 autocast is used wherever the hardware supports it (CUDA with bf16, or a CPU
+with AVX512-BF16 / AMX), with fp32 master weights.
 
 A stage directory holds ``trainer/`` (checkpoints, deleted when the stage is done), ``model/``
 (full weights, or the LoRA adapter), ``metrics.jsonl`` (one line per logged step) and
@@ -94,27 +91,6 @@ def load_for_eval(model_dir: Path | str, base: Path | str):
     return load_model(model_dir)
 
 
-def sft_args(cfg: TrainConfig, out: Path, seed: int, progress: bool, **overrides):
-    import torch
-    from trl import SFTConfig
-
-    bf16 = use_bf16(cfg.precision)
-    kwargs = dict(
-        output_dir=str(out), per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum, learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.epochs, max_steps=cfg.max_steps, warmup_steps=cfg.warmup_ratio,
-        weight_decay=cfg.weight_decay, lr_scheduler_type="linear", logging_steps=1,
-        save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=1, bf16=bf16,
-        use_cpu=not torch.cuda.is_available(), max_length=cfg.max_length,
-        completion_only_loss=True, gradient_checkpointing=cfg.gradient_checkpointing,
-        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
-        report_to=[], seed=seed, data_seed=seed, disable_tqdm=not progress,
-        dataloader_num_workers=0, include_num_input_tokens_seen=True, pad_to_multiple_of=8,
-    )
-    kwargs.update(overrides)
-    return SFTConfig(**kwargs)
-
-
 class _MetricsLog:
     """A TrainerCallback that appends every log line to ``metrics.jsonl`` (flushed at once)."""
 
@@ -151,7 +127,7 @@ def checkpoint_step(stage_dir: Path) -> int | None:
         return None
     steps = [int(p.name.split("-", 1)[1]) for p in trainer_dir.iterdir()
              if p.name.startswith("checkpoint-") and p.name.split("-", 1)[1].isdigit()
-             and (p / "trainer_state.json").is_file()]
+             and ((p / "trainer_state.json").is_file() or (p / "state.json").is_file())]
     return max(steps, default=None)
 
 
@@ -178,14 +154,20 @@ def fit(trainer, *, stage_dir: Path, tokenizer, resume: Path | None, progress: b
     _quiet_logs(trainer, progress)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    save_model_atomic(trainer.model, tokenizer, stage_dir)
+    return result
+
+
+def save_model_atomic(model, tokenizer, stage_dir: Path) -> Path:
+    """Write ``stage_dir/model`` (full weights or a LoRA adapter) through a temporary sibling."""
     model_dir = Path(stage_dir) / MODEL
     tmp = Path(stage_dir) / f".{MODEL}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    trainer.save_model(str(tmp))
+    model.save_pretrained(str(tmp), safe_serialization=True)
     tokenizer.save_pretrained(str(tmp))
     shutil.rmtree(model_dir, ignore_errors=True)
     os.replace(tmp, model_dir)
-    return result
+    return model_dir
 
 
 def finish(stage_dir: Path, info: dict) -> dict:
@@ -211,29 +193,6 @@ def start_stage(stage_dir: Path, logs: tuple[str, ...] = (METRICS,)) -> Path | N
         else:
             keep_logs_until(stage_dir / name, step)
     return None if step is None else stage_dir / "trainer" / f"checkpoint-{step}"
-
-
-def train_stage(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer,
-                cfg: TrainConfig, stage_dir: Path, seed: int, progress: bool = True) -> dict:
-    """Train one SFT stage; returns (and stores in done.json) what was done."""
-    from datasets import Dataset
-    from trl import SFTTrainer
-
-    stage_dir = Path(stage_dir)
-    resume = start_stage(stage_dir)
-    t0 = time.time()
-    model = load_trainable(init, base, cfg)
-    dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
-    args = sft_args(cfg, stage_dir / "trainer", seed, progress)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                         callbacks=[_MetricsLog(stage_dir / METRICS)])
-    result = fit(trainer, stage_dir=stage_dir, tokenizer=tokenizer, resume=resume, progress=progress)
-    return finish(stage_dir, {
-        "rows": len(rows), "steps": trainer.state.global_step,
-        "train_loss": round(float(result.training_loss), 6),
-        "tokens": int(trainer.state.num_input_tokens_seen or 0),
-        "seconds": round(time.time() - t0, 1), "method": cfg.method, "bf16": bool(args.bf16),
-        "resumed": resume is not None})
 
 
 def stage_info(stage_dir: Path) -> dict:

@@ -1,0 +1,294 @@
+"""SFT of one stage: a plain, length-grouped PyTorch loop (completion-only loss, bf16 autocast).
+
+Why not TRL's SFTTrainer here (it is still used for GRPO): PBB rows are short (~50 tokens) and
+many, so per-step overhead and padding dominate. Measured on this project's rows
+(``benchmarks/bench_sft.py``), the trainer path grew slower per token with the batch size while a
+plain loop did not. This loop does only what a PBB stage needs:
+
+* rows are encoded once with :func:`pbb.chat.encode_row` (no system prompt unless configured:
+  the same text evaluation prompts with), prompt tokens masked out of the loss;
+* batches group rows of similar length (shuffled mega-batches sorted by length, as
+  transformers' ``group_by_length`` does) and are **right-padded without an attention mask**: in
+  a causal model a real token never attends to a later pad, so the mask is not needed and SDPA
+  takes its fused causal path. No packing (on CPU/SDPA packed rows would attend to each other);
+* logits are computed only from the first completion position of the batch on
+  (``logits_to_keep``): the prompt's logits would be thrown away by the loss anyway;
+* AdamW with fp32 master weights, bf16 autocast where the hardware has it, warmup then cosine
+  to ``min_lr_ratio`` of the peak, gradient clipping.
+
+An optional *recall check* runs after every epoch (the stopping rule of declarative stages:
+train until the stage's instructions are recalled, see :mod:`pbb.run`). Checkpoints
+(``trainer/checkpoint-N/``: model, optimizer, scheduler, position in the data) are written
+every ``save_steps`` steps and after every recall check; an interrupted stage resumes from the
+last one, logs cut back to it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tqdm import tqdm
+
+from pbb.chat import encode_row
+from pbb.config import TrainConfig
+from pbb.jsonio import append_jsonl, atomic_write_json, read_json
+from pbb.train import (
+    MODEL,
+    METRICS,
+    finish,
+    load_trainable,
+    save_model_atomic,
+    start_stage,
+    use_bf16,
+)
+
+STATE = "state.json"
+
+
+def encode_rows(tok, rows: list[dict], max_length: int,
+                system_prompt: str | None = None) -> list[tuple[list[int], int]]:
+    """Token ids and prompt length of every row; rows cut to ``max_length`` tokens."""
+    out = []
+    for r in rows:
+        ids, n_prompt = encode_row(tok, r, system_prompt)
+        if n_prompt >= max_length:
+            raise ValueError(f"a prompt of {n_prompt} tokens does not fit train.max_length "
+                             f"{max_length}: raise it")
+        out.append((ids[:max_length], n_prompt))
+    return out
+
+
+def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int,
+                  group_by_length: bool = True) -> list[list[int]]:
+    """The micro-batches (row indices) of one epoch, deterministic in (seed, epoch).
+
+    With ``group_by_length``: shuffle, cut into mega-batches of 50 batches, sort each by length,
+    cut into batches, shuffle the batches. Rows of a batch then have similar lengths (little
+    padding) while every epoch still sees a new order and new batch mates.
+    """
+    rng = random.Random(f"{seed}|sft-epoch|{epoch}")
+    idx = list(range(len(lengths)))
+    rng.shuffle(idx)
+    if not group_by_length:
+        return [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
+    mega = batch_size * 50
+    batches = []
+    for i in range(0, len(idx), mega):
+        chunk = sorted(idx[i:i + mega], key=lambda j: -lengths[j])
+        batches += [chunk[k:k + batch_size] for k in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(encoded: list[tuple[list[int], int]], pad_id: int):
+    """Right-padded ``input_ids``, the loss targets (next token, -100 off the completion) and
+    the first position whose logits the loss needs."""
+    import torch
+
+    width = max(len(ids) for ids, _ in encoded)
+    x = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+    y = torch.full((len(encoded), width), -100, dtype=torch.long)
+    for i, (ids, n_prompt) in enumerate(encoded):
+        x[i, :len(ids)] = torch.tensor(ids)
+        # position t predicts token t + 1: completion tokens n_prompt..len-1 are the targets of
+        # positions n_prompt - 1 .. len - 2
+        y[i, n_prompt - 1:len(ids) - 1] = torch.tensor(ids[n_prompt:])
+    first = min(n for _, n in encoded) - 1
+    return x, y, first
+
+
+def batch_loss(model, x, y, first: int, attention_mask=None):
+    """Mean cross-entropy over the completion tokens of a batch (and their count)."""
+    import torch.nn.functional as F
+
+    keep = x.shape[1] - first
+    out = model(input_ids=x, attention_mask=attention_mask, logits_to_keep=keep, use_cache=False)
+    logits = out.logits[:, -keep:].float()
+    targets = y[:, first:]
+    n = int((targets != -100).sum())
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                           ignore_index=-100, reduction="sum")
+    return loss / max(1, n), n
+
+
+def lr_lambda(total: int, warmup: int, schedule: str, min_ratio: float) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        if schedule == "linear":
+            return 1.0 - (1.0 - min_ratio) * progress
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return f
+
+
+def _save_checkpoint(trainer_dir: Path, step: int, model, optimizer, scheduler, state: dict) -> None:
+    import torch
+
+    target = trainer_dir / f"checkpoint-{step}"
+    tmp = trainer_dir / f".checkpoint-{step}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save_pretrained(str(tmp / MODEL), safe_serialization=True)
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+               tmp / "optimizer.pt")
+    atomic_write_json(tmp / STATE, state)  # written last: a checkpoint without it is torn
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    for old in trainer_dir.glob("checkpoint-*"):
+        if old != target:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer,
+              cfg: TrainConfig, stage_dir: Path, seed: int, progress: bool = True,
+              system_prompt: str | None = None,
+              recall_check: Callable[[object], dict] | None = None,
+              recall_target: float | None = None, max_epochs: int | None = None) -> dict:
+    """Train one SFT stage; returns (and stores in ``done.json``) what was done.
+
+    Without ``recall_target``: ``cfg.epochs`` epochs (fractions allowed) or ``cfg.max_steps``.
+    With it: whole epochs, ``recall_check(model)`` after each (it returns ``{"recall": r, ...}``),
+    stopping once ``r >= recall_target`` or after ``max_epochs``; the learning-rate schedule
+    spans ``max_epochs``.
+    """
+    import torch
+
+    stage_dir = Path(stage_dir)
+    resume = start_stage(stage_dir)
+    t_start = time.time()
+    timing = {"encode": 0.0, "forward_backward": 0.0, "optimizer": 0.0, "checkpoint": 0.0,
+              "recall": 0.0}
+    t = time.time()
+    encoded = encode_rows(tokenizer, rows, cfg.max_length, system_prompt)
+    timing["encode"] = time.time() - t
+    lengths = [len(ids) for ids, _ in encoded]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    bf16 = use_bf16(cfg.precision)
+    torch.manual_seed(seed)
+
+    micro_per_epoch = math.ceil(len(encoded) / cfg.batch_size)
+    steps_per_epoch = math.ceil(micro_per_epoch / cfg.grad_accum)
+    planned_epochs = max_epochs if recall_target is not None else cfg.epochs
+    total = math.ceil(steps_per_epoch * planned_epochs)
+    if cfg.max_steps > 0:
+        total = min(total, cfg.max_steps)
+    warmup = math.ceil(cfg.warmup_ratio * total)
+
+    state = {"step": 0, "epoch": 0, "micro": 0, "tokens": 0, "loss_sum": 0.0, "loss_n": 0,
+             "recall": [], "seconds": 0.0}
+    model = load_trainable(resume / MODEL if resume else init, base, cfg).to(device)
+    if resume:
+        state = read_json(resume / STATE)
+    rows_at_start = state.get("rows", 0)
+    model.train()
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, betas=(0.9, cfg.adam_beta2),
+                                  weight_decay=cfg.weight_decay,
+                                  fused=device == "cpu" or None)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(total, warmup, cfg.schedule, cfg.min_lr_ratio))
+    if resume:
+        opt = torch.load(resume / "optimizer.pt", weights_only=False)
+        optimizer.load_state_dict(opt["optimizer"])
+        scheduler.load_state_dict(opt["scheduler"])
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16)
+    trainer_dir = stage_dir / "trainer"
+    bar = tqdm(total=total, initial=state["step"], desc=f"train {stage_dir.name}", unit="step",
+               disable=not progress or None, leave=False)
+    t_run = time.time() - state["seconds"]
+
+    def checkpoint() -> None:
+        t = time.time()
+        state["seconds"] = time.time() - t_run
+        _save_checkpoint(trainer_dir, state["step"], model, optimizer, scheduler, state)
+        timing["checkpoint"] += time.time() - t
+
+    def check_recall() -> bool:
+        """Run the recall check after an epoch; True when the stage should stop."""
+        t = time.time()
+        model.eval()
+        with autocast:
+            result = recall_check(model)
+        model.train()
+        timing["recall"] += time.time() - t
+        state["recall"].append({"epoch": state["epoch"], **result})
+        append_jsonl(stage_dir / METRICS, {"step": state["step"], "epoch": state["epoch"],
+                                           **{f"recall/{k}": v for k, v in result.items()}})
+        return recall_target is not None and result["recall"] >= recall_target
+
+    stop = bool(state["recall"]) and state["recall"][-1]["recall"] >= (recall_target or 2)
+    while not stop and state["step"] < total:
+        batches = epoch_batches(lengths, cfg.batch_size, seed, state["epoch"], cfg.group_by_length)
+        while state["micro"] < len(batches) and state["step"] < total:
+            group = batches[state["micro"]:state["micro"] + cfg.grad_accum]
+            t = time.time()
+            step_loss, step_tokens, step_rows = 0.0, 0, 0
+            for b in group:
+                x, y, first = collate([encoded[i] for i in b], pad)
+                x, y = x.to(device), y.to(device)
+                with autocast:
+                    loss, n = batch_loss(model, x, y, first)
+                (loss / len(group)).backward()
+                step_loss += float(loss.detach()) / len(group)
+                step_tokens += sum(lengths[i] for i in b)
+                step_rows += len(b)
+            timing["forward_backward"] += time.time() - t
+            t = time.time()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            timing["optimizer"] += time.time() - t
+            state["micro"] += len(group)
+            state["step"] += 1
+            state["tokens"] += step_tokens
+            state["rows"] = state.get("rows", 0) + step_rows
+            state["loss_sum"] += step_loss
+            state["loss_n"] += 1
+            append_jsonl(stage_dir / METRICS, {
+                "step": state["step"], "epoch": round(state["epoch"] + state["micro"] / len(batches), 4),
+                "loss": round(step_loss, 6), "learning_rate": scheduler.get_last_lr()[0],
+                "grad_norm": round(float(grad_norm), 4), "rows": step_rows, "tokens": step_tokens})
+            bar.update(1)
+            bar.set_postfix(loss=f"{step_loss:.3f}", epoch=state["epoch"] + 1)
+            if state["step"] % cfg.save_steps == 0 and state["step"] < total:
+                checkpoint()
+        if state["micro"] >= len(batches):  # a whole epoch is done
+            state["epoch"] += 1
+            state["micro"] = 0
+            if recall_check is not None and recall_target is not None:
+                stop = check_recall()
+                if not stop and state["step"] < total:
+                    checkpoint()
+    bar.close()
+    if recall_check is not None and recall_target is None:
+        check_recall()  # measured once at the end: logged, no stopping rule
+    save_model_atomic(model, tokenizer, stage_dir)
+    rows_here = state.get("rows", 0) - rows_at_start
+    n_rows = len(encoded)
+    prompt_tokens = sum(n for _, n in encoded)
+    return finish(stage_dir, {
+        "rows": n_rows, "steps": state["step"], "epochs": round(state["step"] / steps_per_epoch, 3),
+        "train_loss": round(state["loss_sum"] / max(1, state["loss_n"]), 6),
+        "tokens": state["tokens"],
+        "tokens_per_row": round(sum(lengths) / max(1, n_rows), 1),
+        "prompt_tokens_per_row": round(prompt_tokens / max(1, n_rows), 1),
+        "completion_tokens_per_row": round((sum(lengths) - prompt_tokens) / max(1, n_rows), 1),
+        # throughput of the training steps this process ran (recall checks and saving excluded)
+        "rows_per_second": round(rows_here / max(1e-9, timing["forward_backward"] + timing["optimizer"]), 3),
+        "seconds": round(time.time() - t_start, 1), "time_split": {k: round(v, 1) for k, v in timing.items()},
+        "method": cfg.method, "bf16": bf16, "learning_rate": cfg.learning_rate,
+        "planned_epochs": planned_epochs, "recall": state["recall"],
+        "resumed": resume is not None})
