@@ -51,13 +51,16 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=160)
     p.add_argument("--batch", type=int, default=8, help="both paths (8 = TRL's default)")
     p.add_argument("--skip-trl", action="store_true", help="measure pbb's loop only")
+    p.add_argument("--max-batch-tokens", type=int, default=TrainConfig().max_batch_tokens,
+                   help="pbb's memory bound per forward pass")
     a = p.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     path = resolve_model_path(a.model)
     tok = load_tokenizer(path)
     rows = rows_for(a.rows)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = TrainConfig(epochs=1, batch_size=a.batch, save_steps=10**9)
+        cfg = TrainConfig(epochs=1, batch_size=a.batch, save_steps=10**9,
+                          max_batch_tokens=a.max_batch_tokens)
         info = train_sft(rows, init=path, base=path, tokenizer=tok, cfg=cfg,
                          stage_dir=f"{tmp}/pbb", seed=0, progress=False)
         ours = info["rows_per_second"]
@@ -66,7 +69,10 @@ def main() -> None:
             trl, trl_tokens = trl_rows_per_second(path, tok, rows, a.batch, tmp)
     split = info["time_split"]
     total = sum(split.values())
-    print(f"model {a.model}, {len(rows)} rows, batch {a.batch}, 1 epoch, bf16 {info['bf16']}")
+    import resource
+
+    print(f"model {a.model}, {len(rows)} rows, batch {a.batch}, 1 epoch, bf16 {info['bf16']}, "
+          f"max_batch_tokens {a.max_batch_tokens}")
     print(f"pbb loop: {ours:.2f} rows/s, {info['tokens_per_row']:.1f} tokens/row "
           f"({info['prompt_tokens_per_row']:.1f} prompt + {info['completion_tokens_per_row']:.1f} "
           f"completion), {ours * info['tokens_per_row']:.0f} tokens/s")
@@ -76,6 +82,8 @@ def main() -> None:
         print(f"TRL SFTTrainer defaults: {trl:.2f} rows/s, {trl_tokens:.1f} tokens/row, "
               f"{trl * trl_tokens:.0f} tokens/s")
         print(f"ratio: {ours / trl:.2f}x")
+    print(f"peak RSS of this process: "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU check (not part of CI): the CUDA paths of pbb, end to end, on a machine whose Python already
-# has torch with CUDA. bf16 training through SFTTrainer on the GPU, batched generation on the GPU,
+# has torch with CUDA. bf16 training (the SFT loop and GRPO) on the GPU, batched generation on the GPU,
 # then the same honesty checks the tests make. Usage: bash scripts/gpu_check.sh OUTDIR [--set ...]
 # PBB_CONFIG picks the config (default configs/quickstart.yaml; configs/retroactive_quick.yaml
 # exercises GRPO stages).

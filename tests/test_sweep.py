@@ -125,7 +125,7 @@ def test_numbers_in_the_report_are_the_runs_numbers(swept):
         cfg = (out / p["dir"] / "config.yaml").read_text()
         k = int(cfg.split("demos_only_k: ")[1].split()[0])
         for r in s["results"]:
-            if r["split"] == "eval":
+            if r["split"] == "eval" and r["mode"] == "cot":  # the analysis mode
                 runs.setdefault((r["curriculum"], k if r["curriculum"] == "demos_only" else None), []).append(r["accuracy"])
     eff = summary["efficiency"]
     for c in eff["curve"]:
@@ -135,7 +135,7 @@ def test_numbers_in_the_report_are_the_runs_numbers(swept):
     assert eff["instruction"]["accuracy"] == pytest.approx(sum(line) / len(line))
     assert len({round(c["accuracy"], 6) for c in eff["curve"]} | {round(eff["instruction"]["accuracy"], 6)}) > 1
     assert {b["split"] for b in summary["curricula"]} == {"eval", "train"}
-    for b in (b for b in summary["curricula"] if b["split"] == "eval"):
+    for b in (b for b in summary["curricula"] if b["split"] == "eval" and b["mode"] == "cot"):
         key = ("demos_only", int(b["label"].split("k=")[1])) if "k=" in b["label"] else (b["label"], None)
         assert b["accuracy"] == pytest.approx(sum(runs[key]) / len(runs[key]))
     report = (out / "report.md").read_text()

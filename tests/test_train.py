@@ -200,3 +200,27 @@ def test_stopping_rule_resumes_mid_stage(tiny, rows, tmp_path):
     steps = [m["step"] for m in _metrics(tmp_path / "cut") if "loss" in m]
     assert steps == list(range(1, whole["steps"] + 1))  # every step logged exactly once
     assert _losses(tmp_path / "cut") == pytest.approx(_losses(tmp_path / "whole"), rel=1e-4)
+
+
+def test_cutting_batches_for_memory_does_not_change_the_update(tiny, rows, tmp_path):
+    """max_batch_tokens bounds memory only: the same steps, the same losses, the same weights."""
+    path, tok = tiny
+    kw = dict(init=path, base=path, tokenizer=tok, seed=0, progress=False)
+    whole = train_sft(rows, cfg=TrainConfig(**FP32, epochs=2, max_batch_tokens=10_000),
+                      stage_dir=tmp_path / "whole", **kw)
+    cut = train_sft(rows, cfg=TrainConfig(**FP32, epochs=2, max_batch_tokens=64),
+                    stage_dir=tmp_path / "cut", **kw)
+    assert cut["steps"] == whole["steps"]
+    assert _losses(tmp_path / "cut") == pytest.approx(_losses(tmp_path / "whole"), rel=1e-4)
+    a = load_model(tmp_path / "whole" / MODEL).state_dict()
+    b = load_model(tmp_path / "cut" / MODEL).state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_split_by_tokens_bounds_every_part():
+    from pbb.sft import split_by_tokens
+
+    lengths = [50, 10, 30, 30, 20, 5, 64]
+    parts = split_by_tokens(list(range(7)), lengths, 64)
+    assert sorted(i for p in parts for i in p) == list(range(7))
+    assert all(len(p) * max(lengths[i] for i in p) <= 64 or len(p) == 1 for p in parts)

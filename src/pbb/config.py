@@ -133,6 +133,10 @@ class TrainConfig(_Strict):
     max_steps: int = Field(-1, ge=-1, description="cap on optimizer steps per stage (-1: none)")
     batch_size: int = Field(16, ge=1)
     grad_accum: int = Field(1, ge=1)
+    max_batch_tokens: int = Field(
+        1024, ge=16, description="memory bound: a batch is run in parts of at most this many "
+        "(padded) tokens, its loss still the token mean over the whole batch. Changes peak "
+        "memory and speed, not the update, so it is not part of a stage's key")
     max_length: int = Field(768, ge=16)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     schedule: Literal["cosine", "linear", "constant"] = Field(
@@ -238,6 +242,9 @@ class RLConfig(_Strict):
         return self
 
 
+DEFAULT_MAX_NEW_TOKENS = {"recall": 192, "direct": 24, "cot": 384, "in_context": 320}
+
+
 class EvalConfig(_Strict):
     modes: list[Mode] = Field(default_factory=lambda: ["recall", "direct", "cot", "in_context"],
                               min_length=1, description="recall: the instruction from a "
@@ -248,7 +255,8 @@ class EvalConfig(_Strict):
         "completions as an unbatched fp32 loop; auto/bf16 is ~2x faster on bf16 hardware but "
         "flips near-ties, so completions can differ (benchmarks/bench_eval.py)")
     max_new_tokens: dict[str, int] = Field(
-        default_factory=lambda: {"recall": 192, "direct": 24, "cot": 384, "in_context": 320})
+        default_factory=lambda: dict(DEFAULT_MAX_NEW_TOKENS),
+        description="per mode; modes left out keep their default")
     max_test_inputs: int | None = Field(None, ge=1, description="cap per behaviour")
     max_train_behaviours: int | None = Field(
         None, ge=1, description="evaluate only the first N train behaviours (by id); eval "
@@ -268,7 +276,7 @@ class EvalConfig(_Strict):
             raise ValueError(f"unknown mode(s) {sorted(bad)}")
         if any(n < 1 for n in v.values()):
             raise ValueError("must be positive")
-        return v
+        return {**DEFAULT_MAX_NEW_TOKENS, **v}
 
 
 class ChatConfig(_Strict):

@@ -1,8 +1,9 @@
 """Text for training and evaluation rows.
 
-Every row is a chat exchange in the *conversational prompt-completion* format that TRL's
-SFTTrainer takes (``prompt`` = user message list, ``completion`` = assistant message list), so
-the loss falls on the completion only. :func:`to_messages` gives the ``messages`` format instead.
+Every row is a chat exchange in the *conversational prompt-completion* format (``prompt`` = user
+message list, ``completion`` = assistant message list; the format TRL's trainers take), so the
+loss falls on the completion only; :mod:`pbb.chat` turns it into the model's tokens.
+:func:`to_messages` gives the ``messages`` format instead.
 
 Row kinds and their completions:
 

@@ -30,6 +30,7 @@ CONTROLS = [
     ("retroactive", "retroactive_sft", "RL vs SFT in stage 2"),
     ("proactive", "mixture", "curriculum vs homogeneous mixture"),
     ("proactive", "stage1_only", "effect of stage 2 (the eval instructions)"),
+    ("mixture", "stage1_only", "effect of the eval instructions mixed into stage 1"),
 ]
 
 

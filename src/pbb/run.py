@@ -38,7 +38,7 @@ from pbb.report import collect, compare, composition, print_table, write_report,
 from pbb.rewards import reward_functions
 from pbb.rl import train_rl_stage
 from pbb.sft import train_sft
-from pbb.train import MODEL, is_done, load_for_eval, stage_info, use_bf16
+from pbb.train import MODEL, is_done, load_for_eval, release_memory, stage_info, use_bf16
 
 console = Console(stderr=True)
 
@@ -58,7 +58,7 @@ def stage_key(cfg: RunConfig, parent: str, rows: list[dict], method: str = "sft"
         rule = cfg.train.stopping_rule(stage.name, stage.train)
         if rule:
             what["stopping_rule"] = list(rule)
-    what["train"] = train.model_dump(mode="json")
+    what["train"] = train.model_dump(mode="json", exclude={"max_batch_tokens"})
     if cfg.chat.system_prompt:
         what["system_prompt"] = cfg.chat.system_prompt
     if method == "rl":
@@ -165,13 +165,15 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
                 console.print(f"[dim]{name}/{st.name}: done earlier, reusing {sdir.name}[/]")
             else:
                 t = time.time()
-                info = train_one_stage(cfg, ds, st, init=init, base=base, tok=tok, stage_dir=sdir,
-                                       label=f"{name}/{st.name}", progress=progress)
+                train_one_stage(cfg, ds, st, init=init, base=base, tok=tok, stage_dir=sdir,
+                                label=f"{name}/{st.name}", progress=progress)
+                release_memory()
                 timing[f"train {name}/{st.name}"] = time.time() - t
             parent, init = key, sdir / MODEL
         plan[name] = entries
         atomic_write_json(out / "curricula.json", plan)
         evaluate_curriculum(cfg, ds, out, name, init, base, tok, timing, progress)
+        release_memory()
 
     summary = {"name": cfg.name, "model": cfg.model, "domain": cfg.data.domain, "seed": cfg.seed,
                "results": collect(out, cfg.curricula, cfg.eval.modes, cfg.eval.bootstrap, cfg.seed),

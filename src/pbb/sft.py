@@ -1,9 +1,9 @@
 """SFT of one stage: a plain, length-grouped PyTorch loop (completion-only loss, bf16 autocast).
 
-Why not TRL's SFTTrainer here (it is still used for GRPO): PBB rows are short (~50 tokens) and
-many, so per-step overhead and padding dominate. Measured on this project's rows
-(``benchmarks/bench_sft.py``), the trainer path grew slower per token with the batch size while a
-plain loop did not. This loop does only what a PBB stage needs:
+Why not TRL's SFTTrainer here (RL stages still use TRL's GRPOTrainer): PBB rows are short
+(~50-130 tokens) and many, so padding, per-step work and the rows' own length dominate. Measured
+on this project's rows (``benchmarks/bench_sft.py``), the trainer path with its defaults trained
+~3x fewer rows per second than this loop. The loop does only what a PBB stage needs:
 
 * rows are encoded once with :func:`pbb.chat.encode_row` (no system prompt unless configured:
   the same text evaluation prompts with), prompt tokens masked out of the loss;
@@ -84,6 +84,22 @@ def epoch_batches(lengths: list[int], batch_size: int, seed: int, epoch: int,
         batches += [chunk[k:k + batch_size] for k in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
     return batches
+
+
+def split_by_tokens(batch: list[int], lengths: list[int], max_tokens: int) -> list[list[int]]:
+    """Cut a batch (longest rows first) into parts whose padded size stays under ``max_tokens``.
+
+    A memory bound, not a change of the update: the loss is the token mean over the whole
+    batch whatever the cut. Activations and logits grow with rows x width, so an unbounded
+    batch of long CoT rows costs gigabytes on a small machine.
+    """
+    parts: list[list[int]] = []
+    for i in sorted(batch, key=lambda j: -lengths[j]):
+        if parts and (len(parts[-1]) + 1) * lengths[parts[-1][0]] <= max_tokens:
+            parts[-1].append(i)
+        else:
+            parts.append([i])
+    return parts
 
 
 def collate(encoded: list[tuple[list[int], int]], pad_id: int):
@@ -235,13 +251,16 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
             group = batches[state["micro"]:state["micro"] + cfg.grad_accum]
             t = time.time()
             step_loss, step_tokens, step_rows = 0.0, 0, 0
+            n_target = sum(len(encoded[i][0]) - encoded[i][1] for b in group for i in b)
             for b in group:
-                x, y, first = collate([encoded[i] for i in b], pad)
-                x, y = x.to(device), y.to(device)
-                with autocast:
-                    loss, n = batch_loss(model, x, y, first)
-                (loss / len(group)).backward()
-                step_loss += float(loss.detach()) / len(group)
+                for part in split_by_tokens(b, lengths, cfg.max_batch_tokens):
+                    x, y, first = collate([encoded[i] for i in part], pad)
+                    x, y = x.to(device), y.to(device)
+                    with autocast:
+                        loss, n = batch_loss(model, x, y, first)
+                    # token mean over the whole optimizer step, however it was cut
+                    (loss * (n / n_target)).backward()
+                    step_loss += float(loss.detach()) * n / n_target
                 step_tokens += sum(lengths[i] for i in b)
                 step_rows += len(b)
             timing["forward_backward"] += time.time() - t
