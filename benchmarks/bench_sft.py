@@ -14,6 +14,7 @@ Goal (issue 11): ratio >= 2.5.
 
 import argparse
 import os
+import resource
 import tempfile
 
 from pbb import data
@@ -69,8 +70,6 @@ def main() -> None:
             trl, trl_tokens = trl_rows_per_second(path, tok, rows, a.batch, tmp)
     split = info["time_split"]
     total = sum(split.values())
-    import resource
-
     print(f"model {a.model}, {len(rows)} rows, batch {a.batch}, 1 epoch, bf16 {info['bf16']}, "
           f"max_batch_tokens {a.max_batch_tokens}")
     print(f"pbb loop: {ours:.2f} rows/s, {info['tokens_per_row']:.1f} tokens/row "

@@ -224,3 +224,11 @@ def test_split_by_tokens_bounds_every_part():
     parts = split_by_tokens(list(range(7)), lengths, 64)
     assert sorted(i for p in parts for i in p) == list(range(7))
     assert all(len(p) * max(lengths[i] for i in p) <= 64 or len(p) == 1 for p in parts)
+
+
+def test_a_prompt_longer_than_max_length_is_one_clear_error(tiny, rows):
+    from pbb.errors import PbbError
+
+    _, tok = tiny
+    with pytest.raises(PbbError, match=r"train.max_length: a prompt of \d+ tokens does not fit 8"):
+        encode_rows(tok, rows, 8)

@@ -23,8 +23,8 @@ from pydantic import (
 from pbb.errors import PbbError
 from pbb.models import DEFAULT_MODEL
 
-Mode = Literal["recall", "direct", "cot", "in_context"]
 MODES = ("recall", "direct", "cot", "in_context")
+Mode = Literal[MODES]  # type: ignore[valid-type]
 Kind = Literal["declarative", "direct", "cot"]
 Which = Literal["train", "eval", "all"]
 

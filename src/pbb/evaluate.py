@@ -46,7 +46,7 @@ def build_queries(ds: DataSet, mode: str, max_test_inputs: int | None = None,
                            fmt=ds.instruction_format)
             queries.append({"behaviour_id": b.id, "split": b.split, "mode": mode, "input": "",
                             "prompt": row["prompt"][0]["content"],
-                            "target": row["completion"][0]["content"]})
+                            "target": instruction_text(b, ds.instruction_format)})
         return queries
     for b in behaviours:
         for d in tests[b.id][:max_test_inputs]:

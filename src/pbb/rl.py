@@ -105,10 +105,10 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
     Prompts go to TRL already rendered by :func:`pbb.chat.prompt_text` (plain-text prompts, which
     TRL does not template again), so rollouts see exactly the chat text of SFT and evaluation.
     """
-    from pbb.chat import prompt_text
-
     from datasets import Dataset
     from trl import GRPOTrainer
+
+    from pbb.chat import prompt_text
 
     stage_dir = Path(stage_dir)
     resume = start_stage(stage_dir, logs=(METRICS, ROLLOUTS))

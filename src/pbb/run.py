@@ -38,7 +38,14 @@ from pbb.report import collect, compare, composition, print_table, write_report,
 from pbb.rewards import reward_functions
 from pbb.rl import train_rl_stage
 from pbb.sft import train_sft
-from pbb.train import MODEL, is_done, load_for_eval, release_memory, stage_info, use_bf16
+from pbb.train import (
+    MODEL,
+    is_done,
+    load_for_eval,
+    release_memory,
+    stage_info,
+    use_bf16,
+)
 
 console = Console(stderr=True)
 
@@ -216,7 +223,7 @@ def recall_checker(cfg: RunConfig, ds, tok, behaviour_ids: list[str]):
     def check(model) -> dict:
         completions = generate(model, tok, [q["prompt"] for q in queries],
                                batch_size=cfg.eval.batch_size,
-                               max_new_tokens=cfg.eval.max_new_tokens.get("recall", 192),
+                               max_new_tokens=cfg.eval.max_new_tokens["recall"],
                                desc="recall check", progress=False,
                                system_prompt=cfg.chat.system_prompt)
         hits = sum(recall_score(c, q["target"]) for c, q in zip(completions, queries))
@@ -272,7 +279,7 @@ def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, bas
         t = time.time()
         samples = evaluate(model, tok, ds, curriculum=name, mode=mode,
                            out_dir=out / "eval" / name / mode, batch_size=cfg.eval.batch_size,
-                           max_new_tokens=cfg.eval.max_new_tokens.get(mode, 256),
+                           max_new_tokens=cfg.eval.max_new_tokens[mode],
                            temperature=cfg.eval.temperature,
                            max_test_inputs=cfg.eval.max_test_inputs, progress=progress,
                            max_train_behaviours=cfg.eval.max_train_behaviours,

@@ -37,10 +37,11 @@ from tqdm import tqdm
 
 from pbb.chat import encode_row
 from pbb.config import TrainConfig
+from pbb.errors import PbbError
 from pbb.jsonio import append_jsonl, atomic_write_json, read_json
 from pbb.train import (
-    MODEL,
     METRICS,
+    MODEL,
     finish,
     load_trainable,
     save_model_atomic,
@@ -58,8 +59,8 @@ def encode_rows(tok, rows: list[dict], max_length: int,
     for r in rows:
         ids, n_prompt = encode_row(tok, r, system_prompt)
         if n_prompt >= max_length:
-            raise ValueError(f"a prompt of {n_prompt} tokens does not fit train.max_length "
-                             f"{max_length}: raise it")
+            raise PbbError(f"train.max_length: a prompt of {n_prompt} tokens does not fit "
+                           f"{max_length} (row of behaviour {r['behaviour_id']}); raise it")
         out.append((ids[:max_length], n_prompt))
     return out
 
@@ -199,12 +200,12 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
         total = min(total, cfg.max_steps)
     warmup = math.ceil(cfg.warmup_ratio * total)
 
-    state = {"step": 0, "epoch": 0, "micro": 0, "tokens": 0, "loss_sum": 0.0, "loss_n": 0,
-             "recall": [], "seconds": 0.0}
+    state = {"step": 0, "epoch": 0, "micro": 0, "rows": 0, "tokens": 0, "loss_sum": 0.0,
+             "loss_n": 0, "recall": [], "seconds": 0.0}
     model = load_trainable(resume / MODEL if resume else init, base, cfg).to(device)
     if resume:
         state = read_json(resume / STATE)
-    rows_at_start = state.get("rows", 0)
+    rows_at_start = state["rows"]
     model.train()
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
@@ -244,7 +245,7 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
                                            **{f"recall/{k}": v for k, v in result.items()}})
         return recall_target is not None and result["recall"] >= recall_target
 
-    stop = bool(state["recall"]) and state["recall"][-1]["recall"] >= (recall_target or 2)
+    stop = False  # checkpoints follow only recall checks that did not stop the stage
     while not stop and state["step"] < total:
         batches = epoch_batches(lengths, cfg.batch_size, seed, state["epoch"], cfg.group_by_length)
         while state["micro"] < len(batches) and state["step"] < total:
@@ -273,7 +274,7 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
             state["micro"] += len(group)
             state["step"] += 1
             state["tokens"] += step_tokens
-            state["rows"] = state.get("rows", 0) + step_rows
+            state["rows"] += step_rows
             state["loss_sum"] += step_loss
             state["loss_n"] += 1
             append_jsonl(stage_dir / METRICS, {
@@ -295,7 +296,7 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
     if recall_check is not None and recall_target is None:
         check_recall()  # measured once at the end: logged, no stopping rule
     save_model_atomic(model, tokenizer, stage_dir)
-    rows_here = state.get("rows", 0) - rows_at_start
+    rows_here = state["rows"] - rows_at_start
     n_rows = len(encoded)
     prompt_tokens = sum(n for _, n in encoded)
     return finish(stage_dir, {

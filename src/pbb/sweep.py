@@ -41,7 +41,7 @@ from pbb.config import (
 )
 from pbb.errors import PbbError
 from pbb.jsonio import atomic_write_json, atomic_write_text, read_json, read_jsonl
-from pbb.metrics import bootstrap_ci, per_behaviour
+from pbb.metrics import bootstrap_ci, per_behaviour_field
 
 SWEEP = "sweep.json"
 SUMMARY = "sweep_summary.json"
@@ -145,9 +145,7 @@ def _eval_accuracies(run_dir: Path, curriculum: str, mode: str, split: str = "ev
     if not f.is_file():
         return None
     part = [s for s in read_jsonl(f) if s["split"] == split and field in s]
-    if not part:
-        return None
-    return per_behaviour([{"behaviour_id": s["behaviour_id"], "score": s[field]} for s in part])
+    return per_behaviour_field(part, field) if part else None
 
 
 def report(out: Path) -> dict:

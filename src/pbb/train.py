@@ -16,7 +16,6 @@ import functools
 import json
 import os
 import shutil
-import time
 from pathlib import Path
 
 from pbb.config import TrainConfig
