@@ -46,10 +46,12 @@ from pbb.train import (
     load_trainable,
     save_model_atomic,
     start_stage,
+    trim_heap,
     use_bf16,
 )
 
 STATE = "state.json"
+TRIM_EVERY = 10  # optimizer steps between heap trims (see pbb.train.trim_heap)
 
 
 def encode_rows(tok, rows: list[dict], max_length: int,
@@ -283,6 +285,8 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
                 "grad_norm": round(float(grad_norm), 4), "rows": step_rows, "tokens": step_tokens})
             bar.update(1)
             bar.set_postfix(loss=f"{step_loss:.3f}", epoch=state["epoch"] + 1)
+            if state["step"] % TRIM_EVERY == 0:
+                trim_heap()
             if state["step"] % cfg.save_steps == 0 and state["step"] < total:
                 checkpoint()
         if state["micro"] >= len(batches):  # a whole epoch is done
