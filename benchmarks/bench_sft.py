@@ -17,8 +17,6 @@ import os
 import resource
 import tempfile
 
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as the pbb CLI does, before torch loads
-
 from pbb import data
 from pbb.config import CurriculumConfig, TrainConfig
 from pbb.curricula import build

@@ -6,7 +6,6 @@ Every user error surfaces as a :class:`~pbb.errors.PbbError` and is printed as o
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -272,11 +271,6 @@ def report_cmd(run_dir: Annotated[Path, typer.Argument(help="a run or sweep dire
 
 def main() -> None:
     """Entry point: run the app, turning user errors into one line and exit code 1."""
-    # torch's CPU allocator backs large tensors with transparent huge pages when this is set
-    # (read before torch is imported; the CLI imports it lazily): ~10x fewer page faults and
-    # faster CPU training where the kernel only grants huge pages on request (THP "madvise").
-    # A value the user set wins.
-    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     try:
         rc = app(standalone_mode=False)  # returns the exit code of typer.Exit in this mode
         sys.exit(rc if isinstance(rc, int) else 0)

@@ -72,8 +72,9 @@ def trim_heap() -> None:
 
     Called between phases and every few optimizer steps: on a 2-core CPU the quickstart's
     stage 1 otherwise drifted from 5 to 9 GiB resident over 200 steps (fragmentation, not
-    live tensors); a trim every 10 steps holds it near the single-step peak at no measurable
-    cost (``benchmarks/bench_sft.py`` prints peak RSS).
+    live tensors); with a trim every 10 steps it stayed between 4.5 and 6.8 GiB. The freed pages
+    are faulted in again by the next steps, a cost too small to see at that interval
+    (``benchmarks/bench_sft.py`` prints rows/s and peak RSS).
     """
     import ctypes
 
