@@ -70,18 +70,27 @@ def release_memory() -> None:
 def trim_heap() -> None:
     """``malloc_trim(0)``: return the free pages of glibc's heaps to the OS.
 
-    Called between phases and every few optimizer steps: on a 2-core CPU the quickstart's
-    stage 1 otherwise drifted from 5 to 9 GiB resident over 200 steps (fragmentation, not
-    live tensors); with a trim every 10 steps it stayed between 4.5 and 6.8 GiB. The freed pages
-    are faulted in again by the next steps, a cost too small to see at that interval
-    (``benchmarks/bench_sft.py`` prints rows/s and peak RSS).
+    Called between phases and every few optimizer steps. Sampled every 10 s on a 2-core CPU: a
+    198-step stage 1 drifted from 5 to 9 GiB resident without it (fragmentation, not live
+    tensors); the quickstart's stage 1 with a trim every 10 steps stayed between 4.0 and 7.4
+    GiB. The freed pages are faulted in again by the next steps; in 240-row runs of the loop at
+    batch 16 that cost did not show above the run-to-run variation.
     """
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+@functools.cache
+def _libc():
+    """glibc, loaded once; ``None`` where there is no glibc (nothing to trim)."""
     import ctypes
 
     try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        pass
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
 
 
 def is_done(stage_dir: Path) -> bool:
