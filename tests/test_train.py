@@ -232,3 +232,30 @@ def test_a_prompt_longer_than_max_length_is_one_clear_error(tiny, rows):
     _, tok = tiny
     with pytest.raises(PbbError, match=r"train.max_length: a prompt of \d+ tokens does not fit 8"):
         encode_rows(tok, rows, 8)
+
+
+def test_fp32_attention_switch_keeps_the_loss_and_is_undone(tiny, rows, tmp_path):
+    """The CPU speed switch changes where attention is computed, not what it computes."""
+    from pbb.train import FP32_ATTENTION, fp32_attention_on_cpu
+
+    path, tok = tiny
+    model = load_model(path)
+    x, y, first = collate(encode_rows(tok, rows[:4], 768), tok.pad_token_id)
+    reference = batch_loss(model, x, y, first)[0]
+    reference.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    with fp32_attention_on_cpu(model, enabled=True):
+        assert model.config._attn_implementation == FP32_ATTENTION
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            mixed = batch_loss(model, x, y, first)[0]
+        switched = batch_loss(model, x, y, first)[0]
+        switched.backward()
+        model.save_pretrained(tmp_path / "m")
+    assert model.config._attn_implementation == "sdpa"
+    assert switched.item() == pytest.approx(reference.item(), rel=1e-5)
+    assert all(torch.allclose(g, p.grad, atol=1e-6) for g, p in zip(grads, model.parameters()))
+    assert mixed.item() == pytest.approx(reference.item(), rel=0.05)  # bf16 elsewhere
+    assert FP32_ATTENTION not in (tmp_path / "m" / "config.json").read_text()
+    with fp32_attention_on_cpu(model, enabled=False):
+        assert model.config._attn_implementation == "sdpa"

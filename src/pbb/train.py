@@ -12,6 +12,7 @@ resumes from its last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -100,6 +101,52 @@ def is_done(stage_dir: Path) -> bool:
 def _is_adapter(model_dir: Path) -> bool:
     """A LoRA stage saves only its adapter; the base weights are loaded separately."""
     return (model_dir / "adapter_config.json").is_file()
+
+
+FP32_ATTENTION = "pbb_sdpa_fp32"
+
+
+def _sdpa_in_fp32(module, query, key, value, attention_mask, **kwargs):
+    """transformers' SDPA attention, computed in fp32 whatever autocast asks for."""
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    with torch.autocast(device_type=query.device.type, enabled=False):
+        out, weights = sdpa_attention_forward(module, query.float(), key.float(), value.float(),
+                                              attention_mask, **kwargs)
+    return out.to(query.dtype), weights
+
+
+@functools.cache
+def _register_fp32_attention() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(FP32_ATTENTION, _sdpa_in_fp32)
+    AttentionMaskInterface.register(FP32_ATTENTION, sdpa_mask)
+
+
+@contextlib.contextmanager
+def fp32_attention_on_cpu(model, enabled: bool):
+    """Run SDPA attention in fp32 while training on a CPU under bf16 autocast.
+
+    Why: PyTorch's CPU flash-attention kernel is 1.6-2x slower in bf16 than in fp32 (forward +
+    backward of one SmolLM2 layer at 16 x 183 tokens, best of 12: 108 vs 55 ms and 65 vs 40 ms
+    in two runs of ``benchmarks/bench_attention.py``), and in a profiled training step that
+    kernel was ~20% of the time. Only
+    models on SDPA are switched; the implementation is restored on exit, so saved configs and
+    evaluation are untouched.
+    """
+    config = getattr(model, "config", None)
+    if not enabled or getattr(config, "_attn_implementation", None) != "sdpa":
+        yield
+        return
+    _register_fp32_attention()
+    model.set_attn_implementation(FP32_ATTENTION)
+    try:
+        yield
+    finally:
+        model.set_attn_implementation("sdpa")
 
 
 def load_trainable(init: Path | str, base: Path | str, cfg: TrainConfig):
