@@ -168,3 +168,31 @@ def test_interrupted_save_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         data.save(ds, tmp_path / "set")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_version_prints_the_package_version():
+    import pbb
+
+    r = run_cli("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"pbb {pbb.__version__}"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_follow_the_umask_not_a_private_mode(tmp_path, umask):
+    """Atomic writes go through mkstemp (mode 0600); the final file must look like open()'s."""
+    import stat
+
+    from pbb.jsonio import atomic_write_text, write_jsonl
+
+    old = os.umask(umask)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x\n")
+        write_jsonl(tmp_path / "b.jsonl", [{"k": 1}])
+        with open(tmp_path / "plain.txt", "w") as f:
+            f.write("x\n")
+    finally:
+        os.umask(old)
+    expected = stat.S_IMODE(os.stat(tmp_path / "plain.txt").st_mode)
+    assert expected == 0o666 & ~umask
+    for name in ("a.txt", "b.jsonl"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == expected, name

@@ -26,6 +26,20 @@ app.add_typer(data_app, name="data")
 console = Console()
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import pbb
+
+        print(f"pbb {pbb.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version,
+                                          is_eager=True, help="print pbb's version and exit")) -> None:
+    """Programming by Backprop: data, training curricula, evaluation, reports."""
+
+
 def parse_assignments(items: list[str] | None, flag: str = "--set") -> dict[str, object]:
     """``["a.b=3", "c=x"]`` -> ``{"a.b": 3, "c": "x"}`` (values parsed as YAML scalars/lists)."""
     out: dict[str, object] = {}
