@@ -1,6 +1,6 @@
 """Data sets on disk: behaviours + demonstrations + manifest, deterministic from (config, seed).
 
-Files (the contract in DESIGN.md):
+Files (the contract, also in README.md, section Data):
 
 * ``behaviours.jsonl`` - one behaviour per line (id, domain, name, instruction, description,
   split, meta).

@@ -1,6 +1,6 @@
 """``pbb run``: data -> each curriculum's stages -> evaluation -> summary, table, plot.
 
-Everything lands in the run directory (the contract in DESIGN.md)::
+Everything lands in the run directory (the contract, also in README.md, section Run directory)::
 
     runs/<name>/config.yaml                      resolved config (defaults filled in)
     runs/<name>/data/                            the data set (or data.path in the config)
