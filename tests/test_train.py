@@ -245,17 +245,18 @@ def test_fp32_attention_switch_keeps_the_loss_and_is_undone(tiny, rows, tmp_path
     reference.backward()
     grads = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
-    with fp32_attention_on_cpu(model, enabled=True):
-        assert model.config._attn_implementation == FP32_ATTENTION
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            mixed = batch_loss(model, x, y, first)[0]
-        switched = batch_loss(model, x, y, first)[0]
-        switched.backward()
-        model.save_pretrained(tmp_path / "m")
+    undo = fp32_attention_on_cpu(model, enabled=True)
+    assert model.config._attn_implementation == FP32_ATTENTION
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = batch_loss(model, x, y, first)[0]
+    switched = batch_loss(model, x, y, first)[0]
+    switched.backward()
+    model.save_pretrained(tmp_path / "m")
+    undo()
     assert model.config._attn_implementation == "sdpa"
     assert switched.item() == pytest.approx(reference.item(), rel=1e-5)
     assert all(torch.allclose(g, p.grad, atol=1e-6) for g, p in zip(grads, model.parameters()))
     assert mixed.item() == pytest.approx(reference.item(), rel=0.05)  # bf16 elsewhere
     assert FP32_ATTENTION not in (tmp_path / "m" / "config.json").read_text()
-    with fp32_attention_on_cpu(model, enabled=False):
-        assert model.config._attn_implementation == "sdpa"
+    fp32_attention_on_cpu(model, enabled=False)
+    assert model.config._attn_implementation == "sdpa"

@@ -248,60 +248,61 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
                                            **{f"recall/{k}": v for k, v in result.items()}})
         return recall_target is not None and result["recall"] >= recall_target
 
-    attention = fp32_attention_on_cpu(model, device == "cpu" and bf16)
-    with attention:
-        stop = False  # checkpoints follow only recall checks that did not stop the stage
-        while not stop and state["step"] < total:
-            batches = epoch_batches(lengths, cfg.batch_size, seed, state["epoch"], cfg.group_by_length)
-            while state["micro"] < len(batches) and state["step"] < total:
-                group = batches[state["micro"]:state["micro"] + cfg.grad_accum]
-                t = time.time()
-                step_loss, step_tokens, step_rows = 0.0, 0, 0
-                n_target = sum(len(encoded[i][0]) - encoded[i][1] for b in group for i in b)
-                for b in group:
-                    for part in split_by_tokens(b, lengths, cfg.max_batch_tokens):
-                        x, y, first = collate([encoded[i] for i in part], pad)
-                        x, y = x.to(device), y.to(device)
-                        with autocast:
-                            loss, n = batch_loss(model, x, y, first)
-                        # token mean over the whole optimizer step, however it was cut
-                        (loss * (n / n_target)).backward()
-                        step_loss += float(loss.detach()) * n / n_target
-                    step_tokens += sum(lengths[i] for i in b)
-                    step_rows += len(b)
-                timing["forward_backward"] += time.time() - t
-                t = time.time()
-                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                timing["optimizer"] += time.time() - t
-                state["micro"] += len(group)
-                state["step"] += 1
-                state["tokens"] += step_tokens
-                state["rows"] += step_rows
-                state["loss_sum"] += step_loss
-                state["loss_n"] += 1
-                append_jsonl(stage_dir / METRICS, {
-                    "step": state["step"], "epoch": round(state["epoch"] + state["micro"] / len(batches), 4),
-                    "loss": round(step_loss, 6), "learning_rate": scheduler.get_last_lr()[0],
-                    "grad_norm": round(float(grad_norm), 4), "rows": step_rows, "tokens": step_tokens})
-                bar.update(1)
-                bar.set_postfix(loss=f"{step_loss:.3f}", epoch=state["epoch"] + 1)
-                if state["step"] % TRIM_EVERY == 0:
-                    trim_heap()
-                if state["step"] % cfg.save_steps == 0 and state["step"] < total:
+    # on a CPU under bf16 autocast, attention in fp32 (see pbb.train.fp32_attention_on_cpu)
+    undo_attention = fp32_attention_on_cpu(model, enabled=device == "cpu" and bf16)
+    stop = False  # checkpoints follow only recall checks that did not stop the stage
+    while not stop and state["step"] < total:
+        batches = epoch_batches(lengths, cfg.batch_size, seed, state["epoch"], cfg.group_by_length)
+        while state["micro"] < len(batches) and state["step"] < total:
+            group = batches[state["micro"]:state["micro"] + cfg.grad_accum]
+            t = time.time()
+            step_loss, step_tokens, step_rows = 0.0, 0, 0
+            n_target = sum(len(encoded[i][0]) - encoded[i][1] for b in group for i in b)
+            for b in group:
+                for part in split_by_tokens(b, lengths, cfg.max_batch_tokens):
+                    x, y, first = collate([encoded[i] for i in part], pad)
+                    x, y = x.to(device), y.to(device)
+                    with autocast:
+                        loss, n = batch_loss(model, x, y, first)
+                    # token mean over the whole optimizer step, however it was cut
+                    (loss * (n / n_target)).backward()
+                    step_loss += float(loss.detach()) * n / n_target
+                step_tokens += sum(lengths[i] for i in b)
+                step_rows += len(b)
+            timing["forward_backward"] += time.time() - t
+            t = time.time()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            timing["optimizer"] += time.time() - t
+            state["micro"] += len(group)
+            state["step"] += 1
+            state["tokens"] += step_tokens
+            state["rows"] += step_rows
+            state["loss_sum"] += step_loss
+            state["loss_n"] += 1
+            append_jsonl(stage_dir / METRICS, {
+                "step": state["step"], "epoch": round(state["epoch"] + state["micro"] / len(batches), 4),
+                "loss": round(step_loss, 6), "learning_rate": scheduler.get_last_lr()[0],
+                "grad_norm": round(float(grad_norm), 4), "rows": step_rows, "tokens": step_tokens})
+            bar.update(1)
+            bar.set_postfix(loss=f"{step_loss:.3f}", epoch=state["epoch"] + 1)
+            if state["step"] % TRIM_EVERY == 0:
+                trim_heap()
+            if state["step"] % cfg.save_steps == 0 and state["step"] < total:
+                checkpoint()
+        if state["micro"] >= len(batches):  # a whole epoch is done
+            state["epoch"] += 1
+            state["micro"] = 0
+            if recall_check is not None and recall_target is not None:
+                stop = check_recall()
+                if not stop and state["step"] < total:
                     checkpoint()
-            if state["micro"] >= len(batches):  # a whole epoch is done
-                state["epoch"] += 1
-                state["micro"] = 0
-                if recall_check is not None and recall_target is not None:
-                    stop = check_recall()
-                    if not stop and state["step"] < total:
-                        checkpoint()
-        bar.close()
-        if recall_check is not None and recall_target is None:
-            check_recall()  # measured once at the end: logged, no stopping rule
+    bar.close()
+    if recall_check is not None and recall_target is None:
+        check_recall()  # measured once at the end: logged, no stopping rule
+    undo_attention()  # the saved model names the usual implementation
     save_model_atomic(model, tokenizer, stage_dir)
     rows_here = state["rows"] - rows_at_start
     n_rows = len(encoded)

@@ -12,11 +12,11 @@ resumes from its last checkpoint.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from pbb.config import TrainConfig
@@ -126,27 +126,22 @@ def _register_fp32_attention() -> None:
     AttentionMaskInterface.register(FP32_ATTENTION, sdpa_mask)
 
 
-@contextlib.contextmanager
-def fp32_attention_on_cpu(model, enabled: bool):
-    """Run SDPA attention in fp32 while training on a CPU under bf16 autocast.
+def fp32_attention_on_cpu(model, enabled: bool) -> Callable[[], None]:
+    """Run SDPA attention in fp32 while training on a CPU under bf16 autocast; returns the undo.
 
     Why: PyTorch's CPU flash-attention kernel is 1.6-2x slower in bf16 than in fp32 (forward +
     backward of one SmolLM2 layer at 16 x 183 tokens, best of 12: 108 vs 55 ms and 65 vs 40 ms
     in two runs of ``benchmarks/bench_attention.py``), and in a profiled training step that
-    kernel was ~20% of the time. Only
-    models on SDPA are switched; the implementation is restored on exit, so saved configs and
-    evaluation are untouched.
+    kernel was ~20% of the time. Only models on SDPA are switched (otherwise, and when not
+    ``enabled``, the undo does nothing); call the undo before saving, so that saved configs and
+    evaluation see the usual implementation.
     """
     config = getattr(model, "config", None)
     if not enabled or getattr(config, "_attn_implementation", None) != "sdpa":
-        yield
-        return
+        return lambda: None
     _register_fp32_attention()
     model.set_attn_implementation(FP32_ATTENTION)
-    try:
-        yield
-    finally:
-        model.set_attn_implementation("sdpa")
+    return lambda: model.set_attn_implementation("sdpa")
 
 
 def load_trainable(init: Path | str, base: Path | str, cfg: TrainConfig):
