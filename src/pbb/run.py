@@ -179,7 +179,8 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
             parent, init = key, sdir / MODEL
         plan[name] = entries
         atomic_write_json(out / "curricula.json", plan)
-        evaluate_curriculum(cfg, ds, out, name, init, base, tok, timing, progress)
+        evaluate_curriculum(cfg, ds, out, name, init, base, tok, timing, progress,
+                            trained=bool(stages))
         release_memory()
 
     summary = {"name": cfg.name, "model": cfg.model, "domain": cfg.data.domain, "seed": cfg.seed,
@@ -265,7 +266,12 @@ def train_one_stage(cfg: RunConfig, ds, st, *, init, base, tok, stage_dir: Path,
 
 
 def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, base, tok,
-                        timing: dict, progress: bool) -> None:
+                        timing: dict, progress: bool, trained: bool = True) -> None:
+    """Every pending eval mode of one curriculum's final model.
+
+    An untrained model (``untuned``) is evaluated on eval behaviours only: it has seen neither
+    split, so its train-behaviour queries would measure the same thing again at the same cost.
+    """
     import torch
 
     pending = [m for m in cfg.eval.modes if not (out / "eval" / name / m / SAMPLES).is_file()]
@@ -282,7 +288,7 @@ def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, bas
                            max_new_tokens=cfg.eval.max_new_tokens[mode],
                            temperature=cfg.eval.temperature,
                            max_test_inputs=cfg.eval.max_test_inputs, progress=progress,
-                           max_train_behaviours=cfg.eval.max_train_behaviours,
+                           max_train_behaviours=cfg.eval.max_train_behaviours if trained else 0,
                            system_prompt=cfg.chat.system_prompt)
         timing[f"eval {name}/{mode}"] = time.time() - t
         acc = sum(s["score"] for s in samples) / max(1, len(samples))
