@@ -179,20 +179,32 @@ def test_version_prints_the_package_version():
 
 @pytest.mark.parametrize("umask", [0o022, 0o077])
 def test_written_files_follow_the_umask_not_a_private_mode(tmp_path, umask):
-    """Atomic writes go through mkstemp (mode 0600); the final file must look like open()'s."""
+    """Files and directories built aside and renamed into place (data sets, converted models)
+    must get the modes that open() and mkdir() give, not mkstemp's 0600 or mkdtemp's 0700."""
     import stat
 
+    from pbb import data
     from pbb.jsonio import atomic_write_text, write_jsonl
+    from pbb.models import _atomic_dir
+
+    def mode(p):
+        return stat.S_IMODE(os.stat(p).st_mode)
 
     old = os.umask(umask)
     try:
         atomic_write_text(tmp_path / "a.txt", "x\n")
         write_jsonl(tmp_path / "b.jsonl", [{"k": 1}])
+        data.save(data.generate("arithmetic", behaviours=4, demos=1, test_inputs=1,
+                                eval_fraction=0.5, seed=0), tmp_path / "ds")
+        _atomic_dir(tmp_path / "model", lambda d: (d / "config.json").write_text("{}"))
         with open(tmp_path / "plain.txt", "w") as f:
             f.write("x\n")
+        os.mkdir(tmp_path / "plain_dir")
     finally:
         os.umask(old)
-    expected = stat.S_IMODE(os.stat(tmp_path / "plain.txt").st_mode)
-    assert expected == 0o666 & ~umask
-    for name in ("a.txt", "b.jsonl"):
-        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == expected, name
+    assert mode(tmp_path / "plain.txt") == 0o666 & ~umask
+    for name in ("a.txt", "b.jsonl", "ds/behaviours.jsonl", "ds/manifest.json"):
+        assert mode(tmp_path / name) == mode(tmp_path / "plain.txt"), name
+    assert mode(tmp_path / "plain_dir") == 0o777 & ~umask
+    for name in ("ds", "model"):
+        assert mode(tmp_path / name) == mode(tmp_path / "plain_dir"), name

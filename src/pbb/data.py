@@ -28,7 +28,7 @@ from tqdm import tqdm
 import pbb
 from pbb.domains import Behaviour, Demonstration, Domain, get_domain
 from pbb.errors import PbbError
-from pbb.jsonio import atomic_write_json, iter_jsonl, read_json, write_jsonl
+from pbb.jsonio import atomic_write_json, iter_jsonl, make_temp_dir, read_json, write_jsonl
 
 BEHAVIOURS = "behaviours.jsonl"
 DEMONSTRATIONS = "demonstrations.jsonl"
@@ -159,7 +159,7 @@ def save(ds: DataSet, out: Path, *, force: bool = False, extra: dict | None = No
     """Write the three files (and ``extra_files``, e.g. a report) to ``out``, all or nothing."""
     out = Path(out)
     parent = _prepare_out(out, force)
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.tmp-"))
+    tmp = make_temp_dir(parent, f".{out.name}.tmp-")
     try:
         write_jsonl(tmp / BEHAVIOURS, (b.to_record() for b in ds.behaviours))
         write_jsonl(tmp / DEMONSTRATIONS, (d.to_record() for d in ds.demonstrations))
@@ -167,9 +167,8 @@ def save(ds: DataSet, out: Path, *, force: bool = False, extra: dict | None = No
             write_jsonl(tmp / name, records)
         files = {n: _sha256(tmp / n) for n in (BEHAVIOURS, DEMONSTRATIONS)}
         atomic_write_json(tmp / MANIFEST, manifest(ds, files, extra))
-        os.chmod(tmp, 0o755)
         if out.exists():
-            old = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.old-"))
+            old = make_temp_dir(parent, f".{out.name}.old-")
             os.replace(out, old / "d")
             os.replace(tmp, out)
             shutil.rmtree(old, ignore_errors=True)

@@ -43,6 +43,21 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def make_temp_dir(parent: Path, prefix: str) -> Path:
+    """A new, uniquely named directory in ``parent`` for building something to rename into place.
+
+    Made with mode 0777 and the kernel's umask, like ``mkdir``, not ``mkdtemp``'s private 0700:
+    the directory keeps its mode when renamed to its final name.
+    """
+    while True:
+        path = Path(parent) / f"{prefix}{os.urandom(6).hex()}"
+        try:
+            os.mkdir(path, 0o777)
+            return path
+        except FileExistsError:
+            continue
+
+
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=2) + "\n")
 

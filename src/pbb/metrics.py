@@ -3,6 +3,9 @@
 The unit of analysis is the behaviour, not the sample: each behaviour's accuracy is the mean
 score over its test inputs, the reported accuracy is the mean over behaviours, and the 95%
 interval resamples behaviours (so a few easy behaviours with many samples cannot narrow it).
+Where every behaviour scored 0 (or every one 1) resampling has nothing to vary and would claim
+[0, 0]; there the interval is the exact (Clopper-Pearson) one for 0 (or n) successes in n
+behaviours: 0 of 30 gives [0, 11.6%].
 """
 
 from __future__ import annotations
@@ -31,6 +34,17 @@ def bootstrap_ci(values: list[float], resamples: int = 1000, seed: int = 0,
     return (float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)))
 
 
+def proportion_ci(values: list[float], resamples: int = 1000, seed: int = 0,
+                  level: float = 0.95) -> tuple[float, float]:
+    """Interval of a mean of per-behaviour rates in [0, 1]: the percentile bootstrap, except when
+    all are 0 or all are 1, where it is the exact binomial bound over the behaviours."""
+    x = np.asarray(values, dtype=float)
+    if x.size and (np.all(x == 0.0) or np.all(x == 1.0)):
+        edge = float(((1 - level) / 2) ** (1 / x.size))
+        return (0.0, 1.0 - edge) if x[0] == 0.0 else (edge, 1.0)
+    return bootstrap_ci(values, resamples, seed, level)
+
+
 def per_behaviour_field(samples: list[dict], field: str) -> dict[str, float]:
     return per_behaviour([{"behaviour_id": s["behaviour_id"], "score": s[field]} for s in samples])
 
@@ -45,7 +59,7 @@ def distinct_rate(samples: list[dict]) -> dict[str, float]:
 
 def _mean_ci(by_behaviour: dict[str, float], resamples: int, seed: int) -> dict:
     values = [by_behaviour[b] for b in sorted(by_behaviour)]
-    low, high = bootstrap_ci(values, resamples, seed)
+    low, high = proportion_ci(values, resamples, seed)
     return {"mean": float(np.mean(values)) if values else float("nan"), "ci_low": low, "ci_high": high}
 
 
@@ -56,7 +70,7 @@ GENERATION_FIELDS = {"valid": "validity", "novel": "novelty", "chance": "chance"
 def summarize(samples: list[dict], resamples: int = 1000, seed: int = 0) -> dict:
     acc = per_behaviour(samples)
     values = [acc[b] for b in sorted(acc)]
-    low, high = bootstrap_ci(values, resamples, seed)
+    low, high = proportion_ci(values, resamples, seed)
     out = {"accuracy": float(np.mean(values)) if values else float("nan"), "ci_low": low,
            "ci_high": high, "n_behaviours": len(values), "n_samples": len(samples)}
     if samples and "recall_exact" in samples[0]:

@@ -19,10 +19,10 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from pbb.errors import PbbError
+from pbb.jsonio import make_temp_dir
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 TINY_RANDOM = "tiny-random"
@@ -57,7 +57,7 @@ def _atomic_dir(target: Path, build) -> Path:
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    tmp = make_temp_dir(target.parent, f".{target.name}.tmp-")
     try:
         build(tmp)
         try:

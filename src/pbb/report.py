@@ -17,7 +17,7 @@ from rich.table import Table
 
 from pbb.evaluate import SAMPLES
 from pbb.jsonio import atomic_write_json, atomic_write_text, read_json, read_jsonl
-from pbb.metrics import bootstrap_ci, per_behaviour, summarize
+from pbb.metrics import bootstrap_ci, per_behaviour, proportion_ci, summarize
 
 SUMMARY = "summary.json"
 REPORT = "report.md"
@@ -103,7 +103,7 @@ def composition(run_dir: Path, ds, curricula: list[str], modes: list[str], resam
             for b_id, a in sorted(acc.items()):
                 groups.setdefault(part_groups(composites[b_id], splits), []).append(a)
             for g, values in sorted(groups.items()):
-                low, high = bootstrap_ci(values, resamples, seed)
+                low, high = proportion_ci(values, resamples, seed)
                 out.append({"curriculum": c, "mode": m, "parts": g,
                             "accuracy": sum(values) / len(values), "ci_low": low,
                             "ci_high": high, "n_behaviours": len(values)})
@@ -244,7 +244,8 @@ def markdown(summary: dict) -> str:
     lines = [f"# {summary.get('name', 'run')}", "",
              f"Model `{summary.get('model')}`, domain `{summary.get('domain')}`, seed "
              f"{summary.get('seed')}. Accuracy in % (mean over behaviours of the per-behaviour "
-             "accuracy on held-out test inputs) with a 95% bootstrap interval over behaviours. "
+             "accuracy on held-out test inputs) with a 95% bootstrap interval over behaviours "
+             "(exact Clopper-Pearson where every behaviour scored 0, or every one 1). "
              "Mode `recall`: instructions reproduced exactly (up to whitespace) from a "
              "declarative prompt; `recalled in CoT`: CoT completions whose recalled instruction "
              "was exact.", "",

@@ -41,7 +41,7 @@ from pbb.config import (
 )
 from pbb.errors import PbbError
 from pbb.jsonio import atomic_write_json, atomic_write_text, read_json, read_jsonl
-from pbb.metrics import bootstrap_ci, per_behaviour_field
+from pbb.metrics import per_behaviour_field, proportion_ci
 
 SWEEP = "sweep.json"
 SUMMARY = "sweep_summary.json"
@@ -212,7 +212,7 @@ def _bars(out: Path, rows: list[dict]) -> list[dict]:
             values += list(acc.values())
             rec = _eval_accuracies(out / r["dir"], curriculum, mode, split, "recall_exact") or {}
             recalled += list(rec.values())
-        low, high = bootstrap_ci(values)
+        low, high = proportion_ci(values)
         bar = {"label": label, "mode": mode, "split": split,
                "accuracy": sum(r["accuracy"] for r in rs) / len(rs), "ci_low": low,
                "ci_high": high, "runs": len(rs), "seeds": sorted({r["seed"] for r in rs})}
