@@ -1,0 +1,52 @@
+"""Fingerprints of generated data, shared by the golden-data test and the script that records them.
+
+``python tests/golden.py`` prints the current fingerprints as JSON (to record them after an
+intended change of the data, in ``tests/data/golden_sha256.json``); the test compares.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+GOLDEN = Path(__file__).parent / "data" / "golden_sha256.json"
+
+#: one small data set per domain, and the quickstart's own data options
+CASES = {
+    "arithmetic": ("arithmetic", {}),
+    "arithmetic_quickstart": ("arithmetic", {
+        "min_args": 1, "max_args": 2, "min_statements": 1, "max_statements": 2,
+        "branch_prob": 0.15, "loop_prob": 0.0, "max_const": 9, "input_min": 0, "input_max": 10,
+        "max_abs_value": 99}),
+    "algorithms": ("algorithms", {}),
+    "ciphers": ("ciphers", {}),
+    "grammars": ("grammars", {}),
+}
+
+
+def _sha(records) -> str:
+    from pbb.jsonio import dumps
+
+    return hashlib.sha256("".join(dumps(r) + "\n" for r in records).encode()).hexdigest()
+
+
+def fingerprints() -> dict[str, str]:
+    from pbb import curricula, data
+    from pbb.config import CurriculumConfig
+
+    out = {}
+    for case, (domain, options) in CASES.items():
+        ds = data.generate(domain, behaviours=8, demos=2, test_inputs=2, eval_fraction=0.25,
+                           seed=0, options=options, progress=False)
+        out[f"{case}/behaviours"] = _sha(b.to_record() for b in ds.behaviours)
+        out[f"{case}/demonstrations"] = _sha(d.to_record() for d in ds.demonstrations)
+        stages = curricula.build("proactive", ds, CurriculumConfig())
+        out[f"{case}/proactive_rows"] = _sha(r for st in stages for r in st.rows)
+    return out
+
+
+if __name__ == "__main__":
+    json.dump(fingerprints(), sys.stdout, indent=1, sort_keys=True)
+    print()
