@@ -44,7 +44,20 @@ def fingerprints() -> dict[str, str]:
         out[f"{case}/demonstrations"] = _sha(d.to_record() for d in ds.demonstrations)
         stages = curricula.build("proactive", ds, CurriculumConfig())
         out[f"{case}/proactive_rows"] = _sha(r for st in stages for r in st.rows)
+    out["algorithms/input_kinds"] = _input_kinds()
     return out
+
+
+def _input_kinds() -> str:
+    """Every input kind of the algorithm library, 20 draws each (a small data set uses few)."""
+    import random
+
+    from pbb.domains.algorithms.inputs import draw
+    from pbb.domains.algorithms.library import LIBRARY
+
+    kinds = sorted({spec.inputs for spec in LIBRARY})
+    return _sha({"kind": k, "draws": repr([draw(k, random.Random(i)) for i in range(20)])}
+                for k in kinds)
 
 
 if __name__ == "__main__":

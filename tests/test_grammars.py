@@ -315,14 +315,11 @@ def test_pbb_run_on_grammars_in_every_curriculum_kind(tmp_path):
     from pathlib import Path
 
     from pbb import run as run_mod
-    from pbb.config import load_config
+    from pbb.config import load_config, with_smoke
 
-    cfg = load_config(Path("configs/grammars_quick.yaml"), {
-        "model": "tiny-random", "data.behaviours": 6, "data.demos": 2, "data.test_inputs": 2,
-        "curricula": ["proactive", "demos_only", "retroactive", "untuned"],
-        "curriculum.declarative_repeats": 1, "train.max_steps": 2, "train.batch_size": 4,
-        "rl.max_steps": 1, "rl.max_completion_length": 8,
-        "eval.max_new_tokens": {"direct": 8, "cot": 8, "in_context": 8}})
+    cfg = load_config(Path("configs/grammars_quick.yaml"), with_smoke({
+        "data.behaviours": 6, "data.demos": 2,
+        "curricula": ["proactive", "demos_only", "retroactive", "untuned"]}))
     summary = run_mod.run(cfg, tmp_path / "r", progress=False)
     assert {(r["curriculum"], r["mode"]) for r in summary["results"]} == {
         (c, m) for c in cfg.curricula for m in cfg.eval.modes}

@@ -7,7 +7,7 @@ import pytest
 
 from pbb import curricula, data
 from pbb import rl as rl_mod
-from pbb.config import CurriculumConfig, RLConfig, TrainConfig, load_config
+from pbb.config import CurriculumConfig, RLConfig, TrainConfig, load_config, with_smoke
 from pbb.errors import PbbError
 from pbb.evaluate import build_queries
 from pbb.jsonio import read_jsonl
@@ -255,10 +255,8 @@ def test_run_reports_the_controls_from_the_samples(tmp_path):
     from pbb import run as run_mod
     from pbb.metrics import bootstrap_ci, per_behaviour
 
-    cfg = load_config(Path("configs/retroactive_quick.yaml"), {
-        "model": "tiny-random", "data.behaviours": 8, "data.demos": 2, "data.test_inputs": 2,
-        "curriculum.declarative_repeats": 1, "train.max_steps": 2, "train.batch_size": 4,
-        "rl.max_steps": 2, "rl.max_completion_length": 8, "eval.max_new_tokens": {"direct": 8, "cot": 8}})
+    cfg = load_config(Path("configs/retroactive_quick.yaml"), with_smoke({
+        "data.demos": 2, "rl.max_steps": 2}))
     out = tmp_path / "r"
     summary = run_mod.run(cfg, out, progress=False)
     plan = json.loads((out / "curricula.json").read_text())

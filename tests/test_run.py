@@ -8,18 +8,17 @@ import pytest
 
 from pbb import evaluate as evaluate_mod
 from pbb import run as run_mod
-from pbb.config import load_config
+from pbb.config import load_config, with_smoke
 from pbb.domains.arithmetic import same_value
 from pbb.jsonio import read_jsonl
 from pbb.metrics import per_behaviour
 from pbb.recall import cot_recall_exact, recall_score
 from tests.conftest import run_cli
 
-SMOKE = {"model": "tiny-random", "data.behaviours": 8, "data.eval_fraction": 0.5, "data.demos": 2, "data.test_inputs": 2,
-         "train.max_steps": 2, "train.batch_size": 4, "eval.modes": ["recall", "direct", "cot"],
-         "eval.max_new_tokens": {"recall": 8, "direct": 8, "cot": 16},
-         "curriculum.declarative_repeats": 1, "curriculum.eval_declarative_repeats": 1,
-         "curriculum.demo_modes": ["direct", "cot"]}
+# the smoke overlay (`pbb run --smoke`), with 4 eval behaviours and direct rows to score
+SMOKE = with_smoke({"data.eval_fraction": 0.5, "data.demos": 2,
+                    "eval.modes": ["recall", "direct", "cot"], "eval.max_new_tokens.cot": 16,
+                    "curriculum.demo_modes": ["direct", "cot"]})
 
 
 def smoke_config(**extra):
@@ -220,3 +219,23 @@ def test_stopping_rule_in_a_config_needs_both_keys():
 
     with pytest.raises(PbbError, match="recall_target and max_epochs go together"):
         smoke_config(**{"train.stages": {"stage2": {"recall_target": 0.9}}})
+
+
+def test_smoke_flag_shrinks_a_config_and_keeps_its_plan(tmp_path):
+    """`pbb run CONFIG --smoke`: tiny-random, 8 behaviours, 2 steps a stage, into runs/<name>-smoke
+    (never over the real run's directory); curricula and modes as the config says."""
+    import yaml
+
+    config = Path("configs/quickstart.yaml").resolve()
+    r = run_cli("run", str(config), "--smoke", "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = tmp_path / "runs" / "quickstart-smoke"
+    written = yaml.safe_load((out / "config.yaml").read_text())
+    shipped = yaml.safe_load(config.read_text())
+    assert (written["model"], written["data"]["behaviours"], written["train"]["max_steps"]) == (
+        "tiny-random", 8, 2)
+    assert written["curricula"] == shipped["curricula"]
+    assert written["eval"]["modes"] == shipped["eval"]["modes"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert {r["curriculum"] for r in summary["results"]} == set(shipped["curricula"])
+    assert not (tmp_path / "runs" / "quickstart").exists()

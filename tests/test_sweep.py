@@ -9,12 +9,11 @@ import pytest
 from pbb import efficiency
 from pbb import run as run_mod
 from pbb import sweep as sweep_mod
+from pbb.config import with_smoke
 from pbb.errors import PbbError
 from pbb.jsonio import read_json
 
-TINY = {"model": "tiny-random", "data.behaviours": 8, "data.test_inputs": 2, "data.demos": 3,
-        "train.max_steps": 1, "train.batch_size": 4, "eval.max_new_tokens.cot": 4,
-        "curriculum.declarative_repeats": 1}
+TINY = with_smoke({"data.demos": 3, "train.max_steps": 1, "eval.max_new_tokens.cot": 4})
 
 
 def test_crossover_on_known_curves():

@@ -232,16 +232,20 @@ def run_cmd(
     overrides: Annotated[list[str] | None, typer.Option(
         "--set", help="override a config key by dotted path, e.g. --set train.max_steps=2")] = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    smoke: Annotated[bool, typer.Option(
+        "--smoke", help="shrink the config to a 1-2 minute tiny-random run (default --out "
+        "runs/<name>-smoke) to check it end to end")] = False,
 ) -> None:
     """Data -> curricula -> training -> evaluation -> summary.json, report.md, accuracy.png.
 
     Start the same command again to resume an interrupted run.
     """
-    from pbb.config import load_config
+    from pbb.config import load_config, with_smoke
     from pbb.run import run
 
-    cfg = load_config(config, parse_assignments(overrides))
-    run(cfg, out or Path("runs") / cfg.name, progress=progress)
+    sets = parse_assignments(overrides)
+    cfg = load_config(config, with_smoke(sets) if smoke else sets)
+    run(cfg, out or Path("runs") / (cfg.name + ("-smoke" if smoke else "")), progress=progress)
 
 
 @app.command("sweep")
@@ -251,6 +255,9 @@ def sweep_cmd(
     overrides: Annotated[list[str] | None, typer.Option(
         "--set", help="override a key of every point, e.g. --set model=tiny-random")] = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    smoke: Annotated[bool, typer.Option(
+        "--smoke", help="every point shrunk to a tiny-random run (default --out "
+        "runs/<name>-smoke)")] = False,
 ) -> None:
     """Run every point of a grid, sharing trained stages; then the sample-efficiency analysis.
 
@@ -258,7 +265,7 @@ def sweep_cmd(
     """
     from pbb.sweep import run_sweep
 
-    summary = run_sweep(config, out, parse_assignments(overrides), progress=progress)
+    summary = run_sweep(config, out, parse_assignments(overrides), progress=progress, smoke=smoke)
     eff = summary.get("efficiency", {})
     if "statement" in eff:
         console.print(f"[bold]crossover[/]: {eff['statement']}")

@@ -352,6 +352,23 @@ def read_yaml_mapping(path: Path, what: str = "config") -> dict:
     return raw
 
 
+#: ``--smoke``: any config shrunk to a run of a minute or two on the tiny-random model (8
+#: behaviours, 2 test inputs, 2 optimizer steps a stage, 8-token completions), to see that it runs
+#: end to end before spending hours on it. The tests run shipped configs through it too. What it
+#: does not touch (curricula, modes, stages, demos) stays as the config says.
+SMOKE: dict[str, object] = {
+    "model": "tiny-random", "data.behaviours": 8, "data.test_inputs": 2,
+    "curriculum.declarative_repeats": 1, "curriculum.eval_declarative_repeats": 1,
+    "train.max_steps": 2, "train.batch_size": 4, "rl.max_steps": 1,
+    "rl.max_completion_length": 8, "eval.max_new_tokens": {m: 8 for m in MODES},
+}
+
+
+def with_smoke(overrides: dict[str, object] | None) -> dict[str, object]:
+    """The smoke overlay under the caller's own overrides (theirs win)."""
+    return {**SMOKE, **(overrides or {})}
+
+
 def load_config(path: Path | None, overrides: dict[str, object] | None = None) -> RunConfig:
     """Read YAML, apply dotted overrides, validate; every failure is one PbbError line."""
     raw: dict = {}

@@ -28,7 +28,13 @@ from tqdm import tqdm
 import pbb
 from pbb.domains import Behaviour, Demonstration, Domain, get_domain
 from pbb.errors import PbbError
-from pbb.jsonio import atomic_write_json, iter_jsonl, make_temp_dir, read_json, write_jsonl
+from pbb.jsonio import (
+    atomic_write_json,
+    iter_jsonl,
+    make_temp_dir,
+    read_json,
+    write_jsonl,
+)
 
 BEHAVIOURS = "behaviours.jsonl"
 DEMONSTRATIONS = "demonstrations.jsonl"

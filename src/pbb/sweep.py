@@ -38,6 +38,7 @@ from pbb.config import (
     dump_config,
     read_yaml_mapping,
     set_dotted,
+    with_smoke,
 )
 from pbb.errors import PbbError
 from pbb.jsonio import atomic_write_json, atomic_write_text, read_json, read_jsonl
@@ -111,11 +112,11 @@ def load_sweep(path: Path, overrides: dict | None = None) -> tuple[dict, SweepSp
 
 
 def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None,
-              progress: bool = True) -> dict:
+              progress: bool = True, smoke: bool = False) -> dict:
     from pbb.run import check_before_work, run
 
-    raw, spec, points = load_sweep(path, overrides)
-    out = Path(out or Path("runs") / str(raw.get("name", "sweep")))
+    raw, spec, points = load_sweep(path, with_smoke(overrides) if smoke else overrides)
+    out = Path(out or Path("runs") / (str(raw.get("name", "sweep")) + ("-smoke" if smoke else "")))
     record = {"name": raw.get("name", "sweep"), "base": raw,
               "analysis": spec.analysis.model_dump(),
               "points": [{"name": p["name"], "overrides": p["overrides"],
