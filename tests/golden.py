@@ -45,7 +45,36 @@ def fingerprints() -> dict[str, str]:
         stages = curricula.build("proactive", ds, CurriculumConfig())
         out[f"{case}/proactive_rows"] = _sha(r for st in stages for r in st.rows)
     out["algorithms/input_kinds"] = _input_kinds()
+    out.update(_imported())
     return out
+
+
+#: a user's functions file: two clashing names (one renamed), a bad line, a wrong given output
+FUNCTIONS = [
+    {"code": "def f(n):\n    return 0 if n == 0 else 1 + f(n - 1)", "inputs": ["3", "4", "5"]},
+    {"code": "def f(xs):\n    return sorted(xs)", "inputs": ["[3, 1]", "[]", "[2, 2, 0]"], "id": "s"},
+    {"code": "def g(a, b):\n    return a * b", "inputs": ["2, 3", "4, 5", "6, 7"],
+     "outputs": ["6", "20", "41"]},
+    {"code": "def h(s):\n    return s[::-1]", "inputs": ["'ab'", "''", "'xyz'"], "name": "h"},
+    {"inputs": ["1"]},
+]
+
+
+def _imported() -> dict[str, str]:
+    import tempfile
+    from pathlib import Path
+
+    from pbb.domains.imported import ImportedConfig, import_functions
+    from pbb.jsonio import dumps
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "functions.jsonl"
+        path.write_text("".join(dumps(r) + "\n" for r in FUNCTIONS))
+        ds, report = import_functions(path, test_inputs=1, eval_fraction=0.5, seed=0,
+                                      cfg=ImportedConfig(workers=1), progress=False)
+    return {"imported/behaviours": _sha(b.to_record() for b in ds.behaviours),
+            "imported/demonstrations": _sha(d.to_record() for d in ds.demonstrations),
+            "imported/report": _sha(report)}
 
 
 def _input_kinds() -> str:
