@@ -86,8 +86,14 @@ def test_tampered_instruction_is_caught_not_run(cset, tmp_path):
 
 def test_bad_queries_and_knobs_are_clear_errors(cset):
     b = cset.behaviours[0]
-    with pytest.raises(PbbError, match="expected a call"):
+    with pytest.raises(PbbError, match=f"calls other, expected {b.name}"):
         DOMAIN.execute(b, "other('abc', 3)")
+    with pytest.raises(PbbError, match="not a function call"):
+        DOMAIN.execute(b, f"{b.name}('abc', 3")
+    with pytest.raises(PbbError, match="not literals"):
+        DOMAIN.execute(b, f"{b.name}(text, 3)")
+    with pytest.raises(PbbError, match="bad arguments"):
+        DOMAIN.execute(b, f"{b.name}()")
     with pytest.raises(PbbError, match="bad arguments"):
         DOMAIN.execute(b, f"{b.name}(3, 'abc')")
     with pytest.raises(PbbError, match="only 2 distinct"):

@@ -294,7 +294,7 @@ def test_generation_metrics_in_evaluation(gset, tmp_path, monkeypatch):
                         on_batch([(i, answers[p]) for i, p in enumerate(prompts)]))
     samples = ev.evaluate(None, None, small, curriculum="c", mode="direct", out_dir=tmp_path,
                           batch_size=8, max_new_tokens=8, progress=False)
-    gen = summarize(samples)["generation"]
+    gen = summarize(samples, sample_metrics=small.domain.sample_metrics)["generation"]
     assert gen["validity"]["mean"] == 1.0 and gen["novelty"]["mean"] == 0.0
     assert gen["distinct"]["mean"] == pytest.approx(1 / 4)  # 4 test queries, one answer
     for s in samples:

@@ -116,7 +116,7 @@ def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_d
             pass
     todo = [q for q in queries if (q["behaviour_id"], q["input"]) not in done]
     behaviours = {b.id: b for b in ds.behaviours}
-    extra = getattr(ds.domain, "sample_fields", None)  # generation domains: validity, novelty...
+    extra = ds.domain.sample_fields if ds.domain.sample_metrics else None  # validity, novelty...
     train_out = {k: [d.output for d in v] for k, v in ds.by_behaviour("train").items()}
     test_out = {k: [d.output for d in v] for k, v in ds.by_behaviour("test").items()}
 

@@ -63,11 +63,11 @@ def _mean_ci(by_behaviour: dict[str, float], resamples: int, seed: int) -> dict:
     return {"mean": float(np.mean(values)) if values else float("nan"), "ci_low": low, "ci_high": high}
 
 
-#: per-sample fields that generation domains add, and how summaries name their averages
-GENERATION_FIELDS = {"valid": "validity", "novel": "novelty", "chance": "chance"}
-
-
-def summarize(samples: list[dict], resamples: int = 1000, seed: int = 0) -> dict:
+def summarize(samples: list[dict], resamples: int = 1000, seed: int = 0,
+              sample_metrics: dict[str, str] | None = None) -> dict:
+    """Accuracy with its interval; the CoT recall share; and, for a domain with
+    ``sample_metrics`` (per-sample field -> summary name), those averages and the distinct rate
+    under ``generation``."""
     acc = per_behaviour(samples)
     values = [acc[b] for b in sorted(acc)]
     low, high = proportion_ci(values, resamples, seed)
@@ -75,9 +75,9 @@ def summarize(samples: list[dict], resamples: int = 1000, seed: int = 0) -> dict
            "ci_high": high, "n_behaviours": len(values), "n_samples": len(samples)}
     if samples and "recall_exact" in samples[0]:
         out["recall_exact"] = _mean_ci(per_behaviour_field(samples, "recall_exact"), resamples, seed)
-    if samples and "valid" in samples[0]:
+    if sample_metrics and samples and set(sample_metrics) <= set(samples[0]):
         gen = {name: _mean_ci(per_behaviour_field(samples, f), resamples, seed)
-               for f, name in GENERATION_FIELDS.items()}
+               for f, name in sample_metrics.items()}
         gen["distinct"] = _mean_ci(distinct_rate(samples), resamples, seed)
         out["generation"] = gen
     return out

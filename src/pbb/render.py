@@ -53,7 +53,7 @@ def prompt_text(domain: Domain, behaviour: Behaviour, kind: str, query: str,
                 rng: random.Random, fmt: str = "code") -> str:
     templates = domain.templates
     if fmt == "nl":
-        templates = {**templates, **getattr(domain, "nl_templates", {})}
+        templates = {**templates, **domain.nl_templates}
     template = rng.choice(templates[kind])
     text = template.format(pointer=domain.pointer(behaviour),
                            query=domain.render_query(query) if query else "",

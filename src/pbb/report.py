@@ -35,7 +35,7 @@ CONTROLS = [
 
 
 def collect(run_dir: Path, curricula: list[str], modes: list[str], resamples: int,
-            seed: int) -> list[dict]:
+            seed: int, sample_metrics: dict[str, str] | None = None) -> list[dict]:
     results = []
     for c in curricula:
         for m in modes:
@@ -47,7 +47,7 @@ def collect(run_dir: Path, curricula: list[str], modes: list[str], resamples: in
                 part = [s for s in samples if s["split"] == split]
                 if part:
                     results.append({"curriculum": c, "mode": m, "split": split,
-                                    **summarize(part, resamples, seed)})
+                                    **summarize(part, resamples, seed, sample_metrics)})
     return results
 
 
@@ -86,12 +86,11 @@ def composition(run_dir: Path, ds, curricula: list[str], modes: list[str], resam
     demonstrations only in ``demos_only``); ``train+train``: both from instructions and
     demonstrations; ``train+eval``: one of each.
     """
-    from pbb.domains.arithmetic.compose import part_groups
-
-    composites = {b.id: b for b in ds.behaviours if b.meta.get("composite") and b.split == "eval"}
+    splits = {b.id: b.split for b in ds.behaviours}
+    parts = {b.id: ds.domain.composite_parts(b, splits) for b in ds.split("eval")}
+    composites = {b_id: g for b_id, g in parts.items() if g is not None}
     if not composites:
         return []
-    splits = {b.id: b.split for b in ds.behaviours}
     out = []
     for c in curricula:
         for m in modes:
@@ -101,7 +100,7 @@ def composition(run_dir: Path, ds, curricula: list[str], modes: list[str], resam
             acc = per_behaviour([s for s in read_jsonl(path) if s["behaviour_id"] in composites])
             groups: dict[str, list[float]] = {}
             for b_id, a in sorted(acc.items()):
-                groups.setdefault(part_groups(composites[b_id], splits), []).append(a)
+                groups.setdefault(composites[b_id], []).append(a)
             for g, values in sorted(groups.items()):
                 low, high = proportion_ci(values, resamples, seed)
                 out.append({"curriculum": c, "mode": m, "parts": g,
@@ -370,23 +369,33 @@ def written(run_dir: Path) -> str:
     return "wrote " + ", ".join(str(Path(run_dir) / f) for f in files)
 
 
+def build_summary(run_dir: Path, cfg, ds) -> dict:
+    """A run's numbers from its samples files: the one place ``pbb run`` and ``pbb report``
+    make them. ``ds`` (the run's data set) gives the domain's metrics and composites; without it
+    (data moved away) the composition entry is left out."""
+    from pbb.domains import get_domain
+
+    domain = ds.domain if ds is not None else get_domain(cfg.data.domain)
+    stats = (cfg.eval.bootstrap, cfg.seed)
+    summary = {"name": cfg.name, "model": cfg.model, "domain": cfg.data.domain, "seed": cfg.seed,
+               "results": collect(run_dir, cfg.curricula, cfg.eval.modes, *stats,
+                                  sample_metrics=domain.sample_metrics),
+               "comparisons": compare(run_dir, cfg.curricula, cfg.eval.modes, *stats)}
+    if ds is not None:
+        summary["composition"] = composition(run_dir, ds, cfg.curricula, cfg.eval.modes, *stats)
+    return summary
+
+
 def rebuild(run_dir: Path) -> dict:
     """Recompute results from samples files, keeping the run's metadata (``pbb report``)."""
     from pbb.config import load_config
+    from pbb.data import load
 
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / "config.yaml")
     old = read_json(run_dir / SUMMARY) if (run_dir / SUMMARY).is_file() else {}
-    summary = {**old, "name": cfg.name, "model": cfg.model, "domain": cfg.data.domain,
-               "seed": cfg.seed,
-               "results": collect(run_dir, cfg.curricula, cfg.eval.modes, cfg.eval.bootstrap, cfg.seed),
-               "comparisons": compare(run_dir, cfg.curricula, cfg.eval.modes, cfg.eval.bootstrap,
-                                      cfg.seed)}
     data_dir = Path(cfg.data.path) if cfg.data.path else run_dir / "data"
-    if (data_dir / "manifest.json").is_file():
-        from pbb.data import load
-
-        summary["composition"] = composition(run_dir, load(data_dir), cfg.curricula,
-                                             cfg.eval.modes, cfg.eval.bootstrap, cfg.seed)
+    ds = load(data_dir) if (data_dir / "manifest.json").is_file() else None
+    summary = {**old, **build_summary(run_dir, cfg, ds)}
     write_report(run_dir, summary)
     return summary

@@ -34,7 +34,7 @@ from pbb.config import RunConfig, dump_config
 from pbb.errors import PbbError
 from pbb.evaluate import SAMPLES, evaluate
 from pbb.jsonio import atomic_write_json, atomic_write_text
-from pbb.report import collect, compare, composition, print_table, write_report, written
+from pbb.report import build_summary, print_table, write_report, written
 from pbb.rewards import reward_functions
 from pbb.rl import train_rl_stage
 from pbb.sft import train_sft
@@ -183,12 +183,7 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
                             trained=bool(stages))
         release_memory()
 
-    summary = {"name": cfg.name, "model": cfg.model, "domain": cfg.data.domain, "seed": cfg.seed,
-               "results": collect(out, cfg.curricula, cfg.eval.modes, cfg.eval.bootstrap, cfg.seed),
-               "comparisons": compare(out, cfg.curricula, cfg.eval.modes, cfg.eval.bootstrap,
-                                      cfg.seed),
-               "composition": composition(out, ds, cfg.curricula, cfg.eval.modes,
-                                          cfg.eval.bootstrap, cfg.seed),
+    summary = {**build_summary(out, cfg, ds),
                "stages": {n: [dict(e, **stage_info(out / e["dir"])) for e in es]
                           for n, es in plan.items()},
                "timing": {k: round(v, 1) for k, v in timing.items()},

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
@@ -74,8 +74,13 @@ def extract_answer(completion: str) -> str | None:
     return matches[-1].strip().strip("`").strip() if matches else None
 
 
-class Domain(Protocol):
-    """The interface every entry of :data:`pbb.domains.DOMAINS` implements."""
+class Domain:
+    """What every entry of :data:`pbb.domains.DOMAINS` is.
+
+    A domain defines the class attributes and the methods that raise ``NotImplementedError``
+    here; the optional hooks below them have defaults that mean "nothing extra", so a domain
+    writes only what it has. Adding a domain: README, "Adding a domain".
+    """
 
     name: ClassVar[str]
     Config: ClassVar[type[BaseModel]]
@@ -84,27 +89,54 @@ class Domain(Protocol):
     #: the answer-format line appended to prompts, keyed by row kind
     hints: ClassVar[dict[str, str]]
 
-    def check_counts(self, cfg: BaseModel, demos: int, test_inputs: int) -> None:
-        """Raise PbbError when the input space cannot hold the requested inputs."""
-
+    # --- required -------------------------------------------------------------------------
     def generate(self, cfg: BaseModel, n: int, rng: random.Random) -> list[Behaviour]:
         """Draw ``n`` distinct behaviours (ids, names, instructions, meta)."""
+        raise NotImplementedError
 
     def sample_inputs(self, cfg: BaseModel, behaviour: Behaviour, demos: int, test_inputs: int,
                       rng: random.Random) -> tuple[list[str], list[str]]:
         """Demonstration inputs and disjoint test inputs, rendered as query strings."""
+        raise NotImplementedError
 
     def execute(self, behaviour: Behaviour, query: str) -> Execution:
         """Ground truth for one query, with a trace that ends in the answer line."""
+        raise NotImplementedError
 
     def score(self, behaviour: Behaviour, query: str, prediction: str | None) -> float:
         """The verifier: a float in [0, 1] for an extracted prediction."""
-
-    def extract(self, completion: str) -> str | None:
-        """Pull the prediction out of a model completion."""
+        raise NotImplementedError
 
     def pointer(self, behaviour: Behaviour) -> str:
         """How text refers to the behaviour without revealing it (e.g. "`zorp_17`")."""
+        raise NotImplementedError
 
     def render_query(self, query: str) -> str:
         """How a prompt writes a query (e.g. "`zorp_17(3, 5)`")."""
+        raise NotImplementedError
+
+    # --- optional, with defaults ----------------------------------------------------------
+    #: natural-language paraphrase templates by row kind, for ``data.instruction_format: nl``
+    #: (behaviours then need a ``description``); empty: the code templates serve
+    nl_templates: ClassVar[dict[str, list[str]]] = {}
+    #: per-sample fields :meth:`sample_fields` adds, and the names their averages get in a
+    #: summary's ``generation`` entry (generation domains: validity, novelty, chance)
+    sample_metrics: ClassVar[dict[str, str]] = {}
+
+    def check_counts(self, cfg: BaseModel, demos: int, test_inputs: int) -> None:
+        """Raise PbbError when the input space cannot hold the requested inputs (default: it
+        always can)."""
+
+    def extract(self, completion: str) -> str | None:
+        """Pull the prediction out of a model completion: the last ``Answer:`` line."""
+        return extract_answer(completion)
+
+    def sample_fields(self, behaviour: Behaviour, query: str, prediction: str | None,
+                      train_outputs: list[str], test_outputs: list[str]) -> dict:
+        """Extra fields of one evaluation sample, named in :attr:`sample_metrics`."""
+        return {}
+
+    def composite_parts(self, behaviour: Behaviour, splits: dict[str, str]) -> str | None:
+        """For a behaviour composed of others, the splits its parts come from (``train+eval``),
+        which the report groups eval accuracy by; None for a behaviour of one piece."""
+        return None

@@ -18,7 +18,6 @@ exactly that rebuilt source.
 
 from __future__ import annotations
 
-import ast
 import random
 import string
 from typing import ClassVar, Literal
@@ -193,9 +192,6 @@ class CiphersDomain(CallQueries):
     templates: ClassVar[dict[str, list[str]]] = PROGRAM_TEMPLATES
     hints: ClassVar[dict[str, str]] = FORMAT_HINTS
 
-    def check_counts(self, cfg: CiphersConfig, demos: int, test_inputs: int) -> None:
-        return None  # texts x keys: far more inputs than any request
-
     def generate(self, cfg: CiphersConfig, n: int, rng: random.Random) -> list[Behaviour]:
         kinds = [(f, d) for f in cfg.families for d in cfg.directions]
         if cfg.alphabet == "standard" and n > len(kinds):
@@ -224,7 +220,7 @@ class CiphersDomain(CallQueries):
         def draw(skew: float) -> str:
             while True:
                 key = rng.choice(common) if rng.random() < skew else uniform_key(family, rng)
-                q = self._call(behaviour, _text(cfg, rng), key)
+                q = self.format_call(behaviour.name, (_text(cfg, rng), *key))
                 if q not in seen:
                     seen.add(q)
                     return q
@@ -232,20 +228,10 @@ class CiphersDomain(CallQueries):
         tests = [draw(0.0) for _ in range(test_inputs)]
         return [draw(cfg.key_skew) for _ in range(demos)], tests
 
-    @staticmethod
-    def _call(behaviour: Behaviour, text: str, key: tuple) -> str:
-        return f"{behaviour.name}({', '.join(repr(x) for x in (text, *key))})"
-
     def parse(self, behaviour: Behaviour, query: str) -> tuple[str, tuple]:
-        q = query.strip()
-        if not (q.startswith(behaviour.name + "(") and q.endswith(")")):
-            raise PbbError(f"query {query!r}: expected a call of {behaviour.name}(...)")
-        try:
-            args = ast.literal_eval("(" + q[len(behaviour.name) + 1:-1] + ",)")
-        except (ValueError, SyntaxError):
-            raise PbbError(f"query {query!r}: arguments are not literals") from None
+        args = self.parse_call(query, behaviour.name)
         family = behaviour.meta["family"]
-        ok = isinstance(args[0], str) and (
+        ok = bool(args) and isinstance(args[0], str) and (
             (family == "shift" and len(args) == 2 and type(args[1]) is int)
             or (family == "affine" and len(args) == 3 and args[1] in UNITS and type(args[2]) is int)
             or (family in ("keyword", "vigenere") and len(args) == 2 and isinstance(args[1], str)

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tqdm import tqdm
 
 from pbb.domains.base import ANSWER_PREFIX, Behaviour, Demonstration, Execution
-from pbb.domains.values import NOT_A_LITERAL, CallQueries, literal, same_literal
+from pbb.domains.values import NOT_A_LITERAL, CallQueries, Rename, literal, same_literal
 from pbb.errors import PbbError
 from pbb.names import pointer_name
 from pbb.templates import FORMAT_HINTS, PROGRAM_TEMPLATES
@@ -47,21 +47,6 @@ class ImportedConfig(BaseModel):
     wall_seconds: float = Field(20.0, gt=0, description="sandbox: wall clock per function")
     memory_mb: int = Field(1024, ge=64, description="sandbox: address space per worker")
     workers: int = Field(2, ge=1, le=64, description="sandbox processes in parallel")
-
-
-class _Rename(ast.NodeTransformer):
-    def __init__(self, old: str, new: str):
-        self.old, self.new = old, new
-
-    def visit_FunctionDef(self, node):
-        if node.name == self.old:
-            node.name = self.new
-        return self.generic_visit(node)
-
-    def visit_Name(self, node):
-        if node.id == self.old:
-            node.id = self.new
-        return node
 
 
 def _function_name(tree: ast.Module, wanted: str | None) -> str:
@@ -97,9 +82,6 @@ class ImportedDomain(CallQueries):
     Config: ClassVar[type[ImportedConfig]] = ImportedConfig
     templates: ClassVar[dict[str, list[str]]] = PROGRAM_TEMPLATES
     hints: ClassVar[dict[str, str]] = FORMAT_HINTS
-
-    def check_counts(self, cfg: ImportedConfig, demos: int, test_inputs: int) -> None:
-        return None
 
     def generate(self, cfg: ImportedConfig, n: int, rng: random.Random) -> list[Behaviour]:
         raise PbbError("domain imported has no generator: use `pbb data import FILE --out DIR`")
@@ -229,7 +211,7 @@ def import_functions(path: Path, *, test_inputs: int, eval_fraction: float, seed
         name, renamed = fname, None
         if name in taken or keyword.iskeyword(name):
             name, renamed = pointer_name(rng, taken), fname
-            tree = _Rename(fname, name).visit(tree)
+            tree = Rename(fname, name).visit(tree)
         taken.add(name)
         code = ast.unparse(tree)
         b = Behaviour(id=f"imported-{len(behaviours):05d}", domain="imported", name=name,

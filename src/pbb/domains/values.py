@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import ast
 
-from pbb.domains.base import Behaviour, extract_answer
+from pbb.domains.base import Behaviour, Domain
+from pbb.errors import PbbError
 
 _SPECIAL = {"set()": set(), "frozenset()": frozenset(), "inf": float("inf"),
             "-inf": float("-inf"), "nan": float("nan")}
@@ -43,11 +44,28 @@ def same_literal(prediction: str | None, target: str, max_chars: int = 10_000) -
     return p == t or repr(p) == repr(t)  # repr: nan equals nan
 
 
-class CallQueries:
-    """What domains whose queries are calls (``name(args)``) and answers values share."""
+class Rename(ast.NodeTransformer):
+    """Rename a function in a parsed module: its definition and every use (recursion included)."""
 
-    def extract(self, completion: str) -> str | None:
-        return extract_answer(completion)
+    def __init__(self, old: str, new: str):
+        self.old, self.new = old, new
+
+    def visit_FunctionDef(self, node):
+        if node.name == self.old:
+            node.name = self.new
+        return self.generic_visit(node)
+
+    def visit_Name(self, node):
+        if node.id == self.old:
+            node.id = self.new
+        return node
+
+
+class CallQueries(Domain):
+    """What domains whose queries are calls (``name(args)``) and answers values share: writing a
+    call, reading one back, and the verifier."""
+
+    max_prediction_chars = 10_000
 
     def pointer(self, behaviour: Behaviour) -> str:
         return f"`{behaviour.name}`"
@@ -60,4 +78,24 @@ class CallQueries:
         return 1.0 if same_literal(prediction, self.execute(behaviour, query).output,
                                    self.max_prediction_chars) else 0.0
 
-    max_prediction_chars = 10_000
+    @staticmethod
+    def format_call(name: str, args: tuple) -> str:
+        """``zorp_17(3, 'ab')``: the arguments as their reprs."""
+        return f"{name}({', '.join(repr(a) for a in args)})"
+
+    @staticmethod
+    def parse_call(query: str, name: str) -> tuple:
+        """``zorp_17(3, 'ab')`` -> ``(3, 'ab')``: a call of ``name`` with literal arguments, or
+        one clear error. Domains check the arguments' types and sizes themselves."""
+        try:
+            node = ast.parse(query.strip(), mode="eval").body
+        except SyntaxError:
+            raise PbbError(f"query {query!r}: not a function call") from None
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords):
+            raise PbbError(f"query {query!r}: not a function call")
+        if node.func.id != name:
+            raise PbbError(f"query {query!r}: calls {node.func.id}, expected {name}")
+        try:
+            return tuple(ast.literal_eval(a) for a in node.args)
+        except (ValueError, TypeError, SyntaxError, RecursionError):
+            raise PbbError(f"query {query!r}: arguments are not literals") from None

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pbb.domains.algorithms.inputs import draw
 from pbb.domains.algorithms.library import LIBRARY, Algorithm
 from pbb.domains.base import ANSWER_PREFIX, Behaviour, Execution
-from pbb.domains.values import CallQueries
+from pbb.domains.values import CallQueries, Rename
 from pbb.errors import PbbError
 from pbb.names import pointer_name
 from pbb.templates import FORMAT_HINTS, PROGRAM_NL_TEMPLATES, PROGRAM_TEMPLATES
@@ -42,25 +42,10 @@ class AlgorithmsConfig(BaseModel):
         description="which parts of the library to draw behaviours from")
 
 
-class _Rename(ast.NodeTransformer):
-    def __init__(self, new: str):
-        self.new = new
-
-    def visit_FunctionDef(self, node):
-        if node.name == "f":
-            node.name = self.new
-        return self.generic_visit(node)
-
-    def visit_Name(self, node):
-        if node.id == "f":
-            node.id = self.new
-        return node
-
-
 @functools.lru_cache(maxsize=4096)
 def source_for(key: str, name: str) -> str:
     """The library function ``key`` renamed to ``name``."""
-    return ast.unparse(_Rename(name).visit(ast.parse(BY_KEY[key].source)))
+    return ast.unparse(Rename("f", name).visit(ast.parse(BY_KEY[key].source)))
 
 
 @functools.lru_cache(maxsize=256)
@@ -84,9 +69,6 @@ class AlgorithmsDomain(CallQueries):
     templates: ClassVar[dict[str, list[str]]] = PROGRAM_TEMPLATES
     nl_templates: ClassVar[dict[str, list[str]]] = PROGRAM_NL_TEMPLATES
     hints: ClassVar[dict[str, str]] = FORMAT_HINTS
-
-    def check_counts(self, cfg: AlgorithmsConfig, demos: int, test_inputs: int) -> None:
-        return None
 
     def generate(self, cfg: AlgorithmsConfig, n: int, rng: random.Random) -> list[Behaviour]:
         pool = [a for a in LIBRARY if a.category in cfg.categories]
@@ -113,7 +95,7 @@ class AlgorithmsDomain(CallQueries):
         for _ in range(_MAX_TRIES * test_inputs):
             if len(tests) == test_inputs:
                 break
-            q = self._call(behaviour, draw(kind, rng))
+            q = self.format_call(behaviour.name, draw(kind, rng))
             if q not in tests:
                 tests.append(q)
         if len(tests) < test_inputs:
@@ -123,7 +105,7 @@ class AlgorithmsDomain(CallQueries):
         for _ in range(_MAX_TRIES * max(1, demos)):
             if len(demo_inputs) == demos:
                 break
-            q = self._call(behaviour, draw(kind, rng))
+            q = self.format_call(behaviour.name, draw(kind, rng))
             if q in held:
                 continue
             if q not in demo_inputs:
@@ -137,21 +119,11 @@ class AlgorithmsDomain(CallQueries):
                            f"{demos} demonstrations besides {test_inputs} test inputs")
         return demo_inputs, tests
 
-    @staticmethod
-    def _call(behaviour: Behaviour, args: tuple) -> str:
-        return f"{behaviour.name}({', '.join(repr(a) for a in args)})"
-
     def execute(self, behaviour: Behaviour, query: str) -> Execution:
         key = behaviour.meta.get("algorithm")
         if key not in BY_KEY or behaviour.instruction != source_for(key, behaviour.name):
             raise PbbError(f"{behaviour.id}: instruction is not the library's {key!r}")
-        q = query.strip()
-        if not (q.startswith(behaviour.name + "(") and q.endswith(")")):
-            raise PbbError(f"query {query!r}: expected a call of {behaviour.name}(...)")
-        try:
-            args = ast.literal_eval("(" + q[len(behaviour.name) + 1:-1] + ",)") if q[-2] != "(" else ()
-        except (ValueError, SyntaxError):
-            raise PbbError(f"query {query!r}: arguments are not literals") from None
+        args = self.parse_call(query, behaviour.name)
         if any(_too_big(a) for a in args):
             raise PbbError(f"query {query!r}: arguments larger than this library's inputs")
         try:

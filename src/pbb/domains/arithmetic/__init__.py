@@ -9,12 +9,13 @@ from typing import ClassVar
 
 from pbb.domains.arithmetic.compose import (
     make_composites,
+    part_groups,
     trace_composite,
     valid_inputs,
 )
 from pbb.domains.arithmetic.config import ArithmeticConfig
 from pbb.domains.arithmetic.describe import describe
-from pbb.domains.arithmetic.execute import parse_call, plan_for, trace_call
+from pbb.domains.arithmetic.execute import plan_for, trace_call
 from pbb.domains.arithmetic.generate import (
     bounded,
     build_function,
@@ -123,7 +124,8 @@ class ArithmeticDomain(CallQueries):
                 raise PbbError(f"{behaviour.id}: {len(space)} valid inputs leave none for "
                                "demonstrations")
             demo = [rest[k % len(rest)] for k in range(demos)]
-            return [self._call(behaviour, t) for t in demo], [self._call(behaviour, t) for t in test]
+            return ([self.format_call(behaviour.name, t) for t in demo],
+                    [self.format_call(behaviour.name, t) for t in test])
         arity = behaviour.meta["arity"]
         lo, hi = cfg.input_min, cfg.input_max
         size = (hi - lo + 1) ** arity
@@ -141,26 +143,32 @@ class ArithmeticDomain(CallQueries):
                     if t not in seen:
                         seen.add(t)
                         bucket.append(t)
-        call = self._call
-        return [call(behaviour, t) for t in demo], [call(behaviour, t) for t in test]
-
-    @staticmethod
-    def _call(behaviour: Behaviour, args: tuple[int, ...]) -> str:
-        return f"{behaviour.name}({', '.join(map(str, args))})"
+        call = self.format_call
+        return ([call(behaviour.name, t) for t in demo],
+                [call(behaviour.name, t) for t in test])
 
     # --- execution and scoring --------------------------------------------------------------
     def _plan(self, behaviour: Behaviour):
         limit = int(behaviour.meta.get("max_abs_value", ArithmeticConfig().max_abs_value))
         return plan_for(behaviour.instruction, behaviour.name, limit)
 
+    def parse_call(self, query: str, name: str) -> tuple[int, ...]:
+        args = super().parse_call(query, name)
+        if any(type(a) is not int for a in args):
+            raise PbbError(f"query {query!r}: arguments must be integers")
+        return args
+
     def execute(self, behaviour: Behaviour, query: str) -> Execution:
         if behaviour.meta.get("composite"):
-            args = parse_call(query, behaviour.name)
+            args = self.parse_call(query, behaviour.name)
             if len(args) != 1:
                 raise PbbError(f"query {query!r}: {behaviour.name} takes 1 argument")
             output, trace = trace_composite(behaviour, args[0])
             return Execution(output=repr(output), trace=trace)
-        output, trace = trace_call(self._plan(behaviour), parse_call(query, behaviour.name))
+        output, trace = trace_call(self._plan(behaviour), self.parse_call(query, behaviour.name))
         return Execution(output=repr(output), trace=trace)
 
     max_prediction_chars = _MAX_PREDICTION_CHARS
+
+    def composite_parts(self, behaviour: Behaviour, splits: dict[str, str]) -> str | None:
+        return part_groups(behaviour, splits) if behaviour.meta.get("composite") else None

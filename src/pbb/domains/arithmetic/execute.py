@@ -175,22 +175,3 @@ def trace_call(plan: Plan, args: tuple[int, ...]) -> tuple[int, str]:
         lines.append(f"{ANSWER_PREFIX} {r.value}")
         return r.value, "\n".join(lines)
     raise PbbError(f"{_fmt_call(plan, args)}: function ended without a return")
-
-
-def parse_call(query: str, name: str) -> tuple[int, ...]:
-    """``zorp_17(3, -5)`` -> (3, -5); anything else is a clear error."""
-    try:
-        node = ast.parse(query.strip(), mode="eval").body
-    except SyntaxError:
-        raise PbbError(f"query {query!r}: not a function call") from None
-    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords):
-        raise PbbError(f"query {query!r}: not a function call")
-    if node.func.id != name:
-        raise PbbError(f"query {query!r}: calls {node.func.id}, expected {name}")
-    try:
-        args = tuple(ast.literal_eval(a) for a in node.args)
-    except ValueError:
-        raise PbbError(f"query {query!r}: arguments must be integer literals") from None
-    if any(type(a) is not int for a in args):
-        raise PbbError(f"query {query!r}: arguments must be integers")
-    return args

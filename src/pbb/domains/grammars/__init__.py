@@ -29,7 +29,7 @@ import re
 from pathlib import Path
 from typing import ClassVar
 
-from pbb.domains.base import ANSWER_PREFIX, Behaviour, Execution, extract_answer
+from pbb.domains.base import ANSWER_PREFIX, Behaviour, Domain, Execution
 from pbb.domains.grammars.analysis import (
     Lengths,
     productive,
@@ -67,16 +67,16 @@ def lengths_of(instruction: str, limit: int) -> Lengths:
     return Lengths(grammar_of(instruction)[1], limit)
 
 
-class GrammarsDomain:
+class GrammarsDomain(Domain):
     name: ClassVar[str] = "grammars"
     Config: ClassVar[type[GrammarsConfig]] = GrammarsConfig
     templates: ClassVar[dict[str, list[str]]] = GRAMMAR_TEMPLATES
     hints: ClassVar[dict[str, str]] = GRAMMAR_HINTS
+    #: generation metrics (:meth:`sample_fields`) and their names in summaries
+    sample_metrics: ClassVar[dict[str, str]] = {"valid": "validity", "novel": "novelty",
+                                                "chance": "chance"}
 
     # --- behaviours -------------------------------------------------------------------------
-    def check_counts(self, cfg: GrammarsConfig, demos: int, test_inputs: int) -> None:
-        return None  # every query is a fresh draw; lengths repeat when a grammar has few
-
     def generate(self, cfg: GrammarsConfig, n: int, rng: random.Random) -> list[Behaviour]:
         if cfg.file:
             return self.from_file(cfg, Path(cfg.file), n)
@@ -200,9 +200,6 @@ class GrammarsDomain:
             if len(tokenize(g, prediction)) != length:
                 return 0.0
         return 1.0 if self.valid(behaviour, prediction) else 0.0
-
-    def extract(self, completion: str) -> str | None:
-        return extract_answer(completion)
 
     def pointer(self, behaviour: Behaviour) -> str:
         return f"`{behaviour.name}`"
