@@ -64,7 +64,8 @@ def _imported() -> dict[str, str]:
     import tempfile
     from pathlib import Path
 
-    from pbb.domains.imported import ImportedConfig, import_functions
+    from pbb.domains.imported import ImportedConfig
+    from pbb.importers import import_functions
     from pbb.jsonio import dumps
 
     with tempfile.TemporaryDirectory() as d:

@@ -52,6 +52,12 @@ def test_mixture_is_the_same_rows_as_one_stage(ds):
     assert mix.rows != s1.rows + s2.rows  # shuffled
 
 
+def test_config_knows_exactly_the_built_in_curricula():
+    from pbb.config import BUILTIN_CURRICULA
+
+    assert tuple(curricula.CURRICULA) == BUILTIN_CURRICULA
+
+
 def test_ablations_and_untuned(ds):
     s1, _ = curricula.build("proactive", ds, CFG)
     (only1,) = curricula.build("stage1_only", ds, CFG)

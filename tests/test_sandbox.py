@@ -8,8 +8,10 @@ import pytest
 
 from pbb import data
 from pbb.domains import get_domain
-from pbb.domains.imported import ImportedConfig, import_functions, same_literal
+from pbb.domains.imported import ImportedConfig
+from pbb.domains.values import same_literal
 from pbb.errors import PbbError
+from pbb.importers import import_functions
 from pbb.sandbox import Limits, Sandbox
 from tests.conftest import run_cli
 

@@ -92,17 +92,16 @@ def data_import_grammars(
     force: Annotated[bool, typer.Option(help="replace a non-empty --out")] = False,
 ) -> None:
     """Make a grammars data set from your own grammars (one behaviour per grammar)."""
-    from pbb.domains.grammars.grammar import parse_grammars
+    from pbb.importers import import_grammars
 
+    options = parse_assignments(option)
     if not file.is_file():
         raise PbbError(f"{file}: grammar file not found")
-    count = len(parse_grammars(file.read_text(encoding="utf-8"), source=str(file)))
     data_mod._prepare_out(out, force)
-    ds = data_mod.generate("grammars", behaviours=count, demos=demos, test_inputs=test_inputs,
-                           eval_fraction=eval_fraction, seed=seed,
-                           options={**parse_assignments(option), "file": str(file)})
+    ds = import_grammars(file, demos=demos, test_inputs=test_inputs, eval_fraction=eval_fraction,
+                         seed=seed, options=options)
     data_mod.save(ds, out, force=force)
-    console.print(f"wrote {out}: {count} grammars ({len(ds.split('train'))} train, "
+    console.print(f"wrote {out}: {len(ds.behaviours)} grammars ({len(ds.split('train'))} train, "
                   f"{len(ds.split('eval'))} eval), {demos} demonstrations and {test_inputs} test "
                   "queries each")
 
@@ -125,7 +124,8 @@ def data_import(
     """
     from collections import Counter
 
-    from pbb.domains.imported import REPORT, ImportedDomain, import_functions
+    from pbb.domains.imported import ImportedDomain
+    from pbb.importers import REPORT, import_functions
 
     cfg = data_mod.parse_domain_config(ImportedDomain(), parse_assignments(option), where="--set")
     data_mod._prepare_out(out, force)

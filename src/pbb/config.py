@@ -242,6 +242,11 @@ class RLConfig(_Strict):
         return self
 
 
+#: the built-in curricula, by name (:data:`pbb.curricula.CURRICULA` implements them; named here
+#: so that a config is checked without importing the code that builds them)
+BUILTIN_CURRICULA = ("proactive", "mixture", "stage1_only", "stage2_only", "demos_only",
+                     "retroactive", "retroactive_sft", "rl_only", "untuned")
+
 DEFAULT_MAX_NEW_TOKENS = {"recall": 192, "direct": 24, "cot": 384, "in_context": 320}
 
 
@@ -302,9 +307,7 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _known_curricula(self) -> RunConfig:
-        from pbb.curricula import CURRICULA
-
-        known = set(CURRICULA) | set(self.curriculum.custom)
+        known = set(BUILTIN_CURRICULA) | set(self.curriculum.custom)
         unknown = [c for c in self.curricula if c not in known]
         if unknown:
             raise ValueError(f"unknown curriculum {unknown[0]!r}; known: {', '.join(sorted(known))}")

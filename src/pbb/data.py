@@ -95,6 +95,17 @@ def _check_counts(behaviours: int, demos: int, test_inputs: int, eval_fraction: 
         raise PbbError(f"--eval-fraction must be in [0, 1], got {eval_fraction}")
 
 
+def assign_splits(behaviours: list[Behaviour], eval_fraction: float, seed: int) -> None:
+    """Mark ``round(n * eval_fraction)`` behaviours, drawn from ``seed``, as eval; the rest train.
+    Generated and imported data sets alike (the draw is part of the data's bytes)."""
+    import random
+
+    n_eval = round(len(behaviours) * eval_fraction)
+    eval_ids = set(random.Random(f"{seed}|split").sample([b.id for b in behaviours], n_eval))
+    for b in behaviours:
+        b.split = "eval" if b.id in eval_ids else "train"
+
+
 def generate(domain_name: str, *, behaviours: int, demos: int, test_inputs: int,
              eval_fraction: float, seed: int, options: dict | None = None,
              progress: bool = True) -> DataSet:
@@ -107,10 +118,7 @@ def generate(domain_name: str, *, behaviours: int, demos: int, test_inputs: int,
     domain.check_counts(cfg, demos, test_inputs)
 
     items = domain.generate(cfg, behaviours, random.Random(f"{seed}|behaviours"))
-    n_eval = round(behaviours * eval_fraction)
-    eval_ids = set(random.Random(f"{seed}|split").sample([b.id for b in items], n_eval))
-    for b in items:
-        b.split = "eval" if b.id in eval_ids else "train"
+    assign_splits(items, eval_fraction, seed)
 
     records: list[Demonstration] = []
     for b in tqdm(items, desc="demonstrations", unit="behaviour", disable=not progress or None,

@@ -1,18 +1,9 @@
 """Domain ``imported``: users' own Python functions, executed only inside the sandbox.
 
-``pbb data import FILE --out DIR`` reads a JSONL file, one function per line::
-
-    {"code": "def f(nums):\\n    return sum(nums)", "inputs": ["[1, 2, 3]", "[]"],
-     "outputs": ["6", "0"], "id": "sum-1", "name": "f"}
-
-``inputs`` are argument lists as Python source (the text between the parentheses of a call);
-``outputs`` (optional) are Python literals the computed outputs must equal; ``name`` (optional)
-picks the function, else the first one ``code`` defines; ``id`` (optional) is kept in ``meta``.
-Outputs are computed in :mod:`pbb.sandbox` and rendered with ``repr``; predictions are compared
-with them as Python literals. A line whose function raises, times out, is non-deterministic,
-returns a non-literal or disagrees with a given output is skipped, and ``import_report.jsonl``
-says why; the import goes on. Where names clash, later functions get a fresh pointer name and
-the function is renamed in its code (recursive calls included) and its queries.
+Data sets of this domain come from ``pbb data import FILE --out DIR`` (:mod:`pbb.importers`
+reads the file, runs every function in :mod:`pbb.sandbox` and says what it skipped and why);
+this module executes and scores their queries. Outputs are rendered with ``repr``; predictions
+are compared with them as Python literals.
 
 There is no step-by-step trace for arbitrary code: a CoT completion is the recalled code followed
 by the answer line.
@@ -20,24 +11,17 @@ by the answer line.
 
 from __future__ import annotations
 
-import ast
 import functools
 import json
-import keyword
 import random
-from pathlib import Path
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
-from tqdm import tqdm
 
-from pbb.domains.base import ANSWER_PREFIX, Behaviour, Demonstration, Execution
-from pbb.domains.values import NOT_A_LITERAL, CallQueries, Rename, literal, same_literal
+from pbb.domains.base import ANSWER_PREFIX, Behaviour, Execution
+from pbb.domains.values import CallQueries
 from pbb.errors import PbbError
-from pbb.names import pointer_name
 from pbb.templates import FORMAT_HINTS, PROGRAM_TEMPLATES
-
-REPORT = "import_report.jsonl"
 
 
 class ImportedConfig(BaseModel):
@@ -47,17 +31,6 @@ class ImportedConfig(BaseModel):
     wall_seconds: float = Field(20.0, gt=0, description="sandbox: wall clock per function")
     memory_mb: int = Field(1024, ge=64, description="sandbox: address space per worker")
     workers: int = Field(2, ge=1, le=64, description="sandbox processes in parallel")
-
-
-def _function_name(tree: ast.Module, wanted: str | None) -> str:
-    names = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
-    if wanted is not None:
-        if wanted not in names:
-            raise ValueError(f"the code defines no top-level function {wanted!r}")
-        return wanted
-    if not names:
-        raise ValueError("the code defines no top-level function")
-    return names[0]
 
 
 @functools.lru_cache(maxsize=1)
@@ -109,128 +82,3 @@ def _execute(code: str, name: str, args_src: str, limits_json: str) -> str:
     if out.outputs is None:
         raise PbbError(f"{name}({args_src}): {out.error}")
     return out.outputs[0]
-
-
-def _read_lines(path: Path) -> list[tuple[int, dict | None, str | None]]:
-    """(line number, record or None, problem or None) for every non-empty line."""
-    if not path.is_file():
-        raise PbbError(f"{path}: file not found")
-    out = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                out.append((lineno, None, f"invalid JSON ({e.msg})"))
-                continue
-            problem = None
-            if not isinstance(rec, dict):
-                problem = "not a JSON object"
-            elif not isinstance(rec.get("code"), str):
-                problem = "missing string field 'code'"
-            elif not (isinstance(rec.get("inputs"), list) and rec["inputs"]
-                      and all(isinstance(i, str) for i in rec["inputs"])):
-                problem = "'inputs' must be a non-empty list of strings"
-            elif "outputs" in rec and not (isinstance(rec["outputs"], list)
-                                           and len(rec["outputs"]) == len(rec["inputs"])
-                                           and all(isinstance(o, str) for o in rec["outputs"])):
-                problem = "'outputs' must be a list of strings, one per input"
-            elif "name" in rec and not isinstance(rec["name"], str):
-                problem = "'name' must be a string"
-            out.append((lineno, rec if problem is None else None, problem))
-    return out
-
-
-def import_functions(path: Path, *, test_inputs: int, eval_fraction: float, seed: int,
-                     cfg: ImportedConfig, progress: bool = True):
-    """Read, run and check every function of a JSONL file; returns (DataSet, report records)."""
-    from pbb.data import DataSet
-
-    path = Path(path)
-    if test_inputs < 1:
-        raise PbbError(f"--test-inputs must be at least 1, got {test_inputs}")
-    if not 0 <= eval_fraction <= 1:
-        raise PbbError(f"--eval-fraction must be in [0, 1], got {eval_fraction}")
-    report: list[dict] = []
-    candidates = []
-    for lineno, rec, problem in _read_lines(path):
-        where = {"line": lineno, "id": rec.get("id") if rec else None}
-        if problem:
-            report.append({**where, "status": "skipped", "reason": problem})
-            continue
-        try:
-            tree = ast.parse(rec["code"])
-            fname = _function_name(tree, rec.get("name"))
-        except SyntaxError as e:
-            report.append({**where, "status": "skipped", "reason": f"SyntaxError: {e.msg} (code line {e.lineno})"})
-            continue
-        except ValueError as e:
-            report.append({**where, "status": "skipped", "reason": str(e)})
-            continue
-        if len(rec["inputs"]) <= test_inputs:
-            report.append({**where, "status": "skipped", "reason": f"{len(rec['inputs'])} inputs: "
-                           f"needs more than --test-inputs {test_inputs} (some must be demonstrations)"})
-            continue
-        candidates.append((lineno, rec, tree, fname))
-    if not candidates:
-        reasons = "; ".join(f"line {r['line']}: {r['reason']}" for r in report[:3])
-        raise PbbError(f"{path}: no usable function ({reasons})")
-
-    limits = {"call_seconds": cfg.call_seconds, "wall_seconds": cfg.wall_seconds,
-              "memory_mb": cfg.memory_mb}
-    from pbb.sandbox import Limits, Sandbox
-
-    bar = tqdm(total=len(candidates), desc="sandbox", unit="function", disable=not progress or None,
-               leave=False)
-    with Sandbox(cfg.workers, Limits(call_seconds=cfg.call_seconds, wall_seconds=cfg.wall_seconds,
-                                     memory_bytes=cfg.memory_mb << 20)) as sb:
-        outcomes = sb.run_many([(rec["code"], fname, rec["inputs"]) for _, rec, _, fname in candidates],
-                               progress=bar.update)
-    bar.close()
-
-    rng = random.Random(f"{seed}|import")
-    taken: set[str] = set()
-    behaviours: list[Behaviour] = []
-    demos: list[Demonstration] = []
-    for (lineno, rec, tree, fname), outcome in zip(candidates, outcomes):
-        where = {"line": lineno, "id": rec.get("id")}
-        reason = outcome.error
-        if reason is None:
-            for k, out in enumerate(outcome.outputs):
-                if literal(out) is NOT_A_LITERAL:
-                    reason = f"output for input {k + 1} is not a Python literal: {out[:80]}"
-                    break
-                if "outputs" in rec and not same_literal(rec["outputs"][k], out):
-                    reason = f"input {k + 1} ({rec['inputs'][k][:60]}) gives {out[:60]}, expected {rec['outputs'][k][:60]}"
-                    break
-        if reason is not None:
-            report.append({**where, "status": "skipped", "reason": reason})
-            continue
-        name, renamed = fname, None
-        if name in taken or keyword.iskeyword(name):
-            name, renamed = pointer_name(rng, taken), fname
-            tree = Rename(fname, name).visit(tree)
-        taken.add(name)
-        code = ast.unparse(tree)
-        b = Behaviour(id=f"imported-{len(behaviours):05d}", domain="imported", name=name,
-                      instruction=code, meta={"source_line": lineno, "source_id": rec.get("id"),
-                                              "renamed_from": renamed, "limits": limits})
-        behaviours.append(b)
-        order = list(range(len(rec["inputs"])))
-        random.Random(f"{seed}|tests|{b.id}").shuffle(order)
-        held = set(order[:test_inputs])
-        for k, (args, out) in enumerate(zip(rec["inputs"], outcome.outputs)):
-            demos.append(Demonstration(b.id, f"{name}({args})", out, f"{ANSWER_PREFIX} {out}",
-                                       "test" if k in held else "train"))
-        report.append({**where, "status": "imported", "behaviour_id": b.id, "name": name,
-                       "renamed_from": renamed})
-    if not behaviours:
-        raise PbbError(f"{path}: every function was skipped (reasons in {REPORT})")
-    n_eval = round(len(behaviours) * eval_fraction)
-    eval_ids = set(random.Random(f"{seed}|split").sample([b.id for b in behaviours], n_eval))
-    for b in behaviours:
-        b.split = "eval" if b.id in eval_ids else "train"
-    report.sort(key=lambda r: r["line"])
-    return DataSet(None, ImportedDomain(), cfg, seed, behaviours, demos), report

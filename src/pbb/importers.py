@@ -1,0 +1,188 @@
+"""Data sets from users' own material: Python functions (``pbb data import``) and grammars
+(``pbb data import-grammars``).
+
+A functions file is JSONL, one function per line::
+
+    {"code": "def f(nums):\\n    return sum(nums)", "inputs": ["[1, 2, 3]", "[]"],
+     "outputs": ["6", "0"], "id": "sum-1", "name": "f"}
+
+``inputs`` are argument lists as Python source (the text between the parentheses of a call);
+``outputs`` (optional) are Python literals the computed outputs must equal; ``name`` (optional)
+picks the function, else the first one ``code`` defines; ``id`` (optional) is kept in ``meta``.
+Outputs are computed in :mod:`pbb.sandbox` and rendered with ``repr``. A line whose function
+raises, times out, is non-deterministic, returns a non-literal or disagrees with a given output
+is skipped, and ``import_report.jsonl`` says why; the import goes on. Where names clash, later
+functions get a fresh pointer name and the function is renamed in its code (recursive calls
+included) and its queries.
+
+A grammar file holds ``grammar NAME`` blocks of rules (:mod:`pbb.domains.grammars.grammar`);
+each grammar is one behaviour of the ``grammars`` domain.
+
+Both split behaviours into train and eval as generated data sets do
+(:func:`pbb.data.assign_splits`).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import keyword
+import random
+from pathlib import Path
+
+from tqdm import tqdm
+
+from pbb import data as data_mod
+from pbb.domains.base import ANSWER_PREFIX, Behaviour, Demonstration
+from pbb.domains.imported import ImportedConfig, ImportedDomain
+from pbb.domains.values import NOT_A_LITERAL, Rename, literal, same_literal
+from pbb.errors import PbbError
+from pbb.names import pointer_name
+
+REPORT = "import_report.jsonl"
+
+
+def import_grammars(path: Path, *, demos: int, test_inputs: int, eval_fraction: float, seed: int,
+                    options: dict | None = None, progress: bool = True) -> data_mod.DataSet:
+    """A grammars data set with one behaviour per grammar of the file."""
+    from pbb.domains.grammars.grammar import parse_grammars
+
+    path = Path(path)
+    if not path.is_file():
+        raise PbbError(f"{path}: grammar file not found")
+    count = len(parse_grammars(path.read_text(encoding="utf-8"), source=str(path)))
+    return data_mod.generate("grammars", behaviours=count, demos=demos, test_inputs=test_inputs,
+                             eval_fraction=eval_fraction, seed=seed,
+                             options={**(options or {}), "file": str(path)}, progress=progress)
+
+
+def _function_name(tree: ast.Module, wanted: str | None) -> str:
+    names = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    if wanted is not None:
+        if wanted not in names:
+            raise ValueError(f"the code defines no top-level function {wanted!r}")
+        return wanted
+    if not names:
+        raise ValueError("the code defines no top-level function")
+    return names[0]
+
+
+
+def _read_lines(path: Path) -> list[tuple[int, dict | None, str | None]]:
+    """(line number, record or None, problem or None) for every non-empty line."""
+    if not path.is_file():
+        raise PbbError(f"{path}: file not found")
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                out.append((lineno, None, f"invalid JSON ({e.msg})"))
+                continue
+            problem = None
+            if not isinstance(rec, dict):
+                problem = "not a JSON object"
+            elif not isinstance(rec.get("code"), str):
+                problem = "missing string field 'code'"
+            elif not (isinstance(rec.get("inputs"), list) and rec["inputs"]
+                      and all(isinstance(i, str) for i in rec["inputs"])):
+                problem = "'inputs' must be a non-empty list of strings"
+            elif "outputs" in rec and not (isinstance(rec["outputs"], list)
+                                           and len(rec["outputs"]) == len(rec["inputs"])
+                                           and all(isinstance(o, str) for o in rec["outputs"])):
+                problem = "'outputs' must be a list of strings, one per input"
+            elif "name" in rec and not isinstance(rec["name"], str):
+                problem = "'name' must be a string"
+            out.append((lineno, rec if problem is None else None, problem))
+    return out
+
+
+def import_functions(path: Path, *, test_inputs: int, eval_fraction: float, seed: int,
+                     cfg: ImportedConfig, progress: bool = True):
+    """Read, run and check every function of a JSONL file; returns (DataSet, report records)."""
+    path = Path(path)
+    if test_inputs < 1:
+        raise PbbError(f"--test-inputs must be at least 1, got {test_inputs}")
+    if not 0 <= eval_fraction <= 1:
+        raise PbbError(f"--eval-fraction must be in [0, 1], got {eval_fraction}")
+    report: list[dict] = []
+    candidates = []
+    for lineno, rec, problem in _read_lines(path):
+        where = {"line": lineno, "id": rec.get("id") if rec else None}
+        if problem:
+            report.append({**where, "status": "skipped", "reason": problem})
+            continue
+        try:
+            tree = ast.parse(rec["code"])
+            fname = _function_name(tree, rec.get("name"))
+        except SyntaxError as e:
+            report.append({**where, "status": "skipped", "reason": f"SyntaxError: {e.msg} (code line {e.lineno})"})
+            continue
+        except ValueError as e:
+            report.append({**where, "status": "skipped", "reason": str(e)})
+            continue
+        if len(rec["inputs"]) <= test_inputs:
+            report.append({**where, "status": "skipped", "reason": f"{len(rec['inputs'])} inputs: "
+                           f"needs more than --test-inputs {test_inputs} (some must be demonstrations)"})
+            continue
+        candidates.append((lineno, rec, tree, fname))
+    if not candidates:
+        reasons = "; ".join(f"line {r['line']}: {r['reason']}" for r in report[:3])
+        raise PbbError(f"{path}: no usable function ({reasons})")
+
+    limits = {"call_seconds": cfg.call_seconds, "wall_seconds": cfg.wall_seconds,
+              "memory_mb": cfg.memory_mb}
+    from pbb.sandbox import Limits, Sandbox
+
+    bar = tqdm(total=len(candidates), desc="sandbox", unit="function", disable=not progress or None,
+               leave=False)
+    with Sandbox(cfg.workers, Limits(call_seconds=cfg.call_seconds, wall_seconds=cfg.wall_seconds,
+                                     memory_bytes=cfg.memory_mb << 20)) as sb:
+        outcomes = sb.run_many([(rec["code"], fname, rec["inputs"]) for _, rec, _, fname in candidates],
+                               progress=bar.update)
+    bar.close()
+
+    rng = random.Random(f"{seed}|import")
+    taken: set[str] = set()
+    behaviours: list[Behaviour] = []
+    demos: list[Demonstration] = []
+    for (lineno, rec, tree, fname), outcome in zip(candidates, outcomes):
+        where = {"line": lineno, "id": rec.get("id")}
+        reason = outcome.error
+        if reason is None:
+            for k, out in enumerate(outcome.outputs):
+                if literal(out) is NOT_A_LITERAL:
+                    reason = f"output for input {k + 1} is not a Python literal: {out[:80]}"
+                    break
+                if "outputs" in rec and not same_literal(rec["outputs"][k], out):
+                    reason = f"input {k + 1} ({rec['inputs'][k][:60]}) gives {out[:60]}, expected {rec['outputs'][k][:60]}"
+                    break
+        if reason is not None:
+            report.append({**where, "status": "skipped", "reason": reason})
+            continue
+        name, renamed = fname, None
+        if name in taken or keyword.iskeyword(name):
+            name, renamed = pointer_name(rng, taken), fname
+            tree = Rename(fname, name).visit(tree)
+        taken.add(name)
+        code = ast.unparse(tree)
+        b = Behaviour(id=f"imported-{len(behaviours):05d}", domain="imported", name=name,
+                      instruction=code, meta={"source_line": lineno, "source_id": rec.get("id"),
+                                              "renamed_from": renamed, "limits": limits})
+        behaviours.append(b)
+        order = list(range(len(rec["inputs"])))
+        random.Random(f"{seed}|tests|{b.id}").shuffle(order)
+        held = set(order[:test_inputs])
+        for k, (args, out) in enumerate(zip(rec["inputs"], outcome.outputs)):
+            demos.append(Demonstration(b.id, f"{name}({args})", out, f"{ANSWER_PREFIX} {out}",
+                                       "test" if k in held else "train"))
+        report.append({**where, "status": "imported", "behaviour_id": b.id, "name": name,
+                       "renamed_from": renamed})
+    if not behaviours:
+        raise PbbError(f"{path}: every function was skipped (reasons in {REPORT})")
+    data_mod.assign_splits(behaviours, eval_fraction, seed)
+    report.sort(key=lambda r: r["line"])
+    return data_mod.DataSet(None, ImportedDomain(), cfg, seed, behaviours, demos), report
