@@ -54,18 +54,31 @@ def parse_assignments(items: list[str] | None, flag: str = "--set") -> dict[str,
     return out
 
 
+# options that several `pbb data` commands share
+Out = Annotated[Path, typer.Option("--out", help="output directory")]
+Seed = Annotated[int, typer.Option(help="random seed")]
+Force = Annotated[bool, typer.Option(help="replace a non-empty --out")]
+
+
+def _eval_fraction(what: str):
+    return Annotated[float, typer.Option(help=f"share of {what} held out as eval")]
+
+
+def _knobs(help: str):
+    return Annotated[list[str] | None, typer.Option("--set", help=help)]
+
+
 @data_app.command("generate")
 def data_generate(
     domain: Annotated[str, typer.Argument(help="domain name, e.g. arithmetic")],
-    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    out: Out,
     behaviours: Annotated[int, typer.Option(help="number of behaviours")] = 100,
     demos: Annotated[int, typer.Option(help="demonstrations per behaviour")] = 20,
     test_inputs: Annotated[int, typer.Option(help="held-out test inputs per behaviour")] = 10,
-    eval_fraction: Annotated[float, typer.Option(help="share of behaviours held out as eval")] = 0.5,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    option: Annotated[list[str] | None, typer.Option(
-        "--set", help="domain knob KEY=VALUE, e.g. --set max_statements=3 (repeatable)")] = None,
-    force: Annotated[bool, typer.Option(help="replace a non-empty --out")] = False,
+    eval_fraction: _eval_fraction("behaviours") = 0.5,
+    seed: Seed = 0,
+    option: _knobs("domain knob KEY=VALUE, e.g. --set max_statements=3 (repeatable)") = None,
+    force: Force = False,
 ) -> None:
     """Generate behaviours and demonstrations into DIR (deterministic in the seed)."""
     options = parse_assignments(option)
@@ -82,14 +95,13 @@ def data_generate(
 @data_app.command("import-grammars")
 def data_import_grammars(
     file: Annotated[Path, typer.Argument(help="grammar file: `grammar NAME` blocks of rules")],
-    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    out: Out,
     demos: Annotated[int, typer.Option(help="demonstrations (sampled strings) per grammar")] = 20,
     test_inputs: Annotated[int, typer.Option(help="test queries per grammar")] = 10,
-    eval_fraction: Annotated[float, typer.Option(help="share of grammars held out as eval")] = 0.5,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    option: Annotated[list[str] | None, typer.Option(
-        "--set", help="grammars knob KEY=VALUE, e.g. --set max_length=12 (repeatable)")] = None,
-    force: Annotated[bool, typer.Option(help="replace a non-empty --out")] = False,
+    eval_fraction: _eval_fraction("grammars") = 0.5,
+    seed: Seed = 0,
+    option: _knobs("grammars knob KEY=VALUE, e.g. --set max_length=12 (repeatable)") = None,
+    force: Force = False,
 ) -> None:
     """Make a grammars data set from your own grammars (one behaviour per grammar)."""
     from pbb.importers import import_grammars
@@ -109,13 +121,12 @@ def data_import_grammars(
 @data_app.command("import")
 def data_import(
     file: Annotated[Path, typer.Argument(help="JSONL of functions: {code, inputs, outputs?, id?, name?}")],
-    out: Annotated[Path, typer.Option("--out", help="output directory")],
+    out: Out,
     test_inputs: Annotated[int, typer.Option(help="inputs per function held out for testing")] = 1,
-    eval_fraction: Annotated[float, typer.Option(help="share of functions held out as eval")] = 0.5,
+    eval_fraction: _eval_fraction("functions") = 0.5,
     seed: Annotated[int, typer.Option(help="random seed (test inputs, split, fresh names)")] = 0,
-    option: Annotated[list[str] | None, typer.Option(
-        "--set", help="sandbox knob KEY=VALUE: call_seconds, wall_seconds, memory_mb, workers")] = None,
-    force: Annotated[bool, typer.Option(help="replace a non-empty --out")] = False,
+    option: _knobs("sandbox knob KEY=VALUE: call_seconds, wall_seconds, memory_mb, workers") = None,
+    force: Force = False,
 ) -> None:
     """Make a data set of your own functions; outputs are computed in a sandbox.
 

@@ -25,7 +25,6 @@ Both split behaviours into train and eval as generated data sets do
 from __future__ import annotations
 
 import ast
-import json
 import keyword
 import random
 from pathlib import Path
@@ -37,6 +36,7 @@ from pbb.domains.base import ANSWER_PREFIX, Behaviour, Demonstration
 from pbb.domains.imported import ImportedConfig, ImportedDomain
 from pbb.domains.values import NOT_A_LITERAL, Rename, literal, same_literal
 from pbb.errors import PbbError
+from pbb.jsonio import jsonl_lines
 from pbb.names import pointer_name
 
 REPORT = "import_report.jsonl"
@@ -70,34 +70,28 @@ def _function_name(tree: ast.Module, wanted: str | None) -> str:
 
 def _read_lines(path: Path) -> list[tuple[int, dict | None, str | None]]:
     """(line number, record or None, problem or None) for every non-empty line."""
-    if not path.is_file():
-        raise PbbError(f"{path}: file not found")
     out = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                out.append((lineno, None, f"invalid JSON ({e.msg})"))
-                continue
-            problem = None
-            if not isinstance(rec, dict):
-                problem = "not a JSON object"
-            elif not isinstance(rec.get("code"), str):
-                problem = "missing string field 'code'"
-            elif not (isinstance(rec.get("inputs"), list) and rec["inputs"]
-                      and all(isinstance(i, str) for i in rec["inputs"])):
-                problem = "'inputs' must be a non-empty list of strings"
-            elif "outputs" in rec and not (isinstance(rec["outputs"], list)
-                                           and len(rec["outputs"]) == len(rec["inputs"])
-                                           and all(isinstance(o, str) for o in rec["outputs"])):
-                problem = "'outputs' must be a list of strings, one per input"
-            elif "name" in rec and not isinstance(rec["name"], str):
-                problem = "'name' must be a string"
-            out.append((lineno, rec if problem is None else None, problem))
+    for lineno, rec, problem in jsonl_lines(path):
+        if problem is None:
+            problem = _function_problem(rec)
+        out.append((lineno, rec if problem is None else None, problem))
     return out
+
+
+def _function_problem(rec: dict) -> str | None:
+    """What is wrong with the fields of one functions-file record, or None."""
+    if not isinstance(rec.get("code"), str):
+        return "missing string field 'code'"
+    if not (isinstance(rec.get("inputs"), list) and rec["inputs"]
+            and all(isinstance(i, str) for i in rec["inputs"])):
+        return "'inputs' must be a non-empty list of strings"
+    if "outputs" in rec and not (isinstance(rec["outputs"], list)
+                                 and len(rec["outputs"]) == len(rec["inputs"])
+                                 and all(isinstance(o, str) for o in rec["outputs"])):
+        return "'outputs' must be a list of strings, one per input"
+    if "name" in rec and not isinstance(rec["name"], str):
+        return "'name' must be a string"
+    return None
 
 
 def import_functions(path: Path, *, test_inputs: int, eval_fraction: float, seed: int,

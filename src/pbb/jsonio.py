@@ -75,10 +75,10 @@ def append_jsonl(path: Path, *records: dict) -> None:
         os.fsync(f.fileno())
 
 
-def iter_jsonl(path: Path, required: Iterable[str] = ()) -> Iterator[dict]:
-    """Yield the records of a JSONL file; a bad line raises ``PbbError('path:line: ...')``."""
+def jsonl_lines(path: Path) -> Iterator[tuple[int, dict | None, str | None]]:
+    """``(line number, object, None)``, or ``(line number, None, problem)`` for a line that is not
+    a JSON object, for every non-empty line: readers decide whether a bad line is fatal."""
     path = Path(path)
-    required = tuple(required)
     if not path.is_file():
         raise PbbError(f"{path}: file not found")
     with open(path, encoding="utf-8") as f:
@@ -88,13 +88,24 @@ def iter_jsonl(path: Path, required: Iterable[str] = ()) -> Iterator[dict]:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
-                raise PbbError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+                yield lineno, None, f"invalid JSON ({e.msg} at column {e.colno})"
+                continue
             if not isinstance(rec, dict):
-                raise PbbError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
-            missing = [k for k in required if k not in rec]
-            if missing:
-                raise PbbError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
-            yield rec
+                yield lineno, None, f"expected a JSON object, got {type(rec).__name__}"
+                continue
+            yield lineno, rec, None
+
+
+def iter_jsonl(path: Path, required: Iterable[str] = ()) -> Iterator[dict]:
+    """Yield the records of a JSONL file; a bad line raises ``PbbError('path:line: ...')``."""
+    required = tuple(required)
+    for lineno, rec, problem in jsonl_lines(path):
+        if problem is not None:
+            raise PbbError(f"{path}:{lineno}: {problem}")
+        missing = [k for k in required if k not in rec]
+        if missing:
+            raise PbbError(f"{path}:{lineno}: missing field(s) {', '.join(missing)}")
+        yield rec
 
 
 def read_jsonl(path: Path, required: Iterable[str] = ()) -> list[dict]:

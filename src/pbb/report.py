@@ -34,20 +34,24 @@ CONTROLS = [
 ]
 
 
-def collect(run_dir: Path, curricula: list[str], modes: list[str], resamples: int,
-            seed: int, sample_metrics: dict[str, str] | None = None) -> list[dict]:
-    results = []
+def evaluated(run_dir: Path, curricula: list[str], modes: list[str]):
+    """(curriculum, mode, samples) for every evaluation the run has finished."""
     for c in curricula:
         for m in modes:
             path = Path(run_dir) / "eval" / c / m / SAMPLES
-            if not path.is_file():
-                continue
-            samples = read_jsonl(path)
-            for split in SPLITS:
-                part = [s for s in samples if s["split"] == split]
-                if part:
-                    results.append({"curriculum": c, "mode": m, "split": split,
-                                    **summarize(part, resamples, seed, sample_metrics)})
+            if path.is_file():
+                yield c, m, read_jsonl(path)
+
+
+def collect(run_dir: Path, curricula: list[str], modes: list[str], resamples: int,
+            seed: int, sample_metrics: dict[str, str] | None = None) -> list[dict]:
+    results = []
+    for c, m, samples in evaluated(run_dir, curricula, modes):
+        for split in SPLITS:
+            part = [s for s in samples if s["split"] == split]
+            if part:
+                results.append({"curriculum": c, "mode": m, "split": split,
+                                **summarize(part, resamples, seed, sample_metrics)})
     return results
 
 
@@ -92,20 +96,16 @@ def composition(run_dir: Path, ds, curricula: list[str], modes: list[str], resam
     if not composites:
         return []
     out = []
-    for c in curricula:
-        for m in modes:
-            path = Path(run_dir) / "eval" / c / m / SAMPLES
-            if not path.is_file():
-                continue
-            acc = per_behaviour([s for s in read_jsonl(path) if s["behaviour_id"] in composites])
-            groups: dict[str, list[float]] = {}
-            for b_id, a in sorted(acc.items()):
-                groups.setdefault(composites[b_id], []).append(a)
-            for g, values in sorted(groups.items()):
-                low, high = proportion_ci(values, resamples, seed)
-                out.append({"curriculum": c, "mode": m, "parts": g,
-                            "accuracy": sum(values) / len(values), "ci_low": low,
-                            "ci_high": high, "n_behaviours": len(values)})
+    for c, m, samples in evaluated(run_dir, curricula, modes):
+        acc = per_behaviour([s for s in samples if s["behaviour_id"] in composites])
+        groups: dict[str, list[float]] = {}
+        for b_id, a in sorted(acc.items()):
+            groups.setdefault(composites[b_id], []).append(a)
+        for g, values in sorted(groups.items()):
+            low, high = proportion_ci(values, resamples, seed)
+            out.append({"curriculum": c, "mode": m, "parts": g,
+                        "accuracy": sum(values) / len(values), "ci_low": low,
+                        "ci_high": high, "n_behaviours": len(values)})
     return out
 
 

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel
+
+from pbb.errors import PbbError
 
 ANSWER_PREFIX = "Answer:"
 _ANSWER_RE = re.compile(r"^[\s*#>]*Answer\s*\**\s*[:=]\s*\**\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
@@ -62,6 +65,26 @@ class Demonstration:
 class Execution:
     output: str
     trace: str
+
+
+T = TypeVar("T")
+
+
+def draw_distinct(n: int, draw: Callable[[int], T | None], *, tries_per_item: int,
+                  too_tight: str) -> list[T]:
+    """``n`` results of ``draw(k)`` (k: how many are kept so far), which returns None for a
+    candidate it rejects; after ``tries_per_item * n`` tries, the error ``too_tight`` says why.
+    The one loop of every generator that rejects candidates (duplicates, unbounded values)."""
+    out: list[T] = []
+    tries = 0
+    while len(out) < n:
+        tries += 1
+        if tries > tries_per_item * n:
+            raise PbbError(too_tight.format(found=len(out), n=n))
+        item = draw(len(out))
+        if item is not None:
+            out.append(item)
+    return out
 
 
 def extract_answer(completion: str) -> str | None:

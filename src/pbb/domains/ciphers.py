@@ -28,7 +28,6 @@ from pbb.domains.base import ANSWER_PREFIX, Behaviour, Execution
 from pbb.domains.values import CallQueries
 from pbb.errors import PbbError
 from pbb.names import pointer_name
-from pbb.templates import FORMAT_HINTS, PROGRAM_TEMPLATES
 
 FAMILIES = ("shift", "affine", "keyword", "vigenere")
 UNITS = (1, 3, 5, 7, 9, 11, 15, 17, 19, 21, 23, 25)  # a with gcd(a, 26) = 1
@@ -189,8 +188,6 @@ def uniform_key(family: str, rng: random.Random) -> tuple:
 class CiphersDomain(CallQueries):
     name: ClassVar[str] = "ciphers"
     Config: ClassVar[type[CiphersConfig]] = CiphersConfig
-    templates: ClassVar[dict[str, list[str]]] = PROGRAM_TEMPLATES
-    hints: ClassVar[dict[str, str]] = FORMAT_HINTS
 
     def generate(self, cfg: CiphersConfig, n: int, rng: random.Random) -> list[Behaviour]:
         kinds = [(f, d) for f in cfg.families for d in cfg.directions]

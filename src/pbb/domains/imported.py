@@ -21,7 +21,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from pbb.domains.base import ANSWER_PREFIX, Behaviour, Execution
 from pbb.domains.values import CallQueries
 from pbb.errors import PbbError
-from pbb.templates import FORMAT_HINTS, PROGRAM_TEMPLATES
 
 
 class ImportedConfig(BaseModel):
@@ -53,8 +52,6 @@ def _sandbox_for(meta: dict):
 class ImportedDomain(CallQueries):
     name: ClassVar[str] = "imported"
     Config: ClassVar[type[ImportedConfig]] = ImportedConfig
-    templates: ClassVar[dict[str, list[str]]] = PROGRAM_TEMPLATES
-    hints: ClassVar[dict[str, str]] = FORMAT_HINTS
 
     def generate(self, cfg: ImportedConfig, n: int, rng: random.Random) -> list[Behaviour]:
         raise PbbError("domain imported has no generator: use `pbb data import FILE --out DIR`")

@@ -9,9 +9,11 @@ plus the reprs it refuses (``set()``, ``frozenset({...})``, ``inf``, ``nan``).
 from __future__ import annotations
 
 import ast
+from typing import ClassVar
 
 from pbb.domains.base import Behaviour, Domain
 from pbb.errors import PbbError
+from pbb.templates import FORMAT_HINTS, PROGRAM_TEMPLATES
 
 _SPECIAL = {"set()": set(), "frozenset()": frozenset(), "inf": float("inf"),
             "-inf": float("-inf"), "nan": float("nan")}
@@ -65,6 +67,10 @@ class CallQueries(Domain):
     """What domains whose queries are calls (``name(args)``) and answers values share: writing a
     call, reading one back, and the verifier."""
 
+    #: calls of Python functions: the program templates and answer hints, unless a domain
+    #: says otherwise
+    templates: ClassVar[dict[str, list[str]]] = PROGRAM_TEMPLATES
+    hints: ClassVar[dict[str, str]] = FORMAT_HINTS
     max_prediction_chars = 10_000
 
     def pointer(self, behaviour: Behaviour) -> str:

@@ -27,7 +27,7 @@ from pbb.domains.base import ANSWER_PREFIX, Behaviour, Execution
 from pbb.domains.values import CallQueries, Rename
 from pbb.errors import PbbError
 from pbb.names import pointer_name
-from pbb.templates import FORMAT_HINTS, PROGRAM_NL_TEMPLATES, PROGRAM_TEMPLATES
+from pbb.templates import PROGRAM_NL_TEMPLATES
 
 BY_KEY = {a.key: a for a in LIBRARY}
 CATEGORIES = sorted({a.category for a in LIBRARY})
@@ -66,9 +66,7 @@ def _too_big(value) -> bool:
 class AlgorithmsDomain(CallQueries):
     name: ClassVar[str] = "algorithms"
     Config: ClassVar[type[AlgorithmsConfig]] = AlgorithmsConfig
-    templates: ClassVar[dict[str, list[str]]] = PROGRAM_TEMPLATES
     nl_templates: ClassVar[dict[str, list[str]]] = PROGRAM_NL_TEMPLATES
-    hints: ClassVar[dict[str, str]] = FORMAT_HINTS
 
     def generate(self, cfg: AlgorithmsConfig, n: int, rng: random.Random) -> list[Behaviour]:
         pool = [a for a in LIBRARY if a.category in cfg.categories]

@@ -24,11 +24,11 @@ from pbb.domains.arithmetic.generate import (
     probe_inputs,
     uses_every_argument,
 )
-from pbb.domains.base import Behaviour, Execution
+from pbb.domains.base import Behaviour, Execution, draw_distinct
 from pbb.domains.values import CallQueries, same_literal
 from pbb.errors import PbbError
 from pbb.names import pointer_name
-from pbb.templates import FORMAT_HINTS, PROGRAM_NL_TEMPLATES, PROGRAM_TEMPLATES
+from pbb.templates import PROGRAM_NL_TEMPLATES
 
 #: candidates drawn per requested behaviour before giving up (the knobs may be too tight)
 _MAX_TRIES_PER_BEHAVIOUR = 500
@@ -46,8 +46,6 @@ def same_value(prediction: str | None, target: str) -> bool:
 class ArithmeticDomain(CallQueries):
     name: ClassVar[str] = "arithmetic"
     Config: ClassVar[type[ArithmeticConfig]] = ArithmeticConfig
-    templates: ClassVar[dict[str, list[str]]] = PROGRAM_TEMPLATES
-    hints: ClassVar[dict[str, str]] = FORMAT_HINTS
     #: templates for ``data.instruction_format: nl`` (the description is exactly the code)
     nl_templates: ClassVar[dict[str, list[str]]] = PROGRAM_NL_TEMPLATES
 
@@ -77,35 +75,31 @@ class ArithmeticDomain(CallQueries):
         lo, hi = cfg.input_min, cfg.input_max
         probes = {k: probe_inputs(k, lo, hi) for k in range(cfg.min_args, cfg.max_args + 1)}
         fingerprints: set[tuple] = set()
-        out: list[Behaviour] = []
-        tries = 0
-        while len(out) < n:
-            tries += 1
-            if tries > _MAX_TRIES_PER_BEHAVIOUR * n:
-                raise PbbError(f"arithmetic: found only {len(out)} of {n} distinct functions; the "
-                               "knobs are too tight (more statements or a wider input range help)")
+
+        def draw(k: int) -> Behaviour | None:
             fn = build_function(cfg, rng, "f")
             if not bounded(fn, lo, hi, cfg.max_abs_value):
-                continue
-            source = ast.unparse(fn)
-            f = compile_function(source, "f")
+                return None
+            f = compile_function(ast.unparse(fn), "f")
             arity = len(fn.args.args)
             if not uses_every_argument(f, probes[arity], lo, hi):
-                continue
+                return None
             fingerprint = (arity, tuple(f(*p) for p in probes[arity]))
             if fingerprint in fingerprints or not every_statement_matters(fn, probes[arity]):
-                continue
+                return None
             fingerprints.add(fingerprint)
             fn.name = pointer_name(rng, names)
-            n_statements = len(fn.body) - 1
-            meta = {"arity": arity, "statements": n_statements,
+            meta = {"arity": arity, "statements": len(fn.body) - 1,
                     "branches": sum(isinstance(s, ast.If) for s in fn.body),
                     "loops": sum(isinstance(s, ast.For) for s in fn.body),
                     "max_abs_value": cfg.max_abs_value}
             source = ast.unparse(fn)
-            out.append(Behaviour(id=f"{self.name}-{len(out):05d}", domain=self.name, name=fn.name,
-                                 instruction=source, description=describe(source), meta=meta))
-        return out
+            return Behaviour(id=f"{self.name}-{k:05d}", domain=self.name, name=fn.name,
+                             instruction=source, description=describe(source), meta=meta)
+
+        return draw_distinct(n, draw, tries_per_item=_MAX_TRIES_PER_BEHAVIOUR, too_tight=(
+            "arithmetic: found only {found} of {n} distinct functions; the knobs are too tight "
+            "(more statements or a wider input range help)"))
 
     # --- inputs -----------------------------------------------------------------------------
     def sample_inputs(self, cfg: ArithmeticConfig, behaviour: Behaviour, demos: int,

@@ -29,7 +29,7 @@ import re
 from pathlib import Path
 from typing import ClassVar
 
-from pbb.domains.base import ANSWER_PREFIX, Behaviour, Domain, Execution
+from pbb.domains.base import ANSWER_PREFIX, Behaviour, Domain, Execution, draw_distinct
 from pbb.domains.grammars.analysis import (
     Lengths,
     productive,
@@ -80,24 +80,20 @@ class GrammarsDomain(Domain):
     def generate(self, cfg: GrammarsConfig, n: int, rng: random.Random) -> list[Behaviour]:
         if cfg.file:
             return self.from_file(cfg, Path(cfg.file), n)
-        out: list[Behaviour] = []
         names: set[str] = set()
         seen: set[tuple] = set()
-        tries = 0
-        while len(out) < n:
-            tries += 1
-            if tries > _MAX_TRIES_PER_BEHAVIOUR * n:
-                raise PbbError(f"grammars: found only {len(out)} of {n} distinct grammars; the knobs "
-                               "are too tight (more nonterminals, terminals or max_length help)")
+
+        def draw(k: int) -> Behaviour | None:
             g = random_grammar(cfg, rng)
-            if not acceptable(g, cfg):
-                continue
-            fp = fingerprint(g)
-            if fp in seen:
-                continue
+            fp = fingerprint(g) if acceptable(g, cfg) else None
+            if fp is None or fp in seen:
+                return None
             seen.add(fp)
-            out.append(self._behaviour(g, pointer_name(rng, names), len(out), cfg))
-        return out
+            return self._behaviour(g, pointer_name(rng, names), k, cfg)
+
+        return draw_distinct(n, draw, tries_per_item=_MAX_TRIES_PER_BEHAVIOUR, too_tight=(
+            "grammars: found only {found} of {n} distinct grammars; the knobs are too tight "
+            "(more nonterminals, terminals or max_length help)"))
 
     def from_file(self, cfg: GrammarsConfig, path: Path, n: int | None = None) -> list[Behaviour]:
         """Behaviours from a grammar file; every problem is one ``file:line`` error."""
