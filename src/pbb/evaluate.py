@@ -120,7 +120,7 @@ def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_d
     train_out = {k: [d.output for d in v] for k, v in ds.by_behaviour("train").items()}
     test_out = {k: [d.output for d in v] for k, v in ds.by_behaviour("test").items()}
 
-    def finish(q: dict, completion: str) -> dict:
+    def to_sample(q: dict, completion: str) -> dict:
         b = behaviours[q["behaviour_id"]]
         rec = {"behaviour_id": q["behaviour_id"], "split": q["split"], "curriculum": curriculum,
                "mode": mode, "input": q["input"], "prompt": q["prompt"], "completion": completion}
@@ -139,7 +139,7 @@ def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_d
 
     def save_batch(items: list[tuple[int, str]]) -> None:
         for i, completion in items:
-            rec = finish(todo[i], completion)
+            rec = to_sample(todo[i], completion)
             done[(rec["behaviour_id"], rec["input"])] = rec
             append_jsonl(out_dir / PARTIAL, rec)
 

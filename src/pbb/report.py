@@ -238,7 +238,7 @@ def table_rows(results: list[dict]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def markdown(summary: dict) -> str:
+def run_markdown(summary: dict) -> str:
     header, rows = table_rows(summary["results"])
     lines = [f"# {summary.get('name', 'run')}", "",
              f"Model `{summary.get('model')}`, domain `{summary.get('domain')}`, seed "
@@ -357,7 +357,7 @@ def print_table(summary: dict, console: Console | None = None) -> None:
 def write_report(run_dir: Path, summary: dict) -> None:
     run_dir = Path(run_dir)
     atomic_write_json(run_dir / SUMMARY, summary)
-    atomic_write_text(run_dir / REPORT, markdown(summary))
+    atomic_write_text(run_dir / REPORT, run_markdown(summary))
     if summary["results"]:
         plot(summary["results"], run_dir / PLOT)
     plot_rewards(run_dir, rl_stage_dirs(summary), run_dir / REWARD_PLOT)

@@ -19,7 +19,7 @@ from pbb.data import DataSet
 from pbb.domains.base import Behaviour, Domain
 
 
-def completion_text(completion: object) -> str:
+def completion_as_text(completion: object) -> str:
     """The text of a completion, whether a string or a list of chat messages."""
     if isinstance(completion, str):
         return completion
@@ -41,11 +41,11 @@ def reward_functions(ds: DataSet, format_weight: float = 0.0) -> tuple[list[Call
     domain = ds.domain
 
     def correct(completions, behaviour_id, input, **_) -> list[float]:
-        return [score_completion(domain, behaviours[b], q, completion_text(c))[1]
+        return [score_completion(domain, behaviours[b], q, completion_as_text(c))[1]
                 for c, b, q in zip(completions, behaviour_id, input, strict=True)]
 
     def format(completions, **_) -> list[float]:
-        return [float(domain.extract(completion_text(c)) is not None) for c in completions]
+        return [float(domain.extract(completion_as_text(c)) is not None) for c in completions]
 
     funcs, weights = [correct], [1.0]
     if format_weight > 0:

@@ -25,11 +25,11 @@ from pathlib import Path
 
 from pbb.config import RLConfig, TrainConfig
 from pbb.jsonio import append_jsonl, iter_jsonl
-from pbb.rewards import completion_text
+from pbb.rewards import completion_as_text
 from pbb.train import (
     METRICS,
     _MetricsLog,
-    finish,
+    finish_stage,
     fit,
     load_trainable,
     start_stage,
@@ -71,7 +71,7 @@ def _logged(reward: Callable, path: Path, trainer_ref: list) -> Callable:
                         input=input, **kw)
         step = trainer_ref[0].state.global_step + 1 if trainer_ref else 0
         append_jsonl(path, *({"step": step, "behaviour_id": b, "input": q,
-                              "completion": completion_text(c), reward.__name__: s}
+                              "completion": completion_as_text(c), reward.__name__: s}
                              for c, b, q, s in zip(completions, behaviour_id, input, scores)))
         return scores
 
@@ -126,7 +126,7 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
                           processing_class=tokenizer, callbacks=[_MetricsLog(stage_dir / METRICS)])
     trainer_ref.append(trainer)
     fit(trainer, stage_dir=stage_dir, tokenizer=tokenizer, resume=resume, progress=progress)
-    return finish(stage_dir, {
+    return finish_stage(stage_dir, {
         "rows": len(rows), "steps": trainer.state.global_step, "algorithm": "grpo",
         "loss_type": rl.loss_type, **reward_trend(stage_dir / METRICS),
         "seconds": round(time.time() - t0, 1), "method": cfg.method, "bf16": bool(args.bf16),

@@ -42,7 +42,7 @@ from pbb.jsonio import append_jsonl, atomic_write_json, read_json
 from pbb.train import (
     METRICS,
     MODEL,
-    finish,
+    finish_stage,
     fp32_attention_on_cpu,
     load_trainable,
     save_model_atomic,
@@ -307,7 +307,7 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
     rows_here = state["rows"] - rows_at_start
     n_rows = len(encoded)
     prompt_tokens = sum(n for _, n in encoded)
-    return finish(stage_dir, {
+    return finish_stage(stage_dir, {
         "rows": n_rows, "steps": state["step"], "epochs": round(state["step"] / steps_per_epoch, 3),
         "train_loss": round(state["loss_sum"] / max(1, state["loss_n"]), 6),
         "tokens": state["tokens"],

@@ -193,7 +193,7 @@ def report(out: Path) -> dict:
     atomic_write_json(out / SUMMARY, summary)
     plot_curve(summary, out / CURVE_PLOT)
     plot_bars(summary, out / BARS_PLOT)
-    atomic_write_text(out / REPORT, markdown(summary))
+    atomic_write_text(out / REPORT, sweep_markdown(summary))
     return summary
 
 
@@ -231,7 +231,7 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
-def markdown(summary: dict) -> str:
+def sweep_markdown(summary: dict) -> str:
     lines = [f"# Sweep {summary['name']}", "",
              f"{summary['points_done']} of {summary['points']} points done.", ""]
     eff = summary.get("efficiency", {})

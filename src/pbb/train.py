@@ -254,7 +254,7 @@ def save_model_atomic(model, tokenizer, stage_dir: Path) -> Path:
     return model_dir
 
 
-def finish(stage_dir: Path, info: dict) -> dict:
+def finish_stage(stage_dir: Path, info: dict) -> dict:
     """Mark a stage done (``done.json``, written last) and drop its resume checkpoints."""
     atomic_write_json(Path(stage_dir) / DONE, info)
     shutil.rmtree(Path(stage_dir) / "trainer", ignore_errors=True)
