@@ -192,3 +192,12 @@ def test_bad_sweep_files_are_one_clear_error(tmp_path):
     f.write_text("name: x\nsweep:\n  gird: {seed: [1]}\n")
     with pytest.raises(PbbError, match="gird"):
         sweep_mod.load_sweep(f)
+
+
+def test_smoke_overlay_reaches_every_point_and_keeps_the_grid():
+    _, _, points = sweep_mod.load_sweep(Path("configs/arithmetic_effect.yaml"), with_smoke({}))
+    assert [p["config"].seed for p in points] == [0, 1, 2]
+    for p in points:
+        cfg = p["config"]
+        assert (cfg.model, cfg.data.behaviours, cfg.train.max_steps) == ("tiny-random", 8, 2)
+        assert cfg.curricula == ["proactive", "mixture", "stage1_only", "untuned"]
