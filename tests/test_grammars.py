@@ -309,6 +309,7 @@ def test_generation_metrics_in_evaluation(gset, tmp_path, monkeypatch):
     assert 0 <= gen["chance"]["mean"] < 0.5
 
 
+@pytest.mark.slow
 def test_pbb_run_on_grammars_in_every_curriculum_kind(tmp_path):
     """SFT and RL curricula, every eval mode, generation metrics in summary and report."""
     import json

@@ -181,6 +181,7 @@ SMALL_RL = dict(num_generations=2, batch_size=4, max_completion_length=8, learni
                 beta=0.04, save_steps=2)
 
 
+@pytest.mark.slow
 def test_grpo_stage_trains_and_logs_per_step(ds, tiny, tmp_path):
     path, tok = tiny
     rl = RLConfig(max_steps=3, **SMALL_RL)
@@ -212,6 +213,7 @@ def test_grpo_stage_trains_and_logs_per_step(ds, tiny, tmp_path):
     assert not (tmp_path / "s" / "trainer").exists()
 
 
+@pytest.mark.slow
 def test_interrupted_grpo_stage_resumes_from_its_checkpoint(ds, tiny, tmp_path, monkeypatch):
     path, tok = tiny
     rl = RLConfig(max_steps=4, **SMALL_RL)
@@ -251,6 +253,7 @@ def test_interrupted_grpo_stage_resumes_from_its_checkpoint(ds, tiny, tmp_path, 
     assert json.loads((tmp_path / "s" / DONE).read_text())["steps"] == 4
 
 
+@pytest.mark.slow
 def test_run_reports_the_controls_from_the_samples(tmp_path):
     from pbb import run as run_mod
     from pbb.metrics import bootstrap_ci, per_behaviour

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every test here runs the pipeline end to end
+
 from pbb import evaluate as evaluate_mod
 from pbb import run as run_mod
 from pbb.config import load_config, with_smoke

@@ -103,6 +103,7 @@ def swept(tmp_path_factory):
     return out, summary, trained
 
 
+@pytest.mark.slow
 def test_shared_stage_one_is_trained_once_per_seed(swept):
     out, _, trained = swept
     stage1 = [t for t in trained if t.startswith("stage1-")]
@@ -116,6 +117,7 @@ def test_shared_stage_one_is_trained_once_per_seed(swept):
         assert entries[0]["stage"] == "stage1" and (out / p["dir"] / entries[0]["dir"] / "done.json").is_file()
 
 
+@pytest.mark.slow
 def test_numbers_in_the_report_are_the_runs_numbers(swept):
     out, summary, _ = swept
     runs = {}
@@ -144,6 +146,7 @@ def test_numbers_in_the_report_are_the_runs_numbers(swept):
     assert json.loads((out / "sweep_summary.json").read_text()) == json.loads(json.dumps(summary))
 
 
+@pytest.mark.slow
 def test_report_rerenders_from_files(swept):
     out, summary, _ = swept
     from tests.conftest import run_cli
@@ -155,6 +158,7 @@ def test_report_rerenders_from_files(swept):
     assert (out / "sweep_summary.json").read_text() == before and (out / "report.md").is_file()
 
 
+@pytest.mark.slow
 def test_killed_sweep_finishes_the_remaining_points_only(tmp_path, monkeypatch):
     from pbb import evaluate as ev
 

@@ -36,6 +36,7 @@ def _losses(stage_dir):
     return [x["loss"] for x in _metrics(stage_dir) if "loss" in x]
 
 
+@pytest.mark.slow
 def test_loss_goes_down_on_a_tiny_set(tiny, rows, tmp_path):
     path, tok = tiny
     cfg = TrainConfig(learning_rate=3e-3, epochs=6, batch_size=4, warmup_ratio=0.0, save_steps=1000)
@@ -123,6 +124,7 @@ def test_rows_carry_no_system_prompt_unless_configured(tiny, rows):
     assert prompt_text(tok, "hi") == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
 
 
+@pytest.mark.slow
 def test_lora_stage_saves_an_adapter_and_leaves_the_base_untouched(tiny, rows, tmp_path):
     path, tok = tiny
     cfg = TrainConfig(method="lora", learning_rate=1e-2, max_steps=3, batch_size=4, lora_r=4)
@@ -156,6 +158,7 @@ def _scripted_recall(values, interrupt_at=None):
 FP32 = dict(learning_rate=1e-3, batch_size=4, warmup_ratio=0.0, precision="fp32", save_steps=1000)
 
 
+@pytest.mark.slow
 def test_stopping_rule_stops_at_the_threshold(tiny, rows, tmp_path):
     path, tok = tiny
     check, calls = _scripted_recall([0.25, 0.5, 1.0, 1.0])
@@ -168,6 +171,7 @@ def test_stopping_rule_stops_at_the_threshold(tiny, rows, tmp_path):
     assert [(m["epoch"], m["recall/recall"]) for m in logged] == [(1, 0.25), (2, 0.5), (3, 1.0)]
 
 
+@pytest.mark.slow
 def test_stopping_rule_stops_at_the_maximum(tiny, rows, tmp_path):
     path, tok = tiny
     check, calls = _scripted_recall([0.0])
@@ -179,6 +183,7 @@ def test_stopping_rule_stops_at_the_maximum(tiny, rows, tmp_path):
     assert info["steps"] == 2 * steps_per_epoch
 
 
+@pytest.mark.slow
 def test_stopping_rule_resumes_mid_stage(tiny, rows, tmp_path):
     """Killed during epoch 2's recall check: the rerun resumes from the epoch-1 checkpoint and
     trains the very same steps an uninterrupted run trains."""
@@ -202,6 +207,7 @@ def test_stopping_rule_resumes_mid_stage(tiny, rows, tmp_path):
     assert _losses(tmp_path / "cut") == pytest.approx(_losses(tmp_path / "whole"), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_cutting_batches_for_memory_does_not_change_the_update(tiny, rows, tmp_path):
     """max_batch_tokens bounds memory only: the same steps, the same losses, the same weights."""
     path, tok = tiny
@@ -234,6 +240,7 @@ def test_a_prompt_longer_than_max_length_is_one_clear_error(tiny, rows):
         encode_rows(tok, rows, 8)
 
 
+@pytest.mark.slow
 def test_fp32_attention_switch_keeps_the_loss_and_is_undone(tiny, rows, tmp_path):
     """The CPU speed switch changes where attention is computed, not what it computes."""
     from pbb.train import FP32_ATTENTION, fp32_attention_on_cpu
