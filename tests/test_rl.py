@@ -13,7 +13,7 @@ from pbb.evaluate import build_queries
 from pbb.jsonio import read_jsonl
 from pbb.models import load_model, load_tokenizer, resolve_model_path
 from pbb.render import make_row, row_rng
-from pbb.rewards import completion_text, reward_functions, score_completion
+from pbb.rewards import completion_as_text, reward_functions, score_completion
 from pbb.train import DONE, METRICS, MODEL
 from tests.conftest import run_cli
 
@@ -174,7 +174,7 @@ def _rl_rows(ds):
 
 def _varied(completions, **_):
     """A reward that differs between completions, so GRPO has advantages to follow."""
-    return [float(len(completion_text(c)) % 3) for c in completions]
+    return [float(len(completion_as_text(c)) % 3) for c in completions]
 
 
 SMALL_RL = dict(num_generations=2, batch_size=4, max_completion_length=8, learning_rate=1e-2,
