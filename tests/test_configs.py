@@ -38,7 +38,7 @@ def check(cfg: RunConfig) -> None:
     ds = data.generate(cfg.data.domain, behaviours=8, demos=cfg.data.demos,
                        test_inputs=cfg.data.test_inputs, eval_fraction=0.25, seed=cfg.seed,
                        options=cfg.data.options, progress=False)
-    check_stage_settings(cfg, {n: curricula.build(n, ds, cfg.curriculum) for n in cfg.curricula})
+    check_stage_settings(cfg, {n: curricula.build(n, ds, cfg.curriculum) for n in cfg.curricula}, ds)
 
 
 def test_configs_are_found():
@@ -55,6 +55,11 @@ def test_shipped_config_is_runnable(path):
     (lambda raw: raw["train"].update(epoch=3), "epoch"),                          # a typo'd key
     (lambda raw: raw["data"]["options"].update(max_depth=3), "max_depth"),        # unknown option
     (lambda raw: raw["train"]["stages"].update(stage3={"epochs": 1}), "stage3"),  # no such stage
+    # a stage of a curriculum the run does not plan is fine (a sweep shares train.stages), but a
+    # stopping rule there still needs declarative rows
+    (lambda raw: raw["train"]["stages"].update(mixture={"recall_target": 1.0, "max_epochs": 2},
+                                               demos_k3={"recall_target": 1.0, "max_epochs": 2}),
+     "demos_k3"),
     (lambda raw: raw.update(curricula=["proactive", "mixtrue"]), "mixtrue"),      # no such curriculum
     (lambda raw: raw["eval"].update(precision="fp8"), "precision"),
 ])

@@ -161,7 +161,7 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
 
     plan: dict[str, list[dict]] = {}
     built = {name: curricula_mod.build(name, ds, cfg.curriculum) for name in cfg.curricula}
-    check_stage_settings(cfg, built)
+    check_stage_settings(cfg, built, ds)
     for name, stages in built.items():
         parent, init, entries = "base", base, []
         for st in stages:
@@ -194,14 +194,26 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
     return summary
 
 
-def check_stage_settings(cfg: RunConfig, built: dict) -> None:
-    """Refuse ``train.stages`` entries that name no stage of the planned curricula (a typo would
-    otherwise be ignored silently), and stopping rules on stages that memorise nothing."""
+def check_stage_settings(cfg: RunConfig, built: dict, data: data_mod.DataSet) -> None:
+    """Refuse ``train.stages`` entries that name no stage of any curriculum (a typo would
+    otherwise be ignored silently), and stopping rules on stages that memorise nothing.
+
+    A key may name a stage of a curriculum this run does not plan: a sweep shares one
+    ``train.stages`` between points that run different curricula (``stage2`` of proactive beside
+    ``demos_k3`` of demos_only). Only then are the other curricula built, to know their stages.
+    """
     names = {st.name: st for stages in built.values() for st in stages}
-    for key in cfg.train.stages:
-        if key not in names:
-            raise PbbError(f"train.stages.{key}: no stage of that name in curricula "
-                           f"{cfg.curricula}; stages: {', '.join(sorted(names)) or 'none'}")
+    unknown = [key for key in cfg.train.stages if key not in names]
+    if unknown:
+        every = dict(names)
+        for other in sorted(set(curricula_mod.CURRICULA) | set(cfg.curriculum.custom)):
+            if other not in built:
+                every.update((st.name, st) for st in curricula_mod.build(other, data, cfg.curriculum))
+        for key in unknown:
+            if key not in every:
+                raise PbbError(f"train.stages.{key}: no stage of that name in any curriculum; "
+                               f"stages of {cfg.curricula}: {', '.join(sorted(names)) or 'none'}")
+        names = every
     for st in names.values():
         if cfg.train.stopping_rule(st.name, st.train) and (st.method != "sft" or not st.recall_ids):
             raise PbbError(f"train.stages.{st.name}: recall_target needs an SFT stage with "
