@@ -111,12 +111,18 @@ def test_nl_runs_train_and_ask_with_descriptions_only():
     cfg = load_config(Path("configs/quickstart.yaml"), {"data.instruction_format": "nl"})
     ds = data.generate("arithmetic", behaviours=6, demos=2, test_inputs=1, eval_fraction=0.5,
                        seed=0, progress=False)
-    ds.instruction_format = "nl"
-    texts = [m["content"] for st in build("proactive", ds, cfg.curriculum) for r in st.rows
-             for m in r["prompt"] + r["completion"]]
-    texts += [q["prompt"] for q in build_queries(ds, "in_context")]
-    assert not any("def " in t for t in texts)
-    assert any(b.description in t for b in ds.behaviours for t in texts)
+    fmt = cfg.data.instruction_format  # a run setting, handed to curricula and evaluation
+
+    def texts(fmt: str) -> list[str]:
+        out = [m["content"] for st in build("proactive", ds, cfg.curriculum, fmt) for r in st.rows
+               for m in r["prompt"] + r["completion"]]
+        return out + [q["prompt"] for q in build_queries(ds, "in_context", fmt=fmt)]
+
+    assert not any("def " in t for t in texts(fmt))
+    assert any(b.description in t for b in ds.behaviours for t in texts(fmt))
+    assert any("def " in t for t in texts("code"))  # the same data set, the default format
+    recall = build_queries(ds, "recall", fmt=fmt)
+    assert [q["target"] for q in recall] == [b.description for b in ds.behaviours]
 
 
 def test_nl_for_a_domain_without_descriptions_is_one_error(tmp_path):

@@ -104,8 +104,8 @@ def test_retroactive_curricula_never_train_execution_of_eval_behaviours(ds, warm
                     assert (row["behaviour_id"], row["input"]) not in tests, (name, st.name)
     retro, retro_sft, rl_only = built["retroactive"], built["retroactive_sft"], built["rl_only"]
     warm = ["sft"] * warmup
-    assert [s.method for s in retro] == ["sft", *warm, "rl"]
-    assert [s.method for s in retro_sft] == ["sft", "sft"] and [s.method for s in rl_only] == [*warm, "rl"]
+    assert [s.trainer for s in retro] == ["sft", *warm, "rl"]
+    assert [s.trainer for s in retro_sft] == ["sft", "sft"] and [s.trainer for s in rl_only] == [*warm, "rl"]
     # stage 1 stores every instruction, and only instructions
     assert {r["kind"] for r in retro[0].rows} == {"declarative"}
     assert {r["behaviour_id"] for r in retro[0].rows} == {b.id for b in ds.behaviours}
@@ -124,12 +124,14 @@ def test_retroactive_curricula_never_train_execution_of_eval_behaviours(ds, warm
 
 def test_custom_rl_stage_is_checked():
     base = {"curricula": ["mine"]}
+    # written with the key's old name (`method`), still read: the rl check applies
     bad = [{"name": "s", "method": "rl", "parts": [{"kind": "declarative", "behaviours": "all"}]}]
     with pytest.raises(PbbError, match="execution parts only"):
         load_config(None, {**base, "curriculum.custom": {"mine": bad}})
-    ok = [{"name": "s", "method": "rl", "parts": [{"kind": "cot", "behaviours": "train"}]}]
+    ok = [{"name": "s", "trainer": "rl", "parts": [{"kind": "cot", "behaviours": "train"}]}]
     cfg = load_config(None, {**base, "curriculum.custom": {"mine": ok}})
-    assert cfg.curriculum.custom["mine"][0].method == "rl"
+    assert cfg.curriculum.custom["mine"][0].trainer == "rl"
+    assert "method" not in cfg.curriculum.custom["mine"][0].model_dump()  # written as `trainer`
 
 
 @pytest.mark.parametrize("override,message", [

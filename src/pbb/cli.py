@@ -82,7 +82,7 @@ def data_generate(
 ) -> None:
     """Generate behaviours and demonstrations into DIR (deterministic in the seed)."""
     options = parse_assignments(option)
-    data_mod._prepare_out(out, force)  # fail before the work, not after it
+    data_mod.check_out_dir(out, force)  # fail before the work, not after it
     ds = data_mod.generate(domain, behaviours=behaviours, demos=demos, test_inputs=test_inputs,
                            eval_fraction=eval_fraction, seed=seed, options=options)
     data_mod.save(ds, out, force=force)
@@ -107,9 +107,7 @@ def data_import_grammars(
     from pbb.importers import import_grammars
 
     options = parse_assignments(option)
-    if not file.is_file():
-        raise PbbError(f"{file}: grammar file not found")
-    data_mod._prepare_out(out, force)
+    data_mod.check_out_dir(out, force)
     ds = import_grammars(file, demos=demos, test_inputs=test_inputs, eval_fraction=eval_fraction,
                          seed=seed, options=options)
     data_mod.save(ds, out, force=force)
@@ -139,7 +137,7 @@ def data_import(
     from pbb.importers import REPORT, import_functions
 
     cfg = data_mod.parse_domain_config(ImportedDomain(), parse_assignments(option), where="--set")
-    data_mod._prepare_out(out, force)
+    data_mod.check_out_dir(out, force)
     ds, report = import_functions(file, test_inputs=test_inputs, eval_fraction=eval_fraction,
                                   seed=seed, cfg=cfg)
     data_mod.save(ds, out, force=force, extra={"source": str(file)},

@@ -12,6 +12,7 @@ from typing import Literal
 
 import yaml
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -88,13 +89,16 @@ class StageConfig(_Strict):
         None, description="this stage's training settings over `train` (and train.stages)")
     parts: list[PartConfig] = Field(min_length=1)
     replay: float = Field(0.0, ge=0, le=1, description="share of the previous stage's rows mixed in")
-    method: Literal["sft", "rl"] = Field(
-        "sft", description="sft: train on the gold completions; rl: GRPO on the prompts (settings "
+    # `trainer`, not `method`: `train.method` already means full finetuning vs LoRA. The old key
+    # is still read (configs written before the rename), never written.
+    trainer: Literal["sft", "rl"] = Field(
+        "sft", validation_alias=AliasChoices("trainer", "method"),
+        description="sft: train on the gold completions; rl: GRPO on the prompts (settings "
         "in `rl`), rewarded by the domain's verifier")
 
     @model_validator(mode="after")
     def _rl_needs_queries(self) -> StageConfig:
-        if self.method == "rl":
+        if self.trainer == "rl":
             if any(p.kind == "declarative" for p in self.parts):
                 raise ValueError("an rl stage takes execution parts only (direct or cot): a "
                                  "declarative row has no answer to reward")

@@ -32,6 +32,10 @@ Rules every curriculum keeps (and :func:`check_leakage` enforces): test inputs n
 training row; demonstrations of eval behaviours appear only in ``demos_only`` (or in a custom
 curriculum that asks for them explicitly).
 
+Every curriculum is a function ``(data set, curriculum config, fmt) -> stages``; ``fmt`` is how
+rows show instructions (``data.instruction_format``: ``code`` or ``nl``), a run setting handed
+down from the run, not stored on the data set.
+
 Row rendering is seeded per row and stage shuffles per stage *content*, so a stage shared by two
 curricula (stage 1 of ``proactive``, ``stage1_only`` and ``demos_only``) is byte-identical in all
 of them and is trained once.
@@ -54,7 +58,7 @@ from pbb.render import make_row, row_rng
 class Stage:
     name: str
     rows: list[dict]
-    method: str = "sft"  # "sft" (rows are prompt + gold completion) or "rl" (prompts only)
+    trainer: str = "sft"  # "sft" (rows are prompt + gold completion) or "rl" (prompts only)
     train: StageTrainConfig | None = None  # a custom stage's own training settings
 
     @property
@@ -68,22 +72,21 @@ class Stage:
                                   if r["kind"] == "declarative" and not r.get("replay")))
 
 
-def declarative_rows(ds: DataSet, behaviours: list[Behaviour], repeats: int) -> list[dict]:
-    return [make_row(ds.domain, b, "declarative", row_rng(ds.seed, "declarative", b.id, r),
-                     fmt=ds.instruction_format)
+def declarative_rows(ds: DataSet, behaviours: list[Behaviour], repeats: int,
+                     fmt: str = "code") -> list[dict]:
+    return [make_row(ds.domain, b, "declarative", row_rng(ds.seed, "declarative", b.id, r), fmt=fmt)
             for b in behaviours for r in range(repeats)]
 
 
 def demo_rows(ds: DataSet, behaviours: list[Behaviour], modes: list[str],
-              per_behaviour: int | None = None) -> list[dict]:
+              per_behaviour: int | None = None, fmt: str = "code") -> list[dict]:
     """Execution rows from the ``use: train`` demonstrations only (never test inputs)."""
     demos = ds.by_behaviour("train")
     rows = []
     for b in behaviours:
         for i, d in enumerate(demos[b.id][:per_behaviour]):
             for mode in modes:
-                rows.append(make_row(ds.domain, b, mode, row_rng(ds.seed, mode, b.id, i), d,
-                                     fmt=ds.instruction_format))
+                rows.append(make_row(ds.domain, b, mode, row_rng(ds.seed, mode, b.id, i), d, fmt=fmt))
     return rows
 
 
@@ -102,81 +105,84 @@ def _with_replay(rows: list[dict], previous: list[dict], share: float, seed: int
     return _shuffled(rows + replay, seed, f"{tag}+replay")
 
 
-def _stage1(ds: DataSet, c: CurriculumConfig) -> Stage:
+def _stage1(ds: DataSet, c: CurriculumConfig, fmt: str = "code") -> Stage:
     train = ds.split("train")
-    rows = declarative_rows(ds, train, c.declarative_repeats) + demo_rows(ds, train, c.demo_modes)
+    rows = (declarative_rows(ds, train, c.declarative_repeats, fmt)
+            + demo_rows(ds, train, c.demo_modes, fmt=fmt))
     return Stage("stage1", _shuffled(rows, ds.seed, "stage1"))
 
 
-def _eval_declarative(ds: DataSet, c: CurriculumConfig) -> list[dict]:
-    return declarative_rows(ds, ds.split("eval"), c.eval_declarative_repeats or c.declarative_repeats)
+def _eval_declarative(ds: DataSet, c: CurriculumConfig, fmt: str = "code") -> list[dict]:
+    return declarative_rows(ds, ds.split("eval"), c.eval_declarative_repeats or c.declarative_repeats,
+                            fmt)
 
 
-def proactive(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
-    s1 = _stage1(ds, c)
-    decl = _shuffled(_eval_declarative(ds, c), ds.seed, "stage2")
+def proactive(ds: DataSet, c: CurriculumConfig, fmt: str = "code") -> list[Stage]:
+    s1 = _stage1(ds, c, fmt)
+    decl = _shuffled(_eval_declarative(ds, c, fmt), ds.seed, "stage2")
     return [s1, Stage("stage2", _with_replay(decl, s1.rows, c.replay, ds.seed, "stage2"))]
 
 
-def mixture(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
-    s1 = _stage1(ds, c)
-    decl = _eval_declarative(ds, c)
+def mixture(ds: DataSet, c: CurriculumConfig, fmt: str = "code") -> list[Stage]:
+    s1 = _stage1(ds, c, fmt)
+    decl = _eval_declarative(ds, c, fmt)
     return [Stage("mixture", _shuffled(s1.rows + decl, ds.seed, "mixture"))]
 
 
-def stage1_only(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
-    return [_stage1(ds, c)]
+def stage1_only(ds: DataSet, c: CurriculumConfig, fmt: str = "code") -> list[Stage]:
+    return [_stage1(ds, c, fmt)]
 
 
-def stage2_only(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
-    return [Stage("stage2", _shuffled(_eval_declarative(ds, c), ds.seed, "stage2"))]
+def stage2_only(ds: DataSet, c: CurriculumConfig, fmt: str = "code") -> list[Stage]:
+    return [Stage("stage2", _shuffled(_eval_declarative(ds, c, fmt), ds.seed, "stage2"))]
 
 
-def demos_only(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
-    s1 = _stage1(ds, c)
-    rows = _shuffled(demo_rows(ds, ds.split("eval"), c.demo_modes, c.demos_only_k), ds.seed,
+def demos_only(ds: DataSet, c: CurriculumConfig, fmt: str = "code") -> list[Stage]:
+    s1 = _stage1(ds, c, fmt)
+    rows = _shuffled(demo_rows(ds, ds.split("eval"), c.demo_modes, c.demos_only_k, fmt), ds.seed,
                      f"demos_only-k{c.demos_only_k}")
     return [s1, Stage(f"demos_k{c.demos_only_k}",
                       _with_replay(rows, s1.rows, c.replay, ds.seed, "demos_only"))]
 
 
-def _exposure(ds: DataSet, c: CurriculumConfig) -> Stage:
+def _exposure(ds: DataSet, c: CurriculumConfig, fmt: str = "code") -> Stage:
     if c.eval_declarative_repeats is None:
-        rows = declarative_rows(ds, ds.behaviours, c.declarative_repeats)
+        rows = declarative_rows(ds, ds.behaviours, c.declarative_repeats, fmt)
     else:
-        rows = declarative_rows(ds, ds.split("train"), c.declarative_repeats) + _eval_declarative(ds, c)
+        rows = (declarative_rows(ds, ds.split("train"), c.declarative_repeats, fmt)
+                + _eval_declarative(ds, c, fmt))
     return Stage("exposure", _shuffled(rows, ds.seed, "exposure"))
 
 
-def _activation(ds: DataSet, c: CurriculumConfig, method: str) -> list[Stage]:
+def _activation(ds: DataSet, c: CurriculumConfig, trainer: str, fmt: str = "code") -> list[Stage]:
     """Stage 2: execution of train behaviours, by RL (after an optional SFT warm start) or SFT."""
-    rows = _shuffled(demo_rows(ds, ds.split("train"), c.demo_modes), ds.seed, "activation")
-    if method == "sft":
+    rows = _shuffled(demo_rows(ds, ds.split("train"), c.demo_modes, fmt=fmt), ds.seed, "activation")
+    if trainer == "sft":
         return [Stage("activation_sft", rows)]
     stages = []
     if c.rl_warmup_demos:
-        warm = demo_rows(ds, ds.split("train"), c.demo_modes, c.rl_warmup_demos)
+        warm = demo_rows(ds, ds.split("train"), c.demo_modes, c.rl_warmup_demos, fmt)
         stages.append(Stage("activation_warmup", _shuffled(warm, ds.seed, "activation_warmup")))
     return stages + [Stage("activation_rl", rows, "rl")]
 
 
-def retroactive(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
-    return [_exposure(ds, c), *_activation(ds, c, "rl")]
+def retroactive(ds: DataSet, c: CurriculumConfig, fmt: str = "code") -> list[Stage]:
+    return [_exposure(ds, c, fmt), *_activation(ds, c, "rl", fmt)]
 
 
-def retroactive_sft(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
-    return [_exposure(ds, c), *_activation(ds, c, "sft")]
+def retroactive_sft(ds: DataSet, c: CurriculumConfig, fmt: str = "code") -> list[Stage]:
+    return [_exposure(ds, c, fmt), *_activation(ds, c, "sft", fmt)]
 
 
-def rl_only(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
-    return _activation(ds, c, "rl")
+def rl_only(ds: DataSet, c: CurriculumConfig, fmt: str = "code") -> list[Stage]:
+    return _activation(ds, c, "rl", fmt)
 
 
-def untuned(ds: DataSet, c: CurriculumConfig) -> list[Stage]:
+def untuned(ds: DataSet, c: CurriculumConfig, fmt: str = "code") -> list[Stage]:
     return []
 
 
-CURRICULA: dict[str, Callable[[DataSet, CurriculumConfig], list[Stage]]] = {
+CURRICULA: dict[str, Callable[[DataSet, CurriculumConfig, str], list[Stage]]] = {
     "proactive": proactive, "mixture": mixture, "stage1_only": stage1_only,
     "stage2_only": stage2_only, "demos_only": demos_only, "retroactive": retroactive,
     "retroactive_sft": retroactive_sft, "rl_only": rl_only, "untuned": untuned,
@@ -185,7 +191,8 @@ CURRICULA: dict[str, Callable[[DataSet, CurriculumConfig], list[Stage]]] = {
 EVAL_DEMOS_ALLOWED = {"demos_only"}
 
 
-def custom(ds: DataSet, c: CurriculumConfig, name: str, stages: list[StageConfig]) -> list[Stage]:
+def custom(ds: DataSet, c: CurriculumConfig, name: str, stages: list[StageConfig],
+           fmt: str = "code") -> list[Stage]:
     out: list[Stage] = []
     groups = {"train": ds.split("train"), "eval": ds.split("eval"), "all": ds.behaviours}
     for sc in stages:
@@ -193,26 +200,26 @@ def custom(ds: DataSet, c: CurriculumConfig, name: str, stages: list[StageConfig
         for part in sc.parts:
             bs = groups[part.behaviours]
             if part.kind == "declarative":
-                rows += declarative_rows(ds, bs, part.repeats)
+                rows += declarative_rows(ds, bs, part.repeats, fmt)
             else:
-                rows += demo_rows(ds, bs, [part.kind], part.demos)
+                rows += demo_rows(ds, bs, [part.kind], part.demos, fmt)
         # Seeded by the stage's name and content, not the curriculum's: two custom curricula
         # that open with the same stage share it (trained once).
         rows = _shuffled(rows, ds.seed, f"custom/{sc.name}")
         previous = out[-1].rows if out else []
         out.append(Stage(sc.name, _with_replay(rows, previous, sc.replay, ds.seed,
-                                               f"custom/{sc.name}"), sc.method, sc.train))
+                                               f"custom/{sc.name}"), sc.trainer, sc.train))
     return out
 
 
-def build(name: str, ds: DataSet, c: CurriculumConfig) -> list[Stage]:
+def build(name: str, ds: DataSet, c: CurriculumConfig, fmt: str = "code") -> list[Stage]:
     """The stages of curriculum ``name``, checked against the leakage rules."""
     if name in c.custom:
-        stages = custom(ds, c, name, c.custom[name])
+        stages = custom(ds, c, name, c.custom[name], fmt)
         allow = any(p.kind != "declarative" and p.behaviours != "train"
                     for s in c.custom[name] for p in s.parts)
     elif name in CURRICULA:
-        stages = CURRICULA[name](ds, c)
+        stages = CURRICULA[name](ds, c, fmt)
         allow = name in EVAL_DEMOS_ALLOWED
     else:
         raise PbbError(f"unknown curriculum {name!r}; known: {', '.join(sorted(CURRICULA))}")

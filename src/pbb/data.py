@@ -56,8 +56,6 @@ class DataSet:
     seed: int
     behaviours: list[Behaviour]
     demonstrations: list[Demonstration]
-    #: how rows show instructions: "code" or "nl" (a run setting, not part of the files)
-    instruction_format: str = "code"
 
     def split(self, name: str) -> list[Behaviour]:
         return [b for b in self.behaviours if b.split == name]
@@ -151,7 +149,7 @@ def manifest(ds: DataSet, files: dict[str, str], extra: dict | None = None) -> d
             "files": {name: {"sha256": digest} for name, digest in files.items()}}
 
 
-def _prepare_out(out: Path, force: bool) -> Path:
+def check_out_dir(out: Path, force: bool) -> Path:
     """Check that ``out`` can be written before any work is done; return its parent."""
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -172,7 +170,7 @@ def save(ds: DataSet, out: Path, *, force: bool = False, extra: dict | None = No
          extra_files: dict[str, list[dict]] | None = None) -> Path:
     """Write the three files (and ``extra_files``, e.g. a report) to ``out``, all or nothing."""
     out = Path(out)
-    parent = _prepare_out(out, force)
+    parent = check_out_dir(out, force)
     tmp = make_temp_dir(parent, f".{out.name}.tmp-")
     try:
         write_jsonl(tmp / BEHAVIOURS, (b.to_record() for b in ds.behaviours))

@@ -32,10 +32,11 @@ def evaluated_behaviours(ds: DataSet, max_train_behaviours: int | None = None) -
 
 
 def build_queries(ds: DataSet, mode: str, max_test_inputs: int | None = None,
-                  max_train_behaviours: int | None = None) -> list[dict]:
+                  max_train_behaviours: int | None = None, fmt: str = "code") -> list[dict]:
     """One query per (behaviour, test input), for eval and train behaviours alike.
 
     Mode ``recall`` asks once per behaviour for its instruction (a declarative prompt).
+    ``fmt`` is how instructions are shown (``data.instruction_format``), as in training.
     """
     tests = ds.by_behaviour("test")
     queries = []
@@ -43,15 +44,15 @@ def build_queries(ds: DataSet, mode: str, max_test_inputs: int | None = None,
     if mode == "recall":
         for b in behaviours:
             row = make_row(ds.domain, b, "declarative", row_rng(ds.seed, "eval", mode, b.id),
-                           fmt=ds.instruction_format)
+                           fmt=fmt)
             queries.append({"behaviour_id": b.id, "split": b.split, "mode": mode, "input": "",
                             "prompt": row["prompt"][0]["content"],
-                            "target": instruction_text(b, ds.instruction_format)})
+                            "target": instruction_text(b, fmt)})
         return queries
     for b in behaviours:
         for d in tests[b.id][:max_test_inputs]:
             row = make_row(ds.domain, b, mode, row_rng(ds.seed, "eval", mode, b.id, d.input), d,
-                           fmt=ds.instruction_format)
+                           fmt=fmt)
             queries.append({"behaviour_id": b.id, "split": b.split, "mode": mode,
                             "input": d.input, "prompt": row["prompt"][0]["content"],
                             "target": d.output})
@@ -97,7 +98,8 @@ def generate(model, tokenizer, prompts: list[str], *, batch_size: int, max_new_t
 def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_dir: Path,
              batch_size: int, max_new_tokens: int, temperature: float = 0.0,
              max_test_inputs: int | None = None, progress: bool = True,
-             system_prompt: str | None = None, max_train_behaviours: int | None = None) -> list[dict]:
+             system_prompt: str | None = None, max_train_behaviours: int | None = None,
+             fmt: str = "code") -> list[dict]:
     """Evaluate one (curriculum, mode); resumable; returns the samples.
 
     Every sample records the completion and the fields its score is computed from, so any
@@ -106,7 +108,7 @@ def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_d
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    queries = build_queries(ds, mode, max_test_inputs, max_train_behaviours)
+    queries = build_queries(ds, mode, max_test_inputs, max_train_behaviours, fmt)
     done: dict[tuple[str, str], dict] = {}
     if (out_dir / PARTIAL).is_file():
         try:
@@ -131,7 +133,7 @@ def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_d
         rec.update(prediction=prediction, target=q["target"], score=score)
         if mode == "cot":
             rec["recall_exact"] = cot_recall_exact(completion,
-                                                   instruction_text(b, ds.instruction_format))
+                                                   instruction_text(b, fmt))
         if extra:
             rec.update(extra(b, q["input"], prediction, train_out[q["behaviour_id"]],
                              test_out[q["behaviour_id"]]))

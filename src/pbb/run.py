@@ -50,7 +50,7 @@ from pbb.train import (
 console = Console(stderr=True)
 
 
-def stage_key(cfg: RunConfig, parent: str, rows: list[dict], method: str = "sft",
+def stage_key(cfg: RunConfig, parent: str, rows: list[dict], trainer: str = "sft",
               stage=None) -> str:
     """Hash of everything that determines a stage's result (RL settings only for RL stages).
 
@@ -68,7 +68,7 @@ def stage_key(cfg: RunConfig, parent: str, rows: list[dict], method: str = "sft"
     what["train"] = train.model_dump(mode="json", exclude={"max_batch_tokens"})
     if cfg.chat.system_prompt:
         what["system_prompt"] = cfg.chat.system_prompt
-    if method == "rl":
+    if trainer == "rl":
         what["rl"] = cfg.rl.model_dump(mode="json")
     h.update(json.dumps(what, sort_keys=True).encode())
     for r in rows:
@@ -96,8 +96,7 @@ def prepare_run_dir(cfg: RunConfig, out: Path) -> None:
 
 def prepare_data(cfg: RunConfig, out: Path) -> data_mod.DataSet:
     ds = _load_or_generate(cfg, out)
-    ds.instruction_format = cfg.data.instruction_format
-    if ds.instruction_format == "nl":
+    if cfg.data.instruction_format == "nl":
         missing = next((b for b in ds.behaviours if not b.description), None)
         if missing is not None:
             raise PbbError(f"data.instruction_format: nl needs a description of every behaviour; "
@@ -160,12 +159,13 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
     tok = load_tokenizer(base)
 
     plan: dict[str, list[dict]] = {}
-    built = {name: curricula_mod.build(name, ds, cfg.curriculum) for name in cfg.curricula}
+    fmt = cfg.data.instruction_format
+    built = {name: curricula_mod.build(name, ds, cfg.curriculum, fmt) for name in cfg.curricula}
     check_stage_settings(cfg, built, ds)
     for name, stages in built.items():
         parent, init, entries = "base", base, []
         for st in stages:
-            key = stage_key(cfg, parent, st.rows, st.method, st)
+            key = stage_key(cfg, parent, st.rows, st.trainer, st)
             sdir = Path(stages_root or out / "stages") / f"{st.name}-{key}"
             entries.append({"stage": st.name, "dir": os.path.relpath(sdir, out), "rows": len(st.rows)})
             if is_done(sdir):
@@ -208,14 +208,15 @@ def check_stage_settings(cfg: RunConfig, built: dict, data: data_mod.DataSet) ->
         every = dict(names)
         for other in sorted(set(curricula_mod.CURRICULA) | set(cfg.curriculum.custom)):
             if other not in built:
-                every.update((st.name, st) for st in curricula_mod.build(other, data, cfg.curriculum))
+                every.update((st.name, st) for st in curricula_mod.build(
+                    other, data, cfg.curriculum, cfg.data.instruction_format))
         for key in unknown:
             if key not in every:
                 raise PbbError(f"train.stages.{key}: no stage of that name in any curriculum; "
                                f"stages of {cfg.curricula}: {', '.join(sorted(names)) or 'none'}")
         names = every
     for st in names.values():
-        if cfg.train.stopping_rule(st.name, st.train) and (st.method != "sft" or not st.recall_ids):
+        if cfg.train.stopping_rule(st.name, st.train) and (st.trainer != "sft" or not st.recall_ids):
             raise PbbError(f"train.stages.{st.name}: recall_target needs an SFT stage with "
                            "declarative rows (there is no instruction to recall)")
 
@@ -226,7 +227,8 @@ def recall_checker(cfg: RunConfig, ds, tok, behaviour_ids: list[str]):
     from pbb.recall import recall_score
 
     wanted = set(behaviour_ids)
-    queries = [q for q in build_queries(ds, "recall") if q["behaviour_id"] in wanted]
+    queries = [q for q in build_queries(ds, "recall", fmt=cfg.data.instruction_format)
+               if q["behaviour_id"] in wanted]
 
     def check(model) -> dict:
         completions = generate(model, tok, [q["prompt"] for q in queries],
@@ -244,7 +246,7 @@ def train_one_stage(cfg: RunConfig, ds, st, *, init, base, tok, stage_dir: Path,
                     progress: bool) -> dict:
     """Train one stage (SFT or RL) with its own settings; returns its ``done.json``."""
     train = cfg.train.for_stage(st.name, st.train)
-    if st.method == "rl":
+    if st.trainer == "rl":
         console.print(f"[bold]{label}[/]: GRPO on {len(st.rows)} prompts -> {stage_dir.name}")
         info = train_rl_stage(st.rows, init=init, base=base, tokenizer=tok, cfg=train, rl=cfg.rl,
                               stage_dir=stage_dir, seed=cfg.seed,
@@ -296,7 +298,7 @@ def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, bas
                            temperature=cfg.eval.temperature,
                            max_test_inputs=cfg.eval.max_test_inputs, progress=progress,
                            max_train_behaviours=cfg.eval.max_train_behaviours if trained else 0,
-                           system_prompt=cfg.chat.system_prompt)
+                           system_prompt=cfg.chat.system_prompt, fmt=cfg.data.instruction_format)
         timing[f"eval {name}/{mode}"] = time.time() - t
         acc = sum(s["score"] for s in samples) / max(1, len(samples))
         console.print(f"  eval {name}/{mode}: {len(samples)} queries, mean score {acc:.3f}")
