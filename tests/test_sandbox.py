@@ -11,7 +11,7 @@ from pbb.domains import get_domain
 from pbb.domains.imported import ImportedConfig
 from pbb.domains.values import same_literal
 from pbb.errors import PbbError
-from pbb.importers import import_functions
+from pbb.importers import REPORT, import_functions
 from pbb.sandbox import Limits, Sandbox
 from tests.conftest import run_cli
 
@@ -144,7 +144,7 @@ def test_import_is_deterministic(tmp_path):
 def test_bad_lines_are_reported_and_an_all_bad_file_is_one_error(tmp_path):
     f = tmp_path / "f.jsonl"
     f.write_text('not json\n{"inputs": ["1"]}\n[1, 2]\n{"code": "def f(x) return", "inputs": ["1", "2"]}\n'
-                 '{"code": "x = 1", "inputs": ["1", "2"]}\n{"code": "def f(x):\\n    return x", "inputs": ["1"]}\n')
+                 '{"code": "x = 1", "inputs": ["1", "2"]}\n{"code": "def f(x):\\n    return x", "inputs": ["1)"]}\n')
     r = run_cli("data", "import", str(f), "--out", str(tmp_path / "o"))
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no usable function" in r.stderr
     assert "line 1: invalid JSON" in r.stderr
@@ -152,6 +152,52 @@ def test_bad_lines_are_reported_and_an_all_bad_file_is_one_error(tmp_path):
     with pytest.raises(PbbError, match="file not found"):
         import_functions(tmp_path / "missing.jsonl", test_inputs=1, eval_fraction=0.5, seed=0,
                          cfg=ImportedConfig(), progress=False)
+
+
+# CRUXEval's own shape: one call per function, the expected output given
+CRUX = [
+    {"code": "def f(text):\n    return text[::-1]", "input": "'abc'", "output": "'cba'", "id": "sample_0"},
+    {"code": "def f(nums):\n    return [n * 2 for n in nums]", "input": "[1, 2]", "output": "[2, 4]",
+     "id": "sample_1"},
+    {"code": "def f(a, b):\n    return a % b", "input": "7, 3", "output": "1", "id": "sample_2"},
+    {"code": "def f(d):\n    return sorted(d)", "input": "{'b': 1, 'a': 2}", "output": "['a', 'b']",
+     "id": "sample_3"},
+    {"code": "def f(s, k):\n    return s.count(k)", "input": "'banana', 'a'", "output": "3",
+     "id": "sample_4"},
+    {"code": "def f(x):\n    return x + 1", "input": "41", "output": "43", "id": "sample_5"},  # wrong
+    {"code": "def f(xs):\n    return max(xs)", "input": "[3, 9, 2]", "output": "9", "id": "sample_6"},
+    {"code": "def f(n):\n    return n // 2", "input": "9", "output": "4", "id": "sample_7"},
+]
+
+
+def test_single_input_functions_in_cruxeval_shape_import_into_both_splits(tmp_path):
+    f = tmp_path / "crux.jsonl"
+    bad = ['not json', '{"input": "1", "output": "1", "id": "no_code"}',
+           '{"code": "def f(x):\\n    return x", "input": "1, ,", "output": "1", "id": "bad_args"}']
+    f.write_text("\n".join([json.dumps(r) for r in CRUX[:4]] + bad + [json.dumps(r) for r in CRUX[4:]])
+                 + "\n")
+    r = run_cli("data", "import", str(f), "--out", str(tmp_path / "o"), "--eval-fraction", "0.5")
+    assert r.returncode == 0, r.stderr
+    report = {x["line"]: x for x in map(json.loads, (tmp_path / "o" / REPORT).read_text().splitlines())}
+    assert "invalid JSON" in report[5]["reason"] and "'code'" in report[6]["reason"]
+    assert "input 1 is not an argument list" in report[7]["reason"]
+    assert "gives 42, expected 43" in report[9]["reason"]  # every expected output is checked
+    imported = [x for x in report.values() if x["status"] == "imported"]
+    assert len(imported) == 7 and {x["split"] for x in imported} == {"train", "eval"}
+    ds = data.load(tmp_path / "o")
+    uses = {b.id: sorted(d.use for d in ds.demonstrations if d.behaviour_id == b.id)
+            for b in ds.behaviours}
+    for b in ds.behaviours:  # eval: its one input is the test; train: a demonstration, no test
+        assert uses[b.id] == (["test"] if b.split == "eval" else ["train"]), (b.split, uses[b.id])
+    n_eval = sum(b.split == "eval" for b in ds.behaviours)
+    assert 0 < n_eval < 7  # the output says what the import did with them
+    assert (f"eval: {n_eval} functions, {n_eval} with too few inputs for both uses (all their "
+            "inputs are test inputs)") in " ".join(r.stdout.split())
+    dom = get_domain("imported")
+    for d in ds.demonstrations:  # the given outputs are the computed ones
+        assert dom.score(ds.behaviour(d.behaviour_id), d.input, d.output) == 1.0
+    assert {ds.behaviour(x["behaviour_id"]).meta["source_id"] for x in imported} == \
+        {r["id"] for r in CRUX} - {"sample_5"}
 
 
 def test_literal_comparison():

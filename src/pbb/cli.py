@@ -145,6 +145,13 @@ def data_import(
     skipped = [r for r in report if r["status"] == "skipped"]
     console.print(f"wrote {out}: {len(ds.behaviours)} functions imported, {len(skipped)} skipped "
                   f"(reasons in {out / REPORT})")
+    for split in ("train", "eval"):
+        these = [r for r in report if r.get("split") == split]
+        few = sum(r["test_inputs"] == (0 if split == "train" else r["inputs"]) for r in these)
+        how = ("all their inputs are demonstrations, no test input" if split == "train"
+               else "all their inputs are test inputs")
+        console.print(f"  {split}: {len(these)} functions"
+                      + (f", {few} with too few inputs for both uses ({how})" if few else ""))
     kinds = Counter(r["reason"].split(":")[0] for r in skipped)
     for reason, n in kinds.most_common(5):
         console.print(f"  skipped {n}: {reason}")

@@ -9,6 +9,16 @@ A functions file is JSONL, one function per line::
 ``inputs`` are argument lists as Python source (the text between the parentheses of a call);
 ``outputs`` (optional) are Python literals the computed outputs must equal; ``name`` (optional)
 picks the function, else the first one ``code`` defines; ``id`` (optional) is kept in ``meta``.
+CRUXEval's own records, one input each, are read as they are::
+
+    {"code": "def f(text):\n    return text[::-1]", "input": "'abc'", "output": "'cba'",
+     "id": "sample_0"}
+
+A function with more inputs than ``--test-inputs`` holds that many out as test inputs and can
+land in either split. One with fewer (CRUXEval: one input) cannot have both: if the split
+assignment makes it an eval behaviour, its inputs are its test inputs (it is known from its
+code alone, as PBB's eval behaviours are); if a train behaviour, they are its demonstrations
+and it has no test input. The split assignment is the same for both kinds, so both exist.
 Outputs are computed in :mod:`pbb.sandbox` and rendered with ``repr``. A line whose function
 raises, times out, is non-deterministic, returns a non-literal or disagrees with a given output
 is skipped, and ``import_report.jsonl`` says why; the import goes on. Where names clash, later
@@ -72,10 +82,36 @@ def _read_lines(path: Path) -> list[tuple[int, dict | None, str | None]]:
     """(line number, record or None, problem or None) for every non-empty line."""
     out = []
     for lineno, rec, problem in jsonl_lines(path):
+        if problem is None and not isinstance(rec, dict):
+            problem = "not a JSON object"
         if problem is None:
+            rec = _from_cruxeval(rec)
             problem = _function_problem(rec)
         out.append((lineno, rec if problem is None else None, problem))
     return out
+
+
+def _from_cruxeval(rec: dict) -> dict:
+    """A CRUXEval record (``input``/``output``: one call) as a functions-file record."""
+    if "inputs" in rec or "input" not in rec:
+        return rec
+    out = {k: v for k, v in rec.items() if k not in ("input", "output")}
+    out["inputs"] = [rec["input"]]
+    if "output" in rec:
+        out["outputs"] = [rec["output"]]
+    return out
+
+
+def _argument_list_problem(inputs: list[str]) -> str | None:
+    """The first input that is not an argument list (the text between a call's parentheses)."""
+    for k, args in enumerate(inputs):
+        try:
+            call = ast.parse(f"f({args})", mode="eval").body
+        except SyntaxError:
+            call = None
+        if not isinstance(call, ast.Call) or ast.unparse(call.func) != "f":
+            return f"input {k + 1} is not an argument list: {args[:60]!r}"
+    return None
 
 
 def _function_problem(rec: dict) -> str | None:
@@ -91,7 +127,7 @@ def _function_problem(rec: dict) -> str | None:
         return "'outputs' must be a list of strings, one per input"
     if "name" in rec and not isinstance(rec["name"], str):
         return "'name' must be a string"
-    return None
+    return _argument_list_problem(rec["inputs"])
 
 
 def import_functions(path: Path, *, test_inputs: int, eval_fraction: float, seed: int,
@@ -118,10 +154,6 @@ def import_functions(path: Path, *, test_inputs: int, eval_fraction: float, seed
         except ValueError as e:
             report.append({**where, "status": "skipped", "reason": str(e)})
             continue
-        if len(rec["inputs"]) <= test_inputs:
-            report.append({**where, "status": "skipped", "reason": f"{len(rec['inputs'])} inputs: "
-                           f"needs more than --test-inputs {test_inputs} (some must be demonstrations)"})
-            continue
         candidates.append((lineno, rec, tree, fname))
     if not candidates:
         reasons = "; ".join(f"line {r['line']}: {r['reason']}" for r in report[:3])
@@ -142,6 +174,7 @@ def import_functions(path: Path, *, test_inputs: int, eval_fraction: float, seed
     rng = random.Random(f"{seed}|import")
     taken: set[str] = set()
     behaviours: list[Behaviour] = []
+    calls: list[list[tuple[str, str]]] = []  # per behaviour: (query, output) for every input
     demos: list[Demonstration] = []
     for (lineno, rec, tree, fname), outcome in zip(candidates, outcomes):
         where = {"line": lineno, "id": rec.get("id")}
@@ -167,16 +200,33 @@ def import_functions(path: Path, *, test_inputs: int, eval_fraction: float, seed
                       instruction=code, meta={"source_line": lineno, "source_id": rec.get("id"),
                                               "renamed_from": renamed, "limits": limits})
         behaviours.append(b)
-        order = list(range(len(rec["inputs"])))
-        random.Random(f"{seed}|tests|{b.id}").shuffle(order)
-        held = set(order[:test_inputs])
-        for k, (args, out) in enumerate(zip(rec["inputs"], outcome.outputs)):
-            demos.append(Demonstration(b.id, f"{name}({args})", out, f"{ANSWER_PREFIX} {out}",
-                                       "test" if k in held else "train"))
+        calls.append([(f"{name}({args})", out) for args, out in zip(rec["inputs"], outcome.outputs)])
         report.append({**where, "status": "imported", "behaviour_id": b.id, "name": name,
                        "renamed_from": renamed})
     if not behaviours:
         raise PbbError(f"{path}: every function was skipped (reasons in {REPORT})")
     data_mod.assign_splits(behaviours, eval_fraction, seed)
+    entry = {r["behaviour_id"]: r for r in report if r["status"] == "imported"}
+    for b, its_calls in zip(behaviours, calls):
+        held = _held_out(b, len(its_calls), test_inputs, seed)
+        demos += [Demonstration(b.id, query, out, f"{ANSWER_PREFIX} {out}",
+                                "test" if k in held else "train")
+                  for k, (query, out) in enumerate(its_calls)]
+        entry[b.id].update(split=b.split, inputs=len(its_calls), test_inputs=len(held))
     report.sort(key=lambda r: r["line"])
     return data_mod.DataSet(None, ImportedDomain(), cfg, seed, behaviours, demos), report
+
+
+def _held_out(b: Behaviour, n: int, test_inputs: int, seed: int) -> set[int]:
+    """Which of a function's ``n`` inputs are test inputs.
+
+    With more than ``test_inputs`` inputs: ``test_inputs`` of them, drawn from the seed. With
+    fewer or as many (too few to keep demonstrations *and* test inputs): all of them for an eval
+    behaviour (its code is all it is known by), none for a train behaviour (they are its
+    demonstrations; it is not evaluated).
+    """
+    if n <= test_inputs:
+        return set(range(n)) if b.split == "eval" else set()
+    order = list(range(n))
+    random.Random(f"{seed}|tests|{b.id}").shuffle(order)
+    return set(order[:test_inputs])
