@@ -241,3 +241,123 @@ def test_smoke_flag_shrinks_a_config_and_keeps_its_plan(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert {r["curriculum"] for r in summary["results"]} == set(shipped["curricula"])
     assert not (tmp_path / "runs" / "quickstart").exists()
+
+
+def _stage_dirs(out: Path) -> set[str]:
+    plan = json.loads((out / "curricula.json").read_text())
+    return {Path(e["dir"]).name for entries in plan.values() for e in entries}
+
+
+def test_hf_export_holds_exactly_the_rows_the_run_trained(smoke_run, tmp_path):
+    from datasets import load_dataset, load_from_disk
+
+    from pbb import curricula, data
+
+    cfg, out = smoke_run
+    r = run_cli("export", "hf", str(out), "--out", str(tmp_path / "x"))
+    assert r.returncode == 0, r.stderr
+    exported = json.loads((tmp_path / "x" / "stages.json").read_text())
+    # each stage is the one the run trained: its key is the one in the run's stage directory
+    assert {f"{s['stage']}-{s['key']}" for s in exported} == _stage_dirs(out)
+    ds = data.load(out / "data")
+    hf = load_from_disk(str(tmp_path / "x" / "hf"))
+    assert len(hf["behaviours"]) == len(ds.behaviours)
+    assert len(hf["demonstrations"]) == len(ds.demonstrations)
+    for s in exported:
+        rows = next(st.rows for st in curricula.build(s["curriculum"], ds, cfg.curriculum)
+                    if st.name == s["stage"])
+        want = [(r["prompt"], r["completion"], r["kind"], r["behaviour_id"]) for r in rows]
+        parquet = load_dataset("parquet", data_files=str(
+            tmp_path / "x" / "parquet" / s["curriculum"] / s["stage"] / "train.parquet"))["train"]
+        for table in (hf[s["split"]], parquet):
+            assert [(r["prompt"], r["completion"], r["kind"], r["behaviour_id"])
+                    for r in table] == want
+
+
+TRL_CLI = "import sys; from trl.cli import main; sys.argv[0] = 'trl'; sys.exit(main())"
+
+
+def test_trl_sft_trains_on_an_exported_stage_unchanged(smoke_run, tmp_path):
+    import subprocess
+    import sys
+
+    from pbb.models import resolve_model_path
+
+    _, out = smoke_run
+    assert run_cli("export", "hf", str(out), "--out", str(tmp_path / "x")).returncode == 0
+    r = subprocess.run([sys.executable, "-c", TRL_CLI, "sft",
+                        "--model_name_or_path", str(resolve_model_path("tiny-random")),
+                        "--dataset_name", str(tmp_path / "x" / "parquet" / "proactive" / "stage1"),
+                        "--max_steps", "2", "--per_device_train_batch_size", "2",
+                        "--logging_steps", "1", "--save_strategy", "no", "--report_to", "none",
+                        "--use_cpu", "--bf16", "false", "--output_dir", str(tmp_path / "trl")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    losses = [float(x) for x in __import__("re").findall(r"'loss': '([0-9.]+)'", r.stdout + r.stderr)]
+    assert len(losses) == 2 and all(0 < x < 100 for x in losses)
+
+
+def _chat_finetuning_row_problem(line: str) -> str | None:
+    """OpenAI's chat finetuning format: one object with a `messages` list of role/content
+    strings, system first if any, user and assistant turns, ending with the assistant."""
+    rec = json.loads(line)
+    if set(rec) != {"messages"} or not isinstance(rec["messages"], list):
+        return "not {messages: [...]}"
+    msgs = rec["messages"]
+    if any(set(m) != {"role", "content"} or not isinstance(m["content"], str) or not m["content"]
+           for m in msgs):
+        return "a message is not {role, content}"
+    roles = [m["role"] for m in msgs]
+    if roles[0] == "system":
+        roles = roles[1:]
+    if not roles or roles[-1] != "assistant" or any(
+            r != ("user" if k % 2 == 0 else "assistant") for k, r in enumerate(roles)):
+        return f"roles {roles}"
+    return None
+
+
+def test_openai_export_is_chat_finetuning_jsonl_and_score_reads_its_answers_back(smoke_run, tmp_path):
+    from pbb import data
+    from pbb.export import eval_queries
+
+    cfg, out = smoke_run
+    assert run_cli("export", "openai", str(out), "--out", str(tmp_path / "x")).returncode == 0
+    exported = json.loads((tmp_path / "x" / "stages.json").read_text())
+    for s in exported:
+        lines = (tmp_path / "x" / "openai" / s["curriculum"] / f"{s['stage']}.jsonl").read_text().splitlines()
+        assert len(lines) == s["rows"]
+        assert [p for p in map(_chat_finetuning_row_problem, lines) if p] == []
+    ds = data.load(out / "data")
+    answers = []
+    for mode in cfg.eval.modes:
+        requests = [json.loads(x) for x in
+                    (tmp_path / "x" / "openai" / "eval" / f"{mode}.jsonl").read_text().splitlines()]
+        queries = eval_queries(cfg, ds, mode)
+        assert [q["custom_id"] for q in requests] == list(queries)
+        assert all(q["body"]["messages"][-1]["content"] == queries[q["custom_id"]]["prompt"]
+                   for q in requests)
+        # answer with what the run's proactive model wrote: a Batch API output line for half
+        wrote = {(s["behaviour_id"], s["input"]): s["completion"] for s in
+                 read_jsonl(out / "eval" / "proactive" / mode / "samples.jsonl")}
+        for k, (qid, q) in enumerate(queries.items()):
+            text = wrote[(q["behaviour_id"], q["input"])]
+            answers.append({"custom_id": qid, "completion": text} if k % 2 else
+                           {"custom_id": qid, "response": {"body": {"choices": [
+                               {"message": {"role": "assistant", "content": text}}]}}})
+    comp = tmp_path / "answers.jsonl"
+    comp.write_text("".join(json.dumps(a) + "\n" for a in answers))
+    r = run_cli("score", str(out), str(comp), "--out", str(tmp_path / "s"), "--curriculum", "proactive")
+    assert r.returncode == 0, r.stderr
+    for mode in cfg.eval.modes:  # scored outside the run, the samples are the run's own
+        assert (tmp_path / "s" / "eval" / "proactive" / mode / "samples.jsonl").read_bytes() == \
+            (out / "eval" / "proactive" / mode / "samples.jsonl").read_bytes()
+    mine = [x for x in json.loads((tmp_path / "s" / "summary.json").read_text())["results"]]
+    theirs = [x for x in json.loads((out / "summary.json").read_text())["results"]
+              if x["curriculum"] == "proactive"]
+    assert mine == theirs
+    # a missing answer is refused, not scored as wrong or left out of the rate
+    comp.write_text("".join(json.dumps(a) + "\n" for a in answers[1:]))
+    r = run_cli("score", str(out), str(comp), "--out", str(tmp_path / "t"), "--curriculum", "proactive")
+    assert r.returncode == 1 and "have no completion" in r.stderr and not (tmp_path / "t").exists()
+    r = run_cli("score", str(out), str(comp), "--out", str(tmp_path / "t"), "--curriculum", "gpt")
+    assert r.returncode == 1 and "--curriculum 'gpt': not a curriculum" in r.stderr

@@ -287,6 +287,49 @@ def sweep_cmd(
         console.print(f"[bold]crossover[/]: {eff['statement']}")
 
 
+@app.command("export")
+def export_cmd(
+    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="hf (datasets + parquet, for trl sft) "
+                                       "or openai (chat finetuning JSONL + Batch API eval queries)")],
+    source: Annotated[Path, typer.Argument(help="a run directory or a data set directory")],
+    out: Out,
+    config: Annotated[Path | None, typer.Option(
+        help="for a data set: the run config whose curricula to export (default settings "
+        "without one)")] = None,
+    model: Annotated[str | None, typer.Option(
+        help="openai: the model named in the eval requests (default the run's model)")] = None,
+    force: Force = False,
+) -> None:
+    """Write a data set's or a run's behaviours, stage rows and eval queries for other tools."""
+    from pbb.export import export
+
+    exported = export(fmt, source, out, config=config, force=force, model=model)
+    console.print(f"wrote {out}: {len(exported)} stages ("
+                  + ", ".join(f"{s.curriculum}/{s.stage} {len(s.rows)} rows" for s in exported)
+                  + ")")
+
+
+@app.command("score")
+def score_cmd(
+    source: Annotated[Path, typer.Argument(help="the run or data set the queries came from")],
+    completions: Annotated[Path, typer.Argument(help="JSONL: custom_id + completion, or Batch "
+                                                "API output lines")],
+    out: Out,
+    curriculum: Annotated[str, typer.Option(
+        help="what the model that wrote them was trained with (e.g. proactive, untuned)")],
+    config: Annotated[Path | None, typer.Option(
+        help="for a data set: the run config the queries were exported with")] = None,
+    force: Force = False,
+) -> None:
+    """Score completions produced elsewhere with pbb's verifiers; write a run directory."""
+    from pbb.report import print_table, written
+    from pbb.score import score
+
+    summary = score(source, completions, out, curriculum=curriculum, config=config, force=force)
+    print_table(summary)
+    print(written(out))
+
+
 @app.command("report")
 def report_cmd(run_dir: Annotated[Path, typer.Argument(help="a run or sweep directory")]) -> None:
     """Re-render a run's (or a sweep's) summary, report and plots from its files."""

@@ -16,8 +16,6 @@ or failed generation leaves nothing behind.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +28,8 @@ from pbb.domains import Behaviour, Demonstration, Domain, get_domain
 from pbb.errors import PbbError
 from pbb.jsonio import (
     atomic_write_json,
+    directory_in_place,
     iter_jsonl,
-    make_temp_dir,
     read_json,
     write_jsonl,
 )
@@ -170,25 +168,13 @@ def save(ds: DataSet, out: Path, *, force: bool = False, extra: dict | None = No
          extra_files: dict[str, list[dict]] | None = None) -> Path:
     """Write the three files (and ``extra_files``, e.g. a report) to ``out``, all or nothing."""
     out = Path(out)
-    parent = check_out_dir(out, force)
-    tmp = make_temp_dir(parent, f".{out.name}.tmp-")
-    try:
+    with directory_in_place(out, check_out_dir(out, force)) as tmp:
         write_jsonl(tmp / BEHAVIOURS, (b.to_record() for b in ds.behaviours))
         write_jsonl(tmp / DEMONSTRATIONS, (d.to_record() for d in ds.demonstrations))
         for name, records in (extra_files or {}).items():
             write_jsonl(tmp / name, records)
         files = {n: _sha256(tmp / n) for n in (BEHAVIOURS, DEMONSTRATIONS)}
         atomic_write_json(tmp / MANIFEST, manifest(ds, files, extra))
-        if out.exists():
-            old = make_temp_dir(parent, f".{out.name}.old-")
-            os.replace(out, old / "d")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     ds.path = out
     return out
 

@@ -59,6 +59,35 @@ def build_queries(ds: DataSet, mode: str, max_test_inputs: int | None = None,
     return queries
 
 
+class Scorer:
+    """Completion -> sample record for one (curriculum, mode): extraction, the domain's verifier,
+    recall. Shared by local evaluation and ``pbb score`` (completions produced elsewhere), so a
+    rate means the same whichever produced the text."""
+
+    def __init__(self, ds: DataSet, curriculum: str, mode: str, fmt: str = "code"):
+        self.ds, self.curriculum, self.mode, self.fmt = ds, curriculum, mode, fmt
+        self.behaviours = {b.id: b for b in ds.behaviours}
+        self.extra = ds.domain.sample_fields if ds.domain.sample_metrics else None  # validity...
+        self.train_out = {k: [d.output for d in v] for k, v in ds.by_behaviour("train").items()}
+        self.test_out = {k: [d.output for d in v] for k, v in ds.by_behaviour("test").items()}
+
+    def __call__(self, q: dict, completion: str) -> dict:
+        b, mode = self.behaviours[q["behaviour_id"]], self.mode
+        rec = {"behaviour_id": q["behaviour_id"], "split": q["split"], "curriculum": self.curriculum,
+               "mode": mode, "input": q["input"], "prompt": q["prompt"], "completion": completion}
+        if mode == "recall":
+            return {**rec, "prediction": normalize(completion), "target": q["target"],
+                    "score": recall_score(completion, q["target"])}
+        prediction, score = score_completion(self.ds.domain, b, q["input"], completion)
+        rec.update(prediction=prediction, target=q["target"], score=score)
+        if mode == "cot":
+            rec["recall_exact"] = cot_recall_exact(completion, instruction_text(b, self.fmt))
+        if self.extra:
+            rec.update(self.extra(b, q["input"], prediction, self.train_out[q["behaviour_id"]],
+                                  self.test_out[q["behaviour_id"]]))
+        return rec
+
+
 def generate(model, tokenizer, prompts: list[str], *, batch_size: int, max_new_tokens: int,
              temperature: float = 0.0, desc: str = "generate", progress: bool = True,
              on_batch=None, system_prompt: str | None = None) -> list[str]:
@@ -117,27 +146,7 @@ def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_d
         except Exception:  # noqa: BLE001 - a torn last line from a kill: keep what parsed
             pass
     todo = [q for q in queries if (q["behaviour_id"], q["input"]) not in done]
-    behaviours = {b.id: b for b in ds.behaviours}
-    extra = ds.domain.sample_fields if ds.domain.sample_metrics else None  # validity, novelty...
-    train_out = {k: [d.output for d in v] for k, v in ds.by_behaviour("train").items()}
-    test_out = {k: [d.output for d in v] for k, v in ds.by_behaviour("test").items()}
-
-    def to_sample(q: dict, completion: str) -> dict:
-        b = behaviours[q["behaviour_id"]]
-        rec = {"behaviour_id": q["behaviour_id"], "split": q["split"], "curriculum": curriculum,
-               "mode": mode, "input": q["input"], "prompt": q["prompt"], "completion": completion}
-        if mode == "recall":
-            return {**rec, "prediction": normalize(completion), "target": q["target"],
-                    "score": recall_score(completion, q["target"])}
-        prediction, score = score_completion(ds.domain, b, q["input"], completion)
-        rec.update(prediction=prediction, target=q["target"], score=score)
-        if mode == "cot":
-            rec["recall_exact"] = cot_recall_exact(completion,
-                                                   instruction_text(b, fmt))
-        if extra:
-            rec.update(extra(b, q["input"], prediction, train_out[q["behaviour_id"]],
-                             test_out[q["behaviour_id"]]))
-        return rec
+    to_sample = Scorer(ds, curriculum, mode, fmt)
 
     def save_batch(items: list[tuple[int, str]]) -> None:
         for i, completion in items:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,27 @@ def make_temp_dir(parent: Path, prefix: str) -> Path:
             return path
         except FileExistsError:
             continue
+
+
+@contextmanager
+def directory_in_place(out: Path, parent: Path) -> Iterator[Path]:
+    """Build a directory under a temporary name in ``parent``, then swap it in for ``out``: a
+    reader sees the old directory or the new one, never half of either; an error (or a kill
+    before the swap) leaves ``out`` as it was."""
+    out = Path(out)
+    tmp = make_temp_dir(parent, f".{out.name}.tmp-")
+    try:
+        yield tmp
+        if out.exists():
+            old = make_temp_dir(parent, f".{out.name}.old-")
+            os.replace(out, old / "d")
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

@@ -1,0 +1,106 @@
+"""Scoring completions produced outside pbb (``pbb score SOURCE COMPLETIONS --out DIR``).
+
+A hosted model finetuned on an ``openai`` export, a ``vllm serve`` endpoint, another harness:
+whatever answered the evaluation queries, its completions are scored here with pbb's own
+extraction, verifiers and recall check (:class:`pbb.evaluate.Scorer`, the code ``pbb run``
+scores with), and written as a run directory: ``config.yaml``, ``eval/<curriculum>/<mode>/
+samples.jsonl``, ``summary.json``, ``report.md`` (``pbb report DIR`` re-renders it).
+
+COMPLETIONS is JSONL, one line per query, keyed by the ``custom_id`` of the ``openai`` export's
+``eval/<mode>.jsonl`` (``mode|behaviour_id|k``), either ``{"custom_id": ..., "completion": "..."}``
+or a line of OpenAI's Batch API output (``{"custom_id": ..., "response": {"body": {"choices":
+[{"message": {"content": "..."}}]}}}``). Every query of a mode that appears must be answered:
+a rate over the answered ones only would not be the rate the report claims.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pbb import curricula as curricula_mod
+from pbb import data as data_mod
+from pbb.config import dump_config
+from pbb.errors import PbbError
+from pbb.evaluate import SAMPLES, Scorer
+from pbb.export import eval_queries, open_source
+from pbb.jsonio import atomic_write_text, directory_in_place, jsonl_lines, write_jsonl
+
+
+def _completion(rec: dict) -> str | None:
+    if isinstance(rec.get("completion"), str):
+        return rec["completion"]
+    try:
+        content = rec["response"]["body"]["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return content if isinstance(content, str) else None
+
+
+def read_completions(path: Path) -> dict[str, str]:
+    """custom_id -> completion text; a bad line is a ``file:line`` error."""
+    out: dict[str, str] = {}
+    for lineno, rec, problem in jsonl_lines(Path(path)):
+        where = f"{path}:{lineno}"
+        if problem is None and not isinstance(rec, dict):
+            problem = "not a JSON object"
+        if problem:
+            raise PbbError(f"{where}: {problem}")
+        qid, text = rec.get("custom_id"), _completion(rec)
+        if not isinstance(qid, str):
+            raise PbbError(f"{where}: missing string field 'custom_id'")
+        if text is None:
+            raise PbbError(f"{where}: no completion text ('completion', or a Batch API "
+                           "response's choices[0].message.content)")
+        if qid in out:
+            raise PbbError(f"{where}: custom_id {qid!r} appears twice")
+        out[qid] = text
+    if not out:
+        raise PbbError(f"{path}: no completions")
+    return out
+
+
+def score(source: Path, completions: Path, out: Path, *, curriculum: str,
+          config: Path | None = None, force: bool = False) -> dict:
+    """Score ``completions`` against ``source``'s evaluation queries; returns the summary."""
+    from pbb.report import build_summary, write_report
+
+    cfg, ds = open_source(source, config)
+    if curriculum not in curricula_mod.CURRICULA and curriculum not in cfg.curriculum.custom:
+        raise PbbError(f"--curriculum {curriculum!r}: not a curriculum (it names what the model "
+                       f"that wrote the completions was trained with); known: "
+                       f"{', '.join(sorted(set(curricula_mod.CURRICULA) | set(cfg.curriculum.custom)))}")
+    got = read_completions(completions)
+    by_mode: dict[str, dict[str, str]] = {}
+    for qid, text in got.items():
+        by_mode.setdefault(qid.split("|", 1)[0], {})[qid] = text
+    unknown = sorted(set(by_mode) - set(cfg.eval.modes))
+    if unknown:
+        raise PbbError(f"{completions}: custom_id mode(s) {unknown} are not evaluation modes of "
+                       f"this run ({', '.join(cfg.eval.modes)})")
+    modes = [m for m in cfg.eval.modes if m in by_mode]
+    samples = {}
+    for mode in modes:
+        queries = eval_queries(cfg, ds, mode)
+        stray = sorted(set(by_mode[mode]) - set(queries))
+        if stray:
+            raise PbbError(f"{completions}: custom_id {stray[0]!r} is no query of this run "
+                           f"({len(stray)} such)")
+        missing = [qid for qid in queries if qid not in by_mode[mode]]
+        if missing:
+            raise PbbError(f"{completions}: {len(missing)} of {len(queries)} {mode} queries have "
+                           f"no completion (first: {missing[0]!r})")
+        scorer = Scorer(ds, curriculum, mode, cfg.data.instruction_format)
+        samples[mode] = [scorer(q, by_mode[mode][qid]) for qid, q in queries.items()]
+
+    data_dir = ds.path.resolve() if ds.path else None
+    scored = cfg.model_copy(update={
+        "curricula": [curriculum], "eval": cfg.eval.model_copy(update={"modes": modes}),
+        "data": cfg.data.model_copy(update={"path": str(data_dir)})})
+    out = Path(out)
+    with directory_in_place(out, data_mod.check_out_dir(out, force)) as tmp:
+        atomic_write_text(tmp / "config.yaml", dump_config(scored))
+        for mode, recs in samples.items():
+            write_jsonl(tmp / "eval" / curriculum / mode / SAMPLES, recs)
+        summary = {**build_summary(tmp, scored, ds), "scored_from": str(completions)}
+        write_report(tmp, summary)
+    return summary
