@@ -361,3 +361,40 @@ def test_openai_export_is_chat_finetuning_jsonl_and_score_reads_its_answers_back
     assert r.returncode == 1 and "have no completion" in r.stderr and not (tmp_path / "t").exists()
     r = run_cli("score", str(out), str(comp), "--out", str(tmp_path / "t"), "--curriculum", "gpt")
     assert r.returncode == 1 and "--curriculum 'gpt': not a curriculum" in r.stderr
+
+
+def test_tensorboard_gets_every_stage_sft_and_rl_and_the_final_accuracies(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = smoke_config(curricula=["proactive", "rl_only"], **{"train.report_to": ["tensorboard"],
+                                                               "eval.modes": ["recall", "cot"]})
+    summary = run_mod.run(cfg, tmp_path / "r", progress=False)
+    events = EventAccumulator(str(tmp_path / "r" / "tensorboard" / cfg.name))
+    events.Reload()
+    scalars = {tag: [e.value for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    for entries in summary["stages"].values():
+        for e in entries:  # each stage's metrics.jsonl, line for line
+            stage = Path(e["dir"]).name
+            lines = read_jsonl(tmp_path / "r" / e["dir"] / "metrics.jsonl")
+            key = "loss" if "activation_rl" not in stage else "reward"
+            logged = [x[key] for x in lines if key in x]
+            assert logged and scalars[f"{stage}/{key}"] == pytest.approx(logged, rel=1e-5)
+    for r in summary["results"]:
+        tag = f"eval/{r['curriculum']}/{r['mode']}/{r['split']}/accuracy"
+        assert scalars[tag] == pytest.approx([r["accuracy"]], abs=1e-6)
+
+
+def test_a_tracker_that_is_not_installed_is_one_error_before_work(tmp_path, monkeypatch):
+    import importlib.util
+
+    from pbb.errors import PbbError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "wandb" else real(name, *a))
+    cfg = smoke_config(**{"train.report_to": ["wandb"]})
+    with pytest.raises(PbbError, match=r"train.report_to: wandb needs the wandb package"):
+        run_mod.run(cfg, tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(PbbError, match="report_to"):
+        smoke_config(**{"train.report_to": ["neptune"]})

@@ -141,6 +141,10 @@ class TrainConfig(_Strict):
         1024, ge=16, description="memory bound: a batch is run in parts of at most this many "
         "(padded) tokens, its loss still the token mean over the whole batch. Changes peak "
         "memory and speed, not the update, so it is not part of a stage's key")
+    report_to: list[Literal["tensorboard", "wandb", "trackio"]] = Field(
+        default_factory=list, description="experiment trackers (pbb.tracking): every stage's "
+        "metrics, SFT and RL, and the final accuracies. A view of the run, not part of a stage's "
+        "key")
     max_length: int = Field(768, ge=16)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     schedule: Literal["cosine", "linear", "constant"] = Field(

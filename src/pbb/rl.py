@@ -99,7 +99,8 @@ def reward_trend(metrics_path: Path) -> dict:
 def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer,
                    cfg: TrainConfig, rl: RLConfig, rewards: tuple[list[Callable], list[float]],
                    stage_dir: Path, seed: int, progress: bool = True,
-                   system_prompt: str | None = None) -> dict:
+                   system_prompt: str | None = None,
+                   on_metrics: Callable[[dict], None] | None = None) -> dict:
     """Train one GRPO stage on the prompts of ``rows``; returns (and stores) what was done.
 
     Prompts go to TRL already rendered by :func:`pbb.chat.prompt_text` (plain-text prompts, which
@@ -123,7 +124,7 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
     funcs = [_logged(funcs[0], stage_dir / ROLLOUTS, trainer_ref), *funcs[1:]]
     args = grpo_args(rl, cfg, stage_dir / "trainer", seed, progress, weights)
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
-                          processing_class=tokenizer, callbacks=[_MetricsLog(stage_dir / METRICS)])
+                          processing_class=tokenizer, callbacks=[_MetricsLog(stage_dir / METRICS, on_metrics)])
     trainer_ref.append(trainer)
     fit(trainer, stage_dir=stage_dir, tokenizer=tokenizer, resume=resume, progress=progress)
     return finish_stage(stage_dir, {

@@ -38,6 +38,7 @@ from pbb.report import build_summary, print_table, write_report, written
 from pbb.rewards import reward_functions
 from pbb.rl import train_rl_stage
 from pbb.sft import train_sft
+from pbb.tracking import Tracking, check_trackers
 from pbb.train import (
     MODEL,
     is_done,
@@ -65,7 +66,7 @@ def stage_key(cfg: RunConfig, parent: str, rows: list[dict], trainer: str = "sft
         rule = cfg.train.stopping_rule(stage.name, stage.train)
         if rule:
             what["stopping_rule"] = list(rule)
-    what["train"] = train.model_dump(mode="json", exclude={"max_batch_tokens"})
+    what["train"] = train.model_dump(mode="json", exclude={"max_batch_tokens", "report_to"})
     if cfg.chat.system_prompt:
         what["system_prompt"] = cfg.chat.system_prompt
     if trainer == "rl":
@@ -127,6 +128,7 @@ def check_before_work(cfg: RunConfig) -> Path | str:
     data_mod.parse_domain_config(dom, cfg.data.options, where="data.options")
     use_bf16(cfg.train.precision, "train.precision")
     use_bf16(cfg.eval.precision, "eval.precision")
+    check_trackers(cfg.train.report_to)
     return resolve_model_path(cfg.model)
 
 
@@ -162,33 +164,39 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
     fmt = cfg.data.instruction_format
     built = {name: curricula_mod.build(name, ds, cfg.curriculum, fmt) for name in cfg.curricula}
     check_stage_settings(cfg, built, ds)
-    for name, stages in built.items():
-        parent, init, entries = "base", base, []
-        for st in stages:
-            key = stage_key(cfg, parent, st.rows, st.trainer, st)
-            sdir = Path(stages_root or out / "stages") / f"{st.name}-{key}"
-            entries.append({"stage": st.name, "dir": os.path.relpath(sdir, out), "rows": len(st.rows)})
-            if is_done(sdir):
-                console.print(f"[dim]{name}/{st.name}: done earlier, reusing {sdir.name}[/]")
-            else:
-                t = time.time()
-                train_one_stage(cfg, ds, st, init=init, base=base, tok=tok, stage_dir=sdir,
-                                label=f"{name}/{st.name}", progress=progress)
-                release_memory()
-                timing[f"train {name}/{st.name}"] = time.time() - t
-            parent, init = key, sdir / MODEL
-        plan[name] = entries
-        atomic_write_json(out / "curricula.json", plan)
-        evaluate_curriculum(cfg, ds, out, name, init, base, tok, timing, progress,
-                            trained=bool(stages))
-        release_memory()
+    tracking = Tracking(cfg.train.report_to, cfg.name, out)
+    try:
+        for name, stages in built.items():
+            parent, init, entries = "base", base, []
+            for st in stages:
+                key = stage_key(cfg, parent, st.rows, st.trainer, st)
+                sdir = Path(stages_root or out / "stages") / f"{st.name}-{key}"
+                entries.append({"stage": st.name, "dir": os.path.relpath(sdir, out), "rows": len(st.rows)})
+                if is_done(sdir):
+                    console.print(f"[dim]{name}/{st.name}: done earlier, reusing {sdir.name}[/]")
+                else:
+                    t = time.time()
+                    train_one_stage(cfg, ds, st, init=init, base=base, tok=tok, stage_dir=sdir,
+                                    label=f"{name}/{st.name}", progress=progress,
+                                    on_metrics=tracking.stage_logger(sdir.name))
+                    release_memory()
+                    timing[f"train {name}/{st.name}"] = time.time() - t
+                parent, init = key, sdir / MODEL
+            plan[name] = entries
+            atomic_write_json(out / "curricula.json", plan)
+            evaluate_curriculum(cfg, ds, out, name, init, base, tok, timing, progress,
+                                trained=bool(stages))
+            release_memory()
 
-    summary = {**build_summary(out, cfg, ds),
-               "stages": {n: [dict(e, **stage_info(out / e["dir"])) for e in es]
-                          for n, es in plan.items()},
-               "timing": {k: round(v, 1) for k, v in timing.items()},
-               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-    write_report(out, summary)
+        summary = {**build_summary(out, cfg, ds),
+                   "stages": {n: [dict(e, **stage_info(out / e["dir"])) for e in es]
+                              for n, es in plan.items()},
+                   "timing": {k: round(v, 1) for k, v in timing.items()},
+                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        write_report(out, summary)
+        tracking.log_results(summary)
+    finally:
+        tracking.finish()
     print_table(summary, Console())
     console.print(written(out))
     return summary
@@ -243,7 +251,7 @@ def recall_checker(cfg: RunConfig, ds, tok, behaviour_ids: list[str]):
 
 
 def train_one_stage(cfg: RunConfig, ds, st, *, init, base, tok, stage_dir: Path, label: str,
-                    progress: bool) -> dict:
+                    progress: bool, on_metrics=None) -> dict:
     """Train one stage (SFT or RL) with its own settings; returns its ``done.json``."""
     train = cfg.train.for_stage(st.name, st.train)
     if st.trainer == "rl":
@@ -251,7 +259,8 @@ def train_one_stage(cfg: RunConfig, ds, st, *, init, base, tok, stage_dir: Path,
         info = train_rl_stage(st.rows, init=init, base=base, tokenizer=tok, cfg=train, rl=cfg.rl,
                               stage_dir=stage_dir, seed=cfg.seed,
                               rewards=reward_functions(ds, cfg.rl.format_weight),
-                              progress=progress, system_prompt=cfg.chat.system_prompt)
+                              progress=progress, system_prompt=cfg.chat.system_prompt,
+                              on_metrics=on_metrics)
         console.print(f"  {info['steps']} steps, reward {info.get('reward_first', 0):.3f}"
                       f" -> {info.get('reward_last', 0):.3f}, {info['seconds']:.0f} s")
         return info
@@ -266,7 +275,7 @@ def train_one_stage(cfg: RunConfig, ds, st, *, init, base, tok, stage_dir: Path,
     info = train_sft(st.rows, init=init, base=base, tokenizer=tok, cfg=train, stage_dir=stage_dir,
                      seed=cfg.seed, progress=progress, system_prompt=cfg.chat.system_prompt,
                      recall_check=check, recall_target=rule[0] if rule else None,
-                     max_epochs=rule[1] if rule else None)
+                     max_epochs=rule[1] if rule else None, on_metrics=on_metrics)
     recall = "".join(f", recall {r['recall']:.0%} after epoch {r['epoch']}" for r in info["recall"])
     console.print(f"  {info['steps']} steps ({info['epochs']:g} epochs), loss "
                   f"{info['train_loss']:.3f}, {info['tokens_per_row']:.0f} tokens/row, "

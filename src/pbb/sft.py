@@ -172,15 +172,21 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
               cfg: TrainConfig, stage_dir: Path, seed: int, progress: bool = True,
               system_prompt: str | None = None,
               recall_check: Callable[[object], dict] | None = None,
-              recall_target: float | None = None, max_epochs: int | None = None) -> dict:
+              recall_target: float | None = None, max_epochs: int | None = None,
+              on_metrics: Callable[[dict], None] | None = None) -> dict:
     """Train one SFT stage; returns (and stores in ``done.json``) what was done.
 
     Without ``recall_target``: ``cfg.epochs`` epochs (fractions allowed) or ``cfg.max_steps``.
     With it: whole epochs, ``recall_check(model)`` after each (it returns ``{"recall": r, ...}``),
     stopping once ``r >= recall_target`` or after ``max_epochs``; the learning-rate schedule
-    spans ``max_epochs``.
+    spans ``max_epochs``. Every ``metrics.jsonl`` record also goes to ``on_metrics`` (trackers).
     """
     import torch
+
+    def log_metrics(record: dict) -> None:
+        append_jsonl(stage_dir / METRICS, record)
+        if on_metrics is not None:
+            on_metrics(record)
 
     stage_dir = Path(stage_dir)
     resume = start_stage(stage_dir)
@@ -244,7 +250,7 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
         model.train()
         timing["recall"] += time.time() - t
         state["recall"].append({"epoch": state["epoch"], **result})
-        append_jsonl(stage_dir / METRICS, {"step": state["step"], "epoch": state["epoch"],
+        log_metrics({"step": state["step"], "epoch": state["epoch"],
                                            **{f"recall/{k}": v for k, v in result.items()}})
         return recall_target is not None and result["recall"] >= recall_target
 
@@ -282,7 +288,7 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
             state["rows"] += step_rows
             state["loss_sum"] += step_loss
             state["loss_n"] += 1
-            append_jsonl(stage_dir / METRICS, {
+            log_metrics({
                 "step": state["step"], "epoch": round(state["epoch"] + state["micro"] / len(batches), 4),
                 "loss": round(step_loss, 6), "learning_rate": scheduler.get_last_lr()[0],
                 "grad_norm": round(float(grad_norm), 4), "rows": step_rows, "tokens": step_tokens})

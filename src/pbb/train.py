@@ -176,16 +176,20 @@ def load_for_eval(model_dir: Path | str, base: Path | str):
 
 
 class _MetricsLog:
-    """A TrainerCallback that appends every log line to ``metrics.jsonl`` (flushed at once)."""
+    """A TrainerCallback that appends every log line to ``metrics.jsonl`` (flushed at once), and
+    hands it to ``on_metrics`` (trackers) when given."""
 
-    def __new__(cls, path: Path):
+    def __new__(cls, path: Path, on_metrics=None):
         from transformers import TrainerCallback
 
         class Callback(TrainerCallback):
             def on_log(self, args, state, control, logs=None, **kw):
                 if logs:
-                    append_jsonl(path, {"step": state.global_step, **{
-                        k: (round(v, 6) if isinstance(v, float) else v) for k, v in logs.items()}})
+                    record = {"step": state.global_step, **{
+                        k: (round(v, 6) if isinstance(v, float) else v) for k, v in logs.items()}}
+                    append_jsonl(path, record)
+                    if on_metrics is not None:
+                        on_metrics(record)
 
         return Callback()
 
