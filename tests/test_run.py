@@ -398,3 +398,43 @@ def test_a_tracker_that_is_not_installed_is_one_error_before_work(tmp_path, monk
     assert not (tmp_path / "r").exists()
     with pytest.raises(PbbError, match="report_to"):
         smoke_config(**{"train.report_to": ["neptune"]})
+
+
+def test_lm_eval_runs_the_exported_tasks_and_scores_with_pbbs_verifier(smoke_run, tmp_path):
+    import importlib.util
+
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    from pbb import data
+    from pbb.evaluate import Scorer
+    from pbb.export import eval_queries
+    from pbb.models import resolve_model_path
+
+    cfg, out = smoke_run
+    assert run_cli("export", "lm-eval", str(out), "--out", str(tmp_path / "x")).returncode == 0
+    folder = tmp_path / "x" / "lm-eval"
+    ds = data.load(out / "data")
+    # the folder's own scoring module: gold answers score 1, junk 0 (pbb's verifier decides)
+    spec = importlib.util.spec_from_file_location("pbb_task_utils", folder / "utils.py")
+    utils = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(utils)
+    docs = [d for d in utils.load_docs(mode="cot", split="eval")["test"]]
+    traces = {(d.behaviour_id, d.input): d.trace for d in ds.demonstrations}
+    assert docs and all(utils.process_results(d, [traces[(d["behaviour_id"], d["input"])]]) ==
+                        {"acc": 1.0} for d in docs)
+    assert all(utils.process_results(d, ["Answer: junk"]) == {"acc": 0.0} for d in docs)
+
+    result = lm_eval.simple_evaluate(
+        model="hf", model_args=f"pretrained={resolve_model_path('tiny-random')},device=cpu,dtype=float32",
+        tasks=[f"pbb_{cfg.name}"], task_manager=TaskManager(include_path=str(folder)),
+        apply_chat_template=True, log_samples=True, batch_size=8)
+    for mode in cfg.eval.modes:
+        queries = eval_queries(cfg, ds, mode)
+        scorer = Scorer(ds, "x", mode)
+        for split in ("eval", "train"):
+            task = f"pbb_{cfg.name}_{mode}_{split}"
+            logged = result["samples"][task]
+            assert len(logged) == sum(q["split"] == split for q in queries.values())
+            ours = [scorer(s["doc"], s["filtered_resps"][0].strip())["score"] for s in logged]
+            assert result["results"][task]["acc,none"] == pytest.approx(sum(ours) / len(ours))

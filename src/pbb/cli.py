@@ -289,8 +289,9 @@ def sweep_cmd(
 
 @app.command("export")
 def export_cmd(
-    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="hf (datasets + parquet, for trl sft) "
-                                       "or openai (chat finetuning JSONL + Batch API eval queries)")],
+    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="hf (datasets + parquet, for trl sft), "
+                                       "openai (chat finetuning JSONL + Batch API eval queries) or "
+                                       "lm-eval (a task folder for lm-evaluation-harness)")],
     source: Annotated[Path, typer.Argument(help="a run directory or a data set directory")],
     out: Out,
     config: Annotated[Path | None, typer.Option(

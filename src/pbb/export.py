@@ -14,6 +14,8 @@ rows), so ``stages.json`` lets anyone check that an export is exactly what a run
 * ``openai``: ``DIR/openai/<curriculum>/<stage>.jsonl``, chat finetuning rows (``{"messages":
   [...]}``), and ``DIR/openai/eval/<mode>.jsonl``, the evaluation queries as Batch API requests
   whose ``custom_id`` ``pbb score`` reads back.
+* ``lm-eval``: ``DIR/lm-eval/``, a task folder for lm-evaluation-harness (``--include_path``)
+  whose scoring calls pbb's verifiers (:mod:`pbb.lmeval`).
 
 The system prompt is the run's (``chat.system_prompt``; none by default), as in training.
 """
@@ -32,7 +34,7 @@ from pbb.errors import PbbError
 from pbb.evaluate import build_queries
 from pbb.jsonio import atomic_write_json, directory_in_place, write_jsonl
 
-FORMATS = ("hf", "openai")
+FORMATS = ("hf", "openai", "lm-eval")
 STAGES = "stages.json"
 
 
@@ -169,8 +171,13 @@ def export(fmt: str, source: Path, out: Path, *, config: Path | None = None, for
     with directory_in_place(Path(out), parent) as tmp:
         if fmt == "hf":
             _write_hf(cfg, ds, exported, tmp)
-        else:
+        elif fmt == "openai":
             _write_openai(cfg, ds, exported, tmp, model or cfg.model)
+        else:
+            from pbb.lmeval import write_task_folder
+
+            write_task_folder(cfg, ds, tmp / "lm-eval",
+                              {mode: eval_queries(cfg, ds, mode) for mode in cfg.eval.modes})
         atomic_write_json(tmp / STAGES, [
             {"curriculum": s.curriculum, "stage": s.stage, "trainer": s.trainer, "key": s.key,
              "rows": len(s.rows), "split": s.split_name} for s in exported])
