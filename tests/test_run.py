@@ -438,3 +438,12 @@ def test_lm_eval_runs_the_exported_tasks_and_scores_with_pbbs_verifier(smoke_run
             assert len(logged) == sum(q["split"] == split for q in queries.values())
             ours = [scorer(s["doc"], s["filtered_resps"][0].strip())["score"] for s in logged]
             assert result["results"][task]["acc,none"] == pytest.approx(sum(ours) / len(ours))
+    # lm-eval's logged samples, scored back by pbb score: the same numbers as lm-eval's acc
+    logged = tmp_path / "lm_eval_samples.jsonl"
+    logged.write_text("".join(json.dumps(s, default=str) + "\n" for task in result["samples"]
+                              for s in result["samples"][task]))
+    r = run_cli("score", str(out), str(logged), "--out", str(tmp_path / "s"), "--curriculum", "untuned")
+    assert r.returncode == 0, r.stderr
+    for row in json.loads((tmp_path / "s" / "summary.json").read_text())["results"]:
+        task = f"pbb_{cfg.name}_{row['mode']}_{row['split']}"
+        assert row["accuracy"] == pytest.approx(result["results"][task]["acc,none"])

@@ -7,9 +7,11 @@ scores with), and written as a run directory: ``config.yaml``, ``eval/<curriculu
 samples.jsonl``, ``summary.json``, ``report.md`` (``pbb report DIR`` re-renders it).
 
 COMPLETIONS is JSONL, one line per query, keyed by the ``custom_id`` of the ``openai`` export's
-``eval/<mode>.jsonl`` (``mode|behaviour_id|k``), either ``{"custom_id": ..., "completion": "..."}``
-or a line of OpenAI's Batch API output (``{"custom_id": ..., "response": {"body": {"choices":
-[{"message": {"content": "..."}}]}}}``). Every query of a mode that appears must be answered:
+``eval/<mode>.jsonl`` (``mode|behaviour_id|k``), either ``{"custom_id": ..., "completion": "..."}``,
+a line of OpenAI's Batch API output (``{"custom_id": ..., "response": {"body": {"choices":
+[{"message": {"content": "..."}}]}}}``), or a sample lm-eval logged for an ``lm-eval`` export's
+task (``--log_samples``: the id is in its ``doc``, the text in ``filtered_resps``; the files of
+several tasks concatenated). Every query of a mode that appears must be answered:
 a rate over the answered ones only would not be the rate the report claims.
 """
 
@@ -26,9 +28,22 @@ from pbb.export import eval_queries, open_source
 from pbb.jsonio import atomic_write_text, directory_in_place, jsonl_lines, write_jsonl
 
 
+def _custom_id(rec: dict) -> str | None:
+    """The query's id: ``custom_id``, or in an lm-eval logged sample its doc's ``custom_id``."""
+    if "custom_id" in rec:
+        return rec["custom_id"]
+    doc = rec.get("doc")
+    return doc.get("custom_id") if isinstance(doc, dict) else None
+
+
 def _completion(rec: dict) -> str | None:
     if isinstance(rec.get("completion"), str):
         return rec["completion"]
+    if "filtered_resps" in rec:  # an lm-eval logged sample (--log_samples)
+        resp = rec["filtered_resps"]
+        while isinstance(resp, list) and resp:
+            resp = resp[0]
+        return resp.strip() if isinstance(resp, str) else None
     try:
         content = rec["response"]["body"]["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):
@@ -45,7 +60,7 @@ def read_completions(path: Path) -> dict[str, str]:
             problem = "not a JSON object"
         if problem:
             raise PbbError(f"{where}: {problem}")
-        qid, text = rec.get("custom_id"), _completion(rec)
+        qid, text = _custom_id(rec), _completion(rec)
         if not isinstance(qid, str):
             raise PbbError(f"{where}: missing string field 'custom_id'")
         if text is None:
