@@ -258,7 +258,26 @@ BUILTIN_CURRICULA = ("proactive", "mixture", "stage1_only", "stage2_only", "demo
 DEFAULT_MAX_NEW_TOKENS = {"recall": 192, "direct": 24, "cot": 384, "in_context": 320}
 
 
+class OpenAIBackendConfig(_Strict):
+    """An OpenAI-compatible server for ``eval.backend: openai`` (vLLM's ``vllm serve``, SGLang,
+    llama.cpp's server, a hosted API)."""
+
+    base_url: str | None = Field(None, description="default: $OPENAI_BASE_URL, else OpenAI's")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable with the key "
+                             "(a local server takes any; 'none' is sent when it is unset)")
+    models: dict[str, str] = Field(
+        default_factory=dict, description="curriculum -> the served model that was trained with "
+        "it (e.g. a hosted finetune); `untuned` defaults to `model: openai:NAME`'s NAME")
+    concurrency: int = Field(8, ge=1, description="requests in flight")
+    max_retries: int = Field(4, ge=0, description="per request, with backoff (the client's)")
+    timeout: float = Field(120.0, gt=0, description="seconds per request")
+
+
 class EvalConfig(_Strict):
+    backend: Literal["hf", "openai"] = Field(
+        "hf", description="hf: batched generation in this process; openai: requests to an "
+        "OpenAI-compatible server (eval.openai), scored the same way")
+    openai: OpenAIBackendConfig = Field(default_factory=OpenAIBackendConfig)
     modes: list[Mode] = Field(default_factory=lambda: ["recall", "direct", "cot", "in_context"],
                               min_length=1, description="recall: the instruction from a "
                               "declarative prompt, exact after whitespace normalisation")
@@ -300,6 +319,10 @@ class ChatConfig(_Strict):
         "default system prompt that some chat templates inject (SmolLM2's: ~20 tokens a row)")
 
 
+#: ``model: openai:NAME`` - a model that lives only behind an OpenAI-compatible server
+OPENAI_PREFIX = "openai:"
+
+
 class RunConfig(_Strict):
     name: str = "run"
     model: str = DEFAULT_MODEL
@@ -321,6 +344,9 @@ class RunConfig(_Strict):
             raise ValueError(f"unknown curriculum {unknown[0]!r}; known: {', '.join(sorted(known))}")
         if len(set(self.curricula)) != len(self.curricula):
             raise ValueError("a curriculum is listed twice")
+        if self.model.startswith(OPENAI_PREFIX) and self.eval.backend != "openai":
+            raise ValueError(f"model {self.model}: a model behind a server is evaluated with "
+                             "eval.backend: openai")
         return self
 
 

@@ -128,12 +128,14 @@ def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_d
              batch_size: int, max_new_tokens: int, temperature: float = 0.0,
              max_test_inputs: int | None = None, progress: bool = True,
              system_prompt: str | None = None, max_train_behaviours: int | None = None,
-             fmt: str = "code") -> list[dict]:
+             fmt: str = "code", generator=None) -> list[dict]:
     """Evaluate one (curriculum, mode); resumable; returns the samples.
 
     Every sample records the completion and the fields its score is computed from, so any
     rate in ``summary.json`` can be recomputed from ``samples.jsonl``. CoT samples also carry
-    ``recall_exact`` (:mod:`pbb.recall`).
+    ``recall_exact`` (:mod:`pbb.recall`). ``generator`` replaces the in-process model (e.g. a
+    server, :mod:`pbb.backends`): ``generator(prompts, max_new_tokens=, desc=, progress=,
+    on_batch=)``.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -154,7 +156,10 @@ def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_d
             done[(rec["behaviour_id"], rec["input"])] = rec
             append_jsonl(out_dir / PARTIAL, rec)
 
-    if todo:
+    if todo and generator is not None:
+        generator([q["prompt"] for q in todo], max_new_tokens=max_new_tokens,
+                  desc=f"eval {curriculum}/{mode}", progress=progress, on_batch=save_batch)
+    elif todo:
         generate(model, tokenizer, [q["prompt"] for q in todo], batch_size=batch_size,
                  max_new_tokens=max_new_tokens, temperature=temperature,
                  desc=f"eval {curriculum}/{mode}", progress=progress, on_batch=save_batch,

@@ -30,7 +30,7 @@ from rich.console import Console
 
 from pbb import curricula as curricula_mod
 from pbb import data as data_mod
-from pbb.config import RunConfig, dump_config
+from pbb.config import OPENAI_PREFIX, RunConfig, dump_config
 from pbb.errors import PbbError
 from pbb.evaluate import SAMPLES, evaluate
 from pbb.jsonio import atomic_write_json, atomic_write_text
@@ -129,6 +129,12 @@ def check_before_work(cfg: RunConfig) -> Path | str:
     use_bf16(cfg.train.precision, "train.precision")
     use_bf16(cfg.eval.precision, "eval.precision")
     check_trackers(cfg.train.report_to)
+    if cfg.eval.backend == "openai":
+        from pbb.backends import check_server
+
+        check_server(cfg)
+        if cfg.model.startswith(OPENAI_PREFIX):
+            return cfg.model  # nothing to load here: the server has it
     return resolve_model_path(cfg.model)
 
 
@@ -158,7 +164,8 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
     t0 = time.time()
     ds = prepare_data(cfg, out)
     timing["data"] = time.time() - t0
-    tok = load_tokenizer(base)
+    served = cfg.eval.backend == "openai"  # served models are evaluated, nothing trains here
+    tok = None if served else load_tokenizer(base)
 
     plan: dict[str, list[dict]] = {}
     fmt = cfg.data.instruction_format
@@ -168,7 +175,7 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
     try:
         for name, stages in built.items():
             parent, init, entries = "base", base, []
-            for st in stages:
+            for st in ([] if served else stages):
                 key = stage_key(cfg, parent, st.rows, st.trainer, st)
                 sdir = Path(stages_root or out / "stages") / f"{st.name}-{key}"
                 entries.append({"stage": st.name, "dir": os.path.relpath(sdir, out), "rows": len(st.rows)})
@@ -193,6 +200,10 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
                               for n, es in plan.items()},
                    "timing": {k: round(v, 1) for k, v in timing.items()},
                    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        if served:
+            from pbb.backends import served_model
+
+            summary["served_models"] = {n: served_model(cfg, n) for n in cfg.curricula}
         write_report(out, summary)
         tracking.log_results(summary)
     finally:
@@ -296,9 +307,15 @@ def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, bas
     if not pending:
         console.print(f"[dim]{name}: evaluation done earlier[/]")
         return
-    model = load_for_eval(model_dir, base)
-    dtype = torch.bfloat16 if use_bf16(cfg.eval.precision, "eval.precision") else torch.float32
-    model = model.to("cuda" if torch.cuda.is_available() else "cpu", dtype=dtype).eval()
+    model, generator = None, None
+    if cfg.eval.backend == "openai":
+        from pbb.backends import openai_generator, served_model
+
+        generator = openai_generator(cfg, served_model(cfg, name))
+    else:
+        model = load_for_eval(model_dir, base)
+        dtype = torch.bfloat16 if use_bf16(cfg.eval.precision, "eval.precision") else torch.float32
+        model = model.to("cuda" if torch.cuda.is_available() else "cpu", dtype=dtype).eval()
     for mode in pending:
         t = time.time()
         samples = evaluate(model, tok, ds, curriculum=name, mode=mode,
@@ -307,7 +324,8 @@ def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, bas
                            temperature=cfg.eval.temperature,
                            max_test_inputs=cfg.eval.max_test_inputs, progress=progress,
                            max_train_behaviours=cfg.eval.max_train_behaviours if trained else 0,
-                           system_prompt=cfg.chat.system_prompt, fmt=cfg.data.instruction_format)
+                           system_prompt=cfg.chat.system_prompt, fmt=cfg.data.instruction_format,
+                           generator=generator)
         timing[f"eval {name}/{mode}"] = time.time() - t
         acc = sum(s["score"] for s in samples) / max(1, len(samples))
         console.print(f"  eval {name}/{mode}: {len(samples)} queries, mean score {acc:.3f}")

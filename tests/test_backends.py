@@ -1,0 +1,118 @@
+"""eval.backend: openai against a local OpenAI-compatible server: same prompts, same scoring,
+retries, one clear error for an unreachable server, resume from partial samples."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from pbb import data
+from pbb import run as run_mod
+from pbb.config import load_config
+from pbb.errors import PbbError
+from pbb.evaluate import build_queries
+from pbb.jsonio import read_jsonl
+
+pytest.importorskip("openai")
+
+
+class FakeServer:
+    """Answers chat completions from a prompt -> text table ("no idea" otherwise); fails the
+    first ``flaky`` requests with a 500; records every request body."""
+
+    def __init__(self, answers: dict[str, str], flaky: int = 0):
+        self.answers, self.flaky, self.requests = answers, flaky, []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _send(self, code, obj):
+                body = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                self._send(200, {"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
+            def do_POST(self):
+                req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with lock:
+                    server.requests.append(req)
+                    fail = server.flaky > 0
+                    server.flaky -= fail
+                if fail:
+                    return self._send(500, {"error": {"message": "overloaded"}})
+                text = server.answers.get(req["messages"][-1]["content"], "no idea")
+                self._send(200, {"id": "x", "object": "chat.completion", "created": 0,
+                                 "model": req["model"], "choices": [{
+                                     "index": 0, "finish_reason": "stop",
+                                     "message": {"role": "assistant", "content": text}}]})
+
+        lock = threading.Lock()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+def _config(url: str, **extra):
+    return load_config(Path("configs/quickstart.yaml"), {
+        "model": "openai:fake", "curricula": ["untuned"], "eval.backend": "openai",
+        "eval.openai.base_url": url, "eval.openai.max_retries": 3, "eval.openai.concurrency": 4,
+        "data.behaviours": 12, "eval.modes": ["recall", "cot"], **extra})
+
+
+def test_a_served_model_is_evaluated_and_scored_like_a_local_one(tmp_path):
+    cfg = _config("http://unused")
+    ds = data.generate(cfg.data.domain, behaviours=12, demos=cfg.data.demos,
+                       test_inputs=cfg.data.test_inputs, eval_fraction=cfg.data.eval_fraction,
+                       seed=cfg.seed, options=cfg.data.options, progress=False)
+    traces = {(d.behaviour_id, d.input): d.trace for d in ds.demonstrations}
+    cot = [q for q in build_queries(ds, "cot") if q["split"] == "eval"]
+    recall = [q for q in build_queries(ds, "recall") if q["split"] == "eval"]
+    # gold for the first half of the CoT queries and every recall query; junk for the rest
+    answers = {q["prompt"]: traces[(q["behaviour_id"], q["input"])] for q in cot[::2]}
+    answers.update({q["prompt"]: q["target"] for q in recall})
+    server = FakeServer(answers, flaky=3)
+    try:
+        summary = run_mod.run(_config(server.url), tmp_path / "r", progress=False)
+    finally:
+        server.close()
+    samples = read_jsonl(tmp_path / "r" / "eval" / "untuned" / "cot" / "samples.jsonl")
+    assert [s["prompt"] for s in samples] == [q["prompt"] for q in cot]  # the same prompts
+    assert [s["score"] for s in samples] == [1.0 if k % 2 == 0 else 0.0 for k in range(len(cot))]
+    recalled = read_jsonl(tmp_path / "r" / "eval" / "untuned" / "recall" / "samples.jsonl")
+    assert [s["score"] for s in recalled] == [1.0] * len(recall)
+    # the run's settings reach the server: one user turn (no system prompt), greedy, its budget
+    posts = server.requests
+    assert len(posts) == len(cot) + len(recall) + 3  # the 3 failures were retried
+    assert all([m["role"] for m in p["messages"]] == ["user"] and p["temperature"] == 0.0
+               and p["model"] == "fake" for p in posts)
+    assert {p["max_tokens"] for p in posts} == {cfg.eval.max_new_tokens["cot"],
+                                                cfg.eval.max_new_tokens["recall"]}
+    assert summary["served_models"] == {"untuned": "fake"}
+    assert not (tmp_path / "r" / "stages").exists()  # nothing was trained
+
+
+def test_an_unreachable_server_is_one_error_before_any_work(tmp_path):
+    with pytest.raises(PbbError, match=r"eval.openai: server http://127.0.0.1:9/v1/ does not answer"):
+        run_mod.run(_config("http://127.0.0.1:9/v1"), tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"curricula": ["untuned", "proactive"]}, "eval.openai.models.proactive: no served model"),
+    ({"eval.backend": "hf"}, "evaluated with eval.backend: openai"),
+])
+def test_what_a_server_cannot_do_is_refused(tmp_path, extra, message):
+    with pytest.raises(PbbError, match=message):
+        run_mod.run(_config("http://127.0.0.1:9/v1", **extra), tmp_path / "r", progress=False)
