@@ -205,3 +205,68 @@ def test_smoke_overlay_reaches_every_point_and_keeps_the_grid():
         cfg = p["config"]
         assert (cfg.model, cfg.data.behaviours, cfg.train.max_steps) == ("tiny-random", 8, 2)
         assert cfg.curricula == ["proactive", "mixture", "stage1_only", "untuned"]
+
+
+@pytest.mark.slow
+def test_points_run_at_once_share_stage_one_through_the_lock(tmp_path):
+    """--jobs 2: four points of one seed in separate processes, stage 1 trained by one of them
+    while the others wait; the same numbers as one point after another."""
+    import yaml
+
+    from tests.conftest import run_cli
+
+    raw = yaml.safe_load(Path("configs/sample_efficiency_quick.yaml").read_text())
+    raw["sweep"]["grid"] = {"seed": [0]}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    r = run_cli("sweep", str(path), "--out", str(tmp_path / "par"), "--jobs", "2", *sets)
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = read_json(tmp_path / "par" / "jobs.json")
+    assert len(jobs) == 4 and {j["exit_code"] for j in jobs.values()} == {0}
+    assert len({j["slot"] for j in jobs.values()}) == 2  # two at a time
+    logs = [(tmp_path / "par" / j["log"]).read_text() for j in jobs.values()]
+    assert sum("stage1: training on" in log for log in logs) == 1  # trained once...
+    assert sum("stage1: done earlier" in log for log in logs) == 3  # ...and reused by the rest
+    (stage1,) = (tmp_path / "par" / "stages").glob("stage1-*")
+    steps = [json.loads(x)["step"] for x in (stage1 / "metrics.jsonl").read_text().splitlines()
+             if "loss" in json.loads(x)]
+    assert steps == sorted(set(steps))  # every step logged once: no second trainer
+
+    sweep_mod.run_sweep(path, tmp_path / "seq", {k: v for k, v in TINY.items()}, progress=False)
+    for p in read_json(tmp_path / "seq" / "sweep.json")["points"]:
+        seq = read_json(tmp_path / "seq" / p["dir"] / "summary.json")["results"]
+        par = read_json(tmp_path / "par" / p["dir"] / "summary.json")["results"]
+        assert par == seq
+    # run again: every point is done, nothing starts
+    r = run_cli("sweep", str(path), "--out", str(tmp_path / "par"), "--jobs", "2", *sets)
+    said = r.stdout + r.stderr
+    assert r.returncode == 0 and "started" not in said and said.count("done earlier") == 4
+
+
+def test_a_killed_job_releases_its_stage_lock_and_its_stage_is_not_taken_as_done(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from pbb.train import is_done
+
+    stage = tmp_path / "stages" / "stage1-abc"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pbb.run import stage_lock; from pathlib import Path\n"
+        f"s = Path({str(stage)!r}); lock = stage_lock(s); lock.acquire()\n"
+        "s.mkdir(); (s / 'metrics.jsonl').write_text('{}'); print('held', flush=True)\n"
+        "time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    lock = run_mod.stage_lock(stage)
+    from filelock import Timeout
+
+    with pytest.raises(Timeout):  # held: a second job waits
+        lock.acquire(timeout=0.5)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    t = time.time()
+    lock.acquire(timeout=10)  # the kill released it
+    assert time.time() - t < 10 and not is_done(stage)  # half-written: trained again, not reused
+    lock.release()

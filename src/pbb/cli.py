@@ -251,6 +251,8 @@ def run_cmd(
     smoke: Annotated[bool, typer.Option(
         "--smoke", help="shrink the config to a 1-2 minute tiny-random run (default --out "
         "runs/<name>-smoke) to check it end to end")] = False,
+    stages_root: Annotated[Path | None, typer.Option(
+        "--stages-root", hidden=True, help="a stage store shared with other runs (sweep jobs)")] = None,
 ) -> None:
     """Data -> curricula -> training -> evaluation -> summary.json, report.md, accuracy.png.
 
@@ -261,7 +263,8 @@ def run_cmd(
 
     sets = parse_assignments(overrides)
     cfg = load_config(config, with_smoke(sets) if smoke else sets)
-    run(cfg, out or Path("runs") / (cfg.name + ("-smoke" if smoke else "")), progress=progress)
+    run(cfg, out or Path("runs") / (cfg.name + ("-smoke" if smoke else "")), progress=progress,
+        stages_root=stages_root)
 
 
 @app.command("sweep")
@@ -274,6 +277,9 @@ def sweep_cmd(
     smoke: Annotated[bool, typer.Option(
         "--smoke", help="every point shrunk to a tiny-random run (default --out "
         "runs/<name>-smoke)")] = False,
+    jobs: Annotated[int, typer.Option(
+        "--jobs", min=1, help="points run at once, each its own process (one GPU each where "
+        "there are GPUs); logs in <out>/logs")] = 1,
 ) -> None:
     """Run every point of a grid, sharing trained stages; then the sample-efficiency analysis.
 
@@ -281,7 +287,8 @@ def sweep_cmd(
     """
     from pbb.sweep import run_sweep
 
-    summary = run_sweep(config, out, parse_assignments(overrides), progress=progress, smoke=smoke)
+    summary = run_sweep(config, out, parse_assignments(overrides), progress=progress, smoke=smoke,
+                        jobs=jobs)
     eff = summary.get("efficiency", {})
     if "statement" in eff:
         console.print(f"[bold]crossover[/]: {eff['statement']}")

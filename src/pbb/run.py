@@ -179,15 +179,17 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
                 key = stage_key(cfg, parent, st.rows, st.trainer, st)
                 sdir = Path(stages_root or out / "stages") / f"{st.name}-{key}"
                 entries.append({"stage": st.name, "dir": os.path.relpath(sdir, out), "rows": len(st.rows)})
-                if is_done(sdir):
-                    console.print(f"[dim]{name}/{st.name}: done earlier, reusing {sdir.name}[/]")
-                else:
-                    t = time.time()
-                    train_one_stage(cfg, ds, st, init=init, base=base, tok=tok, stage_dir=sdir,
-                                    label=f"{name}/{st.name}", progress=progress,
-                                    on_metrics=tracking.stage_logger(sdir.name))
-                    release_memory()
-                    timing[f"train {name}/{st.name}"] = time.time() - t
+                with stage_lock(sdir):  # a stage two sweep jobs need is trained once
+                    if is_done(sdir):
+                        console.print(f"[dim]{name}/{st.name}: done earlier, reusing "
+                                      f"{sdir.name}[/]")
+                    else:
+                        t = time.time()
+                        train_one_stage(cfg, ds, st, init=init, base=base, tok=tok, stage_dir=sdir,
+                                        label=f"{name}/{st.name}", progress=progress,
+                                        on_metrics=tracking.stage_logger(sdir.name))
+                        release_memory()
+                        timing[f"train {name}/{st.name}"] = time.time() - t
                 parent, init = key, sdir / MODEL
             plan[name] = entries
             atomic_write_json(out / "curricula.json", plan)
@@ -211,6 +213,21 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
     print_table(summary, Console())
     console.print(written(out))
     return summary
+
+
+def stage_lock(stage_dir: Path):
+    """An exclusive lock on a stage directory, held while it is checked and trained.
+
+    Runs that share a stage store (sweep jobs run at once) train a stage they both need once:
+    the second waits, then finds ``done.json``. The lock is an OS file lock (``filelock``), so
+    a job that crashes or is killed releases it; its half-trained stage has no ``done.json`` and
+    is never taken as finished (the next job resumes it from its last complete checkpoint).
+    """
+    from filelock import FileLock
+
+    stage_dir = Path(stage_dir)
+    stage_dir.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(stage_dir.parent / f".{stage_dir.name}.lock"))
 
 
 def check_stage_settings(cfg: RunConfig, built: dict, data: data_mod.DataSet) -> None:

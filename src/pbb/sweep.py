@@ -112,7 +112,7 @@ def load_sweep(path: Path, overrides: dict | None = None) -> tuple[dict, SweepSp
 
 
 def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None,
-              progress: bool = True, smoke: bool = False) -> dict:
+              progress: bool = True, smoke: bool = False, jobs: int = 1) -> dict:
     from pbb.run import check_before_work, run
 
     raw, spec, points = load_sweep(path, with_smoke(overrides) if smoke else overrides)
@@ -129,13 +129,21 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
             check_before_work(p["config"])
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / SWEEP, record)
+    pending = []
     for i, p in enumerate(points, start=1):
         pdir = out / "runs" / p["name"]
         if (pdir / "summary.json").is_file() and (pdir / "config.yaml").read_text() == dump_config(p["config"]):
             console.print(f"[dim]sweep point {i}/{len(points)} {p['name']}: done earlier[/]")
-            continue
+        else:
+            pending.append((i, p))
+    if jobs > 1 and len(pending) > 1:
+        from pbb.executors import run_local
+
+        run_local([p for _, p in pending], out, jobs)
+        return report(out)
+    for i, p in pending:
         console.print(f"[bold]sweep point {i}/{len(points)}[/] {p['name']}")
-        run(p["config"], pdir, progress=progress, stages_root=out / "stages")
+        run(p["config"], out / "runs" / p["name"], progress=progress, stages_root=out / "stages")
     return report(out)
 
 
