@@ -326,6 +326,12 @@ OPENAI_PREFIX = "openai:"
 class RunConfig(_Strict):
     name: str = "run"
     model: str = DEFAULT_MODEL
+    model_dtype: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="weights as loaded for training and evaluation: auto = bf16 on a "
+        "CUDA GPU with bf16, fp32 elsewhere (a CPU trains fp32 weights under bf16 autocast)")
+    trust_remote_code: bool = Field(
+        False, description="let transformers run the model repository's own code (models "
+        "whose architecture transformers does not ship)")
     seed: int = 0
     curricula: list[str] = Field(default_factory=lambda: ["proactive", "mixture", "untuned"],
                                  min_length=1)
@@ -335,6 +341,11 @@ class RunConfig(_Strict):
     rl: RLConfig = Field(default_factory=RLConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     chat: ChatConfig = Field(default_factory=ChatConfig)
+
+    def model_options(self):
+        from pbb.models import ModelOptions
+
+        return ModelOptions(self.model_dtype, self.trust_remote_code)
 
     @model_validator(mode="after")
     def _known_curricula(self) -> RunConfig:

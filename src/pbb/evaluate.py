@@ -102,7 +102,7 @@ def generate(model, tokenizer, prompts: list[str], *, batch_size: int, max_new_t
     order = sorted(range(len(texts)), key=lambda i: -lengths[i])
     out: list[str | None] = [None] * len(texts)
     device = next(model.parameters()).device
-    stop = end_of_turn_ids(tokenizer)
+    stop = end_of_turn_ids(tokenizer, getattr(model, "generation_config", None))
     bar = tqdm(total=len(texts), desc=desc, unit="query", disable=not progress or None, leave=False)
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]

@@ -1,4 +1,4 @@
-"""Resolve a model name to a (model, tokenizer) pair, offline.
+"""Resolve a model name to a (model, tokenizer) pair.
 
 Accepted names:
 
@@ -7,8 +7,10 @@ Accepted names:
   transformers + ``gguf`` and saves safetensors into the cache; later loads take seconds.
 * ``tiny-random``: a 2-layer Llama with random weights, built deterministically from a fixed
   config and seed, with the SmolLM2 tokenizer. For tests and smoke runs: it learns, fast.
-* anything else: a local directory, or a Hugging Face id already in the local HF cache (no hub
-  access at run time).
+* anything else: a local directory, or a Hugging Face id: from the local HF cache if it is
+  there, else downloaded (unless ``HF_HUB_OFFLINE=1``; without network, a clear error that says
+  how to provide it). ``model_dtype`` and ``trust_remote_code`` (:class:`ModelOptions`) say how
+  weights load.
 
 The cache lives in ``$PBB_CACHE`` (default ``~/.cache/pbb``). ``$PBB_SMOLLM2_GGUF`` may point at
 the GGUF file directly, for machines where the package cannot be installed.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from pbb.errors import PbbError
@@ -115,22 +118,51 @@ def resolve_model_path(name: str) -> Path | str:
         if not (path / "config.json").is_file():
             raise PbbError(f"model {name}: directory has no config.json")
         return path
+    from huggingface_hub import snapshot_download
+
+    how = (f"use {DEFAULT_MODEL} or {TINY_RANDOM}, a local directory with config.json and "
+           "weights, or download the id on a connected machine (`hf download ID`) and copy its "
+           "Hugging Face cache here")
     try:
-        from huggingface_hub import snapshot_download
-
         return snapshot_download(name, local_files_only=True)
-    except Exception:  # noqa: BLE001 - any failure means "not available offline"
-        raise PbbError(
-            f"model {name!r} not found offline: use {DEFAULT_MODEL} or {TINY_RANDOM}, a local "
-            "directory with config.json and weights, or a Hugging Face id already downloaded "
-            "into the local cache (e.g. `huggingface-cli download ID` on a connected machine)"
-        ) from None
+    except Exception:  # noqa: BLE001 - not in the local cache: try the hub when allowed
+        pass
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise PbbError(f"model {name!r}: not in the local Hugging Face cache and HF_HUB_OFFLINE "
+                       f"is set; {how}") from None
+    try:
+        return snapshot_download(name)  # online: weights, tokenizer, config into the HF cache
+    except Exception as e:  # noqa: BLE001 - no network, no such repo, gated...: one line
+        first = str(e).splitlines()[0][:160] if str(e) else ""
+        raise PbbError(f"model {name!r}: not in the local Hugging Face cache and the download "
+                       f"failed ({type(e).__name__}: {first}); {how}") from None
 
 
-def load_tokenizer(path: Path | str):
+@dataclass(frozen=True)
+class ModelOptions:
+    """How weights are loaded (``model_dtype``, ``trust_remote_code`` in the run config).
+
+    ``dtype`` ``auto`` is bf16 on a CUDA GPU with bf16 and fp32 elsewhere: on a CPU, fp32
+    master weights under bf16 autocast train as well and keep greedy evaluation faithful; on a
+    GPU, bf16 weights halve the memory a large model needs.
+    """
+
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+
+    def torch_dtype(self):
+        import torch
+
+        if self.dtype == "auto":
+            bf16_gpu = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+            return torch.bfloat16 if bf16_gpu else torch.float32
+        return {"bf16": torch.bfloat16, "fp32": torch.float32}[self.dtype]
+
+
+def load_tokenizer(path: Path | str, options: ModelOptions = ModelOptions()):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(path)
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=options.trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if tok.chat_template is None:
@@ -138,21 +170,27 @@ def load_tokenizer(path: Path | str):
     return tok
 
 
-def load_model(path: Path | str, *, device: str | None = None):
-    """Load weights in fp32 (master weights for training; bf16 comes from autocast)."""
-    import torch
+def load_model(path: Path | str, *, device: str | None = None,
+               options: ModelOptions = ModelOptions()):
+    """Load weights in ``options``' dtype (on a CPU fp32: master weights for training, bf16
+    comes from autocast)."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=options.torch_dtype(),
+                                                 trust_remote_code=options.trust_remote_code)
     if device:
         model.to(device)
     return model
 
 
-def end_of_turn_ids(tok) -> list[int]:
-    """Token ids that end an assistant turn (``<|im_end|>`` for ChatML models, plus EOS)."""
+def end_of_turn_ids(tok, generation_config=None) -> list[int]:
+    """Token ids that end an assistant turn: EOS, the usual end-of-turn tokens of chat templates
+    (``<|im_end|>``, ``<|eot_id|>``, ``<|end|>``, ``<end_of_turn>``) the tokenizer knows, and
+    the model's own ``generation_config.eos_token_id`` (one id or a list)."""
     ids = {tok.eos_token_id}
-    for t in ("<|im_end|>", "<|eot_id|>", "<|end|>"):
+    own = getattr(generation_config, "eos_token_id", None)
+    ids.update(own if isinstance(own, (list, tuple)) else [own])
+    for t in ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>"):
         tid = tok.convert_tokens_to_ids(t)
         if isinstance(tid, int) and tid != tok.unk_token_id:
             ids.add(tid)

@@ -100,7 +100,8 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
                    cfg: TrainConfig, rl: RLConfig, rewards: tuple[list[Callable], list[float]],
                    stage_dir: Path, seed: int, progress: bool = True,
                    system_prompt: str | None = None,
-                   on_metrics: Callable[[dict], None] | None = None) -> dict:
+                   on_metrics: Callable[[dict], None] | None = None,
+                   model_options=None) -> dict:
     """Train one GRPO stage on the prompts of ``rows``; returns (and stores) what was done.
 
     Prompts go to TRL already rendered by :func:`pbb.chat.prompt_text` (plain-text prompts, which
@@ -114,7 +115,7 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
     stage_dir = Path(stage_dir)
     resume = start_stage(stage_dir, logs=(METRICS, ROLLOUTS))
     t0 = time.time()
-    model = load_trainable(init, base, cfg)
+    model = load_trainable(init, base, cfg, model_options)
     dataset = Dataset.from_list([{"prompt": prompt_text(tokenizer, r["prompt"][0]["content"],
                                                         system_prompt),
                                   "behaviour_id": r["behaviour_id"],

@@ -69,6 +69,8 @@ def stage_key(cfg: RunConfig, parent: str, rows: list[dict], trainer: str = "sft
     what["train"] = train.model_dump(mode="json", exclude={"max_batch_tokens", "report_to"})
     if cfg.chat.system_prompt:
         what["system_prompt"] = cfg.chat.system_prompt
+    if cfg.model_dtype != "auto" or cfg.trust_remote_code:  # (absent by default: keys unchanged)
+        what["model_options"] = [cfg.model_dtype, cfg.trust_remote_code]
     if trainer == "rl":
         what["rl"] = cfg.rl.model_dump(mode="json")
     h.update(json.dumps(what, sort_keys=True).encode())
@@ -165,7 +167,7 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
     ds = prepare_data(cfg, out)
     timing["data"] = time.time() - t0
     served = cfg.eval.backend == "openai"  # served models are evaluated, nothing trains here
-    tok = None if served else load_tokenizer(base)
+    tok = None if served else load_tokenizer(base, cfg.model_options())
 
     plan: dict[str, list[dict]] = {}
     fmt = cfg.data.instruction_format
@@ -288,7 +290,7 @@ def train_one_stage(cfg: RunConfig, ds, st, *, init, base, tok, stage_dir: Path,
                               stage_dir=stage_dir, seed=cfg.seed,
                               rewards=reward_functions(ds, cfg.rl.format_weight),
                               progress=progress, system_prompt=cfg.chat.system_prompt,
-                              on_metrics=on_metrics)
+                              on_metrics=on_metrics, model_options=cfg.model_options())
         console.print(f"  {info['steps']} steps, reward {info.get('reward_first', 0):.3f}"
                       f" -> {info.get('reward_last', 0):.3f}, {info['seconds']:.0f} s")
         return info
@@ -303,7 +305,8 @@ def train_one_stage(cfg: RunConfig, ds, st, *, init, base, tok, stage_dir: Path,
     info = train_sft(st.rows, init=init, base=base, tokenizer=tok, cfg=train, stage_dir=stage_dir,
                      seed=cfg.seed, progress=progress, system_prompt=cfg.chat.system_prompt,
                      recall_check=check, recall_target=rule[0] if rule else None,
-                     max_epochs=rule[1] if rule else None, on_metrics=on_metrics)
+                     max_epochs=rule[1] if rule else None, on_metrics=on_metrics,
+                     model_options=cfg.model_options())
     recall = "".join(f", recall {r['recall']:.0%} after epoch {r['epoch']}" for r in info["recall"])
     console.print(f"  {info['steps']} steps ({info['epochs']:g} epochs), loss "
                   f"{info['train_loss']:.3f}, {info['tokens_per_row']:.0f} tokens/row, "
@@ -330,7 +333,7 @@ def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, bas
 
         generator = openai_generator(cfg, served_model(cfg, name))
     else:
-        model = load_for_eval(model_dir, base)
+        model = load_for_eval(model_dir, base, cfg.model_options())
         dtype = torch.bfloat16 if use_bf16(cfg.eval.precision, "eval.precision") else torch.float32
         model = model.to("cuda" if torch.cuda.is_available() else "cpu", dtype=dtype).eval()
     for mode in pending:

@@ -173,7 +173,7 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
               system_prompt: str | None = None,
               recall_check: Callable[[object], dict] | None = None,
               recall_target: float | None = None, max_epochs: int | None = None,
-              on_metrics: Callable[[dict], None] | None = None) -> dict:
+              on_metrics: Callable[[dict], None] | None = None, model_options=None) -> dict:
     """Train one SFT stage; returns (and stores in ``done.json``) what was done.
 
     Without ``recall_target``: ``cfg.epochs`` epochs (fractions allowed) or ``cfg.max_steps``.
@@ -211,7 +211,7 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
 
     state = {"step": 0, "epoch": 0, "micro": 0, "rows": 0, "tokens": 0, "loss_sum": 0.0,
              "loss_n": 0, "recall": [], "seconds": 0.0}
-    model = load_trainable(resume / MODEL if resume else init, base, cfg).to(device)
+    model = load_trainable(resume / MODEL if resume else init, base, cfg, model_options).to(device)
     if resume:
         state = read_json(resume / STATE)
     rows_at_start = state["rows"]

@@ -144,16 +144,17 @@ def fp32_attention_on_cpu(model, enabled: bool) -> Callable[[], None]:
     return lambda: model.set_attn_implementation("sdpa")
 
 
-def load_trainable(init: Path | str, base: Path | str, cfg: TrainConfig):
+def load_trainable(init: Path | str, base: Path | str, cfg: TrainConfig, options=None):
     """The model a stage starts from: the base model, or the previous stage's result."""
-    from pbb.models import load_model
+    from pbb.models import ModelOptions, load_model
 
+    options = options or ModelOptions()
     init = Path(init)
     if _is_adapter(init):
         from peft import PeftModel
 
-        return PeftModel.from_pretrained(load_model(base), init, is_trainable=True)
-    model = load_model(init)
+        return PeftModel.from_pretrained(load_model(base, options=options), init, is_trainable=True)
+    model = load_model(init, options=options)
     if cfg.method == "lora":
         from peft import LoraConfig, get_peft_model
 
@@ -163,16 +164,18 @@ def load_trainable(init: Path | str, base: Path | str, cfg: TrainConfig):
     return model
 
 
-def load_for_eval(model_dir: Path | str, base: Path | str):
+def load_for_eval(model_dir: Path | str, base: Path | str, options=None):
     """A stage's final model ready for generation (LoRA adapters merged into the weights)."""
-    from pbb.models import load_model
+    from pbb.models import ModelOptions, load_model
 
+    options = options or ModelOptions()
     model_dir = Path(model_dir)
     if _is_adapter(model_dir):
         from peft import PeftModel
 
-        return PeftModel.from_pretrained(load_model(base), model_dir).merge_and_unload()
-    return load_model(model_dir)
+        return PeftModel.from_pretrained(load_model(base, options=options),
+                                         model_dir).merge_and_unload()
+    return load_model(model_dir, options=options)
 
 
 class _MetricsLog:
