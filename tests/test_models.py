@@ -6,7 +6,13 @@ import pytest
 
 from pbb import models
 from pbb.errors import PbbError
-from pbb.models import ModelOptions, end_of_turn_ids, load_model, load_tokenizer, resolve_model_path
+from pbb.models import (
+    ModelOptions,
+    end_of_turn_ids,
+    load_model,
+    load_tokenizer,
+    resolve_model_path,
+)
 
 
 def test_an_id_missing_offline_is_one_error_that_says_how_to_provide_it(monkeypatch, tmp_path):

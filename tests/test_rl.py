@@ -285,3 +285,33 @@ def test_run_reports_the_controls_from_the_samples(tmp_path):
         assert c["difference"] == pytest.approx(sum(diffs) / len(diffs))
         assert (c["ci_low"], c["ci_high"]) == pytest.approx(bootstrap_ci(diffs, cfg.eval.bootstrap, cfg.seed))
         assert c["n_behaviours"] == len(diffs) == 4
+
+
+def test_rl_use_vllm_passes_trls_options_and_is_refused_without_vllm_or_gpu(tmp_path, monkeypatch):
+    from pbb import backends
+    from pbb import run as run_mod
+    from pbb.config import RLConfig, TrainConfig
+    from pbb.rl import grpo_args
+
+    rl = RLConfig(use_vllm=True, vllm_mode="server", vllm_server_base_url="http://h:8000")
+    kwargs = {}
+    import trl
+
+    monkeypatch.setattr(trl, "GRPOConfig", lambda **kw: kwargs.update(kw) or kw)
+    grpo_args(rl, TrainConfig(), tmp_path, 0, False, [1.0])
+    assert (kwargs["use_vllm"], kwargs["vllm_mode"], kwargs["vllm_server_base_url"]) == \
+        (True, "server", "http://h:8000")
+    cfg = load_config(Path("configs/retroactive_quick.yaml"), {"rl.use_vllm": True})
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "vllm" else real(name, *a))
+    with pytest.raises(PbbError, match="rl.use_vllm needs the vllm package"):
+        run_mod.run(cfg, tmp_path / "a", progress=False)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "vllm"
+                        else real(name, *a))
+    monkeypatch.setattr(backends, "_has_gpu", lambda: False)
+    with pytest.raises(PbbError, match="rl.use_vllm needs a CUDA GPU"):
+        run_mod.run(cfg, tmp_path / "b", progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -267,3 +267,20 @@ def test_fp32_attention_switch_keeps_the_loss_and_is_undone(tiny, rows, tmp_path
     assert FP32_ATTENTION not in (tmp_path / "m" / "config.json").read_text()
     fp32_attention_on_cpu(model, enabled=False)
     assert model.config._attn_implementation == "sdpa"
+
+
+def test_qlora_off_cuda_is_one_error_before_any_work(tmp_path):
+    from pathlib import Path
+
+    import torch
+
+    from pbb import run as run_mod
+    from pbb.config import load_config, with_smoke
+    from pbb.errors import PbbError
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA machine runs QLoRA (scripts/gpu_check.sh)")
+    cfg = load_config(Path("configs/quickstart.yaml"), with_smoke({"train.method": "qlora"}))
+    with pytest.raises(PbbError, match="train.method: qlora needs a CUDA GPU"):
+        run_mod.run(cfg, tmp_path / "r", progress=False)
+    assert not (tmp_path / "r").exists()

@@ -11,13 +11,25 @@ from its partial samples as with the ``hf`` backend.
 A model that lives only behind a server is ``model: openai:NAME``: it can be evaluated
 (``untuned``) but not trained here. A finetuned model served elsewhere is named per curriculum
 (``eval.openai.models: {proactive: NAME}``).
+
+``eval.backend: vllm`` trains as usual and evaluates each curriculum's model through a ``vllm
+serve`` that pbb starts on it (:class:`VLLMServer`), waits for, and stops. There pbb renders every
+prompt itself (the chat template as in training, without a default system prompt) and uses the
+completions endpoint with the model's end-of-turn ids as stop tokens, so the server sees the
+very text the ``hf`` backend would feed the model.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -59,13 +71,27 @@ def check_server(cfg: RunConfig) -> None:
                        f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from None
 
 
-def openai_generator(cfg: RunConfig, model: str) -> Callable:
-    """A function (prompts, *, max_new_tokens, desc, progress, on_batch) -> completions."""
+def openai_generator(cfg: RunConfig, model: str, *, base_url: str | None = None,
+                     render: Callable[[str], str] | None = None,
+                     stop_token_ids: list[int] | None = None) -> Callable:
+    """A function (prompts, *, max_new_tokens, desc, progress, on_batch) -> completions.
+
+    Chat requests by default (the server applies its template); with ``render``, the prompt
+    text ``render(prompt)`` goes to the completions endpoint as it is (``vllm`` backend).
+    """
     client = _client(cfg)
+    if base_url:
+        client = client.with_options(base_url=base_url)
     system = [{"role": "system", "content": cfg.chat.system_prompt}] if cfg.chat.system_prompt else []
     temperature = cfg.eval.temperature
 
     def one(prompt: str, max_new_tokens: int) -> str:
+        if render is not None:
+            reply = client.completions.create(
+                model=model, prompt=render(prompt), max_tokens=max_new_tokens,
+                temperature=temperature,
+                extra_body={"stop_token_ids": stop_token_ids or [], "skip_special_tokens": True})
+            return (reply.choices[0].text or "").strip()
         reply = client.chat.completions.create(
             model=model, messages=system + [{"role": "user", "content": prompt}],
             max_tokens=max_new_tokens, temperature=temperature)
@@ -96,3 +122,97 @@ def openai_generator(cfg: RunConfig, model: str) -> Callable:
         return out  # type: ignore[return-value]
 
     return generate
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def check_vllm(cfg: RunConfig) -> None:
+    """Before any work: the vLLM command exists and there is a GPU for it."""
+    if shutil.which(cfg.eval.vllm.executable) is None:
+        raise PbbError(f"eval.backend: vllm needs vLLM: {cfg.eval.vllm.executable!r} not found "
+                       "(pip install 'pbb[vllm]' on a GPU machine, or eval.vllm.executable)")
+    if not _has_gpu():
+        raise PbbError("eval.backend: vllm needs a CUDA GPU and there is none here "
+                       "(eval.backend: hf generates on the CPU)")
+
+
+def check_rl_vllm() -> None:
+    """``rl.use_vllm``: TRL generates rollouts with vLLM, which needs the package and a GPU."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        raise PbbError("rl.use_vllm needs the vllm package (pip install 'pbb[vllm]', the range "
+                       "the installed TRL supports)")
+    if not _has_gpu():
+        raise PbbError("rl.use_vllm needs a CUDA GPU and there is none here (rl.use_vllm: false)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class VLLMServer:
+    """``vllm serve MODEL_DIR`` as a subprocess for one evaluation: started, waited for (its
+    ``/health``), stopped on exit, its output in ``log``. A server that exits or never gets
+    healthy is one error with the last lines of its log."""
+
+    SERVED_NAME = "pbb"
+
+    def __init__(self, cfg: RunConfig, model_dir: Path | str, log: Path):
+        self.cfg, self.model_dir, self.log = cfg.eval.vllm, Path(model_dir), Path(log)
+        self.proc: subprocess.Popen | None = None
+
+    def command(self, port: int) -> list[str]:
+        v = self.cfg
+        return [shutil.which(v.executable) or v.executable, "serve", str(self.model_dir),
+                "--host", "127.0.0.1", "--port", str(port),
+                "--served-model-name", self.SERVED_NAME,
+                "--gpu-memory-utilization", str(v.gpu_memory_utilization),
+                *(["--max-model-len", str(v.max_model_len)] if v.max_model_len else []),
+                *v.extra_args]
+
+    def _tail(self) -> str:
+        try:
+            lines = self.log.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(lines[-3:])[-300:]
+
+    def __enter__(self) -> str:
+        port = self.cfg.port or _free_port()
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        out = open(self.log, "ab")  # noqa: SIM115 - the server's lifetime
+        self.proc = subprocess.Popen(self.command(port), stdout=out, stderr=subprocess.STDOUT)
+        out.close()
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + self.cfg.startup_timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise PbbError(f"vllm serve {self.model_dir} exited with code {self.proc.returncode} "
+                               f"before it was ready (log {self.log}: {self._tail()})")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        return f"{url}/v1"
+            except OSError:
+                pass
+            time.sleep(1)
+        self.__exit__(None, None, None)
+        raise PbbError(f"vllm serve {self.model_dir}: not healthy after "
+                       f"{self.cfg.startup_timeout:.0f} s (eval.vllm.startup_timeout; log {self.log}: "
+                       f"{self._tail()})")
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()

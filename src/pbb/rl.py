@@ -58,6 +58,11 @@ def grpo_args(rl: RLConfig, train: TrainConfig, out: Path, seed: int, progress: 
         disable_dropout=True, report_to=[], seed=seed, data_seed=seed, disable_tqdm=not progress,
         dataloader_num_workers=0, log_completions=False,
     )
+    if rl.use_vllm:  # TRL's own vLLM options, passed through
+        kwargs.update(use_vllm=True, vllm_mode=rl.vllm_mode,
+                      vllm_gpu_memory_utilization=rl.vllm_gpu_memory_utilization,
+                      **({"vllm_server_base_url": rl.vllm_server_base_url}
+                         if rl.vllm_server_base_url else {}))
     kwargs.update(overrides)
     return GRPOConfig(**kwargs)
 

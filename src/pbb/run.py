@@ -24,6 +24,7 @@ import json
 import os
 import resource
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -41,6 +42,7 @@ from pbb.sft import train_sft
 from pbb.tracking import Tracking, check_trackers
 from pbb.train import (
     MODEL,
+    check_method,
     is_done,
     load_for_eval,
     release_memory,
@@ -131,6 +133,15 @@ def check_before_work(cfg: RunConfig) -> Path | str:
     use_bf16(cfg.train.precision, "train.precision")
     use_bf16(cfg.eval.precision, "eval.precision")
     check_trackers(cfg.train.report_to)
+    check_method(cfg.train.method)
+    if cfg.eval.backend == "vllm":
+        from pbb.backends import check_vllm
+
+        check_vllm(cfg)
+    if cfg.rl.use_vllm:
+        from pbb.backends import check_rl_vllm
+
+        check_rl_vllm()
     if cfg.eval.backend == "openai":
         from pbb.backends import check_server
 
@@ -321,32 +332,57 @@ def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, bas
     An untrained model (``untuned``) is evaluated on eval behaviours only: it has seen neither
     split, so its train-behaviour queries would measure the same thing again at the same cost.
     """
-    import torch
-
     pending = [m for m in cfg.eval.modes if not (out / "eval" / name / m / SAMPLES).is_file()]
     if not pending:
         console.print(f"[dim]{name}: evaluation done earlier[/]")
         return
-    model, generator = None, None
+    with _generation(cfg, out, name, model_dir, base, tok) as (model, generator):
+        for mode in pending:
+            t = time.time()
+            samples = evaluate(model, tok, ds, curriculum=name, mode=mode,
+                               out_dir=out / "eval" / name / mode, batch_size=cfg.eval.batch_size,
+                               max_new_tokens=cfg.eval.max_new_tokens[mode],
+                               temperature=cfg.eval.temperature,
+                               max_test_inputs=cfg.eval.max_test_inputs, progress=progress,
+                               max_train_behaviours=cfg.eval.max_train_behaviours if trained else 0,
+                               system_prompt=cfg.chat.system_prompt,
+                               fmt=cfg.data.instruction_format, generator=generator)
+            timing[f"eval {name}/{mode}"] = time.time() - t
+            acc = sum(s["score"] for s in samples) / max(1, len(samples))
+            console.print(f"  eval {name}/{mode}: {len(samples)} queries, mean score {acc:.3f}")
+
+
+@contextmanager
+def _generation(cfg: RunConfig, out: Path, name: str, model_dir, base, tok):
+    """(model, generator) for one curriculum's evaluation, by ``eval.backend``: the model in
+    this process (hf), a served model (openai), or a ``vllm serve`` started on this model and
+    stopped afterwards (vllm)."""
+    import torch
+
     if cfg.eval.backend == "openai":
         from pbb.backends import openai_generator, served_model
 
-        generator = openai_generator(cfg, served_model(cfg, name))
-    else:
-        model = load_for_eval(model_dir, base, cfg.model_options())
-        dtype = torch.bfloat16 if use_bf16(cfg.eval.precision, "eval.precision") else torch.float32
-        model = model.to("cuda" if torch.cuda.is_available() else "cpu", dtype=dtype).eval()
-    for mode in pending:
-        t = time.time()
-        samples = evaluate(model, tok, ds, curriculum=name, mode=mode,
-                           out_dir=out / "eval" / name / mode, batch_size=cfg.eval.batch_size,
-                           max_new_tokens=cfg.eval.max_new_tokens[mode],
-                           temperature=cfg.eval.temperature,
-                           max_test_inputs=cfg.eval.max_test_inputs, progress=progress,
-                           max_train_behaviours=cfg.eval.max_train_behaviours if trained else 0,
-                           system_prompt=cfg.chat.system_prompt, fmt=cfg.data.instruction_format,
-                           generator=generator)
-        timing[f"eval {name}/{mode}"] = time.time() - t
-        acc = sum(s["score"] for s in samples) / max(1, len(samples))
-        console.print(f"  eval {name}/{mode}: {len(samples)} queries, mean score {acc:.3f}")
-    del model
+        yield None, openai_generator(cfg, served_model(cfg, name))
+        return
+    if cfg.eval.backend == "vllm":
+        from pbb.backends import VLLMServer, openai_generator
+        from pbb.chat import prompt_text
+        from pbb.models import end_of_turn_ids
+        from pbb.train import _is_adapter
+
+        if _is_adapter(Path(model_dir)):
+            raise PbbError(f"eval.backend: vllm serves full models; {name}'s final stage is a LoRA "
+                           "adapter (train.method: full, or eval.backend: hf)")
+        with VLLMServer(cfg, model_dir, out / "logs" / f"vllm-{name}.log") as url:
+            yield None, openai_generator(
+                cfg, VLLMServer.SERVED_NAME, base_url=url,
+                render=lambda p: prompt_text(tok, p, cfg.chat.system_prompt),
+                stop_token_ids=end_of_turn_ids(tok))
+        return
+    model = load_for_eval(model_dir, base, cfg.model_options())
+    dtype = torch.bfloat16 if use_bf16(cfg.eval.precision, "eval.precision") else torch.float32
+    model = model.to("cuda" if torch.cuda.is_available() else "cpu", dtype=dtype).eval()
+    try:
+        yield model, None
+    finally:
+        del model

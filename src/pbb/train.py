@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pbb.config import TrainConfig
+from pbb.errors import PbbError
 from pbb.jsonio import append_jsonl, atomic_write_json, atomic_write_text, read_json
 
 DONE = "done.json"
@@ -45,8 +46,6 @@ def use_bf16(precision: str, key: str = "train.precision") -> bool:
         return False
     supported = torch.cuda.is_bf16_supported() if torch.cuda.is_available() else cpu_has_bf16()
     if precision == "bf16" and not supported:
-        from pbb.errors import PbbError
-
         raise PbbError(f"{key}: bf16 is not supported on this hardware; use auto or fp32")
     return supported
 
@@ -154,6 +153,8 @@ def load_trainable(init: Path | str, base: Path | str, cfg: TrainConfig, options
         from peft import PeftModel
 
         return PeftModel.from_pretrained(load_model(base, options=options), init, is_trainable=True)
+    if cfg.method == "qlora":
+        return _qlora(init, cfg, options)
     model = load_model(init, options=options)
     if cfg.method == "lora":
         from peft import LoraConfig, get_peft_model
@@ -162,6 +163,39 @@ def load_trainable(init: Path | str, base: Path | str, cfg: TrainConfig, options
                           target_modules=cfg.lora_targets, task_type="CAUSAL_LM")
         return get_peft_model(model, lora)
     return model
+
+
+def check_method(method: str) -> None:
+    """QLoRA needs CUDA and bitsandbytes: one error before any work where they are missing."""
+    if method != "qlora":
+        return
+    import importlib.util
+
+    import torch
+
+    if not torch.cuda.is_available():
+        raise PbbError("train.method: qlora needs a CUDA GPU (4-bit weights through "
+                       "bitsandbytes); there is none here (train.method: lora trains adapters on "
+                       "the CPU)")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise PbbError("train.method: qlora needs the bitsandbytes package (pip install "
+                       "'pbb[qlora]')")
+
+
+def _qlora(init: Path, cfg: TrainConfig, options):
+    """LoRA adapters on the base loaded in 4 bits (NF4, bf16 compute), the QLoRA recipe."""
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                               bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_use_double_quant=True)
+    model = AutoModelForCausalLM.from_pretrained(init, quantization_config=quant,
+                                                 trust_remote_code=options.trust_remote_code)
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.0,
+                      target_modules=cfg.lora_targets, task_type="CAUSAL_LM")
+    return get_peft_model(model, lora)
 
 
 def load_for_eval(model_dir: Path | str, base: Path | str, options=None):
