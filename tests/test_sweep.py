@@ -270,3 +270,34 @@ def test_a_killed_job_releases_its_stage_lock_and_its_stage_is_not_taken_as_done
     lock.acquire(timeout=10)  # the kill released it
     assert time.time() - t < 10 and not is_done(stage)  # half-written: trained again, not reused
     lock.release()
+
+
+@pytest.mark.slow
+def test_slurm_executor_submits_one_job_per_point_through_submitit(tmp_path):
+    """The --executor slurm path end to end, with submitit's local executor standing in for a
+    cluster (PBB_SUBMITIT_CLUSTER=local): job ids and logs in the sweep, every point done."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    pytest.importorskip("submitit")
+    raw = yaml.safe_load(Path("configs/sample_efficiency_quick.yaml").read_text())
+    raw["sweep"]["grid"] = {"seed": [0]}
+    raw["sweep"]["points"] = raw["sweep"]["points"][:2]
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    sets = [a for k, v in {**TINY, "sweep.slurm.gpus_per_job": 0, "sweep.slurm.cpus_per_job": 1}.items()
+            for a in ("--set", f"{k}={json.dumps(v)}")]
+    r = subprocess.run([sys.executable, "-m", "pbb.cli", "sweep", str(path), "--out",
+                        str(tmp_path / "s"), "--executor", "slurm", *sets],
+                       capture_output=True, text=True, env={**os.environ, "PBB_SUBMITIT_CLUSTER": "local"})
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    jobs = read_json(tmp_path / "s" / "jobs.json")
+    assert len(jobs) == 2 and {j["exit_code"] for j in jobs.values()} == {0}
+    assert len({j["job_id"] for j in jobs.values()}) == 2 and {j["cluster"] for j in jobs.values()} == {"local"}
+    for name, j in jobs.items():
+        assert (tmp_path / "s" / j["log"]).is_file()
+        assert (tmp_path / "s" / "runs" / name / "summary.json").is_file()
+    assert (tmp_path / "s" / "sweep_summary.json").is_file()

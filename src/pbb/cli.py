@@ -280,6 +280,9 @@ def sweep_cmd(
     jobs: Annotated[int, typer.Option(
         "--jobs", min=1, help="points run at once, each its own process (one GPU each where "
         "there are GPUs); logs in <out>/logs")] = 1,
+    executor: Annotated[str, typer.Option(
+        "--executor", help="local (this machine, --jobs at a time) or slurm (one job per "
+        "point through submitit; settings in the sweep's `slurm:` keys)")] = "local",
 ) -> None:
     """Run every point of a grid, sharing trained stages; then the sample-efficiency analysis.
 
@@ -287,8 +290,10 @@ def sweep_cmd(
     """
     from pbb.sweep import run_sweep
 
+    if executor not in ("local", "slurm"):
+        raise PbbError(f"--executor {executor!r}: expected local or slurm")
     summary = run_sweep(config, out, parse_assignments(overrides), progress=progress, smoke=smoke,
-                        jobs=jobs)
+                        jobs=jobs, executor=executor)
     eff = summary.get("efficiency", {})
     if "statement" in eff:
         console.print(f"[bold]crossover[/]: {eff['statement']}")

@@ -1,4 +1,5 @@
-"""Running sweep points at once (``pbb sweep CONFIG --jobs N``).
+"""Running sweep points at once: on this machine (``pbb sweep CONFIG --jobs N``) or as Slurm
+jobs (``--executor slurm``, through submitit).
 
 Each point is its own ``pbb run`` process (the point's resolved config written to
 ``<sweep>/points/<point>.yaml``), up to N at a time, with its output in ``<sweep>/logs/<point>.log``
@@ -7,6 +8,12 @@ job sees one (``CUDA_VISIBLE_DEVICES``, round robin over the job slots). All poi
 sweep's stage store; a stage two of them need is trained once under a file lock
 (:func:`pbb.run.stage_lock`) while the other waits. Running the same command again resumes:
 finished points are skipped, unfinished ones start over from their last checkpoints.
+
+With ``--executor slurm`` each point is one job submitted through ``submitit`` (partition,
+account, time, GPUs and CPUs per job from the sweep's ``slurm:`` keys); submitit's own files
+(scripts, stdout, stderr, pickles) go to ``<sweep>/slurm/``, job ids to ``jobs.json``. pbb waits
+for the jobs and then writes the sweep's report. ``PBB_SUBMITIT_CLUSTER=local`` runs the same
+path with submitit's local executor (how the tests run it without a cluster).
 """
 
 from __future__ import annotations
@@ -86,3 +93,58 @@ def run_local(points: list[dict], out: Path, jobs: int) -> None:
     if failed:
         raise PbbError(f"{len(failed)} sweep point(s) failed: {', '.join(failed)} (their logs are "
                        f"in {out / 'logs'}); run the same command again to retry them")
+
+
+def run_point(cfg_file: str, run_dir: str, stages: str) -> int:
+    """One sweep point in a job (what submitit pickles and calls): a plain ``pbb run``."""
+    return subprocess.run(point_command(Path(cfg_file), Path(run_dir), Path(stages))).returncode
+
+
+def run_slurm(points: list[dict], out: Path, slurm) -> None:
+    """Submit ``points`` as jobs (one each) through submitit; wait for them all."""
+    try:
+        import submitit
+    except ModuleNotFoundError:
+        raise PbbError("--executor slurm needs the submitit package (pip install "
+                       "'pbb[slurm]')") from None
+    out = Path(out)
+    (out / "points").mkdir(parents=True, exist_ok=True)
+    cluster = os.environ.get("PBB_SUBMITIT_CLUSTER") or None
+    try:
+        ex = submitit.AutoExecutor(folder=str(out / "slurm" / "%j"), cluster=cluster)
+    except Exception as e:  # noqa: BLE001 - no sbatch here, a bad cluster name...
+        raise PbbError(f"--executor slurm: {type(e).__name__}: {str(e).splitlines()[0][:160]}") from None
+    params = {"timeout_min": slurm.time_min, "cpus_per_task": slurm.cpus_per_job,
+              "gpus_per_node": slurm.gpus_per_job, "name": "pbb-sweep"}
+    if ex.cluster == "slurm":
+        params.update({f"slurm_{k}": v for k, v in (("partition", slurm.partition),
+                                                     ("account", slurm.account)) if v})
+        params.update({f"slurm_{k}": v for k, v in slurm.extra.items()})
+    if slurm.mem_gb:
+        params["mem_gb"] = slurm.mem_gb
+    ex.update_parameters(**params)
+    record: dict[str, dict] = {}
+    submitted = []
+    for p in points:
+        safe = p["name"].replace("/", "_")
+        cfg_file = out / "points" / f"{safe}.yaml"
+        atomic_write_text(cfg_file, dump_config(p["config"]))
+        job = ex.submit(run_point, str(cfg_file), str(out / "runs" / p["name"]), str(out / "stages"))
+        record[p["name"]] = {"job_id": str(job.job_id), "cluster": ex.cluster,
+                             "log": os.path.relpath(job.paths.stdout, out), "exit_code": None}
+        submitted.append((p, job))
+        console.print(f"[bold]sweep point[/] {p['name']}: submitted as job {job.job_id}")
+    atomic_write_json(out / JOBS, record)
+    failed = []
+    for p, job in submitted:
+        try:
+            code = job.result()
+        except Exception as e:  # noqa: BLE001 - the job itself failed (killed, timed out...)
+            code = f"{type(e).__name__}"
+        record[p["name"]]["exit_code"] = code
+        atomic_write_json(out / JOBS, record)
+        if code != 0:
+            failed.append(p["name"])
+    if failed:
+        raise PbbError(f"{len(failed)} sweep job(s) failed: {', '.join(failed)} (logs in "
+                       f"{out / 'slurm'}); run the same command again to retry them")

@@ -61,12 +61,28 @@ class AnalysisConfig(BaseModel):
     resamples: int = Field(1000, ge=100)
 
 
+class SlurmConfig(BaseModel):
+    """Job settings for ``pbb sweep --executor slurm`` (one job per point, through submitit)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    partition: str | None = None
+    account: str | None = None
+    time_min: int = Field(240, ge=1, description="wall-time limit of a job, minutes")
+    gpus_per_job: int = Field(1, ge=0)
+    cpus_per_job: int = Field(8, ge=1)
+    mem_gb: int | None = Field(None, ge=1)
+    extra: dict[str, object] = Field(default_factory=dict, description="more submitit slurm_* "
+                                     "parameters, e.g. {qos: high, constraint: a100}")
+
+
 class SweepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     grid: dict[str, list] = Field(default_factory=dict)
     points: list[dict[str, object]] = Field(default_factory=lambda: [{}], min_length=1)
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+    slurm: SlurmConfig = Field(default_factory=SlurmConfig)
 
 
 def _point_name(i: int, overrides: dict) -> str:
@@ -112,7 +128,8 @@ def load_sweep(path: Path, overrides: dict | None = None) -> tuple[dict, SweepSp
 
 
 def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None,
-              progress: bool = True, smoke: bool = False, jobs: int = 1) -> dict:
+              progress: bool = True, smoke: bool = False, jobs: int = 1,
+              executor: str = "local") -> dict:
     from pbb.run import check_before_work, run
 
     raw, spec, points = load_sweep(path, with_smoke(overrides) if smoke else overrides)
@@ -136,6 +153,11 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
             console.print(f"[dim]sweep point {i}/{len(points)} {p['name']}: done earlier[/]")
         else:
             pending.append((i, p))
+    if executor == "slurm" and pending:
+        from pbb.executors import run_slurm
+
+        run_slurm([p for _, p in pending], out, spec.slurm)
+        return report(out)
     if jobs > 1 and len(pending) > 1:
         from pbb.executors import run_local
 
