@@ -18,7 +18,7 @@ from pbb.run import check_stage_settings
 from pbb.sweep import load_sweep
 from pbb.train import use_bf16
 
-CONFIGS = sorted(Path("configs").glob("*.yaml"))
+CONFIGS = sorted(Path("configs").glob("**/*.yaml"))
 
 
 def configs_in(path: Path) -> list[RunConfig]:
