@@ -18,7 +18,8 @@ from pbb.run import check_stage_settings
 from pbb.sweep import load_sweep
 from pbb.train import use_bf16
 
-CONFIGS = sorted(Path("configs").glob("**/*.yaml"))
+# run configs (configs/accelerate/ holds launcher settings, not run configs)
+CONFIGS = sorted(p for p in Path("configs").glob("**/*.yaml") if "accelerate" not in p.parts)
 
 
 def configs_in(path: Path) -> list[RunConfig]:

@@ -256,7 +256,7 @@ def test_a_killed_job_releases_its_stage_lock_and_its_stage_is_not_taken_as_done
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; from pbb.run import stage_lock; from pathlib import Path\n"
         f"s = Path({str(stage)!r}); lock = stage_lock(s); lock.acquire()\n"
-        "s.mkdir(); (s / 'metrics.jsonl').write_text('{}'); print('held', flush=True)\n"
+        "s.mkdir(exist_ok=True); (s / 'metrics.jsonl').write_text('{}'); print('held', flush=True)\n"
         "time.sleep(60)")], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
     lock = run_mod.stage_lock(stage)

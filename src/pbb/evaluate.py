@@ -15,7 +15,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pbb.data import DataSet
-from pbb.jsonio import append_jsonl, iter_jsonl, write_jsonl
+from pbb.jsonio import append_jsonl, iter_jsonl, read_jsonl, write_jsonl
 from pbb.recall import cot_recall_exact, normalize, recall_score
 from pbb.render import instruction_text, make_row, row_rng
 from pbb.rewards import score_completion
@@ -137,24 +137,24 @@ def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_d
     server, :mod:`pbb.backends`): ``generator(prompts, max_new_tokens=, desc=, progress=,
     on_batch=)``.
     """
+    from pbb import dist
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     queries = build_queries(ds, mode, max_test_inputs, max_train_behaviours, fmt)
-    done: dict[tuple[str, str], dict] = {}
-    if (out_dir / PARTIAL).is_file():
-        try:
-            for rec in iter_jsonl(out_dir / PARTIAL):
-                done[(rec["behaviour_id"], rec["input"])] = rec
-        except Exception:  # noqa: BLE001 - a torn last line from a kill: keep what parsed
-            pass
+    done = _answered(out_dir)
+    dist.barrier()  # every process has read the same answers before any writes new ones
+    # under a launcher each process answers its share of what is left; one process, all of it
     todo = [q for q in queries if (q["behaviour_id"], q["input"]) not in done]
+    todo = todo[dist.rank()::dist.world()]
+    mine = out_dir / (PARTIAL if not dist.launched() else f"samples.partial.{dist.rank()}.jsonl")
     to_sample = Scorer(ds, curriculum, mode, fmt)
 
     def save_batch(items: list[tuple[int, str]]) -> None:
         for i, completion in items:
             rec = to_sample(todo[i], completion)
             done[(rec["behaviour_id"], rec["input"])] = rec
-            append_jsonl(out_dir / PARTIAL, rec)
+            append_jsonl(mine, rec)
 
     if todo and generator is not None:
         generator([q["prompt"] for q in todo], max_new_tokens=max_new_tokens,
@@ -162,9 +162,31 @@ def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_d
     elif todo:
         generate(model, tokenizer, [q["prompt"] for q in todo], batch_size=batch_size,
                  max_new_tokens=max_new_tokens, temperature=temperature,
-                 desc=f"eval {curriculum}/{mode}", progress=progress, on_batch=save_batch,
-                 system_prompt=system_prompt)
-    samples = [done[(q["behaviour_id"], q["input"])] for q in queries]
-    write_jsonl(out_dir / SAMPLES, samples)
-    (out_dir / PARTIAL).unlink(missing_ok=True)
-    return samples
+                 desc=f"eval {curriculum}/{mode}", progress=progress and dist.is_main(),
+                 on_batch=save_batch, system_prompt=system_prompt)
+    dist.barrier()  # every share answered
+    if dist.is_main():
+        done = _answered(out_dir)  # every process's answers, each query once
+        samples = [done[(q["behaviour_id"], q["input"])] for q in queries]
+        write_jsonl(out_dir / SAMPLES, samples)
+        for f in _partials(out_dir):
+            f.unlink(missing_ok=True)
+    dist.barrier()
+    return samples if dist.is_main() else read_jsonl(out_dir / SAMPLES)
+
+
+def _partials(out_dir: Path) -> list[Path]:
+    """Partial answers: one process's file, or one per process under a launcher."""
+    return sorted(out_dir.glob("samples.partial*.jsonl"))
+
+
+def _answered(out_dir: Path) -> dict[tuple[str, str], dict]:
+    """(behaviour, input) -> sample, from every partial file an interrupted evaluation left."""
+    done: dict[tuple[str, str], dict] = {}
+    for f in _partials(out_dir):
+        try:
+            for rec in iter_jsonl(f):
+                done[(rec["behaviour_id"], rec["input"])] = rec
+        except Exception:  # noqa: BLE001 - a torn last line from a kill: keep what parsed
+            pass
+    return done

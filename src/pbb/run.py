@@ -19,6 +19,7 @@ several curricula is trained once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -31,6 +32,7 @@ from rich.console import Console
 
 from pbb import curricula as curricula_mod
 from pbb import data as data_mod
+from pbb import dist
 from pbb.config import OPENAI_PREFIX, RunConfig, dump_config
 from pbb.errors import PbbError
 from pbb.evaluate import SAMPLES, evaluate
@@ -166,16 +168,26 @@ def _quiet_libraries() -> None:
 
 
 def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | None = None) -> dict:
-    """One run; ``stages_root`` lets several runs (a sweep) share trained stages."""
+    """One run; ``stages_root`` lets several runs (a sweep) share trained stages.
+
+    Under ``accelerate launch`` every process runs this (:mod:`pbb.dist`): the main process
+    prepares the run directory and data and writes every file; SFT stages train data parallel
+    across the processes; evaluation is sharded across them.
+    """
     from pbb.models import load_tokenizer
 
+    dist.init()
+    main = dist.is_main()
+    console.quiet = not main  # one process speaks
     _quiet_libraries()
     out = Path(out)
     base = check_before_work(cfg)
-    prepare_run_dir(cfg, out)
     timing: dict[str, float] = {}
     t0 = time.time()
-    ds = prepare_data(cfg, out)
+    # the main process makes the run directory and the data set; the others then read the data
+    made: dict = {}
+    dist.on_main(lambda: (prepare_run_dir(cfg, out), made.update(ds=prepare_data(cfg, out))))
+    ds = made["ds"] if main else prepare_data(cfg, out)
     timing["data"] = time.time() - t0
     served = cfg.eval.backend == "openai"  # served models are evaluated, nothing trains here
     tok = None if served else load_tokenizer(base, cfg.model_options())
@@ -184,7 +196,10 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
     fmt = cfg.data.instruction_format
     built = {name: curricula_mod.build(name, ds, cfg.curriculum, fmt) for name in cfg.curricula}
     check_stage_settings(cfg, built, ds)
-    tracking = Tracking(cfg.train.report_to, cfg.name, out)
+    if dist.launched() and any(st.trainer == "rl" for sts in built.values() for st in sts):
+        raise PbbError("RL stages do not run under accelerate launch yet (GRPO writes its own "
+                       "files from every process); run retroactive curricula as one process")
+    tracking = Tracking(cfg.train.report_to if main else [], cfg.name, out)
     try:
         for name, stages in built.items():
             parent, init, entries = "base", base, []
@@ -192,8 +207,9 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
                 key = stage_key(cfg, parent, st.rows, st.trainer, st)
                 sdir = Path(stages_root or out / "stages") / f"{st.name}-{key}"
                 entries.append({"stage": st.name, "dir": os.path.relpath(sdir, out), "rows": len(st.rows)})
-                with stage_lock(sdir):  # a stage two sweep jobs need is trained once
-                    if is_done(sdir):
+                # a stage two sweep jobs need is trained once (the main process holds the lock)
+                with stage_lock(sdir) if main else contextlib.nullcontext():
+                    if dist.broadcast(is_done(sdir) if main else None):
                         console.print(f"[dim]{name}/{st.name}: done earlier, reusing "
                                       f"{sdir.name}[/]")
                     else:
@@ -205,22 +221,29 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
                         timing[f"train {name}/{st.name}"] = time.time() - t
                 parent, init = key, sdir / MODEL
             plan[name] = entries
-            atomic_write_json(out / "curricula.json", plan)
+            if main:
+                atomic_write_json(out / "curricula.json", plan)
             evaluate_curriculum(cfg, ds, out, name, init, base, tok, timing, progress,
                                 trained=bool(stages))
             release_memory()
 
+        if not main:
+            dist.barrier()  # the main process writes the summary
+            return {}
         summary = {**build_summary(out, cfg, ds),
                    "stages": {n: [dict(e, **stage_info(out / e["dir"])) for e in es]
                               for n, es in plan.items()},
                    "timing": {k: round(v, 1) for k, v in timing.items()},
                    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        if dist.launched():
+            summary["processes"] = dist.world()
         if served:
             from pbb.backends import served_model
 
             summary["served_models"] = {n: served_model(cfg, n) for n in cfg.curricula}
         write_report(out, summary)
         tracking.log_results(summary)
+        dist.barrier()
     finally:
         tracking.finish()
     print_table(summary, Console())
@@ -239,8 +262,8 @@ def stage_lock(stage_dir: Path):
     from filelock import FileLock
 
     stage_dir = Path(stage_dir)
-    stage_dir.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(stage_dir.parent / f".{stage_dir.name}.lock"))
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(stage_dir / ".lock"))
 
 
 def check_stage_settings(cfg: RunConfig, built: dict, data: data_mod.DataSet) -> None:
@@ -381,7 +404,7 @@ def _generation(cfg: RunConfig, out: Path, name: str, model_dir, base, tok):
         return
     model = load_for_eval(model_dir, base, cfg.model_options())
     dtype = torch.bfloat16 if use_bf16(cfg.eval.precision, "eval.precision") else torch.float32
-    model = model.to("cuda" if torch.cuda.is_available() else "cpu", dtype=dtype).eval()
+    model = model.to(dist.device(), dtype=dtype).eval()
     try:
         yield model, None
     finally:

@@ -25,6 +25,7 @@ last one, logs cut back to it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -183,13 +184,21 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
     """
     import torch
 
+    from pbb import dist
+
+    main, world, rank = dist.is_main(), dist.world(), dist.rank()
+
     def log_metrics(record: dict) -> None:
+        if not main:  # one process writes the stage's files
+            return
         append_jsonl(stage_dir / METRICS, record)
         if on_metrics is not None:
             on_metrics(record)
 
     stage_dir = Path(stage_dir)
-    resume = start_stage(stage_dir)
+    resume = start_stage(stage_dir) if main else None
+    resume = dist.broadcast(None if resume is None else str(resume))
+    resume = Path(resume) if resume else None
     t_start = time.time()
     timing = {"encode": 0.0, "forward_backward": 0.0, "optimizer": 0.0, "checkpoint": 0.0,
               "recall": 0.0}
@@ -197,7 +206,7 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
     encoded = encode_rows(tokenizer, rows, cfg.max_length, system_prompt)
     timing["encode"] = time.time() - t
     lengths = [len(ids) for ids, _ in encoded]
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = dist.device()
     bf16 = use_bf16(cfg.precision)
     torch.manual_seed(seed)
 
@@ -229,33 +238,45 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
         optimizer.load_state_dict(opt["optimizer"])
         scheduler.load_state_dict(opt["scheduler"])
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    autocast = torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=bf16)
+    autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=bf16)
+    inner = model  # what is saved and asked to recall; `model` below is what trains
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(inner, device_ids=[dist.local_rank()] if
+                                        device.startswith("cuda") else None)
     trainer_dir = stage_dir / "trainer"
     bar = tqdm(total=total, initial=state["step"], desc=f"train {stage_dir.name}", unit="step",
-               disable=not progress or None, leave=False)
+               disable=not (progress and main) or None, leave=False)
     t_run = time.time() - state["seconds"]
 
     def checkpoint() -> None:
         t = time.time()
         state["seconds"] = time.time() - t_run
-        _save_checkpoint(trainer_dir, state["step"], model, optimizer, scheduler, state)
+        if main:
+            _save_checkpoint(trainer_dir, state["step"], inner, optimizer, scheduler, state)
+        dist.barrier()
         timing["checkpoint"] += time.time() - t
 
     def check_recall() -> bool:
-        """Run the recall check after an epoch; True when the stage should stop."""
+        """Run the recall check after an epoch (the main process asks, the others wait); True
+        when the stage should stop."""
         t = time.time()
-        model.eval()
-        with autocast:
-            result = recall_check(model)
-        model.train()
+        result = None
+        if main:
+            inner.eval()
+            with autocast:
+                result = recall_check(inner)
+            inner.train()
+        result = dist.broadcast(result)
         timing["recall"] += time.time() - t
         state["recall"].append({"epoch": state["epoch"], **result})
         log_metrics({"step": state["step"], "epoch": state["epoch"],
-                                           **{f"recall/{k}": v for k, v in result.items()}})
+                     **{f"recall/{k}": v for k, v in result.items()}})
         return recall_target is not None and result["recall"] >= recall_target
 
     # on a CPU under bf16 autocast, attention in fp32 (see pbb.train.fp32_attention_on_cpu)
-    undo_attention = fp32_attention_on_cpu(model, enabled=device == "cpu" and bf16)
+    undo_attention = fp32_attention_on_cpu(inner, enabled=device == "cpu" and bf16)
     stop = False  # checkpoints follow only recall checks that did not stop the stage
     while not stop and state["step"] < total:
         batches = epoch_batches(lengths, cfg.batch_size, seed, state["epoch"], cfg.group_by_length)
@@ -264,17 +285,29 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
             t = time.time()
             step_loss, step_tokens, step_rows = 0.0, 0, 0
             n_target = sum(len(encoded[i][0]) - encoded[i][1] for b in group for i in b)
+            # this process's rows of each batch (all of them in one process), cut to the memory
+            # bound; a process whose share of a batch is empty runs one row with weight 0
+            parts = []
             for b in group:
-                for part in split_by_tokens(b, lengths, cfg.max_batch_tokens):
-                    x, y, first = collate([encoded[i] for i in part], pad)
-                    x, y = x.to(device), y.to(device)
+                share = b[rank::world]
+                parts += ([(p, True) for p in split_by_tokens(share, lengths, cfg.max_batch_tokens)]
+                          if share else [(b[:1], False)])
+            for k, (part, mine) in enumerate(parts):
+                x, y, first = collate([encoded[i] for i in part], pad)
+                x, y = x.to(device), y.to(device)
+                # data parallel: gradients are all-reduced once a step, in the last backward
+                quiet = world > 1 and k < len(parts) - 1
+                with model.no_sync() if quiet else contextlib.nullcontext():
                     with autocast:
                         loss, n = batch_loss(model, x, y, first)
-                    # token mean over the whole optimizer step, however it was cut
-                    (loss * (n / n_target)).backward()
+                    # token mean over the whole optimizer step (every process's rows), however
+                    # it was cut; DDP averages over processes, hence x world
+                    (loss * ((n / n_target) * world if mine else 0.0)).backward()
+                if mine:
                     step_loss += float(loss.detach()) * n / n_target
-                step_tokens += sum(lengths[i] for i in b)
-                step_rows += len(b)
+            step_loss = dist.sum_float(step_loss)
+            step_tokens = sum(lengths[i] for b in group for i in b)
+            step_rows = sum(len(b) for b in group)
             timing["forward_backward"] += time.time() - t
             t = time.time()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -309,11 +342,12 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
     if recall_check is not None and recall_target is None:
         check_recall()  # measured once at the end: logged, no stopping rule
     undo_attention()  # the saved model names the usual implementation
-    save_model_atomic(model, tokenizer, stage_dir)
+    if main:
+        save_model_atomic(inner, tokenizer, stage_dir)
     rows_here = state["rows"] - rows_at_start
     n_rows = len(encoded)
     prompt_tokens = sum(n for _, n in encoded)
-    return finish_stage(stage_dir, {
+    info = {
         "rows": n_rows, "steps": state["step"], "epochs": round(state["step"] / steps_per_epoch, 3),
         "train_loss": round(state["loss_sum"] / max(1, state["loss_n"]), 6),
         "tokens": state["tokens"],
@@ -325,4 +359,8 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
         "seconds": round(time.time() - t_start, 1), "time_split": {k: round(v, 1) for k, v in timing.items()},
         "method": cfg.method, "bf16": bf16, "learning_rate": cfg.learning_rate,
         "planned_epochs": planned_epochs, "recall": state["recall"],
-        "resumed": resume is not None})
+        "resumed": resume is not None, "processes": world}
+    if main:
+        finish_stage(stage_dir, info)
+    dist.barrier()  # the stage is done (done.json written) before any process goes on
+    return info

@@ -1,0 +1,111 @@
+"""One run across several processes: ``accelerate launch [--config_file F] -m pbb run CONFIG``.
+
+Under the launcher (``WORLD_SIZE`` > 1) every process runs the same ``pbb run``; this module is
+what they agree through (torch.distributed, the process group accelerate sets up: NCCL on GPUs,
+gloo on CPUs):
+
+* the main process (rank 0) prepares the run directory and the data set, the others wait and
+  then read it; only the main process writes run files, stage directories, logs and trackers;
+* an SFT stage is trained by all processes together, data parallel (:mod:`pbb.sft`): every
+  optimizer step takes the same rows it would take in one process, each process the rows
+  ``rank::world`` of every batch, and the gradients are summed across processes, so the update
+  is the one-process update (tested against a single-process run);
+* evaluation is sharded: each process answers the queries ``rank::world`` and the main process
+  gathers them, so each query is answered and written exactly once;
+* each process uses its own device (``cuda:LOCAL_RANK``, or the CPU).
+
+A plain ``pbb run`` is one process and none of this does anything.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def world() -> int:
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def launched() -> bool:
+    return world() > 1
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0")) if launched() else 0
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0")) if launched() else 0
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+_STATE = None
+
+
+def init() -> None:
+    """Join the launcher's process group (once; nothing without a launcher)."""
+    global _STATE
+    if launched() and _STATE is None:
+        from accelerate import PartialState
+
+        _STATE = PartialState()
+
+
+def device() -> str:
+    import torch
+
+    return f"cuda:{local_rank()}" if torch.cuda.is_available() else "cpu"
+
+
+def barrier() -> None:
+    if launched():
+        import torch.distributed as td
+
+        td.barrier()
+
+
+def broadcast(obj):
+    """The main process's ``obj``, on every process."""
+    if not launched():
+        return obj
+    import torch.distributed as td
+
+    box = [obj]
+    td.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def sum_float(x: float) -> float:
+    """``x`` summed over the processes (itself in one process)."""
+    if not launched():
+        return x
+    import torch
+    import torch.distributed as td
+
+    t = torch.tensor([x], dtype=torch.float64, device=device())
+    td.all_reduce(t)
+    return float(t.item())
+
+
+def on_main(fn) -> None:
+    """Run ``fn`` on the main process while the others wait; an error there (a bad config, a
+    run directory that holds another run) is raised on every process, not left to hang them."""
+    from pbb.errors import PbbError
+
+    problem = None
+    if is_main():
+        try:
+            fn()
+        except PbbError as e:
+            problem = str(e)
+            if not launched():
+                raise
+    problem = broadcast(problem)
+    if problem is not None:
+        raise PbbError(problem)
