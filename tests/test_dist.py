@@ -1,7 +1,8 @@
-"""One run across processes, two CPU processes (gloo): the same training as one process, every
-query answered once, files written by one process. Launched with torch's launcher
-(`torch.distributed.run`), which sets the same environment `accelerate launch --multi_gpu`
-does on a GPU machine; accelerate's own CPU multi-process launch goes through MPI."""
+"""One run across processes: `accelerate launch --multi_gpu --num_processes 2` on a machine
+without GPUs starts two CPU processes (gloo) through torch's launcher, as it starts one process
+per GPU elsewhere (`--cpu --num_processes 2` would start one process: accelerate sends CPU
+multi-process launches through MPI). The same training as one process, every query answered
+once, files written by one process, a killed launch resumed."""
 
 import json
 import subprocess
@@ -19,15 +20,23 @@ ARGS = ["configs/quickstart.yaml", "--smoke", "--no-progress",
         "--set", 'curricula=["proactive","stage1_only"]', "--set", "train.max_steps=3"]
 
 
-def _launch(out: Path) -> subprocess.CompletedProcess:
+def _free_port() -> int:
     import socket
 
-    with socket.socket() as s:  # a free port: the launcher's default one may be taken
+    with socket.socket() as s:  # the launcher's default port may be taken
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                           "--master_port", str(port), "-m", "pbb.cli", "run", *ARGS,
-                           "--out", str(out)], capture_output=True, text=True)
+        return s.getsockname()[1]
+
+
+def _launch_cmd(out: Path, args=ARGS) -> list[str]:
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+            "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+            "--main_process_port", str(_free_port()), "-m", "pbb.cli", "run", *args,
+            "--out", str(out)]
+
+
+def _launch(out: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(_launch_cmd(out), capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +78,12 @@ def test_every_query_is_answered_and_written_once(runs):
             assert same >= 0.9 * len(a)  # the same weights up to float summation order
     summary = json.loads((two / "summary.json").read_text())
     assert summary["processes"] == 2
+    for r in summary["results"]:  # the numbers recompute from the merged samples
+        by = {}
+        for x in read_jsonl(two / "eval" / r["curriculum"] / r["mode"] / "samples.jsonl"):
+            if x["split"] == r["split"]:
+                by.setdefault(x["behaviour_id"], []).append(x["score"])
+        assert r["accuracy"] == pytest.approx(sum(sum(v) / len(v) for v in by.values()) / len(by))
 
 
 def test_one_process_speaks_and_writes(runs):
@@ -77,3 +92,36 @@ def test_one_process_speaks_and_writes(runs):
     # proactive's two stages, each announced once (not once per process); stage1_only reuses one
     assert said.count("training on") == 2 and said.count("done earlier") == 1
     assert said.count("wrote ") == 1
+
+
+def test_a_killed_launch_resumes_mid_stage(tmp_path):
+    import os
+    import signal
+    import time
+
+    args = ["configs/quickstart.yaml", "--smoke", "--no-progress", "--set", 'curricula=["stage1_only"]',
+            "--set", 'eval.modes=["recall"]', "--set", "train.max_steps=-1",
+            "--set", "train.save_steps=4"]
+    out = tmp_path / "r"
+    proc = subprocess.Popen(_launch_cmd(out, args), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not list(out.glob("stages/*/trainer/checkpoint-*/state.json")) and \
+            time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before a checkpoint was seen"
+    # the launcher and both workers, mid-stage (torch's launcher starts the workers in their own
+    # process groups: find them by their command line, which names this run's directory)
+    subprocess.run(["pkill", "-KILL", "-f", str(out)])
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(1)
+    assert subprocess.run(["pgrep", "-f", str(out)], capture_output=True).stdout == b""
+    (stage,) = out.glob("stages/stage1-*")
+    assert not (stage / "done.json").exists()
+    again = subprocess.run(_launch_cmd(out, args), capture_output=True, text=True)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    done = json.loads((stage / "done.json").read_text())
+    assert done["resumed"] is True and done["steps"] == 24  # 3 epochs of 8 steps
+    steps = [r["step"] for r in read_jsonl(stage / "metrics.jsonl") if "loss" in r]
+    assert steps == list(range(1, 25))  # every step logged exactly once across the two launches
