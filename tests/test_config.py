@@ -18,7 +18,7 @@ def test_defaults_and_overrides(tmp_path):
 
 @pytest.mark.parametrize("overrides, message", [
     ({"data.behavours": 3}, "data.behavours: unknown key"),
-    ({"train.method": "qlora"}, "train.method: Input should be 'full' or 'lora'"),
+    ({"train.method": "dora"}, "train.method: Input should be 'full', 'lora' or 'qlora'"),
     ({"data.behaviours": -1}, "data.behaviours: Input should be greater than or equal to 2"),
     ({"curricula": ["proactive", "nosuch"]}, "unknown curriculum 'nosuch'"),
     ({"eval.modes": ["telepathy"]}, "eval.modes.0"),
@@ -41,8 +41,8 @@ def test_yaml_errors_name_the_line(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--set", "train.method=qlora"], "train.method"),
-    (["--set", "model=no-such-model-anywhere"], "model 'no-such-model-anywhere' not found offline"),
+    (["--set", "train.method=dora"], "train.method"),
+    (["--set", "model=no-such-model-anywhere"], "model 'no-such-model-anywhere': not in the local Hugging Face cache"),
     (["--set", "data.domain=nosuch"], "unknown domain 'nosuch'"),
     (["--set", "data.options.max_args=7"], "arithmetic.max_args"),
     (["--set", "nokey"], "expected KEY=VALUE"),
