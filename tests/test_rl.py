@@ -223,10 +223,10 @@ def test_interrupted_grpo_stage_resumes_from_its_checkpoint(ds, tiny, tmp_path, 
     funcs, weights = reward_functions(ds)
     real = rl_mod._MetricsLog
 
-    def crashing_log(p):
+    def crashing_log(p, on_metrics=None):
         from transformers import TrainerCallback
 
-        inner = real(p)
+        inner = real(p, on_metrics)
 
         class Crash(TrainerCallback):
             def on_log(self, args, state, control, logs=None, **kw):
