@@ -34,7 +34,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pbb.config import OPENAI_PREFIX, RunConfig
-from pbb.errors import PbbError
+from pbb.errors import PbbError, first_line
 
 
 def _client(cfg: RunConfig):
@@ -68,7 +68,7 @@ def check_server(cfg: RunConfig) -> None:
         client.with_options(max_retries=0, timeout=10).models.list()
     except Exception as e:  # noqa: BLE001 - connection refused, DNS, 401...: one line
         raise PbbError(f"eval.openai: server {client.base_url} does not answer "
-                       f"({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''})") from None
+                       f"({first_line(e, 120)})") from None
 
 
 def openai_generator(cfg: RunConfig, model: str, *, base_url: str | None = None,
@@ -112,8 +112,7 @@ def openai_generator(cfg: RunConfig, model: str, *, base_url: str | None = None,
                     for f in futures:
                         f.cancel()
                     raise PbbError(f"eval.openai: request for query {i} failed after "
-                                   f"{cfg.eval.openai.max_retries} retries ({type(e).__name__}: "
-                                   f"{str(e).splitlines()[0][:120] if str(e) else ''}); the "
+                                   f"{cfg.eval.openai.max_retries} retries ({first_line(e, 120)}); the "
                                    "answers so far are kept, run again to resume") from None
                 if on_batch:
                     on_batch([(i, out[i])])

@@ -190,16 +190,6 @@ class TrainConfig(_Strict):
 LOSS_TYPES = ("grpo", "dapo", "dr_grpo", "bnpo", "cispo", "sapo")
 
 
-def world_size() -> int:
-    """Processes that will share the effective batch (``accelerate launch`` sets WORLD_SIZE)."""
-    import os
-
-    try:
-        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
-    except ValueError:
-        return 1
-
-
 class RLConfig(_Strict):
     """Settings of RL stages (GRPO through TRL's GRPOTrainer), used by ``retroactive``/``rl_only``.
 
@@ -248,7 +238,9 @@ class RLConfig(_Strict):
         if self.num_generations < 2:
             raise ValueError("num_generations must be at least 2: GRPO's advantage is a "
                              "completion's reward relative to the others of its group")
-        world = world_size()
+        from pbb import dist
+
+        world = dist.world()
         effective = self.batch_size * self.grad_accum * world
         if effective % self.num_generations:
             raise ValueError(

@@ -8,3 +8,9 @@ what is wrong and where.
 
 class PbbError(Exception):
     """A user-facing error: bad input, bad config, missing model. Printed as one line."""
+
+
+def first_line(e: BaseException, limit: int = 160) -> str:
+    """``Type: first line of the message`` of a library's exception, for a one-line PbbError."""
+    text = str(e).splitlines()[0][:limit] if str(e) else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

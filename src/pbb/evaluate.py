@@ -152,9 +152,7 @@ def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_d
 
     def save_batch(items: list[tuple[int, str]]) -> None:
         for i, completion in items:
-            rec = to_sample(todo[i], completion)
-            done[(rec["behaviour_id"], rec["input"])] = rec
-            append_jsonl(mine, rec)
+            append_jsonl(mine, to_sample(todo[i], completion))
 
     if todo and generator is not None:
         generator([q["prompt"] for q in todo], max_new_tokens=max_new_tokens,

@@ -27,7 +27,7 @@ from pathlib import Path
 from rich.console import Console
 
 from pbb.config import dump_config
-from pbb.errors import PbbError
+from pbb.errors import PbbError, first_line
 from pbb.jsonio import atomic_write_json, atomic_write_text
 
 console = Console()
@@ -113,7 +113,7 @@ def run_slurm(points: list[dict], out: Path, slurm) -> None:
     try:
         ex = submitit.AutoExecutor(folder=str(out / "slurm" / "%j"), cluster=cluster)
     except Exception as e:  # noqa: BLE001 - no sbatch here, a bad cluster name...
-        raise PbbError(f"--executor slurm: {type(e).__name__}: {str(e).splitlines()[0][:160]}") from None
+        raise PbbError(f"--executor slurm: {first_line(e)}") from None
     params = {"timeout_min": slurm.time_min, "cpus_per_task": slurm.cpus_per_job,
               "gpus_per_node": slurm.gpus_per_job, "name": "pbb-sweep"}
     if ex.cluster == "slurm":

@@ -24,7 +24,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from pbb.errors import PbbError
+from pbb.errors import PbbError, first_line
 from pbb.jsonio import make_temp_dir
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -133,9 +133,8 @@ def resolve_model_path(name: str) -> Path | str:
     try:
         return snapshot_download(name)  # online: weights, tokenizer, config into the HF cache
     except Exception as e:  # noqa: BLE001 - no network, no such repo, gated...: one line
-        first = str(e).splitlines()[0][:160] if str(e) else ""
         raise PbbError(f"model {name!r}: not in the local Hugging Face cache and the download "
-                       f"failed ({type(e).__name__}: {first}); {how}") from None
+                       f"failed ({first_line(e)}); {how}") from None
 
 
 @dataclass(frozen=True)

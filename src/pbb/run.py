@@ -25,7 +25,6 @@ import json
 import os
 import resource
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -375,7 +374,7 @@ def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, bas
             console.print(f"  eval {name}/{mode}: {len(samples)} queries, mean score {acc:.3f}")
 
 
-@contextmanager
+@contextlib.contextmanager
 def _generation(cfg: RunConfig, out: Path, name: str, model_dir, base, tok):
     """(model, generator) for one curriculum's evaluation, by ``eval.backend``: the model in
     this process (hf), a served model (openai), or a ``vllm serve`` started on this model and
