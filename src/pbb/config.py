@@ -340,8 +340,9 @@ class RunConfig(_Strict):
     name: str = "run"
     model: str = DEFAULT_MODEL
     model_dtype: Literal["auto", "bf16", "fp32"] = Field(
-        "auto", description="weights as loaded for training and evaluation: auto = bf16 on a "
-        "CUDA GPU with bf16, fp32 elsewhere (a CPU trains fp32 weights under bf16 autocast)")
+        "auto", description="weights as loaded for training: auto = fp32 master weights everywhere "
+        "(bf16 compute from autocast); bf16 = bf16 weights, half the memory, but small updates "
+        "are lost to rounding")
     trust_remote_code: bool = Field(
         False, description="let transformers run the model repository's own code (models "
         "whose architecture transformers does not ship)")

@@ -141,9 +141,12 @@ def resolve_model_path(name: str) -> Path | str:
 class ModelOptions:
     """How weights are loaded (``model_dtype``, ``trust_remote_code`` in the run config).
 
-    ``dtype`` ``auto`` is bf16 on a CUDA GPU with bf16 and fp32 elsewhere: on a CPU, fp32
-    master weights under bf16 autocast train as well and keep greedy evaluation faithful; on a
-    GPU, bf16 weights halve the memory a large model needs.
+    ``dtype`` ``auto`` is fp32 on every device: fp32 master weights, with bf16 from autocast where
+    the hardware has it (``train.precision``), and evaluation casts to bf16 on its own
+    (``eval.precision``). bf16 *weights* are only what a user asks for (``bf16``, to halve the
+    memory of a large model): AdamW updates of lr 1e-4 are mostly below bf16's resolution, and
+    on an H200 the quickstart trained with bf16 weights never learned to recall an instruction
+    (recall 0% after 4 epochs where fp32 master weights reach 100%).
     """
 
     dtype: str = "auto"
@@ -152,10 +155,7 @@ class ModelOptions:
     def torch_dtype(self):
         import torch
 
-        if self.dtype == "auto":
-            bf16_gpu = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-            return torch.bfloat16 if bf16_gpu else torch.float32
-        return {"bf16": torch.bfloat16, "fp32": torch.float32}[self.dtype]
+        return torch.bfloat16 if self.dtype == "bf16" else torch.float32
 
 
 def load_tokenizer(path: Path | str, options: ModelOptions = ModelOptions()):
