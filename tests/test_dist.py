@@ -125,3 +125,27 @@ def test_a_killed_launch_resumes_mid_stage(tmp_path):
     assert done["resumed"] is True and done["steps"] == 24  # 3 epochs of 8 steps
     steps = [r["step"] for r in read_jsonl(stage / "metrics.jsonl") if "loss" in r]
     assert steps == list(range(1, 25))  # every step logged exactly once across the two launches
+
+
+def test_grpo_stages_train_across_two_processes_and_log_once(tmp_path):
+    """RL under the launcher: TRL's GRPOTrainer runs data parallel (each process generates and
+    scores its own completions, rl.batch_size per process, TRL's semantics); one process writes
+    the stage directory, metrics and every process's rollouts."""
+    args = ["configs/retroactive_quick.yaml", "--smoke", "--no-progress",
+            "--set", 'curricula=["rl_only"]', "--set", 'eval.modes=["cot"]',
+            "--set", "rl.max_steps=2", "--set", "rl.batch_size=4", "--set", "rl.num_generations=4"]
+    out = tmp_path / "r"
+    done = subprocess.run(_launch_cmd(out, args), capture_output=True, text=True)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    (stage,) = out.glob("stages/activation_rl-*")
+    info = json.loads((stage / "done.json").read_text())
+    assert info["processes"] == 2 and info["steps"] == 2 and info["algorithm"] == "grpo"
+    assert [r["step"] for r in read_jsonl(stage / "metrics.jsonl") if "reward" in r] == [1, 2]
+    rollouts = read_jsonl(stage / "rollouts.jsonl")
+    # every completion of both processes once: 4 per process per step, 2 steps
+    assert len(rollouts) == 4 * 2 * 2 and sorted({r["step"] for r in rollouts}) == [1, 2]
+    assert (stage / "model" / "model.safetensors").is_file()
+    said = done.stdout + done.stderr
+    assert said.count("GRPO on") == 1 and said.count("wrote ") == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["processes"] == 2

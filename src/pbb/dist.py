@@ -81,6 +81,17 @@ def broadcast(obj):
     return box[0]
 
 
+def gather(obj) -> list | None:
+    """Every process's ``obj``, in rank order, on the main process (None on the others)."""
+    if not launched():
+        return [obj]
+    import torch.distributed as td
+
+    box = [None] * world() if is_main() else None
+    td.gather_object(obj, box, dst=0)
+    return box
+
+
 def sum_float(x: float) -> float:
     """``x`` summed over the processes (itself in one process)."""
     if not launched():

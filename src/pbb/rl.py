@@ -14,6 +14,11 @@ with one line per step (TRL's ``reward``, ``reward_std``, ``frac_reward_zero_std
 ``completions/mean_length``, ``kl`` when ``beta`` > 0, per-function ``rewards/<name>/mean``),
 checkpoints for resume, ``done.json`` last. ``rollouts.jsonl`` keeps every sampled completion
 with its reward, so what the policy actually wrote can be read afterwards.
+
+Under ``accelerate launch`` TRL's trainer runs data parallel by itself (each process samples and
+scores its own completions); pbb keeps one writer: the main process prepares the stage
+directory, and writes the model, the logs (rollouts gathered from every process) and
+``done.json``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pbb import dist
 from pbb.config import RLConfig, TrainConfig
 from pbb.jsonio import append_jsonl, iter_jsonl
 from pbb.rewards import completion_as_text
@@ -75,9 +81,12 @@ def _logged(reward: Callable, path: Path, trainer_ref: list) -> Callable:
         scores = reward(prompts=prompts, completions=completions, behaviour_id=behaviour_id,
                         input=input, **kw)
         step = trainer_ref[0].state.global_step + 1 if trainer_ref else 0
-        append_jsonl(path, *({"step": step, "behaviour_id": b, "input": q,
-                              "completion": completion_as_text(c), reward.__name__: s}
-                             for c, b, q, s in zip(completions, behaviour_id, input, scores)))
+        rows = [{"step": step, "behaviour_id": b, "input": q, "completion": completion_as_text(c),
+                 reward.__name__: s} for c, b, q, s in zip(completions, behaviour_id, input, scores)]
+        # under a launcher each process scores its own completions: the main one writes them all
+        every = dist.gather(rows)
+        if every is not None:
+            append_jsonl(path, *(r for part in every for r in part))
         return scores
 
     return wrapper
@@ -118,7 +127,11 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
     from pbb.chat import prompt_text
 
     stage_dir = Path(stage_dir)
-    resume = start_stage(stage_dir, logs=(METRICS, ROLLOUTS))
+    main = dist.is_main()
+    # under a launcher the main process prepares the stage directory, the others wait for it
+    resume = start_stage(stage_dir, logs=(METRICS, ROLLOUTS)) if main else None
+    resume = dist.broadcast(None if resume is None else str(resume))
+    resume = None if resume is None else Path(resume)
     t0 = time.time()
     model = load_trainable(init, base, cfg, model_options)
     dataset = Dataset.from_list([{"prompt": prompt_text(tokenizer, r["prompt"][0]["content"],
@@ -133,8 +146,12 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
                           processing_class=tokenizer, callbacks=[_MetricsLog(stage_dir / METRICS, on_metrics)])
     trainer_ref.append(trainer)
     fit(trainer, stage_dir=stage_dir, tokenizer=tokenizer, resume=resume, progress=progress)
-    return finish_stage(stage_dir, {
-        "rows": len(rows), "steps": trainer.state.global_step, "algorithm": "grpo",
-        "loss_type": rl.loss_type, **reward_trend(stage_dir / METRICS),
-        "seconds": round(time.time() - t0, 1), "method": cfg.method, "bf16": bool(args.bf16),
-        "resumed": resume is not None})
+    dist.barrier()  # the model is saved and every log line written
+    info = {"rows": len(rows), "steps": trainer.state.global_step, "algorithm": "grpo",
+            "loss_type": rl.loss_type, **reward_trend(stage_dir / METRICS),
+            "seconds": round(time.time() - t0, 1), "method": cfg.method, "bf16": bool(args.bf16),
+            "resumed": resume is not None, "processes": dist.world()}
+    if main:
+        finish_stage(stage_dir, info)
+    dist.barrier()  # done.json written before any process goes on
+    return info

@@ -195,9 +195,6 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
     fmt = cfg.data.instruction_format
     built = {name: curricula_mod.build(name, ds, cfg.curriculum, fmt) for name in cfg.curricula}
     check_stage_settings(cfg, built, ds)
-    if dist.launched() and any(st.trainer == "rl" for sts in built.values() for st in sts):
-        raise PbbError("RL stages do not run under accelerate launch yet (GRPO writes its own "
-                       "files from every process); run retroactive curricula as one process")
     tracking = Tracking(cfg.train.report_to if main else [], cfg.name, out)
     try:
         for name, stages in built.items():

@@ -221,7 +221,8 @@ class _MetricsLog:
 
         class Callback(TrainerCallback):
             def on_log(self, args, state, control, logs=None, **kw):
-                if logs:
+                # under a launcher every process logs the same (gathered) values: one writes
+                if logs and state.is_world_process_zero:
                     record = {"step": state.global_step, **{
                         k: (round(v, 6) if isinstance(v, float) else v) for k, v in logs.items()}}
                     append_jsonl(path, record)
@@ -279,7 +280,8 @@ def fit(trainer, *, stage_dir: Path, tokenizer, resume: Path | None, progress: b
     _quiet_logs(trainer, progress)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    save_model_atomic(trainer.model, tokenizer, stage_dir)
+    if trainer.is_world_process_zero():  # one writer under a launcher
+        save_model_atomic(trainer.model, tokenizer, stage_dir)
     return result
 
 
