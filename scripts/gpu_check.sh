@@ -23,8 +23,11 @@ python3 -m pbb.cli run "$config" --out "$out/run" --no-progress "$@"
 echo "wall time: $(( $(date +%s) - start )) s"
 figures() {  # SFT tokens/s and MFU per stage, generations/s per eval mode, from one run dir
   python3 - "$1" <<'PY'
-import json, os, sys
+import json, math, os, sys
 from pathlib import Path
+
+import yaml
+from pbb.models import resolve_model_path
 
 run = Path(sys.argv[1])
 summary = json.loads((run / "summary.json").read_text())
@@ -32,27 +35,19 @@ peak = float(os.environ.get("PBB_PEAK_TFLOPS", "989")) * 1e12
 
 
 def n_params(model_dir: Path) -> int:
-    """Parameters of a saved model (tied weights once), read from the safetensors headers."""
+    """Parameters of a saved model, read from the safetensors headers (tied weights are stored
+    once)."""
     from safetensors import safe_open
 
-    seen, n = set(), 0
+    n = 0
     for f in sorted(model_dir.glob("*.safetensors")):
         with safe_open(f, "pt") as st:
-            for k in st.keys():
-                shape = st.get_slice(k).get_shape()
-                size = 1
-                for d in shape:
-                    size *= d
-                n += size
-                seen.add(k)
+            n += sum(math.prod(st.get_slice(k).get_shape()) for k in st.keys())
     return n
 
 
-import yaml
-from pbb.models import resolve_model_path
-
 model = yaml.safe_load((run / "config.yaml").read_text())["model"]
-n_base = n_params(Path(resolve_model_path(model)))  # every stage trains all of them (full method)
+n = n_params(Path(resolve_model_path(model)))  # every stage trains all of them (full method)
 for name, stages in summary["stages"].items():
     for s in stages:
         if s.get("algorithm") == "grpo":
@@ -62,9 +57,8 @@ for name, stages in summary["stages"].items():
             continue
         split = s.get("time_split", {})
         train_s = split.get("forward_backward", 0) + split.get("optimizer", 0)
-        n = n_base
         tps = s["tokens"] / train_s if train_s else 0.0
-        mfu = 6 * n * tps / peak if n else float("nan")
+        mfu = 6 * n * tps / peak
         print(f"{name}/{s['stage']}: {s['steps']} steps, bf16={s['bf16']}, loss {s['train_loss']}, "
               f"{s['tokens']} tokens ({s.get('tokens_per_row')} per row) in {train_s:.1f} s of "
               f"training steps ({s['seconds']} s with recall checks and saving): {tps:,.0f} tokens/s, "
@@ -74,9 +68,9 @@ for key, seconds in summary["timing"].items():
     if key.startswith("eval "):
         name, mode = key[5:].split("/")
         path = run / "eval" / name / mode / "samples.jsonl"
-        n = sum(1 for _ in path.open()) if path.is_file() else 0
-        if n and seconds:
-            print(f"{key}: {n} generations in {seconds} s: {n / seconds:.1f} generations/s")
+        queries = sum(1 for _ in path.open()) if path.is_file() else 0
+        if queries and seconds:
+            print(f"{key}: {queries} generations in {seconds} s: {queries / seconds:.1f} generations/s")
 print("timing", summary["timing"])
 PY
 }

@@ -10,6 +10,15 @@ from pbb import data
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def free_port() -> int:
+    """A localhost port nobody listens on now (a launcher's or a server's default may be taken)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run ``pbb`` in a fresh process, as a user would."""
     return subprocess.run([sys.executable, "-m", "pbb.cli", *args], capture_output=True,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pbb.jsonio import read_jsonl
-from tests.conftest import run_cli
+from tests.conftest import free_port, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -20,18 +20,10 @@ ARGS = ["configs/quickstart.yaml", "--smoke", "--no-progress",
         "--set", 'curricula=["proactive","stage1_only"]', "--set", "train.max_steps=3"]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:  # the launcher's default port may be taken
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch_cmd(out: Path, args=ARGS) -> list[str]:
     return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
             "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-            "--main_process_port", str(_free_port()), "-m", "pbb.cli", "run", *args,
+            "--main_process_port", str(free_port()), "-m", "pbb.cli", "run", *args,
             "--out", str(out)]
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from pbb.jsonio import read_jsonl
 from pbb.models import resolve_model_path
-from tests.conftest import run_cli
+from tests.conftest import free_port, run_cli
 
 pytestmark = pytest.mark.slow
 for module in ("openai", "fastapi", "uvicorn"):
@@ -31,14 +31,6 @@ ARGS = ["configs/quickstart.yaml", "--smoke", "--no-progress",
         "--set", 'curricula=["untuned"]', "--set", f"chat.system_prompt={TEMPLATE_SYSTEM}",
         "--set", "eval.precision=fp32", "--set", 'eval.max_new_tokens={"recall":32,"cot":32}',
         "--set", "data.behaviours=24"]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Server:
@@ -99,7 +91,7 @@ def _samples(run: Path, mode: str) -> list[dict]:
 
 
 def test_the_server_gives_the_in_process_answers_and_the_same_scores(tmp_path, model, in_process):
-    port = _free_port()
+    port = free_port()
     with Server(model, port, tmp_path / "server.log") as server:
         done = run_cli("run", *_served_args(model, port), "--out", str(tmp_path / "run"))
         assert done.returncode == 0, done.stderr[-2000:]
@@ -122,7 +114,7 @@ def test_the_server_gives_the_in_process_answers_and_the_same_scores(tmp_path, m
 
 
 def test_a_server_killed_mid_evaluation_resumes_from_the_written_samples(tmp_path, model, in_process):
-    port, out = _free_port(), tmp_path / "run"
+    port, out = free_port(), tmp_path / "run"
     partial = out / "eval" / "untuned" / "cot" / "samples.partial.jsonl"
     with Server(model, port, tmp_path / "first.log") as server:
         proc = subprocess.Popen([sys.executable, "-m", "pbb.cli", "run", *_served_args(model, port),

@@ -127,11 +127,7 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
     from pbb.chat import prompt_text
 
     stage_dir = Path(stage_dir)
-    main = dist.is_main()
-    # under a launcher the main process prepares the stage directory, the others wait for it
-    resume = start_stage(stage_dir, logs=(METRICS, ROLLOUTS)) if main else None
-    resume = dist.broadcast(None if resume is None else str(resume))
-    resume = None if resume is None else Path(resume)
+    resume = start_stage(stage_dir, logs=(METRICS, ROLLOUTS))
     t0 = time.time()
     model = load_trainable(init, base, cfg, model_options)
     dataset = Dataset.from_list([{"prompt": prompt_text(tokenizer, r["prompt"][0]["content"],
@@ -147,11 +143,8 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
     trainer_ref.append(trainer)
     fit(trainer, stage_dir=stage_dir, tokenizer=tokenizer, resume=resume, progress=progress)
     dist.barrier()  # the model is saved and every log line written
-    info = {"rows": len(rows), "steps": trainer.state.global_step, "algorithm": "grpo",
-            "loss_type": rl.loss_type, **reward_trend(stage_dir / METRICS),
-            "seconds": round(time.time() - t0, 1), "method": cfg.method, "bf16": bool(args.bf16),
-            "resumed": resume is not None, "processes": dist.world()}
-    if main:
-        finish_stage(stage_dir, info)
-    dist.barrier()  # done.json written before any process goes on
-    return info
+    return finish_stage(stage_dir, {
+        "rows": len(rows), "steps": trainer.state.global_step, "algorithm": "grpo",
+        "loss_type": rl.loss_type, **reward_trend(stage_dir / METRICS),
+        "seconds": round(time.time() - t0, 1), "method": cfg.method, "bf16": bool(args.bf16),
+        "resumed": resume is not None, "processes": dist.world()})

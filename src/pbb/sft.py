@@ -196,9 +196,7 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
             on_metrics(record)
 
     stage_dir = Path(stage_dir)
-    resume = start_stage(stage_dir) if main else None
-    resume = dist.broadcast(None if resume is None else str(resume))
-    resume = Path(resume) if resume else None
+    resume = start_stage(stage_dir)
     t_start = time.time()
     timing = {"encode": 0.0, "forward_backward": 0.0, "optimizer": 0.0, "checkpoint": 0.0,
               "recall": 0.0}
@@ -360,7 +358,4 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
         "method": cfg.method, "bf16": bf16, "learning_rate": cfg.learning_rate,
         "planned_epochs": planned_epochs, "recall": state["recall"],
         "resumed": resume is not None, "processes": world}
-    if main:
-        finish_stage(stage_dir, info)
-    dist.barrier()  # the stage is done (done.json written) before any process goes on
-    return info
+    return finish_stage(stage_dir, info)

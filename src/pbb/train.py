@@ -19,6 +19,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from pbb import dist
 from pbb.config import TrainConfig
 from pbb.errors import PbbError
 from pbb.jsonio import append_jsonl, atomic_write_json, atomic_write_text, read_json
@@ -298,9 +299,14 @@ def save_model_atomic(model, tokenizer, stage_dir: Path) -> Path:
 
 
 def finish_stage(stage_dir: Path, info: dict) -> dict:
-    """Mark a stage done (``done.json``, written last) and drop its resume checkpoints."""
-    atomic_write_json(Path(stage_dir) / DONE, info)
-    shutil.rmtree(Path(stage_dir) / "trainer", ignore_errors=True)
+    """Mark a stage done (``done.json``, written last) and drop its resume checkpoints.
+
+    Under a launcher the main process writes, and no process goes on before it has.
+    """
+    if dist.is_main():
+        atomic_write_json(Path(stage_dir) / DONE, info)
+        shutil.rmtree(Path(stage_dir) / "trainer", ignore_errors=True)
+    dist.barrier()
     return info
 
 
@@ -309,16 +315,20 @@ def start_stage(stage_dir: Path, logs: tuple[str, ...] = (METRICS,)) -> Path | N
 
     Only complete checkpoints count (one cut short by a kill has no ``trainer_state.json``).
     The stage's per-step ``logs`` are cut back to the checkpoint (or removed on a fresh
-    start), so a resumed stage logs every step exactly once.
+    start), so a resumed stage logs every step exactly once. Under a launcher the main process
+    prepares the directory and every process gets the same checkpoint.
     """
     stage_dir = Path(stage_dir)
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    step = checkpoint_step(stage_dir)
-    for name in logs:
-        if step is None:
-            (stage_dir / name).unlink(missing_ok=True)
-        else:
-            keep_logs_until(stage_dir / name, step)
+    step = None
+    if dist.is_main():
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        step = checkpoint_step(stage_dir)
+        for name in logs:
+            if step is None:
+                (stage_dir / name).unlink(missing_ok=True)
+            else:
+                keep_logs_until(stage_dir / name, step)
+    step = dist.broadcast(step)
     return None if step is None else stage_dir / "trainer" / f"checkpoint-{step}"
 
 
