@@ -17,6 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from pbb import data as data_mod
+from pbb import dist
 from pbb.errors import PbbError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -366,6 +367,7 @@ def main() -> None:
     """Entry point: run the app, turning user errors into one line and exit code 1."""
     try:
         rc = app(standalone_mode=False)  # returns the exit code of typer.Exit in this mode
+        dist.close()
         sys.exit(rc if isinstance(rc, int) else 0)
     except PbbError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -52,9 +52,26 @@ def init() -> None:
     """Join the launcher's process group (once; nothing without a launcher)."""
     global _STATE
     if launched() and _STATE is None:
+        import torch
         from accelerate import PartialState
 
-        _STATE = PartialState()
+        # cpu=True on a machine without GPUs: accelerate's multi-CPU state (gloo), which its
+        # Accelerator then prepares DDP for (pbb.parallel)
+        _STATE = PartialState(cpu=not torch.cuda.is_available())
+
+
+def close() -> None:
+    """Leave the process group at the end of a launched command (NCCL warns of leaked
+    resources otherwise); nothing in a plain run."""
+    import sys
+
+    if "torch.distributed" not in sys.modules:
+        return
+    import torch.distributed as td
+
+    if td.is_available() and td.is_initialized():
+        td.barrier()
+        td.destroy_process_group()
 
 
 def device() -> str:

@@ -36,6 +36,7 @@ from pbb.config import OPENAI_PREFIX, RunConfig, dump_config
 from pbb.errors import PbbError
 from pbb.evaluate import SAMPLES, evaluate
 from pbb.jsonio import atomic_write_json, atomic_write_text
+from pbb.parallel import check_setup
 from pbb.report import build_summary, print_table, write_report, written
 from pbb.rewards import reward_functions
 from pbb.rl import train_rl_stage
@@ -135,6 +136,7 @@ def check_before_work(cfg: RunConfig) -> Path | str:
     use_bf16(cfg.eval.precision, "eval.precision")
     check_trackers(cfg.train.report_to)
     check_method(cfg.train.method)
+    check_setup(cfg.train.method)
     if cfg.eval.backend == "vllm":
         from pbb.backends import check_vllm
 

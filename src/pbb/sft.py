@@ -25,11 +25,8 @@ last one, logs cut back to it.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 import random
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,7 +36,8 @@ from tqdm import tqdm
 from pbb.chat import encode_row
 from pbb.config import TrainConfig
 from pbb.errors import PbbError
-from pbb.jsonio import append_jsonl, atomic_write_json, read_json
+from pbb.jsonio import append_jsonl, read_json
+from pbb.parallel import STATE, make_engine, write_checkpoint
 from pbb.train import (
     METRICS,
     MODEL,
@@ -52,7 +50,6 @@ from pbb.train import (
     use_bf16,
 )
 
-STATE = "state.json"
 TRIM_EVERY = 10  # optimizer steps between heap trims (see pbb.train.trim_heap)
 
 
@@ -151,24 +148,6 @@ def lr_lambda(total: int, warmup: int, schedule: str, min_ratio: float) -> Calla
     return f
 
 
-def _save_checkpoint(trainer_dir: Path, step: int, model, optimizer, scheduler, state: dict) -> None:
-    import torch
-
-    target = trainer_dir / f"checkpoint-{step}"
-    tmp = trainer_dir / f".checkpoint-{step}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(str(tmp / MODEL), safe_serialization=True)
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
-               tmp / "optimizer.pt")
-    atomic_write_json(tmp / STATE, state)  # written last: a checkpoint without it is torn
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
-    for old in trainer_dir.glob("checkpoint-*"):
-        if old != target:
-            shutil.rmtree(old, ignore_errors=True)
-
-
 def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer,
               cfg: TrainConfig, stage_dir: Path, seed: int, progress: bool = True,
               system_prompt: str | None = None,
@@ -218,31 +197,29 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
 
     state = {"step": 0, "epoch": 0, "micro": 0, "rows": 0, "tokens": 0, "loss_sum": 0.0,
              "loss_n": 0, "recall": [], "seconds": 0.0}
-    model = load_trainable(resume / MODEL if resume else init, base, cfg, model_options).to(device)
+    # a one-process checkpoint holds the weights in model/; under the launcher accelerate's
+    # load_state puts them into the prepared model
+    start = resume / MODEL if resume and (resume / MODEL).is_dir() else init
+    model = load_trainable(start, base, cfg, model_options).to(device)
     if resume:
         state = read_json(resume / STATE)
     rows_at_start = state["rows"]
     model.train()
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, betas=(0.9, cfg.adam_beta2),
-                                  weight_decay=cfg.weight_decay,
-                                  fused=device == "cpu" or None)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                  lr=cfg.learning_rate, betas=(0.9, cfg.adam_beta2),
+                                  weight_decay=cfg.weight_decay, fused=device == "cpu" or None)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(total, warmup, cfg.schedule, cfg.min_lr_ratio))
+    # one process, or DDP / FSDP / DeepSpeed as the launcher asked (pbb.parallel)
+    engine = make_engine(model, optimizer, scheduler, max_grad_norm=cfg.max_grad_norm,
+                         batch_size=cfg.batch_size, bf16=bf16)
     if resume:
-        opt = torch.load(resume / "optimizer.pt", weights_only=False)
-        optimizer.load_state_dict(opt["optimizer"])
-        scheduler.load_state_dict(opt["scheduler"])
+        engine.load_checkpoint(resume)
+    inner = engine.inner  # what is saved and asked to recall; engine.model is what trains
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=bf16)
-    inner = model  # what is saved and asked to recall; `model` below is what trains
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        model = DistributedDataParallel(inner, device_ids=[dist.local_rank()] if
-                                        device.startswith("cuda") else None)
     trainer_dir = stage_dir / "trainer"
     bar = tqdm(total=total, initial=state["step"], desc=f"train {stage_dir.name}", unit="step",
                disable=not (progress and main) or None, leave=False)
@@ -251,9 +228,7 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
     def checkpoint() -> None:
         t = time.time()
         state["seconds"] = time.time() - t_run
-        if main:
-            _save_checkpoint(trainer_dir, state["step"], inner, optimizer, scheduler, state)
-        dist.barrier()
+        write_checkpoint(engine, trainer_dir, state["step"], state)
         timing["checkpoint"] += time.time() - t
 
     def check_recall() -> bool:
@@ -261,11 +236,12 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
         when the stage should stop."""
         t = time.time()
         result = None
-        if main:
-            inner.eval()
-            with autocast:
-                result = recall_check(inner)
-            inner.train()
+        inner.eval()
+        with engine.for_generation() as m:
+            if main:
+                with autocast:
+                    result = recall_check(m)
+        inner.train()
         result = dist.broadcast(result)
         timing["recall"] += time.time() - t
         state["recall"].append({"epoch": state["epoch"], **result})
@@ -293,14 +269,14 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
             for k, (part, mine) in enumerate(parts):
                 x, y, first = collate([encoded[i] for i in part], pad)
                 x, y = x.to(device), y.to(device)
-                # data parallel: gradients are all-reduced once a step, in the last backward
-                quiet = world > 1 and k < len(parts) - 1
-                with model.no_sync() if quiet else contextlib.nullcontext():
+                # data parallel: gradients are reduced once a step, in the last backward
+                last = k == len(parts) - 1
+                with engine.quiet(last):
                     with autocast:
-                        loss, n = batch_loss(model, x, y, first)
+                        loss, n = batch_loss(engine.model, x, y, first)
                     # token mean over the whole optimizer step (every process's rows), however
-                    # it was cut; DDP averages over processes, hence x world
-                    (loss * ((n / n_target) * world if mine else 0.0)).backward()
+                    # it was cut; DDP / FSDP / ZeRO average over processes, hence x world
+                    engine.backward(loss * ((n / n_target) * world if mine else 0.0), last)
                 if mine:
                     step_loss += float(loss.detach()) * n / n_target
             step_loss = dist.sum_float(step_loss)
@@ -308,10 +284,7 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
             step_rows = sum(len(b) for b in group)
             timing["forward_backward"] += time.time() - t
             t = time.time()
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            grad_norm = engine.step(cfg.max_grad_norm)
             timing["optimizer"] += time.time() - t
             state["micro"] += len(group)
             state["step"] += 1
@@ -340,8 +313,7 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
     if recall_check is not None and recall_target is None:
         check_recall()  # measured once at the end: logged, no stopping rule
     undo_attention()  # the saved model names the usual implementation
-    if main:
-        save_model_atomic(inner, tokenizer, stage_dir)
+    engine.save_model(lambda m, weights: save_model_atomic(m, tokenizer, stage_dir, weights))
     rows_here = state["rows"] - rows_at_start
     n_rows = len(encoded)
     prompt_tokens = sum(n for _, n in encoded)

@@ -281,17 +281,29 @@ def fit(trainer, *, stage_dir: Path, tokenizer, resume: Path | None, progress: b
     _quiet_logs(trainer, progress)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    weights = None
+    if getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False):
+        # sharded (FSDP, ZeRO): every process takes part in gathering the full weights
+        weights = trainer.accelerator.get_state_dict(trainer.model_wrapped)
     if trainer.is_world_process_zero():  # one writer under a launcher
-        save_model_atomic(trainer.model, tokenizer, stage_dir)
+        save_model_atomic(trainer.accelerator.unwrap_model(trainer.model), tokenizer, stage_dir,
+                          weights)
+    if getattr(trainer, "is_deepspeed_enabled", False):
+        # later loads in this process (next stage, evaluation) build whole models, not ZeRO-3
+        # partitions (see pbb.parallel.Launched)
+        from transformers.integrations import unset_hf_deepspeed_config
+
+        unset_hf_deepspeed_config()
     return result
 
 
-def save_model_atomic(model, tokenizer, stage_dir: Path) -> Path:
-    """Write ``stage_dir/model`` (full weights or a LoRA adapter) through a temporary sibling."""
+def save_model_atomic(model, tokenizer, stage_dir: Path, state_dict=None) -> Path:
+    """Write ``stage_dir/model`` (full weights or a LoRA adapter) through a temporary sibling;
+    ``state_dict``: the weights gathered from sharded processes, when the model holds a shard."""
     model_dir = Path(stage_dir) / MODEL
     tmp = Path(stage_dir) / f".{MODEL}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp), safe_serialization=True)
+    model.save_pretrained(str(tmp), safe_serialization=True, state_dict=state_dict)
     tokenizer.save_pretrained(str(tmp))
     shutil.rmtree(model_dir, ignore_errors=True)
     os.replace(tmp, model_dir)
