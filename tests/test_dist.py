@@ -86,20 +86,17 @@ def test_one_process_speaks_and_writes(runs):
     assert said.count("wrote ") == 1
 
 
-def test_a_killed_launch_resumes_mid_stage(tmp_path):
+def _kill_once_checkpointed(out: Path, args: list[str], marker: str) -> None:
+    """Start a launch, wait for a complete checkpoint (``marker``: a glob under ``out``), then
+    kill the launcher and every worker mid-stage."""
     import os
     import signal
     import time
 
-    args = ["configs/quickstart.yaml", "--smoke", "--no-progress", "--set", 'curricula=["stage1_only"]',
-            "--set", 'eval.modes=["recall"]', "--set", "train.max_steps=-1",
-            "--set", "train.save_steps=4"]
-    out = tmp_path / "r"
     proc = subprocess.Popen(_launch_cmd(out, args), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
-    while not list(out.glob("stages/*/trainer/checkpoint-*/state.json")) and \
-            time.time() < deadline and proc.poll() is None:
+    while not list(out.glob(marker)) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
     assert proc.poll() is None, "the run ended before a checkpoint was seen"
     # the launcher and both workers, mid-stage (torch's launcher starts the workers in their own
@@ -109,6 +106,14 @@ def test_a_killed_launch_resumes_mid_stage(tmp_path):
     proc.wait()
     time.sleep(1)
     assert subprocess.run(["pgrep", "-f", str(out)], capture_output=True).stdout == b""
+
+
+def test_a_killed_launch_resumes_mid_stage(tmp_path):
+    args = ["configs/quickstart.yaml", "--smoke", "--no-progress", "--set", 'curricula=["stage1_only"]',
+            "--set", 'eval.modes=["recall"]', "--set", "train.max_steps=-1",
+            "--set", "train.save_steps=4"]
+    out = tmp_path / "r"
+    _kill_once_checkpointed(out, args, "stages/*/trainer/checkpoint-*/state.json")
     (stage,) = out.glob("stages/stage1-*")
     assert not (stage / "done.json").exists()
     again = subprocess.run(_launch_cmd(out, args), capture_output=True, text=True)
@@ -146,27 +151,13 @@ def test_grpo_stages_train_across_two_processes_and_log_once(tmp_path):
 def test_a_killed_grpo_launch_resumes_mid_stage(tmp_path):
     """RL resume under the launcher: TRL's checkpoint of both processes, the logs and rollouts
     cut back to it, every step logged once across the two launches."""
-    import os
-    import signal
-    import time
-
     args = ["configs/retroactive_quick.yaml", "--smoke", "--no-progress",
             "--set", 'curricula=["rl_only"]', "--set", 'eval.modes=["cot"]',
             "--set", "rl.max_steps=6", "--set", "rl.save_steps=2", "--set", "rl.batch_size=4",
             "--set", "rl.num_generations=4"]
     out = tmp_path / "r"
-    proc = subprocess.Popen(_launch_cmd(out, args), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.time() + 300
-    while not list(out.glob("stages/*/trainer/checkpoint-*/trainer_state.json")) and \
-            time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert proc.poll() is None, "the run ended before a checkpoint was seen"
-    time.sleep(0.5)  # let the checkpoint's last files land; a torn one is skipped anyway
-    subprocess.run(["pkill", "-KILL", "-f", str(out)])
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    time.sleep(1)
+    # TRL writes trainer_state.json last; a torn checkpoint would be skipped on resume anyway
+    _kill_once_checkpointed(out, args, "stages/*/trainer/checkpoint-*/trainer_state.json")
     (stage,) = out.glob("stages/activation_rl-*")
     assert not (stage / "done.json").exists()
     again = subprocess.run(_launch_cmd(out, args), capture_output=True, text=True)
