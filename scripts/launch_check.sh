@@ -2,8 +2,9 @@
 # Launch check (run by hand, not CI): pbb's SFT loop under accelerate's distributed setups.
 # The same tiny-random run (quickstart --smoke, proactive: two SFT stages with recall checks) is
 # trained in one process and under every accelerate config given, and compared step by step
-# (loss, gradient norm, rows, tokens, each step logged once), with the summary's numbers
-# recomputed from samples.jsonl. Then, under the first config, a launch killed mid-stage is
+# (loss, gradient norm, rows, tokens, each step logged once), the saved weights against one
+# process's (within 5% of how far training moved them), every query answered once with >= 90%
+# of the completions identical, the summary's numbers recomputed from samples.jsonl. Then, under the first config, a launch killed mid-stage is
 # started again and must resume from its checkpoint (every step logged exactly once).
 #
 # Usage: bash scripts/launch_check.sh OUTDIR CONFIG [CONFIG ...]
@@ -43,6 +44,17 @@ from pathlib import Path
 
 one, two, name = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 tol = float(os.environ.get("PBB_LAUNCH_TOL", "0.02"))
+
+
+def weights(model_dir):
+    from safetensors.torch import load_file
+
+    return {k: v for f in sorted(Path(model_dir).glob("*.safetensors")) for k, v in load_file(f).items()}
+
+
+from pbb.models import TINY_RANDOM, resolve_model_path  # noqa: E402
+
+base = weights(resolve_model_path(TINY_RANDOM))
 rows = lambda p: [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
 stages = sorted(p.name for p in (one / "stages").iterdir())
 assert stages == sorted(p.name for p in (two / "stages").iterdir()), "different stage keys"
@@ -58,9 +70,24 @@ for st in stages:
         print(f"  {st} step {x['step']}: loss {x['loss']:.5f} vs {y['loss']:.5f} "
               f"grad_norm {x['grad_norm']:.4f} vs {y['grad_norm']:.4f}")
     done = json.loads((two / "stages" / st / "done.json").read_text())
-    assert (two / "stages" / st / "model").is_dir(), f"{st}: no saved model"
+    # the saved weights are the trained ones: as far from one process's as float order makes
+    # them, against how far training moved them from the base model
+    w1, w2 = weights(one / "stages" / st / "model"), weights(two / "stages" / st / "model")
+    assert w1.keys() == w2.keys(), f"{st}: saved tensors differ"
+    moved = sum(float((w1[k] - base[k]).float().norm() ** 2) for k in w1) ** 0.5
+    apart = sum(float((w1[k] - w2[k]).float().norm() ** 2) for k in w1) ** 0.5
+    print(f"  {st}: saved weights {apart:.2e} apart, training moved them {moved:.2e}")
+    assert apart <= 0.05 * moved, f"{st}: the saved model is not the trained one"
     print(f"  {st}: recall checks {[r['recall'] for r in done['recall']]}")
 summary = json.loads((two / "summary.json").read_text())
+for d in sorted((two / "eval").glob("*/*")):  # the saved weights generate what one process's do
+    a = rows(one / "eval" / d.parent.name / d.name / "samples.jsonl")
+    b = rows(d / "samples.jsonl")
+    assert [(x["behaviour_id"], x["input"]) for x in a] == \
+        [(x["behaviour_id"], x["input"]) for x in b], f"{d}: not every query once"
+    same = sum(x["completion"] == y["completion"] for x, y in zip(a, b)) / len(a)
+    print(f"  eval {d.parent.name}/{d.name}: {len(b)} queries, {same:.0%} completions identical")
+    assert same >= 0.9, f"{d}: the launched model generates differently"
 for r in summary["results"]:
     by = {}
     for line in rows(two / "eval" / r["curriculum"] / r["mode"] / "samples.jsonl"):

@@ -89,3 +89,22 @@ def test_a_checkpoint_of_another_setup_is_refused_with_what_to_do(tmp_path):
     with pytest.raises(PbbError, match="written under accelerate launch; resume it under the "
                                        "same launch"):
         engine.load_checkpoint(ckpt)
+
+
+def test_gathered_weights_load_whole_or_not_at_all():
+    """The recall check's copy under FSDP / ZeRO-3: a tied head may come through the embedding
+    it shares; a weight the gathered state lacks is an error, not a random parameter."""
+    from transformers import AutoModelForCausalLM
+
+    from pbb.models import TINY_RANDOM, resolve_model_path
+
+    trained = AutoModelForCausalLM.from_pretrained(resolve_model_path(TINY_RANDOM))
+    state = {k: v + 1.0 for k, v in trained.state_dict().items() if k != "lm_head.weight"}
+    copy = AutoModelForCausalLM.from_config(trained.config)
+    parallel.load_whole(copy, state)  # lm_head is tied to the embedding
+    assert torch.equal(copy.lm_head.weight, state["model.embed_tokens.weight"])
+    assert all(torch.equal(copy.state_dict()[k], v) for k, v in state.items())
+    del state["model.norm.weight"]
+    with pytest.raises(PbbError, match=r"gathered weights do not fit the model: missing "
+                                       r"\['model.norm.weight'\]"):
+        parallel.load_whole(AutoModelForCausalLM.from_config(trained.config), state)

@@ -237,8 +237,7 @@ class Launched(Single):
             from transformers import AutoModelForCausalLM
 
             copy = AutoModelForCausalLM.from_config(self.acc.unwrap_model(self.model).config)
-            copy.load_state_dict(state, strict=False)
-            copy.tie_weights()
+            load_whole(copy, state)
             copy.to(dist.device())
         try:
             yield copy
@@ -250,6 +249,20 @@ class Launched(Single):
         state = self.acc.get_state_dict(self.model)
         if dist.is_main():
             save(self.acc.unwrap_model(self.model), state)
+
+
+def load_whole(model, state: dict) -> None:
+    """Load gathered weights into a plain model; every parameter must come from them (a tied
+    one through the weight it shares), else one error rather than a recall check on random
+    weights."""
+    result = model.load_state_dict(state, strict=False)
+    model.tie_weights()
+    own = model.state_dict()
+    loaded = {own[k].data_ptr() for k in own if k in state}
+    left = [k for k in result.missing_keys if own[k].data_ptr() not in loaded]
+    if left or result.unexpected_keys:
+        raise PbbError(f"the gathered weights do not fit the model: missing {left[:3]}, "
+                       f"unexpected {list(result.unexpected_keys)[:3]}")
 
 
 def write_checkpoint(engine, trainer_dir: Path, step: int, state: dict) -> None:

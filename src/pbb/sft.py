@@ -20,7 +20,9 @@ An optional *recall check* runs after every epoch (the stopping rule of declarat
 train until the stage's instructions are recalled, see :mod:`pbb.run`). Checkpoints
 (``trainer/checkpoint-N/``: model, optimizer, scheduler, position in the data) are written
 every ``save_steps`` steps and after every recall check; an interrupted stage resumes from the
-last one, logs cut back to it.
+last one, logs cut back to it. Under ``accelerate launch`` the same loop trains in the launcher's
+setup (DDP, FSDP, DeepSpeed ZeRO): :mod:`pbb.parallel` does the backward, the step, the
+checkpoints and the saved weights for it.
 """
 
 from __future__ import annotations
