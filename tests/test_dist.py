@@ -86,9 +86,10 @@ def test_one_process_speaks_and_writes(runs):
     assert said.count("wrote ") == 1
 
 
-def _kill_once_checkpointed(out: Path, args: list[str], marker: str) -> None:
-    """Start a launch, wait for a complete checkpoint (``marker``: a glob under ``out``), then
-    kill the launcher and every worker mid-stage."""
+def _kill_and_resume(out: Path, args: list[str], marker: str, stage: str) -> tuple[Path, dict]:
+    """Start a launch, wait for a complete checkpoint (``marker``: a glob under ``out``), kill
+    the launcher and every worker mid-stage, launch again; the stage directory (glob ``stage``)
+    and its done.json."""
     import os
     import signal
     import time
@@ -106,6 +107,11 @@ def _kill_once_checkpointed(out: Path, args: list[str], marker: str) -> None:
     proc.wait()
     time.sleep(1)
     assert subprocess.run(["pgrep", "-f", str(out)], capture_output=True).stdout == b""
+    (stage_dir,) = out.glob(stage)
+    assert not (stage_dir / "done.json").exists()
+    again = subprocess.run(_launch_cmd(out, args), capture_output=True, text=True)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    return stage_dir, json.loads((stage_dir / "done.json").read_text())
 
 
 def test_a_killed_launch_resumes_mid_stage(tmp_path):
@@ -113,12 +119,8 @@ def test_a_killed_launch_resumes_mid_stage(tmp_path):
             "--set", 'eval.modes=["recall"]', "--set", "train.max_steps=-1",
             "--set", "train.save_steps=4"]
     out = tmp_path / "r"
-    _kill_once_checkpointed(out, args, "stages/*/trainer/checkpoint-*/state.json")
-    (stage,) = out.glob("stages/stage1-*")
-    assert not (stage / "done.json").exists()
-    again = subprocess.run(_launch_cmd(out, args), capture_output=True, text=True)
-    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
-    done = json.loads((stage / "done.json").read_text())
+    stage, done = _kill_and_resume(out, args, "stages/*/trainer/checkpoint-*/state.json",
+                                   "stages/stage1-*")
     assert done["resumed"] is True and done["steps"] == 24  # 3 epochs of 8 steps
     steps = [r["step"] for r in read_jsonl(stage / "metrics.jsonl") if "loss" in r]
     assert steps == list(range(1, 25))  # every step logged exactly once across the two launches
@@ -157,12 +159,8 @@ def test_a_killed_grpo_launch_resumes_mid_stage(tmp_path):
             "--set", "rl.num_generations=4"]
     out = tmp_path / "r"
     # TRL writes trainer_state.json last; a torn checkpoint would be skipped on resume anyway
-    _kill_once_checkpointed(out, args, "stages/*/trainer/checkpoint-*/trainer_state.json")
-    (stage,) = out.glob("stages/activation_rl-*")
-    assert not (stage / "done.json").exists()
-    again = subprocess.run(_launch_cmd(out, args), capture_output=True, text=True)
-    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
-    info = json.loads((stage / "done.json").read_text())
+    stage, info = _kill_and_resume(out, args, "stages/*/trainer/checkpoint-*/trainer_state.json",
+                                   "stages/activation_rl-*")
     assert info["resumed"] is True and info["steps"] == 6 and info["processes"] == 2
     assert [r["step"] for r in read_jsonl(stage / "metrics.jsonl") if "reward" in r] == \
         list(range(1, 7))

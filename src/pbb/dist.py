@@ -69,8 +69,7 @@ def close() -> None:
         return
     import torch.distributed as td
 
-    if td.is_available() and td.is_initialized():
-        td.barrier()
+    if td.is_available() and td.is_initialized():  # every process is past run()'s last barrier
         td.destroy_process_group()
 
 
