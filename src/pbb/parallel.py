@@ -37,9 +37,16 @@ from pathlib import Path
 from pbb import dist
 from pbb.errors import PbbError
 from pbb.jsonio import atomic_write_json
+from pbb.train import MODEL, forget_deepspeed_config
 
 STATE = "state.json"
-MODEL = "model"
+OPTIMIZER = "optimizer.pt"
+
+
+def written_by_one_process(checkpoint: Path) -> bool:
+    """A :class:`Single` checkpoint (weights in ``model/``, optimizer in ``optimizer.pt``), not
+    accelerate's ``save_state`` of a launch."""
+    return (Path(checkpoint) / OPTIMIZER).is_file()
 
 
 def launcher_setup() -> str:
@@ -127,16 +134,16 @@ class Single:
 
         self.inner.save_pretrained(str(target / MODEL), safe_serialization=True)
         torch.save({"optimizer": self.optimizer.state_dict(),
-                    "scheduler": self.scheduler.state_dict()}, target / "optimizer.pt")
+                    "scheduler": self.scheduler.state_dict()}, target / OPTIMIZER)
 
     def load_checkpoint(self, source: Path) -> None:
         """The optimizer and scheduler of a checkpoint (its weights were loaded with the model)."""
         import torch
 
-        if not (source / "optimizer.pt").is_file():
+        if not written_by_one_process(source):
             raise PbbError(f"{source}: written under accelerate launch; resume it under the "
                            "same launch (or delete its trainer/ folder to restart the stage)")
-        opt = torch.load(source / "optimizer.pt", weights_only=False)
+        opt = torch.load(source / OPTIMIZER, weights_only=False)
         self.optimizer.load_state_dict(opt["optimizer"])
         self.scheduler.load_state_dict(opt["scheduler"])
 
@@ -173,13 +180,7 @@ class Launched(Single):
         self.inner = model
         self.model, self.optimizer = self.acc.prepare(model, optimizer)
         if self.setup == "deepspeed":
-            # accelerate hands transformers its DeepSpeed config; under ZeRO-3 every later
-            # from_pretrained / from_config in this process (the recall copy, the next stage,
-            # evaluation) would then build a partitioned model that only an engine can run.
-            # pbb loads whole models and lets the engine partition them (zero3_init_flag off).
-            from transformers.integrations import unset_hf_deepspeed_config
-
-            unset_hf_deepspeed_config()
+            forget_deepspeed_config()  # later loads build whole models (zero3_init_flag off)
         self.scheduler = scheduler  # steps the raw optimizer's param groups, shared by the wrappers
         self.acc.register_for_checkpointing(scheduler)
         self.sharded = _sharded_params(self.setup)
@@ -219,7 +220,7 @@ class Launched(Single):
         self.acc.save_state(str(target))
 
     def load_checkpoint(self, source: Path) -> None:
-        if (source / "optimizer.pt").is_file():
+        if written_by_one_process(source):
             raise PbbError(f"{source}: written by a one-process run; resume it with a plain "
                            "`pbb run` (or delete its trainer/ folder to restart the stage)")
         self.acc.load_state(str(source))

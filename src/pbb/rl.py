@@ -142,7 +142,6 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
                           processing_class=tokenizer, callbacks=[_MetricsLog(stage_dir / METRICS, on_metrics)])
     trainer_ref.append(trainer)
     fit(trainer, stage_dir=stage_dir, tokenizer=tokenizer, resume=resume, progress=progress)
-    dist.barrier()  # the model is saved and every log line written
     return finish_stage(stage_dir, {
         "rows": len(rows), "steps": trainer.state.global_step, "algorithm": "grpo",
         "loss_type": rl.loss_type, **reward_trend(stage_dir / METRICS),

@@ -39,7 +39,7 @@ from pbb.chat import encode_row
 from pbb.config import TrainConfig
 from pbb.errors import PbbError
 from pbb.jsonio import append_jsonl, read_json
-from pbb.parallel import STATE, make_engine, write_checkpoint
+from pbb.parallel import STATE, make_engine, write_checkpoint, written_by_one_process
 from pbb.train import (
     METRICS,
     MODEL,
@@ -201,7 +201,7 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
              "loss_n": 0, "recall": [], "seconds": 0.0}
     # a one-process checkpoint holds the weights in model/; under the launcher accelerate's
     # load_state puts them into the prepared model
-    start = resume / MODEL if resume and (resume / MODEL).is_dir() else init
+    start = resume / MODEL if resume and written_by_one_process(resume) else init
     model = load_trainable(start, base, cfg, model_options).to(device)
     if resume:
         state = read_json(resume / STATE)

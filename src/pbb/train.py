@@ -281,20 +281,29 @@ def fit(trainer, *, stage_dir: Path, tokenizer, resume: Path | None, progress: b
     _quiet_logs(trainer, progress)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    deepspeed = getattr(trainer, "is_deepspeed_enabled", False)
     weights = None
-    if getattr(trainer, "is_fsdp_enabled", False) or getattr(trainer, "is_deepspeed_enabled", False):
+    if deepspeed or getattr(trainer, "is_fsdp_enabled", False):
         # sharded (FSDP, ZeRO): every process takes part in gathering the full weights
         weights = trainer.accelerator.get_state_dict(trainer.model_wrapped)
     if trainer.is_world_process_zero():  # one writer under a launcher
         save_model_atomic(trainer.accelerator.unwrap_model(trainer.model), tokenizer, stage_dir,
                           weights)
-    if getattr(trainer, "is_deepspeed_enabled", False):
-        # later loads in this process (next stage, evaluation) build whole models, not ZeRO-3
-        # partitions (see pbb.parallel.Launched)
-        from transformers.integrations import unset_hf_deepspeed_config
-
-        unset_hf_deepspeed_config()
+    if deepspeed:
+        forget_deepspeed_config()
     return result
+
+
+def forget_deepspeed_config() -> None:
+    """Clear the DeepSpeed config accelerate hands transformers when it prepares an engine.
+
+    Under ZeRO-3 every later ``from_pretrained`` / ``from_config`` in the process (a recall
+    copy, the next stage, evaluation) would otherwise build a partitioned model that only an
+    engine can run. pbb loads whole models and lets the engine partition them.
+    """
+    from transformers.integrations import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
 
 
 def save_model_atomic(model, tokenizer, stage_dir: Path, state_dict=None) -> Path:
