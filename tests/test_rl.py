@@ -47,17 +47,46 @@ def _completions(ds):
     return out
 
 
-def test_reward_equals_the_verifier(ds):
+def _python_answer(b, query: str) -> int:
+    """The answer worked out without pbb: an arithmetic instruction is a Python function and a
+    query a call of it, so Python itself runs them."""
+    namespace: dict = {}
+    exec(b.instruction, namespace)  # noqa: S102 - the test's own generated programs
+    return eval(query, namespace)  # noqa: S307
+
+
+def test_reward_is_one_exactly_for_the_right_answer(ds):
+    """Rewards of known completions against scores written down here, with each right answer
+    computed by Python from the instruction (not by pbb's interpreter, extractor or verifier)."""
     (correct,), weights = reward_functions(ds, format_weight=0.0)
     assert weights == [1.0]
-    cases = _completions(ds)
+    behaviours = {b.id: b for b in ds.behaviours}
+    cases = []
+    for d in [d for d in ds.demonstrations if d.use == "test"]:
+        b = behaviours[d.behaviour_id]
+        right = _python_answer(b, d.input)
+        cases += [(b, d, f"Answer: {right}", 1.0),
+                  (b, d, f"Let me trace it.\nx = ...\nAnswer: {right}", 1.0),
+                  (b, d, f"Answer:  {right}  ", 1.0),  # spaces around a value are no error
+                  (b, d, f"Answer: {right + 1}", 0.0),
+                  (b, d, f"Answer: {right - 1}", 0.0),
+                  (b, d, f"Answer: {-right if right else 1}", 0.0),
+                  (b, d, f"Answer: '{right}'", 0.0),  # a string is not the number
+                  (b, d, f"The result is {right}.", 0.0),  # no answer line
+                  (b, d, "", 0.0), (b, d, "Answer: ", 0.0), (b, d, "Answer: (((", 0.0)]
+    assert len(cases) == 11 * 8 * 2
     as_messages = [[{"role": "assistant", "content": text}] for _, _, text, _ in cases]
-    rewards = correct(prompts=[None] * len(cases), completions=as_messages,
-                      behaviour_id=[b.id for b, _, _, _ in cases], input=[d.input for _, d, _, _ in cases])
-    verifier = [ds.domain.score(b, d.input, ds.domain.extract(text)) for b, d, text, _ in cases]
-    assert rewards == verifier  # the reward *is* the verifier
-    assert rewards == [expected for *_, expected in cases]
+    kw = dict(behaviour_id=[b.id for b, *_ in cases], input=[d.input for _, d, *_ in cases])
+    rewards = correct(prompts=[None] * len(cases), completions=as_messages, **kw)
+    wrong = [(text, want, got) for (_, _, text, want), got in zip(cases, rewards) if got != want]
+    assert not wrong, wrong[:5]
     # plain-string completions (non-conversational prompts) score the same
+    assert correct(prompts=[None] * len(cases), completions=[t for *_, t, _ in cases], **kw) == rewards
+    # and the helper's gold CoT, right and wrong answers, and malformed answer lines
+    gold = _completions(ds)
+    got = correct(prompts=[None] * len(gold), completions=[t for *_, t, _ in gold],
+                  behaviour_id=[b.id for b, *_ in gold], input=[d.input for _, d, *_ in gold])
+    assert got == [want for *_, want in gold]
     as_text = correct(completions=[t for _, _, t, _ in cases], behaviour_id=[b.id for b, *_ in cases],
                       input=[d.input for _, d, _, _ in cases])
     assert as_text == rewards
@@ -288,19 +317,27 @@ def test_run_reports_the_controls_from_the_samples(tmp_path):
 
 
 def test_rl_use_vllm_passes_trls_options_and_is_refused_without_vllm_or_gpu(tmp_path, monkeypatch):
+    import trl
+
     from pbb import backends
     from pbb import run as run_mod
     from pbb.config import RLConfig, TrainConfig
     from pbb.rl import grpo_args
 
-    rl = RLConfig(use_vllm=True, vllm_mode="server", vllm_server_base_url="http://h:8000")
-    kwargs = {}
-    import trl
-
-    monkeypatch.setattr(trl, "GRPOConfig", lambda **kw: kwargs.update(kw) or kw)
-    grpo_args(rl, TrainConfig(), tmp_path, 0, False, [1.0])
-    assert (kwargs["use_vllm"], kwargs["vllm_mode"], kwargs["vllm_server_base_url"]) == \
+    # TRL's own GRPOConfig takes the options (a renamed or dropped one is a TypeError here) and
+    # keeps them as given; it checks for vllm itself only when the trainer starts
+    args = grpo_args(RLConfig(use_vllm=True, vllm_mode="server",
+                              vllm_server_base_url="http://h:8000"),
+                     TrainConfig(), tmp_path, 0, False, [1.0])
+    assert type(args) is trl.GRPOConfig
+    assert (args.use_vllm, args.vllm_mode, args.vllm_server_base_url) == \
         (True, "server", "http://h:8000")
+    args = grpo_args(RLConfig(use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=0.55),
+                     TrainConfig(), tmp_path, 0, False, [1.0])
+    assert (args.use_vllm, args.vllm_mode, args.vllm_gpu_memory_utilization) == \
+        (True, "colocate", 0.55)
+    assert args.vllm_server_base_url is None  # not set: TRL's host and port defaults apply
+    assert grpo_args(RLConfig(), TrainConfig(), tmp_path, 0, False, [1.0]).use_vllm is False
     cfg = load_config(Path("configs/retroactive_quick.yaml"), {"rl.use_vllm": True})
     import importlib.util
 

@@ -363,6 +363,38 @@ def test_openai_export_is_chat_finetuning_jsonl_and_score_reads_its_answers_back
     assert r.returncode == 1 and "--curriculum 'gpt': not a curriculum" in r.stderr
 
 
+def test_score_gives_back_the_untuned_runs_own_samples_from_every_exported_answer(smoke_run,
+                                                                                   tmp_path):
+    """`untuned` is asked eval behaviours only: answers to the export's train queries (an
+    untuned model answering every exported request) are left out, and what is scored is exactly
+    the run's own samples, byte for byte."""
+    from pbb import data
+    from pbb.export import eval_queries
+
+    cfg, out = smoke_run
+    ds = data.load(out / "data")
+    answers, asked = [], 0
+    for mode in cfg.eval.modes:
+        wrote = {(s["behaviour_id"], s["input"]): s["completion"] for s in
+                 read_jsonl(out / "eval" / "untuned" / mode / "samples.jsonl")}
+        asked += len(wrote)
+        for qid, q in eval_queries(cfg, ds, mode).items():  # every exported query, train too
+            answers.append({"custom_id": qid,
+                            "completion": wrote.get((q["behaviour_id"], q["input"]), "junk")})
+    assert len(answers) > asked  # the export asks train behaviours the run did not ask untuned
+    comp = tmp_path / "answers.jsonl"
+    comp.write_text("".join(json.dumps(a) + "\n" for a in answers))
+    r = run_cli("score", str(out), str(comp), "--out", str(tmp_path / "s"), "--curriculum", "untuned")
+    assert r.returncode == 0, r.stderr
+    for mode in cfg.eval.modes:
+        assert (tmp_path / "s" / "eval" / "untuned" / mode / "samples.jsonl").read_bytes() == \
+            (out / "eval" / "untuned" / mode / "samples.jsonl").read_bytes()
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert summary["ignored_completions"] == len(answers) - asked
+    assert summary["results"] == [x for x in json.loads((out / "summary.json").read_text())["results"]
+                                  if x["curriculum"] == "untuned"]
+
+
 def test_tensorboard_gets_every_stage_sft_and_rl_and_the_final_accuracies(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -2,6 +2,7 @@
 
 import json
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -211,5 +212,101 @@ def test_the_parent_is_untouched_and_a_dead_worker_is_replaced():
         assert sb.run("import os\ndef f(x):\n    os._exit(0)", "f", ["1"]).outputs is None
         assert sb.run("def f(x):\n    return x + 1", "f", ["1"]).outputs == ["2"]
     socket.socket().close()  # the parent's own modules are not patched
-    import time
     assert time.time() > 0
+
+
+BURN = "def burn(n):\n    t = 0\n    for i in range(n):\n        t += i\n    return t"
+
+
+def _turns_for(seconds: float) -> int:
+    """How many turns of BURN's loop take about ``seconds`` of CPU time on this machine."""
+    namespace: dict = {}
+    exec(BURN, namespace)
+    n, start = 300_000, time.process_time()
+    namespace["burn"](n)
+    return max(1, int(n * seconds / max(time.process_time() - start, 1e-3)))
+
+
+def test_every_function_gets_a_fresh_cpu_budget():
+    # one reused worker, 1 s of CPU per function; each burns ~0.6 s (two runs of ~0.3 s): a
+    # per-process limit kills the second, a per-function one none; a hog is stopped by it alone
+    n = _turns_for(0.3)
+    burn = (BURN, "burn", [str(n)])
+    hog = ("def hog(x):\n    while True:\n        pass", "hog", ["1"])
+    with Sandbox(1, Limits(cpu_seconds=1, call_seconds=30, wall_seconds=60)) as sb:
+        outcomes = [sb.run(*job) for job in (burn, burn, hog, burn)]
+    assert [o.outputs for o in outcomes[:2] + outcomes[3:]] == [[str(n * (n - 1) // 2)]] * 3, outcomes
+    assert "more than 1 s of CPU time" in outcomes[2].error
+
+
+# (what it reads, code, the name the reason must give): each read is coarse, so that only the
+# blockers catch it (the run-twice check sees the same value twice)
+READS = [(f"time.{name}", f"import time\ndef f(x):\n    return time.{name}() // 10 ** 15",
+          f"time.{name}")
+         for name in ("time", "time_ns", "perf_counter", "perf_counter_ns", "monotonic",
+                      "monotonic_ns", "process_time", "process_time_ns", "thread_time",
+                      "thread_time_ns")] + [
+    ("time.clock_gettime", "import time\ndef f(x):\n"
+     "    return time.clock_gettime(time.CLOCK_REALTIME) // 100000", "time.clock_gettime"),
+    ("time.clock_gettime_ns", "from time import clock_gettime_ns, CLOCK_MONOTONIC\n"
+     "def f(x):\n    return clock_gettime_ns(CLOCK_MONOTONIC) // 10 ** 15", "time.clock_gettime_ns"),
+    ("os.times", "import os\ndef f(x):\n    return os.times()[0] // 10 ** 9", "os.times"),
+    ("os.urandom", "import os\ndef f(x):\n    return len(os.urandom(4))", "os.urandom"),
+    ("os.getrandom", "import os\ndef f(x):\n    return len(os.getrandom(4))", "os.getrandom"),
+    ("uuid.uuid4", "import uuid\ndef f(x):\n    return len(str(uuid.uuid4()))", "os.urandom"),
+    ("random.seed()", "import random\ndef f(x):\n    random.seed()\n    return x", "random.seed"),
+    ("random.Random()", "import random\ndef f(x):\n    return random.Random().random() < 2",
+     "random.Random() without a seed"),
+    ("random.SystemRandom", "import random\ndef f(x):\n    return random.SystemRandom().random() < 2",
+     "random.SystemRandom"),
+    ("datetime.now", "import datetime\ndef f(x):\n    return datetime.datetime.now().year // 10 ** 4",
+     "datetime.now"),
+]
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with Sandbox(1, Limits(call_seconds=5, wall_seconds=20)) as sb:
+        yield sb
+
+
+@pytest.mark.parametrize("what,code,named", READS, ids=[r[0] for r in READS])
+def test_every_clock_and_entropy_read_is_refused_by_name(sandbox, what, code, named):
+    out = sandbox.run(code, "f", ["1"])
+    assert out.outputs is None and out.error.startswith("Nondeterministic: " + named), out
+    # the worker still works, explicitly seeded generators included
+    assert sandbox.run("import random\ndef f(x):\n    return random.Random(x).random()", "f",
+                       ["5"]).outputs == [repr(__import__("random").Random(5).random())]
+
+
+DEFAULT_LIMITS = {"call_seconds": 2.0, "wall_seconds": 20.0, "memory_mb": 1024}  # as before the sizes
+
+
+def test_oversized_code_inputs_and_outputs_are_skipped_and_the_import_goes_on(tmp_path):
+    long_code = "def g(x):\n    '''" + "y" * 300 + "'''\n    return x"
+    lines = [{"code": "def f(x):\n    return x + 1", "inputs": ["1", "2"], "id": "good-1"},
+             {"code": long_code, "inputs": ["1", "2"], "id": "long code"},
+             {"code": "def h(s):\n    return len(s)", "inputs": ["'a'", repr("z" * 100)],
+              "id": "long input"},
+             {"code": "def k(n):\n    return 'w' * n", "inputs": ["10", "500"], "id": "long output"},
+             {"code": "def m(x):\n    return x * 2", "inputs": ["1", "2"], "id": "good-2"}]
+    f = tmp_path / "f.jsonl"
+    f.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    r = run_cli("data", "import", str(f), "--out", str(tmp_path / "o"), "--test-inputs", "1",
+                "--set", "max_source_chars=200", "--set", "max_input_chars=50",
+                "--set", "max_output_chars=100")
+    assert r.returncode == 0, r.stderr
+    report = [json.loads(x) for x in (tmp_path / "o" / REPORT).read_text().splitlines()]
+    assert [x.get("reason") for x in report] == [
+        None, f"the code is {len(long_code)} characters, over max_source_chars=200",
+        "input 2 is 102 characters, over max_input_chars=50",
+        "OutputLimit: the result's repr is 502 characters, over max_output_chars=100", None]
+    assert [x["id"] for x in report if x["status"] == "imported"] == ["good-1", "good-2"]
+    ds = data.load(tmp_path / "o")
+    assert ds.behaviours[0].meta["limits"] == {**DEFAULT_LIMITS, "max_source_chars": 200,
+                                               "max_input_chars": 50, "max_output_chars": 100}
+    assert data.validate(ds, progress=False) == []  # re-run under the limits it was imported with
+    # the defaults: recorded as before (the same bytes for the same data), and documented
+    assert ImportedConfig().recorded_limits() == DEFAULT_LIMITS
+    assert "over max_source_chars=100,000" in Limits().size_problem("#" * 100_001, [])
+    assert "over max_input_chars=10,000" in Limits().size_problem("", ["1" * 10_001])

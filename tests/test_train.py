@@ -223,6 +223,58 @@ def test_cutting_batches_for_memory_does_not_change_the_update(tiny, rows, tmp_p
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
 
+def test_learning_rate_warms_up_linearly_from_the_first_step():
+    from pbb.sft import lr_lambda
+
+    f = lr_lambda(100, 10, "cosine", 0.1)
+    # step k of warmup (0-based) trains at (k + 1) / warmup of the peak: never at 0
+    assert [f(k) for k in range(10)] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    assert f(10) == 1.0  # decay starts at the peak
+    assert lr_lambda(100, 0, "cosine", 0.1)(0) == 1.0  # no warmup: the peak at once
+
+
+def test_cosine_schedule_by_value():
+    from pbb.sft import lr_lambda
+
+    f = lr_lambda(110, 10, "cosine", 0.0)  # 100 decay steps after 10 of warmup
+    assert f(10) == 1.0
+    assert f(35) == pytest.approx(0.8535533906)  # a quarter: (1 + cos(pi/4)) / 2
+    assert f(60) == pytest.approx(0.5)  # the midpoint
+    assert f(85) == pytest.approx(0.1464466094)  # three quarters: (1 - cos(pi/4)) / 2
+    assert f(110) == pytest.approx(0.0)
+    g = lr_lambda(110, 10, "cosine", 0.2)  # the same curve, squeezed into [0.2, 1]
+    assert g(60) == pytest.approx(0.6) and g(110) == pytest.approx(0.2)
+    assert g(35) == pytest.approx(0.2 + 0.8 * 0.8535533906)
+
+
+def test_linear_schedule_by_value():
+    from pbb.sft import lr_lambda
+
+    f = lr_lambda(104, 4, "linear", 0.2)
+    assert [f(s) for s in (4, 29, 54, 79, 104)] == pytest.approx([1.0, 0.8, 0.6, 0.4, 0.2])
+    assert lr_lambda(100, 0, "linear", 0.0)(50) == pytest.approx(0.5)
+
+
+def test_decay_stops_at_the_minimum_ratio():
+    from pbb.sft import lr_lambda
+
+    for schedule in ("cosine", "linear"):
+        f = lr_lambda(50, 5, schedule, 0.1)
+        after = [f(s) for s in range(5, 200)]  # past the planned total too
+        assert min(after) == pytest.approx(0.1) and all(v >= 0.1 - 1e-12 for v in after)
+        assert f(50) == f(51) == f(199) == pytest.approx(0.1)
+        assert all(a >= b for a, b in zip(after, after[1:]))  # never rises again
+
+
+def test_constant_schedule_is_the_peak_after_warmup_whatever_the_minimum():
+    from pbb.sft import lr_lambda
+
+    f = lr_lambda(100, 4, "constant", 0.1)
+    assert [f(s) for s in range(4)] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert {f(s) for s in (4, 50, 99, 100, 500)} == {1.0}
+    assert lr_lambda(100, 0, "constant", 0.5)(0) == 1.0
+
+
 def test_split_by_tokens_bounds_every_part():
     from pbb.sft import split_by_tokens
 

@@ -19,6 +19,7 @@ from rich.table import Table
 from pbb import data as data_mod
 from pbb import dist
 from pbb.errors import PbbError
+from pbb.folders import check_out
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Programming by Backprop: data, training curricula, evaluation, reports.")
@@ -58,7 +59,7 @@ def parse_assignments(items: list[str] | None, flag: str = "--set") -> dict[str,
 # options that several `pbb data` commands share
 Out = Annotated[Path, typer.Option("--out", help="output directory")]
 Seed = Annotated[int, typer.Option(help="random seed")]
-Force = Annotated[bool, typer.Option(help="replace a non-empty --out")]
+Force = Annotated[bool, typer.Option(help="replace --out if it is a folder of this kind that pbb wrote (never anything else)")]
 
 
 def _eval_fraction(what: str):
@@ -83,7 +84,7 @@ def data_generate(
 ) -> None:
     """Generate behaviours and demonstrations into DIR (deterministic in the seed)."""
     options = parse_assignments(option)
-    data_mod.check_out_dir(out, force)  # fail before the work, not after it
+    check_out(out, "data", force=force)  # fail before the work, not after it
     ds = data_mod.generate(domain, behaviours=behaviours, demos=demos, test_inputs=test_inputs,
                            eval_fraction=eval_fraction, seed=seed, options=options)
     data_mod.save(ds, out, force=force)
@@ -108,7 +109,7 @@ def data_import_grammars(
     from pbb.importers import import_grammars
 
     options = parse_assignments(option)
-    data_mod.check_out_dir(out, force)
+    check_out(out, "data", force=force)
     ds = import_grammars(file, demos=demos, test_inputs=test_inputs, eval_fraction=eval_fraction,
                          seed=seed, options=options)
     data_mod.save(ds, out, force=force)
@@ -124,7 +125,8 @@ def data_import(
     test_inputs: Annotated[int, typer.Option(help="inputs per function held out for testing")] = 1,
     eval_fraction: _eval_fraction("functions") = 0.5,
     seed: Annotated[int, typer.Option(help="random seed (test inputs, split, fresh names)")] = 0,
-    option: _knobs("sandbox knob KEY=VALUE: call_seconds, wall_seconds, memory_mb, workers") = None,
+    option: _knobs("sandbox knob KEY=VALUE: call_seconds, wall_seconds, memory_mb, "
+                   "max_source_chars, max_input_chars, max_output_chars, workers") = None,
     force: Force = False,
 ) -> None:
     """Make a data set of your own functions; outputs are computed in a sandbox.
@@ -138,7 +140,7 @@ def data_import(
     from pbb.importers import REPORT, import_functions
 
     cfg = data_mod.parse_domain_config(ImportedDomain(), parse_assignments(option), where="--set")
-    data_mod.check_out_dir(out, force)
+    check_out(out, "data", force=force)
     ds, report = import_functions(file, test_inputs=test_inputs, eval_fraction=eval_fraction,
                                   seed=seed, cfg=cfg)
     data_mod.save(ds, out, force=force, extra={"source": str(file)},
@@ -259,11 +261,11 @@ def run_cmd(
 
     Start the same command again to resume an interrupted run.
     """
-    from pbb.config import load_config, with_smoke
+    from pbb.config import load_config
     from pbb.run import run
 
     sets = parse_assignments(overrides)
-    cfg = load_config(config, with_smoke(sets) if smoke else sets)
+    cfg = load_config(config, sets, smoke=smoke)
     run(cfg, out or Path("runs") / (cfg.name + ("-smoke" if smoke else "")), progress=progress,
         stages_root=stages_root)
 
@@ -363,18 +365,35 @@ def report_cmd(run_dir: Annotated[Path, typer.Argument(help="a run or sweep dire
     print(written(run_dir))
 
 
+#: what Ctrl-C leaves, by command: every file pbb writes is complete or absent (atomic writes,
+#: append-only logs repaired on resume), so the same command picks up where it stopped
+INTERRUPTED = {
+    "run": "interrupted; run the same command again to resume",
+    "sweep": "interrupted; run the same command again to resume the sweep (finished points "
+             "and trained stages are kept)",
+}
+INTERRUPTED_ELSEWHERE = "interrupted; nothing was half-written (run the command again)"
+
+
+def _interrupted() -> None:
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
+    print(INTERRUPTED.get(command, INTERRUPTED_ELSEWHERE), file=sys.stderr)
+    sys.exit(130)
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into one line and exit code 1."""
     try:
         rc = app(standalone_mode=False)  # returns the exit code of typer.Exit in this mode
+        if rc == 130:  # typer turns Ctrl-C into Exit(130) before it reaches the handler below
+            _interrupted()
         dist.close()
         sys.exit(rc if isinstance(rc, int) else 0)
     except PbbError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        _interrupted()
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except typer.Abort:

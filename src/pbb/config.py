@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from pbb.errors import PbbError
+from pbb.jsonio import read_text
 from pbb.models import DEFAULT_MODEL
 
 MODES = ("recall", "direct", "cot", "in_context")
@@ -32,6 +33,35 @@ Which = Literal["train", "eval", "all"]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+# What a setting changes, declared once, on its field: ``json_schema_extra=_key(ROLE)``. A field
+# that declares nothing takes its section's role, and a section that declares nothing is ALWAYS:
+# a new setting is part of every stage's key until it is declared otherwise. :func:`key_fields`
+# turns the declarations into what :func:`pbb.run.stage_key` hashes; tests/test_stage_key.py holds
+# the table of every setting and checks each against the key.
+
+#: changes what a stage learns: hashed into the key of every stage
+ALWAYS = True
+#: changes how a stage runs (memory, speed, checkpoints, logging, where a server is) or what a run
+#: does besides training (evaluation, curricula planned), not what a stage learns: in no key
+NEVER = False
+#: read by the stopping rule's recall check (:func:`pbb.run.recall_checker`), which decides when a
+#: stage stops: hashed into the key of stages with a stopping rule (``recall_target``) only
+STOPPING_RULE = "stopping_rule"
+#: a setting of RL stages: hashed into the key of RL stages only
+RL_STAGE = "rl_stage"
+#: makes the stages themselves (their rows, trainer and own training settings, which the key
+#: hashes through the stage): not hashed by itself
+THROUGH_STAGE = "through_stage"
+ROLES = (ALWAYS, NEVER, STOPPING_RULE, RL_STAGE, THROUGH_STAGE)
+
+
+def _key(role: bool | str, items: dict[str, bool | str] | None = None) -> dict:
+    """A field's declaration (its ``json_schema_extra``); ``items``: roles of single entries of a
+    dict-valued field, which override the field's own for those entries."""
+    assert role in ROLES and all(r in ROLES for r in (items or {}).values())
+    return {"stage_key": role, **({"stage_key_items": items} if items else {})}
 
 
 class DataConfig(_Strict):
@@ -140,13 +170,12 @@ class TrainConfig(_Strict):
     batch_size: int = Field(16, ge=1)
     grad_accum: int = Field(1, ge=1)
     max_batch_tokens: int = Field(
-        1024, ge=16, description="memory bound: a batch is run in parts of at most this many "
-        "(padded) tokens, its loss still the token mean over the whole batch. Changes peak "
-        "memory and speed, not the update, so it is not part of a stage's key")
+        1024, ge=16, json_schema_extra=_key(NEVER), description="memory bound: a batch is run "
+        "in parts of at most this many (padded) tokens, its loss still the token mean over the "
+        "whole batch. Changes peak memory and speed, not the update")
     report_to: list[Literal["tensorboard", "wandb", "trackio"]] = Field(
-        default_factory=list, description="experiment trackers (pbb.tracking): every stage's "
-        "metrics, SFT and RL, and the final accuracies. A view of the run, not part of a stage's "
-        "key")
+        default_factory=list, json_schema_extra=_key(NEVER), description="experiment trackers "
+        "(pbb.tracking): every stage's metrics, SFT and RL, and the final accuracies")
     max_length: int = Field(768, ge=16)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     schedule: Literal["cosine", "linear", "constant"] = Field(
@@ -160,12 +189,16 @@ class TrainConfig(_Strict):
     lora_targets: str | list[str] = "all-linear"
     precision: Literal["auto", "bf16", "fp32"] = Field(
         "auto", description="auto: bf16 autocast where the hardware supports it, else fp32")
-    save_steps: int = Field(50, ge=1, description="checkpoint every N steps (for resume)")
+    save_steps: int = Field(50, ge=1, json_schema_extra=_key(NEVER),
+                            description="checkpoint every N steps (for resume)")
     group_by_length: bool = Field(True, description="batch rows of similar length (less padding)")
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool = Field(
+        False, json_schema_extra=_key(NEVER), description="recompute activations in the "
+        "backward instead of keeping them: less memory, more time, the same update")
     stages: dict[str, StageTrainConfig] = Field(
-        default_factory=dict, description="per-stage settings by stage name (stage1, stage2, "
-        "mixture, exposure, activation_sft, ...; custom stages by their name)")
+        default_factory=dict, json_schema_extra=_key(THROUGH_STAGE), description="per-stage "
+        "settings by stage name (stage1, stage2, mixture, exposure, activation_sft, ...; custom "
+        "stages by their name); they are part of the key of the stage they name")
 
     def for_stage(self, name: str, extra: StageTrainConfig | None = None) -> TrainConfig:
         """This config with stage ``name``'s overrides applied (``extra`` last)."""
@@ -223,14 +256,16 @@ class RLConfig(_Strict):
         False, description="leave completions cut at max_completion_length out of the loss")
     format_weight: float = Field(0.0, ge=0, description="weight of the format reward (1 when an "
                                  "answer line can be extracted); 0 = correctness only")
-    save_steps: int = Field(10, ge=1, description="checkpoint every N steps (for resume); RL "
-                            "steps are slow, so more often than SFT")
-    use_vllm: bool = Field(False, description="rollouts generated by vLLM through TRL (GPU only)")
+    save_steps: int = Field(10, ge=1, json_schema_extra=_key(NEVER), description="checkpoint "
+                            "every N steps (for resume); RL steps are slow, so more often than SFT")
+    use_vllm: bool = Field(False, description="rollouts generated by vLLM through TRL (GPU only; "
+                           "another sampler, so other rollouts: part of the key)")
     vllm_mode: Literal["colocate", "server"] = Field(
-        "colocate", description="colocate: vLLM in the training process; server: a `trl "
-        "vllm-serve` already running (vllm_server_base_url)")
-    vllm_server_base_url: str | None = None
-    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, description="colocate mode")
+        "colocate", json_schema_extra=_key(NEVER), description="colocate: vLLM in the training "
+        "process; server: a `trl vllm-serve` already running (vllm_server_base_url)")
+    vllm_server_base_url: str | None = Field(None, json_schema_extra=_key(NEVER))
+    vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, json_schema_extra=_key(NEVER),
+                                               description="colocate mode")
 
     @model_validator(mode="after")
     def _trl_accepts(self) -> RLConfig:
@@ -285,33 +320,50 @@ class VLLMBackendConfig(_Strict):
 
 
 class EvalConfig(_Strict):
+    """Evaluation of each curriculum's final model. Stages do not depend on it, except those with
+    a stopping rule: their recall check generates with ``batch_size`` and ``max_new_tokens.recall``
+    (greedy, the model as it trains: ``train.precision``, not ``precision``)."""
+
     backend: Literal["hf", "openai", "vllm"] = Field(
-        "hf", description="hf: batched generation in this process; openai: requests to an "
-        "OpenAI-compatible server (eval.openai); vllm: pbb runs `vllm serve` on each model "
-        "(eval.vllm) and sends it the prompts as pbb renders them. All scored the same way")
-    openai: OpenAIBackendConfig = Field(default_factory=OpenAIBackendConfig)
-    vllm: VLLMBackendConfig = Field(default_factory=VLLMBackendConfig)
+        "hf", json_schema_extra=_key(NEVER), description="hf: batched generation in this "
+        "process; openai: requests to an OpenAI-compatible server (eval.openai); vllm: pbb runs "
+        "`vllm serve` on each model (eval.vllm) and sends it the prompts as pbb renders them. All "
+        "scored the same way")
+    openai: OpenAIBackendConfig = Field(default_factory=OpenAIBackendConfig,
+                                        json_schema_extra=_key(NEVER))
+    vllm: VLLMBackendConfig = Field(default_factory=VLLMBackendConfig,
+                                    json_schema_extra=_key(NEVER))
     modes: list[Mode] = Field(default_factory=lambda: ["recall", "direct", "cot", "in_context"],
-                              min_length=1, description="recall: the instruction from a "
-                              "declarative prompt, exact after whitespace normalisation")
-    batch_size: int = Field(32, ge=1)
+                              min_length=1, json_schema_extra=_key(NEVER),
+                              description="recall: the instruction from a declarative prompt, "
+                              "exact after whitespace normalisation")
+    batch_size: int = Field(32, ge=1, json_schema_extra=_key(STOPPING_RULE),
+                            description="prompts per generation batch (left-padded: completions "
+                            "can depend on it)")
     precision: Literal["auto", "bf16", "fp32"] = Field(
-        "fp32", description="weights for generation. fp32 (default) gives the same greedy "
-        "completions as an unbatched fp32 loop; auto/bf16 is ~2x faster on bf16 hardware but "
-        "flips near-ties, so completions can differ (benchmarks/bench_eval.py)")
+        "fp32", json_schema_extra=_key(NEVER), description="weights for generation. fp32 "
+        "(default) gives the same greedy completions as an unbatched fp32 loop; auto/bf16 is ~2x "
+        "faster on bf16 hardware but flips near-ties, so completions can differ "
+        "(benchmarks/bench_eval.py)")
     max_new_tokens: dict[str, int] = Field(
         default_factory=lambda: dict(DEFAULT_MAX_NEW_TOKENS),
+        json_schema_extra=_key(NEVER, {"recall": STOPPING_RULE}),
         description="per mode; modes left out keep their default")
-    max_test_inputs: int | None = Field(None, ge=1, description="cap per behaviour")
+    max_test_inputs: int | None = Field(None, ge=1, json_schema_extra=_key(NEVER),
+                                        description="cap per behaviour")
     max_train_behaviours: int | None = Field(
-        None, ge=1, description="evaluate only the first N train behaviours (by id); eval "
-        "behaviours are always all evaluated. Train behaviours measure forgetting, and there are "
-        "usually many more of them")
-    temperature: float = Field(0.0, ge=0, description="0 = greedy")
-    bootstrap: int = Field(1000, ge=100, description="resamples for the 95% interval")
+        None, ge=1, json_schema_extra=_key(NEVER), description="evaluate only the first N train "
+        "behaviours (by id); eval behaviours are always all evaluated. Train behaviours measure "
+        "forgetting, and there are usually many more of them")
+    temperature: float = Field(0.0, ge=0, json_schema_extra=_key(NEVER),
+                               description="0 = greedy (the recall check is always greedy)")
+    bootstrap: int = Field(1000, ge=100, json_schema_extra=_key(NEVER),
+                           description="resamples for the 95% interval")
     recall_after_stage: bool = Field(
-        True, description="after every SFT stage with declarative rows, measure recall of the "
-        "instructions it taught (logged in the stage's metrics.jsonl and done.json)")
+        True, json_schema_extra=_key(NEVER), description="after every SFT stage with "
+        "declarative rows, measure recall of the instructions it taught (logged in the stage's "
+        "metrics.jsonl and done.json; a stage without a stopping rule trains the same either "
+        "way)")
 
     @field_validator("max_new_tokens")
     @classmethod
@@ -337,7 +389,7 @@ OPENAI_PREFIX = "openai:"
 
 
 class RunConfig(_Strict):
-    name: str = "run"
+    name: str = Field("run", json_schema_extra=_key(NEVER))
     model: str = DEFAULT_MODEL
     model_dtype: Literal["auto", "bf16", "fp32"] = Field(
         "auto", description="weights as loaded for training: auto = fp32 master weights everywhere "
@@ -348,11 +400,12 @@ class RunConfig(_Strict):
         "whose architecture transformers does not ship)")
     seed: int = 0
     curricula: list[str] = Field(default_factory=lambda: ["proactive", "mixture", "untuned"],
-                                 min_length=1)
-    data: DataConfig = Field(default_factory=DataConfig)
-    curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)
+                                 min_length=1, json_schema_extra=_key(NEVER))
+    data: DataConfig = Field(default_factory=DataConfig, json_schema_extra=_key(THROUGH_STAGE))
+    curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig,
+                                         json_schema_extra=_key(THROUGH_STAGE))
     train: TrainConfig = Field(default_factory=TrainConfig)
-    rl: RLConfig = Field(default_factory=RLConfig)
+    rl: RLConfig = Field(default_factory=RLConfig, json_schema_extra=_key(RL_STAGE))
     eval: EvalConfig = Field(default_factory=EvalConfig)
     chat: ChatConfig = Field(default_factory=ChatConfig)
 
@@ -373,6 +426,72 @@ class RunConfig(_Strict):
             raise ValueError(f"model {self.model}: a model behind a server is evaluated with "
                              "eval.backend: openai")
         return self
+
+
+def _role(field, inherited: bool | str) -> bool | str:
+    extra = field.json_schema_extra
+    return extra.get("stage_key", inherited) if isinstance(extra, dict) else inherited
+
+
+def _model_in(annotation) -> tuple[type[BaseModel] | None, str]:
+    """(model class, path suffix) of a field holding a model: ``X``, ``X | None`` (``""``),
+    ``dict[str, X]`` (``".<name>"``), ``list[X]`` (``"[]"``), nested; (None, "") otherwise."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, ""
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    origin = get_origin(annotation)
+    if origin in (dict, list) and args:
+        inner, rest = _model_in(args[-1])
+        return inner, ("[]" if origin is list else ".<name>") + rest
+    if len(args) == 1:  # X | None
+        return _model_in(args[0])
+    return None, ""
+
+
+def key_roles(model: type[BaseModel] | None = None, deep: bool = False) -> dict[str, bool | str]:
+    """Dotted path -> declared role (ALWAYS, NEVER, ...) of every setting, sections recursively.
+
+    A field holding a dict or list of models (``train.stages``, ``curriculum.custom``) is one
+    setting; ``deep`` lists the fields of those models too (``train.stages.<name>.epochs``).
+    Entries declared apart (``eval.max_new_tokens.recall``) are listed apart.
+    """
+    out: dict[str, bool | str] = {}
+
+    def walk(model: type[BaseModel], prefix: str, inherited: bool | str) -> None:
+        for name, field in model.model_fields.items():
+            path, role = prefix + name, _role(field, inherited)
+            inner, suffix = _model_in(field.annotation)
+            if inner is not None and not suffix:  # a section
+                walk(inner, path + ".", role)
+                continue
+            out[path] = role
+            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+            for item, item_role in extra.get("stage_key_items", {}).items():
+                out[f"{path}.{item}"] = item_role
+            if inner is not None and deep:
+                walk(inner, path + suffix + ".", role)
+
+    walk(model or RunConfig, "", ALWAYS)
+    return out
+
+
+def key_fields(cfg: RunConfig, *, stopping_rule: bool = False,
+               rl: bool = False) -> dict[str, object]:
+    """Dotted path -> JSON value of every setting of ``cfg`` that changes the result of a stage:
+    the ALWAYS ones, the STOPPING_RULE ones for a stage with a stopping rule, the RL_STAGE ones
+    for an RL stage (as declared: :func:`key_roles`). What :func:`pbb.run.stage_key` hashes."""
+    wanted = {ALWAYS, *([STOPPING_RULE] if stopping_rule else []), *([RL_STAGE] if rl else [])}
+    roles = key_roles(type(cfg))
+    tree = cfg.model_dump(mode="json")
+    out = {}
+    for path, role in roles.items():
+        if role not in wanted:
+            continue
+        node = tree
+        for part in path.split("."):
+            node = node[part]
+        out[path] = node
+    return out
 
 
 def set_dotted(tree: dict, key: str, value: object) -> None:
@@ -401,10 +520,9 @@ def _error_line(e: ValidationError, source: str) -> str:
 def read_yaml_mapping(path: Path, what: str = "config") -> dict:
     """A YAML file's top-level mapping; a missing file or bad YAML is one ``file:line`` error."""
     path = Path(path)
-    if not path.is_file():
-        raise PbbError(f"{path}: {what} file not found")
+    text = read_text(path, f"{what} file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -431,16 +549,30 @@ def with_smoke(overrides: dict[str, object] | None) -> dict[str, object]:
     return {**SMOKE, **(overrides or {})}
 
 
-def load_config(path: Path | None, overrides: dict[str, object] | None = None) -> RunConfig:
-    """Read YAML, apply dotted overrides, validate; every failure is one PbbError line."""
+def apply_overrides(raw: dict, overrides: dict[str, object] | None, smoke: bool = False) -> dict:
+    """``raw`` with dotted ``overrides`` set (a copy); ``smoke``: the :data:`SMOKE` overlay under
+    them, less its data sizes where the config names a data set (``data.path``): a given data
+    set is used as it is, never shrunk."""
+    out = copy.deepcopy(raw)
+    for key, value in (overrides or {}).items():
+        set_dotted(out, key, value)
+    if not smoke:
+        return out
+    given = (out.get("data") or {}).get("path") if isinstance(out.get("data"), dict) else None
+    overlay = {k: v for k, v in SMOKE.items() if not (given and k.startswith("data."))}
+    return apply_overrides(raw, {**overlay, **(overrides or {})})
+
+
+def load_config(path: Path | None, overrides: dict[str, object] | None = None,
+                smoke: bool = False) -> RunConfig:
+    """Read YAML, apply dotted overrides (over the smoke overlay with ``smoke``), validate;
+    every failure is one PbbError line."""
     raw: dict = {}
     source = "config"
     if path is not None:
         source = str(path)
         raw = read_yaml_mapping(path)
-    raw = copy.deepcopy(raw)
-    for key, value in (overrides or {}).items():
-        set_dotted(raw, key, value)
+    raw = apply_overrides(raw, overrides, smoke)
     try:
         return RunConfig(**raw)
     except ValidationError as e:

@@ -16,7 +16,6 @@ or failed generation leaves nothing behind.
 from __future__ import annotations
 
 import hashlib
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from tqdm import tqdm
 
 import pbb
+from pbb import folders
 from pbb.domains import Behaviour, Demonstration, Domain, get_domain
 from pbb.errors import PbbError
 from pbb.jsonio import (
@@ -147,28 +147,15 @@ def manifest(ds: DataSet, files: dict[str, str], extra: dict | None = None) -> d
             "files": {name: {"sha256": digest} for name, digest in files.items()}}
 
 
-def check_out_dir(out: Path, force: bool) -> Path:
-    """Check that ``out`` can be written before any work is done; return its parent."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise PbbError(f"--out {out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise PbbError(f"--out {out}: directory is not empty (use --force to replace it)")
-    parent = out.resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=parent, prefix=".pbb-write-test-")
-        probe.close()
-    except OSError as e:
-        raise PbbError(f"--out {out}: cannot write there ({e.strerror or e})") from None
-    return parent
-
-
 def save(ds: DataSet, out: Path, *, force: bool = False, extra: dict | None = None,
          extra_files: dict[str, list[dict]] | None = None) -> Path:
-    """Write the three files (and ``extra_files``, e.g. a report) to ``out``, all or nothing."""
+    """Write the three files (and ``extra_files``, e.g. a report) to ``out``, all or nothing.
+
+    ``out`` must be new, empty, or a data set pbb wrote (replaced only with ``force``):
+    :mod:`pbb.folders`."""
     out = Path(out)
-    with directory_in_place(out, check_out_dir(out, force)) as tmp:
+    with directory_in_place(out, folders.check_out(out, "data", force=force)) as tmp:
+        folders.mark(tmp, "data")
         write_jsonl(tmp / BEHAVIOURS, (b.to_record() for b in ds.behaviours))
         write_jsonl(tmp / DEMONSTRATIONS, (d.to_record() for d in ds.demonstrations))
         for name, records in (extra_files or {}).items():

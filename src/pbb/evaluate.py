@@ -5,23 +5,34 @@ on padding), greedy by default, and stops each sequence at the end of the assist
 ``benchmarks/bench_eval.py`` compares it with a one-prompt-at-a-time loop.
 
 Samples are appended to ``samples.partial.jsonl`` batch by batch, so an interrupted evaluation
-resumes where it stopped; the finished ``samples.jsonl`` is written atomically in query order.
+resumes where it stopped (the half record a kill may leave at the end is cut first, and logged);
+the finished ``samples.jsonl`` is written atomically in query order.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from rich.console import Console
 from tqdm import tqdm
 
 from pbb.data import DataSet
-from pbb.jsonio import append_jsonl, iter_jsonl, read_jsonl, write_jsonl
+from pbb.errors import PbbError
+from pbb.jsonio import (
+    append_jsonl,
+    iter_jsonl,
+    read_jsonl,
+    repair_jsonl,
+    torn_tail_note,
+    write_jsonl,
+)
 from pbb.recall import cot_recall_exact, normalize, recall_score
 from pbb.render import instruction_text, make_row, row_rng
 from pbb.rewards import score_completion
 
 SAMPLES = "samples.jsonl"
 PARTIAL = "samples.partial.jsonl"
+console = Console(stderr=True)
 
 
 def evaluated_behaviours(ds: DataSet, max_train_behaviours: int | None = None) -> list:
@@ -142,6 +153,9 @@ def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_d
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     queries = build_queries(ds, mode, max_test_inputs, max_train_behaviours, fmt)
+    if dist.is_main():  # a kill mid-write leaves half a record: cut before reading, appending
+        _repair_partials(out_dir)
+    dist.barrier()
     done = _answered(out_dir)
     dist.barrier()  # every process has read the same answers before any writes new ones
     # under a launcher each process answers its share of what is left; one process, all of it
@@ -178,13 +192,28 @@ def _partials(out_dir: Path) -> list[Path]:
     return sorted(out_dir.glob("samples.partial*.jsonl"))
 
 
+def _repair_partials(out_dir: Path) -> None:
+    """Cut the torn last line a kill may have left in each partial file (logged)."""
+    for f in _partials(out_dir):
+        dropped = repair_jsonl(f)
+        if dropped:
+            console.print(torn_tail_note(f, dropped), markup=False,
+                          highlight=False, soft_wrap=True)
+
+
 def _answered(out_dir: Path) -> dict[tuple[str, str], dict]:
-    """(behaviour, input) -> sample, from every partial file an interrupted evaluation left."""
+    """(behaviour, input) -> sample, from every partial file an interrupted evaluation left.
+
+    Their torn last lines were cut (:func:`_repair_partials`); any other bad line is an error
+    naming ``file:line``, never skipped: skipping it would hide every answer after it.
+    """
     done: dict[tuple[str, str], dict] = {}
     for f in _partials(out_dir):
         try:
-            for rec in iter_jsonl(f):
+            for rec in iter_jsonl(f, required=("behaviour_id", "input")):
                 done[(rec["behaviour_id"], rec["input"])] = rec
-        except Exception:  # noqa: BLE001 - a torn last line from a kill: keep what parsed
-            pass
+        except PbbError as e:
+            raise PbbError(f"{e} ({f.name} holds the answers of an interrupted evaluation: "
+                           "delete that line, or the file to answer every query again, and "
+                           "rerun)") from None
     return done

@@ -19,6 +19,7 @@ path with submitit's local executor (how the tests run it without a cluster).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -28,7 +29,12 @@ from rich.console import Console
 
 from pbb.config import dump_config
 from pbb.errors import PbbError, first_line
-from pbb.jsonio import atomic_write_json, atomic_write_text
+from pbb.jsonio import (
+    atomic_write_json,
+    atomic_write_text,
+    cut_torn_tail,
+    torn_tail_note,
+)
 
 console = Console()
 JOBS = "jobs.json"
@@ -58,41 +64,67 @@ def run_local(points: list[dict], out: Path, jobs: int) -> None:
     running: dict[int, tuple[subprocess.Popen, dict, int, object]] = {}
     record: dict[str, dict] = {}
     failed = []
-    while queue or running:
-        while queue and len(running) < jobs:
-            p = queue.pop(0)
-            safe = p["name"].replace("/", "_")
-            cfg_file = out / "points" / f"{safe}.yaml"
-            atomic_write_text(cfg_file, dump_config(p["config"]))
-            slot = next(s for s in range(jobs) if s not in {v[2] for v in running.values()})
-            env = dict(os.environ)
-            if gpus:
-                env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
-            log = open(out / "logs" / f"{safe}.log", "ab")  # noqa: SIM115 - closed when it ends
-            proc = subprocess.Popen(point_command(cfg_file, out / "runs" / p["name"], out / "stages"),
-                                    stdout=log, stderr=subprocess.STDOUT, env=env)
-            running[proc.pid] = (proc, p, slot, log)
-            record[p["name"]] = {"pid": proc.pid, "slot": slot, "gpu": env.get("CUDA_VISIBLE_DEVICES"),
-                                 "log": f"logs/{safe}.log", "started": time.time(), "exit_code": None}
-            atomic_write_json(out / JOBS, record)
-            console.print(f"[bold]sweep point[/] {p['name']}: started (pid {proc.pid}, "
-                          f"slot {slot}{', gpu ' + gpus[slot % len(gpus)] if gpus else ''})")
-        time.sleep(0.5)
-        for pid, (proc, p, _, log) in list(running.items()):
-            code = proc.poll()
-            if code is None:
-                continue
-            log.close()
-            del running[pid]
-            record[p["name"]].update(exit_code=code, ended=time.time())
-            atomic_write_json(out / JOBS, record)
-            console.print(f"sweep point {p['name']}: "
-                          + ("done" if code == 0 else f"[red]failed (exit {code})[/]"))
-            if code != 0:
-                failed.append(p["name"])
+    try:
+        while queue or running:
+            while queue and len(running) < jobs:
+                p = queue.pop(0)
+                safe = p["name"].replace("/", "_")
+                cfg_file = out / "points" / f"{safe}.yaml"
+                atomic_write_text(cfg_file, dump_config(p["config"]))
+                slot = next(s for s in range(jobs) if s not in {v[2] for v in running.values()})
+                env = dict(os.environ)
+                if gpus:
+                    env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+                log_path = out / "logs" / f"{safe}.log"
+                # a point killed mid-write left half a line: the rerun starts on a line of its own
+                dropped = cut_torn_tail(log_path)
+                if dropped:
+                    console.print(torn_tail_note(log_path, dropped), markup=False,
+                                  highlight=False, soft_wrap=True)
+                log = open(log_path, "ab")  # noqa: SIM115 - closed when it ends
+                proc = subprocess.Popen(point_command(cfg_file, out / "runs" / p["name"], out / "stages"),
+                                        stdout=log, stderr=subprocess.STDOUT, env=env)
+                running[proc.pid] = (proc, p, slot, log)
+                record[p["name"]] = {"pid": proc.pid, "slot": slot, "gpu": env.get("CUDA_VISIBLE_DEVICES"),
+                                     "log": f"logs/{safe}.log", "started": time.time(), "exit_code": None}
+                atomic_write_json(out / JOBS, record)
+                console.print(f"[bold]sweep point[/] {p['name']}: started (pid {proc.pid}, "
+                              f"slot {slot}{', gpu ' + gpus[slot % len(gpus)] if gpus else ''})")
+            time.sleep(0.5)
+            for pid, (proc, p, _, log) in list(running.items()):
+                code = proc.poll()
+                if code is None:
+                    continue
+                log.close()
+                del running[pid]
+                record[p["name"]].update(exit_code=code, ended=time.time())
+                atomic_write_json(out / JOBS, record)
+                console.print(f"sweep point {p['name']}: "
+                              + ("done" if code == 0 else f"[red]failed (exit {code})[/]"))
+                if code != 0:
+                    failed.append(p["name"])
+    except KeyboardInterrupt:
+        _stop(running.values())
+        raise
     if failed:
         raise PbbError(f"{len(failed)} sweep point(s) failed: {', '.join(failed)} (their logs are "
                        f"in {out / 'logs'}); run the same command again to retry them")
+
+
+def _stop(jobs) -> None:
+    """Ctrl-C in the sweep: pass it on to every running point (each stops as an interrupted
+    ``pbb run`` does, resumable), then wait for them, killing any that will not stop."""
+    jobs = list(jobs)
+    for proc, *_ in jobs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    for proc, _, _, log in jobs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
 
 
 def run_point(cfg_file: str, run_dir: str, stages: str) -> int:

@@ -32,6 +32,7 @@ from pbb.config import RunConfig, load_config
 from pbb.data import DataSet
 from pbb.errors import PbbError
 from pbb.evaluate import build_queries
+from pbb.folders import check_out, mark
 from pbb.jsonio import atomic_write_json, directory_in_place, write_jsonl
 
 FORMATS = ("hf", "openai", "lm-eval")
@@ -100,10 +101,14 @@ def query_id(mode: str, behaviour_id: str, k: int) -> str:
     return f"{mode}|{behaviour_id}|{k}"
 
 
-def eval_queries(cfg: RunConfig, ds: DataSet, mode: str) -> dict[str, dict]:
-    """The run's evaluation queries of one mode, by :func:`query_id` (as ``pbb run`` asks them)."""
+def eval_queries(cfg: RunConfig, ds: DataSet, mode: str, trained: bool = True) -> dict[str, dict]:
+    """The run's evaluation queries of one mode, by :func:`query_id` (as ``pbb run`` asks them).
+
+    ``trained=False``: those of a curriculum that trains nothing (``untuned``), which ``pbb run``
+    asks on eval behaviours only (:func:`pbb.run.evaluate_curriculum`)."""
     out, seen = {}, {}
-    for q in build_queries(ds, mode, cfg.eval.max_test_inputs, cfg.eval.max_train_behaviours,
+    max_train = cfg.eval.max_train_behaviours if trained else 0
+    for q in build_queries(ds, mode, cfg.eval.max_test_inputs, max_train,
                            cfg.data.instruction_format):
         k = seen[q["behaviour_id"]] = seen.get(q["behaviour_id"], -1) + 1
         out[query_id(mode, q["behaviour_id"], k)] = q
@@ -166,9 +171,10 @@ def export(fmt: str, source: Path, out: Path, *, config: Path | None = None, for
     if fmt not in FORMATS:
         raise PbbError(f"unknown export format {fmt!r}; formats: {', '.join(FORMATS)}")
     cfg, ds = open_source(source, config)
-    parent = data_mod.check_out_dir(out, force)
+    parent = check_out(out, "export", force=force)
     exported = stages(cfg, ds)
     with directory_in_place(Path(out), parent) as tmp:
+        mark(tmp, "export")
         if fmt == "hf":
             _write_hf(cfg, ds, exported, tmp)
         elif fmt == "openai":

@@ -46,8 +46,9 @@ from pbb.domains.base import ANSWER_PREFIX, Behaviour, Demonstration
 from pbb.domains.imported import ImportedConfig, ImportedDomain
 from pbb.domains.values import NOT_A_LITERAL, Rename, literal, same_literal
 from pbb.errors import PbbError
-from pbb.jsonio import jsonl_lines
+from pbb.jsonio import jsonl_lines, read_text
 from pbb.names import pointer_name
+from pbb.sandbox import Limits, Sandbox
 
 REPORT = "import_report.jsonl"
 
@@ -58,9 +59,7 @@ def import_grammars(path: Path, *, demos: int, test_inputs: int, eval_fraction: 
     from pbb.domains.grammars.grammar import parse_grammars
 
     path = Path(path)
-    if not path.is_file():
-        raise PbbError(f"{path}: grammar file not found")
-    count = len(parse_grammars(path.read_text(encoding="utf-8"), source=str(path)))
+    count = len(parse_grammars(read_text(path, "grammar file"), source=str(path)))
     return data_mod.generate("grammars", behaviours=count, demos=demos, test_inputs=test_inputs,
                              eval_fraction=eval_fraction, seed=seed,
                              options={**(options or {}), "file": str(path)}, progress=progress)
@@ -78,7 +77,7 @@ def _function_name(tree: ast.Module, wanted: str | None) -> str:
 
 
 
-def _read_lines(path: Path) -> list[tuple[int, dict | None, str | None]]:
+def _read_lines(path: Path, limits: Limits) -> list[tuple[int, dict | None, str | None]]:
     """(line number, record or None, problem or None) for every non-empty line."""
     out = []
     for lineno, rec, problem in jsonl_lines(path):
@@ -86,7 +85,7 @@ def _read_lines(path: Path) -> list[tuple[int, dict | None, str | None]]:
             problem = "not a JSON object"
         if problem is None:
             rec = _from_cruxeval(rec)
-            problem = _function_problem(rec)
+            problem = _function_problem(rec, limits)
         out.append((lineno, rec if problem is None else None, problem))
     return out
 
@@ -114,8 +113,9 @@ def _argument_list_problem(inputs: list[str]) -> str | None:
     return None
 
 
-def _function_problem(rec: dict) -> str | None:
-    """What is wrong with the fields of one functions-file record, or None."""
+def _function_problem(rec: dict, limits: Limits) -> str | None:
+    """What is wrong with the fields of one functions-file record, or None. Sizes are checked
+    before anything is parsed: a 50 MB function is not parsed, run or stored."""
     if not isinstance(rec.get("code"), str):
         return "missing string field 'code'"
     if not (isinstance(rec.get("inputs"), list) and rec["inputs"]
@@ -127,7 +127,7 @@ def _function_problem(rec: dict) -> str | None:
         return "'outputs' must be a list of strings, one per input"
     if "name" in rec and not isinstance(rec["name"], str):
         return "'name' must be a string"
-    return _argument_list_problem(rec["inputs"])
+    return limits.size_problem(rec["code"], rec["inputs"]) or _argument_list_problem(rec["inputs"])
 
 
 def import_functions(path: Path, *, test_inputs: int, eval_fraction: float, seed: int,
@@ -140,7 +140,8 @@ def import_functions(path: Path, *, test_inputs: int, eval_fraction: float, seed
         raise PbbError(f"--eval-fraction must be in [0, 1], got {eval_fraction}")
     report: list[dict] = []
     candidates = []
-    for lineno, rec, problem in _read_lines(path):
+    sandbox_limits = cfg.limits()
+    for lineno, rec, problem in _read_lines(path, sandbox_limits):
         where = {"line": lineno, "id": rec.get("id") if rec else None}
         if problem:
             report.append({**where, "status": "skipped", "reason": problem})
@@ -159,14 +160,10 @@ def import_functions(path: Path, *, test_inputs: int, eval_fraction: float, seed
         reasons = "; ".join(f"line {r['line']}: {r['reason']}" for r in report[:3])
         raise PbbError(f"{path}: no usable function ({reasons})")
 
-    limits = {"call_seconds": cfg.call_seconds, "wall_seconds": cfg.wall_seconds,
-              "memory_mb": cfg.memory_mb}
-    from pbb.sandbox import Limits, Sandbox
-
+    limits = cfg.recorded_limits()
     bar = tqdm(total=len(candidates), desc="sandbox", unit="function", disable=not progress or None,
                leave=False)
-    with Sandbox(cfg.workers, Limits(call_seconds=cfg.call_seconds, wall_seconds=cfg.wall_seconds,
-                                     memory_bytes=cfg.memory_mb << 20)) as sb:
+    with Sandbox(cfg.workers, sandbox_limits) as sb:
         outcomes = sb.run_many([(rec["code"], fname, rec["inputs"]) for _, rec, _, fname in candidates],
                                progress=bar.update)
     bar.close()

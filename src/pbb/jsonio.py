@@ -98,14 +98,40 @@ def append_jsonl(path: Path, *records: dict) -> None:
         os.fsync(f.fileno())
 
 
+def _not_utf8(path: Path, raw: bytes, e: UnicodeDecodeError, first_line: int = 1) -> PbbError:
+    """``path:line: not UTF-8 (byte 0x.. at column ..)`` for a decoding error in ``raw``, whose
+    first line is line ``first_line`` of the file."""
+    lineno = raw.count(b"\n", 0, e.start) + first_line
+    column = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+    return PbbError(f"{path}:{lineno}: not UTF-8 (byte 0x{raw[e.start]:02x} at column {column})")
+
+
+def read_text(path: Path, what: str = "file") -> str:
+    """A whole text file, UTF-8; a missing file or undecodable bytes is one ``path:line`` error
+    (every reader of users' files goes through here, so none shows a ``UnicodeDecodeError``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise PbbError(f"{path}: {what} not found")
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _not_utf8(path, raw, e) from None
+
+
 def jsonl_lines(path: Path) -> Iterator[tuple[int, dict | None, str | None]]:
     """``(line number, object, None)``, or ``(line number, None, problem)`` for a line that is not
-    a JSON object, for every non-empty line: readers decide whether a bad line is fatal."""
+    a JSON object, for every non-empty line: readers decide whether a bad line is fatal.
+    Bytes that are not UTF-8 are fatal (``path:line: not UTF-8``)."""
     path = Path(path)
     if not path.is_file():
         raise PbbError(f"{path}: file not found")
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise _not_utf8(path, raw, e, lineno) from None
             if not line.strip():
                 continue
             try:
@@ -137,9 +163,57 @@ def read_jsonl(path: Path, required: Iterable[str] = ()) -> list[dict]:
 
 def read_json(path: Path) -> Any:
     path = Path(path)
-    if not path.is_file():
-        raise PbbError(f"{path}: file not found")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text(path))
     except json.JSONDecodeError as e:
         raise PbbError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+
+
+def cut_torn_tail(path: Path) -> int:
+    """Cut an append-only file back to the end of its last complete line; return the bytes cut.
+
+    Every record pbb appends ends with ``\\n`` and is written in one call, and no record holds a
+    raw newline (JSON escapes it), so what a kill can leave is exactly the bytes after the last
+    ``\\n``: half a record, maybe half a UTF-8 character. Those are cut before anything is
+    appended again (otherwise the next record would be glued to them). A complete line that is
+    not a valid record is left in place for the reader to report as ``path:line``: it is not
+    what a kill leaves. A missing file, or one that ends with ``\\n``, is not touched (0).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        # look back block by block for the last newline (a log can be large)
+        end, block = size, 1 << 16
+        keep = 0
+        while end > 0:
+            start = max(0, end - block)
+            f.seek(start)
+            chunk = f.read(end - start)
+            at = chunk.rfind(b"\n")
+            if at >= 0:
+                keep = start + at + 1
+                break
+            end = start
+        if keep == size:
+            return 0
+        f.truncate(keep)
+        f.flush()
+        os.fsync(f.fileno())
+    return size - keep
+
+
+def repair_jsonl(path: Path) -> int:
+    """Make an append-only JSONL file (``metrics.jsonl``, ``rollouts.jsonl``, partial samples)
+    safe to read and append to after a kill: a torn last line is cut (see :func:`cut_torn_tail`)
+    and the number of bytes dropped returned; a bad line before the last one stays an error of
+    :func:`iter_jsonl` naming ``path:line``."""
+    return cut_torn_tail(path)
+
+
+def torn_tail_note(path: Path, dropped: int) -> str:
+    """What a caller logs when :func:`repair_jsonl` / :func:`cut_torn_tail` cut something."""
+    return f"{Path(path).name}: cut a torn last line ({dropped} bytes) from an interrupted run"

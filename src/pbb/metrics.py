@@ -3,13 +3,17 @@
 The unit of analysis is the behaviour, not the sample: each behaviour's accuracy is the mean
 score over its test inputs, the reported accuracy is the mean over behaviours, and the 95%
 interval resamples behaviours (so a few easy behaviours with many samples cannot narrow it).
-Where every behaviour scored 0 (or every one 1) resampling has nothing to vary and would claim
-[0, 0]; there the interval is the exact (Clopper-Pearson) one for 0 (or n) successes in n
-behaviours: 0 of 30 gives [0, 11.6%].
+Where every behaviour scored the same, resampling has nothing to vary and would claim a
+zero-width interval ([0, 0], or [25%, 25%] when each behaviour got 1 of its 4 inputs right);
+there the interval is the exact (Clopper-Pearson) one for k = n x rate successes in n behaviours:
+0 of 30 gives [0, 11.6%], 30 behaviours at 25% (k = 7.5) about [11%, 44%]. For a k that is not
+a whole number the Clopper-Pearson bounds are the same beta quantiles, which lie between those
+of the whole numbers either side.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
 import numpy as np
@@ -37,12 +41,74 @@ def bootstrap_ci(values: list[float], resamples: int = 1000, seed: int = 0,
 def proportion_ci(values: list[float], resamples: int = 1000, seed: int = 0,
                   level: float = 0.95) -> tuple[float, float]:
     """Interval of a mean of per-behaviour rates in [0, 1]: the percentile bootstrap, except when
-    all are 0 or all are 1, where it is the exact binomial bound over the behaviours."""
+    all are equal (the bootstrap would give a zero-width interval), where it is the exact
+    binomial (Clopper-Pearson) interval for ``n x rate`` successes in the ``n`` behaviours."""
     x = np.asarray(values, dtype=float)
-    if x.size and (np.all(x == 0.0) or np.all(x == 1.0)):
-        edge = float(((1 - level) / 2) ** (1 / x.size))
-        return (0.0, 1.0 - edge) if x[0] == 0.0 else (edge, 1.0)
+    if x.size and np.all(x == x[0]):
+        return clopper_pearson(float(x.sum()), int(x.size), level)
     return bootstrap_ci(values, resamples, seed, level)
+
+
+def clopper_pearson(k: float, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact binomial interval for ``k`` successes in ``n`` trials: the ``(1 - level) / 2`` and
+    ``(1 + level) / 2`` quantiles of Beta(k, n - k + 1) and Beta(k + 1, n - k); 0 and 1 at the
+    ends (closed forms there: 0 of n gives [0, 1 - (alpha/2)^(1/n)])."""
+    alpha = (1 - level) / 2
+    if k <= 0:
+        return (0.0, 1.0 - float(alpha ** (1 / n)))
+    if k >= n:
+        return (float(alpha ** (1 / n)), 1.0)
+    return (_beta_quantile(alpha, k, n - k + 1), _beta_quantile(1 - alpha, k + 1, n - k))
+
+
+def _beta_quantile(q: float, a: float, b: float) -> float:
+    """The ``q`` quantile of Beta(a, b), by bisection on the regularised incomplete beta (numpy
+    has no beta quantile, and scipy is not a dependency)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if _beta_cdf(mid, a, b) < q:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def _beta_cdf(x: float, a: float, b: float) -> float:
+    """I_x(a, b), the regularised incomplete beta, by its continued fraction (Lentz's method, as
+    in Numerical Recipes' ``betai``); the symmetry I_x(a, b) = 1 - I_{1-x}(b, a) keeps the
+    fraction where it converges fast."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                     + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1) / (a + b + 2):
+        return front * _beta_fraction(x, a, b) / a
+    return 1.0 - front * _beta_fraction(1.0 - x, b, a) / b
+
+
+def _beta_fraction(x: float, a: float, b: float) -> float:
+    tiny = 1e-300
+
+    def guard(v: float) -> float:
+        return v if abs(v) >= tiny else tiny
+
+    c, d = 1.0, 1.0 / guard(1.0 - (a + b) * x / (a + 1))
+    h = d
+    for m in range(1, 500):
+        aa = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+        d = 1.0 / guard(1.0 + aa * d)
+        c = guard(1.0 + aa / c)
+        h *= d * c
+        aa = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        d = 1.0 / guard(1.0 + aa * d)
+        c = guard(1.0 + aa / c)
+        h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
 
 
 def per_behaviour_field(samples: list[dict], field: str) -> dict[str, float]:

@@ -238,13 +238,23 @@ def table_rows(results: list[dict]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def _data_sentence(data: dict | None) -> str:
+    if not data or not data.get("counts"):
+        return ""
+    c, sha = data["counts"], data.get("sha256", {})
+    digest = (sha.get("behaviours.jsonl") or "")[:12]
+    return (f" Data set `{data.get('path')}`: {c.get('behaviours')} {data['domain']} behaviours "
+            f"({c.get('train_behaviours')} train, {c.get('eval_behaviours')} eval), data seed "
+            f"{data.get('seed')}, behaviours.jsonl sha256 {digest}.")
+
+
 def run_markdown(summary: dict) -> str:
     header, rows = table_rows(summary["results"])
     lines = [f"# {summary.get('name', 'run')}", "",
              f"Model `{summary.get('model')}`, domain `{summary.get('domain')}`, seed "
-             f"{summary.get('seed')}. Accuracy in % (mean over behaviours of the per-behaviour "
+             f"{summary.get('seed')}.{_data_sentence(summary.get('data'))} Accuracy in % (mean over behaviours of the per-behaviour "
              "accuracy on held-out test inputs) with a 95% bootstrap interval over behaviours "
-             "(exact Clopper-Pearson where every behaviour scored 0, or every one 1). "
+             "(exact Clopper-Pearson where every behaviour scored the same). "
              "Mode `recall`: instructions reproduced exactly (up to whitespace) from a "
              "declarative prompt; `recalled in CoT`: CoT completions whose recalled instruction "
              "was exact.", "",
@@ -377,13 +387,25 @@ def build_summary(run_dir: Path, cfg, ds) -> dict:
 
     domain = ds.domain if ds is not None else get_domain(cfg.data.domain)
     stats = (cfg.eval.bootstrap, cfg.seed)
-    summary = {"name": cfg.name, "model": cfg.model, "domain": cfg.data.domain, "seed": cfg.seed,
+    summary = {"name": cfg.name, "model": cfg.model, "domain": domain.name, "seed": cfg.seed,
+               **({"data": data_identity(ds)} if ds is not None else {}),
                "results": collect(run_dir, cfg.curricula, cfg.eval.modes, *stats,
                                   sample_metrics=domain.sample_metrics),
                "comparisons": compare(run_dir, cfg.curricula, cfg.eval.modes, *stats)}
     if ds is not None:
         summary["composition"] = composition(run_dir, ds, cfg.curricula, cfg.eval.modes, *stats)
     return summary
+
+
+def data_identity(ds) -> dict:
+    """What names the data set that ran: where it is, and from its manifest the domain, counts,
+    seed and the sha256 of its files (the numbers are about exactly these records)."""
+    from pbb.data import MANIFEST
+
+    man = read_json(ds.path / MANIFEST) if ds.path is not None else {}
+    return {"path": str(ds.path.resolve()) if ds.path is not None else None,
+            "domain": ds.domain.name, "counts": man.get("counts"), "seed": ds.seed,
+            "sha256": {name: f.get("sha256") for name, f in man.get("files", {}).items()}}
 
 
 def rebuild(run_dir: Path) -> dict:

@@ -31,11 +31,12 @@ from rich.console import Console
 
 from pbb import curricula as curricula_mod
 from pbb import data as data_mod
-from pbb import dist
+from pbb import dist, folders
 from pbb.config import OPENAI_PREFIX, RunConfig, dump_config
 from pbb.errors import PbbError
 from pbb.evaluate import SAMPLES, evaluate
-from pbb.jsonio import atomic_write_json, atomic_write_text
+from pbb.folders import check_out
+from pbb.jsonio import atomic_write_json, atomic_write_text, read_text
 from pbb.parallel import check_setup
 from pbb.report import build_summary, print_table, write_report, written
 from pbb.rewards import reward_functions
@@ -57,72 +58,209 @@ console = Console(stderr=True)
 
 def stage_key(cfg: RunConfig, parent: str, rows: list[dict], trainer: str = "sft",
               stage=None) -> str:
-    """Hash of everything that determines a stage's result (RL settings only for RL stages).
+    """Hash of everything that determines a stage's result: its rows, its parent stage, and the
+    settings declared to change a stage (:func:`pbb.config.key_fields`): every stage's, the RL
+    settings for an RL stage, the recall check's (``eval.batch_size``,
+    ``eval.max_new_tokens.recall``) for a stage with a stopping rule. Nothing else: checkpoints,
+    trackers, memory bounds, vLLM's placement and evaluation settings retrain nothing.
 
     The training settings hashed are the stage's own (``train`` with its per-stage overrides),
     so changing stage 2's epochs retrains stage 2 only.
+
+    The layout hashed is that of the keys written before settings were declared, so a stage
+    whose settings did not change keeps its key and directory: the fields those keys held that
+    are now declared out of the key are hashed at their default value (whatever the config
+    says), and a key setting outside ``train`` and ``rl`` only where it is not at its default.
+    Stages with a stopping rule have new keys: the old ones did not hold the recall check's
+    settings, so a stage that stopped under another budget is retrained, never reused.
     """
-    h = hashlib.sha256()
-    train = cfg.train
-    what = {"model": cfg.model, "seed": cfg.seed, "parent": parent}
+    from pbb.config import STOPPING_RULE, key_fields, key_roles
+
+    train, rule = cfg.train, None
     if stage is not None:
         train = cfg.train.for_stage(stage.name, stage.train)
         rule = cfg.train.stopping_rule(stage.name, stage.train)
-        if rule:
-            what["stopping_rule"] = list(rule)
-    what["train"] = train.model_dump(mode="json", exclude={"max_batch_tokens", "report_to"})
-    if cfg.chat.system_prompt:
-        what["system_prompt"] = cfg.chat.system_prompt
-    if cfg.model_dtype != "auto" or cfg.trust_remote_code:  # (absent by default: keys unchanged)
-        what["model_options"] = [cfg.model_dtype, cfg.trust_remote_code]
+    fields = key_fields(cfg.model_copy(update={"train": train}), stopping_rule=rule is not None,
+                        rl=trainer == "rl")
+    defaults = RunConfig().model_dump(mode="json")
+
+    def section(name: str, hashed_at_default: tuple[str, ...]) -> dict:
+        out = {k: defaults[name][k] for k in hashed_at_default}
+        for path in [p for p in fields if p.startswith(name + ".")]:
+            out[path.removeprefix(name + ".")] = fields.pop(path)
+        return out
+
+    what = {"model": fields.pop("model"), "seed": fields.pop("seed"), "parent": parent,
+            # fields these sections held in keys before they were declared out of the key (a field
+            # declared out later joins them: keys stay)
+            "train": section("train", ("save_steps", "gradient_checkpointing", "stages"))}
+    if rule:
+        what["stopping_rule"] = list(rule)
+    system_prompt = fields.pop("chat.system_prompt")
+    if system_prompt:
+        what["system_prompt"] = system_prompt
+    options = [fields.pop("model_dtype"), fields.pop("trust_remote_code")]
+    if options != ["auto", False]:  # (absent by default: keys unchanged)
+        what["model_options"] = options
     if trainer == "rl":
-        what["rl"] = cfg.rl.model_dump(mode="json")
+        what["rl"] = section("rl", ("save_steps", "vllm_mode", "vllm_server_base_url",
+                                    "vllm_gpu_memory_utilization"))
+    # the rest (the recall check's settings, a setting added to the key later) by dotted path:
+    # the recall check's always, any other where it is not at its default
+    roles = key_roles()
+    rest = {}
+    for path, value in fields.items():
+        default = defaults
+        for part in path.split("."):
+            default = default[part]
+        if roles[path] == STOPPING_RULE or value != default:
+            rest[path] = value
+    if rest:
+        what["settings"] = rest
+    h = hashlib.sha256()
     h.update(json.dumps(what, sort_keys=True).encode())
     for r in rows:
         h.update(json.dumps([r["prompt"], r["completion"]], ensure_ascii=False).encode())
     return h.hexdigest()[:12]
 
 
-def prepare_run_dir(cfg: RunConfig, out: Path) -> None:
-    """Create the run directory, or check that an existing one belongs to the same config."""
+def prepare_run_dir(cfg: RunConfig, out: Path, ds: data_mod.DataSet) -> None:
+    """Make the run directory (marker, ``config.yaml``, the data set unless ``data.path``), or
+    check that an existing one holds the same run.
+
+    A run directory whose earlier attempt failed before any work (no stage, no evaluation) takes
+    the corrected config: a failed attempt never blocks the fixed one.
+    """
     text = dump_config(cfg)
     path = out / "config.yaml"
     if path.is_file():
-        if path.read_text(encoding="utf-8") != text:
-            old, new = path.read_text().splitlines(), text.splitlines()
-            diff = next((f"{a.strip()!r} -> {b.strip()!r}" for a, b in zip(old, new) if a != b), "")
+        old = read_text(path)
+        if old != text and _did_work(out):
+            diff = next((f"{a.strip()!r} -> {b.strip()!r}"
+                         for a, b in zip(old.splitlines(), text.splitlines()) if a != b), "")
             raise PbbError(f"{out}: holds a run with a different config ({diff}); "
                            "use another --out to start a new run")
-        return
+        if old == text and (ds.path is not None or (out / "data" / data_mod.MANIFEST).is_file()):
+            folders.mark(out, "run")
+            return
     try:
         out.mkdir(parents=True, exist_ok=True)
+        folders.mark(out, "run")
         atomic_write_text(path, text)
     except OSError as e:
         raise PbbError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+    if ds.path is None:  # generated for this run: saved with it (a data set pbb wrote, replaced)
+        data_mod.save(ds, out / "data", force=True)
 
 
-def prepare_data(cfg: RunConfig, out: Path) -> data_mod.DataSet:
-    ds = _load_or_generate(cfg, out)
+def _did_work(out: Path) -> bool:
+    """Whether a run directory holds trained stages or evaluations (work a new config would
+    silently mix with its own)."""
+    return any((out / d).is_dir() and any((out / d).iterdir()) for d in ("stages", "eval")) \
+        or (out / "summary.json").is_file()
+
+
+def open_data(cfg: RunConfig, out: Path) -> tuple[RunConfig, data_mod.DataSet]:
+    """The run's data set, loaded or generated in memory (nothing written), and the config with
+    its data block filled in from that data set where the config left keys out.
+
+    With ``data.path``, or a run directory's own ``data/``, every key the config does give must
+    agree with the data set's manifest (one error naming the keys that disagree): a summary
+    must never name a domain or size that did not run.
+    """
+    own = out / "data"
+    if cfg.data.path:
+        cfg, ds = with_data_path(cfg)
+    elif (own / data_mod.MANIFEST).is_file() and (out / "config.yaml").is_file() \
+            and read_text(out / "config.yaml") == dump_config(cfg):
+        # this run's own data set, resumed: generated from this very data block
+        ds = data_mod.load(own)
+        cfg = reconcile_data_block(cfg, ds, str(own), set(DATA_KEYS))
+        if ds.seed != cfg.seed:
+            raise PbbError(f"{out / 'data'}: generated with seed {ds.seed}, the config says seed "
+                           f"{cfg.seed}; use another --out")
+    else:
+        console.print(f"[bold]data[/]: generating {cfg.data.behaviours} {cfg.data.domain} "
+                      "behaviours")
+        ds = data_mod.generate(cfg.data.domain, behaviours=cfg.data.behaviours,
+                               demos=cfg.data.demos, test_inputs=cfg.data.test_inputs,
+                               eval_fraction=cfg.data.eval_fraction, seed=cfg.seed,
+                               options=cfg.data.options)
     if cfg.data.instruction_format == "nl":
         missing = next((b for b in ds.behaviours if not b.description), None)
         if missing is not None:
             raise PbbError(f"data.instruction_format: nl needs a description of every behaviour; "
                            f"{missing.id} (domain {ds.domain.name}) has none")
-    return ds
+    return cfg, ds
 
 
-def _load_or_generate(cfg: RunConfig, out: Path) -> data_mod.DataSet:
-    if cfg.data.path:
-        return data_mod.load(Path(cfg.data.path))
-    d = out / "data"
-    if (d / data_mod.MANIFEST).is_file():
-        return data_mod.load(d)
-    console.print(f"[bold]data[/]: generating {cfg.data.behaviours} {cfg.data.domain} behaviours")
-    ds = data_mod.generate(cfg.data.domain, behaviours=cfg.data.behaviours, demos=cfg.data.demos,
-                           test_inputs=cfg.data.test_inputs, eval_fraction=cfg.data.eval_fraction,
-                           seed=cfg.seed, options=cfg.data.options)
-    data_mod.save(ds, d, force=True)
-    return data_mod.load(d)
+def with_data_path(cfg: RunConfig) -> tuple[RunConfig, data_mod.DataSet]:
+    """The data set at ``data.path``, and the config reconciled with it (see :func:`open_data`)."""
+    path = Path(cfg.data.path)
+    if not (path / data_mod.MANIFEST).is_file():
+        raise PbbError(f"data.path {path}: not a data set directory (no {data_mod.MANIFEST})")
+    ds = data_mod.load(path)
+    return reconcile_data_block(cfg, ds, f"data.path {path}", cfg.data.model_fields_set), ds
+
+
+#: the data block's keys that describe a data set (``path`` and ``instruction_format`` do not)
+DATA_KEYS = ("domain", "behaviours", "demos", "test_inputs", "eval_fraction", "options")
+
+
+def data_block_of(ds: data_mod.DataSet) -> dict:
+    """The data block that describes ``ds``, as far as its records tell (``demos`` and
+    ``test_inputs`` only where every behaviour has the same number, ``eval_fraction`` only
+    where some but not all behaviours are eval behaviours)."""
+    n, n_eval = len(ds.behaviours), len(ds.split("eval"))
+    block: dict = {"domain": ds.domain.name, "behaviours": n,
+                   "options": ds.domain_config.model_dump(mode="json")}
+    for key, use in (("demos", "train"), ("test_inputs", "test")):
+        per = {len(v) for v in ds.by_behaviour(use).values()}
+        if len(per) == 1 and min(per) >= 1:
+            block[key] = per.pop()
+    if 0 < n_eval < n:
+        block["eval_fraction"] = n_eval / n
+    return block
+
+
+def reconcile_data_block(cfg: RunConfig, ds: data_mod.DataSet, where: str,
+                         given: set[str]) -> RunConfig:
+    """Refuse a config whose ``given`` data keys disagree with ``ds``; fill in the others."""
+    actual = data_block_of(ds)
+    n = len(ds.behaviours)
+    wrong = []
+    for key in DATA_KEYS:
+        if key not in given or key not in actual:
+            continue
+        mine, theirs = getattr(cfg.data, key), actual[key]
+        if key == "eval_fraction":
+            same = round(n * mine) == len(ds.split("eval"))
+        elif key == "options":
+            same = _domain_options(ds.domain, mine) == theirs
+        else:
+            same = mine == theirs
+        if not same:
+            wrong.append(f"{key} ({_short(mine)} in the config, {_short(theirs)} in the data set)")
+    if wrong:
+        raise PbbError(f"{where}: the config's data block disagrees with this data set: "
+                       f"{'; '.join(wrong)}; fix those keys or leave them out")
+    fill = {k: v for k, v in actual.items() if k not in given}
+    if not fill:
+        return cfg
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update=fill)})
+
+
+def _domain_options(domain, options: dict) -> dict | None:
+    """``options`` resolved as ``domain``'s knobs, or None where they are not its knobs."""
+    try:
+        return data_mod.parse_domain_config(domain, options).model_dump(mode="json")
+    except PbbError:
+        return None
+
+
+def _short(value) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def check_before_work(cfg: RunConfig) -> Path | str:
@@ -130,8 +268,9 @@ def check_before_work(cfg: RunConfig) -> Path | str:
     from pbb.domains import get_domain
     from pbb.models import resolve_model_path
 
-    dom = get_domain(cfg.data.domain)
-    data_mod.parse_domain_config(dom, cfg.data.options, where="data.options")
+    if not cfg.data.path:  # else the data set's own domain decides (open_data)
+        data_mod.parse_domain_config(get_domain(cfg.data.domain), cfg.data.options,
+                                     where="data.options")
     use_bf16(cfg.train.precision, "train.precision")
     use_bf16(cfg.eval.precision, "eval.precision")
     check_trackers(cfg.train.report_to)
@@ -182,14 +321,14 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
     console.quiet = not main  # one process speaks
     _quiet_libraries()
     out = Path(out)
-    base = check_before_work(cfg)
-    timing: dict[str, float] = {}
     t0 = time.time()
-    # the main process makes the run directory and the data set; the others then read the data
-    made: dict = {}
-    dist.on_main(lambda: (prepare_run_dir(cfg, out), made.update(ds=prepare_data(cfg, out))))
-    ds = made["ds"] if main else prepare_data(cfg, out)
-    timing["data"] = time.time() - t0
+    # every check before the first write: a failed start leaves nothing behind
+    dist.on_main(lambda: check_out(out, "run", replace=False))
+    base = check_before_work(cfg)
+    cfg, ds = open_data(cfg, out)
+    # the main process writes the run directory and the data set, the others wait
+    dist.on_main(lambda: prepare_run_dir(cfg, out, ds))
+    timing = {"data": time.time() - t0}
     served = cfg.eval.backend == "openai"  # served models are evaluated, nothing trains here
     tok = None if served else load_tokenizer(base, cfg.model_options())
 

@@ -3,25 +3,33 @@
 Started as ``python -I sandbox_worker.py LIMITS_JSON`` in a throwaway working directory; imports
 only the standard library. Before any user code runs it installs, for good:
 
-* resource limits: address space, CPU seconds, file size, open files;
+* resource limits: address space, CPU seconds, file size, no core files; the CPU limit is moved
+  before each request to what the process has used plus the budget, so that every function gets
+  the whole budget however many ran in this worker before it;
 * an audit hook (cannot be removed) that refuses process creation (fork, exec, spawn,
   subprocess, os.system), sockets, ctypes/native loading, signals to other processes, and any
   write, delete, rename, chmod or mkdir outside the working directory;
-* blockers on the clock and the global random state (``time.time``, ``random.random``,
-  ``os.urandom``, ``datetime.now``...): reading them raises ``Nondeterministic``; each call also
-  runs twice in fresh namespaces and must give the same ``repr`` both times;
+* blockers on every clock and entropy source (``time.time``, ``time.clock_gettime``,
+  ``time.perf_counter``, ``os.urandom``, ``os.getrandom``, ``datetime.now``, the global
+  ``random`` functions (``random.seed`` too), ``random.Random()`` without a seed,
+  ``random.SystemRandom``...): reading one raises ``Nondeterministic`` naming it. They are
+  installed after the worker's own set-up, which needs none of them afterwards. Each call also
+  runs twice in fresh namespaces and must give the same ``repr`` both times (which misses coarse
+  reads such as ``clock_gettime() // 100000``: hence the blockers);
 * a per-call timer (``SIGALRM``) and a cap on printed output; ``sys.exit`` is just an error.
 
-Protocol: a request line is ``{"code": ..., "name": ..., "inputs": [...]}``; the reply line is
-``{"results": [{"ok": true, "output": "<repr>"} | {"ok": false, "error": "..."}]}``. Replies go to
-a private duplicate of the original stdout; fds 1 and 2 point at /dev/null while user code runs.
-A crash that kills this process (``os._exit``, a segfault, the memory or CPU limit) is seen by
-the parent, which reports it and starts a new worker.
+Protocol: once set up, the worker writes ``{"ready": true}`` (the parent starts no function's
+clock before it); then a request line is ``{"code": ..., "name": ..., "inputs": [...]}``, and
+the reply line ``{"results": [{"ok": true, "output": "<repr>"} | {"ok": false, "error": "..."}]}``.
+Replies go to a private duplicate of the original stdout; fds 1 and 2 point at /dev/null while
+user code runs. A crash that kills this process (``os._exit``, a segfault, the memory or CPU
+limit) is seen by the parent, which reports it and starts a new worker.
 """
 
 import builtins
 import io
 import json
+import math
 import os
 import resource
 import signal
@@ -58,7 +66,8 @@ _PATH_EVENTS = {"os.remove", "os.rmdir", "os.rename", "os.mkdir", "os.chmod", "o
                 "os.utime", "os.chflags"}
 _BLOCKED_MODULES = {"ctypes", "_ctypes", "multiprocessing", "subprocess", "socket", "_socket",
                     "ssl", "asyncio", "threading", "_thread", "concurrent", "mmap", "signal",
-                    "resource", "pty", "fcntl", "builtins", "gc", "_signal", "faulthandler"}
+                    "resource", "pty", "fcntl", "builtins", "gc", "_signal", "faulthandler",
+                    "posix", "_random", "_datetime"}  # the last three: ways around the blockers
 
 
 def _inside(path, root):
@@ -93,6 +102,8 @@ def _install_hook(root, armed):
 
 
 def _block_nondeterminism():
+    """Make every read of a clock or of entropy raise: its value differs between runs, and the
+    run-twice check misses coarse reads (``clock_gettime() // 100000`` is the same twice)."""
     import datetime
     import random
     import time
@@ -103,8 +114,9 @@ def _block_nondeterminism():
         return f
 
     for name in ("time", "time_ns", "perf_counter", "perf_counter_ns", "monotonic",
-                 "monotonic_ns", "process_time", "process_time_ns", "thread_time", "ctime",
-                 "localtime", "gmtime", "asctime", "strftime"):
+                 "monotonic_ns", "process_time", "process_time_ns", "thread_time",
+                 "thread_time_ns", "clock_gettime", "clock_gettime_ns", "ctime", "localtime",
+                 "gmtime", "asctime", "strftime"):
         if hasattr(time, name):
             setattr(time, name, blocker(f"time.{name}"))
     for name in ("random", "randint", "randrange", "choice", "choices", "shuffle", "sample",
@@ -113,9 +125,20 @@ def _block_nondeterminism():
                  "paretovariate", "weibullvariate", "getstate", "binomialvariate"):
         if hasattr(random, name):
             setattr(random, name, blocker(f"random.{name}"))
-    random.SystemRandom.random = blocker("random.SystemRandom")
-    random.SystemRandom.getrandbits = blocker("random.SystemRandom")
-    os.urandom = blocker("os.urandom")
+    seed = random.Random.seed
+
+    def seed_given(self, a=None, version=2):  # random.Random(5) is fine; random.Random() is not
+        if a is None:
+            raise Nondeterministic("random.Random() without a seed reads the clock or random state")
+        seed(self, a, version)
+
+    random.Random.seed = seed_given
+    random.seed = blocker("random.seed")  # the global state: its other functions are blocked
+    for name in ("__init__", "random", "getrandbits", "randbytes"):
+        setattr(random.SystemRandom, name, blocker("random.SystemRandom"))
+    random._urandom = os.urandom = blocker("os.urandom")
+    os.getrandom = blocker("os.getrandom")
+    os.times = blocker("os.times")
 
     class FrozenDatetime(datetime.datetime):
         now = classmethod(blocker("datetime.now"))
@@ -168,12 +191,24 @@ def _call(code, name, args_src, limits):
     result = eval(call, namespace)
     text = repr(result)
     if len(text) > limits["max_output_chars"]:
-        raise OutputLimit(f"the result's repr is longer than {limits['max_output_chars']} characters")
+        raise OutputLimit(f"the result's repr is {len(text):,} characters, over "
+                          f"max_output_chars={limits['max_output_chars']:,}")
     return text
 
 
 def _on_alarm(signum, frame):
     raise TimeUp("took longer than the per-call time limit")
+
+
+def _fresh_cpu_budget(seconds):
+    """Let the next request use ``seconds`` of CPU time. RLIMIT_CPU counts the whole process,
+    and a worker serves many functions: a fixed limit would charge each for its predecessors."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)  # kept: it could not be raised again
+    soft = math.ceil(usage.ru_utime + usage.ru_stime + seconds)
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
 def _run_one(code, name, args_src, limits):
@@ -194,7 +229,7 @@ def main():
     root = os.path.realpath(os.getcwd())
     mem = limits["memory_bytes"]
     resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-    resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_seconds"], limits["cpu_seconds"] + 5))
+    _fresh_cpu_budget(limits["cpu_seconds"])  # for the set-up; again before each request
     resource.setrlimit(resource.RLIMIT_FSIZE, (limits["file_bytes"], limits["file_bytes"]))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # an oversized write fails instead of killing
@@ -211,8 +246,10 @@ def main():
         __import__(module)
     _block_nondeterminism()
     _install_hook(root, armed)
+    replies.write(json.dumps({"ready": True}) + "\n")
     for line in requests:
         req = json.loads(line)
+        _fresh_cpu_budget(limits["cpu_seconds"])
         results = []
         for args_src in req["inputs"]:
             sys.stdout = sys.stderr = _CappedText(limits["print_chars"])

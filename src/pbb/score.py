@@ -20,11 +20,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from pbb import curricula as curricula_mod
-from pbb import data as data_mod
 from pbb.config import dump_config
 from pbb.errors import PbbError
 from pbb.evaluate import SAMPLES, Scorer
 from pbb.export import eval_queries, open_source
+from pbb.folders import check_out, mark
 from pbb.jsonio import atomic_write_text, directory_in_place, jsonl_lines, write_jsonl
 
 
@@ -84,6 +84,9 @@ def score(source: Path, completions: Path, out: Path, *, curriculum: str,
         raise PbbError(f"--curriculum {curriculum!r}: not a curriculum (it names what the model "
                        f"that wrote the completions was trained with); known: "
                        f"{', '.join(sorted(set(curricula_mod.CURRICULA) | set(cfg.curriculum.custom)))}")
+    out = Path(out)
+    parent = check_out(out, "score", force=force)  # before any work
+    trained = bool(curricula_mod.build(curriculum, ds, cfg.curriculum, cfg.data.instruction_format))
     got = read_completions(completions)
     by_mode: dict[str, dict[str, str]] = {}
     for qid, text in got.items():
@@ -93,10 +96,14 @@ def score(source: Path, completions: Path, out: Path, *, curriculum: str,
         raise PbbError(f"{completions}: custom_id mode(s) {unknown} are not evaluation modes of "
                        f"this run ({', '.join(cfg.eval.modes)})")
     modes = [m for m in cfg.eval.modes if m in by_mode]
-    samples = {}
+    samples, ignored = {}, 0
     for mode in modes:
-        queries = eval_queries(cfg, ds, mode)
-        stray = sorted(set(by_mode[mode]) - set(queries))
+        queries = eval_queries(cfg, ds, mode, trained)
+        # answers to queries the run asks other curricula (an untuned model answering every
+        # exported query, train behaviours included) are not this curriculum's: left out
+        other = set(eval_queries(cfg, ds, mode)) - set(queries)
+        ignored += len(other & set(by_mode[mode]))
+        stray = sorted(set(by_mode[mode]) - set(queries) - other)
         if stray:
             raise PbbError(f"{completions}: custom_id {stray[0]!r} is no query of this run "
                            f"({len(stray)} such)")
@@ -111,11 +118,13 @@ def score(source: Path, completions: Path, out: Path, *, curriculum: str,
     scored = cfg.model_copy(update={
         "curricula": [curriculum], "eval": cfg.eval.model_copy(update={"modes": modes}),
         "data": cfg.data.model_copy(update={"path": str(data_dir)})})
-    out = Path(out)
-    with directory_in_place(out, data_mod.check_out_dir(out, force)) as tmp:
+    with directory_in_place(out, parent) as tmp:
+        mark(tmp, "score")
         atomic_write_text(tmp / "config.yaml", dump_config(scored))
         for mode, recs in samples.items():
             write_jsonl(tmp / "eval" / curriculum / mode / SAMPLES, recs)
         summary = {**build_summary(tmp, scored, ds), "scored_from": str(completions)}
+        if ignored:
+            summary["ignored_completions"] = ignored
         write_report(tmp, summary)
     return summary

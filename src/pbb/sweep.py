@@ -24,7 +24,6 @@ an interrupted one resumes like any run, and a stage another point already train
 
 from __future__ import annotations
 
-import copy
 import itertools
 import re
 from pathlib import Path
@@ -35,12 +34,13 @@ from rich.console import Console
 from pbb.config import (
     RunConfig,
     _error_line,
+    apply_overrides,
     dump_config,
     read_yaml_mapping,
     set_dotted,
-    with_smoke,
 )
 from pbb.errors import PbbError
+from pbb.folders import check_out, mark
 from pbb.jsonio import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from pbb.metrics import per_behaviour_field, proportion_ci
 
@@ -94,15 +94,22 @@ def _point_name(i: int, overrides: dict) -> str:
     return re.sub(r"[^A-Za-z0-9_.+=-]", "", f"{i:03d}_" + "_".join(parts))[:100]
 
 
-def load_sweep(path: Path, overrides: dict | None = None) -> tuple[dict, SweepSpec, list[dict]]:
-    """(base config dict, sweep spec, points); every point's config is validated up front."""
+def load_sweep(path: Path, overrides: dict | None = None,
+               smoke: bool = False) -> tuple[dict, SweepSpec, list[dict]]:
+    """(base config dict, sweep spec, points); every point's config is validated up front.
+    ``smoke``: every point under the smoke overlay (:func:`pbb.config.apply_overrides`)."""
     path = Path(path)
-    raw = read_yaml_mapping(path, "sweep")
-    if "sweep" not in raw:
+    written = read_yaml_mapping(path, "sweep")
+    if "sweep" not in written:
         raise PbbError(f"{path}: a sweep file is a run config with a `sweep:` section")
-    sweep_raw = {"sweep": raw.pop("sweep") or {}}
+    sweep_raw = {"sweep": written.pop("sweep") or {}}
+    mine = {}
     for key, value in (overrides or {}).items():  # --set sweep.grid.seed=[0] edits the sweep
-        set_dotted(sweep_raw if key.startswith("sweep.") else raw, key, value)
+        if key.startswith("sweep."):
+            set_dotted(sweep_raw, key, value)
+        else:
+            mine[key] = value
+    raw = apply_overrides(written, mine, smoke)
     try:
         spec = SweepSpec(**sweep_raw["sweep"])
     except ValidationError as e:
@@ -112,15 +119,17 @@ def load_sweep(path: Path, overrides: dict | None = None) -> tuple[dict, SweepSp
     for combo in itertools.product(*(spec.grid[k] for k in keys)):
         for extra in spec.points:
             ov = {**dict(zip(keys, combo)), **extra}
-            cfg_raw = copy.deepcopy(raw)
-            for k, v in ov.items():
-                set_dotted(cfg_raw, k, v)
+            cfg_raw = apply_overrides(written, {**mine, **ov}, smoke)
             name = _point_name(len(points), ov)
             cfg_raw["name"] = f"{raw.get('name', 'sweep')}/{name}"
             try:
                 cfg = RunConfig(**cfg_raw)
             except ValidationError as e:
                 raise PbbError(_error_line(e, f"{path}: point {name}")) from None
+            if cfg.data.path:  # the data block as the data set says (pbb.run.open_data)
+                from pbb.run import with_data_path
+
+                cfg, _ = with_data_path(cfg)
             points.append({"name": name, "overrides": ov, "config": cfg})
     if not points:
         raise PbbError(f"{path}: the grid is empty")
@@ -132,19 +141,22 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
               executor: str = "local") -> dict:
     from pbb.run import check_before_work, run
 
-    raw, spec, points = load_sweep(path, with_smoke(overrides) if smoke else overrides)
+    raw, spec, points = load_sweep(path, overrides, smoke)
     out = Path(out or Path("runs") / (str(raw.get("name", "sweep")) + ("-smoke" if smoke else "")))
     record = {"name": raw.get("name", "sweep"), "base": raw,
               "analysis": spec.analysis.model_dump(),
               "points": [{"name": p["name"], "overrides": p["overrides"],
                           "dir": f"runs/{p['name']}"} for p in points]}
+    check_out(out, "sweep", replace=False)
     if (out / SWEEP).is_file():
         if read_json(out / SWEEP) != record:
             raise PbbError(f"{out}: holds a different sweep; use another --out")
+        mark(out, "sweep")
     else:
         for p in points:
             check_before_work(p["config"])
         out.mkdir(parents=True, exist_ok=True)
+        mark(out, "sweep")
         atomic_write_json(out / SWEEP, record)
     pending = []
     for i, p in enumerate(points, start=1):

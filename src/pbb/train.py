@@ -13,20 +13,30 @@ resumes from its last checkpoint.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from rich.console import Console
+
 from pbb import dist
 from pbb.config import TrainConfig
 from pbb.errors import PbbError
-from pbb.jsonio import append_jsonl, atomic_write_json, atomic_write_text, read_json
+from pbb.jsonio import (
+    append_jsonl,
+    atomic_write_json,
+    iter_jsonl,
+    read_json,
+    repair_jsonl,
+    torn_tail_note,
+    write_jsonl,
+)
 
 DONE = "done.json"
 MODEL = "model"
 METRICS = "metrics.jsonl"
+console = Console(stderr=True)
 
 
 @functools.cache
@@ -259,17 +269,21 @@ def checkpoint_step(stage_dir: Path) -> int | None:
 
 
 def keep_logs_until(path: Path, step: int) -> None:
-    """Drop log lines of steps after ``step``: they are trained again on resume."""
+    """Drop log lines of steps after ``step``: they are trained again on resume.
+
+    A torn last line (a kill in the middle of a write) is cut first, and logged; any other bad
+    line is an error naming ``path:line`` (not a kill's doing, and skipping it would drop every
+    line after it).
+    """
+    path = Path(path)
     if not path.is_file():
         return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            if json.loads(line).get("step", 0) <= step:
-                kept.append(line)
-        except (json.JSONDecodeError, AttributeError):
-            break  # a torn last line from a kill, and nothing after it
-    atomic_write_text(path, "".join(x + "\n" for x in kept))
+    dropped = repair_jsonl(path)
+    if dropped:
+        console.print(torn_tail_note(path, dropped), markup=False,
+                      highlight=False, soft_wrap=True)
+    kept = [rec for rec in iter_jsonl(path) if rec.get("step", 0) <= step]
+    write_jsonl(path, kept)  # records come back byte for byte: pbb wrote them with dumps
 
 
 def fit(trainer, *, stage_dir: Path, tokenizer, resume: Path | None, progress: bool):
@@ -335,9 +349,10 @@ def start_stage(stage_dir: Path, logs: tuple[str, ...] = (METRICS,)) -> Path | N
     """Create the stage directory; return the checkpoint an interrupted run left, if any.
 
     Only complete checkpoints count (one cut short by a kill has no ``trainer_state.json``).
-    The stage's per-step ``logs`` are cut back to the checkpoint (or removed on a fresh
-    start), so a resumed stage logs every step exactly once. Under a launcher the main process
-    prepares the directory and every process gets the same checkpoint.
+    The stage's per-step ``logs`` are cut back to the checkpoint (a torn last line first, see
+    :func:`keep_logs_until`), or removed on a fresh start, so a resumed stage logs every step
+    exactly once. Under a launcher the main process prepares the directory and every process
+    gets the same checkpoint.
     """
     stage_dir = Path(stage_dir)
     step = None

@@ -14,13 +14,21 @@ from __future__ import annotations
 import functools
 import json
 import random
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from pbb.domains.base import ANSWER_PREFIX, Behaviour, Execution
 from pbb.domains.values import CallQueries
 from pbb.errors import PbbError
+
+if TYPE_CHECKING:
+    from pbb.sandbox import Limits
+
+
+#: the size knobs; recorded in a behaviour's meta only where not at their default, so that data
+#: imported with the defaults keeps the bytes (and fingerprints) it had before they existed
+_SIZES = ("max_source_chars", "max_input_chars", "max_output_chars")
 
 
 class ImportedConfig(BaseModel):
@@ -29,24 +37,40 @@ class ImportedConfig(BaseModel):
     call_seconds: float = Field(2.0, gt=0, description="sandbox: time limit per call")
     wall_seconds: float = Field(20.0, gt=0, description="sandbox: wall clock per function")
     memory_mb: int = Field(1024, ge=64, description="sandbox: address space per worker")
+    max_source_chars: int = Field(100_000, ge=1, description="sandbox: longest function code")
+    max_input_chars: int = Field(10_000, ge=1, description="sandbox: longest input (argument list)")
+    max_output_chars: int = Field(100_000, ge=1, description="sandbox: longest output (its repr)")
     workers: int = Field(2, ge=1, le=64, description="sandbox processes in parallel")
+
+    def limits(self) -> Limits:
+        """The sandbox's :class:`~pbb.sandbox.Limits` for these knobs."""
+        from pbb.sandbox import Limits
+
+        return Limits(call_seconds=self.call_seconds, wall_seconds=self.wall_seconds,
+                      memory_bytes=self.memory_mb << 20,
+                      **{k: getattr(self, k) for k in _SIZES})
+
+    def recorded_limits(self) -> dict:
+        """What a behaviour's meta ``limits`` keeps, to re-run it under the same limits."""
+        defaults = ImportedConfig()
+        return {"call_seconds": self.call_seconds, "wall_seconds": self.wall_seconds,
+                "memory_mb": self.memory_mb,
+                **{k: getattr(self, k) for k in _SIZES if getattr(self, k) != getattr(defaults, k)}}
 
 
 @functools.lru_cache(maxsize=1)
-def _sandbox(workers: int, call_seconds: float, wall_seconds: float, memory_mb: int):
+def _sandbox(workers: int, limits):
     import atexit
 
-    from pbb.sandbox import Limits, Sandbox
+    from pbb.sandbox import Sandbox
 
-    sb = Sandbox(workers, Limits(call_seconds=call_seconds, wall_seconds=wall_seconds,
-                                 memory_bytes=memory_mb << 20))
+    sb = Sandbox(workers, limits)
     atexit.register(sb.close)
     return sb
 
 
 def _sandbox_for(meta: dict):
-    return _sandbox(1, meta.get("call_seconds", 2.0), meta.get("wall_seconds", 20.0),
-                    meta.get("memory_mb", 1024))
+    return _sandbox(1, ImportedConfig(**meta).limits())
 
 
 class ImportedDomain(CallQueries):

@@ -48,6 +48,7 @@ from pbb.domains.grammars.grammar import (
 )
 from pbb.domains.grammars.verify import verifier_for
 from pbb.errors import PbbError
+from pbb.jsonio import read_text
 from pbb.names import pointer_name
 from pbb.templates import GRAMMAR_HINTS, GRAMMAR_TEMPLATES
 
@@ -98,9 +99,7 @@ class GrammarsDomain(Domain):
     def from_file(self, cfg: GrammarsConfig, path: Path, n: int | None = None) -> list[Behaviour]:
         """Behaviours from a grammar file; every problem is one ``file:line`` error."""
         path = Path(path)
-        if not path.is_file():
-            raise PbbError(f"{path}: grammar file not found")
-        grammars = parse_grammars(path.read_text(encoding="utf-8"), source=str(path))
+        grammars = parse_grammars(read_text(path, "grammar file"), source=str(path))
         n = len(grammars) if n is None else n
         if n > len(grammars):
             raise PbbError(f"{path}: holds {len(grammars)} grammars, {n} behaviours requested")

@@ -1,0 +1,264 @@
+"""What pbb promises a user about their files and its labels: it writes, replaces and deletes
+only folders it wrote (of the right kind), every check comes before the first write, undecodable
+input is one line, a summary names the data set that actually ran, Ctrl-C says how to resume."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from pbb import cli as cli_mod
+from pbb import data
+from pbb.config import load_config
+from pbb.errors import PbbError
+from pbb.folders import MARKER
+
+GRAMMARS = 'grammar g1\nS -> "a" S "b" | "ab"\n\ngrammar g2\nS -> "x" | "y" S\n'
+FUNCTIONS = [{"code": "def f(n):\n    return n + 1", "inputs": ["1", "2", "3"]},
+             {"code": "def g(n):\n    return n * 2", "inputs": ["1", "2", "3"]}]
+
+
+def call(monkeypatch, capsys, *args) -> tuple[int, str]:
+    """``pbb ARGS`` in this process (as the console script runs it): exit code and stderr."""
+    monkeypatch.setattr(sys, "argv", ["pbb", *map(str, args)])
+    with pytest.raises(SystemExit) as e:
+        cli_mod.main()
+    return e.value.code, capsys.readouterr().err
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    """Small real inputs for every command: a data set, a functions file, a grammar file,
+    completions."""
+    ds_dir = tmp_path / "inputs" / "set"
+    data.save(data.generate("arithmetic", behaviours=6, demos=2, test_inputs=2,
+                            eval_fraction=0.5, seed=0, progress=False), ds_dir)
+    funcs = tmp_path / "inputs" / "functions.jsonl"
+    funcs.write_text("".join(json.dumps(f) + "\n" for f in FUNCTIONS))
+    grammars = tmp_path / "inputs" / "grammars.txt"
+    grammars.write_text(GRAMMARS)
+    completions = tmp_path / "inputs" / "completions.jsonl"
+    completions.write_text(json.dumps({"custom_id": "direct|x|0", "completion": "1"}) + "\n")
+    return {"set": ds_dir, "functions": funcs, "grammars": grammars, "completions": completions}
+
+
+def commands(i: dict, out: Path) -> dict[str, list]:
+    """Every command that writes an --out folder, and whether it takes --force."""
+    return {
+        "run": ["run", "configs/quickstart.yaml", "--smoke", "--out", out],
+        "sweep": ["sweep", "configs/arithmetic_effect.yaml", "--smoke", "--out", out],
+        "data generate": ["data", "generate", "arithmetic", "--behaviours", "4", "--out", out],
+        "data import": ["data", "import", i["functions"], "--out", out],
+        "data import-grammars": ["data", "import-grammars", i["grammars"], "--out", out],
+        "export": ["export", "hf", i["set"], "--out", out],
+        "score": ["score", i["set"], i["completions"], "--out", out, "--curriculum", "untuned"],
+    }
+
+
+FORCE = {"data generate", "data import", "data import-grammars", "export", "score"}
+
+
+@pytest.mark.parametrize("command", ["run", "sweep", "data generate", "data import",
+                                     "data import-grammars", "export", "score"])
+def test_a_users_folder_survives_every_command_with_and_without_force(
+        command, inputs, tmp_path, monkeypatch, capsys):
+    mine = tmp_path / "mine"
+    (mine / "data").mkdir(parents=True)
+    (mine / "data" / "notes.txt").write_text("three weeks of notes\n")
+    (mine / "summary.json").write_text('{"my": "results"}\n')
+    before = snapshot(mine)
+    args = commands(inputs, mine)[command]
+    for extra in ([], ["--force"]) if command in FORCE else ([],):
+        code, err = call(monkeypatch, capsys, *args, *extra)
+        assert code == 1, err
+        assert "not a folder pbb wrote" in err and err.count("\n") == 1, err
+        assert snapshot(mine) == before  # byte for byte, nothing added either
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["inputs", "mine"]
+
+
+def test_force_replaces_only_a_pbb_folder_of_the_same_kind(inputs, tmp_path, monkeypatch,
+                                                          capsys):
+    out = tmp_path / "exported"
+    code, err = call(monkeypatch, capsys, "export", "hf", inputs["set"], "--out", out)
+    assert code == 0, err
+    assert json.loads((out / MARKER).read_text()) == {"written_by": "pbb", "kind": "export"}
+    before = snapshot(out)
+    # a data command may not replace an export, --force or not
+    code, err = call(monkeypatch, capsys, "data", "generate", "arithmetic", "--out", out, "--force")
+    assert code == 1 and "holds a pbb export folder, not a data folder" in err, err
+    assert snapshot(out) == before
+    # the same kind: refused without --force, replaced with it
+    code, err = call(monkeypatch, capsys, "export", "openai", inputs["set"], "--out", out)
+    assert code == 1 and "--force" in err
+    code, err = call(monkeypatch, capsys, "export", "openai", inputs["set"], "--out", out, "--force")
+    assert code == 0, err
+    assert (out / "openai").is_dir() and not (out / "hf").exists()
+
+
+def test_a_run_folder_is_marked_and_resumes_but_a_run_never_takes_a_data_set_folder(
+        inputs, tmp_path, monkeypatch, capsys):
+    code, err = call(monkeypatch, capsys, "run", "configs/quickstart.yaml", "--smoke", "--out",
+                     inputs["set"])
+    assert code == 1 and "holds a pbb data folder, not a run folder" in err, err
+
+
+# --- the summary names the data set that ran ------------------------------------------------
+
+UNTUNED = {"curricula": ["untuned"], "eval.modes": ["direct"]}
+
+
+def small_run_config(**extra):
+    return load_config(Path("configs/quickstart.yaml"), {**UNTUNED, **extra}, smoke=True)
+
+
+def test_a_data_block_that_disagrees_with_data_path_is_refused_before_any_write(
+        inputs, tmp_path):
+    from pbb.run import run
+
+    out = tmp_path / "r"
+    cfg = small_run_config(**{"data.path": str(inputs["set"]), "data.domain": "ciphers",
+                              "data.behaviours": 50, "data.test_inputs": 2})
+    with pytest.raises(PbbError) as e:
+        run(cfg, out, progress=False)
+    message = str(e.value)
+    assert "domain (\"ciphers\" in the config, \"arithmetic\" in the data set)" in message
+    assert "behaviours (50 in the config, 6 in the data set)" in message
+    assert "test_inputs" not in message  # 2 in both: agreeing keys are not named
+    assert not out.exists()
+
+
+def test_left_out_data_keys_come_from_the_data_set_and_the_summary_names_it(inputs, tmp_path):
+    import yaml
+
+    from pbb.run import run
+
+    out = tmp_path / "r"
+    raw = yaml.safe_load(Path("configs/quickstart.yaml").read_text())
+    raw["data"] = {"path": str(inputs["set"])}  # the data block left out
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw))
+    cfg = load_config(tmp_path / "c.yaml", UNTUNED, smoke=True)
+    summary = run(cfg, out, progress=False)
+    man = json.loads((inputs["set"] / "manifest.json").read_text())
+    assert summary["domain"] == "arithmetic"
+    assert summary["data"]["counts"] == man["counts"]
+    assert summary["data"]["sha256"] == {k: v["sha256"] for k, v in man["files"].items()}
+    assert summary["data"]["path"] == str(inputs["set"].resolve())
+    written = yaml.safe_load((out / "config.yaml").read_text())["data"]
+    assert (written["domain"], written["behaviours"], written["demos"]) == ("arithmetic", 6, 2)
+    assert man["files"]["behaviours.jsonl"]["sha256"][:12] in (out / "report.md").read_text()
+    # the same command resumes (the filled-in config is the one it wrote)
+    assert run(cfg, out, progress=False)["results"] == summary["results"]
+
+
+def test_a_run_folders_data_that_disagrees_with_its_config_is_refused(tmp_path):
+    from pbb.run import run
+
+    out = tmp_path / "r"
+    cfg = small_run_config()
+    run(cfg, out, progress=False)
+    other = data.generate("ciphers", behaviours=8, demos=2, test_inputs=2, eval_fraction=0.5,
+                          seed=0, progress=False)
+    data.save(other, out / "data", force=True)
+    with pytest.raises(PbbError, match=r"r/data: the config's data block disagrees with this "
+                                       r"data set: domain \(\"arithmetic\" in the config"):
+        run(cfg, out, progress=False)
+
+
+# --- every check before the first write -----------------------------------------------------
+
+@pytest.mark.parametrize("extra, message", [
+    ({"data.path": "no/such/set"}, "data.path no/such/set: not a data set directory"),
+    ({"data.domain": "grammars", "data.options": {}, "data.instruction_format": "nl"},
+     "data.instruction_format: nl needs a description of every behaviour"),
+    ({"model": "no-such-model"}, "no-such-model"),
+    ({"train.report_to": ["wandb"], "curricula": ["proactive"]}, "wandb"),
+])
+def test_a_failed_start_writes_nothing_and_the_corrected_rerun_runs(extra, message, tmp_path):
+    from pbb.run import run
+
+    out = tmp_path / "r"
+    bad = small_run_config(**extra)
+    try:
+        run(bad, out, progress=False)
+    except PbbError as e:
+        assert message in str(e)
+    else:  # wandb may be installed on some machines: then this row has nothing to refuse
+        pytest.skip("nothing to refuse here")
+    assert not out.exists()
+    assert run(small_run_config(), out, progress=False)["results"]
+
+
+def test_a_run_that_failed_before_any_work_takes_the_corrected_config(tmp_path, monkeypatch):
+    from pbb import run as run_mod
+
+    out = tmp_path / "r"
+
+    def crash(*a, **k):
+        raise RuntimeError("the machine fell over")
+
+    monkeypatch.setattr(run_mod, "evaluate_curriculum", crash)
+    with pytest.raises(RuntimeError):
+        run_mod.run(small_run_config(**{"data.behaviours": 6}), out, progress=False)
+    assert (out / "config.yaml").is_file()  # written, then nothing was trained or evaluated
+    monkeypatch.undo()
+    summary = run_mod.run(small_run_config(), out, progress=False)
+    assert summary["data"]["counts"]["behaviours"] == 8  # the corrected config's data, regenerated
+
+
+# --- undecodable bytes: one line naming file and line ----------------------------------------
+
+def _spoil(path: Path, line: int) -> None:
+    lines = path.read_bytes().split(b"\n")
+    lines[line - 1] = lines[line - 1][:5] + b"\xff\xfe" + lines[line - 1][5:]
+    path.write_bytes(b"\n".join(lines))
+
+
+def test_undecodable_bytes_are_one_line_in_every_reader(inputs, tmp_path, monkeypatch, capsys):
+    cases = []
+    ds = tmp_path / "set"
+    data.save(data.load(inputs["set"]), ds)
+    _spoil(ds / "demonstrations.jsonl", 3)
+    cases.append((["data", "show", ds], f"{ds / 'demonstrations.jsonl'}:3: not UTF-8"))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_bytes(b"name: x\nmodel: tiny-random\nseed: \xff\n")
+    cases.append((["run", cfg, "--out", tmp_path / "r"], f"{cfg}:3: not UTF-8"))
+    _spoil(inputs["functions"], 2)
+    cases.append((["data", "import", inputs["functions"], "--out", tmp_path / "i"],
+                  f"{inputs['functions']}:2: not UTF-8"))
+    inputs["grammars"].write_bytes(b'grammar g\nS -> "\xe9"\n')
+    cases.append((["data", "import-grammars", inputs["grammars"], "--out", tmp_path / "g"],
+                  f"{inputs['grammars']}:2: not UTF-8"))
+    _spoil(inputs["completions"], 1)
+    cases.append((["score", inputs["set"], inputs["completions"], "--out", tmp_path / "s",
+                   "--curriculum", "untuned"], f"{inputs['completions']}:1: not UTF-8"))
+    for args, message in cases:
+        code, err = call(monkeypatch, capsys, *args)
+        assert code == 1 and err.startswith(f"error: {message}") and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "inputs", "set"]
+
+
+# --- Ctrl-C says what it did ----------------------------------------------------------------
+
+@pytest.mark.parametrize("command, target, message", [
+    (["run", "configs/quickstart.yaml", "--smoke"], "pbb.run.run",
+     "interrupted; run the same command again to resume\n"),
+    (["sweep", "configs/arithmetic_effect.yaml", "--smoke"], "pbb.sweep.run_sweep",
+     "interrupted; run the same command again to resume the sweep"),
+])
+def test_ctrl_c_says_how_to_resume_and_exits_130(command, target, message, tmp_path,
+                                                monkeypatch, capsys):
+    module, _, name = target.rpartition(".")
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys.modules.get(module) or __import__(module, fromlist=[name]), name,
+                        interrupted)
+    code, err = call(monkeypatch, capsys, *command, "--out", tmp_path / "x")
+    assert code == 130 and err.startswith(message) and err.count("\n") == 1, err
