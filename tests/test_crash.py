@@ -110,15 +110,21 @@ def _steps_logged_once(stages: Path) -> None:
         assert steps == list(range(1, len(steps) + 1)), metrics
 
 
-def test_a_run_killed_at_twenty_random_moments_ends_as_the_uninterrupted_run(tmp_path):
-    rng = random.Random(SEED)
-    args = ["run", "configs/quickstart.yaml", "--smoke", *RUN_SETS]
+def _reference_and_killed(args: list[str], tmp_path: Path, kills_wanted: int,
+                          rng: random.Random) -> tuple[Path, Path, list[str]]:
+    """An uninterrupted run of ``args``, and one killed ``kills_wanted`` times and resumed."""
     reference = tmp_path / "reference"
     assert _start([*args, "--out", str(reference)], tmp_path / "ref.log").wait() == 0, \
         (tmp_path / "ref.log").read_text()[-3000:]
     out = tmp_path / "killed"
     kills = _killed_again_and_again([*args, "--out", str(out)], out, tmp_path / "killed.log",
-                                    22, rng)
+                                    kills_wanted, rng)
+    return reference, out, kills
+
+
+def test_a_run_killed_at_twenty_random_moments_ends_as_the_uninterrupted_run(tmp_path):
+    args = ["run", "configs/quickstart.yaml", "--smoke", *RUN_SETS]
+    reference, out, kills = _reference_and_killed(args, tmp_path, 22, random.Random(SEED))
     print(f"CRASH_SEED={SEED}: {len(kills)} kills, phases moved in each life: {kills}")
     assert len(kills) >= 20, kills
     moved = {p for k in kills for p in k.split("+")}
@@ -129,18 +135,12 @@ def test_a_run_killed_at_twenty_random_moments_ends_as_the_uninterrupted_run(tmp
 
 def test_a_sweep_with_two_jobs_killed_at_five_random_moments_ends_as_the_uninterrupted_one(
         tmp_path):
-    rng = random.Random(SEED + 1)
     args = ["sweep", "configs/arithmetic_effect.yaml", "--smoke", "--jobs", "2",
             "--set", "sweep.grid.seed=[0]",
             "--set", "sweep.points=[{curricula: [proactive]}, {curricula: [stage1_only]}]",
             "--set", "train.save_steps=1", "--set", "train.max_steps=6",
             "--set", "eval.batch_size=1"]
-    reference = tmp_path / "reference"
-    assert _start([*args, "--out", str(reference)], tmp_path / "ref.log").wait() == 0, \
-        (tmp_path / "ref.log").read_text()[-3000:]
-    out = tmp_path / "killed"
-    kills = _killed_again_and_again([*args, "--out", str(out)], out, tmp_path / "killed.log",
-                                    6, rng)
+    reference, out, kills = _reference_and_killed(args, tmp_path, 6, random.Random(SEED + 1))
     print(f"CRASH_SEED={SEED}: sweep, {len(kills)} kills in phases {kills}")
     assert len(kills) >= 5, kills
     ref_summary = json.loads((reference / "sweep_summary.json").read_text())
