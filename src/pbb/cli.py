@@ -282,7 +282,11 @@ def sweep_cmd(
         "runs/<name>-smoke)")] = False,
     jobs: Annotated[int, typer.Option(
         "--jobs", min=1, help="points run at once, each its own process (one GPU each where "
-        "there are GPUs); logs in <out>/logs")] = 1,
+        "there are GPUs, see --jobs-per-device); logs in <out>/logs")] = 1,
+    jobs_per_device: Annotated[str, typer.Option(
+        "--jobs-per-device", metavar="K|auto", help="--executor local: at most K jobs share a "
+        "GPU (auto: as many as fit its free memory by a per-run estimate); at most GPUs x K run "
+        "at once, the other points wait. No effect without GPUs")] = "1",
     executor: Annotated[str, typer.Option(
         "--executor", help="local (this machine, --jobs at a time) or slurm (one job per "
         "point through submitit; settings in the sweep's `slurm:` keys)")] = "local",
@@ -291,12 +295,17 @@ def sweep_cmd(
 
     Start the same command again to resume: finished points are skipped.
     """
+    from pbb.executors import parse_jobs_per_device
     from pbb.sweep import run_sweep
 
     if executor not in ("local", "slurm"):
         raise PbbError(f"--executor {executor!r}: expected local or slurm")
+    per_device = parse_jobs_per_device(jobs_per_device)
+    if executor == "slurm" and per_device != 1:
+        raise PbbError("--jobs-per-device is for --executor local; a Slurm job gets the GPUs of "
+                       "the sweep's slurm.gpus_per_job")
     summary = run_sweep(config, out, parse_assignments(overrides), progress=progress, smoke=smoke,
-                        jobs=jobs, executor=executor)
+                        jobs=jobs, executor=executor, jobs_per_device=per_device)
     eff = summary.get("efficiency", {})
     if "statement" in eff:
         console.print(f"[bold]crossover[/]: {eff['statement']}")

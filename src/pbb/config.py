@@ -169,10 +169,19 @@ class TrainConfig(_Strict):
     max_steps: int = Field(-1, ge=-1, description="cap on optimizer steps per stage (-1: none)")
     batch_size: int = Field(16, ge=1)
     grad_accum: int = Field(1, ge=1)
-    max_batch_tokens: int = Field(
-        1024, ge=16, json_schema_extra=_key(NEVER), description="memory bound: a batch is run "
-        "in parts of at most this many (padded) tokens, its loss still the token mean over the "
-        "whole batch. Changes peak memory and speed, not the update")
+    max_batch_tokens: int | Literal["auto"] = Field(
+        "auto", json_schema_extra=_key(NEVER), description="memory bound: a batch is run in "
+        "parts (forward passes) of at most this many tokens (padded, or packed: see packing), "
+        "its loss still the token mean over the whole batch. auto: 1024 on a CPU, 8192 on a "
+        "GPU. Changes peak memory and speed, not the update")
+    packing: Literal["auto", "on", "off"] = Field(
+        "auto", json_schema_extra=_key(NEVER), description="pack the rows of an optimizer step "
+        "end to end into sequences of at most max_batch_tokens tokens (position ids restart at "
+        "every row, so no row attends to another: pbb.packing) instead of right-padding each "
+        "batch: no padding, fewer forward passes. The same update up to float rounding. auto: "
+        "on with CUDA, off on a CPU (measured no faster there: the padded path wastes little "
+        "on length-grouped rows); a model that does not keep packed rows apart trains padded "
+        "(auto) or stops with an error (on)")
     report_to: list[Literal["tensorboard", "wandb", "trackio"]] = Field(
         default_factory=list, json_schema_extra=_key(NEVER), description="experiment trackers "
         "(pbb.tracking): every stage's metrics, SFT and RL, and the final accuracies")
@@ -199,6 +208,21 @@ class TrainConfig(_Strict):
         default_factory=dict, json_schema_extra=_key(THROUGH_STAGE), description="per-stage "
         "settings by stage name (stage1, stage2, mixture, exposure, activation_sft, ...; custom "
         "stages by their name); they are part of the key of the stage they name")
+
+    @field_validator("max_batch_tokens", mode="before")
+    @classmethod
+    def _tokens_or_auto(cls, v):
+        if isinstance(v, str) and v.strip().isdigit():
+            v = int(v)
+        if v != "auto" and (isinstance(v, bool) or not isinstance(v, int) or v < 16):
+            raise ValueError(f"{v!r}: an integer of at least 16 tokens, or auto")
+        return v
+
+    @field_validator("packing", mode="before")
+    @classmethod
+    def _on_off(cls, v):
+        # YAML reads a bare on / off (or true / false) as a boolean
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
 
     def for_stage(self, name: str, extra: StageTrainConfig | None = None) -> TrainConfig:
         """This config with stage ``name``'s overrides applied (``extra`` last)."""
@@ -340,6 +364,13 @@ class EvalConfig(_Strict):
     batch_size: int = Field(32, ge=1, json_schema_extra=_key(STOPPING_RULE),
                             description="prompts per generation batch (left-padded: completions "
                             "can depend on it)")
+    generator: Literal["auto", "hf", "static"] = Field(
+        "auto", json_schema_extra=_key(STOPPING_RULE), description="the in-process generation "
+        "engine (backend hf; pbb.generation). hf: batches of batch_size through transformers' "
+        "model.generate; static: a preallocated KV cache of slots, a finished sequence's slot "
+        "refilled at once, decode steps as CUDA graphs on a GPU (slots sized by free GPU memory; "
+        "batch_size slots on a CPU); auto: static on CUDA, hf elsewhere. Greedy completions are "
+        "the same in fp32; in bf16 near-ties can flip, so the recall check can differ")
     precision: Literal["auto", "bf16", "fp32"] = Field(
         "fp32", json_schema_extra=_key(NEVER), description="weights for generation. fp32 "
         "(default) gives the same greedy completions as an unbatched fp32 loop; auto/bf16 is ~2x "

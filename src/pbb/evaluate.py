@@ -101,20 +101,45 @@ class Scorer:
 
 def generate(model, tokenizer, prompts: list[str], *, batch_size: int, max_new_tokens: int,
              temperature: float = 0.0, desc: str = "generate", progress: bool = True,
-             on_batch=None, system_prompt: str | None = None) -> list[str]:
-    """Completions for user prompts (chat template applied as in training), in the order given."""
+             on_batch=None, system_prompt: str | None = None, engine: str = "hf") -> list[str]:
+    """Completions for user prompts (chat template applied as in training), in the order given.
+
+    ``engine`` (``eval.generator``, :mod:`pbb.generation`): ``hf``, batches of ``batch_size``
+    through ``model.generate``; ``static``, the slot engine (``batch_size`` slots on a CPU, as many
+    as the GPU's free memory holds on CUDA); ``auto``, ``static`` on CUDA and ``hf`` elsewhere.
+    ``on_batch`` gets ``(index, completion)`` pairs as they are done."""
     import torch
 
     from pbb.chat import prompt_text
+    from pbb.generation import choose, compute_dtype, cuda_slots, generate_static
     from pbb.models import end_of_turn_ids
 
     texts = [prompt_text(tokenizer, p, system_prompt) for p in prompts]
-    lengths = [len(tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
-    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+    ids = [tokenizer(t, add_special_tokens=False).input_ids for t in texts]
+    lengths = [len(x) for x in ids]
     out: list[str | None] = [None] * len(texts)
     device = next(model.parameters()).device
     stop = end_of_turn_ids(tokenizer, getattr(model, "generation_config", None))
     bar = tqdm(total=len(texts), desc=desc, unit="query", disable=not progress or None, leave=False)
+    if texts and choose(engine, model, temperature) == "static":
+        slots = batch_size
+        if device.type == "cuda":
+            slots = cuda_slots(model, compute_dtype(model), max(lengths) + max_new_tokens,
+                               len(texts))
+
+        def done(items: list[tuple[int, list[int]]]) -> None:
+            decoded = tokenizer.batch_decode([t for _, t in items], skip_special_tokens=True)
+            for (i, _), text in zip(items, decoded):
+                out[i] = text.strip()
+            if on_batch:
+                on_batch([(i, out[i]) for i, _ in items])
+            bar.update(len(items))
+
+        generate_static(model, ids, slots=slots, max_new_tokens=max_new_tokens, stop_ids=stop,
+                        temperature=temperature, on_done=done)
+        bar.close()
+        return out  # type: ignore[return-value]
+    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
         enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True,
@@ -139,14 +164,15 @@ def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_d
              batch_size: int, max_new_tokens: int, temperature: float = 0.0,
              max_test_inputs: int | None = None, progress: bool = True,
              system_prompt: str | None = None, max_train_behaviours: int | None = None,
-             fmt: str = "code", generator=None) -> list[dict]:
+             fmt: str = "code", generator=None, engine: str = "hf") -> list[dict]:
     """Evaluate one (curriculum, mode); resumable; returns the samples.
 
     Every sample records the completion and the fields its score is computed from, so any
     rate in ``summary.json`` can be recomputed from ``samples.jsonl``. CoT samples also carry
     ``recall_exact`` (:mod:`pbb.recall`). ``generator`` replaces the in-process model (e.g. a
     server, :mod:`pbb.backends`): ``generator(prompts, max_new_tokens=, desc=, progress=,
-    on_batch=)``.
+    on_batch=)``; ``engine`` is the in-process engine otherwise (``eval.generator``,
+    :func:`generate`).
     """
     from pbb import dist
 
@@ -175,7 +201,7 @@ def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_d
         generate(model, tokenizer, [q["prompt"] for q in todo], batch_size=batch_size,
                  max_new_tokens=max_new_tokens, temperature=temperature,
                  desc=f"eval {curriculum}/{mode}", progress=progress and dist.is_main(),
-                 on_batch=save_batch, system_prompt=system_prompt)
+                 on_batch=save_batch, system_prompt=system_prompt, engine=engine)
     dist.barrier()  # every share answered
     if dist.is_main():
         done = _answered(out_dir)  # every process's answers, each query once

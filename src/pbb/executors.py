@@ -4,7 +4,12 @@ jobs (``--executor slurm``, through submitit).
 Each point is its own ``pbb run`` process (the point's resolved config written to
 ``<sweep>/points/<point>.yaml``), up to N at a time, with its output in ``<sweep>/logs/<point>.log``
 and its pid, start, end and exit code in ``<sweep>/jobs.json``. On a machine with GPUs each
-job sees one (``CUDA_VISIBLE_DEVICES``, round robin over the job slots). All points share the
+job sees one (``CUDA_VISIBLE_DEVICES``, recorded as ``gpu`` in ``jobs.json``), and at most
+``--jobs-per-device K`` jobs share a GPU (default 1; ``auto``: as many as fit the GPU's free
+memory by :func:`run_memory_estimate`). A job goes to the GPU running the fewest (the lowest
+number among equals), so ``--jobs`` up to the GPU count means one GPU each. More jobs than
+GPUs x K do not all start: at most GPUs x K run at once, the others wait for a place (said once
+at the start). Without GPUs jobs run on the CPU and K does nothing. All points share the
 sweep's stage store; a stage two of them need is trained once under a file lock
 (:func:`pbb.run.stage_lock`) while the other waits. Running the same command again resumes:
 finished points are skipped, unfinished ones start over from their last checkpoints.
@@ -18,6 +23,7 @@ path with submitit's local executor (how the tests run it without a cluster).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -40,13 +46,151 @@ console = Console()
 JOBS = "jobs.json"
 
 
+GIB = 2**30
+AUTO = "auto"
+
+
 def _gpus() -> list[str]:
+    """The GPUs jobs go to, as a job's ``CUDA_VISIBLE_DEVICES`` names them: this process's own
+    ``CUDA_VISIBLE_DEVICES`` entries where it is set (a job stays inside the set the sweep was
+    given), else ``0 .. n-1``. ``torch.cuda.device_count`` creates no CUDA context here."""
     try:
         import torch
 
-        return [str(i) for i in range(torch.cuda.device_count())]
+        n = torch.cuda.device_count()
     except Exception:  # noqa: BLE001 - no usable torch.cuda: CPU jobs
         return []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [v.strip() for v in visible.split(",") if v.strip()][:n]
+    return [str(i) for i in range(n)]
+
+
+def _free_memory() -> list[tuple[int, int]]:
+    """(free, total) bytes of each GPU of :func:`_gpus`, in that order, asked in a short child
+    process (so that the sweep's own process never holds a CUDA context on any GPU)."""
+    code = ("import json, torch; print(json.dumps([torch.cuda.mem_get_info(i) "
+            "for i in range(torch.cuda.device_count())]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       check=False)
+    if r.returncode != 0:
+        said = r.stderr.strip().splitlines()[-1][:160] if r.stderr.strip() else f"exit {r.returncode}"
+        raise PbbError(f"--jobs-per-device auto: could not read the GPUs' free memory ({said}); "
+                       "give a number instead")
+    return [tuple(x) for x in json.loads(r.stdout.strip().splitlines()[-1])]
+
+
+def parse_jobs_per_device(value: str | int) -> int | str:
+    """``--jobs-per-device``: a whole number >= 1, or ``auto``."""
+    text = str(value).strip().lower()
+    if text == AUTO:
+        return AUTO
+    try:
+        k = int(text)
+    except ValueError:
+        k = 0
+    if k < 1:
+        raise PbbError(f"--jobs-per-device {value!r}: expected a whole number >= 1, or auto")
+    return k
+
+
+def _model_shape(model: str, trust_remote_code: bool = False) -> dict:
+    """Parameter count and the sizes the estimate needs, from the model's config (the weights
+    are not loaded: the model is built on the meta device)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from pbb.models import resolve_model_path
+
+    c = AutoConfig.from_pretrained(resolve_model_path(model), trust_remote_code=trust_remote_code)
+    with torch.device("meta"):
+        m = AutoModelForCausalLM.from_config(c, trust_remote_code=trust_remote_code)
+    n = sum(p.numel() for p in m.parameters())  # tied weights once
+    text = c.get_text_config() if hasattr(c, "get_text_config") else c
+    heads = text.num_attention_heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    return {"params": n, "hidden": text.hidden_size, "layers": text.num_hidden_layers,
+            "intermediate": getattr(text, "intermediate_size", 4 * text.hidden_size),
+            "vocab": text.vocab_size, "kv": (getattr(text, "num_key_value_heads", None) or heads) * head_dim}
+
+
+PROMPT_TOKENS = 384  # a generous PBB prompt (instruction + CoT prompt), for the KV cache term
+OVERHEAD = 1.5 * GIB  # CUDA context, cuBLAS workspace, kernels
+MARGIN = 1.25  # the caching allocator's fragmentation, and what the estimate leaves out
+
+
+def run_memory_estimate(cfg, shape: dict | None = None) -> tuple[int, float]:
+    """A rough estimate of the GPU memory one ``pbb run`` of ``cfg`` needs at its peak: bytes,
+    and the fraction of a GPU's total memory vLLM reserves on top (0 without vLLM).
+
+    The larger of training and generation, times ``MARGIN``, plus ``OVERHEAD``:
+
+    * training (``train.method: full``): weights, gradients and AdamW's two moments, 16 bytes a
+      parameter (8 with ``model_dtype: bf16``); LoRA: the frozen weights (qlora ~0.6 bytes a
+      parameter); plus activations of one forward pass of ``train.max_batch_tokens`` tokens
+      under bf16 autocast, per layer and token ``22 x hidden + 8 x intermediate`` bytes, and the
+      completion logits (10 bytes a vocabulary entry a token);
+    * generation (evaluation, recall checks, GRPO rollouts): the model in bf16 after loading in
+      fp32 (4 bytes a parameter), the KV cache of ``batch x (PROMPT_TOKENS + max new tokens)``
+      tokens in bf16, and one step's fp32 logits.
+    """
+    shape = shape or _model_shape(cfg.model, cfg.trust_remote_code)
+    n, h, layers = shape["params"], shape["hidden"], shape["layers"]
+    t = cfg.train
+    weight = 2 if cfg.model_dtype == "bf16" else 4
+    if t.method == "full":
+        state = 4 * weight * n
+    else:
+        state = (0.6 if t.method == "qlora" else weight) * n * 1.05  # + the adapters' own state
+    tokens = t.max_batch_tokens
+    if not isinstance(tokens, int):  # ``auto``: what a stage resolves it to on a GPU
+        from pbb import sft
+
+        tokens = sft.max_batch_tokens(tokens, "cuda")
+    train = state + tokens * layers * (22 * h + 8 * shape["intermediate"]) + tokens * shape["vocab"] * 10
+    rl = getattr(cfg, "rl", None)
+    batch = max(cfg.eval.batch_size, rl.batch_size if rl else 0)
+    new = max([*cfg.eval.max_new_tokens.values(), rl.max_completion_length if rl else 0])
+    kv = batch * (PROMPT_TOKENS + new) * layers * 2 * shape["kv"] * 2
+    gen = 4 * n + kv + batch * shape["vocab"] * 4 * 2
+    vllm = 0.0
+    if cfg.eval.backend == "vllm":
+        vllm = cfg.eval.vllm.gpu_memory_utilization
+    if rl is not None and rl.use_vllm and rl.vllm_mode == "colocate":
+        vllm = max(vllm, rl.vllm_gpu_memory_utilization)
+    return int(MARGIN * max(train, gen) + OVERHEAD), vllm
+
+
+def device_places(gpus: list[str], jobs_per_device: int | str, points: list[dict]) -> list[int]:
+    """How many jobs each GPU takes: ``jobs_per_device`` each, or for ``auto`` as many runs
+    as fit 90% of the GPU's free memory now (the largest estimate over ``points``; at least
+    one a GPU)."""
+    if jobs_per_device != AUTO:
+        return [int(jobs_per_device)] * len(gpus)
+    estimates = {}
+    for p in points:
+        cfg = p["config"]
+        key = (cfg.model, cfg.model_dtype, cfg.train.method, cfg.train.max_batch_tokens,
+               cfg.eval.batch_size, tuple(sorted(cfg.eval.max_new_tokens.items())),
+               cfg.eval.backend, cfg.rl.batch_size, cfg.rl.max_completion_length, cfg.rl.use_vllm)
+        if key not in estimates:
+            try:
+                estimates[key] = run_memory_estimate(cfg)
+            except PbbError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a config transformers cannot build...
+                raise PbbError(f"--jobs-per-device auto: no memory estimate for model {cfg.model} "
+                               f"({first_line(e)}); give a number instead") from None
+    need, vllm = max(e[0] for e in estimates.values()), max(e[1] for e in estimates.values())
+    places = []
+    for gpu, (free, total) in zip(gpus, _free_memory()):
+        per_run = need + vllm * total
+        k = max(1, int(0.9 * free // per_run))
+        places.append(k)
+        console.print(f"--jobs-per-device auto: gpu {gpu}: {free / GIB:.1f} of {total / GIB:.1f} "
+                      f"GiB free, a run needs about {per_run / GIB:.1f} GiB: {k} job(s)"
+                      + (" (it may not fit)" if per_run > 0.9 * free else ""))
+    return places
 
 
 def point_command(cfg_file: Path, run_dir: Path, stages: Path) -> list[str]:
@@ -54,14 +198,27 @@ def point_command(cfg_file: Path, run_dir: Path, stages: Path) -> list[str]:
             "--stages-root", str(stages), "--no-progress"]
 
 
-def run_local(points: list[dict], out: Path, jobs: int) -> None:
-    """Run ``points`` (sweep points with ``name`` and ``config``) ``jobs`` at a time."""
+def run_local(points: list[dict], out: Path, jobs: int, jobs_per_device: int | str = 1) -> None:
+    """Run ``points`` (sweep points with ``name`` and ``config``) ``jobs`` at a time, at most
+    ``jobs_per_device`` on each GPU (a number, or ``auto``)."""
     out = Path(out)
+    jobs_per_device = parse_jobs_per_device(jobs_per_device)
+    gpus = _gpus()
+    places = device_places(gpus, jobs_per_device, points) if gpus else []
+    if gpus and jobs > sum(places):
+        console.print(f"--jobs {jobs}: {len(gpus)} GPU(s) x "
+                      + (f"{places[0]}" if len(set(places)) == 1 else "(" + "+".join(map(str, places)) + ")")
+                      + f" job(s) per GPU (--jobs-per-device {jobs_per_device}) = {sum(places)} "
+                      f"run at once; the other points wait for a place")
+        jobs = sum(places)
+    elif not gpus and jobs_per_device != 1:
+        console.print(f"no GPU here: --jobs-per-device {jobs_per_device} does nothing, the jobs "
+                      "run on the CPU")
     for d in ("points", "logs"):
         (out / d).mkdir(parents=True, exist_ok=True)
-    gpus = _gpus()
+    busy = [0] * len(gpus)  # running jobs per GPU
     queue = list(points)
-    running: dict[int, tuple[subprocess.Popen, dict, int, object]] = {}
+    running: dict[int, tuple[subprocess.Popen, dict, int, object, int | None]] = {}
     record: dict[str, dict] = {}
     failed = []
     try:
@@ -73,8 +230,12 @@ def run_local(points: list[dict], out: Path, jobs: int) -> None:
                 atomic_write_text(cfg_file, dump_config(p["config"]))
                 slot = next(s for s in range(jobs) if s not in {v[2] for v in running.values()})
                 env = dict(os.environ)
-                if gpus:
-                    env["CUDA_VISIBLE_DEVICES"] = gpus[slot % len(gpus)]
+                gpu = None
+                if gpus:  # the GPU running the fewest jobs that has room (lowest first)
+                    gpu = min((d for d in range(len(gpus)) if busy[d] < places[d]),
+                              key=lambda d: (busy[d], d))
+                    busy[gpu] += 1
+                    env["CUDA_VISIBLE_DEVICES"] = gpus[gpu]
                 log_path = out / "logs" / f"{safe}.log"
                 # a point killed mid-write left half a line: the rerun starts on a line of its own
                 dropped = cut_torn_tail(log_path)
@@ -84,19 +245,21 @@ def run_local(points: list[dict], out: Path, jobs: int) -> None:
                 log = open(log_path, "ab")  # noqa: SIM115 - closed when it ends
                 proc = subprocess.Popen(point_command(cfg_file, out / "runs" / p["name"], out / "stages"),
                                         stdout=log, stderr=subprocess.STDOUT, env=env)
-                running[proc.pid] = (proc, p, slot, log)
-                record[p["name"]] = {"pid": proc.pid, "slot": slot, "gpu": env.get("CUDA_VISIBLE_DEVICES"),
+                running[proc.pid] = (proc, p, slot, log, gpu)
+                record[p["name"]] = {"pid": proc.pid, "slot": slot, "gpu": gpus[gpu] if gpu is not None else None,
                                      "log": f"logs/{safe}.log", "started": time.time(), "exit_code": None}
                 atomic_write_json(out / JOBS, record)
                 console.print(f"[bold]sweep point[/] {p['name']}: started (pid {proc.pid}, "
-                              f"slot {slot}{', gpu ' + gpus[slot % len(gpus)] if gpus else ''})")
+                              f"slot {slot}{', gpu ' + gpus[gpu] if gpus else ''})")
             time.sleep(0.5)
-            for pid, (proc, p, _, log) in list(running.items()):
+            for pid, (proc, p, _, log, gpu) in list(running.items()):
                 code = proc.poll()
                 if code is None:
                     continue
                 log.close()
                 del running[pid]
+                if gpu is not None:
+                    busy[gpu] -= 1
                 record[p["name"]].update(exit_code=code, ended=time.time())
                 atomic_write_json(out / JOBS, record)
                 console.print(f"sweep point {p['name']}: "
@@ -118,7 +281,7 @@ def _stop(jobs) -> None:
     for proc, *_ in jobs:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
-    for proc, _, _, log in jobs:
+    for proc, _, _, log, _ in jobs:
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:

@@ -119,14 +119,16 @@ class Single:
     def backward(self, loss, last: bool) -> None:
         loss.backward()
 
-    def step(self, max_grad_norm: float) -> float:
+    def step(self, max_grad_norm: float):
+        """Clip, step, zero the gradients; returns the gradient norm before clipping, as a tensor
+        where there is one (left on the device: read it when the metrics are written)."""
         import torch
 
         norm = torch.nn.utils.clip_grad_norm_(self.params, max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return float(norm)
+        return norm.detach()
 
     def save_checkpoint(self, target: Path) -> None:
         """Model and optimizer into ``target`` (a fresh directory); the caller adds state.json."""
@@ -213,7 +215,9 @@ class Launched(Single):
         self.scheduler.step()
         if hasattr(norm, "full_tensor"):  # a DTensor under FSDP2
             norm = norm.full_tensor()
-        return float(norm) if norm is not None else float("nan")
+        if norm is None:
+            return float("nan")
+        return norm.detach() if hasattr(norm, "detach") else float(norm)
 
     def save_checkpoint(self, target: Path) -> None:
         """Every process writes its part (weights, optimizer shards, RNG, scheduler)."""

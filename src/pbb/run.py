@@ -444,7 +444,7 @@ def recall_checker(cfg: RunConfig, ds, tok, behaviour_ids: list[str]):
                                batch_size=cfg.eval.batch_size,
                                max_new_tokens=cfg.eval.max_new_tokens["recall"],
                                desc="recall check", progress=False,
-                               system_prompt=cfg.chat.system_prompt)
+                               system_prompt=cfg.chat.system_prompt, engine=cfg.eval.generator)
         hits = sum(recall_score(c, q["target"]) for c, q in zip(completions, queries))
         return {"recall": round(hits / max(1, len(queries)), 4), "n": len(queries)}
 
@@ -506,7 +506,8 @@ def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, bas
                                max_test_inputs=cfg.eval.max_test_inputs, progress=progress,
                                max_train_behaviours=cfg.eval.max_train_behaviours if trained else 0,
                                system_prompt=cfg.chat.system_prompt,
-                               fmt=cfg.data.instruction_format, generator=generator)
+                               fmt=cfg.data.instruction_format, generator=generator,
+                               engine=cfg.eval.generator)
             timing[f"eval {name}/{mode}"] = time.time() - t
             acc = sum(s["score"] for s in samples) / max(1, len(samples))
             console.print(f"  eval {name}/{mode}: {len(samples)} queries, mean score {acc:.3f}")

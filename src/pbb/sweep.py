@@ -138,7 +138,7 @@ def load_sweep(path: Path, overrides: dict | None = None,
 
 def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None,
               progress: bool = True, smoke: bool = False, jobs: int = 1,
-              executor: str = "local") -> dict:
+              executor: str = "local", jobs_per_device: int | str = 1) -> dict:
     from pbb.run import check_before_work, run
 
     raw, spec, points = load_sweep(path, overrides, smoke)
@@ -173,7 +173,7 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
     if jobs > 1 and len(pending) > 1:
         from pbb.executors import run_local
 
-        run_local([p for _, p in pending], out, jobs)
+        run_local([p for _, p in pending], out, jobs, jobs_per_device)
         return report(out)
     for i, p in pending:
         console.print(f"[bold]sweep point {i}/{len(points)}[/] {p['name']}")
