@@ -138,6 +138,8 @@ def main() -> None:
                 if device == "cuda":
                     torch.cuda.synchronize()
                 times[engine].append(time.perf_counter() - t)
+                print(f"  ({precision} {engine} run {r + 1}: {times[engine][-1]:.1f} s)",
+                      flush=True)
                 results[engine] = toks
                 work[engine] = stats
         for engine in engines:

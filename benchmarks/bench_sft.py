@@ -88,27 +88,27 @@ def main() -> None:
         else:
             info = pbb_run(path, tok, rows, a.batch, a.max_batch_tokens, "auto", f"{tmp}/pbb")
         ours = info["rows_per_second"]
-        trl = trl_tokens = None
-        if not a.skip_trl:
+        split = info["time_split"]
+        total = sum(split.values())
+        print(f"model {a.model}, {len(rows)} rows, batch {a.batch}, 1 epoch, bf16 {info['bf16']}, "
+              f"max_batch_tokens {a.max_batch_tokens} ({info['max_batch_tokens']}), "
+              f"packing auto ({'on' if info['packed'] else 'off'})")
+        print(f"pbb loop: {ours:.2f} rows/s, {info['tokens_per_row']:.1f} tokens/row "
+              f"({info['prompt_tokens_per_row']:.1f} prompt + "
+              f"{info['completion_tokens_per_row']:.1f} completion), "
+              f"{ours * info['tokens_per_row']:.0f} tokens/s")
+        print("pbb time went to: " + ", ".join(f"{k} {v:.1f} s ({100 * v / max(total, 1e-9):.0f}%)"
+                                               for k, v in split.items() if v))
+        if both:
+            on, off = tokens_per_second(both["on"]), tokens_per_second(both["off"])
+            print(f"packed vs padded: {on:.0f} vs {off:.0f} tokens/s ({on / off:.2f}x; "
+                  f"{both['on']['rows_per_second']:.2f} vs {both['off']['rows_per_second']:.2f} "
+                  f"rows/s; packed sequences of {both['on'].get('packed_sequence_tokens')} tokens)")
+        if not a.skip_trl:  # pbb's figures are printed first: the TRL run is the long one
             trl, trl_tokens = trl_rows_per_second(path, tok, rows, a.batch, tmp)
-    split = info["time_split"]
-    total = sum(split.values())
-    print(f"model {a.model}, {len(rows)} rows, batch {a.batch}, 1 epoch, bf16 {info['bf16']}, "
-          f"max_batch_tokens {a.max_batch_tokens} ({info['max_batch_tokens']}), "
-          f"packing auto ({'on' if info['packed'] else 'off'})")
-    print(f"pbb loop: {ours:.2f} rows/s, {info['tokens_per_row']:.1f} tokens/row "
-          f"({info['prompt_tokens_per_row']:.1f} prompt + {info['completion_tokens_per_row']:.1f} "
-          f"completion), {ours * info['tokens_per_row']:.0f} tokens/s")
-    print("pbb time went to: " + ", ".join(f"{k} {v:.1f} s ({100 * v / max(total, 1e-9):.0f}%)"
-                                           for k, v in split.items() if v))
-    if both:
-        on, off = tokens_per_second(both["on"]), tokens_per_second(both["off"])
-        print(f"packed vs padded: {on:.0f} vs {off:.0f} tokens/s ({on / off:.2f}x; "
-              f"{both['on']['rows_per_second']:.2f} vs {both['off']['rows_per_second']:.2f} rows/s)")
-    if trl is not None:
-        print(f"TRL SFTTrainer defaults: {trl:.2f} rows/s, {trl_tokens:.1f} tokens/row, "
-              f"{trl * trl_tokens:.0f} tokens/s")
-        print(f"ratio: {ours / trl:.2f}x")
+            print(f"TRL SFTTrainer defaults: {trl:.2f} rows/s, {trl_tokens:.1f} tokens/row, "
+                  f"{trl * trl_tokens:.0f} tokens/s")
+            print(f"ratio: {ours / trl:.2f}x")
     print(f"peak RSS of this process: "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
 

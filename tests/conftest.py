@@ -35,3 +35,22 @@ def arith_set(tmp_path_factory):
                                 "expr_depth": 2, "input_min": -15, "input_max": 25})
     data.save(ds, out)
     return data.load(out)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """The tiny random Llama and its tokenizer (SFT and packing tests)."""
+    from pbb.models import load_tokenizer, resolve_model_path
+
+    path = resolve_model_path("tiny-random")
+    return path, load_tokenizer(path)
+
+
+@pytest.fixture(scope="module")
+def rows():
+    """A few declarative, direct and CoT rows of a tiny arithmetic data set."""
+    from pbb.curricula import declarative_rows, demo_rows
+
+    ds = data.generate("arithmetic", behaviours=4, demos=2, test_inputs=1, eval_fraction=0.5,
+                       seed=0, progress=False)
+    return declarative_rows(ds, ds.behaviours, 2) + demo_rows(ds, ds.split("train"), ["direct", "cot"])

@@ -9,10 +9,8 @@ import json
 import pytest
 import torch
 
-from pbb import data
 from pbb.config import TrainConfig
-from pbb.curricula import declarative_rows, demo_rows
-from pbb.models import load_model, load_tokenizer, resolve_model_path
+from pbb.models import load_model
 from pbb.packing import (
     DENSE_SEQUENCE_TOKENS,
     IGNORE,
@@ -33,19 +31,6 @@ from pbb.sft import (
     train_sft,
 )
 from pbb.train import METRICS, MODEL
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    path = resolve_model_path("tiny-random")
-    return path, load_tokenizer(path)
-
-
-@pytest.fixture(scope="module")
-def rows():
-    ds = data.generate("arithmetic", behaviours=4, demos=2, test_inputs=1, eval_fraction=0.5,
-                       seed=0, progress=False)
-    return declarative_rows(ds, ds.behaviours, 2) + demo_rows(ds, ds.split("train"), ["direct", "cot"])
 
 
 @pytest.fixture(scope="module")

@@ -6,26 +6,11 @@ import json
 import pytest
 import torch
 
-from pbb import data
 from pbb.chat import encode_row, tokenized_view
 from pbb.config import TrainConfig
-from pbb.curricula import declarative_rows, demo_rows
-from pbb.models import load_model, load_tokenizer, resolve_model_path
+from pbb.models import load_model
 from pbb.sft import batch_loss, collate, encode_rows, epoch_batches, train_sft
 from pbb.train import DONE, METRICS, MODEL, load_for_eval
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    path = resolve_model_path("tiny-random")
-    return path, load_tokenizer(path)
-
-
-@pytest.fixture(scope="module")
-def rows():
-    ds = data.generate("arithmetic", behaviours=4, demos=2, test_inputs=1, eval_fraction=0.5,
-                       seed=0, progress=False)
-    return declarative_rows(ds, ds.behaviours, 2) + demo_rows(ds, ds.split("train"), ["direct", "cot"])
 
 
 def _metrics(stage_dir):
