@@ -7,14 +7,15 @@ for a bigger workload). Greedy, ``max_new_tokens`` 160 and batch size 96 as the 
 evaluates. Each engine runs in fp32 and with bf16 weights (what ``eval.precision: auto`` gives on
 bf16 hardware). Prints, per engine and precision, wall time, generated tokens/s (every token
 decoded, the stop token included) and completions/s (median of ``--rounds`` runs, the engines
-alternated), the decode work (rows run by the decode steps: hf keeps decoding finished rows until
+alternated; and per CPU second of this process, the figure a busy machine skews least, best
+with ``--threads 1``), the decode work (rows run by the decode steps: hf keeps decoding finished rows until
 its batch's longest ends, static refills or drops their slots; a figure no busy machine skews),
 and how many completions differ from hf's in the same precision. ``--explain`` shows, for each bf16 difference, the first token where the
 two diverge and the two candidates' logits there (a near-tie that bf16 rounding flips).
 
 Usage: python benchmarks/bench_model_generate.py [--model smollm2-135m-instruct]
     [--prompts 135] [--repeat 1] [--batch-size 96] [--max-new-tokens 160]
-    [--engines hf,static] [--precisions fp32,bf16] [--rounds 1] [--explain]
+    [--engines hf,static] [--precisions fp32,bf16] [--rounds 1] [--threads N] [--explain]
 Goal (issue 24): >= 20,000 generated tokens/s for the bundled model on an H200 (static).
 """
 
@@ -90,8 +91,11 @@ def main() -> None:
     p.add_argument("--engines", default="hf,static")
     p.add_argument("--precisions", default="fp32,bf16")
     p.add_argument("--rounds", type=int, default=1, help="timed runs per engine (alternated)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--explain", action="store_true")
     a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     cfg = load_config("configs/quickstart.yaml")
     d = cfg.data
     ds = data.generate(d.domain, behaviours=d.behaviours, demos=d.demos, test_inputs=d.test_inputs,
@@ -120,12 +124,13 @@ def main() -> None:
             else:
                 generate_static(model, ids[:2], slots=2, max_new_tokens=4, stop_ids=stop)
         times: dict[str, list[float]] = {e: [] for e in engines}
+        cpus: dict[str, list[float]] = {e: [] for e in engines}
         for r in range(a.rounds):  # alternate engines, so that a busy machine slows both alike
             for engine in (engines if r % 2 == 0 else engines[::-1]):
                 stats: dict = {}
                 if device == "cuda":
                     torch.cuda.synchronize()
-                t = time.perf_counter()
+                t, cpu = time.perf_counter(), time.process_time()
                 if engine == "hf":
                     toks = hf_tokens(model, tok, ids, batch_size=a.batch_size,
                                      max_new_tokens=a.max_new_tokens, stop=stop, stats=stats)
@@ -138,18 +143,21 @@ def main() -> None:
                 if device == "cuda":
                     torch.cuda.synchronize()
                 times[engine].append(time.perf_counter() - t)
-                print(f"  ({precision} {engine} run {r + 1}: {times[engine][-1]:.1f} s)",
-                      flush=True)
+                cpus[engine].append(time.process_time() - cpu)
+                print(f"  ({precision} {engine} run {r + 1}: {times[engine][-1]:.1f} s, "
+                      f"{cpus[engine][-1]:.1f} CPU s)", flush=True)
                 results[engine] = toks
                 work[engine] = stats
         for engine in engines:
             toks, st = results[engine], work[engine]
             secs = statistics.median(times[engine])
+            cpu = statistics.median(cpus[engine])
             n_tok = sum(map(len, toks))
             size = f"batch {st['slots']}" if engine == "hf" else f"{st['slots']} slots"
             print(f"{precision} {engine} ({size}): median {secs:.1f} s of "
                   f"{', '.join(f'{x:.1f}' for x in times[engine])}; {n_tok / secs:,.0f} generated "
-                  f"tokens/s, {len(toks) / secs:.2f} completions/s ({n_tok} tokens, "
+                  f"tokens/s, {len(toks) / secs:.2f} completions/s; {n_tok / cpu:,.0f} tokens "
+                  f"per CPU second (median {cpu:.1f} CPU s) ({n_tok} tokens, "
                   f"{sum(len(x) < a.max_new_tokens for x in toks)} stopped before the cap); "
                   f"decode work {st['slot_steps']:,} rows in {st['decode_steps']} steps, "
                   f"{st['prefills']} prefills")

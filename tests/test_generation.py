@@ -107,6 +107,19 @@ def test_static_equals_generate(tiny, batch_size):
     assert any(len(t) == 1 for t in got)  # ended at the prefill's own token
 
 
+def test_static_looking_every_few_steps(tiny):
+    """As on CUDA (sync_every 4): slots are checked for an end only every few steps; a finished
+    slot idles meanwhile, its further tokens discarded; the completions do not change."""
+    model, tok = tiny
+    stop = end_of_turn_ids(tok, model.generation_config)
+    ids = [tok(prompt_text(tok, p), add_special_tokens=False).input_ids for p in PROMPTS]
+    stats: dict = {}
+    got = generate_static(model, ids, slots=4, max_new_tokens=MAX_NEW, stop_ids=stop,
+                          sync_every=4, stats=stats)
+    assert got == _reference_tokens(model, tok, PROMPTS, 4)
+    assert stats["decode_steps"] % 4 == 0 and stats["prefills"] >= 2
+
+
 @pytest.mark.parametrize("impl", ["eager", "pbb_sdpa_fp32"])
 def test_static_equals_generate_other_attention(tiny, impl):
     """The same with transformers' eager attention (an additive float mask instead of SDPA's
