@@ -1,7 +1,7 @@
 """Attention forward + backward on the CPU: PyTorch's flash kernel in bf16 vs fp32, and the math path.
 
 Why it exists: training on a CPU under bf16 autocast runs SDPA in bf16, and the CPU flash
-kernel is slower in bf16 than in fp32; ``pbb.train.fp32_attention_on_cpu`` switches attention to
+kernel is slower in bf16 than in fp32; ``pbb.training.precision.fp32_attention_on_cpu`` switches attention to
 fp32 while the rest of the step stays bf16. Shape: one SmolLM2-135M layer (9 heads of 64) at a
 stage-1 batch of 16 CoT rows (183 tokens). Prints best and median of ``--repeats`` timings.
 

@@ -16,9 +16,9 @@ import time
 import torch
 
 from pbb import data
-from pbb.evaluate import build_queries, generate
+from pbb.evaluation.evaluate import build_queries, generate
 from pbb.models import end_of_turn_ids, load_model, load_tokenizer, resolve_model_path
-from pbb.train import use_bf16
+from pbb.training.precision import use_bf16
 
 
 def main() -> None:

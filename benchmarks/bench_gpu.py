@@ -5,18 +5,18 @@ For one model — a pbb model name (``--model``: the bundled ``smollm2-135m-inst
 (``--shape configs/models/qwen3-1.7b.json``: the published config of that model, no weights
 needed) — it measures:
 
-* **SFT** (``sft`` lines, one per mode): optimizer steps of pbb's loop as :mod:`pbb.sft` runs
+* **SFT** (``sft`` lines, one per mode): optimizer steps of pbb's loop as :mod:`pbb.training.sft` runs
   them — fp32 master weights, bf16 autocast where the hardware has it, AdamW with the loop's
-  settings, rows grouped by length (:func:`pbb.sft.epoch_batches`), cut to
-  ``--max-batch-tokens`` (:func:`pbb.sft.split_by_tokens`), right-padded
-  (:func:`pbb.sft.collate`), completion-only loss (:func:`pbb.sft.batch_loss`), backward and
-  clipped step through :func:`pbb.parallel.make_engine` — on synthetic rows (random token ids,
+  settings, rows grouped by length (:func:`pbb.training.sft.epoch_batches`), cut to
+  ``--max-batch-tokens`` (:func:`pbb.training.sft.split_by_tokens`), right-padded
+  (:func:`pbb.training.sft.collate`), completion-only loss (:func:`pbb.training.sft.batch_loss`), backward and
+  clipped step through :func:`pbb.training.engine.make_engine` — on synthetic rows (random token ids,
   lengths spread ±50% around ``--row-tokens``, the first ``--prompt-fraction`` of each row the
-  prompt). Mode ``padded`` is that loop; mode ``packed`` runs where :mod:`pbb.packing` exists
+  prompt). Mode ``padded`` is that loop; mode ``packed`` runs where :mod:`pbb.training.packing` exists
   and keeps the model's packed rows apart (``isolates``): each step's rows packed
   (``pack``, first-fit decreasing) into sequences of at most ``--max-batch-tokens`` tokens, one
   a forward pass (``collate_packed``, position ids restarting per row), the loss through
-  ``packed_loss``; where :func:`pbb.sft.step_parts` exists the step is cut exactly as the loop
+  ``packed_loss``; where :func:`pbb.training.sft.step_parts` exists the step is cut exactly as the loop
   cuts it (packed sequences of ``packing.sequence_tokens`` tokens for the model's attention,
   grouped into passes of at most ``--max-batch-tokens``). ``tokens_per_s`` counts the rows' real tokens (padding excluded, as a pbb
   stage counts them) over the timed steps (``--warmup`` steps first, untimed); AdamW runs at
@@ -24,10 +24,10 @@ needed) — it measures:
   ``mfu_pct`` = 6 x params x tokens/s against ``--peak-tflops`` (dense bf16 peak of the card;
   default 989 = H100/H200 SXM): every parameter counted for every token, although the LM head
   computes only the completion's logits, so it slightly over-counts the work done.
-* **generation** (``generate`` lines, one per precision and engine): :func:`pbb.evaluate.generate`
+* **generation** (``generate`` lines, one per precision and engine): :func:`pbb.evaluation.evaluate.generate`
   on ``--gen-prompts`` synthetic prompts (chat template applied as in evaluation), greedy,
   ``--gen-new-tokens`` at most, through each of ``--gen-engines`` this pbb has (``hf``: batches
-  of ``--gen-batch`` through ``model.generate``; ``static``: :mod:`pbb.generation`'s slot engine,
+  of ``--gen-batch`` through ``model.generate``; ``static``: :mod:`pbb.evaluation.generation`'s slot engine,
   its slots on CUDA sized by free memory); ``completions_per_s``, and ``tokens_per_s`` of
   generated tokens (each completion's tokens up to and including its end-of-turn token, counted
   from what ``model.generate`` / ``generate_static`` return; a random model rarely stops, so it
@@ -150,7 +150,7 @@ def peak_gib(device: str) -> tuple[float, str]:
 
 def synthetic_rows(n: int, row_tokens: int, prompt_fraction: float, vocab: int,
                    seed: int) -> list[tuple[list[int], int]]:
-    """``(ids, n_prompt)`` rows as :func:`pbb.sft.encode_rows` gives them: lengths spread ±50%
+    """``(ids, n_prompt)`` rows as :func:`pbb.training.sft.encode_rows` gives them: lengths spread ±50%
     around ``row_tokens``, at least one prompt and one completion token each."""
     rng = random.Random(seed)
     rows = []
@@ -170,9 +170,9 @@ def sft_modes(requested: str) -> list[str]:
 
 
 def packing_module():
-    """``pbb.packing`` where it exists with what the packed mode needs, else None."""
+    """``pbb.training.packing`` where it exists with what the packed mode needs, else None."""
     try:
-        from pbb import packing
+        from pbb.training import packing
     except ImportError:
         return None
     if not all(hasattr(packing, f) for f in ("pack", "collate_packed", "packed_loss")):
@@ -182,8 +182,8 @@ def packing_module():
 
 def default_max_batch_tokens(device: str) -> int:
     """What a pbb stage uses by default on ``device`` (``train.max_batch_tokens``)."""
-    from pbb import sft
     from pbb.config import TrainConfig
+    from pbb.training import sft
 
     setting = TrainConfig().max_batch_tokens
     if hasattr(sft, "max_batch_tokens"):  # ``auto``: by device
@@ -197,10 +197,16 @@ def measure_sft(model, tok, args, device: str, bf16: bool, mode: str) -> dict:
 
     import torch
 
-    from pbb import sft
-    from pbb.parallel import make_engine
-    from pbb.sft import batch_loss, collate, epoch_batches, lr_lambda, split_by_tokens
-    from pbb.train import fp32_attention_on_cpu
+    from pbb.training import sft
+    from pbb.training.engine import make_engine
+    from pbb.training.precision import fp32_attention_on_cpu
+    from pbb.training.sft import (
+        batch_loss,
+        collate,
+        epoch_batches,
+        lr_lambda,
+        split_by_tokens,
+    )
 
     rows_per_step = max(1, args.tokens_per_step // args.row_tokens)
     steps = args.warmup + args.steps
@@ -325,7 +331,7 @@ def counting_generate(model, stop_ids: list[int]):
     model.generate = generate
     static = None
     try:
-        from pbb import generation
+        from pbb.evaluation import generation
     except ImportError:
         generation = None
     if generation is not None and hasattr(generation, "generate_static"):
@@ -346,10 +352,10 @@ def counting_generate(model, stop_ids: list[int]):
 
 
 def engines_available() -> bool:
-    """Whether :func:`pbb.evaluate.generate` takes an ``engine`` (``eval.generator``)."""
+    """Whether :func:`pbb.evaluation.evaluate.generate` takes an ``engine`` (``eval.generator``)."""
     import inspect
 
-    from pbb.evaluate import generate
+    from pbb.evaluation.evaluate import generate
 
     return "engine" in inspect.signature(generate).parameters
 
@@ -359,8 +365,8 @@ def engine_unusable(model, engine: str) -> str | None:
     if engine == "hf":
         return None
     if not engines_available():
-        return "pbb.evaluate.generate has no engine choice here"
-    from pbb.generation import why_not_static
+        return "pbb.evaluation.evaluate.generate has no engine choice here"
+    from pbb.evaluation.generation import why_not_static
 
     return why_not_static(model)
 
@@ -368,7 +374,7 @@ def engine_unusable(model, engine: str) -> str | None:
 def measure_generate(model, tok, args, device: str, precision: str, engine: str = "hf") -> dict:
     import torch
 
-    from pbb.evaluate import generate
+    from pbb.evaluation.evaluate import generate
     from pbb.models import end_of_turn_ids
 
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
@@ -437,7 +443,7 @@ def main(argv: list[str] | None = None) -> None:
                    "(train.max_batch_tokens: padded batches are cut to it, packed sequences "
                    "hold at most this many; default pbb's default on the device)")
     p.add_argument("--sft-modes", default="padded,packed", help="padded (pbb's loop) and packed "
-                   "(where pbb.packing exists; skipped with a note otherwise)")
+                   "(where pbb.training.packing exists; skipped with a note otherwise)")
     p.add_argument("--gen-prompts", type=int, help="default 64; --tiny 4")
     p.add_argument("--gen-batch", type=int, help="default = --gen-prompts")
     p.add_argument("--gen-new-tokens", type=int, help="default 128; --tiny 8")
@@ -445,7 +451,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--gen-precision", default="auto", help="comma list of auto, bf16, fp32 "
                    "(auto: bf16 where the hardware has it, as eval.precision: auto)")
     p.add_argument("--gen-engines", default="hf,static", help="comma list of generation engines "
-                   "(eval.generator: hf = batches through model.generate, static = pbb.generation's "
+                   "(eval.generator: hf = batches through model.generate, static = pbb.evaluation.generation's "
                    "slot engine, where this pbb has it and it can run the model; else skipped "
                    "with a note)")
     p.add_argument("--no-sft", action="store_true")
@@ -471,7 +477,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from pbb.train import use_bf16
+    from pbb.training.precision import use_bf16
 
     device = args.device or ("cuda:0" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda"):
@@ -490,12 +496,12 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_sft:
         for mode in sft_modes(args.sft_modes):
             if mode == "packed" and packing_module() is None:
-                print("sft mode=packed skipped: no pbb.packing module (pack, collate_packed, "
+                print("sft mode=packed skipped: no pbb.training.packing module (pack, collate_packed, "
                       "packed_loss) here", flush=True)
                 continue
             if mode == "packed" and not packing_module().isolates(model, pad_id=tok.pad_token_id or 0):
                 print("sft mode=packed skipped: this model does not keep packed rows apart "
-                      "(pbb.packing.isolates); pbb trains it padded", flush=True)
+                      "(pbb.training.packing.isolates); pbb trains it padded", flush=True)
                 continue
             r = measure_sft(model, tok, args, device, bf16, mode)
             results["sft"].append(r)

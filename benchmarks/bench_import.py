@@ -12,8 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from pbb.data.importers import import_functions
 from pbb.domains.imported import ImportedConfig
-from pbb.importers import import_functions
 
 BODIES = ["return a * {i} + b", "return [x * {i} for x in range(a % 7)] + [b]",
           "return str(a) * ({i} % 3 + 1) + str(b)", "return max(a, b) - min(a, {i})",

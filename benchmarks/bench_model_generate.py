@@ -28,11 +28,11 @@ import time
 import torch
 
 from pbb import data
-from pbb.chat import prompt_text
 from pbb.config import load_config
-from pbb.evaluate import build_queries
-from pbb.generation import cuda_slots, generate_static
+from pbb.evaluation.evaluate import build_queries
+from pbb.evaluation.generation import cuda_slots, generate_static
 from pbb.models import end_of_turn_ids, load_model, load_tokenizer, resolve_model_path
+from pbb.rows.chat import prompt_text
 
 
 def hf_tokens(model, tok, ids, *, batch_size, max_new_tokens, stop,

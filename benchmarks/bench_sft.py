@@ -23,10 +23,10 @@ import tempfile
 
 from pbb import data
 from pbb.config import CurriculumConfig, TrainConfig
-from pbb.curricula import build
 from pbb.dist import device
 from pbb.models import load_model, load_tokenizer, resolve_model_path
-from pbb.sft import packing_wanted, train_sft
+from pbb.rows.curricula import build
+from pbb.training.sft import packing_wanted, train_sft
 
 
 def rows_for(n: int) -> list[dict]:

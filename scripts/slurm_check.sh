@@ -77,8 +77,8 @@ sets=(--set model=tiny-random --set data.behaviours=8 --set data.test_inputs=2 -
       --set train.max_steps=1 --set train.batch_size=4 --set 'eval.max_new_tokens={"recall":8,"cot":8,"direct":8,"in_context":8}'
       --set sweep.slurm.partition=debug --set sweep.slurm.gpus_per_job=0
       --set sweep.slurm.cpus_per_job=1 --set sweep.slurm.time_min=20)
-"$PY" -m pbb.cli sweep "$out/sweep.yaml" --out "$out/slurm" --executor slurm --no-progress "${sets[@]}"
-"$PY" -m pbb.cli sweep "$out/sweep.yaml" --out "$out/local" --no-progress "${sets[@]}"
+"$PY" -m pbb sweep "$out/sweep.yaml" --out "$out/slurm" --executor slurm --no-progress "${sets[@]}"
+"$PY" -m pbb sweep "$out/sweep.yaml" --out "$out/local" --no-progress "${sets[@]}"
 "$PY" - "$out" <<'PY'
 import json, re, sys
 from pathlib import Path

@@ -21,7 +21,7 @@ def free_port() -> int:
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run ``pbb`` in a fresh process, as a user would."""
-    return subprocess.run([sys.executable, "-m", "pbb.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pbb", *args], capture_output=True,
                           text=True, cwd=cwd)
 
 
@@ -49,7 +49,7 @@ def tiny():
 @pytest.fixture(scope="module")
 def rows():
     """A few declarative, direct and CoT rows of a tiny arithmetic data set."""
-    from pbb.curricula import declarative_rows, demo_rows
+    from pbb.rows.curricula import declarative_rows, demo_rows
 
     ds = data.generate("arithmetic", behaviours=4, demos=2, test_inputs=1, eval_fraction=0.5,
                        seed=0, progress=False)

@@ -33,8 +33,9 @@ def _sha(records) -> str:
 
 
 def fingerprints() -> dict[str, str]:
-    from pbb import curricula, data
+    from pbb import data
     from pbb.config import CurriculumConfig
+    from pbb.rows import curricula
 
     out = {}
     for case, (domain, options) in CASES.items():
@@ -64,8 +65,8 @@ def _imported() -> dict[str, str]:
     import tempfile
     from pathlib import Path
 
+    from pbb.data.importers import import_functions
     from pbb.domains.imported import ImportedConfig
-    from pbb.importers import import_functions
     from pbb.jsonio import dumps
 
     with tempfile.TemporaryDirectory() as d:

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from pbb import data
-from pbb import run as run_mod
 from pbb.config import load_config
 from pbb.errors import PbbError
-from pbb.evaluate import build_queries
+from pbb.evaluation.evaluate import build_queries
+from pbb.experiments import run as run_mod
 from pbb.jsonio import read_jsonl
 
 pytest.importorskip("openai")
@@ -187,14 +187,14 @@ def _vllm_config(**extra):
 def test_vllm_backend_serves_the_trained_model_and_gets_pbbs_own_prompt_text(tmp_path, monkeypatch):
     import os
 
-    from pbb import backends
-    from pbb.chat import prompt_text
+    from pbb.evaluation import served as backends
     from pbb.models import (
         TINY_RANDOM,
         end_of_turn_ids,
         load_tokenizer,
         resolve_model_path,
     )
+    from pbb.rows.chat import prompt_text
 
     cfg = _vllm_config()
     ds = data.generate(cfg.data.domain, behaviours=cfg.data.behaviours, demos=cfg.data.demos,
@@ -224,7 +224,7 @@ def test_vllm_backend_serves_the_trained_model_and_gets_pbbs_own_prompt_text(tmp
 
 
 def test_vllm_without_vllm_or_without_a_gpu_is_one_error_before_work(tmp_path, monkeypatch):
-    from pbb import backends
+    from pbb.evaluation import served as backends
 
     with pytest.raises(PbbError, match="eval.backend: vllm needs vLLM: 'no-such-vllm' not found"):
         run_mod.run(_vllm_config(**{"eval.vllm.executable": "no-such-vllm"}), tmp_path / "a",

@@ -86,7 +86,7 @@ def test_the_tiny_bench_prints_consistent_positive_figures(tmp_path):
     check_figures(figs, saved)
     assert figs["bench_gpu"][0]["model"] == "tiny-random"
     try:
-        from pbb.generation import why_not_static
+        from pbb.evaluation.generation import why_not_static
     except ImportError:
         engines = ["hf"]
     else:  # the slot engine too, where this pbb has it (tiny-random is a model it runs)
@@ -97,7 +97,7 @@ def test_the_tiny_bench_prints_consistent_positive_figures(tmp_path):
         assert figs["generate"][0]["new_tokens"] == figs["generate"][1]["new_tokens"]
     modes = [s["mode"] for s in figs["sft"]]
     try:
-        from pbb import packing  # noqa: F401
+        from pbb.training import packing  # noqa: F401
     except ImportError:
         assert modes == ["padded"] and "sft mode=packed skipped" in out
     else:  # same rows, same weights (lr 0): packed and padded compute the same losses

@@ -4,8 +4,8 @@ import copy
 
 import pytest
 
-from pbb.chat import default_system_block, prompt_text, render
 from pbb.models import load_tokenizer, resolve_model_path
+from pbb.rows.chat import default_system_block, prompt_text, render
 
 PLAIN_CHATML = (  # a ChatML template that injects nothing when there is no system message
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"

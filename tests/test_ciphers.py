@@ -8,10 +8,10 @@ import pytest
 
 from pbb import data
 from pbb.config import load_config
-from pbb.curricula import build
 from pbb.domains import get_domain
 from pbb.domains.ciphers import COMMON_KEYS, CiphersDomain
 from pbb.errors import PbbError
+from pbb.rows.curricula import build
 
 DOMAIN = get_domain("ciphers")
 

@@ -7,8 +7,8 @@ import pytest
 from pbb import data
 from pbb.domains.arithmetic.compose import part_groups
 from pbb.errors import PbbError
+from pbb.evaluation.report import composition
 from pbb.jsonio import write_jsonl
-from pbb.report import composition
 
 OPTIONS = {"compositions": 12, "min_args": 1, "max_args": 2}
 

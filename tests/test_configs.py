@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pbb import curricula, data
+from pbb import data
 from pbb.config import RunConfig, load_config
 from pbb.domains import get_domain
 from pbb.errors import PbbError
+from pbb.experiments.run import check_stage_settings
+from pbb.experiments.sweep import load_sweep
 from pbb.models import DEFAULT_MODEL, TINY_RANDOM
-from pbb.run import check_stage_settings
-from pbb.sweep import load_sweep
-from pbb.train import use_bf16
+from pbb.rows import curricula
+from pbb.training.precision import use_bf16
 
 # run configs (configs/accelerate/ holds launcher settings, not run configs)
 CONFIGS = sorted(p for p in Path("configs").glob("**/*.yaml") if "accelerate" not in p.parts)

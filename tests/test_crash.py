@@ -28,7 +28,7 @@ RUN_SETS = ["--set", "curricula=[proactive, stage1_only]", "--set", "train.max_s
 
 def _start(args: list[str], log: Path) -> subprocess.Popen:
     with open(log, "ab") as f:
-        return subprocess.Popen([sys.executable, "-m", "pbb.cli", *args, "--no-progress"],
+        return subprocess.Popen([sys.executable, "-m", "pbb", *args, "--no-progress"],
                                 stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
 
 

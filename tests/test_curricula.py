@@ -2,9 +2,10 @@
 
 import pytest
 
-from pbb import curricula, data
+from pbb import data
 from pbb.config import CurriculumConfig, StageConfig
 from pbb.errors import PbbError
+from pbb.rows import curricula
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,7 @@ def test_check_leakage_catches_a_test_input(ds):
     (s1,) = curricula.build("stage1_only", ds, CFG)
     t = next(d for d in ds.demonstrations if d.use == "test" and ds.behaviour(d.behaviour_id).split == "train")
     b = ds.behaviour(t.behaviour_id)
-    from pbb.render import make_row, row_rng
+    from pbb.rows.render import make_row, row_rng
 
     s1.rows.append(make_row(ds.domain, b, "direct", row_rng(0), t))
     with pytest.raises(PbbError, match="test input"):

@@ -89,7 +89,7 @@ def test_show_renders_behaviours_and_every_row_kind(tmp_path):
     (["data", "generate", "arithmetic", "--set", "input_max=3", "--set", "max_args=1",
       "--test-inputs", "4", "--out", "{out}"], "4 test inputs leave no demonstration input"),
     (["data", "generate", "arithmetic", "--set", "bogus", "--out", "{out}"], "expected KEY=VALUE"),
-    # both importers check their input file (in pbb.importers, one place)
+    # both importers check their input file (in pbb.data.importers, one place)
     (["data", "import-grammars", "{out}.txt", "--out", "{out}"], "grammar file not found"),
     (["data", "import", "{out}.jsonl", "--out", "{out}"], "file not found"),
 ])

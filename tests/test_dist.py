@@ -23,7 +23,7 @@ ARGS = ["configs/quickstart.yaml", "--smoke", "--no-progress",
 def _launch_cmd(out: Path, args=ARGS) -> list[str]:
     return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
             "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-            "--main_process_port", str(free_port()), "-m", "pbb.cli", "run", *args,
+            "--main_process_port", str(free_port()), "-m", "pbb", "run", *args,
             "--out", str(out)]
 
 

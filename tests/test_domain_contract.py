@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from pbb import curricula, data
+from pbb import data
 from pbb.config import CurriculumConfig
 from pbb.domains import DOMAINS, Domain
+from pbb.rows import curricula
 
 REQUIRED = ("generate", "sample_inputs", "execute", "score", "pointer", "render_query")
 

@@ -1,4 +1,4 @@
-"""The slot engine (``eval.generator: static``, pbb.generation) against transformers' generate.
+"""The slot engine (``eval.generator: static``, pbb.evaluation.generation) against transformers' generate.
 
 The model is the tiny-random Llama with its weights redrawn at a larger scale (std 0.3): as built
 (std 0.02) it answers every prompt with newlines, which any bug would reproduce. Redrawn, each
@@ -13,7 +13,7 @@ into ``max_new_tokens`` (both asserted, so the comparison covers both).
 How these tests fail: an off-by-one in the decode position ids, a mask that hides the token being
 written or shows one column too many, prefill keys copied without removing the left padding, or
 a finished slot decoded further, each fail ``test_static_equals_generate`` (checked by hand by
-breaking each one in pbb.generation).
+breaking each one in pbb.evaluation.generation).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pbb.chat import prompt_text
 from pbb.errors import PbbError
-from pbb.evaluate import generate
-from pbb.generation import choose, generate_static, why_not_static
+from pbb.evaluation.evaluate import generate
+from pbb.evaluation.generation import choose, generate_static, why_not_static
 from pbb.models import end_of_turn_ids, load_model, load_tokenizer, resolve_model_path
+from pbb.rows.chat import prompt_text
 
 MAX_NEW = 14
 #: varied lengths (2 to ~120 prompt tokens after the template), so every batch is left-padded
@@ -124,10 +124,10 @@ def test_static_looking_every_few_steps(tiny):
 def test_static_equals_generate_other_attention(tiny, impl):
     """The same with transformers' eager attention (an additive float mask instead of SDPA's
     boolean one), and with pbb's fp32 SDPA, which SFT on a bf16 CPU switches to and the recall
-    check then generates with (pbb.train.fp32_attention_on_cpu)."""
+    check then generates with (pbb.training.precision.fp32_attention_on_cpu)."""
     import copy
 
-    from pbb.train import fp32_attention_on_cpu
+    from pbb.training.precision import fp32_attention_on_cpu
 
     model, tok = tiny
     model = copy.deepcopy(model)

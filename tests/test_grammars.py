@@ -279,8 +279,8 @@ def test_import_grammars_makes_a_valid_data_set(tmp_path):
 
 def test_generation_metrics_in_evaluation(gset, tmp_path, monkeypatch):
     """validity / novelty / distinct / chance computed from what the model wrote."""
-    from pbb import evaluate as ev
-    from pbb.metrics import summarize
+    from pbb.evaluation import evaluate as ev
+    from pbb.evaluation.metrics import summarize
 
     small = data.DataSet(None, gset.domain, gset.domain_config, gset.seed, gset.behaviours[:6],
                          [d for d in gset.demonstrations
@@ -315,8 +315,8 @@ def test_pbb_run_on_grammars_in_every_curriculum_kind(tmp_path):
     import json
     from pathlib import Path
 
-    from pbb import run as run_mod
     from pbb.config import load_config, with_smoke
+    from pbb.experiments import run as run_mod
 
     cfg = load_config(Path("configs/grammars_quick.yaml"), with_smoke({
         "data.behaviours": 6, "data.demos": 2,

@@ -8,9 +8,9 @@ from lark import Lark, Transformer
 
 from pbb import data
 from pbb.config import load_config
-from pbb.curricula import build
 from pbb.errors import PbbError
-from pbb.evaluate import build_queries
+from pbb.evaluation.evaluate import build_queries
+from pbb.rows.curricula import build
 
 # An independent reading of the descriptions: a grammar for the English, then Python AST nodes.
 NL = Lark(r"""
@@ -126,7 +126,7 @@ def test_nl_runs_train_and_ask_with_descriptions_only():
 
 
 def test_nl_for_a_domain_without_descriptions_is_one_error(tmp_path):
-    from pbb import run as run_mod
+    from pbb.experiments import run as run_mod
 
     cfg = load_config(Path("configs/quickstart.yaml"), {
         "data.domain": "grammars", "data.options": {}, "data.instruction_format": "nl",

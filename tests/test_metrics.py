@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from pbb.metrics import bootstrap_ci, per_behaviour, proportion_ci, summarize
+from pbb.evaluation.metrics import bootstrap_ci, per_behaviour, proportion_ci, summarize
 
 
 def test_accuracy_is_mean_over_behaviours_not_samples():
@@ -69,7 +69,7 @@ def test_interval_is_seeded_and_narrows_with_more_behaviours():
     bootstrap_ci(small, seed=8)
     assert bootstrap_ci(small, seed=3) == first
     fresh = subprocess.run(
-        [sys.executable, "-c", "import random; from pbb.metrics import bootstrap_ci; "
+        [sys.executable, "-c", "import random; from pbb.evaluation.metrics import bootstrap_ci; "
          "rng = random.Random(2); print(repr(bootstrap_ci([rng.random() for _ in range(20)], "
          "seed=3)))"], capture_output=True, text=True, check=True)
     assert fresh.stdout.strip() == repr(first)

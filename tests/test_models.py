@@ -59,8 +59,8 @@ def test_a_bf16_run_trains_and_saves_bf16_weights_under_its_own_stage_key(tmp_pa
 
     from safetensors import safe_open
 
-    from pbb import run as run_mod
     from pbb.config import load_config, with_smoke
+    from pbb.experiments import run as run_mod
 
     cfg = load_config(Path("configs/quickstart.yaml"),
                       with_smoke({"model_dtype": "bf16", "curricula": ["stage1_only"],

@@ -1,4 +1,4 @@
-"""Packed SFT batches (pbb.packing) on tiny-random in fp32: rows packed end to end keep apart
+"""Packed SFT batches (pbb.training.packing) on tiny-random in fp32: rows packed end to end keep apart
 (a row's logits packed are its logits alone), the loss and gradients are the unpacked rows',
 position ids restart per row, and a stage trained packed is the stage trained padded. Each
 isolation check carries its control: the same comparison without the position ids (the rows
@@ -11,7 +11,7 @@ import torch
 
 from pbb.config import TrainConfig
 from pbb.models import load_model
-from pbb.packing import (
+from pbb.training.packing import (
     DENSE_SEQUENCE_TOKENS,
     IGNORE,
     Layout,
@@ -22,7 +22,7 @@ from pbb.packing import (
     pack,
     packed_loss,
 )
-from pbb.sft import (
+from pbb.training.sft import (
     batch_loss,
     collate,
     encode_rows,
@@ -30,7 +30,7 @@ from pbb.sft import (
     step_parts,
     train_sft,
 )
-from pbb.train import METRICS, MODEL
+from pbb.training.stages import METRICS, MODEL
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +228,7 @@ def test_a_flattened_pass_keeps_its_rows_apart_too(tiny, encoded):
 
 
 def test_packing_auto_is_on_with_cuda_and_follows_the_measurement_on_a_cpu():
-    from pbb.sft import CPU_PACKING
+    from pbb.training.sft import CPU_PACKING
 
     assert packing_wanted("auto", "cuda:0") and packing_wanted("on", "cpu")
     assert not packing_wanted("off", "cuda:0")
@@ -257,7 +257,7 @@ def test_a_stage_trained_packed_is_the_stage_trained_padded(tiny, rows, tmp_path
     wb = load_model(tmp_path / "on" / MODEL)
     sa, sb = wa.state_dict(), wb.state_dict()
     assert max(_rel(sb[k], sa[k]) for k in sa) < 1e-4
-    from pbb.chat import encode_row
+    from pbb.rows.chat import encode_row
 
     for row in rows[:4]:
         ids, n_prompt = encode_row(tok, row)

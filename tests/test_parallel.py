@@ -1,4 +1,4 @@
-"""The launcher's setups for SFT (pbb.parallel): what each one refuses before any work, and
+"""The launcher's setups for SFT (pbb.training.engine): what each one refuses before any work, and
 checkpoints that belong to another setup. Training under DDP is tested by real launches in
 test_dist.py; FSDP and DeepSpeed run on GPUs only (scripts/launch_check.sh)."""
 
@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from pbb import parallel
-from pbb import run as run_mod
 from pbb.config import load_config, with_smoke
 from pbb.errors import PbbError
+from pbb.experiments import run as run_mod
+from pbb.training import engine as parallel
 
 
 def _cfg(**overrides):

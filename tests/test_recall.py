@@ -3,10 +3,15 @@
 import pytest
 
 from pbb import data
-from pbb import evaluate as evaluate_mod
-from pbb.metrics import summarize
-from pbb.recall import cot_recall_exact, normalize, recall_score, recalled_text
-from pbb.render import RECALL_HEADER, TRACE_HEADER
+from pbb.evaluation import evaluate as evaluate_mod
+from pbb.evaluation.metrics import summarize
+from pbb.evaluation.recall import (
+    cot_recall_exact,
+    normalize,
+    recall_score,
+    recalled_text,
+)
+from pbb.rows.render import RECALL_HEADER, TRACE_HEADER
 
 CODE = "def zorp_1(a, b):\n    x = a + b\n    return x * 2"
 

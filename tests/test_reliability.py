@@ -119,7 +119,7 @@ def small_run_config(**extra):
 
 def test_a_data_block_that_disagrees_with_data_path_is_refused_before_any_write(
         inputs, tmp_path):
-    from pbb.run import run
+    from pbb.experiments.run import run
 
     out = tmp_path / "r"
     cfg = small_run_config(**{"data.path": str(inputs["set"]), "data.domain": "ciphers",
@@ -136,7 +136,7 @@ def test_a_data_block_that_disagrees_with_data_path_is_refused_before_any_write(
 def test_left_out_data_keys_come_from_the_data_set_and_the_summary_names_it(inputs, tmp_path):
     import yaml
 
-    from pbb.run import run
+    from pbb.experiments.run import run
 
     out = tmp_path / "r"
     raw = yaml.safe_load(Path("configs/quickstart.yaml").read_text())
@@ -157,7 +157,7 @@ def test_left_out_data_keys_come_from_the_data_set_and_the_summary_names_it(inpu
 
 
 def test_a_run_folders_data_that_disagrees_with_its_config_is_refused(tmp_path):
-    from pbb.run import run
+    from pbb.experiments.run import run
 
     out = tmp_path / "r"
     cfg = small_run_config()
@@ -180,7 +180,7 @@ def test_a_run_folders_data_that_disagrees_with_its_config_is_refused(tmp_path):
     ({"train.report_to": ["wandb"], "curricula": ["proactive"]}, "wandb"),
 ])
 def test_a_failed_start_writes_nothing_and_the_corrected_rerun_runs(extra, message, tmp_path):
-    from pbb.run import run
+    from pbb.experiments.run import run
 
     out = tmp_path / "r"
     bad = small_run_config(**extra)
@@ -195,7 +195,7 @@ def test_a_failed_start_writes_nothing_and_the_corrected_rerun_runs(extra, messa
 
 
 def test_a_run_that_failed_before_any_work_takes_the_corrected_config(tmp_path, monkeypatch):
-    from pbb import run as run_mod
+    from pbb.experiments import run as run_mod
 
     out = tmp_path / "r"
 
@@ -246,9 +246,9 @@ def test_undecodable_bytes_are_one_line_in_every_reader(inputs, tmp_path, monkey
 # --- Ctrl-C says what it did ----------------------------------------------------------------
 
 @pytest.mark.parametrize("command, target, message", [
-    (["run", "configs/quickstart.yaml", "--smoke"], "pbb.run.run",
+    (["run", "configs/quickstart.yaml", "--smoke"], "pbb.experiments.run.run",
      "interrupted; run the same command again to resume\n"),
-    (["sweep", "configs/arithmetic_effect.yaml", "--smoke"], "pbb.sweep.run_sweep",
+    (["sweep", "configs/arithmetic_effect.yaml", "--smoke"], "pbb.experiments.sweep.run_sweep",
      "interrupted; run the same command again to resume the sweep"),
 ])
 def test_ctrl_c_says_how_to_resume_and_exits_130(command, target, message, tmp_path,

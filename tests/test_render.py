@@ -3,8 +3,8 @@
 from collections import Counter
 
 from pbb.domains import Demonstration, get_domain
-from pbb.render import ROW_KINDS, make_row, row_rng, to_messages
-from pbb.templates import PROGRAM_TEMPLATES
+from pbb.domains.templates import PROGRAM_TEMPLATES
+from pbb.rows.render import ROW_KINDS, make_row, row_rng, to_messages
 
 
 def test_at_least_20_distinct_templates_per_kind():

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from pbb import data, jsonio
-from pbb import evaluate as evaluate_mod
 from pbb.errors import PbbError
+from pbb.evaluation import evaluate as evaluate_mod
 from pbb.jsonio import dumps, read_jsonl
 from pbb.models import load_model, load_tokenizer, resolve_model_path
-from pbb.train import DONE, METRICS
+from pbb.training.stages import DONE, METRICS
 
 TORN = re.compile(r"(\S+): cut a torn last line \((\d+) bytes\) from an interrupted run")
 
@@ -194,8 +194,8 @@ def _stage_with_checkpoint(stage_dir: Path, step: int) -> None:
 def test_torn_stage_logs_are_cut_on_resume_like_uninterrupted_ones(tmp_path, capsys):
     """start_stage of a stage killed mid-write at step 3 (its checkpoint: step 2), then the
     resumed steps 3 and 4: the logs an uninterrupted run writes, whatever was torn."""
-    from pbb.rl import ROLLOUTS
-    from pbb.train import start_stage
+    from pbb.training.grpo import ROLLOUTS
+    from pbb.training.stages import start_stage
 
     metrics = [{"step": s, "loss": round(1 / s, 6), "learning_rate": 0.001} for s in (1, 2, 3, 4)]
     rollouts = [{"step": s, "behaviour_id": f"b{k}", "input": "[3, 4]",
@@ -223,7 +223,7 @@ def test_torn_stage_logs_are_cut_on_resume_like_uninterrupted_ones(tmp_path, cap
 
 
 def test_a_bad_line_in_the_middle_of_a_stage_log_is_an_error_naming_it(tmp_path):
-    from pbb.train import start_stage
+    from pbb.training.stages import start_stage
 
     _stage_with_checkpoint(tmp_path, 2)
     (tmp_path / METRICS).write_bytes(b'{"step": 1}\n{"step": 2, "lo\n{"step": 2}\n')
@@ -251,9 +251,9 @@ def _close(a: list[dict], b: list[dict]) -> None:
 @pytest.mark.slow
 def test_a_torn_metrics_line_resumes_an_sft_stage_to_the_uninterrupted_logs(
         tiny, tmp_path, monkeypatch, capsys):
-    from pbb import sft as sft_mod
     from pbb.config import TrainConfig
-    from pbb.curricula import declarative_rows, demo_rows
+    from pbb.rows.curricula import declarative_rows, demo_rows
+    from pbb.training import sft as sft_mod
 
     path, tok = tiny
     ds = data.generate("arithmetic", behaviours=4, demos=2, test_inputs=1, eval_fraction=0.5,
@@ -280,11 +280,11 @@ def test_a_torn_metrics_line_resumes_an_sft_stage_to_the_uninterrupted_logs(
 @pytest.mark.slow
 def test_torn_rollouts_and_metrics_resume_a_grpo_stage_to_the_uninterrupted_logs(
         tiny, tmp_path, monkeypatch, capsys):
-    from pbb import curricula
-    from pbb import rl as rl_mod
-    from pbb import train as train_mod
     from pbb.config import CurriculumConfig, RLConfig, TrainConfig
-    from pbb.rewards import completion_as_text, reward_functions
+    from pbb.rows import curricula
+    from pbb.training import grpo as rl_mod
+    from pbb.training import stages as train_mod
+    from pbb.training.rewards import completion_as_text, reward_functions
 
     path, tok = tiny
     ds = data.generate("arithmetic", behaviours=8, demos=3, test_inputs=2, eval_fraction=0.5,
@@ -335,8 +335,8 @@ def test_torn_rollouts_and_metrics_resume_a_grpo_stage_to_the_uninterrupted_logs
 
 
 def test_a_torn_sweep_point_log_is_cut_before_the_rerun_appends(tmp_path, monkeypatch, capsys):
-    from pbb import executors
     from pbb.config import load_config
+    from pbb.experiments import executors
 
     said = "print('pbb run: stage 1'); print('pbb run: done')"
     monkeypatch.setattr(executors, "point_command",

@@ -5,16 +5,17 @@ from pathlib import Path
 
 import pytest
 
-from pbb import curricula, data
-from pbb import rl as rl_mod
+from pbb import data
 from pbb.config import CurriculumConfig, RLConfig, TrainConfig, load_config, with_smoke
 from pbb.errors import PbbError
-from pbb.evaluate import build_queries
+from pbb.evaluation.evaluate import build_queries
 from pbb.jsonio import read_jsonl
 from pbb.models import load_model, load_tokenizer, resolve_model_path
-from pbb.render import make_row, row_rng
-from pbb.rewards import completion_as_text, reward_functions, score_completion
-from pbb.train import DONE, METRICS, MODEL
+from pbb.rows import curricula
+from pbb.rows.render import make_row, row_rng
+from pbb.training import grpo as rl_mod
+from pbb.training.rewards import completion_as_text, reward_functions, score_completion
+from pbb.training.stages import DONE, METRICS, MODEL
 from tests.conftest import run_cli
 
 
@@ -103,7 +104,7 @@ def test_format_reward_is_weighted_and_separate(ds):
 
 
 def test_evaluation_scores_through_the_same_function(ds, monkeypatch, tmp_path):
-    from pbb import evaluate as ev
+    from pbb.evaluation import evaluate as ev
 
     seen = []
     real = ev.score_completion
@@ -286,8 +287,8 @@ def test_interrupted_grpo_stage_resumes_from_its_checkpoint(ds, tiny, tmp_path, 
 
 @pytest.mark.slow
 def test_run_reports_the_controls_from_the_samples(tmp_path):
-    from pbb import run as run_mod
-    from pbb.metrics import bootstrap_ci, per_behaviour
+    from pbb.evaluation.metrics import bootstrap_ci, per_behaviour
+    from pbb.experiments import run as run_mod
 
     cfg = load_config(Path("configs/retroactive_quick.yaml"), with_smoke({
         "data.demos": 2, "rl.max_steps": 2}))
@@ -319,10 +320,10 @@ def test_run_reports_the_controls_from_the_samples(tmp_path):
 def test_rl_use_vllm_passes_trls_options_and_is_refused_without_vllm_or_gpu(tmp_path, monkeypatch):
     import trl
 
-    from pbb import backends
-    from pbb import run as run_mod
     from pbb.config import RLConfig, TrainConfig
-    from pbb.rl import grpo_args
+    from pbb.evaluation import served as backends
+    from pbb.experiments import run as run_mod
+    from pbb.training.grpo import grpo_args
 
     # TRL's own GRPOConfig takes the options (a renamed or dropped one is a TypeError here) and
     # keeps them as given; it checks for vllm itself only when the trainer starts

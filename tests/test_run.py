@@ -8,13 +8,13 @@ import pytest
 
 pytestmark = pytest.mark.slow  # every test here runs the pipeline end to end
 
-from pbb import evaluate as evaluate_mod
-from pbb import run as run_mod
 from pbb.config import load_config, with_smoke
 from pbb.domains.arithmetic import same_value
+from pbb.evaluation import evaluate as evaluate_mod
+from pbb.evaluation.metrics import per_behaviour
+from pbb.evaluation.recall import cot_recall_exact, recall_score
+from pbb.experiments import run as run_mod
 from pbb.jsonio import read_jsonl
-from pbb.metrics import per_behaviour
-from pbb.recall import cot_recall_exact, recall_score
 from tests.conftest import run_cli
 
 # the smoke overlay (`pbb run --smoke`), with 4 eval behaviours and direct rows to score
@@ -251,7 +251,8 @@ def _stage_dirs(out: Path) -> set[str]:
 def test_hf_export_holds_exactly_the_rows_the_run_trained(smoke_run, tmp_path):
     from datasets import load_dataset, load_from_disk
 
-    from pbb import curricula, data
+    from pbb import data
+    from pbb.rows import curricula
 
     cfg, out = smoke_run
     r = run_cli("export", "hf", str(out), "--out", str(tmp_path / "x"))
@@ -318,7 +319,7 @@ def _chat_finetuning_row_problem(line: str) -> str | None:
 
 def test_openai_export_is_chat_finetuning_jsonl_and_score_reads_its_answers_back(smoke_run, tmp_path):
     from pbb import data
-    from pbb.export import eval_queries
+    from pbb.interop.export import eval_queries
 
     cfg, out = smoke_run
     assert run_cli("export", "openai", str(out), "--out", str(tmp_path / "x")).returncode == 0
@@ -369,7 +370,7 @@ def test_score_gives_back_the_untuned_runs_own_samples_from_every_exported_answe
     untuned model answering every exported request) are left out, and what is scored is exactly
     the run's own samples, byte for byte."""
     from pbb import data
-    from pbb.export import eval_queries
+    from pbb.interop.export import eval_queries
 
     cfg, out = smoke_run
     ds = data.load(out / "data")
@@ -439,8 +440,8 @@ def test_lm_eval_runs_the_exported_tasks_and_scores_with_pbbs_verifier(smoke_run
     from lm_eval.tasks import TaskManager
 
     from pbb import data
-    from pbb.evaluate import Scorer
-    from pbb.export import eval_queries
+    from pbb.evaluation.evaluate import Scorer
+    from pbb.interop.export import eval_queries
     from pbb.models import resolve_model_path
 
     cfg, out = smoke_run

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from pbb import data
+from pbb.data.importers import REPORT, import_functions
 from pbb.domains import get_domain
 from pbb.domains.imported import ImportedConfig
+from pbb.domains.sandbox import Limits, Sandbox
 from pbb.domains.values import same_literal
 from pbb.errors import PbbError
-from pbb.importers import REPORT, import_functions
-from pbb.sandbox import Limits, Sandbox
 from tests.conftest import run_cli
 
 ESCAPE = Path("/tmp/pbb-sandbox-escape.txt")

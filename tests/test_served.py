@@ -117,7 +117,7 @@ def test_a_server_killed_mid_evaluation_resumes_from_the_written_samples(tmp_pat
     port, out = free_port(), tmp_path / "run"
     partial = out / "eval" / "untuned" / "cot" / "samples.partial.jsonl"
     with Server(model, port, tmp_path / "first.log") as server:
-        proc = subprocess.Popen([sys.executable, "-m", "pbb.cli", "run", *_served_args(model, port),
+        proc = subprocess.Popen([sys.executable, "-m", "pbb", "run", *_served_args(model, port),
                                  "--out", str(out)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         deadline = time.time() + 300

@@ -23,7 +23,6 @@ import copy
 
 import pytest
 
-from pbb import curricula
 from pbb import data as data_mod
 from pbb.config import (
     ALWAYS,
@@ -34,8 +33,9 @@ from pbb.config import (
     key_roles,
     load_config,
 )
-from pbb.curricula import Stage
-from pbb.run import stage_key
+from pbb.experiments.run import stage_key
+from pbb.rows import curricula
+from pbb.rows.curricula import Stage
 
 LABELS = {"key": ALWAYS, "no": NEVER, "rule": STOPPING_RULE, "rl": RL_STAGE, "stage": THROUGH_STAGE}
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from pbb import efficiency
-from pbb import run as run_mod
-from pbb import sweep as sweep_mod
 from pbb.config import with_smoke
 from pbb.errors import PbbError
+from pbb.experiments import efficiency
+from pbb.experiments import run as run_mod
+from pbb.experiments import sweep as sweep_mod
 from pbb.jsonio import read_json
 
 TINY = with_smoke({"data.demos": 3, "train.max_steps": 1, "eval.max_new_tokens.cot": 4})
@@ -91,7 +91,7 @@ def _fake_generate(counter):
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     mp = pytest.MonkeyPatch()
-    from pbb import evaluate as ev
+    from pbb.evaluation import evaluate as ev
 
     mp.setattr(ev, "generate", _fake_generate([0]))
     trained = []
@@ -160,7 +160,7 @@ def test_report_rerenders_from_files(swept):
 
 @pytest.mark.slow
 def test_killed_sweep_finishes_the_remaining_points_only(tmp_path, monkeypatch):
-    from pbb import evaluate as ev
+    from pbb.evaluation import evaluate as ev
 
     monkeypatch.setattr(ev, "generate", _fake_generate([0]))
     real = run_mod.run
@@ -250,11 +250,11 @@ def test_a_killed_job_releases_its_stage_lock_and_its_stage_is_not_taken_as_done
     import sys
     import time
 
-    from pbb.train import is_done
+    from pbb.training.stages import is_done
 
     stage = tmp_path / "stages" / "stage1-abc"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pbb.run import stage_lock; from pathlib import Path\n"
+        "import sys, time; from pbb.experiments.run import stage_lock; from pathlib import Path\n"
         f"s = Path({str(stage)!r}); lock = stage_lock(s); lock.acquire()\n"
         "s.mkdir(exist_ok=True); (s / 'metrics.jsonl').write_text('{}'); print('held', flush=True)\n"
         "time.sleep(60)")], stdout=subprocess.PIPE, text=True)
@@ -290,7 +290,7 @@ def test_slurm_executor_submits_one_job_per_point_through_submitit(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     sets = [a for k, v in {**TINY, "sweep.slurm.gpus_per_job": 0, "sweep.slurm.cpus_per_job": 1}.items()
             for a in ("--set", f"{k}={json.dumps(v)}")]
-    r = subprocess.run([sys.executable, "-m", "pbb.cli", "sweep", str(path), "--out",
+    r = subprocess.run([sys.executable, "-m", "pbb", "sweep", str(path), "--out",
                         str(tmp_path / "s"), "--executor", "slurm", *sets],
                        capture_output=True, text=True, env={**os.environ, "PBB_SUBMITIT_CLUSTER": "local"})
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
@@ -319,7 +319,7 @@ def _placed(monkeypatch, tmp_path, gpus: list[str], n_points: int, jobs: int, pe
     were given, then sleep: jobs.json, each record with the GPU its log says it saw."""
     import sys
 
-    from pbb import executors
+    from pbb.experiments import executors
 
     monkeypatch.setattr(executors, "_gpus", lambda: list(gpus))
     said = ("import os, time; print('saw', os.environ.get('CUDA_VISIBLE_DEVICES'), flush=True); "
@@ -364,7 +364,7 @@ def test_jobs_per_device_places_at_most_k_jobs_on_each_gpu(monkeypatch, tmp_path
 
 
 def test_jobs_per_device_auto_fits_runs_to_each_gpus_free_memory(monkeypatch, tmp_path, capsys):
-    from pbb import executors
+    from pbb.experiments import executors
 
     gib = executors.GIB
     monkeypatch.setattr(executors, "_free_memory", lambda: [(40 * gib, 80 * gib), (10 * gib, 80 * gib)])
@@ -383,8 +383,8 @@ def test_jobs_per_device_auto_fits_runs_to_each_gpus_free_memory(monkeypatch, tm
 
 
 def test_the_memory_estimate_follows_the_settings_that_change_it():
-    from pbb import executors
     from pbb.config import load_config
+    from pbb.experiments import executors
 
     shape = {"params": 134_515_008, "hidden": 576, "layers": 30, "intermediate": 1536,
              "vocab": 49152, "kv": 192}  # the bundled model's
@@ -403,7 +403,7 @@ def test_the_memory_estimate_follows_the_settings_that_change_it():
 
     if "auto" in str(TrainConfig.model_fields["max_batch_tokens"].annotation):
         # auto: what a stage resolves it to on a GPU (a job there)
-        from pbb.sft import max_batch_tokens
+        from pbb.training.sft import max_batch_tokens
 
         resolved = max_batch_tokens("auto", "cuda")
         assert estimate(**{"train.max_batch_tokens": "auto"}) == estimate(**{"train.max_batch_tokens": resolved})
@@ -417,7 +417,7 @@ def test_jobs_per_device_without_gpus_runs_jobs_on_the_cpu(monkeypatch, tmp_path
 
 
 def test_jobs_per_device_is_checked_before_any_work(tmp_path):
-    from pbb.executors import parse_jobs_per_device
+    from pbb.experiments.executors import parse_jobs_per_device
     from tests.conftest import run_cli
 
     assert parse_jobs_per_device("auto") == "auto" and parse_jobs_per_device(" 3 ") == 3
@@ -439,7 +439,7 @@ def test_a_sweep_puts_two_points_on_each_of_two_gpus(monkeypatch, tmp_path):
     points of one seed, each told its GPU, stage 1 still trained once."""
     import yaml
 
-    from pbb import executors
+    from pbb.experiments import executors
 
     monkeypatch.setattr(executors, "_gpus", lambda: ["0", "1"])
     raw = yaml.safe_load(Path("configs/sample_efficiency_quick.yaml").read_text())

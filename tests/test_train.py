@@ -6,11 +6,12 @@ import json
 import pytest
 import torch
 
-from pbb.chat import encode_row, tokenized_view
 from pbb.config import TrainConfig
 from pbb.models import load_model
-from pbb.sft import batch_loss, collate, encode_rows, epoch_batches, train_sft
-from pbb.train import DONE, METRICS, MODEL, load_for_eval
+from pbb.rows.chat import encode_row, tokenized_view
+from pbb.training.load import load_for_eval
+from pbb.training.sft import batch_loss, collate, encode_rows, epoch_batches, train_sft
+from pbb.training.stages import DONE, METRICS, MODEL
 
 
 def _metrics(stage_dir):
@@ -104,7 +105,7 @@ def test_rows_carry_no_system_prompt_unless_configured(tiny, rows):
     text = tok.decode(ids)
     assert text.startswith("<|im_start|>system\nBe exact.<|im_end|>\n<|im_start|>user\n")
     assert "You are a helpful AI assistant" not in text
-    from pbb.chat import prompt_text
+    from pbb.rows.chat import prompt_text
 
     assert prompt_text(tok, "hi") == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
 
@@ -209,7 +210,7 @@ def test_cutting_batches_for_memory_does_not_change_the_update(tiny, rows, tmp_p
 
 
 def test_learning_rate_warms_up_linearly_from_the_first_step():
-    from pbb.sft import lr_lambda
+    from pbb.training.sft import lr_lambda
 
     f = lr_lambda(100, 10, "cosine", 0.1)
     # step k of warmup (0-based) trains at (k + 1) / warmup of the peak: never at 0
@@ -219,7 +220,7 @@ def test_learning_rate_warms_up_linearly_from_the_first_step():
 
 
 def test_cosine_schedule_by_value():
-    from pbb.sft import lr_lambda
+    from pbb.training.sft import lr_lambda
 
     f = lr_lambda(110, 10, "cosine", 0.0)  # 100 decay steps after 10 of warmup
     assert f(10) == 1.0
@@ -233,7 +234,7 @@ def test_cosine_schedule_by_value():
 
 
 def test_linear_schedule_by_value():
-    from pbb.sft import lr_lambda
+    from pbb.training.sft import lr_lambda
 
     f = lr_lambda(104, 4, "linear", 0.2)
     assert [f(s) for s in (4, 29, 54, 79, 104)] == pytest.approx([1.0, 0.8, 0.6, 0.4, 0.2])
@@ -241,7 +242,7 @@ def test_linear_schedule_by_value():
 
 
 def test_decay_stops_at_the_minimum_ratio():
-    from pbb.sft import lr_lambda
+    from pbb.training.sft import lr_lambda
 
     for schedule in ("cosine", "linear"):
         f = lr_lambda(50, 5, schedule, 0.1)
@@ -252,7 +253,7 @@ def test_decay_stops_at_the_minimum_ratio():
 
 
 def test_constant_schedule_is_the_peak_after_warmup_whatever_the_minimum():
-    from pbb.sft import lr_lambda
+    from pbb.training.sft import lr_lambda
 
     f = lr_lambda(100, 4, "constant", 0.1)
     assert [f(s) for s in range(4)] == pytest.approx([0.25, 0.5, 0.75, 1.0])
@@ -261,7 +262,7 @@ def test_constant_schedule_is_the_peak_after_warmup_whatever_the_minimum():
 
 
 def test_split_by_tokens_bounds_every_part():
-    from pbb.sft import split_by_tokens
+    from pbb.training.sft import split_by_tokens
 
     lengths = [50, 10, 30, 30, 20, 5, 64]
     parts = split_by_tokens(list(range(7)), lengths, 64)
@@ -280,7 +281,7 @@ def test_a_prompt_longer_than_max_length_is_one_clear_error(tiny, rows):
 @pytest.mark.slow
 def test_fp32_attention_switch_keeps_the_loss_and_is_undone(tiny, rows, tmp_path):
     """The CPU speed switch changes where attention is computed, not what it computes."""
-    from pbb.train import FP32_ATTENTION, fp32_attention_on_cpu
+    from pbb.training.precision import FP32_ATTENTION, fp32_attention_on_cpu
 
     path, tok = tiny
     model = load_model(path)
@@ -311,9 +312,9 @@ def test_qlora_off_cuda_is_one_error_before_any_work(tmp_path):
 
     import torch
 
-    from pbb import run as run_mod
     from pbb.config import load_config, with_smoke
     from pbb.errors import PbbError
+    from pbb.experiments import run as run_mod
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA machine runs QLoRA (scripts/gpu_check.sh)")

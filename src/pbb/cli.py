@@ -106,7 +106,7 @@ def data_import_grammars(
     force: Force = False,
 ) -> None:
     """Make a grammars data set from your own grammars (one behaviour per grammar)."""
-    from pbb.importers import import_grammars
+    from pbb.data.importers import import_grammars
 
     options = parse_assignments(option)
     check_out(out, "data", force=force)
@@ -136,8 +136,8 @@ def data_import(
     """
     from collections import Counter
 
+    from pbb.data.importers import REPORT, import_functions
     from pbb.domains.imported import ImportedDomain
-    from pbb.importers import REPORT, import_functions
 
     cfg = data_mod.parse_domain_config(ImportedDomain(), parse_assignments(option), where="--set")
     check_out(out, "data", force=force)
@@ -174,7 +174,7 @@ def data_show(
         help="a system prompt, as chat.system_prompt in a run config (--tokenized)")] = None,
 ) -> None:
     """Show a few behaviours, their demonstrations and one rendered row of each kind."""
-    from pbb.render import ROW_KINDS, make_row, row_rng
+    from pbb.rows.render import ROW_KINDS, make_row, row_rng
 
     ds = data_mod.load(path)
     if tokenized:
@@ -208,9 +208,9 @@ def data_show(
 
 def _show_tokenized(ds, model: str, system_prompt: str | None) -> None:
     """One row of each kind, as tokens the model sees, and mean counts over all rows."""
-    from pbb.chat import tokenized_view
-    from pbb.curricula import declarative_rows, demo_rows
     from pbb.models import load_tokenizer, resolve_model_path
+    from pbb.rows.chat import tokenized_view
+    from pbb.rows.curricula import declarative_rows, demo_rows
 
     tok = load_tokenizer(resolve_model_path(model))
     b = ds.behaviours[0]
@@ -262,7 +262,7 @@ def run_cmd(
     Start the same command again to resume an interrupted run.
     """
     from pbb.config import load_config
-    from pbb.run import run
+    from pbb.experiments.run import run
 
     sets = parse_assignments(overrides)
     cfg = load_config(config, sets, smoke=smoke)
@@ -295,8 +295,8 @@ def sweep_cmd(
 
     Start the same command again to resume: finished points are skipped.
     """
-    from pbb.executors import parse_jobs_per_device
-    from pbb.sweep import run_sweep
+    from pbb.experiments.executors import parse_jobs_per_device
+    from pbb.experiments.sweep import run_sweep
 
     if executor not in ("local", "slurm"):
         raise PbbError(f"--executor {executor!r}: expected local or slurm")
@@ -326,7 +326,7 @@ def export_cmd(
     force: Force = False,
 ) -> None:
     """Write a data set's or a run's behaviours, stage rows and eval queries for other tools."""
-    from pbb.export import export
+    from pbb.interop.export import export
 
     exported = export(fmt, source, out, config=config, force=force, model=model)
     console.print(f"wrote {out}: {len(exported)} stages ("
@@ -347,8 +347,8 @@ def score_cmd(
     force: Force = False,
 ) -> None:
     """Score completions produced elsewhere with pbb's verifiers; write a run directory."""
-    from pbb.report import print_table, written
-    from pbb.score import score
+    from pbb.evaluation.report import print_table, written
+    from pbb.interop.score import score
 
     summary = score(source, completions, out, curriculum=curriculum, config=config, force=force)
     print_table(summary)
@@ -358,10 +358,10 @@ def score_cmd(
 @app.command("report")
 def report_cmd(run_dir: Annotated[Path, typer.Argument(help="a run or sweep directory")]) -> None:
     """Re-render a run's (or a sweep's) summary, report and plots from its files."""
-    from pbb.report import print_table, rebuild, written
+    from pbb.evaluation.report import print_table, rebuild, written
 
     if (run_dir / "sweep.json").is_file():
-        from pbb.sweep import report
+        from pbb.experiments.sweep import report
 
         summary = report(run_dir)
         print(f"wrote {run_dir / 'sweep_summary.json'}, {run_dir / 'report.md'}"

@@ -38,7 +38,7 @@ class _Strict(BaseModel):
 # What a setting changes, declared once, on its field: ``json_schema_extra=_key(ROLE)``. A field
 # that declares nothing takes its section's role, and a section that declares nothing is ALWAYS:
 # a new setting is part of every stage's key until it is declared otherwise. :func:`key_fields`
-# turns the declarations into what :func:`pbb.run.stage_key` hashes; tests/test_stage_key.py holds
+# turns the declarations into what :func:`pbb.experiments.run.stage_key` hashes; tests/test_stage_key.py holds
 # the table of every setting and checks each against the key.
 
 #: changes what a stage learns: hashed into the key of every stage
@@ -46,7 +46,7 @@ ALWAYS = True
 #: changes how a stage runs (memory, speed, checkpoints, logging, where a server is) or what a run
 #: does besides training (evaluation, curricula planned), not what a stage learns: in no key
 NEVER = False
-#: read by the stopping rule's recall check (:func:`pbb.run.recall_checker`), which decides when a
+#: read by the stopping rule's recall check (:func:`pbb.experiments.run.recall_checker`), which decides when a
 #: stage stops: hashed into the key of stages with a stopping rule (``recall_target``) only
 STOPPING_RULE = "stopping_rule"
 #: a setting of RL stages: hashed into the key of RL stages only
@@ -159,7 +159,7 @@ class CurriculumConfig(_Strict):
 
 
 class TrainConfig(_Strict):
-    """SFT settings (the plain loop of :mod:`pbb.sft`); ``stages`` overrides them per stage."""
+    """SFT settings (the plain loop of :mod:`pbb.training.sft`); ``stages`` overrides them per stage."""
 
     method: Literal["full", "lora", "qlora"] = Field(
         "full", description="full finetuning; LoRA adapters (PEFT); or QLoRA: LoRA on a 4-bit "
@@ -177,14 +177,14 @@ class TrainConfig(_Strict):
     packing: Literal["auto", "on", "off"] = Field(
         "auto", json_schema_extra=_key(NEVER), description="pack the rows of an optimizer step "
         "end to end into sequences of at most max_batch_tokens tokens (position ids restart at "
-        "every row, so no row attends to another: pbb.packing) instead of right-padding each "
+        "every row, so no row attends to another: pbb.training.packing) instead of right-padding each "
         "batch: no padding, fewer forward passes. The same update up to float rounding. auto: "
         "on with CUDA, off on a CPU (measured no faster there: the padded path wastes little "
         "on length-grouped rows); a model that does not keep packed rows apart trains padded "
         "(auto) or stops with an error (on)")
     report_to: list[Literal["tensorboard", "wandb", "trackio"]] = Field(
         default_factory=list, json_schema_extra=_key(NEVER), description="experiment trackers "
-        "(pbb.tracking): every stage's metrics, SFT and RL, and the final accuracies")
+        "(pbb.experiments.tracking): every stage's metrics, SFT and RL, and the final accuracies")
     max_length: int = Field(768, ge=16)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     schedule: Literal["cosine", "linear", "constant"] = Field(
@@ -309,7 +309,7 @@ class RLConfig(_Strict):
         return self
 
 
-#: the built-in curricula, by name (:data:`pbb.curricula.CURRICULA` implements them; named here
+#: the built-in curricula, by name (:data:`pbb.rows.curricula.CURRICULA` implements them; named here
 #: so that a config is checked without importing the code that builds them)
 BUILTIN_CURRICULA = ("proactive", "mixture", "stage1_only", "stage2_only", "demos_only",
                      "retroactive", "retroactive_sft", "rl_only", "untuned")
@@ -366,7 +366,7 @@ class EvalConfig(_Strict):
                             "can depend on it)")
     generator: Literal["auto", "hf", "static"] = Field(
         "auto", json_schema_extra=_key(STOPPING_RULE), description="the in-process generation "
-        "engine (backend hf; pbb.generation). hf: batches of batch_size through transformers' "
+        "engine (backend hf; pbb.evaluation.generation). hf: batches of batch_size through transformers' "
         "model.generate; static: a preallocated KV cache of slots, a finished sequence's slot "
         "refilled at once, decode steps as CUDA graphs on a GPU (slots sized by free GPU memory; "
         "batch_size slots on a CPU); auto: static on CUDA, hf elsewhere. Greedy completions are "
@@ -510,7 +510,7 @@ def key_fields(cfg: RunConfig, *, stopping_rule: bool = False,
                rl: bool = False) -> dict[str, object]:
     """Dotted path -> JSON value of every setting of ``cfg`` that changes the result of a stage:
     the ALWAYS ones, the STOPPING_RULE ones for a stage with a stopping rule, the RL_STAGE ones
-    for an RL stage (as declared: :func:`key_roles`). What :func:`pbb.run.stage_key` hashes."""
+    for an RL stage (as declared: :func:`key_roles`). What :func:`pbb.experiments.run.stage_key` hashes."""
     wanted = {ALWAYS, *([STOPPING_RULE] if stopping_rule else []), *([RL_STAGE] if rl else [])}
     roles = key_roles(type(cfg))
     tree = cfg.model_dump(mode="json")

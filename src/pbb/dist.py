@@ -6,7 +6,7 @@ gloo on CPUs):
 
 * the main process (rank 0) prepares the run directory and the data set, the others wait and
   then read it; only the main process writes run files, stage directories, logs and trackers;
-* an SFT stage is trained by all processes together, data parallel (:mod:`pbb.sft`): every
+* an SFT stage is trained by all processes together, data parallel (:mod:`pbb.training.sft`): every
   optimizer step takes the same rows it would take in one process, each process the rows
   ``rank::world`` of every batch, and the gradients are summed across processes, so the update
   is the one-process update (tested against a single-process run);
@@ -56,7 +56,7 @@ def init() -> None:
         from accelerate import PartialState
 
         # cpu=True on a machine without GPUs: accelerate's multi-CPU state (gloo), which its
-        # Accelerator then prepares DDP for (pbb.parallel)
+        # Accelerator then prepares DDP for (pbb.training.engine)
         _STATE = PartialState(cpu=not torch.cuda.is_available())
 
 

@@ -67,7 +67,7 @@ def _json_or_none(path: Path):
         return None
 
 
-#: every name a run directory holds (:mod:`pbb.run`); an unmarked folder with anything else in
+#: every name a run directory holds (:mod:`pbb.experiments.run`); an unmarked folder with anything else in
 #: it is a user's folder
 _RUN_FILES = {"config.yaml", "data", "stages", "eval", "curricula.json", "summary.json",
               "report.md", "accuracy.png", "logs", "tensorboard", MARKER}

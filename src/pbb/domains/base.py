@@ -107,7 +107,7 @@ class Domain:
 
     name: ClassVar[str]
     Config: ClassVar[type[BaseModel]]
-    #: paraphrase templates keyed by row kind, used by :mod:`pbb.render`
+    #: paraphrase templates keyed by row kind, used by :mod:`pbb.rows.render`
     templates: ClassVar[dict[str, list[str]]]
     #: the answer-format line appended to prompts, keyed by row kind
     hints: ClassVar[dict[str, str]]

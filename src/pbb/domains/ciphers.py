@@ -25,9 +25,9 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pbb.domains.base import ANSWER_PREFIX, Behaviour, Execution
+from pbb.domains.names import pointer_name
 from pbb.domains.values import CallQueries
 from pbb.errors import PbbError
-from pbb.names import pointer_name
 
 FAMILIES = ("shift", "affine", "keyword", "vigenere")
 UNITS = (1, 3, 5, 7, 9, 11, 15, 17, 19, 21, 23, 25)  # a with gcd(a, 26) = 1

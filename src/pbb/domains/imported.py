@@ -1,7 +1,7 @@
 """Domain ``imported``: users' own Python functions, executed only inside the sandbox.
 
-Data sets of this domain come from ``pbb data import FILE --out DIR`` (:mod:`pbb.importers`
-reads the file, runs every function in :mod:`pbb.sandbox` and says what it skipped and why);
+Data sets of this domain come from ``pbb data import FILE --out DIR`` (:mod:`pbb.data.importers`
+reads the file, runs every function in :mod:`pbb.domains.sandbox` and says what it skipped and why);
 this module executes and scores their queries. Outputs are rendered with ``repr``; predictions
 are compared with them as Python literals.
 
@@ -23,7 +23,7 @@ from pbb.domains.values import CallQueries
 from pbb.errors import PbbError
 
 if TYPE_CHECKING:
-    from pbb.sandbox import Limits
+    from pbb.domains.sandbox import Limits
 
 
 #: the size knobs; recorded in a behaviour's meta only where not at their default, so that data
@@ -43,8 +43,8 @@ class ImportedConfig(BaseModel):
     workers: int = Field(2, ge=1, le=64, description="sandbox processes in parallel")
 
     def limits(self) -> Limits:
-        """The sandbox's :class:`~pbb.sandbox.Limits` for these knobs."""
-        from pbb.sandbox import Limits
+        """The sandbox's :class:`~pbb.domains.sandbox.Limits` for these knobs."""
+        from pbb.domains.sandbox import Limits
 
         return Limits(call_seconds=self.call_seconds, wall_seconds=self.wall_seconds,
                       memory_bytes=self.memory_mb << 20,
@@ -62,7 +62,7 @@ class ImportedConfig(BaseModel):
 def _sandbox(workers: int, limits):
     import atexit
 
-    from pbb.sandbox import Sandbox
+    from pbb.domains.sandbox import Sandbox
 
     sb = Sandbox(workers, limits)
     atexit.register(sb.close)

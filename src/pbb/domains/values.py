@@ -12,8 +12,8 @@ import ast
 from typing import ClassVar
 
 from pbb.domains.base import Behaviour, Domain
+from pbb.domains.templates import FORMAT_HINTS, PROGRAM_TEMPLATES
 from pbb.errors import PbbError
-from pbb.templates import FORMAT_HINTS, PROGRAM_TEMPLATES
 
 _SPECIAL = {"set()": set(), "frozenset()": frozenset(), "inf": float("inf"),
             "-inf": float("-inf"), "nan": float("nan")}

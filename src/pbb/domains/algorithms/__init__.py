@@ -24,10 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from pbb.domains.algorithms.inputs import draw
 from pbb.domains.algorithms.library import LIBRARY, Algorithm
 from pbb.domains.base import ANSWER_PREFIX, Behaviour, Execution
+from pbb.domains.names import pointer_name
+from pbb.domains.templates import PROGRAM_NL_TEMPLATES
 from pbb.domains.values import CallQueries, Rename
 from pbb.errors import PbbError
-from pbb.names import pointer_name
-from pbb.templates import PROGRAM_NL_TEMPLATES
 
 BY_KEY = {a.key: a for a in LIBRARY}
 CATEGORIES = sorted({a.category for a in LIBRARY})

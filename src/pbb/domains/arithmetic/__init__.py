@@ -25,10 +25,10 @@ from pbb.domains.arithmetic.generate import (
     uses_every_argument,
 )
 from pbb.domains.base import Behaviour, Execution, draw_distinct
+from pbb.domains.names import pointer_name
+from pbb.domains.templates import PROGRAM_NL_TEMPLATES
 from pbb.domains.values import CallQueries, same_literal
 from pbb.errors import PbbError
-from pbb.names import pointer_name
-from pbb.templates import PROGRAM_NL_TEMPLATES
 
 #: candidates drawn per requested behaviour before giving up (the knobs may be too tight)
 _MAX_TRIES_PER_BEHAVIOUR = 500

@@ -17,8 +17,8 @@ import random
 
 from pbb.domains.arithmetic.execute import Plan, plan_for, trace_call
 from pbb.domains.base import ANSWER_PREFIX, Behaviour
+from pbb.domains.names import pointer_name
 from pbb.errors import PbbError
-from pbb.names import pointer_name
 
 #: composites need at least this many inputs whose inner value stays in range
 MIN_VALID_INPUTS = 6

@@ -47,10 +47,10 @@ from pbb.domains.grammars.grammar import (
     tokenize,
 )
 from pbb.domains.grammars.verify import verifier_for
+from pbb.domains.names import pointer_name
+from pbb.domains.templates import GRAMMAR_HINTS, GRAMMAR_TEMPLATES
 from pbb.errors import PbbError
 from pbb.jsonio import read_text
-from pbb.names import pointer_name
-from pbb.templates import GRAMMAR_HINTS, GRAMMAR_TEMPLATES
 
 _MAX_TRIES_PER_BEHAVIOUR = 2000
 _QUERY = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?: length=(?P<length>\d+))? #(?P<index>\d+)$")

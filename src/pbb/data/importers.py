@@ -19,7 +19,7 @@ land in either split. One with fewer (CRUXEval: one input) cannot have both: if 
 assignment makes it an eval behaviour, its inputs are its test inputs (it is known from its
 code alone, as PBB's eval behaviours are); if a train behaviour, they are its demonstrations
 and it has no test input. The split assignment is the same for both kinds, so both exist.
-Outputs are computed in :mod:`pbb.sandbox` and rendered with ``repr``. A line whose function
+Outputs are computed in :mod:`pbb.domains.sandbox` and rendered with ``repr``. A line whose function
 raises, times out, is non-deterministic, returns a non-literal or disagrees with a given output
 is skipped, and ``import_report.jsonl`` says why; the import goes on. Where names clash, later
 functions get a fresh pointer name and the function is renamed in its code (recursive calls
@@ -44,11 +44,11 @@ from tqdm import tqdm
 from pbb import data as data_mod
 from pbb.domains.base import ANSWER_PREFIX, Behaviour, Demonstration
 from pbb.domains.imported import ImportedConfig, ImportedDomain
+from pbb.domains.names import pointer_name
+from pbb.domains.sandbox import Limits, Sandbox
 from pbb.domains.values import NOT_A_LITERAL, Rename, literal, same_literal
 from pbb.errors import PbbError
 from pbb.jsonio import jsonl_lines, read_text
-from pbb.names import pointer_name
-from pbb.sandbox import Limits, Sandbox
 
 REPORT = "import_report.jsonl"
 

@@ -15,7 +15,7 @@ rows), so ``stages.json`` lets anyone check that an export is exactly what a run
   [...]}``), and ``DIR/openai/eval/<mode>.jsonl``, the evaluation queries as Batch API requests
   whose ``custom_id`` ``pbb score`` reads back.
 * ``lm-eval``: ``DIR/lm-eval/``, a task folder for lm-evaluation-harness (``--include_path``)
-  whose scoring calls pbb's verifiers (:mod:`pbb.lmeval`).
+  whose scoring calls pbb's verifiers (:mod:`pbb.interop.lmeval`).
 
 The system prompt is the run's (``chat.system_prompt``; none by default), as in training.
 """
@@ -26,14 +26,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pbb import curricula as curricula_mod
 from pbb import data as data_mod
 from pbb.config import RunConfig, load_config
 from pbb.data import DataSet
 from pbb.errors import PbbError
-from pbb.evaluate import build_queries
+from pbb.evaluation.evaluate import build_queries
 from pbb.folders import check_out, mark
 from pbb.jsonio import atomic_write_json, directory_in_place, write_jsonl
+from pbb.rows import curricula as curricula_mod
 
 FORMATS = ("hf", "openai", "lm-eval")
 STAGES = "stages.json"
@@ -73,7 +73,7 @@ def open_source(path: Path, config: Path | None = None) -> tuple[RunConfig, Data
 
 def stages(cfg: RunConfig, ds: DataSet) -> list[ExportedStage]:
     """Every stage of the config's curricula, in training order, each shared stage once."""
-    from pbb.run import check_stage_settings, stage_key
+    from pbb.experiments.run import check_stage_settings, stage_key
 
     fmt = cfg.data.instruction_format
     built = {name: curricula_mod.build(name, ds, cfg.curriculum, fmt) for name in cfg.curricula}
@@ -105,7 +105,7 @@ def eval_queries(cfg: RunConfig, ds: DataSet, mode: str, trained: bool = True) -
     """The run's evaluation queries of one mode, by :func:`query_id` (as ``pbb run`` asks them).
 
     ``trained=False``: those of a curriculum that trains nothing (``untuned``), which ``pbb run``
-    asks on eval behaviours only (:func:`pbb.run.evaluate_curriculum`)."""
+    asks on eval behaviours only (:func:`pbb.experiments.run.evaluate_curriculum`)."""
     out, seen = {}, {}
     max_train = cfg.eval.max_train_behaviours if trained else 0
     for q in build_queries(ds, mode, cfg.eval.max_test_inputs, max_train,
@@ -180,7 +180,7 @@ def export(fmt: str, source: Path, out: Path, *, config: Path | None = None, for
         elif fmt == "openai":
             _write_openai(cfg, ds, exported, tmp, model or cfg.model)
         else:
-            from pbb.lmeval import write_task_folder
+            from pbb.interop.lmeval import write_task_folder
 
             write_task_folder(cfg, ds, tmp / "lm-eval",
                               {mode: eval_queries(cfg, ds, mode) for mode in cfg.eval.modes})

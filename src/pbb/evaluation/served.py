@@ -3,7 +3,7 @@
 The same prompts as the in-process path (one user turn; the run's system prompt, if any, as a
 system message), greedy unless ``eval.temperature`` says otherwise, the run's ``max_new_tokens``
 per mode; the server stops at the model's end of turn. Completions are scored by the same
-:class:`pbb.evaluate.Scorer`, so a number means the same whichever backend produced the text.
+:class:`pbb.evaluation.evaluate.Scorer`, so a number means the same whichever backend produced the text.
 Requests run ``eval.openai.concurrency`` at a time; the client retries failures with backoff
 (``max_retries``); results are handed back as they arrive, so an interrupted evaluation resumes
 from its partial samples as with the ``hf`` backend.

@@ -2,7 +2,7 @@
 
 Removing this augmentation hurt badly in the paper (and in the out-of-context reasoning
 literature): a model that sees one fixed phrasing memorises the phrasing, not the link between a
-pointer and its instruction. Each list has 20+ entries; :mod:`pbb.render` picks one per row with a
+pointer and its instruction. Each list has 20+ entries; :mod:`pbb.rows.render` picks one per row with a
 seeded RNG. Placeholders: ``{pointer}`` (e.g. ```zorp_17```), ``{query}`` (e.g. ```zorp_17(3, 5)```)
 and ``{instruction}`` (the source code).
 """

@@ -1,4 +1,4 @@
-"""The child side of :mod:`pbb.sandbox`: runs untrusted functions, one request per line.
+"""The child side of :mod:`pbb.domains.sandbox`: runs untrusted functions, one request per line.
 
 Started as ``python -I sandbox_worker.py LIMITS_JSON`` in a throwaway working directory; imports
 only the standard library. Before any user code runs it installs, for good:

@@ -5,14 +5,14 @@ Why not TRL's SFTTrainer here (RL stages still use TRL's GRPOTrainer): PBB rows 
 on this project's rows (``benchmarks/bench_sft.py``), the trainer path with its defaults trained
 ~3x fewer rows per second than this loop. The loop does only what a PBB stage needs:
 
-* rows are encoded once with :func:`pbb.chat.encode_row` (no system prompt unless configured:
+* rows are encoded once with :func:`pbb.rows.chat.encode_row` (no system prompt unless configured:
   the same text evaluation prompts with), prompt tokens masked out of the loss;
 * batches group rows of similar length (shuffled mega-batches sorted by length, as
   transformers' ``group_by_length`` does) and are **right-padded without an attention mask**: in
   a causal model a real token never attends to a later pad, so the mask is not needed and SDPA
   takes its fused causal path;
 * or, with ``train.packing`` (on with CUDA by default), the rows of a whole optimizer step are
-  **packed** end to end into sequences, each row attending only to itself (:mod:`pbb.packing`):
+  **packed** end to end into sequences, each row attending only to itself (:mod:`pbb.training.packing`):
   no padding, fewer forward passes, the same update up to float rounding. On a CPU it measured
   no faster than the padded path (whose padding is small once lengths are grouped), so ``auto``
   leaves it off there;
@@ -25,11 +25,11 @@ on this project's rows (``benchmarks/bench_sft.py``), the trainer path with its 
   step's record still written once, in order.
 
 An optional *recall check* runs after every epoch (the stopping rule of declarative stages:
-train until the stage's instructions are recalled, see :mod:`pbb.run`). Checkpoints
+train until the stage's instructions are recalled, see :mod:`pbb.experiments.run`). Checkpoints
 (``trainer/checkpoint-N/``: model, optimizer, scheduler, position in the data) are written
 every ``save_steps`` steps and after every recall check; an interrupted stage resumes from the
 last one, logs cut back to it. Under ``accelerate launch`` the same loop trains in the launcher's
-setup (DDP, FSDP, DeepSpeed ZeRO): :mod:`pbb.parallel` does the backward, the step, the
+setup (DDP, FSDP, DeepSpeed ZeRO): :mod:`pbb.training.engine` does the backward, the step, the
 checkpoints and the saved weights for it.
 """
 
@@ -44,11 +44,19 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pbb.chat import encode_row
 from pbb.config import TrainConfig
 from pbb.errors import PbbError
 from pbb.jsonio import append_jsonl, read_json
-from pbb.packing import (
+from pbb.rows.chat import encode_row
+from pbb.training.engine import (
+    STATE,
+    launcher_setup,
+    make_engine,
+    write_checkpoint,
+    written_by_one_process,
+)
+from pbb.training.load import load_trainable
+from pbb.training.packing import (
     collate_packed,
     forward_passes,
     isolates,
@@ -56,26 +64,16 @@ from pbb.packing import (
     pack,
     packed_loss,
 )
-from pbb.parallel import (
-    STATE,
-    launcher_setup,
-    make_engine,
-    write_checkpoint,
-    written_by_one_process,
-)
-from pbb.train import (
+from pbb.training.precision import fp32_attention_on_cpu, trim_heap, use_bf16
+from pbb.training.stages import (
     METRICS,
     MODEL,
     finish_stage,
-    fp32_attention_on_cpu,
-    load_trainable,
     save_model_atomic,
     start_stage,
-    trim_heap,
-    use_bf16,
 )
 
-TRIM_EVERY = 10  # optimizer steps between heap trims (see pbb.train.trim_heap)
+TRIM_EVERY = 10  # optimizer steps between heap trims (see pbb.training.precision.trim_heap)
 #: optimizer steps between reads of the step metrics off the device (one synchronisation for
 #: all of them); they are also read before every checkpoint, recall check and the stage's end
 FLUSH_EVERY = 10
@@ -302,7 +300,7 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
                                   weight_decay=cfg.weight_decay, fused=fused or None)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(total, warmup, cfg.schedule, cfg.min_lr_ratio))
-    # one process, or DDP / FSDP / DeepSpeed as the launcher asked (pbb.parallel)
+    # one process, or DDP / FSDP / DeepSpeed as the launcher asked (pbb.training.engine)
     engine = make_engine(model, optimizer, scheduler, max_grad_norm=cfg.max_grad_norm,
                          batch_size=cfg.batch_size, bf16=bf16)
     if resume:
@@ -366,9 +364,9 @@ def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer
                      **{f"recall/{k}": v for k, v in result.items()}})
         return recall_target is not None and result["recall"] >= recall_target
 
-    # on a CPU under bf16 autocast, attention in fp32 (see pbb.train.fp32_attention_on_cpu)
+    # on a CPU under bf16 autocast, attention in fp32 (see pbb.training.precision.fp32_attention_on_cpu)
     undo_attention = fp32_attention_on_cpu(inner, enabled=device == "cpu" and bf16)
-    # packed only where the model, as it trains, keeps packed rows apart (pbb.packing.isolates)
+    # packed only where the model, as it trains, keeps packed rows apart (pbb.training.packing.isolates)
     packed = packing_wanted(cfg.packing, device)
     # packed sequences as long as the pass where attention costs by the rows (a varlen kernel,
     # FlexAttention), short where it is a dense block-diagonal mask (SDPA, eager)

@@ -1,7 +1,7 @@
 """RL rewards, made from the domain's verifier: the very function evaluation scores with.
 
 :func:`score_completion` is the one path from a model completion to a score; evaluation
-(:mod:`pbb.evaluate`) and the ``correct`` reward both call it, so a reward and a metric can never
+(:mod:`pbb.evaluation.evaluate`) and the ``correct`` reward both call it, so a reward and a metric can never
 disagree. The optional ``format`` reward is 1.0 when an answer line can be extracted at all — a
 weak signal that keeps a small model's rollouts parseable while correctness is still rare.
 

@@ -1,6 +1,6 @@
 """Run untrusted Python functions on inputs, contained: the parent side of the sandbox.
 
-Each worker is a separate ``python -I`` process (:mod:`pbb.sandbox_worker`) in its own throwaway
+Each worker is a separate ``python -I`` process (:mod:`pbb.domains.sandbox_worker`) in its own throwaway
 directory, with CPU-time, memory, file-size and output limits, an audit hook that refuses
 process creation, sockets, native code and writes outside that directory, and blockers on the
 clocks and entropy sources. The parent adds a wall-clock watchdog: a worker that does not

@@ -15,9 +15,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from pbb.evaluate import SAMPLES
+from pbb.evaluation.evaluate import SAMPLES
+from pbb.evaluation.metrics import bootstrap_ci, per_behaviour, proportion_ci, summarize
 from pbb.jsonio import atomic_write_json, atomic_write_text, read_json, read_jsonl
-from pbb.metrics import bootstrap_ci, per_behaviour, proportion_ci, summarize
 
 SUMMARY = "summary.json"
 REPORT = "report.md"
@@ -327,7 +327,7 @@ def plot_rewards(run_dir: Path, stage_dirs: dict[str, str], path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from pbb.train import METRICS
+    from pbb.training.stages import METRICS
 
     curves = {}
     for label, d in stage_dirs.items():

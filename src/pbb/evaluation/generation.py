@@ -1,4 +1,4 @@
-"""Generation engines behind :func:`pbb.evaluate.generate` (``eval.generator``).
+"""Generation engines behind :func:`pbb.evaluation.evaluate.generate` (``eval.generator``).
 
 ``hf``: batches of ``eval.batch_size`` length-sorted, left-padded prompts, each through
 transformers' ``model.generate`` (dynamic KV cache). A batch runs until its longest completion
@@ -52,7 +52,7 @@ def _forward_params(model) -> set[str]:
 def _mask_kind(impl: str | None) -> str | None:
     """How attention implementation ``impl`` takes its mask: "bool" (as sdpa: True attends),
     "float" (as eager: added to the scores), or None (another kind: flash, flex). Implementations
-    registered by name (pbb's fp32 SDPA for CPU training, :func:`pbb.train.fp32_attention_on_cpu`)
+    registered by name (pbb's fp32 SDPA for CPU training, :func:`pbb.training.precision.fp32_attention_on_cpu`)
     are known by the mask function they registered."""
     if impl in ("sdpa", "eager"):
         return {"sdpa": "bool", "eager": "float"}[impl]

@@ -2,14 +2,14 @@
 
 The algorithm, as configured by :class:`pbb.config.RLConfig`: for each prompt (an execution
 query of a train behaviour) sample ``num_generations`` completions at ``temperature``; score each
-with the reward functions of :mod:`pbb.rewards` (correctness from the verifier, plus an optional
+with the reward functions of :mod:`pbb.training.rewards` (correctness from the verifier, plus an optional
 weighted format reward); a completion's advantage is its reward minus its group's mean, divided
 by the group's std (``scale_rewards``); the policy-gradient loss uses PPO-style clipping
 (``epsilon``) and is aggregated over tokens as ``loss_type`` says, with a KL penalty towards the
 stage's starting model when ``beta`` > 0. Groups whose completions all get the same reward carry
 no signal: the share of those (``frac_reward_zero_std``) is the number to watch, not the loss.
 
-Everything else is as in SFT stages (:mod:`pbb.train`): same stage directory, ``metrics.jsonl``
+Everything else is as in SFT stages (:mod:`pbb.training.stages`): same stage directory, ``metrics.jsonl``
 with one line per step (TRL's ``reward``, ``reward_std``, ``frac_reward_zero_std``,
 ``completions/mean_length``, ``kl`` when ``beta`` > 0, per-function ``rewards/<name>/mean``),
 checkpoints for resume, ``done.json`` last. ``rollouts.jsonl`` keeps every sampled completion
@@ -31,16 +31,11 @@ from pathlib import Path
 from pbb import dist
 from pbb.config import RLConfig, TrainConfig
 from pbb.jsonio import append_jsonl, iter_jsonl
-from pbb.rewards import completion_as_text
-from pbb.train import (
-    METRICS,
-    _MetricsLog,
-    finish_stage,
-    fit,
-    load_trainable,
-    start_stage,
-    use_bf16,
-)
+from pbb.training.hf_trainer import _MetricsLog, fit
+from pbb.training.load import load_trainable
+from pbb.training.precision import use_bf16
+from pbb.training.rewards import completion_as_text
+from pbb.training.stages import METRICS, finish_stage, start_stage
 
 ROLLOUTS = "rollouts.jsonl"
 
@@ -118,13 +113,13 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
                    model_options=None) -> dict:
     """Train one GRPO stage on the prompts of ``rows``; returns (and stores) what was done.
 
-    Prompts go to TRL already rendered by :func:`pbb.chat.prompt_text` (plain-text prompts, which
+    Prompts go to TRL already rendered by :func:`pbb.rows.chat.prompt_text` (plain-text prompts, which
     TRL does not template again), so rollouts see exactly the chat text of SFT and evaluation.
     """
     from datasets import Dataset
     from trl import GRPOTrainer
 
-    from pbb.chat import prompt_text
+    from pbb.rows.chat import prompt_text
 
     stage_dir = Path(stage_dir)
     resume = start_stage(stage_dir, logs=(METRICS, ROLLOUTS))

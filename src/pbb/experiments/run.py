@@ -29,29 +29,23 @@ from pathlib import Path
 
 from rich.console import Console
 
-from pbb import curricula as curricula_mod
 from pbb import data as data_mod
 from pbb import dist, folders
 from pbb.config import OPENAI_PREFIX, RunConfig, dump_config
 from pbb.errors import PbbError
-from pbb.evaluate import SAMPLES, evaluate
+from pbb.evaluation.evaluate import SAMPLES, evaluate
+from pbb.evaluation.report import build_summary, print_table, write_report, written
+from pbb.experiments.tracking import Tracking, check_trackers
 from pbb.folders import check_out
 from pbb.jsonio import atomic_write_json, atomic_write_text, read_text
-from pbb.parallel import check_setup
-from pbb.report import build_summary, print_table, write_report, written
-from pbb.rewards import reward_functions
-from pbb.rl import train_rl_stage
-from pbb.sft import train_sft
-from pbb.tracking import Tracking, check_trackers
-from pbb.train import (
-    MODEL,
-    check_method,
-    is_done,
-    load_for_eval,
-    release_memory,
-    stage_info,
-    use_bf16,
-)
+from pbb.rows import curricula as curricula_mod
+from pbb.training.engine import check_setup
+from pbb.training.grpo import train_rl_stage
+from pbb.training.load import check_method, load_for_eval
+from pbb.training.precision import release_memory, use_bf16
+from pbb.training.rewards import reward_functions
+from pbb.training.sft import train_sft
+from pbb.training.stages import MODEL, is_done, stage_info
 
 console = Console(stderr=True)
 
@@ -277,15 +271,15 @@ def check_before_work(cfg: RunConfig) -> Path | str:
     check_method(cfg.train.method)
     check_setup(cfg.train.method)
     if cfg.eval.backend == "vllm":
-        from pbb.backends import check_vllm
+        from pbb.evaluation.served import check_vllm
 
         check_vllm(cfg)
     if cfg.rl.use_vllm:
-        from pbb.backends import check_rl_vllm
+        from pbb.evaluation.served import check_rl_vllm
 
         check_rl_vllm()
     if cfg.eval.backend == "openai":
-        from pbb.backends import check_server
+        from pbb.evaluation.served import check_server
 
         check_server(cfg)
         if cfg.model.startswith(OPENAI_PREFIX):
@@ -375,7 +369,7 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
         if dist.launched():
             summary["processes"] = dist.world()
         if served:
-            from pbb.backends import served_model
+            from pbb.evaluation.served import served_model
 
             summary["served_models"] = {n: served_model(cfg, n) for n in cfg.curricula}
         write_report(out, summary)
@@ -432,8 +426,8 @@ def check_stage_settings(cfg: RunConfig, built: dict, data: data_mod.DataSet) ->
 
 def recall_checker(cfg: RunConfig, ds, tok, behaviour_ids: list[str]):
     """A function model -> {"recall", "n"}: greedy recall of these behaviours' instructions."""
-    from pbb.evaluate import build_queries, generate
-    from pbb.recall import recall_score
+    from pbb.evaluation.evaluate import build_queries, generate
+    from pbb.evaluation.recall import recall_score
 
     wanted = set(behaviour_ids)
     queries = [q for q in build_queries(ds, "recall", fmt=cfg.data.instruction_format)
@@ -521,17 +515,17 @@ def _generation(cfg: RunConfig, out: Path, name: str, model_dir, base, tok):
     import torch
 
     if cfg.eval.backend == "openai":
-        from pbb.backends import openai_generator, served_model
+        from pbb.evaluation.served import openai_generator, served_model
 
         yield None, openai_generator(cfg, served_model(cfg, name))
         return
     if cfg.eval.backend == "vllm":
-        from pbb.backends import VLLMServer, openai_generator
-        from pbb.chat import prompt_text
+        from pbb.evaluation.served import VLLMServer, openai_generator
         from pbb.models import end_of_turn_ids
-        from pbb.train import _is_adapter
+        from pbb.rows.chat import prompt_text
+        from pbb.training.load import is_adapter
 
-        if _is_adapter(Path(model_dir)):
+        if is_adapter(Path(model_dir)):
             raise PbbError(f"eval.backend: vllm serves full models; {name}'s final stage is a LoRA "
                            "adapter (train.method: full, or eval.backend: hf)")
         with VLLMServer(cfg, model_dir, out / "logs" / f"vllm-{name}.log") as url:

@@ -51,7 +51,7 @@ from pbb.config import CurriculumConfig, StageConfig, StageTrainConfig
 from pbb.data import DataSet
 from pbb.domains import Behaviour
 from pbb.errors import PbbError
-from pbb.render import make_row, row_rng
+from pbb.rows.render import make_row, row_rng
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 A hosted model finetuned on an ``openai`` export, a ``vllm serve`` endpoint, another harness:
 whatever answered the evaluation queries, its completions are scored here with pbb's own
-extraction, verifiers and recall check (:class:`pbb.evaluate.Scorer`, the code ``pbb run``
+extraction, verifiers and recall check (:class:`pbb.evaluation.evaluate.Scorer`, the code ``pbb run``
 scores with), and written as a run directory: ``config.yaml``, ``eval/<curriculum>/<mode>/
 samples.jsonl``, ``summary.json``, ``report.md`` (``pbb report DIR`` re-renders it).
 
@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pbb import curricula as curricula_mod
 from pbb.config import dump_config
 from pbb.errors import PbbError
-from pbb.evaluate import SAMPLES, Scorer
-from pbb.export import eval_queries, open_source
+from pbb.evaluation.evaluate import SAMPLES, Scorer
 from pbb.folders import check_out, mark
+from pbb.interop.export import eval_queries, open_source
 from pbb.jsonio import atomic_write_text, directory_in_place, jsonl_lines, write_jsonl
+from pbb.rows import curricula as curricula_mod
 
 
 def _custom_id(rec: dict) -> str | None:
@@ -77,7 +77,7 @@ def read_completions(path: Path) -> dict[str, str]:
 def score(source: Path, completions: Path, out: Path, *, curriculum: str,
           config: Path | None = None, force: bool = False) -> dict:
     """Score ``completions`` against ``source``'s evaluation queries; returns the summary."""
-    from pbb.report import build_summary, write_report
+    from pbb.evaluation.report import build_summary, write_report
 
     cfg, ds = open_source(source, config)
     if curriculum not in curricula_mod.CURRICULA and curriculum not in cfg.curriculum.custom:

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from pbb.data import DataSet
 from pbb.errors import PbbError
+from pbb.evaluation.recall import cot_recall_exact, normalize, recall_score
 from pbb.jsonio import (
     append_jsonl,
     iter_jsonl,
@@ -26,9 +27,8 @@ from pbb.jsonio import (
     torn_tail_note,
     write_jsonl,
 )
-from pbb.recall import cot_recall_exact, normalize, recall_score
-from pbb.render import instruction_text, make_row, row_rng
-from pbb.rewards import score_completion
+from pbb.rows.render import instruction_text, make_row, row_rng
+from pbb.training.rewards import score_completion
 
 SAMPLES = "samples.jsonl"
 PARTIAL = "samples.partial.jsonl"
@@ -104,15 +104,20 @@ def generate(model, tokenizer, prompts: list[str], *, batch_size: int, max_new_t
              on_batch=None, system_prompt: str | None = None, engine: str = "hf") -> list[str]:
     """Completions for user prompts (chat template applied as in training), in the order given.
 
-    ``engine`` (``eval.generator``, :mod:`pbb.generation`): ``hf``, batches of ``batch_size``
+    ``engine`` (``eval.generator``, :mod:`pbb.evaluation.generation`): ``hf``, batches of ``batch_size``
     through ``model.generate``; ``static``, the slot engine (``batch_size`` slots on a CPU, as many
     as the GPU's free memory holds on CUDA); ``auto``, ``static`` on CUDA and ``hf`` elsewhere.
     ``on_batch`` gets ``(index, completion)`` pairs as they are done."""
     import torch
 
-    from pbb.chat import prompt_text
-    from pbb.generation import choose, compute_dtype, cuda_slots, generate_static
+    from pbb.evaluation.generation import (
+        choose,
+        compute_dtype,
+        cuda_slots,
+        generate_static,
+    )
     from pbb.models import end_of_turn_ids
+    from pbb.rows.chat import prompt_text
 
     texts = [prompt_text(tokenizer, p, system_prompt) for p in prompts]
     ids = [tokenizer(t, add_special_tokens=False).input_ids for t in texts]
@@ -169,8 +174,8 @@ def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_d
 
     Every sample records the completion and the fields its score is computed from, so any
     rate in ``summary.json`` can be recomputed from ``samples.jsonl``. CoT samples also carry
-    ``recall_exact`` (:mod:`pbb.recall`). ``generator`` replaces the in-process model (e.g. a
-    server, :mod:`pbb.backends`): ``generator(prompts, max_new_tokens=, desc=, progress=,
+    ``recall_exact`` (:mod:`pbb.evaluation.recall`). ``generator`` replaces the in-process model (e.g. a
+    server, :mod:`pbb.evaluation.served`): ``generator(prompts, max_new_tokens=, desc=, progress=,
     on_batch=)``; ``engine`` is the in-process engine otherwise (``eval.generator``,
     :func:`generate`).
     """

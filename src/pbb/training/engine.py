@@ -1,6 +1,6 @@
 """How an SFT stage's model trains: in one process, or under the launcher's setup.
 
-:mod:`pbb.sft` runs the same loop everywhere; what differs is how a micro-batch's backward, an
+:mod:`pbb.training.sft` runs the same loop everywhere; what differs is how a micro-batch's backward, an
 optimizer step, a checkpoint and the saved weights are done. Two engines give it those:
 
 * :class:`Single` (a plain ``pbb run``): the model and optimizer as they are, checkpoints as
@@ -37,7 +37,8 @@ from pathlib import Path
 from pbb import dist
 from pbb.errors import PbbError
 from pbb.jsonio import atomic_write_json
-from pbb.train import MODEL, forget_deepspeed_config
+from pbb.training.hf_trainer import forget_deepspeed_config
+from pbb.training.stages import MODEL
 
 STATE = "state.json"
 OPTIMIZER = "optimizer.pt"

@@ -7,7 +7,7 @@ tells them apart, in two places:
 * the evaluation mode ``recall``: a declarative prompt ("Show the source code of `zorp_17`"),
   scored 1.0 when the completion equals the instruction after whitespace normalisation;
 * ``recall_exact`` on every CoT sample: the text between the CoT's ``Recall the definition:``
-  header and its ``Trace:`` header (the recall-then-trace format of :mod:`pbb.render`) against the
+  header and its ``Trace:`` header (the recall-then-trace format of :mod:`pbb.rows.render`) against the
   instruction, normalised the same way.
 
 Normalisation (:func:`normalize`) forgives only what carries no meaning: a Markdown code fence
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-from pbb.render import RECALL_HEADER, TRACE_HEADER
+from pbb.rows.render import RECALL_HEADER, TRACE_HEADER
 
 _FENCE = re.compile(r"^\s*```[\w+-]*\s*\n(.*?)\n\s*```\s*$", re.DOTALL)
 _INNER_SPACE = re.compile(r"(?<=\S)[ \t]+")

@@ -40,9 +40,9 @@ from pbb.config import (
     set_dotted,
 )
 from pbb.errors import PbbError
+from pbb.evaluation.metrics import per_behaviour_field, proportion_ci
 from pbb.folders import check_out, mark
 from pbb.jsonio import atomic_write_json, atomic_write_text, read_json, read_jsonl
-from pbb.metrics import per_behaviour_field, proportion_ci
 
 SWEEP = "sweep.json"
 SUMMARY = "sweep_summary.json"
@@ -126,8 +126,8 @@ def load_sweep(path: Path, overrides: dict | None = None,
                 cfg = RunConfig(**cfg_raw)
             except ValidationError as e:
                 raise PbbError(_error_line(e, f"{path}: point {name}")) from None
-            if cfg.data.path:  # the data block as the data set says (pbb.run.open_data)
-                from pbb.run import with_data_path
+            if cfg.data.path:  # the data block as the data set says (pbb.experiments.run.open_data)
+                from pbb.experiments.run import with_data_path
 
                 cfg, _ = with_data_path(cfg)
             points.append({"name": name, "overrides": ov, "config": cfg})
@@ -139,7 +139,7 @@ def load_sweep(path: Path, overrides: dict | None = None,
 def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None,
               progress: bool = True, smoke: bool = False, jobs: int = 1,
               executor: str = "local", jobs_per_device: int | str = 1) -> dict:
-    from pbb.run import check_before_work, run
+    from pbb.experiments.run import check_before_work, run
 
     raw, spec, points = load_sweep(path, overrides, smoke)
     out = Path(out or Path("runs") / (str(raw.get("name", "sweep")) + ("-smoke" if smoke else "")))
@@ -166,12 +166,12 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
         else:
             pending.append((i, p))
     if executor == "slurm" and pending:
-        from pbb.executors import run_slurm
+        from pbb.experiments.executors import run_slurm
 
         run_slurm([p for _, p in pending], out, spec.slurm)
         return report(out)
     if jobs > 1 and len(pending) > 1:
-        from pbb.executors import run_local
+        from pbb.experiments.executors import run_local
 
         run_local([p for _, p in pending], out, jobs, jobs_per_device)
         return report(out)
@@ -193,8 +193,8 @@ def _eval_accuracies(run_dir: Path, curriculum: str, mode: str, split: str = "ev
 
 def report(out: Path) -> dict:
     """Analyse a sweep's runs; write sweep_summary.json, report.md and the plots."""
-    from pbb import efficiency
     from pbb.config import load_config
+    from pbb.experiments import efficiency
 
     out = Path(out)
     record = read_json(out / SWEEP)

@@ -11,7 +11,7 @@ number among equals), so ``--jobs`` up to the GPU count means one GPU each. More
 GPUs x K do not all start: at most GPUs x K run at once, the others wait for a place (said once
 at the start). Without GPUs jobs run on the CPU and K does nothing. All points share the
 sweep's stage store; a stage two of them need is trained once under a file lock
-(:func:`pbb.run.stage_lock`) while the other waits. Running the same command again resumes:
+(:func:`pbb.experiments.run.stage_lock`) while the other waits. Running the same command again resumes:
 finished points are skipped, unfinished ones start over from their last checkpoints.
 
 With ``--executor slurm`` each point is one job submitted through ``submitit`` (partition,
@@ -144,7 +144,7 @@ def run_memory_estimate(cfg, shape: dict | None = None) -> tuple[int, float]:
         state = (0.6 if t.method == "qlora" else weight) * n * 1.05  # + the adapters' own state
     tokens = t.max_batch_tokens
     if not isinstance(tokens, int):  # ``auto``: what a stage resolves it to on a GPU
-        from pbb import sft
+        from pbb.training import sft
 
         tokens = sft.max_batch_tokens(tokens, "cuda")
     train = state + tokens * layers * (22 * h + 8 * shape["intermediate"]) + tokens * shape["vocab"] * 10
@@ -194,7 +194,7 @@ def device_places(gpus: list[str], jobs_per_device: int | str, points: list[dict
 
 
 def point_command(cfg_file: Path, run_dir: Path, stages: Path) -> list[str]:
-    return [sys.executable, "-m", "pbb.cli", "run", str(cfg_file), "--out", str(run_dir),
+    return [sys.executable, "-m", "pbb", "run", str(cfg_file), "--out", str(run_dir),
             "--stages-root", str(stages), "--no-progress"]
 
 

@@ -1,6 +1,6 @@
 """Packed SFT batches: several rows in one sequence, each attending only to itself.
 
-The padded path of :mod:`pbb.sft` runs a batch as rows x width, right-padded; the pad tokens
+The padded path of :mod:`pbb.training.sft` runs a batch as rows x width, right-padded; the pad tokens
 and the forward passes a batch is cut into cost time, most of all on a GPU. Packing lays the
 rows of an optimizer step end to end instead (first-fit decreasing, deterministic), into
 sequences whose length suits the attention implementation (:func:`layout`), several sequences
@@ -72,7 +72,7 @@ def pack(rows: Sequence[int], lengths: Sequence[int], capacity: int) -> list[lis
 
     First-fit decreasing: longest rows first (ties in the given order), each into the first bin
     with room, else a new bin. Deterministic. A row longer than ``capacity`` gets a bin of its
-    own (the bound is a memory bound, as :func:`pbb.sft.split_by_tokens` treats it).
+    own (the bound is a memory bound, as :func:`pbb.training.sft.split_by_tokens` treats it).
     """
     order = sorted(range(len(rows)), key=lambda k: (-lengths[rows[k]], k))
     bins: list[list[int]] = []

@@ -2,7 +2,7 @@
 
 Every row is a chat exchange in the *conversational prompt-completion* format (``prompt`` = user
 message list, ``completion`` = assistant message list; the format TRL's trainers take), so the
-loss falls on the completion only; :mod:`pbb.chat` turns it into the model's tokens.
+loss falls on the completion only; :mod:`pbb.rows.chat` turns it into the model's tokens.
 :func:`to_messages` gives the ``messages`` format instead.
 
 Row kinds and their completions:

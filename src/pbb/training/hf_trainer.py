@@ -1,0 +1,78 @@
+"""Glue for stages trained by a transformers ``Trainer`` (GRPO through TRL): log lines into
+``metrics.jsonl``, a quiet progress bar, and the final weights saved atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pbb.jsonio import append_jsonl
+from pbb.training.stages import save_model_atomic
+
+
+class _MetricsLog:
+    """A TrainerCallback that appends every log line to ``metrics.jsonl`` (flushed at once), and
+    hands it to ``on_metrics`` (trackers) when given."""
+
+    def __new__(cls, path: Path, on_metrics=None):
+        from transformers import TrainerCallback
+
+        class Callback(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kw):
+                # under a launcher every process logs the same (gathered) values: one writes
+                if logs and state.is_world_process_zero:
+                    record = {"step": state.global_step, **{
+                        k: (round(v, 6) if isinstance(v, float) else v) for k, v in logs.items()}}
+                    append_jsonl(path, record)
+                    if on_metrics is not None:
+                        on_metrics(record)
+
+        return Callback()
+
+
+def _quiet_logs(trainer, progress: bool) -> None:
+    """Keep the progress bar but not the Trainer's print of every log dict (metrics.jsonl has them)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if progress:
+        class QuietProgress(ProgressCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                pass
+
+        trainer.add_callback(QuietProgress())
+
+
+def fit(trainer, *, stage_dir: Path, tokenizer, resume: Path | None, progress: bool):
+    """Train (from checkpoint ``resume`` if given), then save the model atomically.
+
+    Shared by SFT and RL stages. Returns the Trainer's result; the caller writes ``done.json``
+    with :func:`finish` once it has what it wants to record.
+    """
+    _quiet_logs(trainer, progress)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    deepspeed = getattr(trainer, "is_deepspeed_enabled", False)
+    weights = None
+    if deepspeed or getattr(trainer, "is_fsdp_enabled", False):
+        # sharded (FSDP, ZeRO): every process takes part in gathering the full weights
+        weights = trainer.accelerator.get_state_dict(trainer.model_wrapped)
+    if trainer.is_world_process_zero():  # one writer under a launcher
+        save_model_atomic(trainer.accelerator.unwrap_model(trainer.model), tokenizer, stage_dir,
+                          weights)
+    if deepspeed:
+        forget_deepspeed_config()
+    return result
+
+
+def forget_deepspeed_config() -> None:
+    """Clear the DeepSpeed config accelerate hands transformers when it prepares an engine.
+
+    Under ZeRO-3 every later ``from_pretrained`` / ``from_config`` in the process (a recall
+    copy, the next stage, evaluation) would otherwise build a partitioned model that only an
+    engine can run. pbb loads whole models and lets the engine partition them.
+    """
+    from transformers.integrations import unset_hf_deepspeed_config
+
+    unset_hf_deepspeed_config()
