@@ -16,7 +16,8 @@ import time
 import torch
 
 from pbb import data
-from pbb.evaluation.evaluate import build_queries, generate
+from pbb.evaluation.evaluate import build_queries
+from pbb.evaluation.generators import HFGenerator
 from pbb.models import end_of_turn_ids, load_model, load_tokenizer, resolve_model_path
 from pbb.training.precision import use_bf16
 
@@ -40,12 +41,12 @@ def main() -> None:
     fast = load_model(path).to(torch.bfloat16 if use_bf16("auto") else torch.float32).eval()
 
     t = time.time()
-    batched = generate(fast, tok, prompts, batch_size=a.batch_size, max_new_tokens=a.max_new_tokens,
-                       progress=False)
+    batched = HFGenerator(fast, tok, batch_size=a.batch_size).generate(
+        prompts, max_new_tokens=a.max_new_tokens, progress=False)
     t_batched = time.time() - t
     t = time.time()
-    batched32 = generate(model, tok, prompts, batch_size=a.batch_size,
-                         max_new_tokens=a.max_new_tokens, progress=False)
+    batched32 = HFGenerator(model, tok, batch_size=a.batch_size).generate(
+        prompts, max_new_tokens=a.max_new_tokens, progress=False)
     t_batched32 = time.time() - t
 
     t = time.time()

@@ -24,7 +24,7 @@ needed) — it measures:
   ``mfu_pct`` = 6 x params x tokens/s against ``--peak-tflops`` (dense bf16 peak of the card;
   default 989 = H100/H200 SXM): every parameter counted for every token, although the LM head
   computes only the completion's logits, so it slightly over-counts the work done.
-* **generation** (``generate`` lines, one per precision and engine): :func:`pbb.evaluation.evaluate.generate`
+* **generation** (``generate`` lines, one per precision and engine): :class:`pbb.evaluation.generators.HFGenerator`
   on ``--gen-prompts`` synthetic prompts (chat template applied as in evaluation), greedy,
   ``--gen-new-tokens`` at most, through each of ``--gen-engines`` this pbb has (``hf``: batches
   of ``--gen-batch`` through ``model.generate``; ``static``: :mod:`pbb.evaluation.generation`'s slot engine,
@@ -351,21 +351,10 @@ def counting_generate(model, stop_ids: list[int]):
             generation.generate_static = static
 
 
-def engines_available() -> bool:
-    """Whether :func:`pbb.evaluation.evaluate.generate` takes an ``engine`` (``eval.generator``)."""
-    import inspect
-
-    from pbb.evaluation.evaluate import generate
-
-    return "engine" in inspect.signature(generate).parameters
-
-
 def engine_unusable(model, engine: str) -> str | None:
     """Why ``engine`` cannot run ``model`` here (None: it can)."""
     if engine == "hf":
         return None
-    if not engines_available():
-        return "pbb.evaluation.evaluate.generate has no engine choice here"
     from pbb.evaluation.generation import why_not_static
 
     return why_not_static(model)
@@ -374,22 +363,20 @@ def engine_unusable(model, engine: str) -> str | None:
 def measure_generate(model, tok, args, device: str, precision: str, engine: str = "hf") -> dict:
     import torch
 
-    from pbb.evaluation.evaluate import generate
+    from pbb.evaluation.generators import HFGenerator
     from pbb.models import end_of_turn_ids
 
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     model.to(dtype=dtype).eval()
     prompts = synthetic_prompts(args.gen_prompts, args.gen_prompt_words, seed=2)
     stop = end_of_turn_ids(tok, getattr(model, "generation_config", None))
-    kw = {"batch_size": args.gen_batch, "progress": False}
-    if engines_available():
-        kw["engine"] = engine
-    generate(model, tok, prompts, max_new_tokens=2, **kw)  # warm up: kernels, allocator
+    generator = HFGenerator(model, tok, batch_size=args.gen_batch, engine=engine)
+    generator.generate(prompts, max_new_tokens=2, progress=False)  # warm up: kernels, allocator
     reset_peak(device)
     with counting_generate(model, stop) as counts:
         sync(device)
         t0 = time.perf_counter()
-        outs = generate(model, tok, prompts, max_new_tokens=args.gen_new_tokens, **kw)
+        outs = generator.generate(prompts, max_new_tokens=args.gen_new_tokens, progress=False)
         sync(device)
         seconds = time.perf_counter() - t0
     counted = "generate_output"

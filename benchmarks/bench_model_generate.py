@@ -37,7 +37,7 @@ from pbb.rows.chat import prompt_text
 
 def hf_tokens(model, tok, ids, *, batch_size, max_new_tokens, stop,
               stats: dict | None = None) -> list[list[int]]:
-    """pbb's hf path (evaluate.generate, engine hf) returning token ids, cut after the stop.
+    """pbb's hf path (HFGenerator, engine hf) returning token ids, cut after the stop.
     ``stats``: ``decode_steps`` and ``slot_steps`` (rows decoded, finished ones included)."""
     steps = rows = 0
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))

@@ -6,7 +6,7 @@
 # own Slurm job (cluster "slurm" and numeric job ids in jobs.json, each id completed in
 # slurmctld's log), and the results equal the same sweep run in this process (--executor local).
 # The daemons are stopped on exit; the config it writes is /etc/slurm/slurm.conf (a machine that
-# already runs Slurm should not run this script: submit a sweep to it instead, README "Sweeps").
+# already runs Slurm should not run this script: submit a sweep to it instead, docs/sweeps.md).
 # Usage: sudo bash scripts/slurm_check.sh [OUTDIR]     (after bash scripts/setup.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -25,6 +25,19 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           text=True, cwd=cwd)
 
 
+def loaded_in_fresh_process(code: str, packages=("torch", "transformers")) -> list[str]:
+    """The modules of ``packages`` (and their submodules) loaded once ``code`` ran in a fresh
+    Python: what an import or a call pulls in, measured where nothing was imported before."""
+    import json
+
+    probe = (f"{code}\nimport json, sys\npackages = {tuple(packages)!r}\n"
+             "print(json.dumps(sorted(m for m in sys.modules if any(m == p or "
+             "m.startswith(p + '.') for p in packages))))\n")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 @pytest.fixture(scope="session")
 def arith_set(tmp_path_factory):
     """A moderate arithmetic data set (300 behaviours x 20 demos) saved to disk."""
@@ -54,3 +67,18 @@ def rows():
     ds = data.generate("arithmetic", behaviours=4, demos=2, test_inputs=1, eval_fraction=0.5,
                        seed=0, progress=False)
     return declarative_rows(ds, ds.behaviours, 2) + demo_rows(ds, ds.split("train"), ["direct", "cot"])
+
+
+class Canned:
+    """A Generator (pbb.evaluation.generators) that answers each prompt with ``answer(prompt)``,
+    handing every answer on at once; ``asked`` records the prompts of each call."""
+
+    def __init__(self, answer):
+        self.answer, self.asked = answer, []
+
+    def generate(self, prompts, *, max_new_tokens, desc="generate", progress=True, on_batch=None):
+        self.asked.append(list(prompts))
+        out = [self.answer(p) for p in prompts]
+        if on_batch:
+            on_batch(list(enumerate(out)))
+        return out

@@ -54,3 +54,57 @@ def test_cli_config_errors_fail_before_work(tmp_path, args, message):
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and message in err[0], r.stderr
     assert not out.exists()
+
+
+# --- a setting that moved keeps loading ----------------------------------------------------------
+
+
+def test_a_moved_setting_is_read_at_its_old_path_with_a_note_and_written_at_its_new():
+    import yaml
+
+    from pbb.config import dump_config
+
+    with pytest.warns(FutureWarning, match="eval.recall_after_stage is now train.recall_after_stage"):
+        cfg = load_config(None, {"eval.recall_after_stage": False})
+    assert cfg.train.recall_after_stage is False
+    written = yaml.safe_load(dump_config(cfg))
+    assert "recall_after_stage" not in written["eval"] and written["train"]["recall_after_stage"] is False
+    with pytest.raises(PbbError, match="give only train.recall_after_stage"):
+        load_config(None, {"eval.recall_after_stage": True, "train.recall_after_stage": True})
+
+
+def test_a_run_directory_written_before_a_setting_moved_matches_its_config(tmp_path):
+    """A config.yaml with the old path: loaded by report/export/score, and the run resumes (the
+    run directory's config is compared as this version writes it)."""
+    import warnings
+
+    import yaml
+
+    from pbb.config import RunConfig, as_written_now, dump_config
+
+    cfg = RunConfig(model="tiny-random")
+    old = cfg.model_dump(mode="json")
+    old["eval"]["recall_after_stage"] = old["train"].pop("recall_after_stage")
+    text = yaml.safe_dump(old, sort_keys=False)
+    assert text != dump_config(cfg) and as_written_now(text) == dump_config(cfg)
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        assert load_config(path) == cfg
+    assert as_written_now("curricula: [nosuch]\n") == "curricula: [nosuch]\n"  # no config: as is
+
+
+def test_the_rl_curricula_are_those_with_an_rl_stage():
+    from pbb import data
+    from pbb.config import BUILTIN_CURRICULA, RL_CURRICULA, CurriculumConfig
+    from pbb.rows import curricula
+
+    ds = data.generate("arithmetic", behaviours=4, demos=1, test_inputs=1, eval_fraction=0.5,
+                       seed=0, progress=False)
+    with_rl = [name for name in BUILTIN_CURRICULA
+               if any(st.trainer == "rl" for st in curricula.build(name, ds, CurriculumConfig()))]
+    assert with_rl == list(RL_CURRICULA)
+    custom = [{"name": "s", "trainer": "rl", "parts": [{"kind": "cot", "behaviours": "train"}]}]
+    assert load_config(None, {"curricula": ["mine"], "curriculum.custom": {"mine": custom}}).trains_rl()
+    assert not load_config(None, {"curricula": ["proactive", "untuned"]}).trains_rl()

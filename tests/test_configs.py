@@ -13,7 +13,6 @@ from pbb import data
 from pbb.config import RunConfig, load_config
 from pbb.domains import get_domain
 from pbb.errors import PbbError
-from pbb.experiments.run import check_stage_settings
 from pbb.experiments.sweep import load_sweep
 from pbb.models import DEFAULT_MODEL, TINY_RANDOM
 from pbb.rows import curricula
@@ -37,10 +36,13 @@ def check(cfg: RunConfig) -> None:
     use_bf16(cfg.eval.precision, "eval.precision")
     if cfg.model not in (DEFAULT_MODEL, TINY_RANDOM):
         raise PbbError(f"model {cfg.model!r} is not one that runs offline here")
-    ds = data.generate(cfg.data.domain, behaviours=8, demos=cfg.data.demos,
+    composed = cfg.data.options.get("compositions")  # composites need their parts: full size
+    ds = data.generate(cfg.data.domain, behaviours=cfg.data.behaviours if composed else 8,
+                       demos=cfg.data.demos,
                        test_inputs=cfg.data.test_inputs, eval_fraction=0.25, seed=cfg.seed,
                        options=cfg.data.options, progress=False)
-    check_stage_settings(cfg, {n: curricula.build(n, ds, cfg.curriculum) for n in cfg.curricula}, ds)
+    curricula.check_stage_settings(
+        cfg, {n: curricula.build(n, ds, cfg.curriculum) for n in cfg.curricula}, ds)
 
 
 def test_configs_are_found():

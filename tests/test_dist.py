@@ -128,11 +128,11 @@ def test_a_killed_launch_resumes_mid_stage(tmp_path):
 
 def test_grpo_stages_train_across_two_processes_and_log_once(tmp_path):
     """RL under the launcher: TRL's GRPOTrainer runs data parallel (each process generates and
-    scores its own completions, rl.batch_size per process, TRL's semantics); one process writes
+    scores its own share of rl.batch_size, the batch over all processes); one process writes
     the stage directory, metrics and every process's rollouts."""
     args = ["configs/retroactive_quick.yaml", "--smoke", "--no-progress",
             "--set", 'curricula=["rl_only"]', "--set", 'eval.modes=["cot"]',
-            "--set", "rl.max_steps=2", "--set", "rl.batch_size=4", "--set", "rl.num_generations=4"]
+            "--set", "rl.max_steps=2", "--set", "rl.batch_size=8", "--set", "rl.num_generations=4"]
     out = tmp_path / "r"
     done = subprocess.run(_launch_cmd(out, args), capture_output=True, text=True)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
@@ -155,7 +155,7 @@ def test_a_killed_grpo_launch_resumes_mid_stage(tmp_path):
     cut back to it, every step logged once across the two launches."""
     args = ["configs/retroactive_quick.yaml", "--smoke", "--no-progress",
             "--set", 'curricula=["rl_only"]', "--set", 'eval.modes=["cot"]',
-            "--set", "rl.max_steps=6", "--set", "rl.save_steps=2", "--set", "rl.batch_size=4",
+            "--set", "rl.max_steps=6", "--set", "rl.save_steps=2", "--set", "rl.batch_size=8",
             "--set", "rl.num_generations=4"]
     out = tmp_path / "r"
     # TRL writes trainer_state.json last; a torn checkpoint would be skipped on resume anyway
@@ -167,3 +167,18 @@ def test_a_killed_grpo_launch_resumes_mid_stage(tmp_path):
     steps = [r["step"] for r in read_jsonl(stage / "rollouts.jsonl")]
     assert sorted(set(steps)) == list(range(1, 7))
     assert all(steps.count(s) == 4 * 2 for s in range(1, 7))  # 4 per process, once each
+
+
+def test_an_rl_batch_the_processes_cannot_share_is_refused_before_any_write(tmp_path):
+    """rl.batch_size is the batch over all processes: 3 completions in groups of 3 load and run
+    in one process, and a 2-process launch refuses them with one line before writing anything."""
+    args = ["configs/retroactive_quick.yaml", "--smoke", "--no-progress",
+            "--set", 'curricula=["rl_only"]', "--set", "rl.batch_size=3",
+            "--set", "rl.num_generations=3"]
+    out = tmp_path / "r"
+    done = subprocess.run(_launch_cmd(out, args), capture_output=True, text=True)
+    assert done.returncode != 0
+    said = [line for line in (done.stdout + done.stderr).splitlines() if "rl.batch_size" in line]
+    assert said and all("3 completions (the batch over all processes) do not split evenly over 2 "
+                        "processes" in line for line in said), done.stderr[-3000:]
+    assert not out.exists()

@@ -22,8 +22,8 @@ import pytest
 import torch
 
 from pbb.errors import PbbError
-from pbb.evaluation.evaluate import generate
 from pbb.evaluation.generation import choose, generate_static, why_not_static
+from pbb.evaluation.generators import HFGenerator
 from pbb.models import end_of_turn_ids, load_model, load_tokenizer, resolve_model_path
 from pbb.rows.chat import prompt_text
 
@@ -51,8 +51,8 @@ def _stop_ids(vocab: int) -> list[int]:
     return list(range(0, vocab, 12))
 
 
-@pytest.fixture(scope="module")
-def tiny():
+def redrawn_tiny():
+    """(model, tokenizer): tiny-random redrawn and with the stop set of the module docstring."""
     path = resolve_model_path("tiny-random")
     tok = load_tokenizer(path)
     model = load_model(path).eval()
@@ -63,6 +63,11 @@ def tiny():
                 p.copy_(torch.randn(p.shape, generator=g) * 0.3)
     model.generation_config.eos_token_id = _stop_ids(model.config.vocab_size)
     return model, tok
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return redrawn_tiny()
 
 
 def _reference_tokens(model, tok, prompts: list[str], batch_size: int) -> list[list[int]]:
@@ -144,13 +149,13 @@ def test_static_equals_generate_other_attention(tiny, impl):
 
 
 def test_generate_text_same_for_both_engines(tiny):
-    """evaluate.generate end to end (template, decoding, on_batch), hf against static."""
+    """HFGenerator end to end (template, decoding, on_batch), hf against static."""
     model, tok = tiny
     seen: dict[int, str] = {}
-    hf = generate(model, tok, PROMPTS, batch_size=4, max_new_tokens=MAX_NEW, progress=False,
-                  engine="hf")
-    static = generate(model, tok, PROMPTS, batch_size=4, max_new_tokens=MAX_NEW, progress=False,
-                      engine="static", on_batch=lambda items: seen.update(items))
+    hf = HFGenerator(model, tok, batch_size=4, engine="hf").generate(
+        PROMPTS, max_new_tokens=MAX_NEW, progress=False)
+    static = HFGenerator(model, tok, batch_size=4, engine="static").generate(
+        PROMPTS, max_new_tokens=MAX_NEW, progress=False, on_batch=lambda items: seen.update(items))
     assert static == hf
     assert seen == dict(enumerate(static))
     assert len(set(hf)) == len(hf)  # the completions do differ from prompt to prompt

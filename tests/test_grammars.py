@@ -21,7 +21,7 @@ from pbb.domains.grammars.generate import fingerprint
 from pbb.domains.grammars.grammar import parse_grammar, parse_grammars, render, tokenize
 from pbb.domains.grammars.verify import reference_member, verifier_for
 from pbb.errors import PbbError
-from tests.conftest import run_cli
+from tests.conftest import Canned, run_cli
 
 DOMAIN = get_domain("grammars")
 
@@ -277,7 +277,7 @@ def test_import_grammars_makes_a_valid_data_set(tmp_path):
     assert [d.output for d in same.demonstrations] == [d.output for d in ds.demonstrations]
 
 
-def test_generation_metrics_in_evaluation(gset, tmp_path, monkeypatch):
+def test_generation_metrics_in_evaluation(gset, tmp_path):
     """validity / novelty / distinct / chance computed from what the model wrote."""
     from pbb.evaluation import evaluate as ev
     from pbb.evaluation.metrics import summarize
@@ -290,10 +290,8 @@ def test_generation_metrics_in_evaluation(gset, tmp_path, monkeypatch):
     queries = ev.build_queries(small, "direct")
     # the model repeats a training demonstration for every query: valid, not novel, not distinct
     answers = {q["prompt"]: f"Answer: {train_first[q['behaviour_id']]}" for q in queries}
-    monkeypatch.setattr(ev, "generate", lambda model, tok, prompts, on_batch, **kw:
-                        on_batch([(i, answers[p]) for i, p in enumerate(prompts)]))
-    samples = ev.evaluate(None, None, small, curriculum="c", mode="direct", out_dir=tmp_path,
-                          batch_size=8, max_new_tokens=8, progress=False)
+    samples = ev.evaluate(Canned(answers.__getitem__), small, curriculum="c", mode="direct",
+                          out_dir=tmp_path, max_new_tokens=8, progress=False)
     gen = summarize(samples, sample_metrics=small.domain.sample_metrics)["generation"]
     assert gen["validity"]["mean"] == 1.0 and gen["novelty"]["mean"] == 0.0
     assert gen["distinct"]["mean"] == pytest.approx(1 / 4)  # 4 test queries, one answer

@@ -103,3 +103,82 @@ def test_the_graph_sees_lazy_and_relative_imports(tmp_path):
     assert graph["pbb.sub"] == {"pbb.sub.leaf"}
     assert graph["pbb.sub.leaf"] == {"pbb.top"}
     assert cycles(graph) == [["pbb.sub.leaf", "pbb.top"]]
+
+
+# The layers, lowest first: what each part of pbb may import. A part never imports one that
+# builds on it: the domains know nothing of data sets, evaluation nothing of training, the
+# exports nothing of the orchestrator. ``front`` (the CLI, the Python API) may import anything.
+CORE = {"pbb.errors", "pbb.jsonio", "pbb.folders", "pbb.dist", "pbb.models", "pbb.config",
+        "pbb.store", "pbb.records", "pbb._moved", "pbb._version"}
+MAY_IMPORT = {
+    "core": {"core"},
+    "domains": {"domains"},
+    "data": {"core", "domains", "data"},
+    "rows": {"core", "domains", "data", "rows"},
+    "evaluation": {"core", "domains", "data", "rows", "evaluation"},
+    "training": {"core", "domains", "data", "rows", "evaluation", "training"},
+    "experiments": {"core", "domains", "data", "rows", "evaluation", "training", "experiments"},
+    "interop": {"core", "domains", "data", "rows", "evaluation", "interop"},
+    "front": {"core", "domains", "data", "rows", "evaluation", "training", "experiments",
+              "interop", "front"},
+}
+#: the domains' only imports outside their package
+DOMAIN_MAY_USE = {"pbb.errors", "pbb.jsonio"}
+
+
+def part_of(module: str) -> str:
+    if module in CORE:
+        return "core"
+    parts = module.split(".")
+    if len(parts) > 1 and parts[1] in MAY_IMPORT and parts[1] not in ("core", "front"):
+        return parts[1]
+    return "front"
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    out = []
+    for mod, targets in sorted(graph.items()):
+        here = part_of(mod)
+        for t in sorted(targets):
+            if here == "domains" and t in DOMAIN_MAY_USE:
+                continue
+            if part_of(t) not in MAY_IMPORT[here]:
+                out.append(f"{mod} ({here}) imports {t} ({part_of(t)})")
+    return out
+
+
+def test_every_module_keeps_to_its_layer():
+    found = layer_violations(import_graph())
+    assert not found, "layer rules broken:\n" + "\n".join(found)
+
+
+def test_the_layer_check_finds_a_violating_import():
+    graph = {"pbb.evaluation.report": {"pbb.training.stages", "pbb.evaluation.metrics"},
+             "pbb.interop.export": {"pbb.experiments.run"},
+             "pbb.domains.ciphers": {"pbb.errors", "pbb.data"},
+             "pbb.rows.render": {"pbb.domains.base"}, "pbb.cli": {"pbb.experiments.run"}}
+    assert layer_violations(graph) == [
+        "pbb.domains.ciphers (domains) imports pbb.data (data)",
+        "pbb.evaluation.report (evaluation) imports pbb.training.stages (training)",
+        "pbb.interop.export (interop) imports pbb.experiments.run (experiments)"]
+
+
+def test_the_domains_and_data_generation_load_neither_torch_nor_transformers():
+    """Making and importing data sets runs on a machine with no deep-learning stack (and fast):
+    every domain module, the data sets and the importers are imported, a data set of every
+    built-in domain generated, and then torch and transformers must not be in sys.modules."""
+    import subprocess
+    import sys
+
+    mods = [m for m in modules() if m.startswith(("pbb.domains", "pbb.data"))
+            and not m.endswith("sandbox_worker")]
+    code = ("import importlib, sys\n"
+            f"for m in {mods!r}: importlib.import_module(m)\n"
+            "from pbb import data\n"
+            "for d in ('arithmetic', 'algorithms', 'ciphers', 'grammars'):\n"
+            "    data.generate(d, behaviours=4, demos=1, test_inputs=1, eval_fraction=0.5,\n"
+            "                  seed=0)\n"
+            "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "[]"

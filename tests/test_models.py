@@ -61,6 +61,7 @@ def test_a_bf16_run_trains_and_saves_bf16_weights_under_its_own_stage_key(tmp_pa
 
     from pbb.config import load_config, with_smoke
     from pbb.experiments import run as run_mod
+    from pbb.store import stage_key
 
     cfg = load_config(Path("configs/quickstart.yaml"),
                       with_smoke({"model_dtype": "bf16", "curricula": ["stage1_only"],
@@ -72,4 +73,4 @@ def test_a_bf16_run_trains_and_saves_bf16_weights_under_its_own_stage_key(tmp_pa
         assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.bfloat16"}
     auto = load_config(Path("configs/quickstart.yaml"), with_smoke({"curricula": ["stage1_only"]}))
     rows = [{"prompt": [], "completion": []}]
-    assert run_mod.stage_key(cfg, "base", rows) != run_mod.stage_key(auto, "base", rows)
+    assert stage_key(cfg, "base", rows) != stage_key(auto, "base", rows)

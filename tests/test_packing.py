@@ -11,6 +11,7 @@ import torch
 
 from pbb.config import TrainConfig
 from pbb.models import load_model
+from pbb.store import METRICS, MODEL
 from pbb.training.packing import (
     DENSE_SEQUENCE_TOKENS,
     IGNORE,
@@ -30,7 +31,6 @@ from pbb.training.sft import (
     step_parts,
     train_sft,
 )
-from pbb.training.stages import METRICS, MODEL
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from pbb.evaluation.recall import (
     recalled_text,
 )
 from pbb.rows.render import RECALL_HEADER, TRACE_HEADER
+from tests.conftest import Canned
 
 CODE = "def zorp_1(a, b):\n    x = a + b\n    return x * 2"
 
@@ -64,31 +65,22 @@ def ds():
                          seed=3, progress=False, options={"max_args": 2, "max_statements": 2})
 
 
-def _fake(answers):
-    def generate(model, tok, prompts, on_batch=None, **kw):
-        out = [answers(p) for p in prompts]
-        if on_batch:
-            on_batch(list(enumerate(out)))
-        return out
-    return generate
-
-
-def test_recall_mode_scores_each_behaviour_once(ds, tmp_path, monkeypatch):
+def test_recall_mode_scores_each_behaviour_once(ds, tmp_path):
     queries = evaluate_mod.build_queries(ds, "recall")
     assert [q["behaviour_id"] for q in queries] == [b.id for b in ds.behaviours]
     by_prompt = {q["prompt"]: q for q in queries}
     # the model recalls every other behaviour (with harmless spacing), garbles the rest
     good = {b.id for b in ds.behaviours[::2]}
-    monkeypatch.setattr(evaluate_mod, "generate", _fake(
+    canned = Canned(
         lambda p: by_prompt[p]["target"] + "\n\n" if by_prompt[p]["behaviour_id"] in good
-        else by_prompt[p]["target"].replace("return", "retrun")))
-    samples = evaluate_mod.evaluate(None, None, ds, curriculum="c", mode="recall",
-                                    out_dir=tmp_path, batch_size=4, max_new_tokens=8)
+        else by_prompt[p]["target"].replace("return", "retrun"))
+    samples = evaluate_mod.evaluate(canned, ds, curriculum="c", mode="recall", out_dir=tmp_path,
+                                    max_new_tokens=8)
     assert {s["behaviour_id"] for s in samples if s["score"] == 1.0} == good
     assert summarize(samples)["accuracy"] == pytest.approx(len(good) / len(ds.behaviours))
 
 
-def test_cot_samples_carry_recall_exact(ds, tmp_path, monkeypatch):
+def test_cot_samples_carry_recall_exact(ds, tmp_path):
     behaviours = {b.id: b for b in ds.behaviours}
     queries = {q["prompt"]: q for q in evaluate_mod.build_queries(ds, "cot")}
     demos = {(d.behaviour_id, d.input): d for d in ds.demonstrations}
@@ -100,9 +92,8 @@ def test_cot_samples_carry_recall_exact(ds, tmp_path, monkeypatch):
             code = code.replace("return", "retrun")  # the recall is wrong, the trace right
         return f"{RECALL_HEADER}\n{code}\n{TRACE_HEADER}\n{demos[(q['behaviour_id'], q['input'])].trace}"
 
-    monkeypatch.setattr(evaluate_mod, "generate", _fake(answer))
-    samples = evaluate_mod.evaluate(None, None, ds, curriculum="c", mode="cot", out_dir=tmp_path,
-                                    batch_size=4, max_new_tokens=8)
+    samples = evaluate_mod.evaluate(Canned(answer), ds, curriculum="c", mode="cot",
+                                    out_dir=tmp_path, max_new_tokens=8)
     assert all(s["score"] == 1.0 for s in samples)
     assert all(s["recall_exact"] == (1.0 if s["split"] == "train" else 0.0) for s in samples)
     train = summarize([s for s in samples if s["split"] == "train"])

@@ -14,9 +14,11 @@ import pytest
 from pbb import data, jsonio
 from pbb.errors import PbbError
 from pbb.evaluation import evaluate as evaluate_mod
+from pbb.evaluation.generators import HFGenerator
 from pbb.jsonio import dumps, read_jsonl
 from pbb.models import load_model, load_tokenizer, resolve_model_path
-from pbb.training.stages import DONE, METRICS
+from pbb.store import DONE, METRICS, PARTIAL, SAMPLES
+from tests.conftest import Canned
 
 TORN = re.compile(r"(\S+): cut a torn last line \((\d+) bytes\) from an interrupted run")
 
@@ -111,8 +113,8 @@ def tiny_eval():
 def _evaluate(tiny_eval, out_dir):
     model, tok, ds = tiny_eval
     # one prompt per batch: the same numbers whichever prompts a run has left to answer
-    return evaluate_mod.evaluate(model, tok, ds, curriculum="c", mode="direct", out_dir=out_dir,
-                                 batch_size=1, max_new_tokens=8, progress=False)
+    return evaluate_mod.evaluate(HFGenerator(model, tok, batch_size=1), ds, curriculum="c",
+                                 mode="direct", out_dir=out_dir, max_new_tokens=8, progress=False)
 
 
 def _complete_prompts(raw: bytes) -> set[str]:
@@ -130,19 +132,19 @@ def _complete_prompts(raw: bytes) -> set[str]:
 def test_a_torn_partial_samples_file_resumes_to_the_uninterrupted_evaluation(
         tiny_eval, tmp_path, monkeypatch, capsys):
     _evaluate(tiny_eval, tmp_path / "whole")
-    whole = (tmp_path / "whole" / evaluate_mod.SAMPLES).read_bytes()
+    whole = (tmp_path / "whole" / SAMPLES).read_bytes()
     n = len(whole.splitlines())
     assert n == 12
 
-    real_append, real_generate = evaluate_mod.append_jsonl, evaluate_mod.generate
+    real_append, real_generate = evaluate_mod.append_jsonl, HFGenerator.generate
     asked: list[list[str]] = []
 
-    def generate(model, tok, prompts, **kw):
+    def generate(self, prompts, **kw):
         asked.append(list(prompts))
-        return real_generate(model, tok, prompts, **kw)
+        return real_generate(self, prompts, **kw)
 
-    monkeypatch.setattr(evaluate_mod, "generate", generate)
-    out, partial = tmp_path / "cut", tmp_path / "cut" / evaluate_mod.PARTIAL
+    monkeypatch.setattr(HFGenerator, "generate", generate)
+    out, partial = tmp_path / "cut", tmp_path / "cut" / PARTIAL
     answered = []  # prompts with a complete line in the partial file after each kill
     # killed twice in the middle of a write: after 4 answers, then after 3 more
     for kill_at in (5, 4):
@@ -158,7 +160,7 @@ def test_a_torn_partial_samples_file_resumes_to_the_uninterrupted_evaluation(
     monkeypatch.setattr(evaluate_mod, "append_jsonl", real_append)
     samples = _evaluate(tiny_eval, out)
 
-    assert (out / evaluate_mod.SAMPLES).read_bytes() == whole  # byte for byte
+    assert (out / SAMPLES).read_bytes() == whole  # byte for byte
     assert len({(s["behaviour_id"], s["input"]) for s in samples}) == len(samples) == n
     # each rerun asked for exactly the queries that had no complete answer, the torn one too
     assert [len(a) for a in asked] == [n, n - 4, n - 7]
@@ -167,7 +169,7 @@ def test_a_torn_partial_samples_file_resumes_to_the_uninterrupted_evaluation(
     assert set(asked[1]) == every - answered[0] and set(asked[2]) == every - answered[1]
     assert not partial.exists()
     notes = _notes(capsys.readouterr().err)
-    assert len(notes) == 1 and notes[0][0] == evaluate_mod.PARTIAL and notes[0][1] > 0
+    assert len(notes) == 1 and notes[0][0] == PARTIAL and notes[0][1] > 0
 
 
 def test_a_bad_line_in_the_middle_of_partial_samples_is_an_error_naming_it(tmp_path):
@@ -175,11 +177,11 @@ def test_a_bad_line_in_the_middle_of_partial_samples_is_an_error_naming_it(tmp_p
                        seed=0, progress=False)
     q = evaluate_mod.build_queries(ds, "direct")
     good = [{"behaviour_id": x["behaviour_id"], "input": x["input"], "score": 0.0} for x in q]
-    (tmp_path / evaluate_mod.PARTIAL).write_bytes(
+    (tmp_path / PARTIAL).write_bytes(
         (dumps(good[0]) + "\n").encode() + _torn(good[1]) + (dumps(good[2]) + "\n").encode())
     with pytest.raises(PbbError, match=r"samples\.partial\.jsonl:2: invalid JSON"):
-        evaluate_mod.evaluate(None, None, ds, curriculum="c", mode="direct", out_dir=tmp_path,
-                              batch_size=1, max_new_tokens=8, generator=lambda *a, **k: None)
+        evaluate_mod.evaluate(Canned(lambda p: "Answer: 0"), ds, curriculum="c", mode="direct",
+                              out_dir=tmp_path, max_new_tokens=8)
 
 
 # --- training stages: metrics.jsonl and rollouts.jsonl -----------------------------------------
@@ -194,8 +196,7 @@ def _stage_with_checkpoint(stage_dir: Path, step: int) -> None:
 def test_torn_stage_logs_are_cut_on_resume_like_uninterrupted_ones(tmp_path, capsys):
     """start_stage of a stage killed mid-write at step 3 (its checkpoint: step 2), then the
     resumed steps 3 and 4: the logs an uninterrupted run writes, whatever was torn."""
-    from pbb.training.grpo import ROLLOUTS
-    from pbb.training.stages import start_stage
+    from pbb.store import ROLLOUTS, start_stage
 
     metrics = [{"step": s, "loss": round(1 / s, 6), "learning_rate": 0.001} for s in (1, 2, 3, 4)]
     rollouts = [{"step": s, "behaviour_id": f"b{k}", "input": "[3, 4]",
@@ -223,7 +224,7 @@ def test_torn_stage_logs_are_cut_on_resume_like_uninterrupted_ones(tmp_path, cap
 
 
 def test_a_bad_line_in_the_middle_of_a_stage_log_is_an_error_naming_it(tmp_path):
-    from pbb.training.stages import start_stage
+    from pbb.store import start_stage
 
     _stage_with_checkpoint(tmp_path, 2)
     (tmp_path / METRICS).write_bytes(b'{"step": 1}\n{"step": 2, "lo\n{"step": 2}\n')
@@ -283,7 +284,7 @@ def test_torn_rollouts_and_metrics_resume_a_grpo_stage_to_the_uninterrupted_logs
     from pbb.config import CurriculumConfig, RLConfig, TrainConfig
     from pbb.rows import curricula
     from pbb.training import grpo as rl_mod
-    from pbb.training import stages as train_mod
+    from pbb.training import hf_trainer as train_mod
     from pbb.training.rewards import completion_as_text, reward_functions
 
     path, tok = tiny

@@ -13,10 +13,10 @@ from pbb.jsonio import read_jsonl
 from pbb.models import load_model, load_tokenizer, resolve_model_path
 from pbb.rows import curricula
 from pbb.rows.render import make_row, row_rng
+from pbb.store import DONE, METRICS, MODEL
 from pbb.training import grpo as rl_mod
 from pbb.training.rewards import completion_as_text, reward_functions, score_completion
-from pbb.training.stages import DONE, METRICS, MODEL
-from tests.conftest import run_cli
+from tests.conftest import Canned, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -105,14 +105,13 @@ def test_format_reward_is_weighted_and_separate(ds):
 
 def test_evaluation_scores_through_the_same_function(ds, monkeypatch, tmp_path):
     from pbb.evaluation import evaluate as ev
+    from pbb.evaluation import scoring
 
     seen = []
-    real = ev.score_completion
-    monkeypatch.setattr(ev, "score_completion", lambda *a: seen.append(a) or real(*a))
-    monkeypatch.setattr(ev, "generate", lambda model, tok, prompts, on_batch, **kw:
-                        on_batch([(i, "Answer: 1") for i in range(len(prompts))]))
-    samples = ev.evaluate(None, None, ds, curriculum="c", mode="direct", out_dir=tmp_path,
-                          batch_size=4, max_new_tokens=4, progress=False)
+    real = scoring.score_completion
+    monkeypatch.setattr(scoring, "score_completion", lambda *a: seen.append(a) or real(*a))
+    samples = ev.evaluate(Canned(lambda p: "Answer: 1"), ds, curriculum="c", mode="direct",
+                          out_dir=tmp_path, max_new_tokens=4, progress=False)
     assert len(seen) == len(samples) == len(build_queries(ds, "direct"))
     behaviours = {b.id: b for b in ds.behaviours}
     for s in samples:
@@ -167,7 +166,7 @@ def test_custom_rl_stage_is_checked():
 @pytest.mark.parametrize("override,message", [
     ({"rl.num_generations": 1}, "num_generations must be at least 2"),
     ({"rl.num_generations": 3}, "not divisible by num_generations 3"),
-    ({"rl.batch_size": 6, "rl.grad_accum": 1, "rl.num_generations": 4}, "6 x 1 x 1 = 6"),
+    ({"rl.batch_size": 6, "rl.grad_accum": 1, "rl.num_generations": 4}, "6 x 1 = 6"),
     ({"rl.loss_type": "ppo"}, "rl.loss_type"),
 ])
 def test_combinations_trl_rejects_are_config_errors(override, message):

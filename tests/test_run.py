@@ -15,7 +15,7 @@ from pbb.evaluation.metrics import per_behaviour
 from pbb.evaluation.recall import cot_recall_exact, recall_score
 from pbb.experiments import run as run_mod
 from pbb.jsonio import read_jsonl
-from tests.conftest import run_cli
+from tests.conftest import Canned, run_cli
 
 # the smoke overlay (`pbb run --smoke`), with 4 eval behaviours and direct rows to score
 SMOKE = with_smoke({"data.eval_fraction": 0.5, "data.demos": 2,
@@ -101,7 +101,7 @@ def test_numbers_are_honest(smoke_run):
             assert r["recall_exact"]["mean"] == pytest.approx(sum(rec.values()) / len(rec))
 
 
-def test_scoring_pipeline_with_known_answers(smoke_run, tmp_path, monkeypatch):
+def test_scoring_pipeline_with_known_answers(smoke_run, tmp_path):
     """Feed gold completions for half the queries: scores and accuracy must follow exactly."""
     cfg, out = smoke_run
     from pbb import data
@@ -111,10 +111,9 @@ def test_scoring_pipeline_with_known_answers(smoke_run, tmp_path, monkeypatch):
     for q in evaluate_mod.build_queries(ds, "cot"):
         d = next(x for x in ds.demonstrations if x.behaviour_id == q["behaviour_id"] and x.input == q["input"])
         gold[q["prompt"]] = "junk first\n" + d.trace
-    monkeypatch.setattr(evaluate_mod, "generate", lambda model, tok, prompts, on_batch, **k:
-                        on_batch(list(enumerate(_gold_half(prompts, gold)))))
-    samples = evaluate_mod.evaluate(None, None, ds, curriculum="x", mode="cot", out_dir=tmp_path,
-                                    batch_size=4, max_new_tokens=8)
+    answers = dict(zip(gold, _gold_half(list(gold), gold)))  # gold for every other query
+    samples = evaluate_mod.evaluate(Canned(answers.__getitem__), ds, curriculum="x", mode="cot",
+                                    out_dir=tmp_path, max_new_tokens=8)
     assert sum(s["score"] for s in samples) == len(samples) // 2
     assert all(s["score"] == (1.0 if s["prediction"] == s["target"] else 0.0) for s in samples)
 
@@ -159,26 +158,28 @@ def test_resume_does_not_retrain_finished_stages(tmp_path, monkeypatch):
     assert (out / "summary.json").is_file()
 
 
-def test_interrupted_evaluation_resumes_from_partial_samples(smoke_run, tmp_path, monkeypatch):
+def test_interrupted_evaluation_resumes_from_partial_samples(smoke_run, tmp_path):
     _, out = smoke_run
     from pbb import data
 
     ds = data.load(out / "data")
     seen = []
 
-    def fake(model, tok, prompts, on_batch, **k):
-        seen.append(len(prompts))
-        on_batch([(i, "Answer: 0") for i in range(min(3, len(prompts)))])
-        if len(seen) == 1:
-            raise KeyboardInterrupt
-        on_batch([(i, "Answer: 0") for i in range(3, len(prompts))])
+    class Killed:
+        """Answers three prompts, then is killed (the first time only)."""
 
-    monkeypatch.setattr(evaluate_mod, "generate", fake)
+        def generate(self, prompts, *, on_batch, **k):
+            seen.append(len(prompts))
+            on_batch([(i, "Answer: 0") for i in range(min(3, len(prompts)))])
+            if len(seen) == 1:
+                raise KeyboardInterrupt
+            on_batch([(i, "Answer: 0") for i in range(3, len(prompts))])
+
     with pytest.raises(KeyboardInterrupt):
-        evaluate_mod.evaluate(None, None, ds, curriculum="x", mode="direct", out_dir=tmp_path,
-                              batch_size=4, max_new_tokens=8)
-    samples = evaluate_mod.evaluate(None, None, ds, curriculum="x", mode="direct",
-                                    out_dir=tmp_path, batch_size=4, max_new_tokens=8)
+        evaluate_mod.evaluate(Killed(), ds, curriculum="x", mode="direct", out_dir=tmp_path,
+                              max_new_tokens=8)
+    samples = evaluate_mod.evaluate(Killed(), ds, curriculum="x", mode="direct",
+                                    out_dir=tmp_path, max_new_tokens=8)
     assert seen == [16, 13] and len(samples) == 16
     assert not (tmp_path / "samples.partial.jsonl").exists()
 
@@ -440,7 +441,7 @@ def test_lm_eval_runs_the_exported_tasks_and_scores_with_pbbs_verifier(smoke_run
     from lm_eval.tasks import TaskManager
 
     from pbb import data
-    from pbb.evaluation.evaluate import Scorer
+    from pbb.evaluation.scoring import Scorer
     from pbb.interop.export import eval_queries
     from pbb.models import resolve_model_path
 
@@ -480,3 +481,20 @@ def test_lm_eval_runs_the_exported_tasks_and_scores_with_pbbs_verifier(smoke_run
     for row in json.loads((tmp_path / "s" / "summary.json").read_text())["results"]:
         task = f"pbb_{cfg.name}_{row['mode']}_{row['split']}"
         assert row["accuracy"] == pytest.approx(result["results"][task]["acc,none"])
+
+
+def test_every_record_a_run_writes_matches_its_type(smoke_run):
+    """summary.json, every samples line and every done.json of a run with six curricula are the
+    records pbb.records describes (the JSON Schema in docs is generated from those types)."""
+    from pbb.records import Sample, StageRecord, Summary, check
+
+    _, out = smoke_run
+    check(Summary, json.loads((out / "summary.json").read_text()), "summary.json")
+    samples = list(out.rglob("samples.jsonl"))
+    dones = list(out.rglob("done.json"))
+    assert samples and dones
+    for path in samples:
+        for line in path.read_text().splitlines():
+            check(Sample, json.loads(line), str(path))
+    for path in dones:
+        check(StageRecord, json.loads(path.read_text()), str(path))

@@ -33,9 +33,9 @@ from pbb.config import (
     key_roles,
     load_config,
 )
-from pbb.experiments.run import stage_key
 from pbb.rows import curricula
 from pbb.rows.curricula import Stage
+from pbb.store import stage_key
 
 LABELS = {"key": ALWAYS, "no": NEVER, "rule": STOPPING_RULE, "rl": RL_STAGE, "stage": THROUGH_STAGE}
 
@@ -146,6 +146,7 @@ TABLE: dict[str, tuple] = {
     "train.save_steps": ("no", {"train.save_steps": 7}),
     "train.group_by_length": ("key", {"train.group_by_length": False}),
     "train.gradient_checkpointing": ("no", {"train.gradient_checkpointing": True}),
+    "train.recall_after_stage": ("no", {"train.recall_after_stage": False}),  # logged, not a result
     # per-stage settings: in the key of the stage they name (here `plain`), no other
     "train.stages": ("stage", {"train.stages.other": {"epochs": 2}}),
     "train.stages.<name>.epochs": ("stage", {"train.stages.plain.epochs": 2}, None, {"sft"}),
@@ -208,7 +209,6 @@ TABLE: dict[str, tuple] = {
     "eval.max_train_behaviours": ("no", {"eval.max_train_behaviours": 2}),
     "eval.temperature": ("no", {"eval.temperature": 0.7}),  # the recall check is always greedy
     "eval.bootstrap": ("no", {"eval.bootstrap": 200}),
-    "eval.recall_after_stage": ("no", {"eval.recall_after_stage": False}),  # logged, not a result
     "chat.system_prompt": ("key", {"chat.system_prompt": "Be brief."}),
 }
 

@@ -56,7 +56,7 @@ def test_estimate_says_when_curves_do_not_cross():
 
 
 def _fake_generate(counter):
-    """A stand-in model that answers right for a share of the queries that changes from call to
+    """A stand-in for HFGenerator.generate that answers right for a share of the queries that changes from call to
     call, so accuracies differ between points and behaviours."""
     import re
 
@@ -69,7 +69,7 @@ def _fake_generate(counter):
                            seed=seed, options=cfg.data.options, progress=False)
         behaviours.update({b.name: (ds.domain, b) for b in ds.behaviours})
 
-    def generate(model, tok, prompts, on_batch=None, **kw):
+    def generate(self, prompts, on_batch=None, **kw):
         counter[0] += 1
         outs = []
         for i, p in enumerate(prompts):
@@ -91,9 +91,9 @@ def _fake_generate(counter):
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
     mp = pytest.MonkeyPatch()
-    from pbb.evaluation import evaluate as ev
+    from pbb.evaluation.generators import HFGenerator
 
-    mp.setattr(ev, "generate", _fake_generate([0]))
+    mp.setattr(HFGenerator, "generate", _fake_generate([0]))
     trained = []
     real = run_mod.train_sft
     mp.setattr(run_mod, "train_sft", lambda rows, **kw: trained.append(kw["stage_dir"].name) or real(rows, **kw))
@@ -160,9 +160,9 @@ def test_report_rerenders_from_files(swept):
 
 @pytest.mark.slow
 def test_killed_sweep_finishes_the_remaining_points_only(tmp_path, monkeypatch):
-    from pbb.evaluation import evaluate as ev
+    from pbb.evaluation.generators import HFGenerator
 
-    monkeypatch.setattr(ev, "generate", _fake_generate([0]))
+    monkeypatch.setattr(HFGenerator, "generate", _fake_generate([0]))
     real = run_mod.run
     ran = []
 
@@ -250,16 +250,16 @@ def test_a_killed_job_releases_its_stage_lock_and_its_stage_is_not_taken_as_done
     import sys
     import time
 
-    from pbb.training.stages import is_done
+    from pbb.store import is_done, stage_lock
 
     stage = tmp_path / "stages" / "stage1-abc"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from pbb.experiments.run import stage_lock; from pathlib import Path\n"
+        "import sys, time; from pbb.store import stage_lock; from pathlib import Path\n"
         f"s = Path({str(stage)!r}); lock = stage_lock(s); lock.acquire()\n"
         "s.mkdir(exist_ok=True); (s / 'metrics.jsonl').write_text('{}'); print('held', flush=True)\n"
         "time.sleep(60)")], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
-    lock = run_mod.stage_lock(stage)
+    lock = stage_lock(stage)
     from filelock import Timeout
 
     with pytest.raises(Timeout):  # held: a second job waits
@@ -273,14 +273,12 @@ def test_a_killed_job_releases_its_stage_lock_and_its_stage_is_not_taken_as_done
 
 
 @pytest.mark.slow
-def test_slurm_executor_submits_one_job_per_point_through_submitit(tmp_path):
+def test_slurm_executor_submits_one_job_per_point_through_submitit(tmp_path, monkeypatch):
     """The --executor slurm path end to end, with submitit's local executor standing in for a
-    cluster (PBB_SUBMITIT_CLUSTER=local): job ids and logs in the sweep, every point done."""
-    import os
-    import subprocess
-    import sys
-
+    cluster (executors.SUBMITIT_CLUSTER): job ids and logs in the sweep, every point done."""
     import yaml
+
+    from pbb.experiments import executors
 
     pytest.importorskip("submitit")
     raw = yaml.safe_load(Path("configs/sample_efficiency_quick.yaml").read_text())
@@ -288,12 +286,10 @@ def test_slurm_executor_submits_one_job_per_point_through_submitit(tmp_path):
     raw["sweep"]["points"] = raw["sweep"]["points"][:2]
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(raw))
-    sets = [a for k, v in {**TINY, "sweep.slurm.gpus_per_job": 0, "sweep.slurm.cpus_per_job": 1}.items()
-            for a in ("--set", f"{k}={json.dumps(v)}")]
-    r = subprocess.run([sys.executable, "-m", "pbb", "sweep", str(path), "--out",
-                        str(tmp_path / "s"), "--executor", "slurm", *sets],
-                       capture_output=True, text=True, env={**os.environ, "PBB_SUBMITIT_CLUSTER": "local"})
-    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    monkeypatch.setattr(executors, "SUBMITIT_CLUSTER", "local")
+    sweep_mod.run_sweep(path, tmp_path / "s", {**TINY, "sweep.slurm.gpus_per_job": 0,
+                                               "sweep.slurm.cpus_per_job": 1},
+                        progress=False, executor="slurm")
     jobs = read_json(tmp_path / "s" / "jobs.json")
     assert len(jobs) == 2 and {j["exit_code"] for j in jobs.values()} == {0}
     assert len({j["job_id"] for j in jobs.values()}) == 2 and {j["cluster"] for j in jobs.values()} == {"local"}

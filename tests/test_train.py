@@ -9,9 +9,9 @@ import torch
 from pbb.config import TrainConfig
 from pbb.models import load_model
 from pbb.rows.chat import encode_row, tokenized_view
+from pbb.store import DONE, METRICS, MODEL
 from pbb.training.load import load_for_eval
 from pbb.training.sft import batch_loss, collate, encode_rows, epoch_batches, train_sft
-from pbb.training.stages import DONE, METRICS, MODEL
 
 
 def _metrics(stage_dir):

@@ -244,30 +244,55 @@ def data_validate(path: Annotated[Path, typer.Argument(help="data set directory"
           "and matching")
 
 
+# options that `pbb run` and `pbb plan` share
+RunConfigFile = Annotated[Path, typer.Argument(help="YAML config, e.g. configs/quickstart.yaml")]
+RunOut = Annotated[Path | None, typer.Option("--out", help="run directory (default runs/<name>)")]
+RunSets = Annotated[list[str] | None, typer.Option(
+    "--set", help="override a config key by dotted path, e.g. --set train.max_steps=2")]
+Smoke = Annotated[bool, typer.Option(
+    "--smoke", help="shrink the config to a 1-2 minute tiny-random run (default --out "
+    "runs/<name>-smoke) to check it end to end")]
+StagesRoot = Annotated[Path | None, typer.Option(
+    "--stages-root", hidden=True, help="a stage store shared with other runs (sweep jobs)")]
+
+
 @app.command("run")
 def run_cmd(
-    config: Annotated[Path, typer.Argument(help="YAML config, e.g. configs/quickstart.yaml")],
-    out: Annotated[Path | None, typer.Option("--out", help="run directory (default runs/<name>)")] = None,
-    overrides: Annotated[list[str] | None, typer.Option(
-        "--set", help="override a config key by dotted path, e.g. --set train.max_steps=2")] = None,
+    config: RunConfigFile,
+    out: RunOut = None,
+    overrides: RunSets = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
-    smoke: Annotated[bool, typer.Option(
-        "--smoke", help="shrink the config to a 1-2 minute tiny-random run (default --out "
-        "runs/<name>-smoke) to check it end to end")] = False,
-    stages_root: Annotated[Path | None, typer.Option(
-        "--stages-root", hidden=True, help="a stage store shared with other runs (sweep jobs)")] = None,
+    smoke: Smoke = False,
+    stages_root: StagesRoot = None,
 ) -> None:
     """Data -> curricula -> training -> evaluation -> summary.json, report.md, accuracy.png.
 
     Start the same command again to resume an interrupted run.
     """
-    from pbb.config import load_config
-    from pbb.experiments.run import run
+    from pbb.api import run
 
-    sets = parse_assignments(overrides)
-    cfg = load_config(config, sets, smoke=smoke)
-    run(cfg, out or Path("runs") / (cfg.name + ("-smoke" if smoke else "")), progress=progress,
+    run(config, out, overrides=parse_assignments(overrides), smoke=smoke, progress=progress,
         stages_root=stages_root)
+
+
+@app.command("plan")
+def plan_cmd(
+    config: RunConfigFile,
+    out: RunOut = None,
+    overrides: RunSets = None,
+    smoke: Smoke = False,
+    stages_root: StagesRoot = None,
+) -> None:
+    """What `pbb run` would do, before any of it: stages, reuse, evaluations, expected time.
+
+    Each curriculum's stages (rows, epochs, tokens, stopping rule) and which are trained
+    already, the evaluations (modes x splits x queries), and the time this machine's last
+    measured rates give. Writes nothing and loads no model weights (the tokenizer only).
+    """
+    from pbb.api import plan
+
+    print(plan(config, out, overrides=parse_assignments(overrides), smoke=smoke,
+               stages_root=stages_root))
 
 
 @app.command("sweep")
@@ -309,6 +334,54 @@ def sweep_cmd(
     eff = summary.get("efficiency", {})
     if "statement" in eff:
         console.print(f"[bold]crossover[/]: {eff['statement']}")
+
+
+@app.command("claims")
+def claims_cmd(
+    only: Annotated[list[str] | None, typer.Option(
+        "--only", metavar="NAME", help="run only this claim (repeatable); the table still "
+        "lists every claim")] = None,
+    gpu: Annotated[bool, typer.Option(
+        "--gpu", help="the GPU twins: configs/gpu/claims/, default --out runs/claims-gpu, "
+        "table docs/claims-gpu.md")] = False,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="one sweep per claim and their shared stages (default runs/claims)")] = None,
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", help="override a key of every claim's points, e.g. --set sweep.grid.seed=[0]")]
+    = None,
+    doc: Annotated[Path | None, typer.Option(
+        "--doc", help="the table to write (default docs/claims.md); its figure goes beside it")]
+    = None,
+    configs: Annotated[Path | None, typer.Option(
+        "--configs", help="folder of the claims' sweep configs, <claim>.yaml (default "
+        "configs/claims)")] = None,
+    execute: Annotated[bool, typer.Option(
+        "--run/--no-run", help="--no-run: run nothing, write the table from the sweeps already "
+        "in --out")] = True,
+    smoke: Annotated[bool, typer.Option(
+        "--smoke", help="every point shrunk to a tiny-random run (default --out "
+        "runs/claims-smoke)")] = False,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """The paper's claims: run each claim's sweep (stages shared between claims), then write
+    the table of verdicts with every figure from the runs' samples.
+
+    Start the same command again to resume; once everything ran it runs nothing and writes the
+    same table.
+    """
+    from pbb.experiments.claims import CPU, GPU, run_claims
+
+    default_configs, default_out, default_doc = GPU if gpu else CPU
+    if smoke:
+        default_out = default_out.with_name(default_out.name + "-smoke")
+    measured = run_claims(configs or default_configs, out or default_out, only,
+                          parse_assignments(overrides), smoke=smoke, progress=progress,
+                          doc=doc or default_doc, execute=execute)
+    for m in measured:
+        verdicts = [r["verdict"] for r in m["rows"]] + (
+            [m["crossover"]["verdict"]] if m["claim"].crossover else [])
+        console.print(f"{m['claim'].name}: {', '.join(verdicts)}", markup=False)
+    console.print(f"wrote {doc or default_doc}")
 
 
 @app.command("export")
@@ -359,16 +432,18 @@ def score_cmd(
 def report_cmd(run_dir: Annotated[Path, typer.Argument(help="a run or sweep directory")]) -> None:
     """Re-render a run's (or a sweep's) summary, report and plots from its files."""
     from pbb.evaluation.report import print_table, rebuild, written
+    from pbb.store import RunStore, SweepStore
 
-    if (run_dir / "sweep.json").is_file():
+    sweep, run = SweepStore(run_dir), RunStore(run_dir)
+    if sweep.record.is_file():
         from pbb.experiments.sweep import report
 
         summary = report(run_dir)
-        print(f"wrote {run_dir / 'sweep_summary.json'}, {run_dir / 'report.md'}"
+        print(f"wrote {sweep.summary}, {sweep.report}"
               + (f" ({summary['efficiency']['statement']})" if "statement" in summary.get("efficiency", {}) else ""))
         return
-    if not (run_dir / "config.yaml").is_file():
-        raise PbbError(f"{run_dir}: not a run directory (no config.yaml)")
+    if not run.config.is_file():
+        raise PbbError(f"{run_dir}: not a run directory (no {run.config.name})")
     summary = rebuild(run_dir)
     print_table(summary)
     print(written(run_dir))
@@ -380,6 +455,8 @@ INTERRUPTED = {
     "run": "interrupted; run the same command again to resume",
     "sweep": "interrupted; run the same command again to resume the sweep (finished points "
              "and trained stages are kept)",
+    "claims": "interrupted; run the same command again to resume the claims (finished points "
+              "and trained stages are kept)",
 }
 INTERRUPTED_ELSEWHERE = "interrupted; nothing was half-written (run the command again)"
 

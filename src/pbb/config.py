@@ -7,6 +7,7 @@ The resolved config (defaults filled in) is written to the run directory as ``co
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
 from typing import Literal, get_args, get_origin
 
@@ -38,7 +39,7 @@ class _Strict(BaseModel):
 # What a setting changes, declared once, on its field: ``json_schema_extra=_key(ROLE)``. A field
 # that declares nothing takes its section's role, and a section that declares nothing is ALWAYS:
 # a new setting is part of every stage's key until it is declared otherwise. :func:`key_fields`
-# turns the declarations into what :func:`pbb.experiments.run.stage_key` hashes; tests/test_stage_key.py holds
+# turns the declarations into what :func:`pbb.store.stage_key` hashes; tests/test_stage_key.py holds
 # the table of every setting and checks each against the key.
 
 #: changes what a stage learns: hashed into the key of every stage
@@ -67,11 +68,14 @@ def _key(role: bool | str, items: dict[str, bool | str] | None = None) -> dict:
 class DataConfig(_Strict):
     """Which data set to build (see ``pbb data generate``) or reuse (``path``)."""
 
-    domain: str = "arithmetic"
-    behaviours: int = Field(100, ge=2, le=1_000_000)
+    domain: str = Field("arithmetic", description="arithmetic, algorithms, ciphers, grammars "
+                        "or imported (a data set made by `pbb data import`, through data.path)")
+    behaviours: int = Field(100, ge=2, le=1_000_000, description="behaviours (functions, "
+                            "ciphers, grammars) in the data set, train and eval together")
     demos: int = Field(8, ge=1, le=100_000, description="demonstrations per behaviour")
     test_inputs: int = Field(4, ge=1, le=100_000, description="test inputs per behaviour")
-    eval_fraction: float = Field(0.5, gt=0, lt=1)
+    eval_fraction: float = Field(0.5, gt=0, lt=1, description="share of the behaviours that "
+                                 "are eval behaviours (seen as instructions only)")
     options: dict = Field(default_factory=dict, description="domain knobs")
     path: str | None = Field(None, description="use an existing data set directory instead")
     instruction_format: Literal["code", "nl"] = Field(
@@ -82,8 +86,9 @@ class DataConfig(_Strict):
 class PartConfig(_Strict):
     """One ingredient of a custom stage: rows of one kind for one group of behaviours."""
 
-    kind: Kind
-    behaviours: Which
+    kind: Kind = Field(description="row kind: declarative (the instruction), direct or cot "
+                       "(demonstrations)")
+    behaviours: Which = Field(description="which behaviours' rows: train, eval or all")
     repeats: int = Field(1, ge=1, description="paraphrased copies per behaviour (declarative)")
     demos: int | None = Field(None, ge=1, description="demonstrations per behaviour (execution)")
 
@@ -97,11 +102,13 @@ class StageTrainConfig(_Strict):
     ``max_epochs``. The learning-rate schedule then spans ``max_epochs``.
     """
 
-    epochs: float | None = Field(None, gt=0)
-    learning_rate: float | None = Field(None, gt=0, lt=1)
-    max_steps: int | None = Field(None, ge=-1)
-    warmup_ratio: float | None = Field(None, ge=0, lt=1)
-    batch_size: int | None = Field(None, ge=1)
+    epochs: float | None = Field(None, gt=0, description="train.epochs for this stage")
+    learning_rate: float | None = Field(None, gt=0, lt=1,
+                                        description="train.learning_rate for this stage")
+    max_steps: int | None = Field(None, ge=-1, description="train.max_steps for this stage")
+    warmup_ratio: float | None = Field(None, ge=0, lt=1,
+                                       description="train.warmup_ratio for this stage")
+    batch_size: int | None = Field(None, ge=1, description="train.batch_size for this stage")
     recall_target: float | None = Field(None, gt=0, le=1, description="stop at this recall")
     max_epochs: int | None = Field(None, ge=1, description="cap of the stopping rule")
 
@@ -114,10 +121,10 @@ class StageTrainConfig(_Strict):
 
 
 class StageConfig(_Strict):
-    name: str
+    name: str = Field(description="the stage's name (its directory is NAME-KEY)")
     train: StageTrainConfig | None = Field(
         None, description="this stage's training settings over `train` (and train.stages)")
-    parts: list[PartConfig] = Field(min_length=1)
+    parts: list[PartConfig] = Field(min_length=1, description="the row groups the stage trains on")
     replay: float = Field(0.0, ge=0, le=1, description="share of the previous stage's rows mixed in")
     # `trainer`, not `method`: `train.method` already means full finetuning vs LoRA. The old key
     # is still read (configs written before the rename), never written.
@@ -164,11 +171,12 @@ class TrainConfig(_Strict):
     method: Literal["full", "lora", "qlora"] = Field(
         "full", description="full finetuning; LoRA adapters (PEFT); or QLoRA: LoRA on a 4-bit "
         "base (bitsandbytes, CUDA only)")
-    learning_rate: float = Field(1e-4, gt=0, lt=1)
-    epochs: float = Field(1.0, gt=0)
+    learning_rate: float = Field(1e-4, gt=0, lt=1, description="peak learning rate (AdamW)")
+    epochs: float = Field(1.0, gt=0, description="passes over a stage's rows (fractions allowed)")
     max_steps: int = Field(-1, ge=-1, description="cap on optimizer steps per stage (-1: none)")
-    batch_size: int = Field(16, ge=1)
-    grad_accum: int = Field(1, ge=1)
+    batch_size: int = Field(16, ge=1, description="rows per optimizer step over all "
+                            "processes (the global batch)")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
     max_batch_tokens: int | Literal["auto"] = Field(
         "auto", json_schema_extra=_key(NEVER), description="memory bound: a batch is run in "
         "parts (forward passes) of at most this many tokens (padded, or packed: see packing), "
@@ -185,25 +193,38 @@ class TrainConfig(_Strict):
     report_to: list[Literal["tensorboard", "wandb", "trackio"]] = Field(
         default_factory=list, json_schema_extra=_key(NEVER), description="experiment trackers "
         "(pbb.experiments.tracking): every stage's metrics, SFT and RL, and the final accuracies")
-    max_length: int = Field(768, ge=16)
-    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    max_length: int = Field(768, ge=16, description="longest row in tokens (a longer prompt "
+                            "is an error; a longer completion is cut)")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="share of the steps with a "
+                                "linear warmup")
     schedule: Literal["cosine", "linear", "constant"] = Field(
         "cosine", description="after warmup: cosine or linear decay to min_lr_ratio, or constant")
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    adam_beta2: float = Field(0.98, gt=0, lt=1)
-    max_grad_norm: float = Field(1.0, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    lora_r: int = Field(16, ge=1)
-    lora_alpha: int = Field(32, ge=1)
-    lora_targets: str | list[str] = "all-linear"
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="the decay's floor, as a share "
+                                "of learning_rate")
+    adam_beta2: float = Field(0.98, gt=0, lt=1, description="AdamW's beta2")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradient clipping threshold")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW's decoupled weight decay")
+    lora_r: int = Field(16, ge=1, description="LoRA rank (method: lora or qlora)")
+    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator (alpha / r)")
+    lora_targets: str | list[str] = Field("all-linear", description="modules LoRA adapts "
+                                          "(PEFT's target_modules)")
     precision: Literal["auto", "bf16", "fp32"] = Field(
-        "auto", description="auto: bf16 autocast where the hardware supports it, else fp32")
+        "auto", description="compute precision of training, SFT and RL stages alike: bf16 = "
+        "bf16 autocast over the weights (which stay in model_dtype), fp32 = no autocast; auto: "
+        "bf16 where the hardware supports it, else fp32. The recall checks of training generate "
+        "under it too")
     save_steps: int = Field(50, ge=1, json_schema_extra=_key(NEVER),
                             description="checkpoint every N steps (for resume)")
     group_by_length: bool = Field(True, description="batch rows of similar length (less padding)")
     gradient_checkpointing: bool = Field(
         False, json_schema_extra=_key(NEVER), description="recompute activations in the "
         "backward instead of keeping them: less memory, more time, the same update")
+    recall_after_stage: bool = Field(
+        True, json_schema_extra=_key(NEVER), description="after every SFT stage with "
+        "declarative rows, measure recall of the instructions it taught (logged in the stage's "
+        "metrics.jsonl and done.json): time spent in training, not a change to what it learns "
+        "(stages with a stopping rule measure recall after every epoch anyway). Read from "
+        "eval.recall_after_stage in configs written before it moved here")
     stages: dict[str, StageTrainConfig] = Field(
         default_factory=dict, json_schema_extra=_key(THROUGH_STAGE), description="per-stage "
         "settings by stage name (stage1, stage2, mixture, exposure, activation_sft, ...; custom "
@@ -254,28 +275,34 @@ class RLConfig(_Strict):
     reward minus the group mean (scaled by the group std unless ``scale_rewards: none``). Prompts
     are the execution queries of train behaviours in ``curriculum.demo_modes``; the reward is
     the domain's verifier on the extracted answer plus ``format_weight`` x a format reward.
-    ``batch_size`` counts completions, so one optimizer step sees
-    ``batch_size * grad_accum / num_generations`` prompts. Method (full/LoRA), precision and
-    checkpointing come from ``train``.
+    ``batch_size`` counts completions over all processes, as ``train.batch_size`` counts rows:
+    one optimizer step sees ``batch_size * grad_accum`` completions, ``batch_size * grad_accum /
+    num_generations`` prompts, however many processes share them. Method (full/LoRA),
+    precision and checkpointing come from ``train``.
     """
 
     loss_type: Literal[LOSS_TYPES] = Field(  # type: ignore[valid-type]
         "dapo", description="TRL loss aggregation; dapo normalises by active tokens (no length bias)")
     num_generations: int = Field(4, ge=1, description="group size: completions per prompt")
-    batch_size: int = Field(8, ge=1, description="completions per device per micro-batch")
-    grad_accum: int = Field(1, ge=1)
-    learning_rate: float = Field(5e-6, gt=0, lt=1)
-    warmup_ratio: float = Field(0.0, ge=0, lt=1)
+    batch_size: int = Field(
+        8, ge=1, description="completions per micro-batch over all processes (the global batch, "
+        "as train.batch_size counts rows); under a launcher of N processes each takes "
+        "batch_size / N, so it must be a multiple of N")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    learning_rate: float = Field(5e-6, gt=0, lt=1, description="peak learning rate of RL stages")
+    warmup_ratio: float = Field(0.0, ge=0, lt=1, description="share of the steps with a "
+                                "linear warmup")
     epochs: float = Field(1.0, gt=0, description="passes over the prompts")
     max_steps: int = Field(-1, ge=-1, description="cap on optimizer steps (-1: none)")
     temperature: float = Field(1.0, gt=0, description="sampling temperature of the rollouts")
-    top_p: float = Field(1.0, gt=0, le=1)
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling of the rollouts")
     max_completion_length: int = Field(160, ge=1, description="tokens per sampled completion")
     beta: float = Field(0.0, ge=0, description="KL coefficient to the stage's start model (0: no "
                         "reference model, no KL term; KL is logged whenever beta > 0)")
     epsilon: float = Field(0.2, gt=0, description="clipping range of the policy ratio")
     num_iterations: int = Field(1, ge=1, description="optimisation passes per generated batch")
-    scale_rewards: Literal["group", "batch", "none"] = "group"
+    scale_rewards: Literal["group", "batch", "none"] = Field(
+        "group", description="divide advantages by the std of the group, of the batch, or not")
     mask_truncated_completions: bool = Field(
         False, description="leave completions cut at max_completion_length out of the loss")
     format_weight: float = Field(0.0, ge=0, description="weight of the format reward (1 when an "
@@ -287,7 +314,8 @@ class RLConfig(_Strict):
     vllm_mode: Literal["colocate", "server"] = Field(
         "colocate", json_schema_extra=_key(NEVER), description="colocate: vLLM in the training "
         "process; server: a `trl vllm-serve` already running (vllm_server_base_url)")
-    vllm_server_base_url: str | None = Field(None, json_schema_extra=_key(NEVER))
+    vllm_server_base_url: str | None = Field(None, json_schema_extra=_key(NEVER),
+                                             description="URL of the running `trl vllm-serve`")
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, json_schema_extra=_key(NEVER),
                                                description="colocate mode")
 
@@ -297,15 +325,15 @@ class RLConfig(_Strict):
         if self.num_generations < 2:
             raise ValueError("num_generations must be at least 2: GRPO's advantage is a "
                              "completion's reward relative to the others of its group")
-        from pbb import dist
-
-        world = dist.world()
-        effective = self.batch_size * self.grad_accum * world
+        # batch_size is global, so this holds or fails whatever the number of processes: a
+        # config reloads anywhere; its split over processes is checked when a run starts
+        # (pbb.training.grpo.per_process_batch)
+        effective = self.batch_size * self.grad_accum
         if effective % self.num_generations:
             raise ValueError(
-                f"batch_size x grad_accum x processes = {self.batch_size} x {self.grad_accum} x "
-                f"{world} = {effective} completions is not divisible by num_generations "
-                f"{self.num_generations}; every group must fit in one generation batch")
+                f"batch_size x grad_accum = {self.batch_size} x {self.grad_accum} = {effective} "
+                f"completions is not divisible by num_generations {self.num_generations}; every "
+                "group must fit in one generation batch")
         return self
 
 
@@ -313,6 +341,8 @@ class RLConfig(_Strict):
 #: so that a config is checked without importing the code that builds them)
 BUILTIN_CURRICULA = ("proactive", "mixture", "stage1_only", "stage2_only", "demos_only",
                      "retroactive", "retroactive_sft", "rl_only", "untuned")
+#: the built-in curricula with an RL stage (the ones that use the ``rl`` settings)
+RL_CURRICULA = ("retroactive", "rl_only")
 
 DEFAULT_MAX_NEW_TOKENS = {"recall": 192, "direct": 24, "cot": 384, "in_context": 320}
 
@@ -337,16 +367,19 @@ class VLLMBackendConfig(_Strict):
 
     executable: str = Field("vllm", description="the vLLM command (a path, or found on PATH)")
     port: int = Field(0, ge=0, lt=65536, description="0: a free port")
-    gpu_memory_utilization: float = Field(0.85, gt=0, le=1)
-    max_model_len: int | None = Field(None, ge=16)
+    gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="share of the GPU's "
+                                          "memory vLLM may take")
+    max_model_len: int | None = Field(None, ge=16, description="vLLM's context length "
+                                      "(null: the model's)")
     extra_args: list[str] = Field(default_factory=list, description="more `vllm serve` flags")
     startup_timeout: float = Field(900.0, gt=0, description="seconds to wait until healthy")
 
 
 class EvalConfig(_Strict):
     """Evaluation of each curriculum's final model. Stages do not depend on it, except those with
-    a stopping rule: their recall check generates with ``batch_size`` and ``max_new_tokens.recall``
-    (greedy, the model as it trains: ``train.precision``, not ``precision``)."""
+    a stopping rule: their recall check generates with ``batch_size``, ``generator`` and
+    ``max_new_tokens.recall`` (greedy, the model as it trains: ``train.precision``, not
+    ``precision``), so those three are part of such stages' keys."""
 
     backend: Literal["hf", "openai", "vllm"] = Field(
         "hf", json_schema_extra=_key(NEVER), description="hf: batched generation in this "
@@ -362,8 +395,9 @@ class EvalConfig(_Strict):
                               description="recall: the instruction from a declarative prompt, "
                               "exact after whitespace normalisation")
     batch_size: int = Field(32, ge=1, json_schema_extra=_key(STOPPING_RULE),
-                            description="prompts per generation batch (left-padded: completions "
-                            "can depend on it)")
+                            description="prompts per generation batch, in evaluation and in the "
+                            "recall checks of training (left-padded: completions can depend on "
+                            "it)")
     generator: Literal["auto", "hf", "static"] = Field(
         "auto", json_schema_extra=_key(STOPPING_RULE), description="the in-process generation "
         "engine (backend hf; pbb.evaluation.generation). hf: batches of batch_size through transformers' "
@@ -372,14 +406,17 @@ class EvalConfig(_Strict):
         "batch_size slots on a CPU); auto: static on CUDA, hf elsewhere. Greedy completions are "
         "the same in fp32; in bf16 near-ties can flip, so the recall check can differ")
     precision: Literal["auto", "bf16", "fp32"] = Field(
-        "fp32", json_schema_extra=_key(NEVER), description="weights for generation. fp32 "
-        "(default) gives the same greedy completions as an unbatched fp32 loop; auto/bf16 is ~2x "
-        "faster on bf16 hardware but flips near-ties, so completions can differ "
-        "(benchmarks/bench_eval.py)")
+        "fp32", json_schema_extra=_key(NEVER), description="compute precision of evaluation "
+        "(backend hf): the final model's weights are cast to bf16 or fp32 for generation (no "
+        "autocast); auto: bf16 where the hardware supports it. fp32 (default) gives the same "
+        "greedy completions as an unbatched fp32 loop; bf16 is faster on bf16 hardware but "
+        "flips near-ties, so completions can differ (docs/benchmarks.md). The recall "
+        "checks of training follow train.precision instead")
     max_new_tokens: dict[str, int] = Field(
         default_factory=lambda: dict(DEFAULT_MAX_NEW_TOKENS),
         json_schema_extra=_key(NEVER, {"recall": STOPPING_RULE}),
-        description="per mode; modes left out keep their default")
+        description="per mode; modes left out keep their default (recall: also the recall "
+        "checks of training)")
     max_test_inputs: int | None = Field(None, ge=1, json_schema_extra=_key(NEVER),
                                         description="cap per behaviour")
     max_train_behaviours: int | None = Field(
@@ -390,11 +427,6 @@ class EvalConfig(_Strict):
                                description="0 = greedy (the recall check is always greedy)")
     bootstrap: int = Field(1000, ge=100, json_schema_extra=_key(NEVER),
                            description="resamples for the 95% interval")
-    recall_after_stage: bool = Field(
-        True, json_schema_extra=_key(NEVER), description="after every SFT stage with "
-        "declarative rows, measure recall of the instructions it taught (logged in the stage's "
-        "metrics.jsonl and done.json; a stage without a stopping rule trains the same either "
-        "way)")
 
     @field_validator("max_new_tokens")
     @classmethod
@@ -420,18 +452,23 @@ OPENAI_PREFIX = "openai:"
 
 
 class RunConfig(_Strict):
-    name: str = Field("run", json_schema_extra=_key(NEVER))
-    model: str = DEFAULT_MODEL
+    name: str = Field("run", json_schema_extra=_key(NEVER),
+                      description="the run's name, in reports, plots and trackers")
+    model: str = Field(DEFAULT_MODEL, description="smollm2-135m-instruct, tiny-random, a local "
+                       "directory, a Hugging Face id, or openai:NAME (evaluation only)")
     model_dtype: Literal["auto", "bf16", "fp32"] = Field(
-        "auto", description="weights as loaded for training: auto = fp32 master weights everywhere "
-        "(bf16 compute from autocast); bf16 = bf16 weights, half the memory, but small updates "
-        "are lost to rounding")
+        "auto", description="dtype the weights are loaded and kept in: the master weights "
+        "training updates, and the weights evaluation loads before eval.precision casts them. "
+        "auto = fp32 on every device (bf16 compute comes from train.precision's autocast); bf16 "
+        "= bf16 weights, half the memory, but small updates are lost to rounding")
     trust_remote_code: bool = Field(
         False, description="let transformers run the model repository's own code (models "
         "whose architecture transformers does not ship)")
-    seed: int = 0
+    seed: int = Field(0, description="seeds the data, the rows' order and sampling, "
+                      "initialisation and bootstrap intervals")
     curricula: list[str] = Field(default_factory=lambda: ["proactive", "mixture", "untuned"],
-                                 min_length=1, json_schema_extra=_key(NEVER))
+                                 min_length=1, json_schema_extra=_key(NEVER),
+                                 description="the curricula to train and evaluate, by name")
     data: DataConfig = Field(default_factory=DataConfig, json_schema_extra=_key(THROUGH_STAGE))
     curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig,
                                          json_schema_extra=_key(THROUGH_STAGE))
@@ -444,6 +481,17 @@ class RunConfig(_Strict):
         from pbb.models import ModelOptions
 
         return ModelOptions(self.model_dtype, self.trust_remote_code)
+
+    def trains_rl(self) -> bool:
+        """Whether a planned curriculum has an RL stage (and so uses the ``rl`` settings)."""
+        custom = self.curriculum.custom
+        return any(any(s.trainer == "rl" for s in custom[c]) if c in custom else c in RL_CURRICULA
+                   for c in self.curricula)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data):
+        return move_old_keys(data) if isinstance(data, dict) else data
 
     @model_validator(mode="after")
     def _known_curricula(self) -> RunConfig:
@@ -510,7 +558,7 @@ def key_fields(cfg: RunConfig, *, stopping_rule: bool = False,
                rl: bool = False) -> dict[str, object]:
     """Dotted path -> JSON value of every setting of ``cfg`` that changes the result of a stage:
     the ALWAYS ones, the STOPPING_RULE ones for a stage with a stopping rule, the RL_STAGE ones
-    for an RL stage (as declared: :func:`key_roles`). What :func:`pbb.experiments.run.stage_key` hashes."""
+    for an RL stage (as declared: :func:`key_roles`). What :func:`pbb.store.stage_key` hashes."""
     wanted = {ALWAYS, *([STOPPING_RULE] if stopping_rule else []), *([RL_STAGE] if rl else [])}
     roles = key_roles(type(cfg))
     tree = cfg.model_dump(mode="json")
@@ -523,6 +571,54 @@ def key_fields(cfg: RunConfig, *, stopping_rule: bool = False,
             node = node[part]
         out[path] = node
     return out
+
+
+#: settings that moved to the section they belong to, old dotted path -> new: the old path is
+#: still read (configs and run directories written before the move), with a note, never written
+MOVED_KEYS = {"eval.recall_after_stage": "train.recall_after_stage"}
+
+
+def move_old_keys(raw: dict, note: bool = True) -> dict:
+    """``raw`` (a config's mapping) with each setting of :data:`MOVED_KEYS` at its new path (a
+    copy where one moved); ``note``: say so (a FutureWarning). A setting given at both paths
+    is an error, whatever the values."""
+    out = raw
+    for old, new in MOVED_KEYS.items():
+        section, key = old.rsplit(".", 1)
+        node = _get_dotted(out, section)
+        new_section = _get_dotted(out, new.rsplit(".", 1)[0])
+        if not (isinstance(node, dict) and key in node
+                and isinstance(new_section, (dict, type(None)))):
+            continue  # nothing to move, or a section that is no mapping: validation says so
+        if _get_dotted(out, new) is not None:
+            raise ValueError(f"{old} and {new} are one setting (its old and its new name); "
+                             f"give only {new}")
+        if out is raw:
+            out = copy.deepcopy(raw)
+        set_dotted(out, new, _get_dotted(out, section).pop(key))
+        if note:
+            warnings.warn(f"config: {old} is now {new} (read as {new}; write it there)",
+                          FutureWarning, stacklevel=2)
+    return out
+
+
+def _get_dotted(tree: dict, key: str) -> object:
+    """``tree[a][b]`` for ``key = "a.b"``, or None where a part is missing or no mapping."""
+    node: object = tree
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def as_written_now(text: str) -> str:
+    """A run directory's ``config.yaml`` (written by this or an earlier version) as this version
+    writes it: moved settings at their new path. A run directory written before a setting moved
+    then still matches its own config. Text that is no valid config is returned as it is."""
+    try:
+        raw = yaml.safe_load(text)
+        return dump_config(RunConfig(**move_old_keys(raw, note=False)))
+    except (yaml.YAMLError, TypeError, AttributeError, ValueError):
+        return text
 
 
 def set_dotted(tree: dict, key: str, value: object) -> None:
@@ -594,13 +690,15 @@ def apply_overrides(raw: dict, overrides: dict[str, object] | None, smoke: bool 
     return apply_overrides(raw, {**overlay, **(overrides or {})})
 
 
-def load_config(path: Path | None, overrides: dict[str, object] | None = None,
+def load_config(path: Path | dict | None, overrides: dict[str, object] | None = None,
                 smoke: bool = False) -> RunConfig:
-    """Read YAML, apply dotted overrides (over the smoke overlay with ``smoke``), validate;
-    every failure is one PbbError line."""
+    """Read YAML (or take a mapping of the same keys, from Python), apply dotted overrides
+    (over the smoke overlay with ``smoke``), validate; every failure is one PbbError line."""
     raw: dict = {}
     source = "config"
-    if path is not None:
+    if isinstance(path, dict):
+        raw = path
+    elif path is not None:
         source = str(path)
         raw = read_yaml_mapping(path)
     raw = apply_overrides(raw, overrides, smoke)

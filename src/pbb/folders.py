@@ -1,8 +1,8 @@
 """Which folders pbb may write into, replace or delete: only its own, of the right kind.
 
-Every folder pbb makes as a whole (a run, a sweep, a data set, an export, a scored run) carries
-a marker file, ``.pbb-folder.json`` = ``{"written_by": "pbb", "kind": KIND}``, written before
-anything else in it. The rules, the same for every command:
+Every folder pbb makes as a whole (a run, a sweep, a data set, an export, a scored run, the
+folder of the claims' sweeps) carries a marker file, ``.pbb-folder.json`` = ``{"written_by":
+"pbb", "kind": KIND}``, written before anything else in it. The rules, the same for every command:
 
 * ``--out`` missing or empty: pbb makes it and marks it.
 * ``--out`` holding a folder pbb marked as the same kind: runs and sweeps resume there (their
@@ -23,13 +23,14 @@ from pathlib import Path
 
 from pbb.errors import PbbError
 from pbb.jsonio import atomic_write_json, read_json
+from pbb.store import CONFIG, RUN_FILES, SUMMARY, SWEEP
 
 MARKER = ".pbb-folder.json"
-KINDS = ("run", "sweep", "data", "export", "score")
+KINDS = ("run", "sweep", "data", "export", "score", "claims")
 #: what a folder of each kind held before markers existed (all of these must be there)
 _LEGACY = {"data": ("manifest.json", "behaviours.jsonl"), "export": ("stages.json",),
-           "sweep": ("sweep.json",), "run": ("config.yaml",),
-           "score": ("config.yaml", "summary.json")}
+           "sweep": (SWEEP,), "run": (CONFIG,),
+           "score": (CONFIG, SUMMARY)}
 
 
 def mark(folder: Path, kind: str) -> None:
@@ -52,10 +53,10 @@ def kind_of(folder: Path) -> str | None:
         if all((folder / f).is_file() for f in _LEGACY[kind]):
             return kind
     if all((folder / f).is_file() for f in _LEGACY["score"]):
-        summary = _json_or_none(folder / "summary.json")
+        summary = _json_or_none(folder / SUMMARY)
         if isinstance(summary, dict) and "scored_from" in summary:
             return "score"
-    if (folder / "config.yaml").is_file() and _only_run_files(folder):
+    if (folder / CONFIG).is_file() and _only_run_files(folder):
         return "run"
     return None
 
@@ -67,10 +68,9 @@ def _json_or_none(path: Path):
         return None
 
 
-#: every name a run directory holds (:mod:`pbb.experiments.run`); an unmarked folder with anything else in
-#: it is a user's folder
-_RUN_FILES = {"config.yaml", "data", "stages", "eval", "curricula.json", "summary.json",
-              "report.md", "accuracy.png", "logs", "tensorboard", MARKER}
+#: every name a run directory holds (:mod:`pbb.store`); an unmarked folder with anything else
+#: in it is a user's folder
+_RUN_FILES = RUN_FILES | {MARKER}
 
 
 def _only_run_files(folder: Path) -> bool:

@@ -144,9 +144,9 @@ class ModelOptions:
     ``dtype`` ``auto`` is fp32 on every device: fp32 master weights, with bf16 from autocast where
     the hardware has it (``train.precision``), and evaluation casts to bf16 on its own
     (``eval.precision``). bf16 *weights* are only what a user asks for (``bf16``, to halve the
-    memory of a large model): AdamW updates of lr 1e-4 are mostly below bf16's resolution, and
-    on an H200 the quickstart trained with bf16 weights never learned to recall an instruction
-    (recall 0% after 4 epochs where fp32 master weights reach 100%).
+    memory of a large model): AdamW updates of lr 1e-4 are mostly below bf16's resolution, so a
+    model trained with bf16 weights can fail to learn at all (docs/footguns.md; the run that
+    showed it is in docs/results/LOG.md).
     """
 
     dtype: str = "auto"

@@ -1,6 +1,6 @@
 """Data sets on disk: behaviours + demonstrations + manifest, deterministic from (config, seed).
 
-Files (the contract, also in README.md, section Data):
+Files (the contract, also in docs/domains.md, Data sets):
 
 * ``behaviours.jsonl`` - one behaviour per line (id, domain, name, instruction, description,
   split, meta).
@@ -22,8 +22,8 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 from tqdm import tqdm
 
-import pbb
 from pbb import folders
+from pbb._version import __version__
 from pbb.domains import Behaviour, Demonstration, Domain, get_domain
 from pbb.errors import PbbError
 from pbb.jsonio import (
@@ -143,7 +143,7 @@ def manifest(ds: DataSet, files: dict[str, str], extra: dict | None = None) -> d
               "test_inputs": sum(d.use == "test" for d in ds.demonstrations)}
     return {"format_version": FORMAT_VERSION, "domain": ds.domain.name,
             "config": ds.domain_config.model_dump(mode="json"), "seed": ds.seed,
-            "counts": counts, **(extra or {}), "pbb_version": pbb.__version__,
+            "counts": counts, **(extra or {}), "pbb_version": __version__,
             "files": {name: {"sha256": digest} for name, digest in files.items()}}
 
 

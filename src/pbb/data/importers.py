@@ -138,10 +138,25 @@ def import_functions(path: Path, *, test_inputs: int, eval_fraction: float, seed
         raise PbbError(f"--test-inputs must be at least 1, got {test_inputs}")
     if not 0 <= eval_fraction <= 1:
         raise PbbError(f"--eval-fraction must be in [0, 1], got {eval_fraction}")
-    report: list[dict] = []
-    candidates = []
+    report: list[dict] = []  # one record per line of the file, appended as each is settled
     sandbox_limits = cfg.limits()
-    for lineno, rec, problem in _read_lines(path, sandbox_limits):
+    candidates = _parsed_functions(path, sandbox_limits, report)
+    outcomes = _run_functions(candidates, cfg.workers, sandbox_limits, progress)
+    behaviours, calls = _checked_behaviours(candidates, outcomes, cfg.recorded_limits(), seed,
+                                            report)
+    if not behaviours:
+        raise PbbError(f"{path}: every function was skipped (reasons in {REPORT})")
+    data_mod.assign_splits(behaviours, eval_fraction, seed)
+    demos = _demonstrations(behaviours, calls, test_inputs, seed, report)
+    report.sort(key=lambda r: r["line"])
+    return data_mod.DataSet(None, ImportedDomain(), cfg, seed, behaviours, demos), report
+
+
+def _parsed_functions(path: Path, limits: Limits, report: list[dict]) -> list[tuple]:
+    """(line number, record, parsed code, function name) of every line whose record is well
+    formed and whose code parses and defines the function; the others are reported skipped."""
+    candidates = []
+    for lineno, rec, problem in _read_lines(path, limits):
         where = {"line": lineno, "id": rec.get("id") if rec else None}
         if problem:
             report.append({**where, "status": "skipped", "reason": problem})
@@ -159,31 +174,44 @@ def import_functions(path: Path, *, test_inputs: int, eval_fraction: float, seed
     if not candidates:
         reasons = "; ".join(f"line {r['line']}: {r['reason']}" for r in report[:3])
         raise PbbError(f"{path}: no usable function ({reasons})")
+    return candidates
 
-    limits = cfg.recorded_limits()
+
+def _run_functions(candidates: list[tuple], workers: int, limits: Limits, progress: bool) -> list:
+    """Every candidate function called on its inputs in the sandbox: one outcome each."""
     bar = tqdm(total=len(candidates), desc="sandbox", unit="function", disable=not progress or None,
                leave=False)
-    with Sandbox(cfg.workers, sandbox_limits) as sb:
+    with Sandbox(workers, limits) as sb:
         outcomes = sb.run_many([(rec["code"], fname, rec["inputs"]) for _, rec, _, fname in candidates],
                                progress=bar.update)
     bar.close()
+    return outcomes
 
+
+def _output_problem(rec: dict, outputs: list[str]) -> str | None:
+    """The first output that is not a Python literal or differs from the record's own, or None."""
+    for k, out in enumerate(outputs):
+        if literal(out) is NOT_A_LITERAL:
+            return f"output for input {k + 1} is not a Python literal: {out[:80]}"
+        if "outputs" in rec and not same_literal(rec["outputs"][k], out):
+            return f"input {k + 1} ({rec['inputs'][k][:60]}) gives {out[:60]}, expected {rec['outputs'][k][:60]}"
+    return None
+
+
+def _checked_behaviours(candidates: list[tuple], outcomes: list, limits: dict, seed: int,
+                        report: list[dict]) -> tuple[list[Behaviour], list[list[tuple[str, str]]]]:
+    """The behaviours of the functions that ran and gave the outputs expected, each renamed
+    where its name is taken or a keyword, and per behaviour its calls (query, output) for
+    every input; every function reported imported or skipped."""
     rng = random.Random(f"{seed}|import")
     taken: set[str] = set()
     behaviours: list[Behaviour] = []
-    calls: list[list[tuple[str, str]]] = []  # per behaviour: (query, output) for every input
-    demos: list[Demonstration] = []
+    calls: list[list[tuple[str, str]]] = []
     for (lineno, rec, tree, fname), outcome in zip(candidates, outcomes):
         where = {"line": lineno, "id": rec.get("id")}
         reason = outcome.error
         if reason is None:
-            for k, out in enumerate(outcome.outputs):
-                if literal(out) is NOT_A_LITERAL:
-                    reason = f"output for input {k + 1} is not a Python literal: {out[:80]}"
-                    break
-                if "outputs" in rec and not same_literal(rec["outputs"][k], out):
-                    reason = f"input {k + 1} ({rec['inputs'][k][:60]}) gives {out[:60]}, expected {rec['outputs'][k][:60]}"
-                    break
+            reason = _output_problem(rec, outcome.outputs)
         if reason is not None:
             report.append({**where, "status": "skipped", "reason": reason})
             continue
@@ -200,18 +228,22 @@ def import_functions(path: Path, *, test_inputs: int, eval_fraction: float, seed
         calls.append([(f"{name}({args})", out) for args, out in zip(rec["inputs"], outcome.outputs)])
         report.append({**where, "status": "imported", "behaviour_id": b.id, "name": name,
                        "renamed_from": renamed})
-    if not behaviours:
-        raise PbbError(f"{path}: every function was skipped (reasons in {REPORT})")
-    data_mod.assign_splits(behaviours, eval_fraction, seed)
+    return behaviours, calls
+
+
+def _demonstrations(behaviours: list[Behaviour], calls: list[list[tuple[str, str]]],
+                    test_inputs: int, seed: int, report: list[dict]) -> list[Demonstration]:
+    """Every call of every (split) behaviour as a demonstration, train or test input; each
+    behaviour's report record told its split and counts."""
     entry = {r["behaviour_id"]: r for r in report if r["status"] == "imported"}
+    demos: list[Demonstration] = []
     for b, its_calls in zip(behaviours, calls):
         held = _held_out(b, len(its_calls), test_inputs, seed)
         demos += [Demonstration(b.id, query, out, f"{ANSWER_PREFIX} {out}",
                                 "test" if k in held else "train")
                   for k, (query, out) in enumerate(its_calls)]
         entry[b.id].update(split=b.split, inputs=len(its_calls), test_inputs=len(held))
-    report.sort(key=lambda r: r["line"])
-    return data_mod.DataSet(None, ImportedDomain(), cfg, seed, behaviours, demos), report
+    return demos
 
 
 def _held_out(b: Behaviour, n: int, test_inputs: int, seed: int) -> set[int]:

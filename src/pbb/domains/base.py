@@ -102,7 +102,7 @@ class Domain:
 
     A domain defines the class attributes and the methods that raise ``NotImplementedError``
     here; the optional hooks below them have defaults that mean "nothing extra", so a domain
-    writes only what it has. Adding a domain: README, "Adding a domain".
+    writes only what it has. Adding a domain: docs/domains.md, "Adding a domain".
     """
 
     name: ClassVar[str]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 import string
+from collections.abc import Callable
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -89,78 +90,90 @@ def render(name: str, family: str, direction: str, alphabet: str) -> str:
 
 
 def run(meta: dict, text: str, key: tuple) -> tuple[str, list[str]]:
-    """(output, trace lines) of one call, computed from the behaviour's parameters."""
-    family, enc, alphabet = meta["family"], meta["direction"] == "encrypt", meta["alphabet"]
-    lines, out = [], ""
-    sign = "+" if enc else "-"
-    if family == "shift":
-        (k,) = key
-        lines.append(f"text = {text!r}, k = {k}")
-        for ch in text:
-            if ch in alphabet:
-                i = alphabet.index(ch)
-                j = (i + k) % 26 if enc else (i - k) % 26
-                out += alphabet[j]
-                lines.append(f"{ch}: ({i} {sign} {k}) % 26 = {j} -> {alphabet[j]}")
-            else:
-                out += ch
-                lines.append(f"{ch!r}: kept")
-    elif family == "affine":
-        a, b = key
-        lines.append(f"text = {text!r}, a = {a}, b = {b}")
-        inv = pow(a, -1, 26)
-        if not enc:
-            lines.append(f"inverse = pow({a}, -1, 26) = {inv}")
-        for ch in text:
-            if ch in alphabet:
-                i = alphabet.index(ch)
-                if enc:
-                    j = (a * i + b) % 26
-                    lines.append(f"{ch}: ({a} * {i} + {b}) % 26 = {j} -> {alphabet[j]}")
-                else:
-                    j = (inv * (i - b)) % 26
-                    lines.append(f"{ch}: ({inv} * ({i} - {b})) % 26 = {j} -> {alphabet[j]}")
-                out += alphabet[j]
-            else:
-                out += ch
-                lines.append(f"{ch!r}: kept")
-    elif family == "keyword":
-        (keyword,) = key
-        table = ""
-        for ch in keyword + alphabet:
-            if ch not in table:
-                table += ch
-        lines += [f"text = {text!r}, keyword = {keyword!r}", f"table = {table!r}"]
-        for ch in text:
-            if ch in alphabet:
-                if enc:
-                    i = alphabet.index(ch)
-                    out += table[i]
-                    lines.append(f"{ch}: alphabet position {i} -> table[{i}] = {table[i]}")
-                else:
-                    i = table.index(ch)
-                    out += alphabet[i]
-                    lines.append(f"{ch}: table position {i} -> alphabet[{i}] = {alphabet[i]}")
-            else:
-                out += ch
-                lines.append(f"{ch!r}: kept")
-    else:
-        (k,) = key
-        lines.append(f"text = {text!r}, key = {k!r}")
-        n = 0
-        for ch in text:
-            if ch in alphabet:
-                s = alphabet.index(k[n % len(k)])
-                i = alphabet.index(ch)
-                j = (i + s) % 26 if enc else (i - s) % 26
-                out += alphabet[j]
-                lines.append(f"{ch}: key {k[n % len(k)]} = {s}, ({i} {sign} {s}) % 26 = {j} -> {alphabet[j]}")
-                n += 1
-            else:
-                out += ch
-                lines.append(f"{ch!r}: kept")
+    """(output, trace lines) of one call, computed from the behaviour's parameters: the key's
+    lines, one line per character (a letter of the alphabet through the family's step, any other
+    character kept) and the result."""
+    alphabet = meta["alphabet"]
+    cipher = _CIPHERS.get(meta["family"], _vigenere)
+    lines, step = cipher(alphabet, meta["direction"] == "encrypt", text, key)
+    out, n = "", 0  # n: letters of the alphabet enciphered so far (Vigenère's key position)
+    for ch in text:
+        if ch in alphabet:
+            c, line = step(ch, n)
+            n += 1
+        else:
+            c, line = ch, f"{ch!r}: kept"
+        out += c
+        lines.append(line)
     lines.append(f"return {out!r}")
     return out, lines
+
+
+#: a family's trace: (its opening lines, the step of one letter ``(ch, n) -> (out, line)``)
+_Trace = tuple[list[str], Callable[[str, int], tuple[str, str]]]
+
+
+def _shift(alphabet: str, enc: bool, text: str, key: tuple) -> _Trace:
+    (k,) = key
+    sign = "+" if enc else "-"
+
+    def step(ch: str, n: int) -> tuple[str, str]:
+        i = alphabet.index(ch)
+        j = (i + k) % 26 if enc else (i - k) % 26
+        return alphabet[j], f"{ch}: ({i} {sign} {k}) % 26 = {j} -> {alphabet[j]}"
+
+    return [f"text = {text!r}, k = {k}"], step
+
+
+def _affine(alphabet: str, enc: bool, text: str, key: tuple) -> _Trace:
+    a, b = key
+    inv = pow(a, -1, 26)  # also when encrypting: a key without an inverse is refused either way
+    lines = [f"text = {text!r}, a = {a}, b = {b}"]
+    if not enc:
+        lines.append(f"inverse = pow({a}, -1, 26) = {inv}")
+
+    def step(ch: str, n: int) -> tuple[str, str]:
+        i = alphabet.index(ch)
+        if enc:
+            j = (a * i + b) % 26
+            return alphabet[j], f"{ch}: ({a} * {i} + {b}) % 26 = {j} -> {alphabet[j]}"
+        j = (inv * (i - b)) % 26
+        return alphabet[j], f"{ch}: ({inv} * ({i} - {b})) % 26 = {j} -> {alphabet[j]}"
+
+    return lines, step
+
+
+def _keyword(alphabet: str, enc: bool, text: str, key: tuple) -> _Trace:
+    (keyword,) = key
+    table = ""
+    for ch in keyword + alphabet:
+        if ch not in table:
+            table += ch
+
+    def step(ch: str, n: int) -> tuple[str, str]:
+        if enc:
+            i = alphabet.index(ch)
+            return table[i], f"{ch}: alphabet position {i} -> table[{i}] = {table[i]}"
+        i = table.index(ch)
+        return alphabet[i], f"{ch}: table position {i} -> alphabet[{i}] = {alphabet[i]}"
+
+    return [f"text = {text!r}, keyword = {keyword!r}", f"table = {table!r}"], step
+
+
+def _vigenere(alphabet: str, enc: bool, text: str, key: tuple) -> _Trace:
+    (k,) = key
+    sign = "+" if enc else "-"
+
+    def step(ch: str, n: int) -> tuple[str, str]:
+        s = alphabet.index(k[n % len(k)])
+        i = alphabet.index(ch)
+        j = (i + s) % 26 if enc else (i - s) % 26
+        return alphabet[j], f"{ch}: key {k[n % len(k)]} = {s}, ({i} {sign} {s}) % 26 = {j} -> {alphabet[j]}"
+
+    return [f"text = {text!r}, key = {k!r}"], step
+
+
+_CIPHERS = {"shift": _shift, "affine": _affine, "keyword": _keyword, "vigenere": _vigenere}
 
 
 def _word(rng: random.Random, lo: int, hi: int) -> str:

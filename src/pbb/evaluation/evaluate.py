@@ -1,8 +1,8 @@
-"""Batched evaluation: generate, extract the answer, score it with the domain's verifier.
+"""Evaluation: one query per (behaviour, test input), answered by a generator, scored by the
+domain's verifier.
 
-Generation is batched with left padding over *length-sorted* prompts (so a batch wastes little
-on padding), greedy by default, and stops each sequence at the end of the assistant turn.
-``benchmarks/bench_eval.py`` compares it with a one-prompt-at-a-time loop.
+Where the model runs is the generator's business (:mod:`pbb.evaluation.generators`: in this
+process, a server, canned text in a test); how a completion is scored is :mod:`pbb.evaluation.scoring`.
 
 Samples are appended to ``samples.partial.jsonl`` batch by batch, so an interrupted evaluation
 resumes where it stopped (the half record a kill may leave at the end is cut first, and logged);
@@ -14,11 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
-from tqdm import tqdm
 
 from pbb.data import DataSet
 from pbb.errors import PbbError
-from pbb.evaluation.recall import cot_recall_exact, normalize, recall_score
+from pbb.evaluation.generators import Generator
+from pbb.evaluation.recall import recall_score
+from pbb.evaluation.scoring import Scorer
 from pbb.jsonio import (
     append_jsonl,
     iter_jsonl,
@@ -28,10 +29,8 @@ from pbb.jsonio import (
     write_jsonl,
 )
 from pbb.rows.render import instruction_text, make_row, row_rng
-from pbb.training.rewards import score_completion
+from pbb.store import PARTIAL_GLOB, SAMPLES, partial_samples
 
-SAMPLES = "samples.jsonl"
-PARTIAL = "samples.partial.jsonl"
 console = Console(stderr=True)
 
 
@@ -70,114 +69,25 @@ def build_queries(ds: DataSet, mode: str, max_test_inputs: int | None = None,
     return queries
 
 
-class Scorer:
-    """Completion -> sample record for one (curriculum, mode): extraction, the domain's verifier,
-    recall. Shared by local evaluation and ``pbb score`` (completions produced elsewhere), so a
-    rate means the same whichever produced the text."""
-
-    def __init__(self, ds: DataSet, curriculum: str, mode: str, fmt: str = "code"):
-        self.ds, self.curriculum, self.mode, self.fmt = ds, curriculum, mode, fmt
-        self.behaviours = {b.id: b for b in ds.behaviours}
-        self.extra = ds.domain.sample_fields if ds.domain.sample_metrics else None  # validity...
-        self.train_out = {k: [d.output for d in v] for k, v in ds.by_behaviour("train").items()}
-        self.test_out = {k: [d.output for d in v] for k, v in ds.by_behaviour("test").items()}
-
-    def __call__(self, q: dict, completion: str) -> dict:
-        b, mode = self.behaviours[q["behaviour_id"]], self.mode
-        rec = {"behaviour_id": q["behaviour_id"], "split": q["split"], "curriculum": self.curriculum,
-               "mode": mode, "input": q["input"], "prompt": q["prompt"], "completion": completion}
-        if mode == "recall":
-            return {**rec, "prediction": normalize(completion), "target": q["target"],
-                    "score": recall_score(completion, q["target"])}
-        prediction, score = score_completion(self.ds.domain, b, q["input"], completion)
-        rec.update(prediction=prediction, target=q["target"], score=score)
-        if mode == "cot":
-            rec["recall_exact"] = cot_recall_exact(completion, instruction_text(b, self.fmt))
-        if self.extra:
-            rec.update(self.extra(b, q["input"], prediction, self.train_out[q["behaviour_id"]],
-                                  self.test_out[q["behaviour_id"]]))
-        return rec
+def recall_rate(generator: Generator, queries: list[dict], *, max_new_tokens: int) -> dict:
+    """``{"recall", "n"}``: the share of these ``recall`` queries whose completion is their
+    instruction (the stopping rule's check after an epoch; nothing is written)."""
+    completions = generator.generate([q["prompt"] for q in queries],
+                                     max_new_tokens=max_new_tokens, desc="recall check",
+                                     progress=False)
+    hits = sum(recall_score(c, q["target"]) for c, q in zip(completions, queries))
+    return {"recall": round(hits / max(1, len(queries)), 4), "n": len(queries)}
 
 
-def generate(model, tokenizer, prompts: list[str], *, batch_size: int, max_new_tokens: int,
-             temperature: float = 0.0, desc: str = "generate", progress: bool = True,
-             on_batch=None, system_prompt: str | None = None, engine: str = "hf") -> list[str]:
-    """Completions for user prompts (chat template applied as in training), in the order given.
-
-    ``engine`` (``eval.generator``, :mod:`pbb.evaluation.generation`): ``hf``, batches of ``batch_size``
-    through ``model.generate``; ``static``, the slot engine (``batch_size`` slots on a CPU, as many
-    as the GPU's free memory holds on CUDA); ``auto``, ``static`` on CUDA and ``hf`` elsewhere.
-    ``on_batch`` gets ``(index, completion)`` pairs as they are done."""
-    import torch
-
-    from pbb.evaluation.generation import (
-        choose,
-        compute_dtype,
-        cuda_slots,
-        generate_static,
-    )
-    from pbb.models import end_of_turn_ids
-    from pbb.rows.chat import prompt_text
-
-    texts = [prompt_text(tokenizer, p, system_prompt) for p in prompts]
-    ids = [tokenizer(t, add_special_tokens=False).input_ids for t in texts]
-    lengths = [len(x) for x in ids]
-    out: list[str | None] = [None] * len(texts)
-    device = next(model.parameters()).device
-    stop = end_of_turn_ids(tokenizer, getattr(model, "generation_config", None))
-    bar = tqdm(total=len(texts), desc=desc, unit="query", disable=not progress or None, leave=False)
-    if texts and choose(engine, model, temperature) == "static":
-        slots = batch_size
-        if device.type == "cuda":
-            slots = cuda_slots(model, compute_dtype(model), max(lengths) + max_new_tokens,
-                               len(texts))
-
-        def done(items: list[tuple[int, list[int]]]) -> None:
-            decoded = tokenizer.batch_decode([t for _, t in items], skip_special_tokens=True)
-            for (i, _), text in zip(items, decoded):
-                out[i] = text.strip()
-            if on_batch:
-                on_batch([(i, out[i]) for i, _ in items])
-            bar.update(len(items))
-
-        generate_static(model, ids, slots=slots, max_new_tokens=max_new_tokens, stop_ids=stop,
-                        temperature=temperature, on_done=done)
-        bar.close()
-        return out  # type: ignore[return-value]
-    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True,
-                        padding_side="left", add_special_tokens=False).to(device)
-        sampling = dict(do_sample=True, temperature=temperature, top_p=1.0) if temperature > 0 \
-            else dict(do_sample=False, temperature=None, top_p=None, top_k=None)
-        with torch.inference_mode():
-            gen = model.generate(**enc, max_new_tokens=max_new_tokens, eos_token_id=stop,
-                                 pad_token_id=tokenizer.pad_token_id, **sampling)
-        new = gen[:, enc["input_ids"].shape[1]:]
-        decoded = tokenizer.batch_decode(new, skip_special_tokens=True)
-        for i, text in zip(idx, decoded):
-            out[i] = text.strip()
-        if on_batch:
-            on_batch([(i, out[i]) for i in idx])
-        bar.update(len(idx))
-    bar.close()
-    return out  # type: ignore[return-value]
-
-
-def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_dir: Path,
-             batch_size: int, max_new_tokens: int, temperature: float = 0.0,
-             max_test_inputs: int | None = None, progress: bool = True,
-             system_prompt: str | None = None, max_train_behaviours: int | None = None,
-             fmt: str = "code", generator=None, engine: str = "hf") -> list[dict]:
-    """Evaluate one (curriculum, mode); resumable; returns the samples.
+def evaluate(generator: Generator, ds: DataSet, *, curriculum: str, mode: str, out_dir: Path,
+             max_new_tokens: int, max_test_inputs: int | None = None, progress: bool = True,
+             max_train_behaviours: int | None = None, fmt: str = "code") -> list[dict]:
+    """Evaluate one (curriculum, mode) with ``generator``; resumable; returns the samples.
 
     Every sample records the completion and the fields its score is computed from, so any
     rate in ``summary.json`` can be recomputed from ``samples.jsonl``. CoT samples also carry
-    ``recall_exact`` (:mod:`pbb.evaluation.recall`). ``generator`` replaces the in-process model (e.g. a
-    server, :mod:`pbb.evaluation.served`): ``generator(prompts, max_new_tokens=, desc=, progress=,
-    on_batch=)``; ``engine`` is the in-process engine otherwise (``eval.generator``,
-    :func:`generate`).
+    ``recall_exact`` (:mod:`pbb.evaluation.recall`). The generator decides where the model runs
+    (:mod:`pbb.evaluation.generators`); the samples are scored the same whichever it is.
     """
     from pbb import dist
 
@@ -192,21 +102,17 @@ def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_d
     # under a launcher each process answers its share of what is left; one process, all of it
     todo = [q for q in queries if (q["behaviour_id"], q["input"]) not in done]
     todo = todo[dist.rank()::dist.world()]
-    mine = out_dir / (PARTIAL if not dist.launched() else f"samples.partial.{dist.rank()}.jsonl")
+    mine = out_dir / partial_samples(dist.rank() if dist.launched() else None)
     to_sample = Scorer(ds, curriculum, mode, fmt)
 
     def save_batch(items: list[tuple[int, str]]) -> None:
         for i, completion in items:
             append_jsonl(mine, to_sample(todo[i], completion))
 
-    if todo and generator is not None:
-        generator([q["prompt"] for q in todo], max_new_tokens=max_new_tokens,
-                  desc=f"eval {curriculum}/{mode}", progress=progress, on_batch=save_batch)
-    elif todo:
-        generate(model, tokenizer, [q["prompt"] for q in todo], batch_size=batch_size,
-                 max_new_tokens=max_new_tokens, temperature=temperature,
-                 desc=f"eval {curriculum}/{mode}", progress=progress and dist.is_main(),
-                 on_batch=save_batch, system_prompt=system_prompt, engine=engine)
+    if todo:
+        generator.generate([q["prompt"] for q in todo], max_new_tokens=max_new_tokens,
+                           desc=f"eval {curriculum}/{mode}", progress=progress and dist.is_main(),
+                           on_batch=save_batch)
     dist.barrier()  # every share answered
     if dist.is_main():
         done = _answered(out_dir)  # every process's answers, each query once
@@ -220,7 +126,7 @@ def evaluate(model, tokenizer, ds: DataSet, *, curriculum: str, mode: str, out_d
 
 def _partials(out_dir: Path) -> list[Path]:
     """Partial answers: one process's file, or one per process under a launcher."""
-    return sorted(out_dir.glob("samples.partial*.jsonl"))
+    return sorted(out_dir.glob(PARTIAL_GLOB))
 
 
 def _repair_partials(out_dir: Path) -> None:

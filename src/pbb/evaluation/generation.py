@@ -1,4 +1,4 @@
-"""Generation engines behind :func:`pbb.evaluation.evaluate.generate` (``eval.generator``).
+"""Generation engines behind :class:`pbb.evaluation.generators.HFGenerator` (``eval.generator``).
 
 ``hf``: batches of ``eval.batch_size`` length-sorted, left-padded prompts, each through
 transformers' ``model.generate`` (dynamic KV cache). A batch runs until its longest completion
@@ -183,7 +183,7 @@ def _make_cache_class():
                 k[dst] = key_states[src]
                 v[dst] = value_states[src]
                 return key_states, value_states
-            # advanced-index writes (scatter_ is ~60x slower in bf16 on a CPU)
+            # advanced-index writes: scatter_ is far slower in bf16 on a CPU (docs/benchmarks.md)
             k[self.rows, :, self.pos] = key_states[:, :, 0]
             v[self.rows, :, self.pos] = value_states[:, :, 0]
             if self.window is None:

@@ -15,14 +15,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from pbb.evaluation.evaluate import SAMPLES
 from pbb.evaluation.metrics import bootstrap_ci, per_behaviour, proportion_ci, summarize
 from pbb.jsonio import atomic_write_json, atomic_write_text, read_json, read_jsonl
+from pbb.store import METRICS, PLOT, REPORT, REWARD_PLOT, SUMMARY, RunStore
 
-SUMMARY = "summary.json"
-REPORT = "report.md"
-PLOT = "accuracy.png"
-REWARD_PLOT = "rewards.png"
 SPLITS = ("eval", "train")
 #: (curriculum, control, what the difference measures), shown whenever both were run
 CONTROLS = [
@@ -38,7 +34,7 @@ def evaluated(run_dir: Path, curricula: list[str], modes: list[str]):
     """(curriculum, mode, samples) for every evaluation the run has finished."""
     for c in curricula:
         for m in modes:
-            path = Path(run_dir) / "eval" / c / m / SAMPLES
+            path = RunStore(run_dir).samples(c, m)
             if path.is_file():
                 yield c, m, read_jsonl(path)
 
@@ -63,7 +59,7 @@ def compare(run_dir: Path, curricula: list[str], modes: list[str], resamples: in
         if a not in curricula or b not in curricula:
             continue
         for m in modes:
-            pa, pb = (Path(run_dir) / "eval" / c / m / SAMPLES for c in (a, b))
+            pa, pb = (RunStore(run_dir).samples(c, m) for c in (a, b))
             if not (pa.is_file() and pb.is_file()):
                 continue
             sa, sb = read_jsonl(pa), read_jsonl(pb)
@@ -274,7 +270,15 @@ def run_markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def plot(results: list[dict], path: Path) -> None:
+def accuracy_figure(results: list[dict], curricula: list[str] | None = None,
+                    title: str | None = None):
+    """The accuracy bars (one panel per split, one group per mode) as a matplotlib figure.
+
+    Each curriculum keeps one colour in every panel and the legend, fixed by its place in
+    ``curricula`` (the config's order; curricula without results keep their place), never by
+    the bars a panel happens to draw. A bar of height 0 is drawn as a stroke on the axis with a
+    "0%" above its interval, in its colour: a 0% result is a result, not a missing bar.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -282,28 +286,52 @@ def plot(results: list[dict], path: Path) -> None:
     import numpy as np
 
     modes = list(dict.fromkeys(r["mode"] for r in results))
-    curricula = list(dict.fromkeys(r["curriculum"] for r in results))
-    fig, axes = plt.subplots(1, len(SPLITS), figsize=(5 + 1.2 * len(modes) * len(curricula) / 2, 4),
+    curricula = list(dict.fromkeys([*(curricula or []), *(r["curriculum"] for r in results)]))
+    colour = {c: f"C{k % 10}" for k, c in enumerate(curricula)}
+    shown = [c for c in curricula if any(r["curriculum"] == c for r in results)]
+    keyed = {(r["curriculum"], r["mode"], r["split"]): r for r in results}
+    fig, axes = plt.subplots(1, len(SPLITS), figsize=(5 + 1.2 * len(modes) * len(shown) / 2, 4),
                              sharey=True, squeeze=False)
-    width = 0.8 / max(1, len(curricula))
+    width = 0.8 / max(1, len(shown))
     for ax, split in zip(axes[0], SPLITS):
-        for k, c in enumerate(curricula):
-            xs, ys, lo, hi = [], [], [], []
-            for j, m in enumerate(modes):
-                r = next((r for r in results if (r["curriculum"], r["mode"], r["split"]) == (c, m, split)), None)
-                if r:
-                    xs.append(j + (k - (len(curricula) - 1) / 2) * width)
-                    ys.append(100 * r["accuracy"])
-                    lo.append(100 * (r["accuracy"] - r["ci_low"]))
-                    hi.append(100 * (r["ci_high"] - r["accuracy"]))
-            ax.bar(xs, ys, width, yerr=np.array([lo, hi]), capsize=3, label=c)
+        for k, c in enumerate(shown):
+            found = [(j, keyed[c, m, split]) for j, m in enumerate(modes) if (c, m, split) in keyed]
+            if not found:
+                continue
+            xs = [j + (k - (len(shown) - 1) / 2) * width for j, _ in found]
+            ys = [100 * r["accuracy"] for _, r in found]
+            err = np.array([[100 * (r["accuracy"] - r["ci_low"]) for _, r in found],
+                            [100 * (r["ci_high"] - r["accuracy"]) for _, r in found]])
+            ax.bar(xs, ys, width, yerr=err, capsize=3, label=c, color=colour[c])
+            for x, (_, r) in zip(xs, found):
+                if r["accuracy"] == 0:  # a flat stroke on the axis and a label above the interval
+                    ax.plot([x - width / 2, x + width / 2], [0, 0], color=colour[c], linewidth=4,
+                            solid_capstyle="butt", clip_on=False)
+                    ax.text(x, 100 * r["ci_high"] + 1, "0%", ha="center", va="bottom",
+                            fontsize=8, fontweight="bold", color=colour[c])
         ax.set_xticks(range(len(modes)), modes)
         ax.set_title(f"{split} behaviours")
         ax.set_ylim(0, 100)
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("accuracy (%), 95% CI")
-    axes[0][-1].legend(fontsize=8)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colour[c]) for c in shown]
+    axes[0][-1].legend(handles, shown, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def plot_title(summary: dict) -> str:
+    """What the accuracy plot names: the run, its model and its seed."""
+    return f"{summary.get('name', 'run')}: model {summary.get('model')}, seed {summary.get('seed')}"
+
+
+def plot(results: list[dict], path: Path, curricula: list[str] | None = None,
+         title: str | None = None) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = accuracy_figure(results, curricula, title)
     tmp = Path(path).with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=120)
     plt.close(fig)
@@ -326,8 +354,6 @@ def plot_rewards(run_dir: Path, stage_dirs: dict[str, str], path: Path) -> bool:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from pbb.training.stages import METRICS
 
     curves = {}
     for label, d in stage_dirs.items():
@@ -369,14 +395,15 @@ def write_report(run_dir: Path, summary: dict) -> None:
     atomic_write_json(run_dir / SUMMARY, summary)
     atomic_write_text(run_dir / REPORT, run_markdown(summary))
     if summary["results"]:
-        plot(summary["results"], run_dir / PLOT)
+        # the config's order of curricula: the stages' (every curriculum of a run), then results'
+        plot(summary["results"], run_dir / PLOT, list(summary.get("stages", {})),
+             plot_title(summary))
     plot_rewards(run_dir, rl_stage_dirs(summary), run_dir / REWARD_PLOT)
 
 
 def written(run_dir: Path) -> str:
     """The line both `pbb run` and `pbb report` end with."""
-    files = [f for f in (SUMMARY, REPORT, PLOT, REWARD_PLOT) if (Path(run_dir) / f).is_file()]
-    return "wrote " + ", ".join(str(Path(run_dir) / f) for f in files)
+    return "wrote " + ", ".join(map(str, RunStore(run_dir).reports()))
 
 
 def build_summary(run_dir: Path, cfg, ds) -> dict:
@@ -411,13 +438,14 @@ def data_identity(ds) -> dict:
 def rebuild(run_dir: Path) -> dict:
     """Recompute results from samples files, keeping the run's metadata (``pbb report``)."""
     from pbb.config import load_config
-    from pbb.data import load
+    from pbb.data import MANIFEST, load
 
     run_dir = Path(run_dir)
-    cfg = load_config(run_dir / "config.yaml")
-    old = read_json(run_dir / SUMMARY) if (run_dir / SUMMARY).is_file() else {}
-    data_dir = Path(cfg.data.path) if cfg.data.path else run_dir / "data"
-    ds = load(data_dir) if (data_dir / "manifest.json").is_file() else None
+    store = RunStore(run_dir)
+    cfg = load_config(store.config)
+    old = read_json(store.summary) if store.summary.is_file() else {}
+    data_dir = store.data_dir(cfg)
+    ds = load(data_dir) if (data_dir / MANIFEST).is_file() else None
     summary = {**old, **build_summary(run_dir, cfg, ds)}
     write_report(run_dir, summary)
     return summary

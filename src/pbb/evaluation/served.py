@@ -1,9 +1,11 @@
-"""Generation through an OpenAI-compatible server (``eval.backend: openai``).
+"""Servers behind evaluation (``eval.backend: openai`` / ``vllm``): the client, the checks made
+before any work, and the ``vllm serve`` subprocess. The generators that use them are
+:class:`pbb.evaluation.generators.OpenAIGenerator` and its subclass ``VLLMGenerator``.
 
 The same prompts as the in-process path (one user turn; the run's system prompt, if any, as a
 system message), greedy unless ``eval.temperature`` says otherwise, the run's ``max_new_tokens``
 per mode; the server stops at the model's end of turn. Completions are scored by the same
-:class:`pbb.evaluation.evaluate.Scorer`, so a number means the same whichever backend produced the text.
+:class:`pbb.evaluation.scoring.Scorer`, so a number means the same whichever backend produced the text.
 Requests run ``eval.openai.concurrency`` at a time; the client retries failures with backoff
 (``max_retries``); results are handed back as they arrive, so an interrupted evaluation resumes
 from its partial samples as with the ``hf`` backend.
@@ -27,17 +29,14 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-
-from tqdm import tqdm
 
 from pbb.config import OPENAI_PREFIX, RunConfig
 from pbb.errors import PbbError, first_line
 
 
-def _client(cfg: RunConfig):
+def openai_client(cfg: RunConfig):
+    """The openai client for ``eval.openai`` (the package is optional: one error without it)."""
     try:
         import openai
     except ModuleNotFoundError:
@@ -63,64 +62,12 @@ def check_server(cfg: RunConfig) -> None:
     """Before any work: every curriculum has a served model, and the server answers."""
     for name in cfg.curricula:
         served_model(cfg, name)
-    client = _client(cfg)
+    client = openai_client(cfg)
     try:
         client.with_options(max_retries=0, timeout=10).models.list()
     except Exception as e:  # noqa: BLE001 - connection refused, DNS, 401...: one line
         raise PbbError(f"eval.openai: server {client.base_url} does not answer "
                        f"({first_line(e, 120)})") from None
-
-
-def openai_generator(cfg: RunConfig, model: str, *, base_url: str | None = None,
-                     render: Callable[[str], str] | None = None,
-                     stop_token_ids: list[int] | None = None) -> Callable:
-    """A function (prompts, *, max_new_tokens, desc, progress, on_batch) -> completions.
-
-    Chat requests by default (the server applies its template); with ``render``, the prompt
-    text ``render(prompt)`` goes to the completions endpoint as it is (``vllm`` backend).
-    """
-    client = _client(cfg)
-    if base_url:
-        client = client.with_options(base_url=base_url)
-    system = [{"role": "system", "content": cfg.chat.system_prompt}] if cfg.chat.system_prompt else []
-    temperature = cfg.eval.temperature
-
-    def one(prompt: str, max_new_tokens: int) -> str:
-        if render is not None:
-            reply = client.completions.create(
-                model=model, prompt=render(prompt), max_tokens=max_new_tokens,
-                temperature=temperature,
-                extra_body={"stop_token_ids": stop_token_ids or [], "skip_special_tokens": True})
-            return (reply.choices[0].text or "").strip()
-        reply = client.chat.completions.create(
-            model=model, messages=system + [{"role": "user", "content": prompt}],
-            max_tokens=max_new_tokens, temperature=temperature)
-        return (reply.choices[0].message.content or "").strip()
-
-    def generate(prompts: list[str], *, max_new_tokens: int, desc: str = "generate",
-                 progress: bool = True, on_batch=None) -> list[str]:
-        out: list[str | None] = [None] * len(prompts)
-        bar = tqdm(total=len(prompts), desc=desc, unit="query", disable=not progress or None,
-                   leave=False)
-        with ThreadPoolExecutor(cfg.eval.openai.concurrency) as pool:
-            futures = {pool.submit(one, p, max_new_tokens): i for i, p in enumerate(prompts)}
-            for fut in as_completed(futures):
-                i = futures[fut]
-                try:
-                    out[i] = fut.result()
-                except Exception as e:  # noqa: BLE001 - after the client's retries
-                    for f in futures:
-                        f.cancel()
-                    raise PbbError(f"eval.openai: request for query {i} failed after "
-                                   f"{cfg.eval.openai.max_retries} retries ({first_line(e, 120)}); the "
-                                   "answers so far are kept, run again to resume") from None
-                if on_batch:
-                    on_batch([(i, out[i])])
-                bar.update(1)
-        bar.close()
-        return out  # type: ignore[return-value]
-
-    return generate
 
 
 def _has_gpu() -> bool:

@@ -11,14 +11,14 @@ number among equals), so ``--jobs`` up to the GPU count means one GPU each. More
 GPUs x K do not all start: at most GPUs x K run at once, the others wait for a place (said once
 at the start). Without GPUs jobs run on the CPU and K does nothing. All points share the
 sweep's stage store; a stage two of them need is trained once under a file lock
-(:func:`pbb.experiments.run.stage_lock`) while the other waits. Running the same command again resumes:
+(:func:`pbb.store.stage_lock`) while the other waits. Running the same command again resumes:
 finished points are skipped, unfinished ones start over from their last checkpoints.
 
 With ``--executor slurm`` each point is one job submitted through ``submitit`` (partition,
 account, time, GPUs and CPUs per job from the sweep's ``slurm:`` keys); submitit's own files
 (scripts, stdout, stderr, pickles) go to ``<sweep>/slurm/``, job ids to ``jobs.json``. pbb waits
-for the jobs and then writes the sweep's report. ``PBB_SUBMITIT_CLUSTER=local`` runs the same
-path with submitit's local executor (how the tests run it without a cluster).
+for the jobs and then writes the sweep's report. :data:`SUBMITIT_CLUSTER` names submitit's
+executor (the tests set it to ``local`` to run the same path without a cluster).
 """
 
 from __future__ import annotations
@@ -41,13 +41,16 @@ from pbb.jsonio import (
     cut_torn_tail,
     torn_tail_note,
 )
+from pbb.store import SweepStore
 
 console = Console()
-JOBS = "jobs.json"
 
 
 GIB = 2**30
 AUTO = "auto"
+#: submitit's ``cluster`` for ``--executor slurm``: None lets submitit choose (Slurm where there
+#: is one); "local" runs the jobs as local processes through the same path
+SUBMITIT_CLUSTER: str | None = None
 
 
 def _gpus() -> list[str]:
@@ -205,73 +208,101 @@ def run_local(points: list[dict], out: Path, jobs: int, jobs_per_device: int | s
     jobs_per_device = parse_jobs_per_device(jobs_per_device)
     gpus = _gpus()
     places = device_places(gpus, jobs_per_device, points) if gpus else []
+    jobs = _jobs_at_once(jobs, gpus, places, jobs_per_device)
+    sweep = SweepStore(out)
+    for d in (sweep.points, sweep.logs):
+        d.mkdir(parents=True, exist_ok=True)
+    queue = list(points)
+    pool = _LocalJobs(sweep, gpus, places)
+    try:
+        while queue or pool.running:
+            while queue and len(pool.running) < jobs:
+                pool.start(queue.pop(0), jobs)
+            time.sleep(0.5)
+            pool.reap()
+    except KeyboardInterrupt:
+        _stop(pool.running.values())
+        raise
+    if pool.failed:
+        raise PbbError(f"{len(pool.failed)} sweep point(s) failed: {', '.join(pool.failed)} (their "
+                       f"logs are in {sweep.logs}); run the same command again to retry them")
+
+
+def _jobs_at_once(jobs: int, gpus: list[str], places: list[int], jobs_per_device) -> int:
+    """``--jobs``, cut to the places the GPUs have (and said so); a word where
+    ``--jobs-per-device`` does nothing."""
     if gpus and jobs > sum(places):
         console.print(f"--jobs {jobs}: {len(gpus)} GPU(s) x "
                       + (f"{places[0]}" if len(set(places)) == 1 else "(" + "+".join(map(str, places)) + ")")
                       + f" job(s) per GPU (--jobs-per-device {jobs_per_device}) = {sum(places)} "
                       f"run at once; the other points wait for a place")
-        jobs = sum(places)
-    elif not gpus and jobs_per_device != 1:
+        return sum(places)
+    if not gpus and jobs_per_device != 1:
         console.print(f"no GPU here: --jobs-per-device {jobs_per_device} does nothing, the jobs "
                       "run on the CPU")
-    for d in ("points", "logs"):
-        (out / d).mkdir(parents=True, exist_ok=True)
-    busy = [0] * len(gpus)  # running jobs per GPU
-    queue = list(points)
-    running: dict[int, tuple[subprocess.Popen, dict, int, object, int | None]] = {}
-    record: dict[str, dict] = {}
-    failed = []
-    try:
-        while queue or running:
-            while queue and len(running) < jobs:
-                p = queue.pop(0)
-                safe = p["name"].replace("/", "_")
-                cfg_file = out / "points" / f"{safe}.yaml"
-                atomic_write_text(cfg_file, dump_config(p["config"]))
-                slot = next(s for s in range(jobs) if s not in {v[2] for v in running.values()})
-                env = dict(os.environ)
-                gpu = None
-                if gpus:  # the GPU running the fewest jobs that has room (lowest first)
-                    gpu = min((d for d in range(len(gpus)) if busy[d] < places[d]),
-                              key=lambda d: (busy[d], d))
-                    busy[gpu] += 1
-                    env["CUDA_VISIBLE_DEVICES"] = gpus[gpu]
-                log_path = out / "logs" / f"{safe}.log"
-                # a point killed mid-write left half a line: the rerun starts on a line of its own
-                dropped = cut_torn_tail(log_path)
-                if dropped:
-                    console.print(torn_tail_note(log_path, dropped), markup=False,
-                                  highlight=False, soft_wrap=True)
-                log = open(log_path, "ab")  # noqa: SIM115 - closed when it ends
-                proc = subprocess.Popen(point_command(cfg_file, out / "runs" / p["name"], out / "stages"),
-                                        stdout=log, stderr=subprocess.STDOUT, env=env)
-                running[proc.pid] = (proc, p, slot, log, gpu)
-                record[p["name"]] = {"pid": proc.pid, "slot": slot, "gpu": gpus[gpu] if gpu is not None else None,
-                                     "log": f"logs/{safe}.log", "started": time.time(), "exit_code": None}
-                atomic_write_json(out / JOBS, record)
-                console.print(f"[bold]sweep point[/] {p['name']}: started (pid {proc.pid}, "
-                              f"slot {slot}{', gpu ' + gpus[gpu] if gpus else ''})")
-            time.sleep(0.5)
-            for pid, (proc, p, _, log, gpu) in list(running.items()):
-                code = proc.poll()
-                if code is None:
-                    continue
-                log.close()
-                del running[pid]
-                if gpu is not None:
-                    busy[gpu] -= 1
-                record[p["name"]].update(exit_code=code, ended=time.time())
-                atomic_write_json(out / JOBS, record)
-                console.print(f"sweep point {p['name']}: "
-                              + ("done" if code == 0 else f"[red]failed (exit {code})[/]"))
-                if code != 0:
-                    failed.append(p["name"])
-    except KeyboardInterrupt:
-        _stop(running.values())
-        raise
-    if failed:
-        raise PbbError(f"{len(failed)} sweep point(s) failed: {', '.join(failed)} (their logs are "
-                       f"in {out / 'logs'}); run the same command again to retry them")
+    return jobs
+
+
+class _LocalJobs:
+    """The sweep points running now, one ``pbb run`` process each: started in a free slot (on
+    the GPU running the fewest jobs that has room), reaped when they exit; ``jobs.json``
+    records both."""
+
+    def __init__(self, sweep: SweepStore, gpus: list[str], places: list[int]):
+        self.sweep, self.gpus, self.places = sweep, gpus, places
+        self.busy = [0] * len(gpus)  # running jobs per GPU
+        #: pid -> (process, point, slot, its open log, its GPU's index or None)
+        self.running: dict[int, tuple[subprocess.Popen, dict, int, object, int | None]] = {}
+        self.record: dict[str, dict] = {}
+        self.failed: list[str] = []
+
+    def start(self, p: dict, jobs: int) -> None:
+        """Start point ``p`` in the lowest of the ``jobs`` slots that is free."""
+        sweep, gpus = self.sweep, self.gpus
+        cfg_file = sweep.point_config(p["name"])
+        atomic_write_text(cfg_file, dump_config(p["config"]))
+        slot = next(s for s in range(jobs) if s not in {v[2] for v in self.running.values()})
+        env = dict(os.environ)
+        gpu = None
+        if gpus:  # the GPU running the fewest jobs that has room (lowest first)
+            gpu = min((d for d in range(len(gpus)) if self.busy[d] < self.places[d]),
+                      key=lambda d: (self.busy[d], d))
+            self.busy[gpu] += 1
+            env["CUDA_VISIBLE_DEVICES"] = gpus[gpu]
+        log_path = sweep.point_log(p["name"])
+        # a point killed mid-write left half a line: the rerun starts on a line of its own
+        dropped = cut_torn_tail(log_path)
+        if dropped:
+            console.print(torn_tail_note(log_path, dropped), markup=False,
+                          highlight=False, soft_wrap=True)
+        log = open(log_path, "ab")  # noqa: SIM115 - closed when it ends
+        proc = subprocess.Popen(point_command(cfg_file, sweep.run_dir(p["name"]), sweep.stages),
+                                stdout=log, stderr=subprocess.STDOUT, env=env)
+        self.running[proc.pid] = (proc, p, slot, log, gpu)
+        self.record[p["name"]] = {"pid": proc.pid, "slot": slot,
+                                  "gpu": gpus[gpu] if gpu is not None else None,
+                                  "log": os.path.relpath(log_path, sweep.root),
+                                  "started": time.time(), "exit_code": None}
+        atomic_write_json(sweep.jobs, self.record)
+        console.print(f"[bold]sweep point[/] {p['name']}: started (pid {proc.pid}, "
+                      f"slot {slot}{', gpu ' + gpus[gpu] if gpus else ''})")
+
+    def reap(self) -> None:
+        """Record the points that have exited (and free their slots and GPUs)."""
+        for pid, (proc, p, _, log, gpu) in list(self.running.items()):
+            code = proc.poll()
+            if code is None:
+                continue
+            log.close()
+            del self.running[pid]
+            if gpu is not None:
+                self.busy[gpu] -= 1
+            self.record[p["name"]].update(exit_code=code, ended=time.time())
+            atomic_write_json(self.sweep.jobs, self.record)
+            console.print(f"sweep point {p['name']}: "
+                          + ("done" if code == 0 else f"[red]failed (exit {code})[/]"))
+            if code != 0:
+                self.failed.append(p["name"])
 
 
 def _stop(jobs) -> None:
@@ -302,11 +333,10 @@ def run_slurm(points: list[dict], out: Path, slurm) -> None:
     except ModuleNotFoundError:
         raise PbbError("--executor slurm needs the submitit package (pip install "
                        "'pbb[slurm]')") from None
-    out = Path(out)
-    (out / "points").mkdir(parents=True, exist_ok=True)
-    cluster = os.environ.get("PBB_SUBMITIT_CLUSTER") or None
+    out, sweep = Path(out), SweepStore(out)
+    sweep.points.mkdir(parents=True, exist_ok=True)
     try:
-        ex = submitit.AutoExecutor(folder=str(out / "slurm" / "%j"), cluster=cluster)
+        ex = submitit.AutoExecutor(folder=str(sweep.slurm / "%j"), cluster=SUBMITIT_CLUSTER)
     except Exception as e:  # noqa: BLE001 - no sbatch here, a bad cluster name...
         raise PbbError(f"--executor slurm: {first_line(e)}") from None
     params = {"timeout_min": slurm.time_min, "cpus_per_task": slurm.cpus_per_job,
@@ -321,15 +351,14 @@ def run_slurm(points: list[dict], out: Path, slurm) -> None:
     record: dict[str, dict] = {}
     submitted = []
     for p in points:
-        safe = p["name"].replace("/", "_")
-        cfg_file = out / "points" / f"{safe}.yaml"
+        cfg_file = sweep.point_config(p["name"])
         atomic_write_text(cfg_file, dump_config(p["config"]))
-        job = ex.submit(run_point, str(cfg_file), str(out / "runs" / p["name"]), str(out / "stages"))
+        job = ex.submit(run_point, str(cfg_file), str(sweep.run_dir(p["name"])), str(sweep.stages))
         record[p["name"]] = {"job_id": str(job.job_id), "cluster": ex.cluster,
                              "log": os.path.relpath(job.paths.stdout, out), "exit_code": None}
         submitted.append((p, job))
         console.print(f"[bold]sweep point[/] {p['name']}: submitted as job {job.job_id}")
-    atomic_write_json(out / JOBS, record)
+    atomic_write_json(sweep.jobs, record)
     failed = []
     for p, job in submitted:
         try:
@@ -337,9 +366,9 @@ def run_slurm(points: list[dict], out: Path, slurm) -> None:
         except Exception as e:  # noqa: BLE001 - the job itself failed (killed, timed out...)
             code = f"{type(e).__name__}"
         record[p["name"]]["exit_code"] = code
-        atomic_write_json(out / JOBS, record)
+        atomic_write_json(sweep.jobs, record)
         if code != 0:
             failed.append(p["name"])
     if failed:
         raise PbbError(f"{len(failed)} sweep job(s) failed: {', '.join(failed)} (logs in "
-                       f"{out / 'slurm'}); run the same command again to retry them")
+                       f"{sweep.slurm}); run the same command again to retry them")

@@ -35,6 +35,7 @@ from pbb.config import (
     RunConfig,
     _error_line,
     apply_overrides,
+    as_written_now,
     dump_config,
     read_yaml_mapping,
     set_dotted,
@@ -43,12 +44,8 @@ from pbb.errors import PbbError
 from pbb.evaluation.metrics import per_behaviour_field, proportion_ci
 from pbb.folders import check_out, mark
 from pbb.jsonio import atomic_write_json, atomic_write_text, read_json, read_jsonl
+from pbb.store import BARS_PLOT, CURVE_PLOT, RunStore, SweepStore
 
-SWEEP = "sweep.json"
-SUMMARY = "sweep_summary.json"
-REPORT = "report.md"
-CURVE_PLOT = "efficiency.png"
-BARS_PLOT = "curricula.png"
 console = Console(stderr=True)
 
 
@@ -138,18 +135,26 @@ def load_sweep(path: Path, overrides: dict | None = None,
 
 def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None,
               progress: bool = True, smoke: bool = False, jobs: int = 1,
-              executor: str = "local", jobs_per_device: int | str = 1) -> dict:
+              executor: str = "local", jobs_per_device: int | str = 1,
+              stages_root: Path | None = None) -> dict:
+    """Run the sweep's pending points, then its report. ``stages_root``: a stage store shared
+    with other sweeps (``pbb claims``) instead of the sweep's own, for points run one after
+    another in this process."""
     from pbb.experiments.run import check_before_work, run
 
+    if stages_root is not None and (jobs > 1 or executor != "local"):
+        raise PbbError("a stage store shared with other sweeps is for points run one after "
+                       "another (--jobs 1, --executor local)")
     raw, spec, points = load_sweep(path, overrides, smoke)
     out = Path(out or Path("runs") / (str(raw.get("name", "sweep")) + ("-smoke" if smoke else "")))
+    sweep = SweepStore(out)
     record = {"name": raw.get("name", "sweep"), "base": raw,
               "analysis": spec.analysis.model_dump(),
               "points": [{"name": p["name"], "overrides": p["overrides"],
-                          "dir": f"runs/{p['name']}"} for p in points]}
+                          "dir": sweep.run_rel(p["name"])} for p in points]}
     check_out(out, "sweep", replace=False)
-    if (out / SWEEP).is_file():
-        if read_json(out / SWEEP) != record:
+    if sweep.record.is_file():
+        if read_json(sweep.record) != record:
             raise PbbError(f"{out}: holds a different sweep; use another --out")
         mark(out, "sweep")
     else:
@@ -157,11 +162,11 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
             check_before_work(p["config"])
         out.mkdir(parents=True, exist_ok=True)
         mark(out, "sweep")
-        atomic_write_json(out / SWEEP, record)
+        atomic_write_json(sweep.record, record)
     pending = []
     for i, p in enumerate(points, start=1):
-        pdir = out / "runs" / p["name"]
-        if (pdir / "summary.json").is_file() and (pdir / "config.yaml").read_text() == dump_config(p["config"]):
+        point = sweep.run(p["name"])
+        if point.summary.is_file() and as_written_now(point.config.read_text()) == dump_config(p["config"]):
             console.print(f"[dim]sweep point {i}/{len(points)} {p['name']}: done earlier[/]")
         else:
             pending.append((i, p))
@@ -177,14 +182,15 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
         return report(out)
     for i, p in pending:
         console.print(f"[bold]sweep point {i}/{len(points)}[/] {p['name']}")
-        run(p["config"], out / "runs" / p["name"], progress=progress, stages_root=out / "stages")
+        run(p["config"], sweep.run_dir(p["name"]), progress=progress,
+            stages_root=stages_root or sweep.stages)
     return report(out)
 
 
 def _eval_accuracies(run_dir: Path, curriculum: str, mode: str, split: str = "eval",
                      field: str = "score") -> dict[str, float] | None:
     """Per-behaviour mean of ``field`` (the score, or ``recall_exact`` of CoT samples)."""
-    f = run_dir / "eval" / curriculum / mode / "samples.jsonl"
+    f = RunStore(run_dir).samples(curriculum, mode)
     if not f.is_file():
         return None
     part = [s for s in read_jsonl(f) if s["split"] == split and field in s]
@@ -196,16 +202,17 @@ def report(out: Path) -> dict:
     from pbb.config import load_config
     from pbb.experiments import efficiency
 
-    out = Path(out)
-    record = read_json(out / SWEEP)
+    out, sweep = Path(out), SweepStore(out)
+    record = read_json(sweep.record)
     analysis = AnalysisConfig(**record.get("analysis", {}))
     rows, per_seed = [], {}
     for p in record["points"]:
         rdir = out / p["dir"]
-        if not (rdir / "summary.json").is_file():
+        point = RunStore(rdir)
+        if not point.summary.is_file():
             continue
-        cfg = load_config(rdir / "config.yaml")
-        summ = read_json(rdir / "summary.json")
+        cfg = load_config(point.config)
+        summ = read_json(point.summary)
         mode = analysis.mode or cfg.eval.modes[0]
         for r in summ["results"]:
             label = r["curriculum"] + (f" k={cfg.curriculum.demos_only_k}"
@@ -232,10 +239,10 @@ def report(out: Path) -> dict:
                                  "statement": statement}
     except ValueError as e:
         summary["efficiency"] = {"unavailable": str(e)}
-    atomic_write_json(out / SUMMARY, summary)
-    plot_curve(summary, out / CURVE_PLOT)
-    plot_bars(summary, out / BARS_PLOT)
-    atomic_write_text(out / REPORT, sweep_markdown(summary))
+    atomic_write_json(sweep.summary, summary)
+    plot_curve(summary, sweep.curve_plot)
+    plot_bars(summary, sweep.bars_plot)
+    atomic_write_text(sweep.report, sweep_markdown(summary))
     return summary
 
 

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pbb.errors import PbbError
+from pbb.store import RunStore
 
 #: name in ``train.report_to`` -> (accelerate tracker class, the package it needs)
 TRACKERS = {"tensorboard": ("TensorBoardTracker", "tensorboard"),
@@ -48,7 +49,7 @@ class Tracking:
         self.trackers = []
         for name in names:
             cls = getattr(at, TRACKERS[name][0])
-            tracker = (cls(run_name, str(Path(run_dir) / "tensorboard")) if name == "tensorboard"
+            tracker = (cls(run_name, str(RunStore(run_dir).tensorboard)) if name == "tensorboard"
                        else cls(run_name))
             tracker.start()
             if config and name != "tensorboard":  # tensorboard's hparams want flat scalars

@@ -34,6 +34,7 @@ from pbb.evaluation.evaluate import build_queries
 from pbb.folders import check_out, mark
 from pbb.jsonio import atomic_write_json, directory_in_place, write_jsonl
 from pbb.rows import curricula as curricula_mod
+from pbb.store import RunStore, stage_key
 
 FORMATS = ("hf", "openai", "lm-eval")
 STAGES = "stages.json"
@@ -55,12 +56,13 @@ class ExportedStage:
 
 def open_source(path: Path, config: Path | None = None) -> tuple[RunConfig, DataSet]:
     """(config, data set) of a run directory or a data set directory."""
-    path = Path(path)
-    if (path / "config.yaml").is_file():
+    path, run = Path(path), RunStore(path)
+    if run.config.is_file():
         if config is not None:
-            raise PbbError(f"--config: {path} is a run directory; its own config.yaml is used")
-        cfg = load_config(path / "config.yaml")
-        data_dir = Path(cfg.data.path) if cfg.data.path else path / "data"
+            raise PbbError(f"--config: {path} is a run directory; its own {run.config.name} "
+                           "is used")
+        cfg = load_config(run.config)
+        data_dir = run.data_dir(cfg)
         if not (data_dir / data_mod.MANIFEST).is_file():
             raise PbbError(f"{path}: run directory without its data set ({data_dir} is missing)")
         return cfg, data_mod.load(data_dir)
@@ -68,18 +70,14 @@ def open_source(path: Path, config: Path | None = None) -> tuple[RunConfig, Data
         ds = data_mod.load(path)
         cfg = load_config(config, {"data.path": str(path.resolve()), "data.domain": ds.domain.name})
         return cfg, ds
-    raise PbbError(f"{path}: neither a run directory (config.yaml) nor a data set (manifest.json)")
+    raise PbbError(f"{path}: neither a run directory ({run.config.name}) nor a data set "
+                   f"({data_mod.MANIFEST})")
 
 
 def stages(cfg: RunConfig, ds: DataSet) -> list[ExportedStage]:
     """Every stage of the config's curricula, in training order, each shared stage once."""
-    from pbb.experiments.run import check_stage_settings, stage_key
-
-    fmt = cfg.data.instruction_format
-    built = {name: curricula_mod.build(name, ds, cfg.curriculum, fmt) for name in cfg.curricula}
-    check_stage_settings(cfg, built, ds)
     out, seen = [], set()
-    for name, its_stages in built.items():
+    for name, its_stages in curricula_mod.build_for_run(cfg, ds).items():
         parent = "base"
         for st in its_stages:
             key = stage_key(cfg, parent, st.rows, st.trainer, st)

@@ -3,7 +3,7 @@
 ``DIR/lm-eval/`` holds one task per evaluation mode and split (``pbb_<name>_<mode>_<split>``,
 all tagged ``pbb_<name>``), the queries (``docs.jsonl``, the ones ``pbb run`` asks), a copy of
 the data set and ``utils.py``, which loads the queries and scores every response with pbb's own
-extraction, verifier and recall check (:class:`pbb.evaluation.evaluate.Scorer`). So::
+extraction, verifier and recall check (:class:`pbb.evaluation.scoring.Scorer`). So::
 
     lm-eval run --model hf --model_args pretrained=MODEL --include_path DIR/lm-eval \\
         --tasks pbb_quickstart --apply_chat_template
@@ -104,7 +104,7 @@ def load_docs(folder: Path, mode: str, split: str, **_):
 
 @functools.cache
 def _scorer(folder: str, mode: str):
-    from pbb.evaluation.evaluate import Scorer
+    from pbb.evaluation.scoring import Scorer
     from pbb.jsonio import read_json
 
     fmt = read_json(Path(folder) / SETTINGS)["instruction_format"]

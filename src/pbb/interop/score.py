@@ -2,7 +2,7 @@
 
 A hosted model finetuned on an ``openai`` export, a ``vllm serve`` endpoint, another harness:
 whatever answered the evaluation queries, its completions are scored here with pbb's own
-extraction, verifiers and recall check (:class:`pbb.evaluation.evaluate.Scorer`, the code ``pbb run``
+extraction, verifiers and recall check (:class:`pbb.evaluation.scoring.Scorer`, the code ``pbb run``
 scores with), and written as a run directory: ``config.yaml``, ``eval/<curriculum>/<mode>/
 samples.jsonl``, ``summary.json``, ``report.md`` (``pbb report DIR`` re-renders it).
 
@@ -21,11 +21,12 @@ from pathlib import Path
 
 from pbb.config import dump_config
 from pbb.errors import PbbError
-from pbb.evaluation.evaluate import SAMPLES, Scorer
+from pbb.evaluation.scoring import Scorer
 from pbb.folders import check_out, mark
 from pbb.interop.export import eval_queries, open_source
 from pbb.jsonio import atomic_write_text, directory_in_place, jsonl_lines, write_jsonl
 from pbb.rows import curricula as curricula_mod
+from pbb.store import RunStore
 
 
 def _custom_id(rec: dict) -> str | None:
@@ -120,9 +121,10 @@ def score(source: Path, completions: Path, out: Path, *, curriculum: str,
         "data": cfg.data.model_copy(update={"path": str(data_dir)})})
     with directory_in_place(out, parent) as tmp:
         mark(tmp, "score")
-        atomic_write_text(tmp / "config.yaml", dump_config(scored))
+        store = RunStore(tmp)
+        atomic_write_text(store.config, dump_config(scored))
         for mode, recs in samples.items():
-            write_jsonl(tmp / "eval" / curriculum / mode / SAMPLES, recs)
+            write_jsonl(store.samples(curriculum, mode), recs)
         summary = {**build_summary(tmp, scored, ds), "scored_from": str(completions)}
         if ignored:
             summary["ignored_completions"] = ignored

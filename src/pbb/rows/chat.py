@@ -15,6 +15,8 @@ on the very token sequence it continues at test time. The loss falls on the comp
 
 from __future__ import annotations
 
+import weakref
+
 _SYS, _USR = "\ue000pbb-system\ue000", "\ue001pbb-user\ue001"
 
 
@@ -50,11 +52,20 @@ def _find_default_block(tok) -> str | None:
     return block or None
 
 
+#: tokenizer -> its default system block, found once per tokenizer (every row is rendered with
+#: it); weak keys, so a tokenizer is not kept alive by the cache nor changed by it
+_DEFAULT_BLOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def default_system_block(tok) -> str | None:
     """The text a chat template adds when a conversation has no system message, or None."""
-    if not hasattr(tok, "_pbb_default_system_block"):
-        tok._pbb_default_system_block = _find_default_block(tok)
-    return tok._pbb_default_system_block
+    try:
+        return _DEFAULT_BLOCKS[tok]
+    except KeyError:
+        block = _DEFAULT_BLOCKS[tok] = _find_default_block(tok)
+        return block
+    except TypeError:  # a tokenizer that takes no weak reference: found again each time
+        return _find_default_block(tok)
 
 
 def render(tok, messages: list[dict], *, system_prompt: str | None = None,

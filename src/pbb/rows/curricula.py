@@ -47,7 +47,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pbb.config import CurriculumConfig, StageConfig, StageTrainConfig
+from pbb.config import CurriculumConfig, RunConfig, StageConfig, StageTrainConfig
 from pbb.data import DataSet
 from pbb.domains import Behaviour
 from pbb.errors import PbbError
@@ -225,6 +225,43 @@ def build(name: str, ds: DataSet, c: CurriculumConfig, fmt: str = "code") -> lis
         raise PbbError(f"unknown curriculum {name!r}; known: {', '.join(sorted(CURRICULA))}")
     check_leakage(ds, stages, allow_eval_demos=allow, curriculum=name)
     return stages
+
+
+def build_for_run(cfg: RunConfig, ds: DataSet) -> dict[str, list[Stage]]:
+    """The stages of every curriculum ``cfg`` runs, as it trains them, the config's per-stage
+    settings checked against them (:func:`check_stage_settings`)."""
+    fmt = cfg.data.instruction_format
+    built = {name: build(name, ds, cfg.curriculum, fmt) for name in cfg.curricula}
+    check_stage_settings(cfg, built, ds)
+    return built
+
+
+def check_stage_settings(cfg: RunConfig, built: dict[str, list[Stage]], ds: DataSet) -> None:
+    """Refuse ``train.stages`` entries that name no stage of any curriculum (a typo would
+    otherwise be ignored silently), and stopping rules on stages that memorise nothing.
+
+    ``built``: the stages of the curricula the run plans. A key may name a stage of a curriculum
+    this run does not plan: a sweep shares one ``train.stages`` between points that run
+    different curricula (``stage2`` of proactive beside ``demos_k3`` of demos_only). Only then
+    are the other curricula built, to know their stages.
+    """
+    names = {st.name: st for stages in built.values() for st in stages}
+    unknown = [key for key in cfg.train.stages if key not in names]
+    if unknown:
+        every = dict(names)
+        for other in sorted(set(CURRICULA) | set(cfg.curriculum.custom)):
+            if other not in built:
+                every.update((st.name, st) for st in build(
+                    other, ds, cfg.curriculum, cfg.data.instruction_format))
+        for key in unknown:
+            if key not in every:
+                raise PbbError(f"train.stages.{key}: no stage of that name in any curriculum; "
+                               f"stages of {cfg.curricula}: {', '.join(sorted(names)) or 'none'}")
+        names = every
+    for st in names.values():
+        if cfg.train.stopping_rule(st.name, st.train) and (st.trainer != "sft" or not st.recall_ids):
+            raise PbbError(f"train.stages.{st.name}: recall_target needs an SFT stage with "
+                           "declarative rows (there is no instruction to recall)")
 
 
 def check_leakage(ds: DataSet, stages: list[Stage], *, allow_eval_demos: bool,

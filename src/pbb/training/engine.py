@@ -37,10 +37,10 @@ from pathlib import Path
 from pbb import dist
 from pbb.errors import PbbError
 from pbb.jsonio import atomic_write_json
+from pbb.store import CHECKPOINT, MODEL, checkpoint_name
+from pbb.store import CHECKPOINT_STATE as STATE
 from pbb.training.hf_trainer import forget_deepspeed_config
-from pbb.training.stages import MODEL
 
-STATE = "state.json"
 OPTIMIZER = "optimizer.pt"
 
 
@@ -275,8 +275,8 @@ def write_checkpoint(engine, trainer_dir: Path, step: int, state: dict) -> None:
     """``trainer/checkpoint-STEP`` through a temporary sibling; ``state.json`` written last (a
     checkpoint without it is torn and never resumed from); older checkpoints removed. Every
     process calls this (accelerate's save_state writes each process's shards)."""
-    target = trainer_dir / f"checkpoint-{step}"
-    tmp = trainer_dir / f".checkpoint-{step}.tmp"
+    target = trainer_dir / checkpoint_name(step)
+    tmp = trainer_dir / f".{checkpoint_name(step)}.tmp"
     if dist.is_main():
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -287,7 +287,7 @@ def write_checkpoint(engine, trainer_dir: Path, step: int, state: dict) -> None:
         atomic_write_json(tmp / STATE, state)
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
-        for old in trainer_dir.glob("checkpoint-*"):
+        for old in trainer_dir.glob(f"{CHECKPOINT}*"):
             if old != target:
                 shutil.rmtree(old, ignore_errors=True)
     dist.barrier()

@@ -9,14 +9,15 @@ by the group's std (``scale_rewards``); the policy-gradient loss uses PPO-style 
 stage's starting model when ``beta`` > 0. Groups whose completions all get the same reward carry
 no signal: the share of those (``frac_reward_zero_std``) is the number to watch, not the loss.
 
-Everything else is as in SFT stages (:mod:`pbb.training.stages`): same stage directory, ``metrics.jsonl``
+Everything else is as in SFT stages (:mod:`pbb.store`): same stage directory, ``metrics.jsonl``
 with one line per step (TRL's ``reward``, ``reward_std``, ``frac_reward_zero_std``,
 ``completions/mean_length``, ``kl`` when ``beta`` > 0, per-function ``rewards/<name>/mean``),
 checkpoints for resume, ``done.json`` last. ``rollouts.jsonl`` keeps every sampled completion
 with its reward, so what the policy actually wrote can be read afterwards.
 
 Under ``accelerate launch`` TRL's trainer runs data parallel by itself (each process samples and
-scores its own completions); pbb keeps one writer: the main process prepares the stage
+scores its own share of ``rl.batch_size``, the batch over all processes:
+:func:`per_process_batch`); pbb keeps one writer: the main process prepares the stage
 directory, and writes the model, the logs (rollouts gathered from every process) and
 ``done.json``.
 """
@@ -30,14 +31,24 @@ from pathlib import Path
 
 from pbb import dist
 from pbb.config import RLConfig, TrainConfig
+from pbb.errors import PbbError
 from pbb.jsonio import append_jsonl, iter_jsonl
+from pbb.store import METRICS, ROLLOUTS, TRAINER, finish_stage, start_stage
 from pbb.training.hf_trainer import _MetricsLog, fit
 from pbb.training.load import load_trainable
 from pbb.training.precision import use_bf16
 from pbb.training.rewards import completion_as_text
-from pbb.training.stages import METRICS, finish_stage, start_stage
 
-ROLLOUTS = "rollouts.jsonl"
+
+def per_process_batch(rl: RLConfig, processes: int) -> int:
+    """TRL's ``per_device_train_batch_size``: each process's equal share of ``rl.batch_size``,
+    which counts completions over all processes (as ``train.batch_size`` counts rows), so a
+    config means the same update however many processes run it."""
+    if rl.batch_size % processes:
+        raise PbbError(f"rl.batch_size: {rl.batch_size} completions (the batch over all "
+                       f"processes) do not split evenly over {processes} processes; use a "
+                       f"multiple of {processes}")
+    return rl.batch_size // processes
 
 
 def grpo_args(rl: RLConfig, train: TrainConfig, out: Path, seed: int, progress: bool,
@@ -46,7 +57,7 @@ def grpo_args(rl: RLConfig, train: TrainConfig, out: Path, seed: int, progress: 
     from trl import GRPOConfig
 
     kwargs = dict(
-        output_dir=str(out), per_device_train_batch_size=rl.batch_size,
+        output_dir=str(out), per_device_train_batch_size=per_process_batch(rl, dist.world()),
         gradient_accumulation_steps=rl.grad_accum, num_generations=rl.num_generations,
         learning_rate=rl.learning_rate, warmup_steps=rl.warmup_ratio, num_train_epochs=rl.epochs,
         max_steps=rl.max_steps, lr_scheduler_type="linear", loss_type=rl.loss_type,
@@ -132,7 +143,7 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
     funcs, weights = rewards
     trainer_ref: list = []
     funcs = [_logged(funcs[0], stage_dir / ROLLOUTS, trainer_ref), *funcs[1:]]
-    args = grpo_args(rl, cfg, stage_dir / "trainer", seed, progress, weights)
+    args = grpo_args(rl, cfg, stage_dir / TRAINER, seed, progress, weights)
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
                           processing_class=tokenizer, callbacks=[_MetricsLog(stage_dir / METRICS, on_metrics)])
     trainer_ref.append(trainer)

@@ -33,9 +33,8 @@ from dataclasses import dataclass
 
 IGNORE = -100
 #: sequence length where attention is a dense block-diagonal mask (SDPA, eager): its cost grows
-#: with the sequence, not the rows. Measured on a CPU (SmolLM2-135M, bf16 autocast, one thread,
-#: forward + backward of 8-row steps, tokens per CPU-second against the padded path's 164):
-#: sequences of 160 tokens 170, 256: 164 and 157, 512: 148, 1024: 115 and 118
+#: with the sequence, not the rows, so packed sequences stay short there; at this length packing
+#: still kept the padded path's speed on a CPU, longer ones fell below it (docs/benchmarks.md)
 DENSE_SEQUENCE_TOKENS = 256
 
 

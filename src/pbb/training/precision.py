@@ -52,11 +52,9 @@ def release_memory() -> None:
 def trim_heap() -> None:
     """``malloc_trim(0)``: return the free pages of glibc's heaps to the OS.
 
-    Called between phases and every few optimizer steps. Sampled every 10 s on a 2-core CPU: a
-    198-step stage 1 drifted from 5 to 9 GiB resident without it (fragmentation, not live
-    tensors); the quickstart's stage 1 with a trim every 10 steps stayed between 4.0 and 7.4
-    GiB. The freed pages are faulted in again by the next steps; in 240-row runs of the loop at
-    batch 16 that cost did not show above the run-to-run variation.
+    Called between phases and every few optimizer steps: without it a long stage's resident
+    memory kept growing by heap fragmentation alone (not live tensors), and the freed pages cost
+    little to fault in again (the measurements: docs/benchmarks.md, "Heap trimming").
     """
     libc = _libc()
     if libc is not None:
@@ -101,10 +99,9 @@ def _register_fp32_attention() -> None:
 def fp32_attention_on_cpu(model, enabled: bool) -> Callable[[], None]:
     """Run SDPA attention in fp32 while training on a CPU under bf16 autocast; returns the undo.
 
-    Why: PyTorch's CPU flash-attention kernel is 1.6-2x slower in bf16 than in fp32 (forward +
-    backward of one SmolLM2 layer at 16 x 183 tokens, best of 12: 108 vs 55 ms and 65 vs 40 ms
-    in two runs of ``benchmarks/bench_attention.py``), and in a profiled training step that
-    kernel was ~20% of the time. Only models on SDPA are switched (otherwise, and when not
+    Why: PyTorch's CPU flash-attention kernel is slower in bf16 than in fp32, and it is a large
+    share of a training step (``benchmarks/bench_attention.py`` prints the comparison; the
+    figures are in docs/benchmarks.md). Only models on SDPA are switched (otherwise, and when not
     ``enabled``, the undo does nothing); call the undo before saving, so that saved configs and
     evaluation see the usual implementation.
     """

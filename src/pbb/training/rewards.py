@@ -1,7 +1,7 @@
 """RL rewards, made from the domain's verifier: the very function evaluation scores with.
 
-:func:`score_completion` is the one path from a model completion to a score; evaluation
-(:mod:`pbb.evaluation.evaluate`) and the ``correct`` reward both call it, so a reward and a metric can never
+:func:`pbb.evaluation.scoring.score_completion` is the one path from a model completion to a
+score; evaluation and the ``correct`` reward both call it, so a reward and a metric can never
 disagree. The optional ``format`` reward is 1.0 when an answer line can be extracted at all — a
 weak signal that keeps a small model's rollouts parseable while correctness is still rare.
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from pbb.data import DataSet
-from pbb.domains.base import Behaviour, Domain
+from pbb.evaluation.scoring import score_completion
 
 
 def completion_as_text(completion: object) -> str:
@@ -26,13 +26,6 @@ def completion_as_text(completion: object) -> str:
     if isinstance(completion, list):
         return "".join(m.get("content") or "" for m in completion if isinstance(m, dict))
     return ""
-
-
-def score_completion(domain: Domain, behaviour: Behaviour, query: str,
-                     completion: str) -> tuple[str | None, float]:
-    """(extracted prediction, verifier score) of one completion for one query."""
-    prediction = domain.extract(completion)
-    return prediction, float(domain.score(behaviour, query, prediction))
 
 
 def reward_functions(ds: DataSet, format_weight: float = 0.0) -> tuple[list[Callable], list[float]]:

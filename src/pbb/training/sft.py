@@ -1,9 +1,10 @@
 """SFT of one stage: a plain, length-grouped PyTorch loop (completion-only loss, bf16 autocast).
 
 Why not TRL's SFTTrainer here (RL stages still use TRL's GRPOTrainer): PBB rows are short
-(~50-130 tokens) and many, so padding, per-step work and the rows' own length dominate. Measured
-on this project's rows (``benchmarks/bench_sft.py``), the trainer path with its defaults trained
-~3x fewer rows per second than this loop. The loop does only what a PBB stage needs:
+(~50-130 tokens) and many, so padding, per-step work and the rows' own length dominate, and on
+this project's rows the trainer path with its defaults trains several times fewer rows per
+second than this loop (``benchmarks/bench_sft.py``; figures in docs/benchmarks.md). The loop
+does only what a PBB stage needs:
 
 * rows are encoded once with :func:`pbb.rows.chat.encode_row` (no system prompt unless configured:
   the same text evaluation prompts with), prompt tokens masked out of the loss;
@@ -13,9 +14,9 @@ on this project's rows (``benchmarks/bench_sft.py``), the trainer path with its 
   takes its fused causal path;
 * or, with ``train.packing`` (on with CUDA by default), the rows of a whole optimizer step are
   **packed** end to end into sequences, each row attending only to itself (:mod:`pbb.training.packing`):
-  no padding, fewer forward passes, the same update up to float rounding. On a CPU it measured
-  no faster than the padded path (whose padding is small once lengths are grouped), so ``auto``
-  leaves it off there;
+  no padding, fewer forward passes, the same update up to float rounding. On a CPU it is no
+  faster than the padded path (whose padding is small once lengths are grouped;
+  docs/benchmarks.md), so ``auto`` leaves it off there;
 * logits are computed only where the loss needs them (``logits_to_keep``): from the first
   completion position of the batch on (padded), at the completion positions only (packed);
 * AdamW with fp32 master weights (fused), bf16 autocast where the hardware has it, warmup then
@@ -28,26 +29,31 @@ An optional *recall check* runs after every epoch (the stopping rule of declarat
 train until the stage's instructions are recalled, see :mod:`pbb.experiments.run`). Checkpoints
 (``trainer/checkpoint-N/``: model, optimizer, scheduler, position in the data) are written
 every ``save_steps`` steps and after every recall check; an interrupted stage resumes from the
-last one, logs cut back to it. Under ``accelerate launch`` the same loop trains in the launcher's
+last one, logs cut back to it. The loop is :class:`SFTRun`, where it stands :class:`SFTState`
+(what a checkpoint saves); :func:`train_sft` runs it. Under ``accelerate launch`` the same loop trains in the launcher's
 setup (DDP, FSDP, DeepSpeed ZeRO): :mod:`pbb.training.engine` does the backward, the step, the
 checkpoints and the saved weights for it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
+from pbb import dist
 from pbb.config import TrainConfig
 from pbb.errors import PbbError
 from pbb.jsonio import append_jsonl, read_json
 from pbb.rows.chat import encode_row
+from pbb.store import METRICS, MODEL, TRAINER, finish_stage, start_stage
 from pbb.training.engine import (
     STATE,
     launcher_setup,
@@ -65,13 +71,7 @@ from pbb.training.packing import (
     packed_loss,
 )
 from pbb.training.precision import fp32_attention_on_cpu, trim_heap, use_bf16
-from pbb.training.stages import (
-    METRICS,
-    MODEL,
-    finish_stage,
-    save_model_atomic,
-    start_stage,
-)
+from pbb.training.stages import save_model_atomic
 
 TRIM_EVERY = 10  # optimizer steps between heap trims (see pbb.training.precision.trim_heap)
 #: optimizer steps between reads of the step metrics off the device (one synchronisation for
@@ -84,6 +84,8 @@ CPU_PACKING = False
 #: packed sequences are rounded up to a multiple of this on CUDA (fewer distinct shapes for
 #: compiled kernels and the allocator); on a CPU they are not padded at all
 CUDA_PAD_MULTIPLE = 64
+#: the parts of a stage's wall time that ``done.json``'s ``time_split`` counts
+TIME_SPLIT = ("encode", "forward_backward", "optimizer", "checkpoint", "recall")
 #: set to 1 to ``torch.compile`` the model of an SFT stage on CUDA (not measured yet: off)
 COMPILE_ENV = "PBB_TORCH_COMPILE"
 
@@ -231,235 +233,350 @@ def lr_lambda(total: int, warmup: int, schedule: str, min_ratio: float) -> Calla
     return f
 
 
+@dataclass
+class SFTState:
+    """Where a stage's training stands: what a checkpoint's ``state.json`` holds (in this key
+    order) and what a resumed run starts from."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # whole epochs done
+    micro: int = 0  # micro-batches of the current epoch done
+    rows: int = 0
+    tokens: int = 0
+    loss_sum: float = 0.0  # the logged step losses, summed (train_loss is their mean)
+    loss_n: int = 0
+    recall: list[dict] = field(default_factory=list)  # one record per recall check
+    seconds: float = 0.0  # training time of the runs before this one, up to their checkpoint
+
+
+class SFTRun:
+    """One SFT stage, set up by the constructor (rows encoded, steps planned, model, optimizer
+    and engine built, a checkpoint resumed) and trained by :meth:`run`.
+
+    :meth:`run` trains :meth:`epoch` after epoch until the planned steps are done or
+    :meth:`should_stop` ends the stage; an epoch is :meth:`step` after :meth:`step` (one
+    optimizer step over ``train.grad_accum`` micro-batches). A step's loss and gradient norm stay
+    on the device until :meth:`flush` reads them all at once and :meth:`log` writes their
+    records; :meth:`checkpoint` saves where the run stands (:class:`SFTState`).
+    """
+
+    def __init__(self, rows: list[dict], *, init: Path | str, base: Path | str, tokenizer,
+                 cfg: TrainConfig, stage_dir: Path, seed: int, progress: bool = True,
+                 system_prompt: str | None = None,
+                 recall_check: Callable[[object], dict] | None = None,
+                 recall_target: float | None = None, max_epochs: int | None = None,
+                 on_metrics: Callable[[dict], None] | None = None, model_options=None):
+        import torch
+
+        self.cfg, self.seed, self.tokenizer = cfg, seed, tokenizer
+        self.recall_check, self.recall_target = recall_check, recall_target
+        self.on_metrics = on_metrics
+        self.main, self.world, self.rank = dist.is_main(), dist.world(), dist.rank()
+        self.stage_dir = Path(stage_dir)
+        self.resume = start_stage(self.stage_dir)
+        self.t_start = time.time()
+        self.timing = dict.fromkeys(TIME_SPLIT, 0.0)  # seconds spent on each part of the stage
+        with self._timed("encode"):
+            self.encoded = encode_rows(tokenizer, rows, cfg.max_length, system_prompt)
+        self.lengths = [len(ids) for ids, _ in self.encoded]
+        self.device = dist.device()
+        self.bf16 = use_bf16(cfg.precision)
+        torch.manual_seed(seed)
+        self._plan(max_epochs)
+        self.state = SFTState()
+        self._build(init, base, model_options)
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.autocast = torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16,
+                                       enabled=self.bf16)
+        self.max_tokens = max_batch_tokens(cfg.max_batch_tokens, self.device)
+        self.multiple = CUDA_PAD_MULTIPLE if self.device.startswith("cuda") else 1
+        self.trainer_dir = self.stage_dir / TRAINER
+        self.bar = tqdm(total=self.total, initial=self.state.step,
+                        desc=f"train {self.stage_dir.name}", unit="step",
+                        disable=not (progress and self.main) or None, leave=False)
+        self.t_run = time.time() - self.state.seconds
+        # the step records whose loss and gradient norm are still on the device: read and
+        # written every FLUSH_EVERY steps (one synchronisation), and before anything that needs
+        # them (a checkpoint, whose state holds the loss sum and behind which the metrics are
+        # cut on resume; a recall check, logged after its steps; the end), so every step's
+        # record is written once, in order
+        self.pending: list[tuple[dict, object, object]] = []
+        # on a CPU under bf16 autocast, attention in fp32 (see
+        # pbb.training.precision.fp32_attention_on_cpu)
+        self.undo_attention = fp32_attention_on_cpu(
+            self.inner, enabled=self.device == "cpu" and self.bf16)
+        # packed sequences as long as the pass where attention costs by the rows (a varlen
+        # kernel, FlexAttention), short where it is a dense block-diagonal mask (SDPA, eager)
+        self.how = layout(getattr(self.inner.config, "_attn_implementation", None),
+                          self.max_tokens)
+        self.packed = self._packing()
+
+    def _plan(self, max_epochs: int | None) -> None:
+        """Steps per epoch, the planned epochs and steps, and the warmup: with a recall target,
+        the learning-rate schedule spans ``max_epochs``."""
+        cfg = self.cfg
+        micro_per_epoch = math.ceil(len(self.encoded) / cfg.batch_size)
+        self.steps_per_epoch = math.ceil(micro_per_epoch / cfg.grad_accum)
+        self.planned_epochs = max_epochs if self.recall_target is not None else cfg.epochs
+        total = math.ceil(self.steps_per_epoch * self.planned_epochs)
+        if cfg.max_steps > 0:
+            total = min(total, cfg.max_steps)
+        self.total = total
+        self.warmup = math.ceil(cfg.warmup_ratio * total)
+
+    def _build(self, init: Path | str, base: Path | str, model_options) -> None:
+        """The model, optimizer, scheduler and engine, and a checkpoint's state where the stage
+        resumes from one."""
+        import torch
+
+        cfg, resume = self.cfg, self.resume
+        # a one-process checkpoint holds the weights in model/; under the launcher accelerate's
+        # load_state puts them into the prepared model
+        start = resume / MODEL if resume and written_by_one_process(resume) else init
+        model = load_trainable(start, base, cfg, model_options).to(self.device)
+        if resume:
+            self.state = SFTState(**read_json(resume / STATE))
+        self.rows_at_start = self.state.rows
+        model.train()
+        if cfg.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        if self.device.startswith("cuda") and os.environ.get(COMPILE_ENV) == "1":
+            model.compile(dynamic=True)  # in place: the module, its state dict and saving unchanged
+        # fused AdamW: one kernel for all parameters (on CUDA only where the parameters are
+        # plain tensors: one process or DDP; FSDP and DeepSpeed keep their default)
+        fused = self.device == "cpu" or (self.device.startswith("cuda")
+                                         and launcher_setup() in ("single", "ddp"))
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                                      lr=cfg.learning_rate, betas=(0.9, cfg.adam_beta2),
+                                      weight_decay=cfg.weight_decay, fused=fused or None)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lr_lambda(self.total, self.warmup, cfg.schedule, cfg.min_lr_ratio))
+        # one process, or DDP / FSDP / DeepSpeed as the launcher asked (pbb.training.engine)
+        self.engine = make_engine(model, optimizer, self.scheduler,
+                                  max_grad_norm=cfg.max_grad_norm, batch_size=cfg.batch_size,
+                                  bf16=self.bf16)
+        if resume:
+            self.engine.load_checkpoint(resume)
+        self.inner = self.engine.inner  # what is saved and asked to recall; engine.model trains
+
+    def _packing(self) -> bool:
+        """Whether steps are packed: where ``train.packing`` wants it and the model, as it
+        trains, keeps packed rows apart (:func:`pbb.training.packing.isolates`)."""
+        if not packing_wanted(self.cfg.packing, self.device):
+            return False
+        if dist.broadcast(isolates(self.engine.model, self.inner.config, self.pad, self.how)):
+            return True
+        if self.cfg.packing == "on":
+            raise PbbError("train.packing: on, but this model does not keep packed rows apart "
+                           "(its attention is not built from the position ids); use auto or off")
+        return False  # auto: padded
+
+    @contextlib.contextmanager
+    def _timed(self, part: str):
+        """Count the block's wall time towards ``part`` of the stage's ``time_split``."""
+        t = time.time()
+        yield
+        self.timing[part] += time.time() - t
+
+    def run(self) -> dict:
+        """Train the stage to its end, save the model, and return (and store in ``done.json``)
+        what was done."""
+        stop = False  # checkpoints follow only recall checks that did not stop the stage
+        while not stop and self.state.step < self.total:
+            stop = self.epoch()
+        self.flush()
+        self.bar.close()
+        if self.recall_check is not None and self.recall_target is None:
+            self.check_recall()  # measured once at the end: logged, no stopping rule
+        self.undo_attention()  # the saved model names the usual implementation
+        self.engine.save_model(
+            lambda m, weights: save_model_atomic(m, self.tokenizer, self.stage_dir, weights))
+        return finish_stage(self.stage_dir, self.summary())
+
+    def epoch(self) -> bool:
+        """Train the rest of the current epoch (all of it but where a resumed run starts inside
+        it, or the planned steps end inside it); after a whole epoch, the stopping rule and a
+        checkpoint. True when the stage should stop."""
+        s = self.state
+        batches = epoch_batches(self.lengths, self.cfg.batch_size, self.seed, s.epoch,
+                                self.cfg.group_by_length)
+        while s.micro < len(batches) and s.step < self.total:
+            self.step(batches[s.micro:s.micro + self.cfg.grad_accum], len(batches))
+        if s.micro < len(batches):
+            return False  # the planned steps ended inside the epoch
+        s.epoch += 1
+        s.micro = 0
+        if self.recall_check is None or self.recall_target is None:
+            return False
+        stop = self.should_stop()
+        if not stop and s.step < self.total:
+            self.checkpoint()
+        return stop
+
+    def step(self, group: list[list[int]], n_batches: int) -> None:
+        """One optimizer step over ``group`` (micro-batches of row indices; an epoch has
+        ``n_batches``); its record waits in :attr:`pending` until the next :meth:`flush`."""
+        s = self.state
+        with self._timed("forward_backward"):
+            loss = self._forward_backward(group)
+        step_tokens = sum(self.lengths[i] for b in group for i in b)
+        step_rows = sum(len(b) for b in group)
+        with self._timed("optimizer"):
+            grad_norm = self.engine.step(self.cfg.max_grad_norm)  # on the device
+        s.micro += len(group)
+        s.step += 1
+        s.tokens += step_tokens
+        s.rows += step_rows
+        self.pending.append(({
+            "step": s.step, "epoch": round(s.epoch + s.micro / n_batches, 4), "loss": None,
+            "learning_rate": self.scheduler.get_last_lr()[0], "grad_norm": None,
+            "rows": step_rows, "tokens": step_tokens}, loss, grad_norm))
+        self.bar.update(1)
+        if s.step % FLUSH_EVERY == 0:
+            self.flush()
+        if s.step % TRIM_EVERY == 0:
+            trim_heap()
+        if s.step % self.cfg.save_steps == 0 and s.step < self.total:
+            self.checkpoint()
+
+    def _forward_backward(self, group: list[list[int]]):
+        """The forward and backward passes of one step over this process's rows (all of them in
+        one process), padded or packed, cut to the memory bound; returns this process's share of
+        the step's loss, summed on the device (no synchronisation a step)."""
+        import torch
+
+        step_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        n_target = sum(len(self.encoded[i][0]) - self.encoded[i][1] for b in group for i in b)
+        parts = step_parts(group, self.lengths, self.max_tokens, self.rank, self.world,
+                           self.how.sequence if self.packed else None, self.multiple)
+        for k, (part, mine) in enumerate(parts):
+            batch = self._batch(part)
+            # data parallel: gradients are reduced once a step, in the last backward
+            last = k == len(parts) - 1
+            with self.engine.quiet(last):
+                with self.autocast:
+                    loss, n = self._loss(batch)
+                # token mean over the whole optimizer step (every process's rows), however it
+                # was cut; DDP / FSDP / ZeRO average over processes, hence x world
+                self.engine.backward(loss * ((n / n_target) * self.world if mine else 0.0), last)
+            if mine:
+                step_loss += loss.detach().double() * n / n_target
+        return step_loss
+
+    def _batch(self, part: list):
+        """One forward pass's inputs on the device: packed sequences, or padded rows with the
+        first position the loss needs and their count of target tokens."""
+        if self.packed:
+            return collate_packed([[self.encoded[i] for i in seq] for seq in part], self.pad,
+                                  self.multiple, self.how).to(self.device)
+        rows = [self.encoded[i] for i in part]
+        x, y, first = collate(rows, self.pad)
+        return x.to(self.device), y.to(self.device), first, sum(len(ids) - m for ids, m in rows)
+
+    def _loss(self, batch):
+        """The mean loss over a forward pass's target tokens, and their count."""
+        if self.packed:
+            return packed_loss(self.engine.model, batch)
+        x, y, first, n = batch
+        return batch_loss(self.engine.model, x, y, first, n=n)
+
+    def flush(self) -> None:
+        """Read the pending steps' losses and gradient norms off the device (one transfer; the
+        losses summed over processes) and log their records, in order."""
+        import torch
+
+        if not self.pending:
+            return
+        losses = torch.stack([loss for _, loss, _ in self.pending])
+        if self.world > 1:  # each process's rows' share of the step's token mean, summed
+            import torch.distributed as td
+
+            td.all_reduce(losses)
+        norms = _floats([norm for _, _, norm in self.pending])
+        for (record, _, _), loss, norm in zip(self.pending, losses.tolist(), norms, strict=True):
+            self.state.loss_sum += loss
+            self.state.loss_n += 1
+            self.log({**record, "loss": round(loss, 6), "grad_norm": round(norm, 4)})
+        self.bar.set_postfix(loss=f"{loss:.3f}", epoch=self.state.epoch + 1)
+        self.pending.clear()
+
+    def log(self, record: dict) -> None:
+        """A ``metrics.jsonl`` record, also given to ``on_metrics`` (trackers); one process
+        writes the stage's files."""
+        if not self.main:
+            return
+        append_jsonl(self.stage_dir / METRICS, record)
+        if self.on_metrics is not None:
+            self.on_metrics(record)
+
+    def checkpoint(self) -> None:
+        """``trainer/checkpoint-STEP``: weights, optimizer, scheduler and :class:`SFTState`."""
+        self.flush()
+        with self._timed("checkpoint"):
+            self.state.seconds = time.time() - self.t_run
+            write_checkpoint(self.engine, self.trainer_dir, self.state.step, asdict(self.state))
+
+    def should_stop(self) -> bool:
+        """The stopping rule after an epoch: a recall check, and stop once it reaches
+        ``recall_target``."""
+        return self.check_recall()["recall"] >= self.recall_target
+
+    def check_recall(self) -> dict:
+        """Run the recall check (the main process asks, the others wait) and log it."""
+        self.flush()
+        with self._timed("recall"):
+            result = None
+            self.inner.eval()
+            with self.engine.for_generation() as m:
+                if self.main:
+                    with self.autocast:
+                        result = self.recall_check(m)
+            self.inner.train()
+            result = dist.broadcast(result)
+        s = self.state
+        s.recall.append({"epoch": s.epoch, **result})
+        self.log({"step": s.step, "epoch": s.epoch,
+                  **{f"recall/{k}": v for k, v in result.items()}})
+        return result
+
+    def summary(self) -> dict:
+        """What ``done.json`` records of the stage."""
+        s, cfg, n_rows = self.state, self.cfg, max(1, len(self.encoded))
+        tokens = sum(self.lengths)
+        prompt_tokens = sum(n for _, n in self.encoded)
+        # throughput of the training steps this process ran (recall checks and saving excluded)
+        busy = max(1e-9, self.timing["forward_backward"] + self.timing["optimizer"])
+        return {
+            "rows": len(self.encoded), "steps": s.step,
+            "epochs": round(s.step / self.steps_per_epoch, 3),
+            "train_loss": round(s.loss_sum / max(1, s.loss_n), 6), "tokens": s.tokens,
+            "tokens_per_row": round(tokens / n_rows, 1),
+            "prompt_tokens_per_row": round(prompt_tokens / n_rows, 1),
+            "completion_tokens_per_row": round((tokens - prompt_tokens) / n_rows, 1),
+            "rows_per_second": round((s.rows - self.rows_at_start) / busy, 3),
+            "seconds": round(time.time() - self.t_start, 1),
+            "time_split": {k: round(v, 1) for k, v in self.timing.items()},
+            "method": cfg.method, "bf16": self.bf16, "learning_rate": cfg.learning_rate,
+            "planned_epochs": self.planned_epochs, "recall": s.recall,
+            "resumed": self.resume is not None, "processes": self.world, "packed": self.packed,
+            "max_batch_tokens": self.max_tokens,
+            **({"packed_sequence_tokens": self.how.sequence} if self.packed else {})}
+
+
 def train_sft(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer,
               cfg: TrainConfig, stage_dir: Path, seed: int, progress: bool = True,
               system_prompt: str | None = None,
               recall_check: Callable[[object], dict] | None = None,
               recall_target: float | None = None, max_epochs: int | None = None,
               on_metrics: Callable[[dict], None] | None = None, model_options=None) -> dict:
-    """Train one SFT stage; returns (and stores in ``done.json``) what was done.
+    """Train one SFT stage (:class:`SFTRun`); returns (and stores in ``done.json``) what was done.
 
     Without ``recall_target``: ``cfg.epochs`` epochs (fractions allowed) or ``cfg.max_steps``.
     With it: whole epochs, ``recall_check(model)`` after each (it returns ``{"recall": r, ...}``),
     stopping once ``r >= recall_target`` or after ``max_epochs``; the learning-rate schedule
     spans ``max_epochs``. Every ``metrics.jsonl`` record also goes to ``on_metrics`` (trackers).
     """
-    import torch
-
-    from pbb import dist
-
-    main, world, rank = dist.is_main(), dist.world(), dist.rank()
-
-    def log_metrics(record: dict) -> None:
-        if not main:  # one process writes the stage's files
-            return
-        append_jsonl(stage_dir / METRICS, record)
-        if on_metrics is not None:
-            on_metrics(record)
-
-    stage_dir = Path(stage_dir)
-    resume = start_stage(stage_dir)
-    t_start = time.time()
-    timing = {"encode": 0.0, "forward_backward": 0.0, "optimizer": 0.0, "checkpoint": 0.0,
-              "recall": 0.0}
-    t = time.time()
-    encoded = encode_rows(tokenizer, rows, cfg.max_length, system_prompt)
-    timing["encode"] = time.time() - t
-    lengths = [len(ids) for ids, _ in encoded]
-    device = dist.device()
-    bf16 = use_bf16(cfg.precision)
-    torch.manual_seed(seed)
-
-    micro_per_epoch = math.ceil(len(encoded) / cfg.batch_size)
-    steps_per_epoch = math.ceil(micro_per_epoch / cfg.grad_accum)
-    planned_epochs = max_epochs if recall_target is not None else cfg.epochs
-    total = math.ceil(steps_per_epoch * planned_epochs)
-    if cfg.max_steps > 0:
-        total = min(total, cfg.max_steps)
-    warmup = math.ceil(cfg.warmup_ratio * total)
-
-    state = {"step": 0, "epoch": 0, "micro": 0, "rows": 0, "tokens": 0, "loss_sum": 0.0,
-             "loss_n": 0, "recall": [], "seconds": 0.0}
-    # a one-process checkpoint holds the weights in model/; under the launcher accelerate's
-    # load_state puts them into the prepared model
-    start = resume / MODEL if resume and written_by_one_process(resume) else init
-    model = load_trainable(start, base, cfg, model_options).to(device)
-    if resume:
-        state = read_json(resume / STATE)
-    rows_at_start = state["rows"]
-    model.train()
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    if device.startswith("cuda") and os.environ.get(COMPILE_ENV) == "1":
-        model.compile(dynamic=True)  # in place: the module, its state dict and saving unchanged
-    # fused AdamW: one kernel for all parameters (on CUDA only where the parameters are plain
-    # tensors: one process or DDP; FSDP and DeepSpeed keep their default)
-    fused = device == "cpu" or (device.startswith("cuda") and launcher_setup() in ("single", "ddp"))
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                                  lr=cfg.learning_rate, betas=(0.9, cfg.adam_beta2),
-                                  weight_decay=cfg.weight_decay, fused=fused or None)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(total, warmup, cfg.schedule, cfg.min_lr_ratio))
-    # one process, or DDP / FSDP / DeepSpeed as the launcher asked (pbb.training.engine)
-    engine = make_engine(model, optimizer, scheduler, max_grad_norm=cfg.max_grad_norm,
-                         batch_size=cfg.batch_size, bf16=bf16)
-    if resume:
-        engine.load_checkpoint(resume)
-    inner = engine.inner  # what is saved and asked to recall; engine.model is what trains
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    autocast = torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=bf16)
-    max_tokens = max_batch_tokens(cfg.max_batch_tokens, device)
-    multiple = CUDA_PAD_MULTIPLE if device.startswith("cuda") else 1
-    trainer_dir = stage_dir / "trainer"
-    bar = tqdm(total=total, initial=state["step"], desc=f"train {stage_dir.name}", unit="step",
-               disable=not (progress and main) or None, leave=False)
-    t_run = time.time() - state["seconds"]
-
-    # the step records whose loss and gradient norm are still on the device: read and written
-    # every FLUSH_EVERY steps (one synchronisation), and before anything that needs them
-    # (a checkpoint, whose state holds the loss sum and behind which the metrics are cut on
-    # resume; a recall check, logged after its steps; the end), so every step's record is
-    # written once, in order, as before
-    pending: list[tuple[dict, object, object]] = []
-
-    def flush() -> None:
-        if not pending:
-            return
-        losses = torch.stack([loss for _, loss, _ in pending])
-        if world > 1:  # each process's rows' share of the step's token mean, summed
-            import torch.distributed as td
-
-            td.all_reduce(losses)
-        norms = _floats([norm for _, _, norm in pending])
-        for (record, _, _), loss, norm in zip(pending, losses.tolist(), norms, strict=True):
-            state["loss_sum"] += loss
-            state["loss_n"] += 1
-            log_metrics({**record, "loss": round(loss, 6), "grad_norm": round(norm, 4)})
-        bar.set_postfix(loss=f"{loss:.3f}", epoch=state["epoch"] + 1)
-        pending.clear()
-
-    def checkpoint() -> None:
-        flush()
-        t = time.time()
-        state["seconds"] = time.time() - t_run
-        write_checkpoint(engine, trainer_dir, state["step"], state)
-        timing["checkpoint"] += time.time() - t
-
-    def check_recall() -> bool:
-        """Run the recall check after an epoch (the main process asks, the others wait); True
-        when the stage should stop."""
-        flush()
-        t = time.time()
-        result = None
-        inner.eval()
-        with engine.for_generation() as m:
-            if main:
-                with autocast:
-                    result = recall_check(m)
-        inner.train()
-        result = dist.broadcast(result)
-        timing["recall"] += time.time() - t
-        state["recall"].append({"epoch": state["epoch"], **result})
-        log_metrics({"step": state["step"], "epoch": state["epoch"],
-                     **{f"recall/{k}": v for k, v in result.items()}})
-        return recall_target is not None and result["recall"] >= recall_target
-
-    # on a CPU under bf16 autocast, attention in fp32 (see pbb.training.precision.fp32_attention_on_cpu)
-    undo_attention = fp32_attention_on_cpu(inner, enabled=device == "cpu" and bf16)
-    # packed only where the model, as it trains, keeps packed rows apart (pbb.training.packing.isolates)
-    packed = packing_wanted(cfg.packing, device)
-    # packed sequences as long as the pass where attention costs by the rows (a varlen kernel,
-    # FlexAttention), short where it is a dense block-diagonal mask (SDPA, eager)
-    how = layout(getattr(inner.config, "_attn_implementation", None), max_tokens)
-    if packed and not dist.broadcast(isolates(engine.model, inner.config, pad, how)):
-        if cfg.packing == "on":
-            raise PbbError("train.packing: on, but this model does not keep packed rows apart "
-                           "(its attention is not built from the position ids); use auto or off")
-        packed = False  # auto: padded, as before
-    stop = False  # checkpoints follow only recall checks that did not stop the stage
-    while not stop and state["step"] < total:
-        batches = epoch_batches(lengths, cfg.batch_size, seed, state["epoch"], cfg.group_by_length)
-        while state["micro"] < len(batches) and state["step"] < total:
-            group = batches[state["micro"]:state["micro"] + cfg.grad_accum]
-            t = time.time()
-            # this step's share of the loss, summed on the device (no synchronisation a step)
-            step_loss = torch.zeros((), dtype=torch.float64, device=device)
-            n_target = sum(len(encoded[i][0]) - encoded[i][1] for b in group for i in b)
-            # this process's rows (all of them in one process), padded or packed, cut to the
-            # memory bound
-            parts = step_parts(group, lengths, max_tokens, rank, world,
-                               how.sequence if packed else None, multiple)
-            for k, (part, mine) in enumerate(parts):
-                if packed:
-                    batch = collate_packed([[encoded[i] for i in seq] for seq in part], pad,
-                                           multiple, how).to(device)
-                else:
-                    rows_k = [encoded[i] for i in part]
-                    x, y, first = collate(rows_k, pad)
-                    x, y = x.to(device), y.to(device)
-                # data parallel: gradients are reduced once a step, in the last backward
-                last = k == len(parts) - 1
-                with engine.quiet(last):
-                    with autocast:
-                        if packed:
-                            loss, n = packed_loss(engine.model, batch)
-                        else:
-                            loss, n = batch_loss(engine.model, x, y, first,
-                                                 n=sum(len(ids) - m for ids, m in rows_k))
-                    # token mean over the whole optimizer step (every process's rows), however
-                    # it was cut; DDP / FSDP / ZeRO average over processes, hence x world
-                    engine.backward(loss * ((n / n_target) * world if mine else 0.0), last)
-                if mine:
-                    step_loss += loss.detach().double() * n / n_target
-            step_tokens = sum(lengths[i] for b in group for i in b)
-            step_rows = sum(len(b) for b in group)
-            timing["forward_backward"] += time.time() - t
-            t = time.time()
-            grad_norm = engine.step(cfg.max_grad_norm)  # on the device
-            timing["optimizer"] += time.time() - t
-            state["micro"] += len(group)
-            state["step"] += 1
-            state["tokens"] += step_tokens
-            state["rows"] += step_rows
-            pending.append(({
-                "step": state["step"], "epoch": round(state["epoch"] + state["micro"] / len(batches), 4),
-                "loss": None, "learning_rate": scheduler.get_last_lr()[0], "grad_norm": None,
-                "rows": step_rows, "tokens": step_tokens}, step_loss, grad_norm))
-            bar.update(1)
-            if state["step"] % FLUSH_EVERY == 0:
-                flush()
-            if state["step"] % TRIM_EVERY == 0:
-                trim_heap()
-            if state["step"] % cfg.save_steps == 0 and state["step"] < total:
-                checkpoint()
-        if state["micro"] >= len(batches):  # a whole epoch is done
-            state["epoch"] += 1
-            state["micro"] = 0
-            if recall_check is not None and recall_target is not None:
-                stop = check_recall()
-                if not stop and state["step"] < total:
-                    checkpoint()
-    flush()
-    bar.close()
-    if recall_check is not None and recall_target is None:
-        check_recall()  # measured once at the end: logged, no stopping rule
-    undo_attention()  # the saved model names the usual implementation
-    engine.save_model(lambda m, weights: save_model_atomic(m, tokenizer, stage_dir, weights))
-    rows_here = state["rows"] - rows_at_start
-    n_rows = len(encoded)
-    prompt_tokens = sum(n for _, n in encoded)
-    info = {
-        "rows": n_rows, "steps": state["step"], "epochs": round(state["step"] / steps_per_epoch, 3),
-        "train_loss": round(state["loss_sum"] / max(1, state["loss_n"]), 6),
-        "tokens": state["tokens"],
-        "tokens_per_row": round(sum(lengths) / max(1, n_rows), 1),
-        "prompt_tokens_per_row": round(prompt_tokens / max(1, n_rows), 1),
-        "completion_tokens_per_row": round((sum(lengths) - prompt_tokens) / max(1, n_rows), 1),
-        # throughput of the training steps this process ran (recall checks and saving excluded)
-        "rows_per_second": round(rows_here / max(1e-9, timing["forward_backward"] + timing["optimizer"]), 3),
-        "seconds": round(time.time() - t_start, 1), "time_split": {k: round(v, 1) for k, v in timing.items()},
-        "method": cfg.method, "bf16": bf16, "learning_rate": cfg.learning_rate,
-        "planned_epochs": planned_epochs, "recall": state["recall"],
-        "resumed": resume is not None, "processes": world, "packed": packed,
-        "max_batch_tokens": max_tokens, **({"packed_sequence_tokens": how.sequence} if packed else {})}
-    return finish_stage(stage_dir, info)
+    return SFTRun(rows, init=init, base=base, tokenizer=tokenizer, cfg=cfg, stage_dir=stage_dir,
+                  seed=seed, progress=progress, system_prompt=system_prompt,
+                  recall_check=recall_check, recall_target=recall_target, max_epochs=max_epochs,
+                  on_metrics=on_metrics, model_options=model_options).run()

@@ -2,7 +2,7 @@
 
 Where ``arithmetic`` gives procedures no model has seen, this domain gives ones every model has
 seen many times — written here from scratch — so the two can be contrasted. A behaviour is one
-library function (:mod:`~pbb.domains.algorithms.library`, 69 of them) renamed to a pointer name
+library function (:mod:`~pbb.domains.algorithms.library`) renamed to a pointer name
 (recursive calls included); inputs are small and drawn per kind
 (:mod:`~pbb.domains.algorithms.inputs`); ``description`` is an English statement of what the
 function computes (``data.instruction_format: nl``).

@@ -32,7 +32,7 @@ class GrammarsConfig(BaseModel):
         "none", description="none: queries ask for any string; length: for a string of an exact "
         "length (test lengths are held out from demonstration lengths where possible)")
     file: str | None = Field(None, description="read the grammars from this file (the text "
-                             "format of the README) instead of generating them")
+                             "format of docs/domains.md) instead of generating them")
     max_tokens: int = Field(64, ge=1, description="verifier: longer predictions score 0.0 unparsed")
     time_limit: float = Field(1.0, gt=0, description="verifier: seconds per membership check")
 

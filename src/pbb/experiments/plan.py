@@ -1,0 +1,298 @@
+"""``pbb plan CONFIG``: what ``pbb run`` would do with a config, before any of it is done.
+
+Why: a run is hours of training and generation; a wrong ``--set`` or a stage that would be
+retrained instead of reused shows only once the time is spent. The plan says it first: the
+stages each curriculum trains (rows, epochs and steps, tokens counted with the model's
+tokenizer, the stopping rule), which of them are trained already and would be reused (their
+stage directory, by the same :func:`pbb.store.stage_key` the run uses, is done), the
+evaluations (modes x splits x queries, which are done), and an expected time from the rates
+this machine measured last (:mod:`pbb.experiments.rates`), or the words "no measured rate on
+this machine" where it has none.
+
+Nothing is written and no model's weights are loaded: the data set is generated in memory
+where the run would generate it, and the tokenizer is all of the model that is read.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pbb.config import RunConfig
+from pbb.evaluation.evaluate import build_queries
+from pbb.evaluation.report import SPLITS
+from pbb.experiments import rates as rates_mod
+from pbb.experiments.run import check_before_work, open_data
+from pbb.rows import curricula as curricula_mod
+from pbb.store import RunStore, checkpoint_step, is_done, stage_key
+
+NO_RATE = "no measured rate on this machine"
+
+
+@dataclass
+class PlannedStage:
+    """One stage of one curriculum as the run would meet it.
+
+    ``status``: ``train`` (from the start), ``resume`` (from the checkpoint at ``resume_step``),
+    ``reused`` (done earlier: its directory holds a finished stage) or ``shared`` (trained
+    for an earlier curriculum of this run, ``shared_with``). ``steps`` and ``tokens`` are the
+    most it trains (a stopping rule may end it sooner); ``tokens`` is 0 for an RL stage.
+    """
+
+    curriculum: str
+    stage: str
+    trainer: str
+    rows: int
+    directory: Path
+    status: str
+    epochs: float
+    steps: int
+    tokens_per_epoch: int = 0
+    tokens: int = 0
+    stopping: str = ""
+    recall_queries: int = 0
+    resume_step: int | None = None
+    shared_with: str | None = None
+    seconds: float | None = None
+
+
+@dataclass
+class PlannedEval:
+    """One (curriculum, mode) evaluation: its queries by split, and ``done`` or ``pending``."""
+
+    curriculum: str
+    mode: str
+    queries: dict[str, int]
+    status: str
+    seconds: float | None = None
+
+
+@dataclass
+class Plan:
+    name: str
+    model: str
+    seed: int
+    out: Path
+    data: str
+    machine: str
+    rates: dict
+    stages: list[PlannedStage] = field(default_factory=list)
+    evals: list[PlannedEval] = field(default_factory=list)
+    untrained: list[str] = field(default_factory=list)
+
+    def work(self) -> list[PlannedStage | PlannedEval]:
+        """What the run would do: stages to train or resume, evaluations not done."""
+        return [s for s in self.stages if s.status in ("train", "resume")] + \
+            [e for e in self.evals if e.status != "done"]
+
+    def __str__(self) -> str:
+        return render(self)
+
+    def expected_seconds(self) -> tuple[float, int]:
+        """The time of the work with a measured rate, and how many items have none."""
+        todo = self.work()
+        return (sum(w.seconds for w in todo if w.seconds is not None),
+                sum(w.seconds is None for w in todo))
+
+
+def make_plan(cfg: RunConfig, out: Path, stages_root: Path | None = None) -> Plan:
+    """The plan of ``pbb run`` with ``cfg`` into ``out`` (stages in ``stages_root`` when runs
+    share them, as a sweep's points do)."""
+    from pbb.models import load_tokenizer
+
+    out = Path(out)
+    base = check_before_work(cfg)
+    cfg, ds = open_data(cfg, out)
+    store = RunStore(out, stages_root)
+    served = cfg.eval.backend == "openai"  # nothing trains: served models are only evaluated
+    tok = None if served else load_tokenizer(base, cfg.model_options())
+    built = curricula_mod.build_for_run(cfg, ds)
+    machine = rates_mod.machine_key(cfg.model)
+    measured = rates_mod.read_rates(machine)
+    source = str(ds.path) if ds.path is not None else "generated for this run"
+    plan = Plan(cfg.name, cfg.model, cfg.seed, out,
+                f"{len(ds.behaviours)} {ds.domain.name} behaviours ({len(ds.split('train'))} "
+                f"train, {len(ds.split('eval'))} eval), {source}", machine, measured)
+    first: dict[Path, str] = {}  # stage directory -> the curriculum that trains it
+    for name, stages in built.items():
+        parent = "base"
+        for st in [] if served else stages:
+            key = stage_key(cfg, parent, st.rows, st.trainer, st)
+            planned = _stage(cfg, tok, name, st, store.stage_dir(st.name, key), measured)
+            if planned.directory in first:
+                planned.status, planned.shared_with = "shared", first[planned.directory]
+            first.setdefault(planned.directory, name)
+            plan.stages.append(planned)
+            parent = key
+        if not stages or served:
+            plan.untrained.append(name)
+        plan.evals += _evals(cfg, ds, store, name, trained=bool(stages), rates=measured)
+    return plan
+
+
+def _stage(cfg: RunConfig, tok, curriculum: str, st, directory: Path, rates: dict) -> PlannedStage:
+    done = is_done(directory)
+    step = None if done else checkpoint_step(directory)
+    status = "reused" if done else "train" if step is None else "resume"
+    if st.trainer == "rl":
+        planned = _rl_stage(cfg, curriculum, st, directory, status)
+        per_step = rates.get(rates_mod.RL)
+        if per_step is not None:
+            planned.seconds = planned.steps * per_step
+    else:
+        planned = _sft_stage(cfg, tok, curriculum, st, directory, status)
+        planned.seconds = _sft_seconds(planned, rates)
+    if step is not None and planned.seconds is not None:  # what is left after the checkpoint
+        planned.seconds *= max(0, planned.steps - step) / max(1, planned.steps)
+    planned.resume_step = step
+    return planned
+
+
+def _sft_stage(cfg: RunConfig, tok, curriculum: str, st, directory: Path,
+               status: str) -> PlannedStage:
+    """Rows, epochs, steps and tokens as :mod:`pbb.training.sft` counts them: rows cut to
+    ``train.max_length``, one step per ``batch_size x grad_accum`` rows, ``max_steps`` a cap."""
+    from pbb.rows.chat import encode_row
+
+    train = cfg.train.for_stage(st.name, st.train)
+    rule = cfg.train.stopping_rule(st.name, st.train)
+    per_epoch = sum(min(len(encode_row(tok, r, cfg.chat.system_prompt)[0]), train.max_length)
+                    for r in st.rows)
+    steps_per_epoch = math.ceil(math.ceil(len(st.rows) / train.batch_size) / train.grad_accum)
+    epochs = rule[1] if rule else train.epochs
+    steps = math.ceil(steps_per_epoch * epochs)
+    if train.max_steps > 0:
+        steps = min(steps, train.max_steps)
+    ids = st.recall_ids
+    if rule:
+        stopping = (f"until recall >= {rule[0]:.0%} of {len(ids)} instructions, at most "
+                    f"{rule[1]} epochs")
+        checks = math.ceil(steps / steps_per_epoch)
+    else:
+        stopping = _count(train.epochs, "epoch")
+        checks = 1 if ids and cfg.train.recall_after_stage else 0
+    if train.max_steps > 0:
+        stopping += f", at most {_count(train.max_steps, 'step')} (train.max_steps)"
+    return PlannedStage(curriculum, st.name, "sft", len(st.rows), directory, status,
+                        epochs=round(steps / steps_per_epoch, 3), steps=steps,
+                        tokens_per_epoch=per_epoch,
+                        tokens=round(per_epoch * steps / steps_per_epoch), stopping=stopping,
+                        recall_queries=checks * len(ids))
+
+
+def _rl_stage(cfg: RunConfig, curriculum: str, st, directory: Path, status: str) -> PlannedStage:
+    """GRPO steps: ``num_generations`` completions a prompt, ``batch_size x grad_accum``
+    completions a step (over all processes), ``rl.epochs`` passes, ``rl.max_steps`` a cap."""
+    rl = cfg.rl
+    completions = len(st.rows) * rl.num_generations * rl.epochs
+    steps = math.ceil(completions / (rl.batch_size * rl.grad_accum))
+    if rl.max_steps > 0:
+        steps = min(steps, rl.max_steps)
+    stopping = (f"{_count(rl.epochs, 'pass', 'passes')} over the prompts, "
+                f"{rl.num_generations} completions each")
+    if rl.max_steps > 0:
+        stopping += f", at most {_count(rl.max_steps, 'step')} (rl.max_steps)"
+    return PlannedStage(curriculum, st.name, "rl", len(st.rows), directory, status,
+                        epochs=rl.epochs, steps=steps, stopping=stopping)
+
+
+def _sft_seconds(planned: PlannedStage, rates: dict) -> float | None:
+    tokens_per_second = rates.get(rates_mod.SFT)
+    if tokens_per_second is None:
+        return None
+    seconds = planned.tokens / tokens_per_second
+    if planned.recall_queries:
+        recall = (rates.get(rates_mod.EVAL) or {}).get("recall")
+        if recall is None:
+            return None
+        seconds += planned.recall_queries / recall
+    return seconds
+
+
+def _evals(cfg: RunConfig, ds, store: RunStore, curriculum: str, trained: bool,
+           rates: dict) -> list[PlannedEval]:
+    """Every evaluation mode of one curriculum, with the queries ``pbb run`` asks (a curriculum
+    that trains nothing answers eval behaviours only)."""
+    out = []
+    per_second = rates.get(rates_mod.EVAL) or {}
+    max_train = cfg.eval.max_train_behaviours if trained else 0
+    for mode in cfg.eval.modes:
+        queries: dict[str, int] = {}
+        for q in build_queries(ds, mode, cfg.eval.max_test_inputs, max_train,
+                               cfg.data.instruction_format):
+            queries[q["split"]] = queries.get(q["split"], 0) + 1
+        done = store.samples(curriculum, mode).is_file()
+        seconds = sum(queries.values()) / per_second[mode] if mode in per_second else None
+        out.append(PlannedEval(curriculum, mode, queries, "done" if done else "pending", seconds))
+    return out
+
+
+def duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def _count(n: float, word: str, plural: str | None = None) -> str:
+    shown = f"{int(n):,}" if float(n).is_integer() else f"{n:g}"
+    return f"{shown} {word if n == 1 else plural or word + 's'}"
+
+
+def _time(item: PlannedStage | PlannedEval) -> str:
+    if item.status in ("done", "reused", "shared"):
+        return ""
+    return NO_RATE if item.seconds is None else f"~{duration(item.seconds)}"
+
+
+def _stage_line(s: PlannedStage) -> str:
+    what = f"{s.curriculum}/{s.stage}"
+    if s.status == "shared":
+        return f"  {what}: the same stage as {s.shared_with}/{s.stage}, trained once"
+    steps = ("up to " if s.stopping.startswith("until") else "") + _count(s.steps, "step")
+    size = (f"{s.tokens_per_epoch:,} tokens an epoch; {steps}, ~{s.tokens:,} tokens"
+            if s.trainer == "sft" else steps)
+    status = {"train": "to train", "reused": "trained earlier: reused",
+              "resume": f"to resume from step {s.resume_step}"}[s.status]
+    recall = f", {s.recall_queries} recall completions" if s.recall_queries else ""
+    timing = _time(s)
+    rows = _count(s.rows, "row" if s.trainer == "sft" else "prompt")
+    return (f"  {what} ({s.trainer}): {rows}, {s.stopping}; {size}{recall}\n"
+            f"      {s.directory.name}: {status}" + (f" ({timing})" if timing else ""))
+
+
+def _eval_line(e: PlannedEval) -> str:
+    queries = " + ".join(f"{e.queries[split]:,} {split}" for split in SPLITS
+                         if split in e.queries) or "no"
+    timing = _time(e)
+    status = "done earlier" if e.status == "done" else "to run" + (f" ({timing})" if timing else "")
+    return f"  {e.curriculum}/{e.mode}: {queries} queries: {status}"
+
+
+def render(plan: Plan) -> str:
+    """The plan as ``pbb plan`` prints it."""
+    if plan.rates:
+        sft, rl = plan.rates.get(rates_mod.SFT), plan.rates.get(rates_mod.RL)
+        measured = [f"SFT {sft:,.0f} tokens/s" if sft else "", f"RL {rl:.1f} s/step" if rl else "",
+                    *(f"{m} {r:.2f} completions/s"
+                      for m, r in (plan.rates.get(rates_mod.EVAL) or {}).items())]
+        rates = "last measured here: " + ", ".join(m for m in measured if m)
+    else:
+        rates = NO_RATE
+    lines = [f"plan of {plan.name}: model {plan.model}, seed {plan.seed}, into {plan.out}",
+             f"data: {plan.data}", f"rates ({plan.machine}): {rates}", "", "stages:"]
+    lines += [_stage_line(s) for s in plan.stages]
+    lines += [f"  {c}: no training" for c in plan.untrained]
+    lines += ["", "evaluations (queries by split of the behaviours):"]
+    lines += [_eval_line(e) for e in plan.evals]
+    seconds, unknown = plan.expected_seconds()
+    if not plan.work():
+        total = "nothing to do: every stage and evaluation is done"
+    elif unknown == len(plan.work()):
+        total = NO_RATE
+    else:
+        total = f"~{duration(seconds)}" + (f", and {unknown} item(s) with {NO_RATE}"
+                                           if unknown else "")
+    lines += ["", f"expected time: {total}"]
+    return "\n".join(lines)

@@ -1,0 +1,95 @@
+"""How fast this machine ran pbb's work the last time: SFT tokens a second, RL seconds a step,
+and evaluation completions a second per mode, by model and device.
+
+Why: ``pbb plan`` says how long a config will take before any of it runs, and the only honest
+source for that is what this machine measured. Every finished stage and evaluation of
+``pbb run`` records its rate here (the last one wins: the machine, libraries and settings drift,
+an average of old runs would not); the plan divides its work by them and says so where it has
+none. The file is the machine's, not a run's: it lives in the pbb cache (``$PBB_CACHE``,
+:func:`pbb.models.cache_dir`), next to the models it measured.
+
+Work that was resumed is not recorded: its time covers only part of the work it counts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pbb.errors import PbbError
+from pbb.jsonio import atomic_write_json, read_json
+
+#: the file under the pbb cache
+RATES = "rates.json"
+SFT = "sft_tokens_per_second"
+RL = "rl_seconds_per_step"
+EVAL = "completions_per_second"
+
+
+def rates_path() -> Path:
+    from pbb.models import cache_dir
+
+    return cache_dir() / RATES
+
+
+def machine_key(model: str) -> str:
+    """Whose rates: a model on this kind of device (``cpu``, ``cuda``), and under a launcher
+    how many processes share the work."""
+    from pbb import dist
+
+    kind, processes = dist.device().split(":")[0], dist.world()
+    return f"{model} on {kind}" + (f" x{processes}" if processes > 1 else "")
+
+
+def read_rates(key: str) -> dict:
+    """The rates recorded for ``key`` (empty where there are none, or the file is unreadable:
+    a plan without rates is still a plan)."""
+    path = rates_path()
+    try:
+        every = read_json(path) if path.is_file() else {}
+    except PbbError:
+        return {}
+    found = every.get(key) if isinstance(every, dict) else None
+    return found if isinstance(found, dict) else {}
+
+
+def _record(key: str, update: dict) -> None:
+    """Merge ``update`` into ``key``'s rates. Jobs of a sweep finish stages at once: the file is
+    locked while it is read and replaced, so no job's rate is lost to another's write."""
+    from filelock import FileLock
+
+    path = rates_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock"):
+            every = read_json(path) if path.is_file() else {}
+            every = every if isinstance(every, dict) else {}
+            mine = every.get(key) if isinstance(every.get(key), dict) else {}
+            for name, value in update.items():
+                if isinstance(value, dict):
+                    mine[name] = {**(mine.get(name) or {}), **value}
+                else:
+                    mine[name] = value
+            every[key] = mine
+            atomic_write_json(path, every)
+    except (OSError, PbbError):
+        pass  # a cache that cannot be written (read-only home): the run goes on without it
+
+
+def record_stage(key: str, info: dict) -> None:
+    """A finished stage's rate, from its ``done.json``: SFT tokens a second (the recall checks'
+    time left out: the plan counts those as recall completions), or RL seconds a step."""
+    if info.get("resumed") or not info.get("steps"):
+        return
+    seconds = info.get("seconds") or 0.0
+    if info.get("algorithm") == "grpo":
+        _record(key, {RL: round(seconds / info["steps"], 4)})
+        return
+    seconds -= (info.get("time_split") or {}).get("recall", 0.0)
+    if info.get("tokens") and seconds > 0:
+        _record(key, {SFT: round(info["tokens"] / seconds, 2)})
+
+
+def record_eval(key: str, mode: str, completions: int, seconds: float) -> None:
+    """A finished evaluation's completions a second (one mode, started from nothing)."""
+    if completions and seconds > 0:
+        _record(key, {EVAL: {mode: round(completions / seconds, 4)}})

@@ -1,0 +1,162 @@
+"""``pbb plan``: what a run would train and evaluate, told before any of it is done, equals what
+``pbb run`` then does; stages trained earlier are reported as reused; times come from the rates
+this machine recorded, or the plan says it has none."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pbb.config import load_config
+from pbb.experiments import rates
+from pbb.experiments.plan import NO_RATE, make_plan, render
+from pbb.jsonio import atomic_write_json, read_json, read_jsonl
+from pbb.store import RunStore, checkpoint_dir, stage_info
+
+QUICKSTART = "configs/quickstart.yaml"
+
+
+@pytest.fixture
+def rates_file(tmp_path, monkeypatch):
+    """The rates file in a temporary folder (the machine's own stays untouched)."""
+    path = tmp_path / "cache" / rates.RATES
+    monkeypatch.setattr(rates, "rates_path", lambda: path)
+    return path
+
+
+def smoke():
+    return load_config(QUICKSTART, smoke=True)
+
+
+def stage_rows(plan) -> list[tuple]:
+    return [(s.curriculum, s.stage, s.rows, s.directory.name) for s in plan.stages]
+
+
+@pytest.mark.slow
+def test_the_plan_is_what_the_run_trains_and_evaluates_and_then_reuses(tmp_path, rates_file):
+    from pbb.experiments.run import run
+
+    out = tmp_path / "run"
+    plan = make_plan(smoke(), out)
+    assert not out.exists()  # a plan writes nothing
+    assert [(s.curriculum, s.stage, s.status) for s in plan.stages] == [
+        ("proactive", "stage1", "train"), ("proactive", "stage2", "train"),
+        ("stage1_only", "stage1", "shared")]
+    assert plan.untrained == ["untuned"]
+    assert plan.expected_seconds() == (0, len(plan.work()))  # no rate recorded yet
+    assert f"expected time: {NO_RATE}" in render(plan)
+
+    run(smoke(), out, progress=False)
+    curricula = read_json(RunStore(out).curricula)
+    assert stage_rows(plan) == [(c, e["stage"], e["rows"], os.path.basename(e["dir"]))
+                                for c, entries in curricula.items() for e in entries]
+    for s in plan.stages:
+        done = stage_info(s.directory)
+        assert abs(done["tokens_per_row"] * done["rows"] - s.tokens_per_epoch) <= 0.05 * s.rows
+        assert done["steps"] <= s.steps  # the stopping rule may end stage 2 sooner
+        if s.stage == "stage1":
+            assert done["steps"] == s.steps
+    for e in plan.evals:
+        samples = read_jsonl(RunStore(out).samples(e.curriculum, e.mode))
+        assert e.queries == {split: sum(x["split"] == split for x in samples)
+                             for split in ("eval", "train") if any(x["split"] == split
+                                                                   for x in samples)}
+
+    again = make_plan(smoke(), out)
+    assert [s.status for s in again.stages] == ["reused", "reused", "shared"]
+    assert {e.status for e in again.evals} == {"done"}
+    text = render(again)
+    assert "trained earlier: reused" in text and "nothing to do" in text
+
+    # the run recorded its rates: a plan into a new directory has an expected time
+    recorded = rates.read_rates(rates.machine_key("tiny-random"))
+    assert recorded[rates.SFT] > 0 and set(recorded[rates.EVAL]) == {"recall", "cot"}
+    fresh = make_plan(smoke(), tmp_path / "other")
+    seconds, unknown = fresh.expected_seconds()
+    assert unknown == 0 and seconds > 0
+
+
+def write_rates(path, **values):
+    atomic_write_json(path, {rates.machine_key("tiny-random"): values})
+
+
+def test_expected_times_come_from_the_recorded_rates(tmp_path, rates_file):
+    write_rates(rates_file, **{rates.SFT: 100.0, rates.EVAL: {"recall": 2.0, "cot": 4.0}})
+    plan = make_plan(smoke(), tmp_path / "run")
+    stage1, stage2, shared = plan.stages
+    assert stage1.seconds == pytest.approx(stage1.tokens / 100 + stage1.recall_queries / 2)
+    assert stage2.seconds == pytest.approx(stage2.tokens / 100 + stage2.recall_queries / 2)
+    assert stage2.recall_queries == 2 * 2  # 2 eval instructions after each of its 2 steps' epochs
+    for e in plan.evals:
+        assert e.seconds == pytest.approx(sum(e.queries.values()) / {"recall": 2, "cot": 4}[e.mode])
+    seconds, unknown = plan.expected_seconds()
+    assert unknown == 0  # the shared stage is trained once: counted once
+    assert seconds == pytest.approx(stage1.seconds + stage2.seconds
+                                    + sum(e.seconds for e in plan.evals))
+    assert NO_RATE not in render(plan) and "SFT 100 tokens/s" in render(plan)
+
+
+def test_an_item_without_a_rate_is_named_and_left_out_of_the_total(tmp_path, rates_file):
+    write_rates(rates_file, **{rates.SFT: 100.0, rates.EVAL: {"recall": 2.0}})  # no cot rate
+    plan = make_plan(smoke(), tmp_path / "run")
+    cot = [e for e in plan.evals if e.mode == "cot"]
+    assert all(e.seconds is None for e in cot)
+    seconds, unknown = plan.expected_seconds()
+    assert unknown == len(cot)
+    assert seconds == pytest.approx(sum(w.seconds for w in plan.work() if w.seconds is not None))
+    text = render(plan)
+    assert f"and {len(cot)} item(s) with {NO_RATE}" in text
+    assert f"proactive/cot: 4 eval + 12 train queries: to run ({NO_RATE})" in text
+
+
+def test_finished_and_interrupted_stages_and_evaluations_are_seen(tmp_path, rates_file):
+    write_rates(rates_file, **{rates.SFT: 100.0, rates.EVAL: {"recall": 2.0, "cot": 4.0}})
+    out = tmp_path / "run"
+    first = make_plan(smoke(), out)
+    stage1, stage2 = first.stages[:2]
+    atomic_write_json(stage1.directory / "done.json", {"steps": 2})  # as a finished stage has it
+    state = checkpoint_dir(stage2.directory, 1) / "state.json"  # a checkpoint after step 1 of 2
+    atomic_write_json(state, {})
+    samples = RunStore(out).samples("untuned", "cot")
+    samples.parent.mkdir(parents=True)
+    samples.write_text("")
+    plan = make_plan(smoke(), out)
+    assert [s.status for s in plan.stages] == ["reused", "resume", "shared"]
+    assert plan.stages[1].resume_step == 1
+    assert plan.stages[1].seconds == pytest.approx(stage2.seconds / 2)  # half of it is left
+    assert [e.status for e in plan.evals if e.curriculum == "untuned"] == ["pending", "done"]
+    seconds, _ = plan.expected_seconds()
+    untuned_cot = next(e for e in first.evals if (e.curriculum, e.mode) == ("untuned", "cot"))
+    assert seconds == pytest.approx(first.expected_seconds()[0] - stage1.seconds
+                                    - stage2.seconds / 2 - untuned_cot.seconds)
+    assert "to resume from step 1" in render(plan)
+
+
+def test_rates_are_recorded_for_fresh_work_only(rates_file):
+    key = rates.machine_key("tiny-random")
+    rates.record_stage(key, {"steps": 4, "tokens": 1000, "seconds": 12.0,
+                             "time_split": {"recall": 2.0}})
+    rates.record_stage(key, {"steps": 4, "tokens": 10, "seconds": 1.0, "resumed": True})
+    rates.record_eval(key, "cot", 30, 10.0)
+    rates.record_eval(key, "recall", 8, 2.0)
+    rates.record_stage(key, {"steps": 5, "seconds": 20.0, "algorithm": "grpo"})
+    assert rates.read_rates(key) == {rates.SFT: 100.0, rates.EVAL: {"cot": 3.0, "recall": 4.0},
+                                     rates.RL: 4.0}
+    assert rates.read_rates("another model on cpu") == {}
+    rates_file.write_text("{not json")
+    assert rates.read_rates(key) == {}  # a broken file is no rate, not an error
+
+
+def test_pbb_plan_prints_the_plan_and_writes_nothing(tmp_path):
+    out = tmp_path / "run"
+    r = subprocess.run([sys.executable, "-m", "pbb", "plan", QUICKSTART, "--smoke", "--out",
+                        str(out), "--set", "train.stages.stage2.max_epochs=2"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert f"plan of quickstart: model tiny-random, seed 0, into {out}" in r.stdout
+    assert "proactive/stage2 (sft): 3 rows, until recall >= 100% of 2 instructions, at most " \
+           "2 epochs" in r.stdout
+    assert "stage1_only/stage1: the same stage as proactive/stage1, trained once" in r.stdout
+    assert "untuned: no training" in r.stdout and "expected time: " in r.stdout
+    assert not out.exists()
