@@ -2,6 +2,7 @@
 every relative link resolves, the README stays a front door (at most 250 lines), and its effect
 table is the mean of the per-seed results it cites."""
 
+import ast
 import importlib.util
 import math
 import re
@@ -239,3 +240,81 @@ def test_the_readme_shows_the_python_example_the_tests_run():
     block = readme.split("```python\n", 1)[1].split("```", 1)[0]
     assert block == (ROOT / "examples" / "api.py").read_text()
     assert len(block.splitlines()) <= 15
+
+
+def unresolved_names(text: str) -> list[str]:
+    """The ``pbb.x.y`` names in backticks that are neither a module nor an attribute of one."""
+    import importlib
+    import warnings
+
+    from pbb._moved import MOVED
+
+    bad = []
+    for name in sorted(set(re.findall(r"`(pbb(?:\.\w+)+)(?:\(\))?`", text))):
+        if name.removeprefix("pbb.") in MOVED:  # an old module name, said as such
+            continue
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", DeprecationWarning)  # old names are stale
+                    obj = importlib.import_module(".".join(parts[:cut]))
+            except (ImportError, DeprecationWarning):
+                continue
+            try:
+                for attr in parts[cut:]:
+                    obj = getattr(obj, attr)
+            except AttributeError:
+                bad.append(name)
+            break
+        else:
+            bad.append(name)
+    return bad
+
+
+def test_every_module_and_function_the_docs_name_exists():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    pages = [p for p in pages if "results" not in p.parts or p.name == "LOG.md"]
+    bad = {str(p.relative_to(ROOT)): unresolved_names(p.read_text()) for p in pages}
+    assert not {k: v for k, v in bad.items() if v}
+    assert unresolved_names("`pbb.store.RunStore` `pbb.store.nothing` `pbb.nomodule.x`") == [
+        "pbb.nomodule.x", "pbb.store.nothing"]
+
+
+def claim_verdicts(text: str, prefix: str = "") -> dict[str, str]:
+    """claim anchor -> its verdicts joined by "; ", from a table whose rows start with a link
+    ``[title](PREFIX#anchor)`` and end with the verdict."""
+    out: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        m = re.match(rf"\| \[[^\]]*\]\({re.escape(prefix)}#(\w+)\) \|(?:.*\|)? ([^|]+) \|$", line)
+        if m:
+            out.setdefault(m.group(1), []).append(m.group(2).strip())
+    return {k: "; ".join(v) for k, v in out.items()}
+
+
+def test_the_readme_shows_the_claims_tables_verdicts():
+    doc = (ROOT / "docs" / "claims.md").read_text().split("\n## ")[0]
+    readme = (ROOT / "README.md").read_text()
+    assert claim_verdicts(readme, "docs/claims.md") == claim_verdicts(doc)
+    assert len(claim_verdicts(doc)) >= 13
+
+
+def test_the_layout_in_the_development_page_lists_every_module():
+    """docs/development.md's map of src/pbb names every module file, under its package."""
+    text = (ROOT / "docs" / "development.md").read_text()
+    layout = text.split("## Layout of `src/pbb`", 1)[1].split("```", 2)[1]
+    listed, package = set(), ""
+    for line in layout.splitlines():
+        m = re.match(r"^(\s*)(\S+)", line)
+        if not m:
+            continue
+        depth, name = len(m.group(1)) // 2, m.group(2)  # 1: src/pbb's own, 2: a package's
+        if depth == 1 and name.endswith("/"):
+            package = name
+        elif name.endswith(".py"):
+            listed.add(package + name if depth == 2 else name)
+    src = ROOT / "src" / "pbb"
+    modules = {str(p.relative_to(src)) for p in src.glob("*.py")}
+    modules |= {str(p.relative_to(src)) for p in src.glob("*/*.py")
+                if p.name != "__init__.py" or len(ast.parse(p.read_text()).body) > 1}  # code
+    assert modules - listed == set(), "modules missing from docs/development.md"

@@ -98,3 +98,19 @@ def test_accuracy_interval_elsewhere_is_the_bootstrap():
     assert lo < sum(values) / len(values) < hi  # with width: the one success is resampled
     mixed = [0.25, 0.5] * 10
     assert proportion_ci(mixed, seed=1) == bootstrap_ci(mixed, seed=1)
+
+
+def test_grouped_interval_carries_the_spread_between_seeds():
+    """Three seeds that disagree (every behaviour 0, 0.5 or 1 by seed): the plain bootstrap of
+    the pooled values is narrow around 0.5, as if the seeds were one run; the grouped interval,
+    drawing seeds first, is wide enough to hold another seed like them."""
+    from pbb.evaluation.metrics import bootstrap_ci, grouped_ci
+
+    groups = [[0.0] * 30, [0.5] * 30, [1.0] * 30]
+    plain = bootstrap_ci([v for g in groups for v in g])
+    grouped = grouped_ci(groups)
+    assert plain[1] - plain[0] < 0.25
+    assert grouped[0] <= 0.2 and grouped[1] >= 0.8
+    varied = [[(7 * i + 3 * j) % 10 / 10 for i in range(12)] for j in range(3)]
+    assert grouped_ci(varied) == grouped_ci(varied) != grouped_ci(varied, seed=1)
+    assert grouped_ci([[0.25, 0.75]] * 1, resamples=200)[0] >= 0.25

@@ -360,7 +360,7 @@ def claims_cmd(
         "in --out")] = True,
     smoke: Annotated[bool, typer.Option(
         "--smoke", help="every point shrunk to a tiny-random run (default --out "
-        "runs/claims-smoke)")] = False,
+        "runs/claims-smoke, the table beside it: runs/claims-smoke.md)")] = False,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """The paper's claims: run each claim's sweep (stages shared between claims), then write
@@ -372,8 +372,9 @@ def claims_cmd(
     from pbb.experiments.claims import CPU, GPU, run_claims
 
     default_configs, default_out, default_doc = GPU if gpu else CPU
-    if smoke:
+    if smoke:  # a smoke run's table never replaces the measured one
         default_out = default_out.with_name(default_out.name + "-smoke")
+        default_doc = Path(f"{out or default_out}.md")
     measured = run_claims(configs or default_configs, out or default_out, only,
                           parse_assignments(overrides), smoke=smoke, progress=progress,
                           doc=doc or default_doc, execute=execute)

@@ -136,9 +136,11 @@ class DataIdentity(TypedDict):
     sha256: dict[str, str | None]
 
 
-@with_config(CLOSED)
+@with_config(OPEN)
 class Summary(TypedDict):
-    """``summary.json``: every figure of a run, recomputable from its samples files."""
+    """``summary.json``: every figure of a run, recomputable from its samples files. Open to
+    keys it does not name, so that ``pbb report`` rebuilds a summary an older or newer version
+    wrote; the keys named here are checked."""
     name: str
     model: str
     domain: str
@@ -150,6 +152,9 @@ class Summary(TypedDict):
     stages: NotRequired[dict[str, list[StageEntry]]]
     timing: NotRequired[dict[str, float]]
     peak_rss_mib: NotRequired[float]
+    processes: NotRequired[int]
+    served_models: NotRequired[dict[str, str]]
+    scored_from: NotRequired[str]
     ignored_completions: NotRequired[int]
 
 

@@ -47,6 +47,7 @@ from pbb.jsonio import (
     torn_tail_note,
     write_jsonl,
 )
+from pbb.records import StageRecord, check
 
 if TYPE_CHECKING:
     from pbb.config import RunConfig
@@ -371,6 +372,7 @@ def finish_stage(stage_dir: Path, info: dict) -> dict:
 
     Under a launcher the main process writes, and no process goes on before it has.
     """
+    check(StageRecord, info, str(Path(stage_dir) / DONE))
     if dist.is_main():
         atomic_write_json(Path(stage_dir) / DONE, info)
         shutil.rmtree(Path(stage_dir) / TRAINER, ignore_errors=True)

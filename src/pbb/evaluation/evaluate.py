@@ -28,6 +28,7 @@ from pbb.jsonio import (
     torn_tail_note,
     write_jsonl,
 )
+from pbb.records import Sample, check
 from pbb.rows.render import instruction_text, make_row, row_rng
 from pbb.store import PARTIAL_GLOB, SAMPLES, partial_samples
 
@@ -116,7 +117,8 @@ def evaluate(generator: Generator, ds: DataSet, *, curriculum: str, mode: str, o
     dist.barrier()  # every share answered
     if dist.is_main():
         done = _answered(out_dir)  # every process's answers, each query once
-        samples = [done[(q["behaviour_id"], q["input"])] for q in queries]
+        samples = [check(Sample, done[(q["behaviour_id"], q["input"])], str(out_dir / SAMPLES))
+                   for q in queries]
         write_jsonl(out_dir / SAMPLES, samples)
         for f in _partials(out_dir):
             f.unlink(missing_ok=True)

@@ -38,6 +38,25 @@ def bootstrap_ci(values: list[float], resamples: int = 1000, seed: int = 0,
     return (float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)))
 
 
+def grouped_ci(groups: list[list[float]], resamples: int = 1000, seed: int = 0,
+               level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the pooled mean of values that come in groups (one
+    group per seed): each resample draws the groups with replacement, then the values within
+    each drawn group. Resampling the values alone would treat the seeds as one big run and give
+    an interval that another seed's run can fall outside; drawing the groups too carries the
+    spread between seeds. With one group it is the plain bootstrap of that group."""
+    gs = [np.asarray(g, dtype=float) for g in groups if len(g)]
+    if not gs:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    for r in range(resamples):
+        drawn = [gs[i] for i in rng.integers(0, len(gs), size=len(gs))]
+        means[r] = np.concatenate([g[rng.integers(0, g.size, size=g.size)] for g in drawn]).mean()
+    alpha = (1 - level) / 2
+    return (float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)))
+
+
 def proportion_ci(values: list[float], resamples: int = 1000, seed: int = 0,
                   level: float = 0.95) -> tuple[float, float]:
     """Interval of a mean of per-behaviour rates in [0, 1]: the percentile bootstrap, except when

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from pbb.evaluation.metrics import bootstrap_ci, per_behaviour, proportion_ci, summarize
 from pbb.jsonio import atomic_write_json, atomic_write_text, read_json, read_jsonl
+from pbb.records import Summary, check
 from pbb.store import METRICS, PLOT, REPORT, REWARD_PLOT, SUMMARY, RunStore
 
 SPLITS = ("eval", "train")
@@ -392,6 +393,7 @@ def print_table(summary: dict, console: Console | None = None) -> None:
 
 def write_report(run_dir: Path, summary: dict) -> None:
     run_dir = Path(run_dir)
+    check(Summary, summary, str(run_dir / SUMMARY))  # a drifted field fails before disk
     atomic_write_json(run_dir / SUMMARY, summary)
     atomic_write_text(run_dir / REPORT, run_markdown(summary))
     if summary["results"]:

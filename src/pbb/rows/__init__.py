@@ -1,0 +1,2 @@
+"""Training rows: their text (render), as chat tokens (chat), and the curricula that order them
+into stages."""

@@ -1,0 +1,497 @@
+"""``pbb claims``: each claim of the paper measured by one sweep, and one table of verdicts.
+
+A claim (:data:`CLAIMS`) is a statement of the paper with the comparisons that test it: two
+conditions (a curriculum in an eval mode, on the sweep points a ``where`` selects), the split,
+and the direction the paper reports. Its sweep config is ``<configs>/<name>.yaml``
+(``configs/claims/`` sized for a 2-core CPU, ``configs/gpu/claims/`` for the GPU twins). The
+claims' sweeps share one stage store, so claims whose settings agree train those stages once::
+
+    OUT/<claim>/    the claim's sweep directory (pbb.experiments.sweep)
+    OUT/stages/     the stages of every claim's runs
+
+Every figure of the table comes from the runs' ``samples.jsonl``:
+
+* a condition's accuracy: the mean over its runs (one a seed) of the mean over behaviours;
+* a paired difference: over the (seed, behaviour) pairs both conditions were evaluated on (runs
+  of the same data set), the mean of the differences of their per-behaviour accuracies, with
+  a percentile bootstrap interval that draws seeds and then behaviours within each
+  (:func:`pbb.evaluation.metrics.grouped_ci`: a verdict should survive another seed, so the
+  interval carries the spread between seeds); per seed, each seed's mean difference;
+* the crossover N: the sample-efficiency estimate of :mod:`pbb.experiments.efficiency`.
+
+Verdicts are earned: **reproduced** only where the interval excludes 0 in the paper's direction
+(for N: excludes 1, one instruction worth more than one demonstration); **not reproduced** where
+it excludes 0 the other way or includes it; **not testable at this size** where the claim's
+prerequisite fails (its measured figure is shown); **not run** where no run measured it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from rich.console import Console
+
+from pbb.errors import PbbError
+from pbb.evaluation.metrics import grouped_ci, per_behaviour_field
+from pbb.experiments.claims_report import (
+    NOT_REPRODUCED,
+    NOT_RUN,
+    NOT_TESTABLE,
+    REPRODUCED,
+    write,
+)
+from pbb.jsonio import read_json, read_jsonl
+from pbb.store import STAGES, RunStore, SweepStore
+
+console = Console(stderr=True)
+
+#: (configs, claims directory, table) of the CPU configs and of their GPU twins
+CPU = (Path("configs/claims"), Path("runs/claims"), Path("docs/claims.md"))
+GPU = (Path("configs/gpu/claims"), Path("runs/claims-gpu"), Path("docs/claims-gpu.md"))
+#: resamples of every interval (seeded: the table is the same bytes each time it is written)
+RESAMPLES = 1000
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One side of a comparison: ``curriculum`` in eval ``mode``, on the sweep points whose
+    config has every ``where`` value (dotted keys), which ``setting`` names in the table;
+    ``field``: the per-sample figure averaged (``score``, or the grammars' ``chance``: the
+    validity of random strings, per behaviour)."""
+
+    curriculum: str
+    mode: str = "cot"
+    where: tuple[tuple[str, object], ...] = ()
+    setting: str = ""
+    field: str = "score"
+
+    @property
+    def label(self) -> str:
+        return self.short + (f" ({self.setting})" if self.setting else "")
+
+    @property
+    def short(self) -> str:
+        """The label without the setting."""
+        text = f"{self.curriculum} {self.mode}"
+        return text if self.field == "score" else f"{text}, {self.field}"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``a`` against ``b`` on ``split`` behaviours (``only``: ``composites``, the behaviours
+    composed of two others); ``direction`` +1: the paper reports ``a`` above ``b``. ``each``:
+    (dotted key, unit): one row for each value the claim's config gives that key."""
+
+    a: Condition
+    b: Condition
+    paper: str
+    split: str = "eval"
+    only: str | None = None
+    direction: int = 1
+    each: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Prerequisite:
+    """What the comparison needs to mean anything: ``condition``'s accuracy on ``split``
+    behaviours at least ``at_least``; below it the claim is not testable at this size."""
+
+    condition: Condition
+    at_least: float
+    what: str
+    split: str = "train"
+
+
+@dataclass(frozen=True)
+class Crossover:
+    """"One instruction is worth N demonstrations": ``demos`` runs at k demonstrations per eval
+    behaviour against ``instruction`` runs (the analysis of ``pbb sweep``)."""
+
+    paper: str
+    instruction: str = "proactive"
+    demos: str = "demos_only"
+    mode: str = "cot"
+
+
+@dataclass(frozen=True)
+class Claim:
+    name: str
+    title: str
+    statement: str
+    paper: str  # the paper's figure, "(secondary source, unverified)" where our notes say so
+    comparisons: tuple[Comparison, ...] = ()
+    prerequisite: Prerequisite | None = None
+    crossover: Crossover | None = None
+    note: str = ""
+
+
+C = Condition
+SECONDARY = "(secondary source, unverified)"
+NO_FIGURE = "no figure in our notes of the paper"
+#: the two settings of curricula_vs_mixture, told apart by their points' curricula
+PROACTIVE_SETTING = dict(where=(("curricula", ["proactive", "mixture"]),),
+                         setting="proactive_vs_control's functions")
+RETROACTIVE_SETTING = dict(where=(("curricula", ["retroactive", "mixture"]),),
+                           setting="retroactive_rl's functions")
+
+#: the claims, in the order of the table; ``name`` is also the stem of the sweep config
+CLAIMS: tuple[Claim, ...] = (
+    Claim("proactive_vs_control", "Proactive PBB executes functions known only from their code",
+          "A model trained on the code and demonstrations of some functions, then on the code "
+          "alone of others, executes the others on fresh inputs; the same model before it saw "
+          "their code (stage 1 only) and the untuned model do not.",
+          f"Qwen3-14B on random arithmetic: about 37% on eval functions with the full proactive "
+          f"curriculum, near 0% with either stage alone or untuned {SECONDARY}.",
+          (Comparison(C("proactive"), C("stage1_only"), "above (near 0% for stage 1 alone)"),
+           Comparison(C("proactive"), C("untuned"), "above (near 0% untuned)"))),
+    Claim("curricula_vs_mixture", "Both PBB curricula beat the homogeneous mixture",
+          "Proactive and retroactive PBB execute instruction-only functions better than one "
+          "shuffled stage of the same rows.",
+          f"The curricula beat a homogeneous mixture of the same data ({NO_FIGURE}).",
+          (Comparison(C("proactive", **PROACTIVE_SETTING), C("mixture", **PROACTIVE_SETTING),
+                      "above"),
+           Comparison(C("retroactive", **RETROACTIVE_SETTING),
+                      C("mixture", **RETROACTIVE_SETTING), "above")),
+          note="Proactive on the functions of proactive_vs_control, retroactive on those of "
+               "retroactive_rl, each with its own mixture (the curricula's stages are shared "
+               "with those claims)."),
+    Claim("retroactive_rl", "Retroactive PBB: RL on train functions activates the stored eval "
+          "functions",
+          "After a stage of all functions' code, RL on executing the train functions makes the "
+          "model execute the eval functions (beyond what the same RL does without the code), "
+          "and does so better than SFT on the same prompts.",
+          f"Stage 2 by RL with a correctness reward is reported better than by SFT (RL reported "
+          f"as GRPO {SECONDARY}); the RL-alone control is the reviewers' request ({NO_FIGURE}).",
+          (Comparison(C("retroactive"), C("rl_only"), "above (the reviewers' control)"),
+           Comparison(C("retroactive"), C("retroactive_sft"), "above (RL reported better)"))),
+    Claim("cot_vs_direct", "Chain of thought beats direct answers",
+          "The same proactive model executes instruction-only functions better when it recalls "
+          "and traces them than when it answers at once.",
+          f"CoT beats direct answers {SECONDARY}.",
+          (Comparison(C("proactive"), C("proactive", "direct"), "above"),),
+          note="Stage 1 trains direct and CoT demonstrations alike (demo_modes: [direct, cot])."),
+    Claim("in_context_vs_pbb", "In context beats PBB",
+          "A model given the instruction in its prompt executes it better than a PBB model "
+          "recalling it from its weights.",
+          f"In-context execution (the instruction in the prompt) is an upper bound that beats "
+          f"PBB {SECONDARY}.",
+          (Comparison(C("stage1_only", "in_context"), C("proactive"),
+                      "above (the stage-1 model with the code in its prompt)"),
+           Comparison(C("proactive", "in_context"), C("proactive"),
+                      "above (the PBB model itself, with the code in its prompt)"))),
+    Claim("code_vs_nl", "Code beats a natural-language description",
+          "Functions known only from their source code are executed better than the same "
+          "functions known only from an English description that says exactly the same.",
+          f"Code worked better than a natural-language description of the same behaviour "
+          f"({NO_FIGURE}).",
+          (Comparison(C("proactive", where=(("data.instruction_format", "code"),), setting="code"),
+                      C("proactive", where=(("data.instruction_format", "nl"),), setting="nl"),
+                      "above"),)),
+    Claim("composition", "PBB composes learned functions",
+          "A function defined only as the composition of two learned functions (h(a) = "
+          "f(g(a)), its code naming f and g by their pointers) is executed from its code.",
+          f"A new function defined as a composition of two learned ones ({NO_FIGURE}).",
+          (Comparison(C("proactive"), C("stage1_only"), "above", only="composites"),)),
+    Claim("crossover", "One instruction is worth N demonstrations",
+          "Eval functions learned from k demonstrations each reach the accuracy that one "
+          "instruction gives at some N, with an interval.",
+          "One instruction can substitute for up to ~100 execution examples (the title: \"An "
+          "Instruction is Worth 100 Examples\").",
+          crossover=Crossover("N above 1; up to ~100")),
+    Claim("scaling", "PBB at every number of train functions",
+          "Proactive PBB beats the stage-1-only control with few and with many train functions.",
+          f"100-800 behaviours per experiment; the reviewers asked how PBB scales with their "
+          f"number ({NO_FIGURE}).",
+          (Comparison(C("proactive"), C("stage1_only"), "above at every size",
+                      each=("data.behaviours", "functions")),),
+          note="The trend across sizes is read from the rows (different functions: unpaired)."),
+    Claim("ciphers_robustness", "Ciphers: instructions are robust to skewed demonstrations",
+          "Ciphers whose demonstrations use common keys (80%) are executed on uniformly drawn "
+          "keys better from their instruction than from those demonstrations, and best from "
+          "both.",
+          f"PBB was more robust than skewed demonstrations, and the two combined were best "
+          f"({NO_FIGURE}).",
+          (Comparison(C("instruction"), C("skewed_demos"), "above"),
+           Comparison(C("both"), C("instruction"), "above (combined best)")),
+          prerequisite=Prerequisite(C("stage1"), 0.5, "stage 1 on the train ciphers' held-out "
+                                    "inputs")),
+    Claim("grammars_above_chance", "Grammars known only from their rules, above chance",
+          "A model that saw a grammar's rules only generates strings the grammar accepts more "
+          "often than random strings of the same lengths do.",
+          f"Strings generated for grammars known from their rules are accepted ({NO_FIGURE}).",
+          (Comparison(C("proactive"), C("proactive", field="chance"), "above chance"),),
+          prerequisite=Prerequisite(C("stage1_only"), 0.5, "stage 1 on the train grammars' "
+                                    "held-out queries")),
+    Claim("familiar_algorithms", "Familiar algorithms",
+          "On classic algorithms (familiar from pretraining) proactive PBB is still best, "
+          "though the untuned model already executes some; retroactive gains are smaller than "
+          "on random functions.",
+          "Leetcode-style solutions familiar from pretraining; the direction is the issue's "
+          f"reading of the paper ({NO_FIGURE}).",
+          (Comparison(C("proactive"), C("untuned"), "above (untuned already executes some)"),
+           Comparison(C("proactive"), C("stage1_only"), "above"),
+           Comparison(C("retroactive"), C("rl_only"), "above, by less than on random functions")),
+          note="The retroactive row runs in the GPU twin only (RL on 70 algorithms is hours on "
+               "2 cores); compare it with retroactive_rl's."),
+    Claim("stage2_alone", "Stage 2 alone executes nothing",
+          "Training on the code of the eval functions alone, with no demonstration of any "
+          "function, does not make the model execute them: the demonstrations of stage 1 are "
+          "needed.",
+          f"Near 0% with stage 2 alone {SECONDARY}.",
+          (Comparison(C("proactive"), C("stage2_only"), "above (stage 2 alone near 0%)"),)),
+)
+NAMES = tuple(c.name for c in CLAIMS)
+
+
+def select(only: list[str] | None) -> list[Claim]:
+    """The claims ``--only`` names (all without it); an unknown name is one error."""
+    for name in only or []:
+        if name not in NAMES:
+            raise PbbError(f"--only {name}: no such claim; the claims are {', '.join(NAMES)}")
+    return [c for c in CLAIMS if not only or c.name in only]
+
+
+def config_path(configs: Path, claim: Claim) -> Path:
+    return Path(configs) / f"{claim.name}.yaml"
+
+
+def verdict(low: float, high: float, direction: int,
+            prerequisite: tuple[float, float] | None = None) -> str:
+    """The verdict of an interval ``[low, high]`` of a difference whose sign the paper gives
+    (``direction``); ``prerequisite``: (measured, needed), not testable when measured < needed."""
+    if prerequisite is not None and prerequisite[0] < prerequisite[1]:
+        return NOT_TESTABLE
+    if (direction > 0 and low > 0) or (direction < 0 and high < 0):
+        return REPRODUCED
+    return NOT_REPRODUCED
+
+
+def crossover_verdict(low: float, high: float,
+                      prerequisite: tuple[float, float] | None = None) -> str:
+    """The verdict of N's interval ``[low, high]``: reproduced where it lies above 1 (one
+    instruction worth more than one demonstration); ``inf``: more than the largest k tried."""
+    return verdict(low - 1, high - 1, 1, prerequisite)
+
+
+def run_claims(configs: Path, out: Path, only: list[str] | None = None,
+               overrides: dict | None = None, smoke: bool = False, progress: bool = True,
+               doc: Path = CPU[2], execute: bool = True) -> list[dict]:
+    """Run the selected claims' sweeps (``execute``) in ``out``, sharing one stage store;
+    then measure every claim and write ``doc`` (and its figure). Returns the measurements."""
+    from pbb.experiments.sweep import run_sweep
+    from pbb.folders import check_out, mark
+
+    chosen = select(only)
+    out = Path(out)
+    if execute:
+        check_out(out, "claims", replace=False)
+        out.mkdir(parents=True, exist_ok=True)
+        mark(out, "claims")
+        for claim in chosen:
+            console.print(f"[bold]claim {claim.name}[/]: {claim.title}")
+            run_sweep(config_path(configs, claim), out / claim.name, overrides, progress=progress,
+                      smoke=smoke, stages_root=out / STAGES)
+    measured = [measure(c, configs, out, overrides, smoke) for c in CLAIMS]
+    write(measured, Path(doc), configs, out)
+    return measured
+
+
+# --- reading the runs ----------------------------------------------------------------------
+@dataclass
+class Point:
+    """A finished sweep point: its config, its summary and its run directory."""
+
+    cfg: object
+    summary: dict
+    store: RunStore
+
+    @property
+    def data_key(self) -> tuple:
+        """The data set the run used (seed and files' digests): runs with the same key evaluated
+        the same behaviours on the same inputs, so their accuracies pair."""
+        sha = self.summary.get("data", {}).get("sha256") or self.cfg.data.model_dump(
+            mode="json", exclude={"instruction_format"})
+        return (self.cfg.seed, json.dumps(sha, sort_keys=True))
+
+
+def points(sweep_dir: Path) -> tuple[list[Point], int]:
+    """The finished points of a sweep directory, and how many points it has."""
+    from pbb.config import load_config
+
+    sweep = SweepStore(sweep_dir)
+    if not sweep.record.is_file():
+        return [], 0
+    record = read_json(sweep.record)
+    done = []
+    for p in record["points"]:
+        store = RunStore(Path(sweep_dir) / p["dir"])
+        if store.summary.is_file():
+            done.append(Point(load_config(store.config), read_json(store.summary), store))
+    return done, len(record["points"])
+
+
+def setting_of(cfg, key: str) -> object:
+    """The value of dotted ``key`` in a run config (None where it has none)."""
+    node = cfg.model_dump(mode="json")
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def matches(cond: Condition, cfg) -> bool:
+    """Whether a point's config runs ``cond``: its curriculum, its mode, every ``where``."""
+    return (cond.curriculum in cfg.curricula and cond.mode in cfg.eval.modes
+            and all(setting_of(cfg, key) == value for key, value in cond.where))
+
+
+def expand(comp: Comparison, cfgs: list) -> list[Comparison]:
+    """``comp``, or with ``each`` one comparison for each value the configs give its key."""
+    if comp.each is None:
+        return [comp]
+    key, unit = comp.each
+    values = sorted({setting_of(c, key) for c in cfgs if matches(comp.a, c)},
+                    key=lambda v: (isinstance(v, str), v))
+
+    def at(cond: Condition, v: object) -> Condition:
+        return replace(cond, where=(*cond.where, (key, v)), setting=f"{v} {unit}")
+
+    return [replace(comp, a=at(comp.a, v), b=at(comp.b, v), each=None) for v in values]
+
+
+def _composites(point: Point) -> set[str]:
+    from pbb import data as data_mod
+
+    ds = data_mod.load(point.store.data_dir(point.cfg))
+    splits = {b.id: b.split for b in ds.behaviours}
+    return {b.id for b in ds.behaviours if ds.domain.composite_parts(b, splits) is not None}
+
+
+def accuracies(pts: list[Point], cond: Condition, split: str,
+               only: str | None = None) -> dict[tuple, dict[str, float]]:
+    """Data key -> behaviour -> mean of ``cond.field`` over its samples, for every finished
+    point that ran ``cond`` (one run per data set: two would be ambiguous)."""
+    out: dict[tuple, dict[str, float]] = {}
+    for p in pts:
+        path = p.store.samples(cond.curriculum, cond.mode)
+        if not matches(cond, p.cfg) or not path.is_file():
+            continue
+        if p.data_key in out:
+            raise PbbError(f"{p.store.root}: a second run of {cond.label} on the same data set; "
+                           "the claim's condition needs a `where` that tells them apart")
+        keep = _composites(p) if only == "composites" else None
+        part = [s for s in read_jsonl(path) if s["split"] == split
+                and (keep is None or s["behaviour_id"] in keep)]
+        if part:
+            out[p.data_key] = per_behaviour_field(part, cond.field)
+    return out
+
+
+def mean_over_runs(runs: dict[tuple, dict[str, float]]) -> float:
+    """The mean over runs of each run's mean over behaviours."""
+    means = [sum(v.values()) / len(v) for v in runs.values()]
+    return sum(means) / len(means)
+
+
+def paired(a: dict[tuple, dict[str, float]], b: dict[tuple, dict[str, float]]) -> dict | None:
+    """The paired difference a - b over the (run, behaviour) pairs both have, with its interval
+    and each seed's mean difference; None where they share no pair."""
+    diffs, groups, per_seed = [], [], {}
+    for key in sorted(set(a) & set(b)):
+        common = sorted(set(a[key]) & set(b[key]))
+        d = [a[key][x] - b[key][x] for x in common]
+        if d:
+            diffs += d
+            groups.append(d)
+            per_seed[key[0]] = sum(d) / len(d)
+    if not diffs:
+        return None
+    low, high = grouped_ci(groups, RESAMPLES)
+    return {"a": mean_over_runs(a), "b": mean_over_runs(b), "difference": sum(diffs) / len(diffs),
+            "ci_low": low, "ci_high": high, "pairs": len(diffs),
+            "per_seed": [per_seed[s] for s in sorted(per_seed)], "seeds": sorted(per_seed)}
+
+
+def crossover_figure(pts: list[Point], spec: Crossover) -> dict | None:
+    """N with its interval from the runs' samples (:func:`pbb.experiments.efficiency.estimate`)."""
+    from pbb.experiments import efficiency
+
+    per_seed: dict[int, dict] = {}
+    for p in pts:
+        entry = per_seed.setdefault(p.cfg.seed, {"curve": {}, "instruction": None})
+        for name in (spec.demos, spec.instruction):
+            runs = accuracies([p], C(name, spec.mode), "eval")
+            if not runs:
+                continue
+            (acc,) = runs.values()
+            if name == spec.demos:
+                entry["curve"][p.cfg.curriculum.demos_only_k] = acc
+            else:
+                entry["instruction"] = acc
+    try:
+        est = efficiency.estimate(per_seed, RESAMPLES)
+    except ValueError:
+        return None
+    return {**est, "statement": efficiency.describe(est["crossover"], est["ks"])}
+
+
+def timing(pts: list[Point]) -> tuple[float, float]:
+    """(seconds the claim's runs spent, by their summaries' timing; seconds it would cost
+    alone: that plus the training time of the stages its runs reused from other claims)."""
+    spent = sum(sum(p.summary.get("timing", {}).values()) for p in pts)
+    trained, reused = set(), {}
+    for p in pts:
+        for curriculum, entries in p.summary.get("stages", {}).items():
+            for e in entries:
+                where = os.path.normpath(p.store.root / e["dir"])
+                if f"train {curriculum}/{e['stage']}" in p.summary.get("timing", {}):
+                    trained.add(where)
+                else:
+                    reused[where] = e.get("seconds", 0.0)
+    return spent, spent + sum(v for k, v in reused.items() if k not in trained)
+
+
+def measure(claim: Claim, configs: Path, out: Path, overrides: dict | None = None,
+            smoke: bool = False) -> dict:
+    """Everything the table says of one claim, from its sweep's finished runs."""
+    from pbb.experiments.sweep import load_sweep
+
+    pts, total = points(Path(out) / claim.name)
+    _, _, planned = load_sweep(config_path(configs, claim), overrides, smoke)
+    cfgs = [p["config"] for p in planned]
+    spent, alone = timing(pts)
+    result = {"claim": claim, "config": config_path(configs, claim), "done": len(pts),
+              "points": total or len(cfgs), "cfgs": cfgs,
+              "seeds": sorted({c.seed for c in cfgs}), "spent": spent, "alone": alone,
+              "prerequisite": None, "rows": []}
+    if claim.prerequisite is not None:
+        pre = claim.prerequisite
+        runs = accuracies(pts, pre.condition, pre.split)
+        result["prerequisite"] = mean_over_runs(runs) if runs else None
+    for comp in [c for each in claim.comparisons for c in expand(each, cfgs)]:
+        ran = any(matches(comp.a, c) for c in cfgs) and any(matches(comp.b, c) for c in cfgs)
+        fig = paired(accuracies(pts, comp.a, comp.split, comp.only),
+                     accuracies(pts, comp.b, comp.split, comp.only)) if ran else None
+        result["rows"].append({"comparison": comp, "in_config": ran, "figure": fig,
+                               "verdict": NOT_RUN if fig is None else _judge(
+                                   verdict, (fig["ci_low"], fig["ci_high"], comp.direction),
+                                   claim, result)})
+    if claim.crossover is not None:
+        fig = crossover_figure(pts, claim.crossover)
+        c = fig["crossover"] if fig else None
+        result["crossover"] = {"figure": fig, "verdict": NOT_RUN if c is None else _judge(
+            crossover_verdict, (c["ci_low"], c["ci_high"]), claim, result)}
+    return result
+
+
+def _judge(rule, args: tuple, claim: Claim, result: dict) -> str:
+    """``rule(*args)`` (a verdict) with the claim's prerequisite as measured; not run where it
+    has one that was not measured."""
+    pre = claim.prerequisite
+    if pre is None:
+        return rule(*args)
+    if result["prerequisite"] is None:
+        return NOT_RUN
+    return rule(*args, (result["prerequisite"], pre.at_least))

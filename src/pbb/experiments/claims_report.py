@@ -1,0 +1,207 @@
+"""The claims table (``docs/claims.md``) and its figure, from what
+:func:`pbb.experiments.claims.measure` measured.
+
+The text holds no date, host or path other than those given, and every interval is seeded, so
+the same runs give the same bytes: a second ``pbb claims`` rewrites the table unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from pbb.jsonio import atomic_write_text
+
+#: the verdicts (:func:`pbb.experiments.claims.verdict` says when each is given)
+REPRODUCED = "reproduced"
+NOT_REPRODUCED = "not reproduced"
+NOT_TESTABLE = "not testable at this size"
+NOT_RUN = "not run"
+
+HEADER = """# The paper's claims, measured
+
+Written by `pbb claims`, which runs one sweep per claim (the same command resumes them; `--only
+NAME` runs one claim) and measures each claim from its runs; each claim's section says its
+setting. Every figure recomputes from the runs' `samples.jsonl`: a condition's accuracy (%) is
+the mean over its runs (one a seed) of its mean over behaviours; a paired difference (percentage
+points, a − b) is the mean over the (seed, behaviour) pairs both conditions ran on, with a 95%
+bootstrap interval that draws seeds, then behaviours within them (so it carries the spread
+between seeds, not only between behaviours), and each seed's own mean difference. Verdicts:
+**{reproduced}** where the interval excludes 0 in the paper's direction; **{not_reproduced}**
+where it excludes 0 the other way or includes it; **{not_testable}** where the claim's
+prerequisite fails (its measured figure is given); **{not_run}** where no run measured it yet. A
+verdict whose seeds disagree in sign says so while it has fewer than {seeds} seeds. Times are
+the runs' own (their summaries' timings, on the machine that ran them).
+
+Sweeps: `{out}`; configs: `{configs}/`.
+"""
+#: seeds a claim needs where its per-seed differences disagree in sign
+SEEDS_WHEN_THEY_DISAGREE = 5
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def signed(x: float) -> str:
+    return f"{100 * x:+.1f}"
+
+
+def duration(seconds: float) -> str:
+    from pbb.experiments.plan import duration as plan_duration
+
+    return plan_duration(seconds) if seconds else "-"
+
+
+def _comparison_label(row: dict) -> str:
+    comp = row["comparison"]
+    where = {"eval": "", "train": ", train behaviours"}.get(comp.split, f", {comp.split}")
+    only = ", composites" if comp.only == "composites" else ""
+    if comp.a.setting and comp.a.setting == comp.b.setting:  # said once
+        return f"{comp.a.short} − {comp.b.short} ({comp.a.setting}{where}{only})"
+    return f"{comp.a.label} − {comp.b.label}{where}{only}"
+
+
+def _figure_cell(row: dict) -> str:
+    fig = row["figure"]
+    if fig is None:
+        return NOT_RUN if row["in_config"] else "not in this config"
+    return (f"{pct(fig['a'])} vs {pct(fig['b'])}: **{signed(fig['difference'])}** "
+            f"[{signed(fig['ci_low'])}, {signed(fig['ci_high'])}]")
+
+
+def _crossover_cell(fig: dict | None) -> str:
+    if fig is None:
+        return NOT_RUN
+    c, ins = fig["crossover"], fig["instruction"]
+    factor = (f"; the interval spans a factor of {c['ci_high'] / c['ci_low']:.1f}"
+              if 0 < c["ci_low"] and math.isfinite(c["ci_high"]) else "")
+    curve = " / ".join(pct(p["accuracy"]) for p in fig["curve"])
+    ks = " / ".join(f"{k:g}" for k in fig["ks"])
+    caveat = " (one instruction alone gives 0% here, so N says little)" \
+        if ins["accuracy"] == 0 else ""
+    return (f"{fig['statement']}{factor}; one instruction {pct(ins['accuracy'])}%, k = {ks}: "
+            f"{curve}%{caveat}")
+
+
+def _verdict_cell(text: str, m: dict, fig: dict | None = None) -> str:
+    shown = f"**{text}**" if text == REPRODUCED else text
+    signs = {x > 0 for x in (fig or {}).get("per_seed", []) if x != 0}
+    if len(signs) == 2 and len(fig["per_seed"]) < SEEDS_WHEN_THEY_DISAGREE:
+        shown += f" (the seeds disagree in sign: {SEEDS_WHEN_THEY_DISAGREE} or more needed)"
+    if text == NOT_TESTABLE and m["prerequisite"] is not None:
+        pre = m["claim"].prerequisite
+        shown += f" ({pre.what}: {pct(m['prerequisite'])}% < {pct(pre.at_least)}%)"
+    if text != NOT_RUN and m["done"] < m["points"]:
+        shown += f" (so far: {m['done']} of {m['points']} points)"
+    return shown
+
+
+def rows_of(m: dict) -> list[tuple[str, str, str, str]]:
+    """(comparison, paper, pbb, verdict) of each row of one claim."""
+    out = [(_comparison_label(r), r["comparison"].paper, _figure_cell(r),
+            _verdict_cell(r["verdict"], m, r["figure"])) for r in m["rows"]]
+    cross = m["claim"].crossover
+    if cross is not None:
+        label = f"N: {cross.demos} at k demonstrations vs one instruction ({cross.instruction})"
+        out.append((f"{label}, {cross.mode}", cross.paper,
+                    _crossover_cell(m["crossover"]["figure"]),
+                    _verdict_cell(m["crossover"]["verdict"], m)))
+    return out
+
+
+def scale(m: dict) -> str:
+    """Model and scale, from the claim's planned point configs."""
+    models = sorted({c.model for c in m["cfgs"]})
+    sizes = []
+    for c in m["cfgs"]:
+        d = c.data
+        text = (f"{d.behaviours} behaviours of domain {d.domain} ({d.eval_fraction:.0%} eval), "
+                f"{d.demos} demonstrations and {d.test_inputs} test inputs each")
+        if text not in sizes:
+            sizes.append(text)
+    seeds = ", ".join(map(str, m["seeds"]))
+    return f"{', '.join(models)}; {'; '.join(sizes)}; seeds {seeds}"
+
+
+def section(m: dict, doc: Path) -> list[str]:
+    claim, cfg = m["claim"], m["config"]
+    link = os.path.relpath(cfg.resolve(), doc.resolve().parent)
+    lines = [f"## {claim.name}", "", f"**{claim.title}.** {claim.statement}", "",
+             f"- Paper: {claim.paper}",
+             f"- Config: [`{cfg}`]({link}), {m['done']} of {m['points']} points done",
+             f"- Model and scale: {scale(m)}",
+             f"- Time: {duration(m['spent'])} spent by its runs; {duration(m['alone'])} alone "
+             "(with every stage it uses, those other claims trained included, once)"]
+    if claim.prerequisite is not None:
+        pre, got = claim.prerequisite, m["prerequisite"]
+        lines.append(f"- Prerequisite: {pre.what} ({pre.condition.label}) at least "
+                     f"{pct(pre.at_least)}%: " + (NOT_RUN if got is None else f"{pct(got)}%"))
+    if claim.note:
+        lines.append(f"- Note: {claim.note}")
+    lines += ["", "| comparison | paper | pbb | per seed | verdict |", "|---|---|---|---|---|"]
+    per_seed = [" / ".join(signed(x) for x in r["figure"]["per_seed"]) if r["figure"] else "-"
+                for r in m["rows"]] + (["-"] if claim.crossover else [])
+    for (comp, paper, fig, verdict), seeds in zip(rows_of(m), per_seed):
+        lines.append(f"| {comp} | {paper} | {fig} | {seeds} | {verdict} |")
+    return lines + [""]
+
+
+def markdown(measured: list[dict], doc: Path, configs: Path, out: Path, figure: str | None) -> str:
+    lines = [HEADER.format(out=out, configs=configs, reproduced=REPRODUCED,
+                           not_reproduced=NOT_REPRODUCED, not_testable=NOT_TESTABLE,
+                           not_run=NOT_RUN, seeds=SEEDS_WHEN_THEY_DISAGREE),
+             "| claim | comparison | paper | pbb | verdict |", "|---|---|---|---|---|"]
+    for m in measured:
+        claim = m["claim"]
+        for comp, paper, fig, verdict in rows_of(m):
+            lines.append(f"| [{claim.title}](#{claim.name}) | {comp} | {paper} | {fig} | "
+                         f"{verdict} |")
+    spent = sum(m["spent"] for m in measured)
+    lines += ["", f"Time of the runs so far: {duration(spent)} (each stage counted once, in the "
+              "claim that trained it).", ""]
+    if figure:
+        lines += [f"![paired differences]({figure})", ""]
+    for m in measured:
+        lines += section(m, doc)
+    return "\n".join(lines)
+
+
+def plot(measured: list[dict], path: Path) -> bool:
+    """The paired differences with their intervals, one line a row (False: none to plot)."""
+    rows = [(f"{m['claim'].name}: {_comparison_label(r)}", r["figure"], r["verdict"])
+            for m in measured for r in m["rows"] if r["figure"] is not None]
+    if not rows:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pbb.experiments.sweep import _save
+
+    colour = {REPRODUCED: "C2", NOT_REPRODUCED: "C3", NOT_TESTABLE: "C1"}
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(rows) + 1.2))
+    for i, (_, f, v) in enumerate(rows):
+        y = len(rows) - 1 - i
+        ax.errorbar(100 * f["difference"], y, xerr=[[100 * (f["difference"] - f["ci_low"])],
+                                                     [100 * (f["ci_high"] - f["difference"])]],
+                    fmt="o", color=colour.get(v, "C7"), capsize=3)
+    ax.axvline(0, color="gray", lw=1)
+    ax.set_yticks(range(len(rows)), [label for label, _, _ in reversed(rows)], fontsize=7)
+    ax.set(xlabel="paired difference a − b (percentage points), 95% interval",
+           title="The paper's claims: green reproduced, red not, orange not testable")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+    return True
+
+
+def write(measured: list[dict], doc: Path, configs: Path, out: Path) -> None:
+    """``doc`` and, where any row has a figure, its plot beside it (``<doc stem>.png``)."""
+    doc = Path(doc)
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    png = doc.with_suffix(".png")
+    figure = png.name if plot(measured, png) else None
+    atomic_write_text(doc, markdown(measured, doc, configs, out, figure))

@@ -1,0 +1,349 @@
+"""``pbb claims``: verdicts earned from the runs' samples, stages shared between claims, a
+second run that runs nothing and writes the same table, and claim configs that test what
+their claims say."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pbb import data
+from pbb.errors import PbbError
+from pbb.experiments import claims as claims_mod
+from pbb.experiments import run as run_mod
+from pbb.experiments.sweep import load_sweep
+from pbb.jsonio import read_json, read_jsonl
+
+CPU_CONFIGS, GPU_CONFIGS = claims_mod.CPU[0], claims_mod.GPU[0]
+#: three claims at smoke size, three seeds: two sharing proactive's stages, one with a
+#: prerequisite and a per-sample baseline (grammars' chance)
+TINY_CLAIMS = ["proactive_vs_control", "stage2_alone", "grammars_above_chance"]
+TINY = {"sweep.grid.seed": [0, 1, 2], "train.max_steps": 1}
+#: claims whose per-seed differences disagreed in sign at three seeds (the issue): five seeds
+FIVE_SEEDS = {"curricula_vs_mixture", "retroactive_rl"}
+#: comparisons a config leaves to its GPU twin, by claim
+GPU_ONLY = {"familiar_algorithms": ["retroactive cot − rl_only cot"]}
+
+
+# --- verdicts and paired differences on hand-made inputs -----------------------------------
+@pytest.mark.parametrize(("low", "high", "direction", "prerequisite", "expected"), [
+    (0.05, 0.30, 1, None, claims_mod.REPRODUCED),            # above 0, as the paper says
+    (-0.30, -0.05, -1, None, claims_mod.REPRODUCED),         # below 0, as the paper says
+    (-0.30, -0.05, 1, None, claims_mod.NOT_REPRODUCED),      # excludes 0 the other way
+    (0.05, 0.30, -1, None, claims_mod.NOT_REPRODUCED),
+    (-0.05, 0.30, 1, None, claims_mod.NOT_REPRODUCED),       # includes 0
+    (0.0, 0.30, 1, None, claims_mod.NOT_REPRODUCED),         # touches 0: not excluded
+    (0.05, 0.30, 1, (0.2, 0.5), claims_mod.NOT_TESTABLE),    # prerequisite fails, whatever else
+    (-0.30, -0.05, 1, (0.49, 0.5), claims_mod.NOT_TESTABLE),
+    (0.05, 0.30, 1, (0.5, 0.5), claims_mod.REPRODUCED),      # prerequisite met exactly
+])
+def test_verdicts(low, high, direction, prerequisite, expected):
+    assert claims_mod.verdict(low, high, direction, prerequisite) == expected
+
+
+@pytest.mark.parametrize(("low", "high", "expected"), [
+    (2.1, 5.8, claims_mod.REPRODUCED),          # one instruction worth 2-6 demonstrations
+    (40.0, float("inf"), claims_mod.REPRODUCED),  # more than the largest k tried
+    (0.5, 3.0, claims_mod.NOT_REPRODUCED),      # the interval reaches below one demonstration
+    (0.0, 0.0, claims_mod.NOT_REPRODUCED),      # fewer than the smallest k (1)
+    (1.0, 4.0, claims_mod.NOT_REPRODUCED),      # touches 1
+])
+def test_crossover_verdicts(low, high, expected):
+    assert claims_mod.crossover_verdict(low, high) == expected
+    assert claims_mod.crossover_verdict(low, high, (0.3, 0.5)) == claims_mod.NOT_TESTABLE
+
+
+def test_paired_difference_pairs_runs_of_the_same_data_only():
+    a = {(0, "d0"): {"b1": 1.0, "b2": 0.5, "b3": 1.0}, (1, "d1"): {"b1": 0.0, "b2": 1.0},
+         (2, "other"): {"b1": 1.0}}
+    b = {(0, "d0"): {"b1": 0.0, "b2": 0.5}, (1, "d1"): {"b1": 0.5, "b2": 0.0},
+         (2, "elsewhere"): {"b1": 0.0}}
+    fig = claims_mod.paired(a, b)
+    # pairs: seed 0 b1 +1, b2 0 (b3 has no partner); seed 1 b1 -0.5, b2 +1; seed 2 none
+    assert fig["pairs"] == 4 and fig["seeds"] == [0, 1]
+    assert fig["difference"] == pytest.approx(1.5 / 4)
+    assert fig["per_seed"] == pytest.approx([0.5, 0.25])
+    assert fig["a"] == pytest.approx(np.mean([2.5 / 3, 0.5, 1.0]))  # every run of a, by run
+    assert fig["ci_low"] < fig["difference"] < fig["ci_high"]
+    assert claims_mod.paired({(0, "x"): {"b": 1.0}}, {(0, "y"): {"b": 0.0}}) is None
+
+
+def test_only_names_known_claims():
+    assert [c.name for c in claims_mod.select(["crossover"])] == ["crossover"]
+    assert len(claims_mod.select(None)) == len(claims_mod.CLAIMS) == len(set(claims_mod.NAMES))
+    with pytest.raises(PbbError, match="--only nope: no such claim; the claims are "):
+        claims_mod.select(["crossover", "nope"])
+
+
+def test_unknown_only_is_a_one_line_error_and_writes_nothing(tmp_path):
+    from tests.conftest import run_cli
+
+    r = run_cli("claims", "--only", "nope", "--out", str(tmp_path / "out"),
+                "--doc", str(tmp_path / "claims.md"))
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [
+        "error: --only nope: no such claim; the claims are " + ", ".join(claims_mod.NAMES)]
+    assert not any(tmp_path.iterdir())
+
+
+# --- the claim configs -------------------------------------------------------------------
+def _planned(configs: Path, claim) -> list:
+    return [p["config"] for p in load_sweep(claims_mod.config_path(configs, claim))[2]]
+
+
+def _same_data(a, b) -> bool:
+    keep = {"instruction_format"}  # the same data set, shown as code or as English
+    return a.seed == b.seed and a.data.model_dump(exclude=keep) == b.data.model_dump(exclude=keep)
+
+
+@pytest.mark.parametrize("configs", [CPU_CONFIGS, GPU_CONFIGS], ids=["cpu", "gpu"])
+def test_every_comparison_pairs_one_run_a_seed_on_each_side(configs):
+    for claim in claims_mod.CLAIMS:
+        cfgs = _planned(configs, claim)
+        seeds = sorted({c.seed for c in cfgs})
+        assert len(seeds) >= (5 if claim.name in FIVE_SEEDS else 3), claim.name
+        missing = []
+        for comp in (c for each in claim.comparisons for c in claims_mod.expand(each, cfgs)):
+            a = [c for c in cfgs if claims_mod.matches(comp.a, c)]
+            b = [c for c in cfgs if claims_mod.matches(comp.b, c)]
+            if not a or not b:
+                missing.append(f"{comp.a.label} − {comp.b.label}")
+                continue
+            for seed in seeds:
+                (ca,) = [c for c in a if c.seed == seed]  # one run a side and seed...
+                (cb,) = [c for c in b if c.seed == seed]
+                assert _same_data(ca, cb), (claim.name, comp)  # ...on the same data: they pair
+        expected = GPU_ONLY.get(claim.name, []) if configs == CPU_CONFIGS else []
+        assert missing == expected, claim.name
+        if claim.prerequisite is not None:
+            pre = claim.prerequisite
+            ran = [c for c in cfgs if claims_mod.matches(pre.condition, c)]
+            assert sorted(c.seed for c in ran) == seeds and all(
+                c.eval.max_train_behaviours is None or c.eval.max_train_behaviours >= 5
+                for c in ran)
+
+
+def test_the_crossover_and_scaling_grids():
+    def ks(configs):
+        cfgs = _planned(configs, claims_mod.select(["crossover"])[0])
+        return sorted({c.curriculum.demos_only_k for c in cfgs if "demos_only" in c.curricula})
+
+    assert ks(CPU_CONFIGS) == [1, 3, 10, 30] and ks(GPU_CONFIGS) == [1, 3, 10, 30, 100]
+    for configs in (CPU_CONFIGS, GPU_CONFIGS):
+        cfgs = _planned(configs, claims_mod.select(["crossover"])[0])
+        assert all(c.data.demos >= 30 for c in cfgs)
+        sizes = {c.data.behaviours for c in _planned(configs, claims_mod.select(["scaling"])[0])}
+        assert len(sizes) >= 3
+
+
+def _stage_dirs(configs: Path, name: str, point: int = 0) -> dict[str, list[str]]:
+    """Curriculum -> its stage directories' names, for one point of a claim (as the run keys
+    them), without running it."""
+    from pbb.rows.curricula import build_for_run
+    from pbb.store import stage_key
+
+    claim = claims_mod.select([name])[0]
+    cfg, ds = run_mod.open_data(load_sweep(claims_mod.config_path(configs, claim))[2][point]
+                                ["config"], Path("/nonexistent"))
+    out = {}
+    for curriculum, stages in build_for_run(cfg, ds).items():
+        parent, out[curriculum] = "base", []
+        for st in stages:
+            parent = stage_key(cfg, parent, st.rows, st.trainer, st)
+            out[curriculum].append(f"{st.name}-{parent}")
+    return out
+
+
+@pytest.mark.parametrize("configs", [CPU_CONFIGS, GPU_CONFIGS], ids=["cpu", "gpu"])
+def test_claims_that_share_a_setting_share_its_stages(configs):
+    proactive = _stage_dirs(configs, "proactive_vs_control")["proactive"]
+    assert [d.split("-")[0] for d in proactive] == ["stage1", "stage2"]
+    scaling_72 = [i for i, c in enumerate(_planned(configs, claims_mod.select(["scaling"])[0]))
+                  if c.seed == 0 and c.data.behaviours == (72 if configs == CPU_CONFIGS else 400)]
+    for name, point in [("stage2_alone", 0), ("in_context_vs_pbb", 0), ("code_vs_nl", 0),
+                        ("curricula_vs_mixture", 0), ("scaling", scaling_72[0])]:
+        assert _stage_dirs(configs, name, point)["proactive"] == proactive, name
+    assert _stage_dirs(configs, "code_vs_nl", 1)["proactive"][0] != proactive[0]  # nl: its own
+    retro = _stage_dirs(configs, "retroactive_rl")
+    assert _stage_dirs(configs, "curricula_vs_mixture", 1)["retroactive"] == retro["retroactive"]
+    assert retro["retroactive"][0] == retro["retroactive_sft"][0]  # one exposure stage
+    ciphers = _stage_dirs(configs, "ciphers_robustness")
+    assert ciphers["stage1"] == ciphers["instruction"][:1] == ciphers["both"][:1]
+
+
+# --- end to end, at smoke size -------------------------------------------------------------
+def _fake_generate(configs: Path):
+    """A stand-in for HFGenerator.generate: a right answer for a share of the prompts that
+    changes from call to call (so curricula differ), otherwise a wrong one."""
+    behaviours = {}
+    for claim in claims_mod.select(TINY_CLAIMS):
+        for p in load_sweep(claims_mod.config_path(configs, claim), TINY, smoke=True)[2]:
+            c = p["config"]
+            ds = data.generate(c.data.domain, behaviours=c.data.behaviours, demos=c.data.demos,
+                               test_inputs=c.data.test_inputs, eval_fraction=c.data.eval_fraction,
+                               seed=c.seed, options=c.data.options, progress=False)
+            behaviours.update({b.name: (ds.domain, b) for b in ds.behaviours})
+
+    def answer(prompt: str, right: bool) -> str:
+        m = re.search(r"`(\w+)(\([^`]*\))?`", prompt)
+        domain, b = behaviours.get(m.group(1) if m else "", (None, None))
+        if b is None or (m.group(2) is None and domain.name != "grammars"):
+            return "no idea"  # a declarative prompt (the recall checks)
+        query = m.group(0).strip("`") if m.group(2) else f"{b.name} #0"
+        return f"Answer: {domain.execute(b, query).output if right else 'zz 99'}"
+
+    calls = [0]
+
+    def generate(self, prompts, on_batch=None, **kw):
+        calls[0] += 1
+        every = 2 + calls[0] % 3
+        done = [(i, answer(p, (calls[0] + i) % every == 0)) for i, p in enumerate(prompts)]
+        if on_batch:
+            on_batch(done)
+        return [text for _, text in done]
+    return generate
+
+
+@pytest.fixture(scope="module")
+def claimed(tmp_path_factory):
+    from pbb.evaluation.generators import HFGenerator
+
+    root = tmp_path_factory.mktemp("claims")
+    mp = pytest.MonkeyPatch()
+    mp.setattr(HFGenerator, "generate", _fake_generate(CPU_CONFIGS))
+    trained = []
+    real = run_mod.train_sft
+    mp.setattr(run_mod, "train_sft",
+               lambda rows, **kw: trained.append(kw["stage_dir"].name) or real(rows, **kw))
+    try:
+        measured = claims_mod.run_claims(CPU_CONFIGS, root / "out", TINY_CLAIMS, TINY, smoke=True,
+                                         progress=False, doc=root / "doc" / "claims.md")
+    finally:
+        mp.undo()
+    return root, measured, trained
+
+
+def _samples(out: Path, claim: str, curriculum: str, mode: str):
+    """(seed, behaviours.jsonl digest) -> the samples, of every finished point of a claim that
+    evaluated ``curriculum`` in ``mode``."""
+    found = {}
+    for p in read_json(out / claim / "sweep.json")["points"]:
+        run = out / claim / p["dir"]
+        f = run / "eval" / curriculum / mode / "samples.jsonl"
+        if f.is_file():
+            summary = read_json(run / "summary.json")
+            found[(summary["seed"], summary["data"]["sha256"]["behaviours.jsonl"])] = read_jsonl(f)
+    return found
+
+
+def _by_behaviour(samples, split, field="score"):
+    out = {}
+    for s in samples:
+        if s["split"] == split:
+            out.setdefault(s["behaviour_id"], []).append(s[field])
+    return {b: sum(v) / len(v) for b, v in out.items()}
+
+
+def _bootstrap(groups, resamples=1000, seed=0):
+    """Seeds drawn with replacement, then behaviours within each drawn seed."""
+    rng, means = np.random.default_rng(seed), []
+    for _ in range(resamples):
+        picked = [np.asarray(groups[i], dtype=float) for i in rng.integers(0, len(groups), len(groups))]
+        means.append(np.concatenate([g[rng.integers(0, len(g), len(g))] for g in picked]).mean())
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def _expected_row(out: Path, claim: str, a: tuple, b: tuple) -> tuple[str, float, float]:
+    """The table's pbb cell for a - b, recomputed from the samples files; and the interval."""
+    sa, sb = _samples(out, claim, *a[:2]), _samples(out, claim, *b[:2])
+    acc_a = {k: _by_behaviour(v, "eval", a[2]) for k, v in sa.items()}
+    acc_b = {k: _by_behaviour(v, "eval", b[2]) for k, v in sb.items()}
+    groups = [[acc_a[k][x] - acc_b[k][x] for x in sorted(acc_a[k])] for k in sorted(acc_a)]
+    diffs = [d for g in groups for d in g]
+    low, high = _bootstrap(groups)
+
+    def mean(acc):
+        return np.mean([np.mean(list(v.values())) for v in acc.values()])
+
+    pct = lambda x: f"{100 * x:.1f}"  # noqa: E731
+    signed = lambda x: f"{100 * x:+.1f}"  # noqa: E731
+    per_seed = " / ".join(signed(np.mean([acc_a[k][x] - acc_b[k][x] for x in acc_a[k]]))
+                          for k in sorted(acc_a))
+    cell = (f"{pct(mean(acc_a))} vs {pct(mean(acc_b))}: **{signed(np.mean(diffs))}** "
+            f"[{signed(low)}, {signed(high)}] | {per_seed} |")
+    return cell, low, high
+
+
+def _section(doc: str, name: str) -> str:
+    return doc.split(f"\n## {name}\n")[1].split("\n## ")[0]
+
+
+@pytest.mark.slow
+def test_every_figure_in_the_table_recomputes_from_the_samples(claimed):
+    root, _, _ = claimed
+    out, doc = root / "out", (root / "doc" / "claims.md").read_text()
+    proactive = ("proactive", "cot", "score")
+    rows = [("proactive_vs_control", proactive, ("stage1_only", "cot", "score")),
+            ("proactive_vs_control", proactive, ("untuned", "cot", "score")),
+            ("stage2_alone", proactive, ("stage2_only", "cot", "score")),
+            ("grammars_above_chance", proactive, ("proactive", "cot", "chance"))]
+    pre = _samples(out, "grammars_above_chance", "stage1_only", "cot")
+    prerequisite = np.mean([np.mean(list(_by_behaviour(v, "train").values()))
+                            for v in pre.values()])
+    section = _section(doc, "grammars_above_chance")
+    assert f"at least 50.0%: {100 * prerequisite:.1f}%" in section
+    for claim, a, b in rows:
+        cell, low, high = _expected_row(out, claim, a, b)
+        label = f"| {a[0]} cot − {b[0]} cot" + (", chance" if b[2] != "score" else "") + " |"
+        line = next(x for x in _section(doc, claim).splitlines() if x.startswith(label))
+        assert cell in line, (line, cell)
+        verdict = claims_mod.verdict(low, high, 1, (prerequisite, 0.5) if claim.startswith(
+            "grammars") else None)
+        shown = re.escape(f"**{verdict}**" if verdict == claims_mod.REPRODUCED else verdict)
+        assert re.search(rf"\| {shown}( \(.*\))? \|$", line), (line, verdict)
+        per_seed = [float(x) for x in cell.split(" | ")[1].rstrip(" |").split(" / ")]
+        disagree = min(per_seed) < 0 < max(per_seed)
+        assert ("the seeds disagree in sign: 5 or more needed" in line) == disagree
+    assert "0.0 vs 0.0: **+0.0** [+0.0, +0.0]" not in doc  # the fake model's figures vary
+    assert "| not run |" in doc  # the claims that did not run say so
+    assert (root / "doc" / "claims.png").stat().st_size > 1000
+    assert "![paired differences](claims.png)" in doc
+
+
+@pytest.mark.slow
+def test_claims_share_stages_and_train_each_once(claimed):
+    root, _, trained = claimed
+    assert len(trained) == len(set(trained))  # no stage trained twice
+    out = root / "out"
+
+    def stage_dirs(claim, point):
+        plan = read_json(out / claim / "runs" / point / "curricula.json")
+        return [(out / claim / "runs" / point / e["dir"]).resolve() for e in plan["proactive"]]
+
+    for point in ("000_seed-0", "001_seed-1", "002_seed-2"):
+        assert stage_dirs("proactive_vs_control", point) == stage_dirs("stage2_alone", point)
+        shared = (out / "stages").resolve()
+        assert all(d.parent == shared for d in stage_dirs("stage2_alone", point))
+    assert len([t for t in trained if t.startswith("stage1-")]) == 6  # 3 seeds x 2 data settings
+
+
+@pytest.mark.slow
+def test_a_second_run_runs_nothing_and_writes_the_same_table(claimed):
+    from tests.conftest import run_cli
+
+    root, _, _ = claimed
+    out, doc = root / "out", root / "doc" / "claims.md"
+    before = doc.read_bytes()
+    watched = {p: p.stat().st_mtime_ns for p in out.rglob("*")
+               if "stages" in p.parts or p.name == "samples.jsonl" or p.name == "summary.json"}
+    sets = ["--set", "sweep.grid.seed=[0, 1, 2]", "--set", "train.max_steps=1"]
+    only = [a for name in TINY_CLAIMS for a in ("--only", name)]
+    r = run_cli("claims", *only, "--smoke", "--out", str(out), "--doc", str(doc), "--no-progress",
+                *sets)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert doc.read_bytes() == before
+    after = {p: p.stat().st_mtime_ns for p in out.rglob("*")
+             if "stages" in p.parts or p.name == "samples.jsonl" or p.name == "summary.json"}
+    assert after == watched  # no stage, evaluation or run written, none touched
+    assert "training on" not in r.stderr and r.stderr.count("done earlier") == 9
