@@ -1,5 +1,7 @@
 """Config errors: one clear line naming the key, before any work starts."""
 
+import copy
+
 import pytest
 
 from pbb.config import load_config
@@ -108,3 +110,18 @@ def test_the_rl_curricula_are_those_with_an_rl_stage():
     custom = [{"name": "s", "trainer": "rl", "parts": [{"kind": "cot", "behaviours": "train"}]}]
     assert load_config(None, {"curricula": ["mine"], "curriculum.custom": {"mine": custom}}).trains_rl()
     assert not load_config(None, {"curricula": ["proactive", "untuned"]}).trains_rl()
+
+
+def test_overrides_never_change_the_values_they_are_given_or_the_smoke_overlay():
+    """``eval.max_new_tokens`` from the smoke overlay, then ``eval.max_new_tokens.cot`` from the
+    caller: the second write went into the overlay's own dict, so every later smoke config of
+    the process got the caller's value."""
+    from pbb.config import SMOKE, apply_overrides
+
+    before = copy.deepcopy(SMOKE)
+    given = {"eval.max_new_tokens": {"cot": 5, "recall": 6}}
+    out = apply_overrides({}, {**given, "eval.max_new_tokens.cot": 64}, smoke=True)
+    assert out["eval"]["max_new_tokens"]["cot"] == 64
+    assert SMOKE == before and given == {"eval.max_new_tokens": {"cot": 5, "recall": 6}}
+    apply_overrides({}, {"eval.max_new_tokens.cot": 64}, smoke=True)
+    assert SMOKE == before

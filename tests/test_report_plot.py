@@ -92,8 +92,8 @@ def test_a_zero_bar_carries_a_visible_mark_in_its_colour(figure):
 
 def test_the_title_names_the_run_model_and_seed(figure, tmp_path):
     assert figure._suptitle.get_text() == "quickstart: model tiny-random, seed 3"
-    summary = {"name": "quickstart", "model": "tiny-random", "seed": 3, "results": RESULTS,
-               "stages": {c: [] for c in ORDER}}
+    summary = {"name": "quickstart", "model": "tiny-random", "domain": "arithmetic", "seed": 3,
+               "results": RESULTS, "comparisons": [], "stages": {c: [] for c in ORDER}}
     assert plot_title(summary) == "quickstart: model tiny-random, seed 3"
     write_report(tmp_path, summary)
     assert (tmp_path / PLOT).stat().st_size > 0

@@ -20,6 +20,7 @@ and after, keyed as ``pbb run`` keys them.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +38,7 @@ from pbb.rows import curricula
 from pbb.rows.curricula import Stage
 from pbb.store import stage_key
 
+ROOT = Path(__file__).resolve().parent.parent
 LABELS = {"key": ALWAYS, "no": NEVER, "rule": STOPPING_RULE, "rl": RL_STAGE, "stage": THROUGH_STAGE}
 
 ROWS = [{"prompt": [{"role": "user", "content": f"Show the code of `f{i}`"}],
@@ -316,3 +318,17 @@ def test_existing_stage_directories_keep_their_keys_unless_their_settings_change
     # a stage trained with another checkpoint interval: the key of the default one, whose result
     # it shares
     assert keys({"train.save_steps": 7, "rl.save_steps": 3}) == keys({})
+
+
+def test_the_quickstarts_stage_keys_are_pinned():
+    """The quickstart's stage directories keep their names across refactors: a user's trained
+    stages stay reusable. (A change that must retrain them says so in docs/results/LOG.md.)"""
+    cfg = load_config(ROOT / "configs" / "quickstart.yaml")
+    d = cfg.data
+    ds = data_mod.generate(d.domain, behaviours=d.behaviours, demos=d.demos,
+                           test_inputs=d.test_inputs, eval_fraction=d.eval_fraction,
+                           seed=cfg.seed, options=d.options, progress=False)
+    stage1, stage2 = curricula.build("proactive", ds, cfg.curriculum)
+    k1 = stage_key(cfg, "base", stage1.rows, stage1.trainer, stage1)
+    assert (k1, stage_key(cfg, k1, stage2.rows, stage2.trainer, stage2)) == (
+        "cdc9b93734ff", "8ed13c2f58cb")

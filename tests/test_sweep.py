@@ -449,3 +449,13 @@ def test_a_sweep_puts_two_points_on_each_of_two_gpus(monkeypatch, tmp_path):
     logs = [(tmp_path / "s" / j["log"]).read_text() for j in jobs.values()]
     assert sum("stage1: training on" in log for log in logs) == 1
     assert (tmp_path / "s" / "sweep_summary.json").is_file()
+
+
+def test_a_different_sweep_in_the_folder_is_named_by_its_first_difference():
+    from pbb.experiments.sweep import _first_difference
+
+    old = {"base": {"eval": {"max_new_tokens": {"cot": 64}}}, "points": [{"name": "a"}]}
+    new = {"base": {"eval": {"max_new_tokens": {"cot": 8}}}, "points": [{"name": "a"}]}
+    assert _first_difference(old, new) == "base.eval.max_new_tokens.cot: 64 here, 8 now"
+    assert _first_difference({"points": [1, 2]}, {"points": [1, 3]}) == "points[1]: 2 here, 3 now"
+    assert _first_difference({"points": [1]}, {"points": [1, 3]}) == "points: [1] here, [1, 3] now"

@@ -682,7 +682,9 @@ def apply_overrides(raw: dict, overrides: dict[str, object] | None, smoke: bool 
     set is used as it is, never shrunk."""
     out = copy.deepcopy(raw)
     for key, value in (overrides or {}).items():
-        set_dotted(out, key, value)
+        # a copy: a later override of a key inside it must not change the caller's value (or
+        # the process-wide SMOKE overlay)
+        set_dotted(out, key, copy.deepcopy(value))
     if not smoke:
         return out
     given = (out.get("data") or {}).get("path") if isinstance(out.get("data"), dict) else None

@@ -154,8 +154,10 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
                           "dir": sweep.run_rel(p["name"])} for p in points]}
     check_out(out, "sweep", replace=False)
     if sweep.record.is_file():
-        if read_json(sweep.record) != record:
-            raise PbbError(f"{out}: holds a different sweep; use another --out")
+        old = read_json(sweep.record)
+        if old != record:
+            raise PbbError(f"{out}: holds a different sweep (differs in "
+                           f"{_first_difference(old, record)}); use another --out")
         mark(out, "sweep")
     else:
         for p in points:
@@ -376,3 +378,16 @@ def plot_bars(summary: dict, path: Path) -> None:
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     _save(fig, path)
+
+
+def _first_difference(a, b, path: str = "") -> str:
+    """The dotted path of the first place two JSON values differ (for an error message)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                return _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                return _first_difference(x, y, f"{path}[{i}]")
+    return f"{path or 'the whole record'}: {a!r} here, {b!r} now"
