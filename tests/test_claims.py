@@ -155,7 +155,8 @@ def _stage_dirs(configs: Path, name: str, point: int = 0) -> dict[str, list[str]
     return out
 
 
-@pytest.mark.parametrize("configs", [CPU_CONFIGS, GPU_CONFIGS], ids=["cpu", "gpu"])
+@pytest.mark.parametrize("configs", [CPU_CONFIGS, pytest.param(GPU_CONFIGS, marks=pytest.mark.slow)],
+                         ids=["cpu", "gpu"])  # the GPU twins build data sets of 400 functions
 def test_claims_that_share_a_setting_share_its_stages(configs):
     proactive = _stage_dirs(configs, "proactive_vs_control")["proactive"]
     assert [d.split("-")[0] for d in proactive] == ["stage1", "stage2"]
