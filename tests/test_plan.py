@@ -5,6 +5,7 @@ this machine recorded, or the plan says it has none."""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,7 @@ from pbb.jsonio import atomic_write_json, read_json, read_jsonl
 from pbb.store import RunStore, checkpoint_dir, stage_info
 
 QUICKSTART = "configs/quickstart.yaml"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -160,3 +162,24 @@ def test_pbb_plan_prints_the_plan_and_writes_nothing(tmp_path):
     assert "stage1_only/stage1: the same stage as proactive/stage1, trained once" in r.stdout
     assert "untuned: no training" in r.stdout and "expected time: " in r.stdout
     assert not out.exists()
+
+
+def test_a_sweep_is_planned_point_by_point_and_a_shared_stage_counted_once(tmp_path, rates_file):
+    """Two points that differ only in stage 2's replay share stage 1: the second point's plan
+    says so and the sweep's time counts it once; `pbb plan` takes the sweep file as it is."""
+    from pbb.experiments.plan import plan_sweep
+
+    atomic_write_json(rates_file, {rates.machine_key("tiny-random"): {rates.SFT: 1000.0}})
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"{(ROOT / QUICKSTART).read_text()}\nsweep:\n  grid:\n"
+                     "    curriculum.replay: [0.25, 0.5]\n")
+    text = plan_sweep(sweep, tmp_path / "out", smoke=True)
+    first, second = text.split("\n\nplan of ")[:2]
+    assert "proactive/stage1 (sft)" in first and "stage1-" in first
+    assert "proactive/stage1: the same stage as 000_replay-0.25: proactive/stage1" in second
+    assert text.count(": to train") == 3  # stage 1 once, stage 2 of each point
+    assert "sweep of 2 points" in text and not (tmp_path / "out").exists()
+    r = subprocess.run([sys.executable, "-m", "pbb", "plan", str(sweep), "--smoke", "--out",
+                        str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "sweep of 2 points" in r.stdout and not (tmp_path / "out").exists()

@@ -283,16 +283,23 @@ def plan_cmd(
     smoke: Smoke = False,
     stages_root: StagesRoot = None,
 ) -> None:
-    """What `pbb run` would do, before any of it: stages, reuse, evaluations, expected time.
+    """What `pbb run` would do, before any of it: stages, reuse, evaluations, expected time
+    (a sweep file: what `pbb sweep` would do, point by point).
 
     Each curriculum's stages (rows, epochs, tokens, stopping rule) and which are trained
     already, the evaluations (modes x splits x queries), and the time this machine's last
     measured rates give. Writes nothing and loads no model weights (the tokenizer only).
     """
     from pbb.api import plan
+    from pbb.config import read_yaml_mapping
 
-    print(plan(config, out, overrides=parse_assignments(overrides), smoke=smoke,
-               stages_root=stages_root))
+    sets = parse_assignments(overrides)
+    if "sweep" in read_yaml_mapping(config):  # a sweep file: the plan of each of its points
+        from pbb.experiments.plan import plan_sweep
+
+        print(plan_sweep(config, out, sets, smoke, stages_root))
+        return
+    print(plan(config, out, overrides=sets, smoke=smoke, stages_root=stages_root))
 
 
 @app.command("sweep")

@@ -296,3 +296,31 @@ def render(plan: Plan) -> str:
                                            if unknown else "")
     lines += ["", f"expected time: {total}"]
     return "\n".join(lines)
+
+
+def plan_sweep(path: Path, out: Path | None = None, overrides: dict | None = None,
+               smoke: bool = False, stages_root: Path | None = None) -> str:
+    """The plan of ``pbb sweep`` with a sweep file: each point's plan, a stage that an earlier
+    point trains counted once (its later points share it), then the whole sweep's time."""
+    from pbb.experiments.sweep import load_sweep
+    from pbb.store import SweepStore
+
+    raw, _, points = load_sweep(path, overrides, smoke)
+    default = Path("runs") / (str(raw.get("name", "sweep")) + ("-smoke" if smoke else ""))
+    sweep = SweepStore(Path(out or default))
+    trained: dict[Path, str] = {}  # stage directory -> the point/curriculum that trains it
+    texts, seconds, unknown, work = [], 0.0, 0, 0
+    for p in points:
+        plan = make_plan(p["config"], sweep.run_dir(p["name"]), stages_root or sweep.stages)
+        for s in plan.stages:
+            if s.status in ("train", "resume") and s.directory in trained:
+                s.status, s.shared_with = "shared", trained[s.directory]
+            trained.setdefault(s.directory, f"{p['name']}: {s.curriculum}")
+        texts.append(render(plan))
+        sec, unk = plan.expected_seconds()
+        seconds, unknown, work = seconds + sec, unknown + unk, work + len(plan.work())
+    total = ("nothing to do" if not work else NO_RATE if unknown == work else
+             f"~{duration(seconds)}" + (f", and {unknown} item(s) with {NO_RATE}" if unknown
+                                         else ""))
+    return "\n\n".join(texts) + f"\n\nsweep of {len(points)} points into {sweep.root}: " \
+                                f"expected time {total}"
