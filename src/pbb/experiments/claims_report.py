@@ -190,8 +190,10 @@ def plot(measured: list[dict], path: Path) -> bool:
                     fmt="o", color=colour.get(v, "C7"), capsize=3)
     ax.axvline(0, color="gray", lw=1)
     ax.set_yticks(range(len(rows)), [label for label, _, _ in reversed(rows)], fontsize=7)
-    ax.set(xlabel="paired difference a − b (percentage points), 95% interval",
-           title="The paper's claims: green reproduced, red not, orange not testable")
+    ax.set(xlabel="paired difference a − b (percentage points), 95% interval")
+    # over the whole figure: the long claim labels leave the axes too narrow for it
+    fig.suptitle("The paper's claims: green reproduced, red not, orange not testable",
+                 fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     _save(fig, path)
