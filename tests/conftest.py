@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,9 @@ import pytest
 from pbb import data
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# the rates the suite's tiny runs record go to a file of its own (inherited by the pbb
+# processes tests start), never into the user's ~/.cache/pbb/rates.json
+os.environ["PBB_RATES"] = str(Path(tempfile.mkdtemp(prefix="pbb-test-rates-")) / "rates.json")
 
 
 def free_port() -> int:

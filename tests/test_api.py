@@ -113,7 +113,8 @@ def example(tmp_path_factory):
     (cache / "models").symlink_to(cache_dir() / "models")
     r = subprocess.run([sys.executable, str(ROOT / "examples" / "api.py"), str(tmp / "out")],
                        capture_output=True, text=True, cwd=tmp, timeout=900,
-                       env={**os.environ, "PBB_CACHE": str(cache)})
+                       env={**os.environ, "PBB_CACHE": str(cache),
+                            "PBB_RATES": str(cache / "rates.json")})
     assert r.returncode == 0, r.stderr[-3000:]
     return tmp / "out", r.stdout, cache
 

@@ -183,3 +183,11 @@ def test_a_sweep_is_planned_point_by_point_and_a_shared_stage_counted_once(tmp_p
                         str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "sweep of 2 points" in r.stdout and not (tmp_path / "out").exists()
+
+
+def test_the_rates_file_is_pbb_rates_where_set(tmp_path, monkeypatch):
+    monkeypatch.setenv("PBB_RATES", str(tmp_path / "r.json"))
+    assert rates.rates_path() == tmp_path / "r.json"
+    monkeypatch.delenv("PBB_RATES")
+    monkeypatch.setenv("PBB_CACHE", str(tmp_path / "cache"))
+    assert rates.rates_path() == tmp_path / "cache" / rates.RATES
