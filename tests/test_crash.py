@@ -38,12 +38,16 @@ def _progress(root: Path) -> dict[str, dict[str, int]]:
     def sizes(pattern):
         return {str(p): p.stat().st_size for p in root.rglob(pattern) if p.is_file()}
 
-    return {
-        "data": {str(p): 1 for p in (root / "data", root / "runs") if p.exists()},
-        "stage": sizes("metrics.jsonl"),
-        "checkpoint": {str(p): 1 for p in root.rglob("checkpoint-*")},
-        "eval": sizes("samples*.jsonl"),
-    }
+    while True:
+        try:
+            return {
+                "data": {str(p): 1 for p in (root / "data", root / "runs") if p.exists()},
+                "stage": sizes("metrics.jsonl"),
+                "checkpoint": {str(p): 1 for p in root.rglob("checkpoint-*")},
+                "eval": sizes("samples*.jsonl"),
+            }
+        except FileNotFoundError:  # a temporary folder was renamed while we looked: look again
+            continue
 
 
 def _kill_once_it_moves(proc: subprocess.Popen, root: Path, seen: dict[str, dict],
