@@ -20,6 +20,7 @@ from pbb import data as data_mod
 from pbb.config import RunConfig
 from pbb.data import DataSet
 from pbb.errors import PbbError
+from pbb.store import out_dir
 
 __all__ = ["load_config", "make_data", "load_data", "build_stages", "plan", "run", "evaluate",
            "score"]
@@ -92,7 +93,7 @@ def plan(config: Config, out: str | Path | None = None, *, overrides: dict | Non
     from pbb.experiments.plan import make_plan
 
     cfg = load_config(config, overrides, smoke=smoke)
-    return make_plan(cfg, _default_out(cfg.name, out, smoke), stages_root)
+    return make_plan(cfg, out_dir(cfg.name, out, smoke), stages_root)
 
 
 def run(config: Config, out: str | Path | None = None, *, overrides: dict | None = None,
@@ -108,7 +109,7 @@ def run(config: Config, out: str | Path | None = None, *, overrides: dict | None
     from pbb.experiments.run import run as run_config
 
     cfg = load_config(config, _with_data(overrides, data), smoke=smoke)
-    return run_config(cfg, _default_out(cfg.name, out, smoke), progress=progress,
+    return run_config(cfg, out_dir(cfg.name, out, smoke), progress=progress,
                       stages_root=stages_root)
 
 
@@ -183,7 +184,3 @@ def _with_data(overrides: dict | None, data: DataSet | str | Path | None) -> dic
         data = data.path
     return {**(overrides or {}), "data.path": str(Path(data).resolve())}
 
-
-def _default_out(name: str, out: str | Path | None = None, smoke: bool = False) -> Path:
-    """``out``, or where ``pbb run`` puts a run of that name: ``runs/<name>`` (``-smoke``)."""
-    return Path(out) if out is not None else Path("runs") / (name + ("-smoke" if smoke else ""))

@@ -107,6 +107,12 @@ FILE_NAMES = frozenset({CONFIG, CURRICULA, SUMMARY, REPORT, PLOT, REWARD_PLOT, S
 console = Console(stderr=True)
 
 
+def out_dir(name: str, out: str | Path | None = None, smoke: bool = False) -> Path:
+    """``out``, or where a run or sweep of that name goes by default: ``runs/<name>``
+    (``runs/<name>-smoke`` for ``--smoke``, so a toy run never resumes into the real one)."""
+    return Path(out) if out is not None else Path("runs") / (name + ("-smoke" if smoke else ""))
+
+
 class RunStore:
     """The paths of one run directory. ``stages_root``: where its stages are, when runs share
     them (a sweep's points); else the run's own ``stages/``."""

@@ -25,7 +25,7 @@ from pbb.evaluation.report import SPLITS
 from pbb.experiments import rates as rates_mod
 from pbb.experiments.run import check_before_work, open_data
 from pbb.rows import curricula as curricula_mod
-from pbb.store import RunStore, checkpoint_step, is_done, stage_key
+from pbb.store import RunStore, SweepStore, checkpoint_step, is_done, out_dir, stage_key
 
 NO_RATE = "no measured rate on this machine"
 
@@ -303,11 +303,9 @@ def plan_sweep(path: Path, out: Path | None = None, overrides: dict | None = Non
     """The plan of ``pbb sweep`` with a sweep file: each point's plan, a stage that an earlier
     point trains counted once (its later points share it), then the whole sweep's time."""
     from pbb.experiments.sweep import load_sweep
-    from pbb.store import SweepStore
 
     raw, _, points = load_sweep(path, overrides, smoke)
-    default = Path("runs") / (str(raw.get("name", "sweep")) + ("-smoke" if smoke else ""))
-    sweep = SweepStore(Path(out or default))
+    sweep = SweepStore(out_dir(str(raw.get("name", "sweep")), out, smoke))
     trained: dict[Path, str] = {}  # stage directory -> the point/curriculum that trains it
     texts, seconds, unknown, work = [], 0.0, 0, 0
     for p in points:

@@ -44,7 +44,7 @@ from pbb.errors import PbbError
 from pbb.evaluation.metrics import per_behaviour_field, proportion_ci
 from pbb.folders import check_out, mark
 from pbb.jsonio import atomic_write_json, atomic_write_text, read_json, read_jsonl
-from pbb.store import BARS_PLOT, CURVE_PLOT, RunStore, SweepStore
+from pbb.store import BARS_PLOT, CURVE_PLOT, RunStore, SweepStore, out_dir
 
 console = Console(stderr=True)
 
@@ -146,7 +146,7 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
         raise PbbError("a stage store shared with other sweeps is for points run one after "
                        "another (--jobs 1, --executor local)")
     raw, spec, points = load_sweep(path, overrides, smoke)
-    out = Path(out or Path("runs") / (str(raw.get("name", "sweep")) + ("-smoke" if smoke else "")))
+    out = out_dir(str(raw.get("name", "sweep")), out, smoke)
     sweep = SweepStore(out)
     record = {"name": raw.get("name", "sweep"), "base": raw,
               "analysis": spec.analysis.model_dump(),
