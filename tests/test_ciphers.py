@@ -112,3 +112,68 @@ def test_robustness_config_shares_stage_one_and_leaks_nothing():
     assert kinds == {"instruction": {"declarative"}, "skewed_demos": {"direct", "cot"},
                      "both": {"declarative", "direct", "cot"}}
     assert set(COMMON_KEYS) == set(cfg.data.options["families"])
+
+
+@pytest.fixture(scope="module")
+def indexed():
+    return data.generate("ciphers", behaviours=40, demos=12, test_inputs=2, eval_fraction=0.5,
+                         seed=5, progress=False, options={"trace": "indexed", "max_text": 8})
+
+
+def test_an_indexed_trace_gives_the_same_outputs_and_every_written_step_holds(indexed):
+    """Each step line of the indexed trace is checked against the behaviour itself: the letter's
+    position and the result's position are those of the spelled-out lists, the arithmetic and
+    the reduction hold, and the letters make the output the code computes."""
+    import re
+
+    behaviours = {b.id: b for b in indexed.behaviours}
+    assert data.validate(indexed, progress=False) == []
+    checked = set()
+    for d in indexed.demonstrations:
+        b = behaviours[d.behaviour_id]
+        assert d.output == _call(b, d.input)
+        lines = d.trace.splitlines()
+        lists = {}
+        for line in lines:
+            m = re.match(r"^(positions|table positions): (.*)$", line)
+            if m:
+                pairs = [p.split("=") for p in m.group(2).split(" ")]
+                assert [int(i) for _, i in pairs] == list(range(26))
+                lists[m.group(1)] = "".join(c for c, _ in pairs)
+        assert lists["positions"] == b.meta["alphabet"]
+        out = ""
+        for line in lines:
+            if line.startswith("step "):
+                ch, i = re.match(r"^step ([a-z])=(\d+)", line).groups()
+                res, j = re.search(r"-> ([a-z])=(\d+)$", line).groups()
+                for expr, value in re.findall(r"(-?\d+ [-+*] -?\d+(?: \+ \d+)?) = (-?\d+)", line):
+                    assert eval(expr) == int(value), line  # noqa: S307 - digits and + - * only
+                source = target = lists["positions"]
+                if b.meta["family"] == "keyword":  # alphabet -> table, or back when decrypting
+                    source, target = lists["positions"], lists["table positions"]
+                    if b.meta["direction"] == "decrypt":
+                        source, target = target, source
+                assert source[int(i)] == ch and target[int(j)] == res, line
+                out += res
+                checked.add((b.meta["family"], b.meta["direction"]))
+            elif line.endswith(": kept"):
+                out += ast.literal_eval(line[:-len(": kept")])
+        assert repr(out) == d.output
+    assert len(checked) == 8  # every family in both directions
+
+
+def test_the_trace_knob_changes_only_the_traces():
+    compact = data.generate("ciphers", behaviours=8, demos=3, test_inputs=1, seed=2, progress=False,
+                            eval_fraction=0.5)
+    indexed = data.generate("ciphers", behaviours=8, demos=3, test_inputs=1, seed=2, progress=False,
+                            eval_fraction=0.5,
+                            options={"trace": "indexed"})
+    assert "trace" not in compact.behaviours[0].meta  # data sets made before stay byte for byte
+    assert [b.instruction for b in compact.behaviours] == [b.instruction for b in indexed.behaviours]
+    assert [(d.input, d.output) for d in compact.demonstrations] == \
+        [(d.input, d.output) for d in indexed.demonstrations]
+    assert all("positions: " in d.trace for d in indexed.demonstrations)
+    assert not any("positions: " in d.trace for d in compact.demonstrations)
+    with pytest.raises(PbbError, match="trace"):
+        data.generate("ciphers", behaviours=2, demos=1, test_inputs=1, seed=0, progress=False,
+                      eval_fraction=0.5, options={"trace": "verbose"})

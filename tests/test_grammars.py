@@ -333,3 +333,34 @@ def test_pbb_run_on_grammars_in_every_curriculum_kind(tmp_path):
     rollouts = [json.loads(x) for x in next((tmp_path / "r" / "stages").glob("activation_rl-*"))
                 .joinpath("rollouts.jsonl").read_text().splitlines()]
     assert rollouts and all(r["correct"] in (0.0, 1.0) for r in rollouts)
+
+
+def test_a_named_derivation_applies_a_rule_of_the_grammar_at_each_step():
+    """trace: named writes `A -> rhs: form` per step: the rule is one of the grammar's, it
+    rewrites the leftmost nonterminal of the form before, and the data is otherwise the forms
+    trace's (same strings); the default leaves data sets made before unchanged."""
+    opts = {"max_length": 8}
+    forms = data.generate("grammars", behaviours=12, demos=4, test_inputs=2, eval_fraction=0.5,
+                          seed=3, progress=False, options=opts)
+    named = data.generate("grammars", behaviours=12, demos=4, test_inputs=2, eval_fraction=0.5,
+                          seed=3, progress=False, options={**opts, "trace": "named"})
+    assert "trace" not in forms.behaviours[0].meta
+    assert [(d.input, d.output) for d in forms.demonstrations] == \
+        [(d.input, d.output) for d in named.demonstrations]
+    behaviours = {b.id: b for b in named.behaviours}
+    steps = 0
+    for d in named.demonstrations:
+        _, g = grammar_of(behaviours[d.behaviour_id].instruction)
+        lines = d.trace.splitlines()
+        form = lines[0].split(" ")
+        assert form == [g.start]
+        for line in lines[1:-1]:
+            rule, after = line.split(": ", 1)
+            lhs, rhs = rule.split(" -> ")
+            k = next(i for i, s in enumerate(form) if not s.startswith('"'))
+            assert form[k] == lhs and tuple(rhs.split(" ")) in g.table[lhs], line
+            form = form[:k] + rhs.split(" ") + form[k + 1:]
+            assert " ".join(form) == after, line
+            steps += 1
+        assert all(s.startswith('"') for s in form) and lines[-1] == f"Answer: {d.output}"
+    assert steps > 100

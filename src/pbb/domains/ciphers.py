@@ -26,6 +26,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pbb.domains.base import ANSWER_PREFIX, Behaviour, Execution
+from pbb.domains.cipher_traces import TRACES
 from pbb.domains.names import pointer_name
 from pbb.domains.values import CallQueries
 from pbb.errors import PbbError
@@ -53,6 +54,10 @@ class CiphersConfig(BaseModel):
     key_skew: float = Field(0.0, ge=0, le=1, description="share of demonstrations on a common "
                             "key (test inputs are always uniform)")
     common_keys: int = Field(1, ge=1, le=2, description="how many common keys per family")
+    trace: Literal["compact", "indexed"] = Field(
+        "compact", description="CoT trace: compact (one line per letter, lookups and the "
+        "reduction done silently) or indexed (the alphabet spelled out with positions, each "
+        "lookup and reduction written: pbb.domains.cipher_traces)")
 
     @model_validator(mode="after")
     def _ranges(self) -> CiphersConfig:
@@ -92,9 +97,11 @@ def render(name: str, family: str, direction: str, alphabet: str) -> str:
 def run(meta: dict, text: str, key: tuple) -> tuple[str, list[str]]:
     """(output, trace lines) of one call, computed from the behaviour's parameters: the key's
     lines, one line per character (a letter of the alphabet through the family's step, any other
-    character kept) and the result."""
+    character kept) and the result. ``meta["trace"] == "indexed"`` picks the traces of
+    :mod:`pbb.domains.cipher_traces` (each lookup written out)."""
     alphabet = meta["alphabet"]
-    cipher = _CIPHERS.get(meta["family"], _vigenere)
+    traces = TRACES if meta.get("trace") == "indexed" else _CIPHERS
+    cipher = traces[meta["family"]]
     lines, step = cipher(alphabet, meta["direction"] == "encrypt", text, key)
     out, n = "", 0  # n: letters of the alphabet enciphered so far (Vigenère's key position)
     for ch in text:
@@ -215,6 +222,8 @@ class CiphersDomain(CallQueries):
             if cfg.alphabet == "shuffled":
                 rng.shuffle(letters)
             meta = {"family": family, "direction": direction, "alphabet": "".join(letters)}
+            if cfg.trace != "compact":  # absent = compact: data sets made before stay the same
+                meta["trace"] = cfg.trace
             name = pointer_name(rng, names)
             out.append(Behaviour(id=f"{self.name}-{k:05d}", domain=self.name, name=name,
                                  instruction=render(name, family, direction, meta["alphabet"]),

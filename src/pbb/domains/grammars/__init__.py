@@ -41,6 +41,7 @@ from pbb.domains.grammars.config import GrammarsConfig
 from pbb.domains.grammars.generate import acceptable, fingerprint, random_grammar
 from pbb.domains.grammars.grammar import (
     Grammar,
+    is_terminal,
     parse_grammar,
     parse_grammars,
     render,
@@ -122,6 +123,8 @@ class GrammarsDomain(Domain):
                 "terminals": len(g.terminals), "recursive": recursive(g), "char_level": g.char_level,
                 "min_length": cfg.min_length, "max_length": cfg.max_length,
                 "max_tokens": cfg.max_tokens, "time_limit": cfg.time_limit}
+        if cfg.trace != "forms":  # absent = forms: data sets made before stay the same
+            meta["trace"] = cfg.trace
         return Behaviour(id=f"{self.name}-{k:05d}", domain=self.name, name=name,
                          instruction=render(g, name), meta=meta)
 
@@ -174,8 +177,12 @@ class GrammarsDomain(Domain):
             raise PbbError(f"query {query!r}: the grammar has no string of length {n}")
         tokens, forms = sample_exact(g, lengths, n, rng)
         output = g.join(tokens)
-        trace = "\n".join([forms[0], *(f"=> {f}" for f in forms[1:]), f"{ANSWER_PREFIX} {output}"])
-        return Execution(output=output, trace=trace)
+        if behaviour.meta.get("trace") == "named":
+            steps = [f"{rule}: {f}" for rule, f in zip(applied_rules(forms), forms[1:])]
+        else:
+            steps = [f"=> {f}" for f in forms[1:]]
+        return Execution(output=output, trace="\n".join([forms[0], *steps,
+                                                         f"{ANSWER_PREFIX} {output}"]))
 
     def valid(self, behaviour: Behaviour, prediction: str | None) -> bool:
         """Membership in the language, whatever the query asked for."""
@@ -227,3 +234,15 @@ def _chance(instruction: str, lengths: tuple[int, ...], max_tokens: int, time_li
         n = lengths[k % len(lengths)]
         hits += v.member([rng.choice(g.terminals) for _ in range(n)], max_tokens, time_limit)
     return hits / CHANCE_SAMPLES
+
+
+def applied_rules(forms: list[str]) -> list[str]:
+    """The rule of each step of a leftmost derivation, ``A -> "bo" B``, read off two consecutive
+    sentential forms: the leftmost nonterminal of the first is replaced by the rule's right side
+    (the trace ``named`` writes it before each form: why, in the ``trace`` knob)."""
+    rules = []
+    for before, after in zip(forms, forms[1:]):
+        a, b = before.split(" "), after.split(" ")
+        k = next(i for i, s in enumerate(a) if not is_terminal(s))
+        rules.append(f"{a[k]} -> {' '.join(b[k:k + len(b) - len(a) + 1])}")
+    return rules

@@ -1,0 +1,111 @@
+"""The ``indexed`` CoT trace of the ciphers domain: every lookup and every reduction written out.
+
+Why. With the compact trace (``v: (6 - 22) % 26 = 10 -> x``) the model must find a letter's
+position in a *shuffled* alphabet, reduce modulo 26 and find the letter at a position, all
+silently. Measured on the completions of stage 1 (``configs/ciphers_robustness.yaml`` on one H200,
+32 demonstrations per cipher, 8 epochs): the recalled alphabet was right in 77% of the train
+ciphers' traces, but the letter's position was right in 3% of the steps (chance: 4%), the
+arithmetic in 25%, the letter at the position in 12% — so 0% of train ciphers executed.
+
+This trace turns each silent step into a copy the model can make from its own context:
+
+* ``positions: k=0 w=1 o=2 ...`` — the alphabet spelled out with each letter's position (for
+  keyword ciphers also ``table positions: ...``), written once after the key line;
+* one ``step`` line per letter: the letter's entry copied from the list, the arithmetic with the
+  reduction into 0..25 as its own step, the result's entry copied back from the list:
+  ``step v=6: 6 - 22 = -16, -16 + 26 = 10 -> x=10``.
+
+Every line is computed from the behaviour's parameters, never from the instruction text; the
+output equals the compact trace's (``tests/test_ciphers.py`` checks both on random calls).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+#: (opening lines, the step of one letter ``(ch, n) -> (out, line)``), as the compact traces
+Trace = tuple[list[str], Callable[[str, int], tuple[str, str]]]
+
+
+def positions(label: str, letters: str) -> str:
+    """``label: k=0 w=1 ...``: each letter with its position, in order."""
+    return f"{label}: " + " ".join(f"{c}={i}" for i, c in enumerate(letters))
+
+
+def reduce(value: int) -> tuple[int, str]:
+    """``value`` reduced into 0..25, with the step written out ("" when it is already there)."""
+    r = value % 26
+    if r == value:
+        return r, ""
+    if value < 0:
+        return r, f", {value} + 26 = {r}"
+    return r, f", {value} - {value - r} = {r}"
+
+
+def shift(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
+    (k,) = key
+    sign = "+" if enc else "-"
+
+    def step(ch: str, n: int) -> tuple[str, str]:
+        i = alphabet.index(ch)
+        value = i + k if enc else i - k
+        j, red = reduce(value)
+        return alphabet[j], f"step {ch}={i}: {i} {sign} {k} = {value}{red} -> {alphabet[j]}={j}"
+
+    return [f"text = {text!r}, k = {k}", positions("positions", alphabet)], step
+
+
+def affine(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
+    a, b = key
+    inv = pow(a, -1, 26)  # also when encrypting: a key without an inverse is refused either way
+    lines = [f"text = {text!r}, a = {a}, b = {b}"]
+    if not enc:
+        lines.append(f"inverse = pow({a}, -1, 26) = {inv}")
+
+    def step(ch: str, n: int) -> tuple[str, str]:
+        i = alphabet.index(ch)
+        if enc:
+            j, red = reduce(a * i + b)
+            line = f"step {ch}={i}: {a} * {i} + {b} = {a * i + b}{red} -> {alphabet[j]}={j}"
+            return alphabet[j], line
+        d, red_d = reduce(i - b)  # (inv * (i - b)) % 26 == (inv * ((i - b) % 26)) % 26
+        j, red = reduce(inv * d)
+        return alphabet[j], (f"step {ch}={i}: {i} - {b} = {i - b}{red_d}, {inv} * {d} = {inv * d}"
+                             f"{red} -> {alphabet[j]}={j}")
+
+    return lines + [positions("positions", alphabet)], step
+
+
+def keyword(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
+    (word,) = key
+    table = ""
+    for ch in word + alphabet:
+        if ch not in table:
+            table += ch
+    source, target = (alphabet, table) if enc else (table, alphabet)
+
+    def step(ch: str, n: int) -> tuple[str, str]:
+        i = source.index(ch)
+        return target[i], f"step {ch}={i} -> {target[i]}={i}"
+
+    lines = [f"text = {text!r}, keyword = {word!r}", f"table = {table!r}",
+             positions("positions", alphabet), positions("table positions", table)]
+    return lines, step
+
+
+def vigenere(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
+    (k,) = key
+    sign = "+" if enc else "-"
+
+    def step(ch: str, n: int) -> tuple[str, str]:
+        kc = k[n % len(k)]
+        s, i = alphabet.index(kc), alphabet.index(ch)
+        value = i + s if enc else i - s
+        j, red = reduce(value)
+        return alphabet[j], (f"step {ch}={i}: key {kc}={s}, {i} {sign} {s} = {value}{red}"
+                             f" -> {alphabet[j]}={j}")
+
+    return [f"text = {text!r}, key = {k!r}", positions("positions", alphabet)], step
+
+
+TRACES = {"shift": shift, "affine": affine, "keyword": keyword, "vigenere": vigenere}
