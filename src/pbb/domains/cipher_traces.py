@@ -1,8 +1,10 @@
-"""The ``indexed`` CoT trace of the ciphers domain: every lookup and every reduction written out.
+"""The CoT traces of the ciphers domain: ``compact`` (the default) and ``indexed``.
 
-Why. With the compact trace (``v: (6 - 22) % 26 = 10 -> x``) the model must find a letter's
-position in a *shuffled* alphabet, reduce modulo 26 and find the letter at a position, all
-silently. Measured on the completions of stage 1 (``configs/ciphers_robustness.yaml`` on one H200,
+``compact``: one line per letter, ``v: (6 - 22) % 26 = 10 -> x``.
+
+``indexed``: every lookup and every reduction written out. Why: with the compact trace the
+model must find a letter's position in a *shuffled* alphabet, reduce modulo 26 and find the
+letter at a position, all silently. Measured on the completions of stage 1 (``configs/ciphers_robustness.yaml`` on one H200,
 32 demonstrations per cipher, 8 epochs): the recalled alphabet was right in 77% of the train
 ciphers' traces, but the letter's position was right in 3% of the steps (chance: 4%), the
 arithmetic in 25%, the letter at the position in 12% — so 0% of train ciphers executed.
@@ -23,8 +25,75 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-#: (opening lines, the step of one letter ``(ch, n) -> (out, line)``), as the compact traces
+#: a family's trace: (its opening lines, the step of one letter ``(ch, n) -> (out, line)``)
 Trace = tuple[list[str], Callable[[str, int], tuple[str, str]]]
+
+
+def keyword_table(word: str, alphabet: str) -> str:
+    """A keyword cipher's table: the keyword's letters, then the alphabet's others, each once."""
+    table = ""
+    for ch in word + alphabet:
+        if ch not in table:
+            table += ch
+    return table
+
+
+def compact_shift(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
+    (k,) = key
+    sign = "+" if enc else "-"
+
+    def step(ch: str, n: int) -> tuple[str, str]:
+        i = alphabet.index(ch)
+        j = (i + k) % 26 if enc else (i - k) % 26
+        return alphabet[j], f"{ch}: ({i} {sign} {k}) % 26 = {j} -> {alphabet[j]}"
+
+    return [f"text = {text!r}, k = {k}"], step
+
+
+def compact_affine(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
+    a, b = key
+    inv = pow(a, -1, 26)  # also when encrypting: a key without an inverse is refused either way
+    lines = [f"text = {text!r}, a = {a}, b = {b}"]
+    if not enc:
+        lines.append(f"inverse = pow({a}, -1, 26) = {inv}")
+
+    def step(ch: str, n: int) -> tuple[str, str]:
+        i = alphabet.index(ch)
+        if enc:
+            j = (a * i + b) % 26
+            return alphabet[j], f"{ch}: ({a} * {i} + {b}) % 26 = {j} -> {alphabet[j]}"
+        j = (inv * (i - b)) % 26
+        return alphabet[j], f"{ch}: ({inv} * ({i} - {b})) % 26 = {j} -> {alphabet[j]}"
+
+    return lines, step
+
+
+def compact_keyword(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
+    (keyword,) = key
+    table = keyword_table(keyword, alphabet)
+
+    def step(ch: str, n: int) -> tuple[str, str]:
+        if enc:
+            i = alphabet.index(ch)
+            return table[i], f"{ch}: alphabet position {i} -> table[{i}] = {table[i]}"
+        i = table.index(ch)
+        return alphabet[i], f"{ch}: table position {i} -> alphabet[{i}] = {alphabet[i]}"
+
+    return [f"text = {text!r}, keyword = {keyword!r}", f"table = {table!r}"], step
+
+
+def compact_vigenere(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
+    (k,) = key
+    sign = "+" if enc else "-"
+
+    def step(ch: str, n: int) -> tuple[str, str]:
+        s = alphabet.index(k[n % len(k)])
+        i = alphabet.index(ch)
+        j = (i + s) % 26 if enc else (i - s) % 26
+        return alphabet[j], f"{ch}: key {k[n % len(k)]} = {s}, ({i} {sign} {s}) % 26 = {j} -> {alphabet[j]}"
+
+    return [f"text = {text!r}, key = {k!r}"], step
+
 
 
 def positions(label: str, letters: str) -> str:
@@ -52,15 +121,13 @@ def shift(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
         j, red = reduce(value)
         return alphabet[j], f"step {ch}={i}: {i} {sign} {k} = {value}{red} -> {alphabet[j]}={j}"
 
-    return [f"text = {text!r}, k = {k}", positions("positions", alphabet)], step
+    return [*compact_shift(alphabet, enc, text, key)[0], positions("positions", alphabet)], step
 
 
 def affine(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
     a, b = key
-    inv = pow(a, -1, 26)  # also when encrypting: a key without an inverse is refused either way
-    lines = [f"text = {text!r}, a = {a}, b = {b}"]
-    if not enc:
-        lines.append(f"inverse = pow({a}, -1, 26) = {inv}")
+    inv = pow(a, -1, 26)
+    lines = compact_affine(alphabet, enc, text, key)[0]
 
     def step(ch: str, n: int) -> tuple[str, str]:
         i = alphabet.index(ch)
@@ -78,18 +145,15 @@ def affine(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
 
 def keyword(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
     (word,) = key
-    table = ""
-    for ch in word + alphabet:
-        if ch not in table:
-            table += ch
+    table = keyword_table(word, alphabet)
     source, target = (alphabet, table) if enc else (table, alphabet)
 
     def step(ch: str, n: int) -> tuple[str, str]:
         i = source.index(ch)
         return target[i], f"step {ch}={i} -> {target[i]}={i}"
 
-    lines = [f"text = {text!r}, keyword = {word!r}", f"table = {table!r}",
-             positions("positions", alphabet), positions("table positions", table)]
+    lines = [*compact_keyword(alphabet, enc, text, key)[0], positions("positions", alphabet),
+             positions("table positions", table)]
     return lines, step
 
 
@@ -105,7 +169,9 @@ def vigenere(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
         return alphabet[j], (f"step {ch}={i}: key {kc}={s}, {i} {sign} {s} = {value}{red}"
                              f" -> {alphabet[j]}={j}")
 
-    return [f"text = {text!r}, key = {k!r}", positions("positions", alphabet)], step
+    return [*compact_vigenere(alphabet, enc, text, key)[0], positions("positions", alphabet)], step
 
 
-TRACES = {"shift": shift, "affine": affine, "keyword": keyword, "vigenere": vigenere}
+TRACES = {"compact": {"shift": compact_shift, "affine": compact_affine, "keyword": compact_keyword,
+                      "vigenere": compact_vigenere},
+          "indexed": {"shift": shift, "affine": affine, "keyword": keyword, "vigenere": vigenere}}

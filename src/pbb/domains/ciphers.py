@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import random
 import string
-from collections.abc import Callable
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -100,8 +99,7 @@ def run(meta: dict, text: str, key: tuple) -> tuple[str, list[str]]:
     character kept) and the result. ``meta["trace"] == "indexed"`` picks the traces of
     :mod:`pbb.domains.cipher_traces` (each lookup written out)."""
     alphabet = meta["alphabet"]
-    traces = TRACES if meta.get("trace") == "indexed" else _CIPHERS
-    cipher = traces[meta["family"]]
+    cipher = TRACES[meta.get("trace", "compact")][meta["family"]]
     lines, step = cipher(alphabet, meta["direction"] == "encrypt", text, key)
     out, n = "", 0  # n: letters of the alphabet enciphered so far (Vigenère's key position)
     for ch in text:
@@ -116,71 +114,6 @@ def run(meta: dict, text: str, key: tuple) -> tuple[str, list[str]]:
     return out, lines
 
 
-#: a family's trace: (its opening lines, the step of one letter ``(ch, n) -> (out, line)``)
-_Trace = tuple[list[str], Callable[[str, int], tuple[str, str]]]
-
-
-def _shift(alphabet: str, enc: bool, text: str, key: tuple) -> _Trace:
-    (k,) = key
-    sign = "+" if enc else "-"
-
-    def step(ch: str, n: int) -> tuple[str, str]:
-        i = alphabet.index(ch)
-        j = (i + k) % 26 if enc else (i - k) % 26
-        return alphabet[j], f"{ch}: ({i} {sign} {k}) % 26 = {j} -> {alphabet[j]}"
-
-    return [f"text = {text!r}, k = {k}"], step
-
-
-def _affine(alphabet: str, enc: bool, text: str, key: tuple) -> _Trace:
-    a, b = key
-    inv = pow(a, -1, 26)  # also when encrypting: a key without an inverse is refused either way
-    lines = [f"text = {text!r}, a = {a}, b = {b}"]
-    if not enc:
-        lines.append(f"inverse = pow({a}, -1, 26) = {inv}")
-
-    def step(ch: str, n: int) -> tuple[str, str]:
-        i = alphabet.index(ch)
-        if enc:
-            j = (a * i + b) % 26
-            return alphabet[j], f"{ch}: ({a} * {i} + {b}) % 26 = {j} -> {alphabet[j]}"
-        j = (inv * (i - b)) % 26
-        return alphabet[j], f"{ch}: ({inv} * ({i} - {b})) % 26 = {j} -> {alphabet[j]}"
-
-    return lines, step
-
-
-def _keyword(alphabet: str, enc: bool, text: str, key: tuple) -> _Trace:
-    (keyword,) = key
-    table = ""
-    for ch in keyword + alphabet:
-        if ch not in table:
-            table += ch
-
-    def step(ch: str, n: int) -> tuple[str, str]:
-        if enc:
-            i = alphabet.index(ch)
-            return table[i], f"{ch}: alphabet position {i} -> table[{i}] = {table[i]}"
-        i = table.index(ch)
-        return alphabet[i], f"{ch}: table position {i} -> alphabet[{i}] = {alphabet[i]}"
-
-    return [f"text = {text!r}, keyword = {keyword!r}", f"table = {table!r}"], step
-
-
-def _vigenere(alphabet: str, enc: bool, text: str, key: tuple) -> _Trace:
-    (k,) = key
-    sign = "+" if enc else "-"
-
-    def step(ch: str, n: int) -> tuple[str, str]:
-        s = alphabet.index(k[n % len(k)])
-        i = alphabet.index(ch)
-        j = (i + s) % 26 if enc else (i - s) % 26
-        return alphabet[j], f"{ch}: key {k[n % len(k)]} = {s}, ({i} {sign} {s}) % 26 = {j} -> {alphabet[j]}"
-
-    return [f"text = {text!r}, key = {k!r}"], step
-
-
-_CIPHERS = {"shift": _shift, "affine": _affine, "keyword": _keyword, "vigenere": _vigenere}
 
 
 def _word(rng: random.Random, lo: int, hi: int) -> str:
