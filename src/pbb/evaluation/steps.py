@@ -1,0 +1,106 @@
+"""Where executions go wrong: each completion's trace lined up against the gold trace of its query.
+
+Why. An accuracy says how often a model executes a behaviour, not what it gets wrong, and the
+questions that follow a low figure are about the step: does the model recall the code and then
+slip on arithmetic, or never bind the input, or stop before the answer? This reads a run's
+samples and its data set's gold traces (every test query has one, ``data/demonstrations.jsonl``)
+and puts each completion in one class by the first trace line that differs from the gold trace:
+
+* ``exact``: every gold line is there, in order;
+* ``arguments``: the first line (the input bound to the parameters) differs;
+* ``step: expression`` / ``substitution`` / ``arithmetic`` / ``variable``: a step line of the
+  form ``x = 7 + a = 7 + 8 = 15`` (the arithmetic domain) differs first in that part; ``step``
+  for a step line of another form (cipher or grammar steps);
+* ``return`` / ``answer``: the return or answer line differs (every step was right);
+* ``stopped early``: the completion's trace ends before the gold one does, all lines right.
+
+Trace lines are those after ``Trace:`` (CoT and in-context completions), or all lines where a
+completion has no such header. Alongside: the share that recalled code (a ``Recall the
+definition:`` header), that wrote an answer line, and the mean completion length in characters.
+``python -m pbb.evaluation.steps RUN [RUN ...] [--split eval|train]`` prints one line per
+curriculum and mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+from pathlib import Path
+
+from pbb import data as data_mod
+from pbb.domains.base import ANSWER_PREFIX
+from pbb.jsonio import read_jsonl
+from pbb.rows.render import RECALL_HEADER, TRACE_HEADER
+from pbb.store import EVAL, RunStore
+
+_STEP_PARTS = ("variable", "expression", "substitution", "arithmetic")
+
+
+def trace_lines(text: str) -> list[str]:
+    """The trace of a completion or gold trace: its non-blank lines after ``Trace:``."""
+    lines = [line.rstrip() for line in text.splitlines() if line.strip()]
+    if TRACE_HEADER in lines:
+        lines = lines[lines.index(TRACE_HEADER) + 1:]
+    return lines
+
+
+def first_error(completion: str, gold: str) -> str:
+    """The class of a completion by the first trace line that differs from ``gold``."""
+    want, got = trace_lines(gold), trace_lines(completion)
+    for i, (w, g) in enumerate(zip(want, got)):
+        if w == g:
+            continue
+        if w.startswith(ANSWER_PREFIX):
+            return "answer"
+        if w.startswith("return"):
+            return "return"
+        if i == 0:
+            return "arguments"
+        return _step_kind(w, g)
+    return "exact" if len(got) >= len(want) else "stopped early"
+
+
+def _step_kind(want: str, got: str) -> str:
+    parts_w, parts_g = want.split(" = "), got.split(" = ")
+    if len(parts_w) != len(_STEP_PARTS):
+        return "step"
+    for name, w, g in zip(_STEP_PARTS, parts_w, parts_g):
+        if w != g:
+            return f"step: {name}"
+    return "step: arithmetic"  # the completion's line ends early or has more parts
+
+
+def summarise(run: Path, curriculum: str, mode: str, split: str = "eval") -> dict:
+    """Shares of each class (and the figures beside them) over one mode's samples of ``split``."""
+    store = RunStore(Path(run))
+    gold = {(d.behaviour_id, d.input): d.trace for d in data_mod.load(store.data).demonstrations}
+    counts: collections.Counter = collections.Counter()
+    n = chars = 0
+    for s in read_jsonl(store.samples(curriculum, mode), ("behaviour_id", "split", "input",
+                                                         "completion", "score")):
+        if s["split"] != split:
+            continue
+        n += 1
+        chars += len(s["completion"])
+        counts["correct"] += s["score"]
+        counts["recalled code"] += RECALL_HEADER in s["completion"]
+        counts["answer line"] += ANSWER_PREFIX in s["completion"]
+        counts[first_error(s["completion"], gold[(s["behaviour_id"], s["input"])])] += 1
+    shares = {k: round(v / n, 3) for k, v in sorted(counts.items())} if n else {}
+    return {"n": n, "mean_chars": round(chars / n, 1) if n else 0.0, **shares}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m pbb.evaluation.steps", description=__doc__.split(
+        "\n\n")[0])
+    ap.add_argument("runs", nargs="+", type=Path, help="run directories")
+    ap.add_argument("--split", default="eval", choices=("eval", "train"))
+    args = ap.parse_args(argv)
+    for run in args.runs:
+        for cur in sorted(p for p in (run / EVAL).iterdir() if p.is_dir()):
+            for mode in sorted(p.name for p in cur.iterdir() if p.is_dir()):
+                print(run.name, cur.name, mode, summarise(run, cur.name, mode, args.split))
+
+
+if __name__ == "__main__":
+    main()
