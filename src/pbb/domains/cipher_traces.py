@@ -38,6 +38,8 @@ def keyword_table(word: str, alphabet: str) -> str:
     return table
 
 
+# --- compact: one line per letter ---------------------------------------------------------------
+
 def compact_shift(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
     (k,) = key
     sign = "+" if enc else "-"
@@ -95,6 +97,7 @@ def compact_vigenere(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
     return [f"text = {text!r}, key = {k!r}"], step
 
 
+# --- indexed: the compact opening lines, the positions list(s), one written-out step a letter ---
 
 def positions(label: str, letters: str) -> str:
     """``label: k=0 w=1 ...``: each letter with its position, in order."""
