@@ -459,3 +459,30 @@ def test_a_different_sweep_in_the_folder_is_named_by_its_first_difference():
     assert _first_difference(old, new) == "base.eval.max_new_tokens.cot: 64 here, 8 now"
     assert _first_difference({"points": [1, 2]}, {"points": [1, 3]}) == "points[1]: 2 here, 3 now"
     assert _first_difference({"points": [1]}, {"points": [1, 3]}) == "points: [1] here, [1, 3] now"
+
+
+@pytest.mark.slow
+def test_a_sweep_grows_by_more_seeds_and_runs_only_the_new_points(tmp_path, monkeypatch):
+    """More seeds in the grid of a sweep already run: the new points run, the old ones are kept
+    as they were (their samples untouched); a change elsewhere is still refused."""
+    real = run_mod.run
+    ran = []
+    monkeypatch.setattr(run_mod, "run",
+                        lambda cfg, out, **kw: ran.append(Path(out).name) or real(cfg, out, **kw))
+    config = Path("configs/claims/stage2_alone.yaml")
+    out = tmp_path / "s"
+    sweep_mod.run_sweep(config, out, {**TINY, "sweep.grid": {"seed": [0]}}, progress=False)
+    samples = sorted((out / "runs").rglob("samples.jsonl"))
+    before = {p: p.read_bytes() for p in samples}
+    ran.clear()
+    sweep_mod.run_sweep(config, out, {**TINY, "sweep.grid": {"seed": [0, 1]}}, progress=False)
+    assert ran == ["001_seed-1"]
+    assert all(p.read_bytes() == b for p, b in before.items())
+    assert [p["name"] for p in read_json(out / "sweep.json")["points"]] == ["000_seed-0",
+                                                                           "001_seed-1"]
+    assert read_json(out / "sweep_summary.json")["points"] == 2
+    with pytest.raises(PbbError, match="holds a different sweep.*train.learning_rate"):
+        sweep_mod.run_sweep(config, out, {**TINY, "sweep.grid": {"seed": [0, 1, 2]},
+                                          "train.learning_rate": 0.5}, progress=False)
+    with pytest.raises(PbbError, match="holds a different sweep"):  # an old point dropped
+        sweep_mod.run_sweep(config, out, {**TINY, "sweep.grid": {"seed": [1]}}, progress=False)

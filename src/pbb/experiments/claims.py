@@ -181,7 +181,14 @@ CLAIMS: tuple[Claim, ...] = (
           (Comparison(C("stage1_only", "in_context"), C("proactive"),
                       "above (the stage-1 model with the code in its prompt)"),
            Comparison(C("proactive", "in_context"), C("proactive"),
-                      "above (the PBB model itself, with the code in its prompt)"))),
+                      "above (the PBB model itself, with the code in its prompt)")),
+          note="Why in-context is low here, measured at seeds 0-2 (python -m "
+               "pbb.evaluation.steps; docs/results/LOG.md, the claims table): no model "
+               "trained on in-context rows, and on an in-context prompt the stage-1 model "
+               "often copies the code from its prompt and ends its turn, as its declarative "
+               "rows taught it (52% of eval completions at seed 1, 4% at seed 2, 0% at seed 0): "
+               "its first trace line is missing in 11% / 89% / 63% of them. Where it does "
+               "trace, it is right in 50-71% of queries (seeds 0 and 2), above proactive CoT."),
     Claim("code_vs_nl", "Code beats a natural-language description",
           "Functions known only from their source code are executed better than the same "
           "functions known only from an English description that says exactly the same.",

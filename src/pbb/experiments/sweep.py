@@ -155,9 +155,13 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
     check_out(out, "sweep", replace=False)
     if sweep.record.is_file():
         old = read_json(sweep.record)
-        if old != record:
+        if old != record and not _grown(old, record):
             raise PbbError(f"{out}: holds a different sweep (differs in "
                            f"{_first_difference(old, record)}); use another --out")
+        if old != record:  # more points of the same sweep (e.g. more seeds): the old ones stay
+            console.print(f"{out}: the sweep grows from {len(old['points'])} to "
+                          f"{len(record['points'])} points; those run before are kept")
+            atomic_write_json(sweep.record, record)
         mark(out, "sweep")
     else:
         for p in points:
@@ -378,6 +382,19 @@ def plot_bars(summary: dict, path: Path) -> None:
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     _save(fig, path)
+
+
+def _grown(old: dict, new: dict) -> bool:
+    """Whether the sweep record ``new`` is ``old`` with more points: the same base config but for
+    ``sweep.grid`` / ``sweep.points``, every old point kept under its name, overrides and folder.
+    Why: a claim whose seeds disagree needs more seeds, and its runs so far must stay usable."""
+    def without_points(record: dict) -> dict:
+        sweep = {k: v for k, v in record["base"].get("sweep", {}).items() if k not in
+                 ("grid", "points")}
+        return {**record, "base": {**record["base"], "sweep": sweep}, "points": None}
+
+    return (without_points(old) == without_points(new)
+            and all(p in new["points"] for p in old["points"]))
 
 
 def _first_difference(a, b, path: str = "") -> str:
