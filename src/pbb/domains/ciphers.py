@@ -114,8 +114,6 @@ def run(meta: dict, text: str, key: tuple) -> tuple[str, list[str]]:
     return out, lines
 
 
-
-
 def _word(rng: random.Random, lo: int, hi: int) -> str:
     return "".join(rng.choice(_WORD_LETTERS) for _ in range(rng.randint(lo, hi)))
 

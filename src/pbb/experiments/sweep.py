@@ -159,6 +159,8 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
             raise PbbError(f"{out}: holds a different sweep (differs in "
                            f"{_first_difference(old, record)}); use another --out")
         if old != record:  # more points of the same sweep (e.g. more seeds): the old ones stay
+            for p in points:
+                check_before_work(p["config"])
             console.print(f"{out}: the sweep grows from {len(old['points'])} to "
                           f"{len(record['points'])} points; those run before are kept")
             atomic_write_json(sweep.record, record)
