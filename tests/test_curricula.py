@@ -113,6 +113,24 @@ def test_custom_curriculum_from_config(ds):
     assert len(cot) == 10 and len(b.rows) == 20
 
 
+def test_a_custom_stage_can_train_in_context_rows(ds):
+    """kind: in_context rows: the instruction in the prompt, the trace as the completion (what
+    the in-context upper bound needs: a model that saw such rows for its train functions)."""
+    cfg = CFG.model_copy(update={"custom": {"ic": [
+        StageConfig(name="ic1", parts=[{"kind": "in_context", "behaviours": "train", "demos": 2}])]}})
+    (stage,) = curricula.build("ic", ds, cfg)
+    behaviours = {b.id: b for b in ds.behaviours}
+    assert len(stage.rows) == 20 and {r["kind"] for r in stage.rows} == {"in_context"}
+    for r in stage.rows:
+        b = behaviours[r["behaviour_id"]]
+        demo = next(d for d in ds.demonstrations
+                    if d.behaviour_id == b.id and d.input == r["input"])
+        assert b.split == "train" and b.instruction in r["prompt"][0]["content"]
+        assert r["completion"][0]["content"] == f"Trace:\n{demo.trace}"
+    with pytest.raises(ValueError, match="kind"):
+        StageConfig(name="x", parts=[{"kind": "recall", "behaviours": "train"}])
+
+
 def test_building_is_deterministic(ds):
     again = data.generate("arithmetic", behaviours=20, demos=4, test_inputs=3, eval_fraction=0.5,
                           seed=1, progress=False)

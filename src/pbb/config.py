@@ -28,7 +28,7 @@ from pbb.models import DEFAULT_MODEL
 
 MODES = ("recall", "direct", "cot", "in_context")
 Mode = Literal[MODES]  # type: ignore[valid-type]
-Kind = Literal["declarative", "direct", "cot"]
+Kind = Literal["declarative", "direct", "cot", "in_context"]
 Which = Literal["train", "eval", "all"]
 
 
@@ -87,7 +87,8 @@ class PartConfig(_Strict):
     """One ingredient of a custom stage: rows of one kind for one group of behaviours."""
 
     kind: Kind = Field(description="row kind: declarative (the instruction), direct or cot "
-                       "(demonstrations)")
+                       "(demonstrations), in_context (a demonstration with the instruction in "
+                       "its prompt: trains the in-context upper bound)")
     behaviours: Which = Field(description="which behaviours' rows: train, eval or all")
     repeats: int = Field(1, ge=1, description="paraphrased copies per behaviour (declarative)")
     demos: int | None = Field(None, ge=1, description="demonstrations per behaviour (execution)")
