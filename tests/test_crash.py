@@ -22,7 +22,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 SEED = int(os.environ.get("CRASH_SEED", "0"))
-RUN_SETS = ["--set", "curricula=[proactive, stage1_only]", "--set", "train.max_steps=4",
+RUN_SETS = ["--set", "curricula=[proactive, stage1_only]", "--set", "train.max_steps=8",
             "--set", "train.save_steps=1", "--set", "eval.batch_size=1"]
 
 
@@ -128,7 +128,7 @@ def _reference_and_killed(args: list[str], tmp_path: Path, kills_wanted: int,
 
 def test_a_run_killed_at_twenty_random_moments_ends_as_the_uninterrupted_run(tmp_path):
     args = ["run", "configs/quickstart.yaml", "--smoke", *RUN_SETS]
-    reference, out, kills = _reference_and_killed(args, tmp_path, 22, random.Random(SEED))
+    reference, out, kills = _reference_and_killed(args, tmp_path, 26, random.Random(SEED))
     print(f"CRASH_SEED={SEED}: {len(kills)} kills, phases moved in each life: {kills}")
     assert len(kills) >= 20, kills
     moved = {p for k in kills for p in k.split("+")}
@@ -142,7 +142,7 @@ def test_a_sweep_with_two_jobs_killed_at_five_random_moments_ends_as_the_uninter
     args = ["sweep", "configs/arithmetic_effect.yaml", "--smoke", "--jobs", "2",
             "--set", "sweep.grid.seed=[0]",
             "--set", "sweep.points=[{curricula: [proactive]}, {curricula: [stage1_only]}]",
-            "--set", "train.save_steps=1", "--set", "train.max_steps=6",
+            "--set", "train.save_steps=1", "--set", "train.max_steps=8",
             "--set", "eval.batch_size=1"]
     reference, out, kills = _reference_and_killed(args, tmp_path, 6, random.Random(SEED + 1))
     print(f"CRASH_SEED={SEED}: sweep, {len(kills)} kills in phases {kills}")
