@@ -70,10 +70,18 @@ def _step_kind(want: str, got: str) -> str:
     return "step: arithmetic"  # the completion's line ends early or has more parts
 
 
-def summarise(run: Path, curriculum: str, mode: str, split: str = "eval") -> dict:
-    """Shares of each class (and the figures beside them) over one mode's samples of ``split``."""
+def gold_traces(run: Path) -> dict[tuple[str, str], str]:
+    """The gold trace of every (behaviour id, input) of a run's data set."""
+    return {(d.behaviour_id, d.input): d.trace
+            for d in data_mod.load(RunStore(Path(run)).data).demonstrations}
+
+
+def summarise(run: Path, curriculum: str, mode: str, split: str = "eval",
+              gold: dict[tuple[str, str], str] | None = None) -> dict:
+    """Shares of each class (and the figures beside them) over one mode's samples of ``split``;
+    ``gold``: the run's :func:`gold_traces`, when the caller has read them already."""
     store = RunStore(Path(run))
-    gold = {(d.behaviour_id, d.input): d.trace for d in data_mod.load(store.data).demonstrations}
+    gold = gold if gold is not None else gold_traces(run)
     counts: collections.Counter = collections.Counter()
     n = chars = 0
     for s in read_jsonl(store.samples(curriculum, mode), ("behaviour_id", "split", "input",
@@ -97,9 +105,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--split", default="eval", choices=("eval", "train"))
     args = ap.parse_args(argv)
     for run in args.runs:
+        gold = gold_traces(run)  # read once a run, not once a curriculum and mode
         for cur in sorted(p for p in (run / EVAL).iterdir() if p.is_dir()):
             for mode in sorted(p.name for p in cur.iterdir() if p.is_dir()):
-                print(run.name, cur.name, mode, summarise(run, cur.name, mode, args.split))
+                print(run.name, cur.name, mode, summarise(run, cur.name, mode, args.split, gold))
 
 
 if __name__ == "__main__":

@@ -153,24 +153,21 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
               "points": [{"name": p["name"], "overrides": p["overrides"],
                           "dir": sweep.run_rel(p["name"])} for p in points]}
     check_out(out, "sweep", replace=False)
-    if sweep.record.is_file():
-        old = read_json(sweep.record)
-        if old != record and not _grown(old, record):
-            raise PbbError(f"{out}: holds a different sweep (differs in "
-                           f"{_first_difference(old, record)}); use another --out")
-        if old != record:  # more points of the same sweep (e.g. more seeds): the old ones stay
-            for p in points:
-                check_before_work(p["config"])
-            console.print(f"{out}: the sweep grows from {len(old['points'])} to "
-                          f"{len(record['points'])} points; those run before are kept")
-            atomic_write_json(sweep.record, record)
-        mark(out, "sweep")
-    else:
+    old = read_json(sweep.record) if sweep.record.is_file() else None
+    if old is not None and old != record and not _grown(old, record):
+        raise PbbError(f"{out}: holds a different sweep (differs in "
+                       f"{_first_difference(old, record)}); use another --out")
+    if old != record:  # a new sweep, or this one grown by more points (those run stay as they are)
         for p in points:
             check_before_work(p["config"])
+        if old is not None:
+            console.print(f"{out}: the sweep grows from {len(old['points'])} to "
+                          f"{len(record['points'])} points; those run before are kept")
         out.mkdir(parents=True, exist_ok=True)
         mark(out, "sweep")
         atomic_write_json(sweep.record, record)
+    else:
+        mark(out, "sweep")
     pending = []
     for i, p in enumerate(points, start=1):
         point = sweep.run(p["name"])
