@@ -2,7 +2,8 @@
 file pbb resumes from (the partial samples of an evaluation, a stage's metrics.jsonl and
 rollouts.jsonl, a sweep point's log) is cut back to its last complete line before anything is
 appended to it, and the rerun ends with what an uninterrupted run writes. A bad line before the
-last one is not a kill's doing: it stays an error naming file:line."""
+last one is not a kill's doing: it stays an error naming file:line. A checkpoint written again at
+the step it was written at never passes through a moment without its weights."""
 
 import json
 import re
@@ -357,3 +358,39 @@ def test_a_torn_sweep_point_log_is_cut_before_the_rerun_appends(tmp_path, monkey
     assert log.read_bytes() == complete + rerun
     out = capsys.readouterr().out
     assert _notes(" ".join(out.split())) == [("k1_seed0.log", len("train 4/9 loss 1.9 — ".encode()) + 1)]
+
+
+class _FakeEngine:
+    """Writes a checkpoint's weights file, numbered by how often it was asked to."""
+
+    calls = 0
+
+    def save_checkpoint(self, target: Path) -> None:
+        self.calls += 1
+        (target / "model").mkdir()
+        (target / "model" / "model.safetensors").write_bytes(b"weights %d" % self.calls)
+
+
+def test_a_second_checkpoint_at_the_same_step_keeps_its_weights_and_replaces_only_the_state(
+        tmp_path):
+    # An epoch's end checkpoints again at the step its last step just checkpointed. Rewriting the
+    # whole folder left a window where a kill took the weights but not state.json, and the next
+    # life resumed from a checkpoint without weights (seen in the crash test).
+    from pbb.store import checkpoint_step
+    from pbb.training.engine import write_checkpoint
+
+    engine, trainer = _FakeEngine(), tmp_path / "trainer"
+    trainer.mkdir()
+    write_checkpoint(engine, trainer, 1, {"step": 1, "epoch": 0, "micro": 1})
+    weights = trainer / "checkpoint-1" / "model" / "model.safetensors"
+    inode = weights.stat().st_ino
+    write_checkpoint(engine, trainer, 1, {"step": 1, "epoch": 1, "micro": 0})
+    assert engine.calls == 1
+    assert weights.stat().st_ino == inode and weights.read_bytes() == b"weights 1"
+    assert jsonio.read_json(trainer / "checkpoint-1" / "state.json")["epoch"] == 1
+    assert checkpoint_step(tmp_path) == 1
+
+    write_checkpoint(engine, trainer, 2, {"step": 2, "epoch": 1, "micro": 1})
+    assert engine.calls == 2
+    assert sorted(p.name for p in trainer.iterdir()) == ["checkpoint-2"]
+    assert (trainer / "checkpoint-2" / "model" / "model.safetensors").read_bytes() == b"weights 2"

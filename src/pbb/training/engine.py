@@ -274,9 +274,21 @@ def load_whole(model, state: dict) -> None:
 def write_checkpoint(engine, trainer_dir: Path, step: int, state: dict) -> None:
     """``trainer/checkpoint-STEP`` through a temporary sibling; ``state.json`` written last (a
     checkpoint without it is torn and never resumed from); older checkpoints removed. Every
-    process calls this (accelerate's save_state writes each process's shards)."""
+    process calls this (accelerate's save_state writes each process's shards).
+
+    A second checkpoint at a step that has one (an epoch's end right after the step's own
+    checkpoint, or right after resuming from it) replaces only ``state.json``, atomically: no
+    optimizer step came between, so the weights and optimizer on disk are the current ones.
+    Deleting and rewriting the whole folder instead left a window where a kill removed the
+    weights but not ``state.json``, and the next life resumed from a checkpoint without weights.
+    """
     target = trainer_dir / checkpoint_name(step)
     tmp = trainer_dir / f".{checkpoint_name(step)}.tmp"
+    if dist.broadcast((target / STATE).is_file() if dist.is_main() else None):
+        if dist.is_main():
+            atomic_write_json(target / STATE, state)
+        dist.barrier()
+        return
     if dist.is_main():
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -285,7 +297,7 @@ def write_checkpoint(engine, trainer_dir: Path, step: int, state: dict) -> None:
     dist.barrier()
     if dist.is_main():
         atomic_write_json(tmp / STATE, state)
-        shutil.rmtree(target, ignore_errors=True)
+        shutil.rmtree(target, ignore_errors=True)  # a torn one (no state.json) only
         os.replace(tmp, target)
         for old in trainer_dir.glob(f"{CHECKPOINT}*"):
             if old != target:
