@@ -71,6 +71,12 @@ def test_the_plan_is_what_the_run_trains_and_evaluates_and_then_reuses(tmp_path,
     text = render(again)
     assert "trained earlier: reused" in text and "nothing to do" in text
 
+    # another run over the same stage store evaluates no trained model again
+    other = make_plan(smoke(), tmp_path / "other-run", stages_root=out / "stages")
+    assert {(e.curriculum, e.status) for e in other.evals} == {
+        ("proactive", "reused"), ("stage1_only", "reused"), ("untuned", "pending")}
+    assert "evaluated earlier by another run: taken" in render(other)
+
     # the run recorded its rates: a plan into a new directory has an expected time
     recorded = rates.read_rates(rates.machine_key("tiny-random"))
     assert recorded[rates.SFT] > 0 and set(recorded[rates.EVAL]) == {"recall", "cot"}
@@ -178,6 +184,12 @@ def test_a_sweep_is_planned_point_by_point_and_a_shared_stage_counted_once(tmp_p
     assert "proactive/stage1 (sft)" in first and "stage1-" in first
     assert "proactive/stage1: the same stage as 000_replay-0.25: proactive/stage1" in second
     assert text.count(": to train") == 3  # stage 1 once, stage 2 of each point
+    # stage 1 alone ends in the shared stage: its evaluation is made once too
+    evals = {line.split(":")[0].strip(): line for line in second.splitlines()
+             if line.startswith("  ") and " queries: " in line}
+    assert evals["stage1_only/cot"].endswith(
+        "the same evaluation as 000_replay-0.25: stage1_only/cot: taken from it")
+    assert "to run" in evals["proactive/cot"] and "to run" in evals["untuned/cot"]
     assert "sweep of 2 points" in text and not (tmp_path / "out").exists()
     r = subprocess.run([sys.executable, "-m", "pbb", "plan", str(sweep), "--smoke", "--out",
                         str(tmp_path / "out")], capture_output=True, text=True, timeout=300)

@@ -498,3 +498,49 @@ def test_every_record_a_run_writes_matches_its_type(smoke_run):
             check(Sample, json.loads(line), str(path))
     for path in dones:
         check(StageRecord, json.loads(path.read_text()), str(path))
+
+
+def test_an_evaluation_of_the_same_model_the_same_way_is_taken_from_the_run_that_made_it(
+        tmp_path, monkeypatch):
+    # two runs share a stage store (as a sweep's points and the claims do): the second one takes
+    # the first one's evaluation of their common final stage instead of generating again, byte
+    # for byte what it would have written; another setting of the evaluation evaluates again
+    from pbb.experiments.claims import timing
+    from pbb.store import RunStore
+
+    stages = tmp_path / "stages"
+    calls = []
+    real = run_mod.evaluate
+    monkeypatch.setattr(run_mod, "evaluate", lambda gen, ds, **kw: calls.append(
+        kw["curriculum"]) or real(gen, ds, **kw))
+    base = {"eval.modes": ["direct", "cot"]}
+    run_mod.run(smoke_config(**base, curricula=["proactive"]), tmp_path / "a", progress=False,
+                stages_root=stages)
+    assert calls == ["proactive", "proactive"]
+
+    calls.clear()
+    renamed = smoke_config(**base, name="other", curricula=["proactive", "stage1_only"])
+    second = run_mod.run(renamed, tmp_path / "b", progress=False, stages_root=stages)
+    assert calls == ["stage1_only", "stage1_only"]  # proactive: taken, both modes
+    for mode in ("direct", "cot"):
+        assert (tmp_path / "b/eval/proactive" / mode / "samples.jsonl").read_bytes() == \
+            (tmp_path / "a/eval/proactive" / mode / "samples.jsonl").read_bytes()
+    kept = second["evals"]["proactive/cot"]
+    assert (tmp_path / "b" / kept["dir"] / "samples.jsonl").is_file() and kept["seconds"] > 0
+
+    # what a claim made of run b alone would cost: its own time plus the evaluations it took
+    class Point:
+        def __init__(self, root):
+            self.store = RunStore(root, stages)
+            self.summary = json.loads((root / "summary.json").read_text())
+
+    spent, alone = timing([Point(tmp_path / "b")])
+    taken = sum(second["evals"][f"proactive/{m}"]["seconds"] for m in ("direct", "cot"))
+    trained_elsewhere = sum(e["seconds"] for e in second["stages"]["proactive"]
+                            if f"train proactive/{e['stage']}" not in second["timing"])
+    assert alone == pytest.approx(spent + taken + trained_elsewhere, abs=0.2)
+
+    calls.clear()
+    longer = smoke_config(**{**base, "eval.max_new_tokens.cot": 12}, curricula=["proactive"])
+    run_mod.run(longer, tmp_path / "c", progress=False, stages_root=stages)
+    assert calls == ["proactive"]  # cot under another token budget: evaluated again

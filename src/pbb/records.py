@@ -136,6 +136,13 @@ class DataIdentity(TypedDict):
     sha256: dict[str, str | None]
 
 
+@with_config(CLOSED)
+class KeptEvaluation(TypedDict):
+    """Where a curriculum's evaluation in one mode is kept for other runs, and its cost."""
+    dir: str
+    seconds: float
+
+
 @with_config(OPEN)
 class Summary(TypedDict):
     """``summary.json``: every figure of a run, recomputable from its samples files. Open to
@@ -150,6 +157,7 @@ class Summary(TypedDict):
     comparisons: list[Comparison]
     composition: NotRequired[list[CompositionResult]]
     stages: NotRequired[dict[str, list[StageEntry]]]
+    evals: NotRequired[dict[str, KeptEvaluation]]
     timing: NotRequired[dict[str, float]]
     peak_rss_mib: NotRequired[float]
     processes: NotRequired[int]

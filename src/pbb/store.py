@@ -16,6 +16,9 @@ layout below is the whole contract::
     STAGE/metrics.jsonl                  one line per logged step (RL stages: rollouts.jsonl too)
     STAGE/trainer/checkpoint-<step>/     resume checkpoints, deleted when the stage is done
     STAGE/done.json                      written last: its presence means the stage is finished
+    STAGE/evals/<mode>-<key>/            a finished evaluation of the stage's model (eval.json,
+                                         then samples.jsonl), shared by every run that would
+                                         evaluate that model the same way (pbb.evaluation.reuse)
     STAGE/.lock                          held while the stage is checked and trained
 
     SWEEP/sweep.json                     the points, their overrides and run directories
@@ -83,6 +86,10 @@ LOCK = ".lock"
 CHECKPOINT = "checkpoint-"
 CHECKPOINT_STATE = "state.json"
 TRAINER_STATE = "trainer_state.json"
+#: evaluations of the stage's model kept for other runs: ``evals/<mode>-<key>/``, each with the
+#: samples and a record of how long the evaluation took and under which settings
+EVALS = "evals"
+EVAL_RECORD = "eval.json"
 
 # --- a sweep directory ---------------------------------------------------------------------
 SWEEP = "sweep.json"
@@ -102,7 +109,8 @@ RUN_FILES = frozenset({CONFIG, DATA, STAGES, EVAL, CURRICULA, SUMMARY, REPORT, P
 #: suffix of any file lock)
 FILE_NAMES = frozenset({CONFIG, CURRICULA, SUMMARY, REPORT, PLOT, REWARD_PLOT, SAMPLES, PARTIAL,
                         PARTIAL_GLOB, DONE, METRICS, ROLLOUTS, CHECKPOINT, CHECKPOINT_STATE,
-                        TRAINER_STATE, SWEEP, SWEEP_SUMMARY, JOBS, CURVE_PLOT, BARS_PLOT})
+                        TRAINER_STATE, EVAL_RECORD, SWEEP, SWEEP_SUMMARY, JOBS, CURVE_PLOT,
+                        BARS_PLOT})
 
 console = Console(stderr=True)
 
@@ -311,6 +319,11 @@ def is_done(stage_dir: Path) -> bool:
 def stage_info(stage_dir: Path) -> dict:
     """A finished stage's record (``done.json``)."""
     return read_json(Path(stage_dir) / DONE)
+
+
+def shared_eval_dir(stage_dir: Path, mode: str, key: str) -> Path:
+    """Where a finished evaluation of ``stage_dir``'s model in ``mode`` is kept for other runs."""
+    return Path(stage_dir) / EVALS / f"{mode}-{key}"
 
 
 def checkpoint_name(step: int) -> str:

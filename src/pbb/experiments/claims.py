@@ -454,17 +454,21 @@ def crossover_figure(pts: list[Point], spec: Crossover) -> dict | None:
 
 def timing(pts: list[Point]) -> tuple[float, float]:
     """(seconds the claim's runs spent, by their summaries' timing; seconds it would cost
-    alone: that plus the training time of the stages its runs reused from other claims)."""
+    alone: that plus the time of the stages and evaluations its runs took from other claims)."""
     spent = sum(sum(p.summary.get("timing", {}).values()) for p in pts)
     trained, reused = set(), {}
     for p in pts:
-        for curriculum, entries in p.summary.get("stages", {}).items():
-            for e in entries:
-                where = os.path.normpath(p.store.root / e["dir"])
-                if f"train {curriculum}/{e['stage']}" in p.summary.get("timing", {}):
-                    trained.add(where)
-                else:
-                    reused[where] = e.get("seconds", 0.0)
+        timed = p.summary.get("timing", {})
+        done = [(f"train {curriculum}/{e['stage']}", e["dir"], e.get("seconds", 0.0))
+                for curriculum, entries in p.summary.get("stages", {}).items() for e in entries]
+        done += [(f"eval {name}", e["dir"], e.get("seconds", 0.0))
+                 for name, e in p.summary.get("evals", {}).items()]
+        for label, rel, seconds in done:
+            where = os.path.normpath(p.store.root / rel)
+            if label in timed:
+                trained.add(where)
+            else:
+                reused[where] = seconds
     return spent, spent + sum(v for k, v in reused.items() if k not in trained)
 
 

@@ -20,12 +20,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pbb.config import RunConfig
+from pbb.evaluation import reuse
 from pbb.evaluation.evaluate import build_queries
 from pbb.evaluation.report import SPLITS
 from pbb.experiments import rates as rates_mod
-from pbb.experiments.run import check_before_work, open_data
+from pbb.experiments.run import check_before_work, open_data, shared_evaluation
 from pbb.rows import curricula as curricula_mod
-from pbb.store import RunStore, SweepStore, checkpoint_step, is_done, out_dir, stage_key
+from pbb.store import (
+    MODEL,
+    RunStore,
+    SweepStore,
+    checkpoint_step,
+    is_done,
+    out_dir,
+    stage_key,
+)
 
 NO_RATE = "no measured rate on this machine"
 
@@ -59,13 +68,18 @@ class PlannedStage:
 
 @dataclass
 class PlannedEval:
-    """One (curriculum, mode) evaluation: its queries by split, and ``done`` or ``pending``."""
+    """One (curriculum, mode) evaluation: its queries by split, and ``done``, ``reused`` (another
+    run evaluated the same model the same way: its samples are taken), ``shared`` (an earlier
+    point of a planned sweep makes that evaluation) or ``pending``; ``kept``: where a trained
+    model's evaluation is kept for other runs."""
 
     curriculum: str
     mode: str
     queries: dict[str, int]
     status: str
     seconds: float | None = None
+    kept: Path | None = None
+    shared_with: str | None = None
 
 
 @dataclass
@@ -84,7 +98,7 @@ class Plan:
     def work(self) -> list[PlannedStage | PlannedEval]:
         """What the run would do: stages to train or resume, evaluations not done."""
         return [s for s in self.stages if s.status in ("train", "resume")] + \
-            [e for e in self.evals if e.status != "done"]
+            [e for e in self.evals if e.status == "pending"]
 
     def __str__(self) -> str:
         return render(self)
@@ -116,7 +130,7 @@ def make_plan(cfg: RunConfig, out: Path, stages_root: Path | None = None) -> Pla
                 f"train, {len(ds.split('eval'))} eval), {source}", machine, measured)
     first: dict[Path, str] = {}  # stage directory -> the curriculum that trains it
     for name, stages in built.items():
-        parent = "base"
+        parent, final = "base", None
         for st in [] if served else stages:
             key = stage_key(cfg, parent, st.rows, st.trainer, st)
             planned = _stage(cfg, tok, name, st, store.stage_dir(st.name, key), measured)
@@ -124,10 +138,10 @@ def make_plan(cfg: RunConfig, out: Path, stages_root: Path | None = None) -> Pla
                 planned.status, planned.shared_with = "shared", first[planned.directory]
             first.setdefault(planned.directory, name)
             plan.stages.append(planned)
-            parent = key
+            parent, final = key, planned.directory
         if not stages or served:
             plan.untrained.append(name)
-        plan.evals += _evals(cfg, ds, store, name, trained=bool(stages), rates=measured)
+        plan.evals += _evals(cfg, ds, store, name, final, rates=measured)
     return plan
 
 
@@ -210,21 +224,24 @@ def _sft_seconds(planned: PlannedStage, rates: dict) -> float | None:
     return seconds
 
 
-def _evals(cfg: RunConfig, ds, store: RunStore, curriculum: str, trained: bool,
+def _evals(cfg: RunConfig, ds, store: RunStore, curriculum: str, final: Path | None,
            rates: dict) -> list[PlannedEval]:
     """Every evaluation mode of one curriculum, with the queries ``pbb run`` asks (a curriculum
-    that trains nothing answers eval behaviours only)."""
+    that trains nothing, ``final`` None, answers eval behaviours only)."""
     out = []
     per_second = rates.get(rates_mod.EVAL) or {}
-    max_train = cfg.eval.max_train_behaviours if trained else 0
+    max_train = cfg.eval.max_train_behaviours if final is not None else 0
     for mode in cfg.eval.modes:
         queries: dict[str, int] = {}
         for q in build_queries(ds, mode, cfg.eval.max_test_inputs, max_train,
                                cfg.data.instruction_format):
             queries[q["split"]] = queries.get(q["split"], 0) + 1
-        done = store.samples(curriculum, mode).is_file()
+        kept = shared_evaluation(cfg, ds, final / MODEL, mode, max_train) \
+            if final is not None else None
+        status = "done" if store.samples(curriculum, mode).is_file() else \
+            "reused" if kept is not None and reuse.is_kept(kept) else "pending"
         seconds = sum(queries.values()) / per_second[mode] if mode in per_second else None
-        out.append(PlannedEval(curriculum, mode, queries, "done" if done else "pending", seconds))
+        out.append(PlannedEval(curriculum, mode, queries, status, seconds, kept))
     return out
 
 
@@ -266,7 +283,9 @@ def _eval_line(e: PlannedEval) -> str:
     queries = " + ".join(f"{e.queries[split]:,} {split}" for split in SPLITS
                          if split in e.queries) or "no"
     timing = _time(e)
-    status = "done earlier" if e.status == "done" else "to run" + (f" ({timing})" if timing else "")
+    status = {"done": "done earlier", "reused": "evaluated earlier by another run: taken",
+              "shared": f"the same evaluation as {e.shared_with}: taken from it"}.get(
+        e.status, "to run" + (f" ({timing})" if timing else ""))
     return f"  {e.curriculum}/{e.mode}: {queries} queries: {status}"
 
 
@@ -301,12 +320,14 @@ def render(plan: Plan) -> str:
 def plan_sweep(path: Path, out: Path | None = None, overrides: dict | None = None,
                smoke: bool = False, stages_root: Path | None = None) -> str:
     """The plan of ``pbb sweep`` with a sweep file: each point's plan, a stage that an earlier
-    point trains counted once (its later points share it), then the whole sweep's time."""
+    point trains and an evaluation it makes counted once (its later points share them), then
+    the whole sweep's time."""
     from pbb.experiments.sweep import load_sweep
 
     raw, _, points = load_sweep(path, overrides, smoke)
     sweep = SweepStore(out_dir(str(raw.get("name", "sweep")), out, smoke))
     trained: dict[Path, str] = {}  # stage directory -> the point/curriculum that trains it
+    evaluated: dict[Path, str] = {}  # kept evaluation -> the point/curriculum/mode that makes it
     texts, seconds, unknown, work = [], 0.0, 0, 0
     for p in points:
         plan = make_plan(p["config"], sweep.run_dir(p["name"]), stages_root or sweep.stages)
@@ -314,6 +335,11 @@ def plan_sweep(path: Path, out: Path | None = None, overrides: dict | None = Non
             if s.status in ("train", "resume") and s.directory in trained:
                 s.status, s.shared_with = "shared", trained[s.directory]
             trained.setdefault(s.directory, f"{p['name']}: {s.curriculum}")
+        for e in plan.evals:
+            if e.status == "pending" and e.kept in evaluated:
+                e.status, e.shared_with = "shared", evaluated[e.kept]
+            if e.kept is not None:
+                evaluated.setdefault(e.kept, f"{p['name']}: {e.curriculum}/{e.mode}")
         texts.append(render(plan))
         sec, unk = plan.expected_seconds()
         seconds, unknown, work = seconds + sec, unknown + unk, work + len(plan.work())

@@ -27,6 +27,7 @@ from pbb import data as data_mod
 from pbb import dist, folders
 from pbb.config import OPENAI_PREFIX, RunConfig, as_written_now, dump_config
 from pbb.errors import PbbError
+from pbb.evaluation import reuse
 from pbb.evaluation.evaluate import evaluate
 from pbb.evaluation.report import build_summary, print_table, write_report, written
 from pbb.experiments import rates
@@ -340,6 +341,7 @@ def run_summary(cfg: RunConfig, ds, store: RunStore, plan: dict[str, list[dict]]
     summary = {**build_summary(store.root, cfg, ds),
                "stages": {n: [dict(e, **stage_info(store.root / e["dir"])) for e in es]
                           for n, es in plan.items()},
+               "evals": kept_evaluations(cfg, ds, store, plan),
                "timing": {k: round(v, 1) for k, v in timing.items()},
                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     if dist.launched():
@@ -349,6 +351,22 @@ def run_summary(cfg: RunConfig, ds, store: RunStore, plan: dict[str, list[dict]]
 
         summary["served_models"] = {n: served_model(cfg, n) for n in cfg.curricula}
     return summary
+
+
+def kept_evaluations(cfg: RunConfig, ds, store: RunStore, plan: dict[str, list[dict]]) -> dict:
+    """``curriculum/mode`` -> where its evaluation is kept for other runs and how long it took
+    (what ``pbb claims`` counts as the cost of an evaluation a claim took from another)."""
+    out = {}
+    for name, entries in plan.items():
+        if not entries:
+            continue
+        for mode in cfg.eval.modes:
+            where = shared_evaluation(cfg, ds, store.root / entries[-1]["dir"] / MODEL, mode,
+                                      cfg.eval.max_train_behaviours)
+            if where is not None and reuse.is_kept(where):
+                out[f"{name}/{mode}"] = {"dir": os.path.relpath(where, store.root),
+                                         "seconds": reuse.seconds_of(where)}
+    return out
 
 
 def recall_checker(cfg: RunConfig, ds, tok, behaviour_ids: list[str], generator_for=None):
@@ -404,11 +422,27 @@ def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, bas
 
     An untrained model (``untuned``) is evaluated on eval behaviours only: it has seen neither
     split, so its train-behaviour queries would measure the same thing again at the same cost.
+    A trained model's evaluation is kept in its final stage's directory, and taken from there
+    when another run evaluated the same model the same way (:mod:`pbb.evaluation.reuse`).
     """
     store = RunStore(out)
     pending = [m for m in cfg.eval.modes if not store.samples(name, m).is_file()]
     if not pending:
         console.print(f"[dim]{name}: evaluation done earlier[/]")
+        return
+    max_train = cfg.eval.max_train_behaviours if trained else 0
+    kept = {m: shared_evaluation(cfg, ds, model_dir, m, max_train) for m in pending} \
+        if trained else {}
+    kept = {m: where for m, where in kept.items() if where is not None}
+    for mode, where in kept.items():
+        if dist.broadcast(reuse.is_kept(where) if dist.is_main() else None):
+            if dist.is_main():
+                reuse.take(where, store.eval_dir(name, mode), name)
+            dist.barrier()
+            pending.remove(mode)
+            console.print(f"  eval {name}/{mode}: evaluated earlier by another run, taken from "
+                          f"{os.path.relpath(where, store.root)}")
+    if not pending:
         return
     with _generation(cfg, out, name, model_dir, base, tok) as generator:
         for mode in pending:
@@ -418,14 +452,29 @@ def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, bas
                                out_dir=store.eval_dir(name, mode),
                                max_new_tokens=cfg.eval.max_new_tokens[mode],
                                max_test_inputs=cfg.eval.max_test_inputs, progress=progress,
-                               max_train_behaviours=cfg.eval.max_train_behaviours if trained else 0,
+                               max_train_behaviours=max_train,
                                fmt=cfg.data.instruction_format)
             timing[f"eval {name}/{mode}"] = time.time() - t
-            if fresh and dist.is_main():
-                rates.record_eval(rates.machine_key(cfg.model), mode, len(samples),
-                                  timing[f"eval {name}/{mode}"])
+            if dist.is_main():
+                if fresh:
+                    rates.record_eval(rates.machine_key(cfg.model), mode, len(samples),
+                                      timing[f"eval {name}/{mode}"])
+                if mode in kept:
+                    reuse.keep(kept[mode], samples, timing[f"eval {name}/{mode}"],
+                               {"mode": mode, "run": str(store.root.resolve()),
+                                "curriculum": name})
             acc = sum(s["score"] for s in samples) / max(1, len(samples))
             console.print(f"  eval {name}/{mode}: {len(samples)} queries, mean score {acc:.3f}")
+
+
+def shared_evaluation(cfg: RunConfig, ds, model_dir, mode: str,
+                      max_train_behaviours: int | None) -> Path | None:
+    """Where an evaluation of a stage's model ``STAGE/model`` in ``mode`` is kept for other
+    runs (None for a served model: no stage of this machine's)."""
+    if cfg.eval.backend == "openai":
+        return None
+    return reuse.kept(Path(model_dir).parent, cfg, ds, mode, max_train_behaviours,
+                      dist.device().split(":")[0])
 
 
 @contextlib.contextmanager
