@@ -3,18 +3,20 @@
 Several runs often end in the same trained stage (a sweep's points, the claims that share a
 setting: ``pbb claims`` evaluates the proactive model of one seed in five claims). Greedy
 evaluation is deterministic, so evaluating that model again on the same queries with the same
-settings gives the same completions; on a CPU it costs minutes a mode. So a finished evaluation
-is kept in the final stage's directory (``STAGE/evals/<mode>-<key>/``, :mod:`pbb.store`) and a
-run that would evaluate that model the same way copies its samples instead.
+settings gives the same completions, at the same cost again (seconds a mode for short arithmetic
+traces on a CPU, minutes for long traces or big models). So a finished evaluation is kept in the
+final stage's directory (``STAGE/evals/<mode>-<key>/``, :mod:`pbb.store`) and a run that would
+evaluate that model the same way copies its samples instead.
 
-The key (:func:`eval_key`) hashes everything a sample depends on besides the model: the data
-set's records (queries, targets and what the verifier reads), the mode and its generation
-settings (tokens, batch size, engine, temperature, precision, backend), the instruction format,
-the chat settings, the model's load options and the kind of device (``precision: auto`` and
-``generator: auto`` resolve by it). Left out: the curriculum's name (a copy is relabelled, so
-it is byte for byte what the run would have written) and settings that change no sample
-(``eval.modes``, ``eval.bootstrap``). The scoring code is not in the key: samples kept before a
-change to a verifier keep their old scores, as a run's own samples do.
+The key (:func:`eval_key`) hashes everything a sample depends on besides the model: the
+queries as this version of pbb renders them (prompts and targets: a changed template is a new
+key), the data set's records (what the verifier reads), the mode and its generation settings
+(tokens, batch size, engine, temperature, precision, backend), the chat settings, the model's
+load options, the kind of device (``precision: auto`` and ``generator: auto`` resolve by it)
+and the number of processes (a launcher shards the batches). Left out: the curriculum's name (a
+copy is relabelled, so it is byte for byte what the run would have written) and settings that
+change no sample (``eval.modes``, ``eval.bootstrap``). The scoring code is not in the key:
+samples kept before a change to a verifier keep their old scores, as a run's own samples do.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from pbb import dist
+from pbb.evaluation.evaluate import build_queries
 from pbb.jsonio import atomic_write_json, read_json, read_jsonl, write_jsonl
 from pbb.records import Sample, check
 from pbb.store import EVAL_RECORD, PARTIAL_GLOB, SAMPLES, shared_eval_dir
@@ -33,6 +37,8 @@ _NOT_IN_KEY = ("modes", "bootstrap", "max_new_tokens", "max_train_behaviours")
 
 def eval_key(cfg, ds, mode: str, max_train_behaviours: int | None, device: str) -> str:
     """Hash of everything an evaluation's samples depend on besides the model (module doc)."""
+    queries = build_queries(ds, mode, cfg.eval.max_test_inputs, max_train_behaviours,
+                            cfg.data.instruction_format)
     settings = {
         "mode": mode,
         "max_new_tokens": cfg.eval.max_new_tokens[mode],
@@ -42,11 +48,14 @@ def eval_key(cfg, ds, mode: str, max_train_behaviours: int | None, device: str) 
         "chat": cfg.chat.model_dump(mode="json"),
         "model_options": [cfg.model_dtype, cfg.trust_remote_code],
         "device": device,
+        "processes": dist.world(),
         "domain": ds.domain.name,
         "domain_config": ds.domain_config.model_dump(mode="json"),
         "seed": ds.seed,
     }
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for q in queries:
+        h.update(json.dumps(q, ensure_ascii=False, sort_keys=True).encode())
     for rec in ds.behaviours:
         h.update(json.dumps(rec.to_record(), ensure_ascii=False).encode())
     for rec in ds.demonstrations:
