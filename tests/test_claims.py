@@ -326,6 +326,18 @@ def test_claims_share_stages_and_train_each_once(claimed):
         assert stage_dirs("proactive_vs_control", point) == stage_dirs("stage2_alone", point)
         shared = (out / "stages").resolve()
         assert all(d.parent == shared for d in stage_dirs("stage2_alone", point))
+        # ...and its evaluation: made by the first claim, taken by the second (the fake model
+        # answers differently at every call, so equal samples mean one generation)
+        first, second = (out / claim / "runs" / point for claim in ("proactive_vs_control",
+                                                                     "stage2_alone"))
+        samples = [r / "eval/proactive/cot/samples.jsonl" for r in (first, second)]
+        assert samples[0].read_bytes() == samples[1].read_bytes()
+        kept = [(r / read_json(r / "summary.json")["evals"]["proactive/cot"]["dir"]).resolve()
+                for r in (first, second)]
+        assert kept[0] == kept[1] and kept[0].parent.parent == stage_dirs("stage2_alone",
+                                                                          point)[-1]
+        timing = [read_json(r / "summary.json")["timing"] for r in (first, second)]
+        assert "eval proactive/cot" in timing[0] and "eval proactive/cot" not in timing[1]
     assert len([t for t in trained if t.startswith("stage1-")]) == 6  # 3 seeds x 2 data settings
 
 
