@@ -162,8 +162,8 @@ def test_claims_that_share_a_setting_share_its_stages(configs):
     assert [d.split("-")[0] for d in proactive] == ["stage1", "stage2"]
     scaling_72 = [i for i, c in enumerate(_planned(configs, claims_mod.select(["scaling"])[0]))
                   if c.seed == 0 and c.data.behaviours == (72 if configs == CPU_CONFIGS else 400)]
-    for name, point in [("stage2_alone", 0), ("in_context_vs_pbb", 0), ("code_vs_nl", 0),
-                        ("curricula_vs_mixture", 0), ("scaling", scaling_72[0])]:
+    for name, point in [("stage2_alone", 0), ("in_context_vs_pbb", 0), ("in_context_trained", 0),
+                        ("code_vs_nl", 0), ("curricula_vs_mixture", 0), ("scaling", scaling_72[0])]:
         assert _stage_dirs(configs, name, point)["proactive"] == proactive, name
     assert _stage_dirs(configs, "code_vs_nl", 1)["proactive"][0] != proactive[0]  # nl: its own
     retro = _stage_dirs(configs, "retroactive_rl")

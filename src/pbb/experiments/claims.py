@@ -189,6 +189,17 @@ CLAIMS: tuple[Claim, ...] = (
                "rows taught it (52% of eval completions at seed 1, 4% at seed 2, 0% at seed 0): "
                "its first trace line is missing in 11% / 89% / 63% of them. Where it does "
                "trace, it is right in 50-71% of queries (seeds 0 and 2), above proactive CoT."),
+    Claim("in_context_trained", "In context beats PBB, with in-context execution trained",
+          "A model trained to execute code given in its prompt (stage 1's rows plus in-context "
+          "demonstrations of the train functions) executes the eval functions from their code "
+          "in its prompt better than a PBB model recalling that code from its weights.",
+          f"In-context execution (the instruction in the prompt) is an upper bound that beats "
+          f"PBB {SECONDARY}; the paper's models were instruction-tuned at 1B+ parameters.",
+          (Comparison(C("in_context_trained", "in_context"), C("proactive"),
+                      "above (the upper bound, its prompt format trained)"),),
+          note="The fair form of in_context_vs_pbb's question at this size: there no model "
+               "trained on a row with code in its prompt, and the stage-1 model often copies "
+               "the code and stops."),
     Claim("code_vs_nl", "Code beats a natural-language description",
           "Functions known only from their source code are executed better than the same "
           "functions known only from an English description that says exactly the same.",
