@@ -60,3 +60,10 @@ def test_a_changed_prompt_template_changes_the_key(ds, monkeypatch):
 ])
 def test_settings_that_change_no_sample_keep_the_key(ds, override):
     assert key(ds, **override) == key(ds)
+
+
+def test_a_cap_above_what_there_is_asks_the_same_queries_and_keeps_the_key(ds):
+    # 3 train behaviours: a cap of 3 or of 40 evaluates the same ones
+    assert len(ds.split("train")) == 3
+    assert key(ds, **{"eval.max_train_behaviours": 3}) == \
+        key(ds, **{"eval.max_train_behaviours": 40}) != key(ds, **{"eval.max_train_behaviours": 2})

@@ -11,11 +11,13 @@ evaluate that model the same way copies its samples instead.
 The key (:func:`eval_key`) hashes everything a sample depends on besides the model: the
 queries as this version of pbb renders them (prompts and targets: a changed template is a new
 key), the data set's records (what the verifier reads), the mode and its generation settings
-(tokens, batch size, engine, temperature, precision, backend), the chat settings, the model's
-load options, the kind of device (``precision: auto`` and ``generator: auto`` resolve by it)
-and the number of processes (a launcher shards the batches). Left out: the curriculum's name (a
-copy is relabelled, so it is byte for byte what the run would have written) and settings that
-change no sample (``eval.modes``, ``eval.bootstrap``). The scoring code is not in the key:
+(tokens, batch size, engine, temperature, precision, backend), the instruction format (a CoT's
+recall is scored against it), the chat settings, the model's load options, the kind of device
+(``precision: auto`` and ``generator: auto`` resolve by it) and the number of processes (a
+launcher shards the batches). Left out: the curriculum's name (a copy is relabelled, so it is
+byte for byte what the run would have written), settings that change no sample
+(``eval.modes``, ``eval.bootstrap``) and the caps the queries show (``max_train_behaviours``,
+``max_test_inputs``: a cap above what there is asks the same queries). The scoring code is not in the key:
 samples kept before a change to a verifier keep their old scores, as a run's own samples do.
 """
 
@@ -31,8 +33,10 @@ from pbb.jsonio import atomic_write_json, read_json, read_jsonl, write_jsonl
 from pbb.records import Sample, check
 from pbb.store import EVAL_RECORD, PARTIAL_GLOB, SAMPLES, shared_eval_dir
 
-#: eval settings that change no sample (a run's modes and its intervals' resamples)
-_NOT_IN_KEY = ("modes", "bootstrap", "max_new_tokens", "max_train_behaviours")
+#: eval settings left out of the key's settings: those that change no sample (a run's modes,
+#: its intervals' resamples), the other modes' token budgets, and those the queries themselves
+#: show (which behaviours and inputs are asked)
+_NOT_IN_KEY = ("modes", "bootstrap", "max_new_tokens", "max_train_behaviours", "max_test_inputs")
 
 
 def eval_key(cfg, ds, mode: str, max_train_behaviours: int | None, device: str) -> str:
@@ -42,9 +46,8 @@ def eval_key(cfg, ds, mode: str, max_train_behaviours: int | None, device: str) 
     settings = {
         "mode": mode,
         "max_new_tokens": cfg.eval.max_new_tokens[mode],
-        "max_train_behaviours": max_train_behaviours,
+        "format": cfg.data.instruction_format,  # a CoT's recall is scored against it
         "eval": {k: v for k, v in cfg.eval.model_dump(mode="json").items() if k not in _NOT_IN_KEY},
-        "format": cfg.data.instruction_format,
         "chat": cfg.chat.model_dump(mode="json"),
         "model_options": [cfg.model_dtype, cfg.trust_remote_code],
         "device": device,
