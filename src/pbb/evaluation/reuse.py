@@ -17,8 +17,9 @@ recall is scored against it), the chat settings, the model's load options, the k
 launcher shards the batches). Left out: the curriculum's name (a copy is relabelled, so it is
 byte for byte what the run would have written), settings that change no sample
 (``eval.modes``, ``eval.bootstrap``) and the caps the queries show (``max_train_behaviours``,
-``max_test_inputs``: a cap above what there is asks the same queries). The scoring code is not in the key:
-samples kept before a change to a verifier keep their old scores, as a run's own samples do.
+``max_test_inputs``: a cap above what there is asks the same queries). The scoring code is not
+in the key: samples kept before a change to a verifier keep their old scores, as a run's own
+samples do.
 """
 
 from __future__ import annotations
