@@ -114,48 +114,74 @@ def test_robustness_config_shares_stage_one_and_leaks_nothing():
     assert set(COMMON_KEYS) == set(cfg.data.options["families"])
 
 
-@pytest.fixture(scope="module")
-def indexed():
-    return data.generate("ciphers", behaviours=40, demos=12, test_inputs=2, eval_fraction=0.5,
-                         seed=5, progress=False, options={"trace": "indexed", "max_text": 8})
+@pytest.fixture(scope="module", params=["indexed", "lookup"])
+def written(request):
+    return request.param, data.generate(
+        "ciphers", behaviours=40, demos=12, test_inputs=2, eval_fraction=0.5, seed=5,
+        progress=False, options={"trace": request.param, "max_text": 8})
 
 
-def test_an_indexed_trace_gives_the_same_outputs_and_every_written_step_holds(indexed):
-    """Each step line of the indexed trace is checked against the behaviour itself: the letter's
-    position and the result's position are those of the spelled-out lists, the arithmetic and
-    the reduction hold, and the letters make the output the code computes."""
+def _lists(lines: list[str]) -> dict[str, str]:
+    """The spelled-out lists of a trace, each as the letters in position order: ``positions``
+    (``k=0 w=1 ...``) and ``letters`` (``0=k 1=w ...``), plain or of the keyword table."""
     import re
 
-    behaviours = {b.id: b for b in indexed.behaviours}
-    assert data.validate(indexed, progress=False) == []
+    lists = {}
+    for line in lines:
+        m = re.match(r"^((?:table )?(?:positions|letters)): (.*)$", line)
+        if m:
+            pairs = [p.split("=") for p in m.group(2).split(" ")]
+            if m.group(1).endswith("letters"):
+                pairs = [(c, i) for i, c in pairs]
+            assert [int(i) for _, i in pairs] == list(range(26))
+            lists[m.group(1)] = "".join(c for c, _ in pairs)
+    return lists
+
+
+def test_a_written_out_trace_gives_the_same_outputs_and_every_written_step_holds(written):
+    """Each step line of the indexed and lookup traces is checked against the behaviour itself:
+    the letter's position and the result's position are those of the spelled-out lists, the
+    arithmetic and the reduction hold, and the letters make the output the code computes. The
+    lookup trace writes the result position first (``-> 10=x``), with a list to copy it from."""
+    import re
+
+    trace, ds = written
+    behaviours = {b.id: b for b in ds.behaviours}
+    assert data.validate(ds, progress=False) == []
     checked = set()
-    for d in indexed.demonstrations:
+    for d in ds.demonstrations:
         b = behaviours[d.behaviour_id]
         assert d.output == _call(b, d.input)
         lines = d.trace.splitlines()
-        lists = {}
-        for line in lines:
-            m = re.match(r"^(positions|table positions): (.*)$", line)
-            if m:
-                pairs = [p.split("=") for p in m.group(2).split(" ")]
-                assert [int(i) for _, i in pairs] == list(range(26))
-                lists[m.group(1)] = "".join(c for c, _ in pairs)
-        assert lists["positions"] == b.meta["alphabet"]
+        lists = _lists(lines)
+        enc, family = b.meta["direction"] == "encrypt", b.meta["family"]
+        table = "table " if family == "keyword" else ""
+        if trace == "indexed":
+            assert lists["positions"] == b.meta["alphabet"]
+            source = target = lists["positions"]
+            if family == "keyword":  # alphabet -> table, or back when decrypting
+                source, target = lists["positions"], lists["table positions"]
+                if not enc:
+                    source, target = target, source
+        else:  # a positions list to read from, a letters list to copy the result from
+            source = lists["positions" if enc or not table else "table positions"]
+            target = lists["letters" if not enc or not table else "table letters"]
+            assert set(lists) == {"positions" if enc or not table else "table positions",
+                                  "letters" if not enc or not table else "table letters"}
+            assert (source if enc or not table else target) == b.meta["alphabet"]
         out = ""
         for line in lines:
             if line.startswith("step "):
                 ch, i = re.match(r"^step ([a-z])=(\d+)", line).groups()
-                res, j = re.search(r"-> ([a-z])=(\d+)$", line).groups()
+                if trace == "indexed":
+                    res, j = re.search(r"-> ([a-z])=(\d+)$", line).groups()
+                else:
+                    j, res = re.search(r"-> (\d+)=([a-z])$", line).groups()
                 for expr, value in re.findall(r"(-?\d+ [-+*] -?\d+(?: \+ \d+)?) = (-?\d+)", line):
                     assert eval(expr) == int(value), line  # noqa: S307 - digits and + - * only
-                source = target = lists["positions"]
-                if b.meta["family"] == "keyword":  # alphabet -> table, or back when decrypting
-                    source, target = lists["positions"], lists["table positions"]
-                    if b.meta["direction"] == "decrypt":
-                        source, target = target, source
                 assert source[int(i)] == ch and target[int(j)] == res, line
                 out += res
-                checked.add((b.meta["family"], b.meta["direction"]))
+                checked.add((family, b.meta["direction"]))
             elif line.endswith(": kept"):
                 out += ast.literal_eval(line[:-len(": kept")])
         assert repr(out) == d.output

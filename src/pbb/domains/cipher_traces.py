@@ -1,4 +1,4 @@
-"""The CoT traces of the ciphers domain: ``compact`` (the default) and ``indexed``.
+"""The CoT traces of the ciphers domain: ``compact`` (the default), ``indexed`` and ``lookup``.
 
 ``compact``: one line per letter, ``v: (6 - 22) % 26 = 10 -> x``.
 
@@ -18,8 +18,17 @@ This trace turns each silent step into a copy the model can make from its own co
   reduction into 0..25 as its own step, the result's entry copied back from the list:
   ``step v=6: 6 - 22 = -16, -16 + 26 = 10 -> x=10``.
 
+``lookup``: the indexed trace with both lookups made *forward* copies. Measured on the CPU
+(seed 0 of ``configs/claims/ciphers_robustness.yaml``'s stage 1, the indexed trace, 139 step
+lines): the letter's position, copied forward from ``v=6``, was right in 56% of the steps, but
+the letter at the result's position, a *backward* copy (find ``=10``, write the letter before
+it), in 24%; and since the letter came before its position (``-> x=10``), the position agreed
+with the arithmetic in only 32%. So this trace adds a second list, ``letters: 0=k 1=w 2=o ...``
+(keyword ciphers: the table's or the alphabet's, whichever the step reads from), and ends a step
+with the position first, then the letter copied after ``10=``: ``... = 10 -> 10=x``.
+
 Every line is computed from the behaviour's parameters, never from the instruction text; the
-output equals the compact trace's (``tests/test_ciphers.py`` checks both on random calls).
+output equals the compact trace's (``tests/test_ciphers.py`` checks all three on random calls).
 """
 
 from __future__ import annotations
@@ -176,6 +185,50 @@ def vigenere(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
     return [*compact_vigenere(alphabet, enc, text, key)[0], positions("positions", alphabet)], step
 
 
+# --- lookup: the indexed trace with both lookups forward copies ---------------------------------
+
+def letters(label: str, alphabet: str) -> str:
+    """``label: 0=k 1=w ...``: each position with its letter, in order (the forward copy of a
+    letter from its position)."""
+    return f"{label}: " + " ".join(f"{i}={c}" for i, c in enumerate(alphabet))
+
+
+def _forward(indexed: Callable[..., Trace], alphabet: str, enc: bool, text: str,
+             key: tuple) -> Trace:
+    """The indexed family's trace with a ``letters`` list after its positions, and each step's
+    result written position first (``-> 10=x`` where indexed writes ``-> x=10``)."""
+    lines, step = indexed(alphabet, enc, text, key)
+
+    def forward(ch: str, n: int) -> tuple[str, str]:
+        out, line = step(ch, n)
+        head, result = line.rsplit(" -> ", 1)
+        c, j = result.split("=")
+        return out, f"{head} -> {j}={c}"
+
+    return [*lines, letters("letters", alphabet)], forward
+
+
+def lookup_keyword(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
+    (word,) = key
+    table = keyword_table(word, alphabet)
+    source, target = (alphabet, table) if enc else (table, alphabet)
+
+    def step(ch: str, n: int) -> tuple[str, str]:
+        i = source.index(ch)
+        return target[i], f"step {ch}={i} -> {i}={target[i]}"
+
+    lines = [*compact_keyword(alphabet, enc, text, key)[0],
+             positions("positions" if enc else "table positions", source),
+             letters("table letters" if enc else "letters", target)]
+    return lines, step
+
+
+def _lookup(indexed: Callable[..., Trace]) -> Callable[..., Trace]:
+    return lambda alphabet, enc, text, key: _forward(indexed, alphabet, enc, text, key)
+
+
 TRACES = {"compact": {"shift": compact_shift, "affine": compact_affine, "keyword": compact_keyword,
                       "vigenere": compact_vigenere},
-          "indexed": {"shift": shift, "affine": affine, "keyword": keyword, "vigenere": vigenere}}
+          "indexed": {"shift": shift, "affine": affine, "keyword": keyword, "vigenere": vigenere},
+          "lookup": {"shift": _lookup(shift), "affine": _lookup(affine), "keyword": lookup_keyword,
+                     "vigenere": _lookup(vigenere)}}

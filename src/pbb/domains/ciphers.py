@@ -53,10 +53,11 @@ class CiphersConfig(BaseModel):
     key_skew: float = Field(0.0, ge=0, le=1, description="share of demonstrations on a common "
                             "key (test inputs are always uniform)")
     common_keys: int = Field(1, ge=1, le=2, description="how many common keys per family")
-    trace: Literal["compact", "indexed"] = Field(
+    trace: Literal["compact", "indexed", "lookup"] = Field(
         "compact", description="CoT trace: compact (one line per letter, lookups and the "
-        "reduction done silently) or indexed (the alphabet spelled out with positions, each "
-        "lookup and reduction written: pbb.domains.cipher_traces)")
+        "reduction done silently), indexed (the alphabet spelled out with positions, each "
+        "lookup and reduction written) or lookup (indexed, with a positions-to-letters list so "
+        "that both lookups are forward copies): pbb.domains.cipher_traces")
 
     @model_validator(mode="after")
     def _ranges(self) -> CiphersConfig:
@@ -96,8 +97,8 @@ def render(name: str, family: str, direction: str, alphabet: str) -> str:
 def run(meta: dict, text: str, key: tuple) -> tuple[str, list[str]]:
     """(output, trace lines) of one call, computed from the behaviour's parameters: the key's
     lines, one line per character (a letter of the alphabet through the family's step, any other
-    character kept) and the result. ``meta["trace"] == "indexed"`` picks the traces of
-    :mod:`pbb.domains.cipher_traces` (each lookup written out)."""
+    character kept) and the result. ``meta["trace"]`` (``indexed``, ``lookup``) picks the traces of
+    :mod:`pbb.domains.cipher_traces` that write each lookup out."""
     alphabet = meta["alphabet"]
     cipher = TRACES[meta.get("trace", "compact")][meta["family"]]
     lines, step = cipher(alphabet, meta["direction"] == "encrypt", text, key)
