@@ -1,0 +1,142 @@
+"""Which step of a cipher execution fails: each written step of a completion checked on its own.
+
+Why. :mod:`pbb.evaluation.steps` classes a completion by its *first* wrong line, but a cipher
+trace (``trace: indexed`` or ``lookup``, :mod:`pbb.domains.cipher_traces`) repeats one step per
+letter, and each step is a chain of small operations. To change a recipe we need how often each
+operation is right *given what the model wrote before it*, over all step lines:
+
+* ``input``: the step's letter is the query's next letter;
+* ``position``: the position written for it is its position in the list it is read from;
+* ``arithmetic``: the value the arithmetic ends on is the family's formula of that position
+  (shift, affine, Vigenère; a keyword step has none);
+* ``result``: the result's position is that value (a keyword step: the letter's position);
+* ``letter``: the letter written for the result is the one at that position of the list it is
+  copied from;
+* ``step``: the letter is the cipher's true output for that letter of the query.
+
+Beside them, per completion: the share whose spelled-out lists (``positions``, ``letters``...)
+equal the gold trace's, and the share correct. Every check uses the behaviour's parameters
+(alphabet, family, direction) and the query's key, never the instruction text.
+``python -m pbb.evaluation.cipher_steps RUN [RUN ...] [--split train|eval]`` prints one line per
+curriculum and mode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+from pathlib import Path
+
+from pbb import data as data_mod
+from pbb.domains.base import Behaviour
+from pbb.domains.cipher_traces import keyword_table
+from pbb.domains.ciphers import CiphersDomain, run
+from pbb.jsonio import read_jsonl
+from pbb.store import EVAL, RunStore
+
+CHECKS = ("input", "position", "arithmetic", "result", "letter", "step")
+
+_STEP = re.compile(r"^step (?P<ch>[a-z])=(?P<i>\d+)(?:: (?P<arith>.*?))? -> "
+                   r"(?:(?P<c1>[a-z])=(?P<j1>\d+)|(?P<j2>\d+)=(?P<c2>[a-z]))$")
+_LIST = re.compile(r"^(?:table )?(?:positions|letters): ")
+
+
+def _lists(b: Behaviour, enc: bool, key: tuple) -> tuple[str, str]:
+    """(the list a step reads its letter's position from, the list it copies the result from)."""
+    alphabet = b.meta["alphabet"]
+    if b.meta["family"] != "keyword":
+        return alphabet, alphabet
+    table = keyword_table(key[0], alphabet)
+    return (alphabet, table) if enc else (table, alphabet)
+
+
+def _formula(b: Behaviour, enc: bool, key: tuple, i: int, n: int) -> int | None:
+    """The result position of a letter at position ``i`` (the ``n``-th letter enciphered)."""
+    family, alphabet = b.meta["family"], b.meta["alphabet"]
+    if family == "keyword":
+        return None
+    if family == "affine":
+        a, c = key
+        return (a * i + c) % 26 if enc else (pow(a, -1, 26) * (i - c)) % 26
+    shift = key[0] if family == "shift" else alphabet.index(key[0][n % len(key[0])])
+    return (i + shift) % 26 if enc else (i - shift) % 26
+
+
+def check(b: Behaviour, query: str, completion: str) -> collections.Counter:
+    """Counts of step lines (``steps``) and of each :data:`CHECKS` right in one completion."""
+    text, key = CiphersDomain().parse(b, query)
+    enc = b.meta["direction"] == "encrypt"
+    source, target = _lists(b, enc, key)
+    out, _ = run(b.meta, text, key)
+    letters_in = [ch for ch in text if ch in b.meta["alphabet"]]
+    letters_out = [o for ch, o in zip(text, out) if ch in b.meta["alphabet"]]
+    counts: collections.Counter = collections.Counter()
+    n = 0
+    for line in completion.splitlines():
+        m = _STEP.match(line.strip())
+        if not m:
+            continue
+        ch, i = m["ch"], int(m["i"])
+        c, j = (m["c1"], int(m["j1"])) if m["c1"] else (m["c2"], int(m["j2"]))
+        counts["steps"] += 1
+        counts["input"] += n < len(letters_in) and ch == letters_in[n]
+        counts["position"] += i < 26 and source[i] == ch
+        want = _formula(b, enc, key, i, n)
+        values = re.findall(r"= (-?\d+)", m["arith"] or "")
+        if want is None:
+            counts["result"] += j == i
+        else:
+            counts["arithmetic"] += bool(values) and int(values[-1]) == want
+            counts["result"] += bool(values) and j == int(values[-1])
+            counts["arithmetic steps"] += 1
+        counts["letter"] += j < 26 and target[j] == c
+        counts["step"] += n < len(letters_out) and c == letters_out[n]
+        n += 1
+    return counts
+
+
+def summarise(run_dir: Path, curriculum: str, mode: str, split: str = "train",
+              dataset: data_mod.DataSet | None = None) -> dict:
+    """Each check's share of the step lines (arithmetic: of those with arithmetic), the share of
+    completions whose spelled-out lists equal the gold trace's, and the share correct, over one
+    mode's samples of ``split``."""
+    store = RunStore(Path(run_dir))
+    ds = dataset if dataset is not None else data_mod.load(store.data)
+    behaviours = {b.id: b for b in ds.behaviours}
+    gold = {(d.behaviour_id, d.input): d.trace for d in ds.demonstrations}
+    total: collections.Counter = collections.Counter()
+    n = lists = correct = 0
+    for s in read_jsonl(store.samples(curriculum, mode), ("behaviour_id", "split", "input",
+                                                         "completion", "score")):
+        if s["split"] != split:
+            continue
+        n += 1
+        correct += s["score"]
+        total += check(behaviours[s["behaviour_id"]], s["input"], s["completion"])
+        want = [x for x in gold[(s["behaviour_id"], s["input"])].splitlines() if _LIST.match(x)]
+        got = [x.strip() for x in s["completion"].splitlines() if _LIST.match(x.strip())]
+        lists += bool(want) and got[:len(want)] == want
+    steps = total["steps"]
+    shares = {k: round(total[k] / (total["arithmetic steps"] if k == "arithmetic" else steps), 3)
+              for k in CHECKS if (total["arithmetic steps"] if k == "arithmetic" else steps)}
+    return {"completions": n, "correct": round(correct / n, 3) if n else 0.0,
+            "lists exact": round(lists / n, 3) if n else 0.0, "step lines": steps, **shares}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m pbb.evaluation.cipher_steps",
+                                 description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", type=Path, help="run directories (a ciphers data set)")
+    ap.add_argument("--split", default="train", choices=("eval", "train"))
+    args = ap.parse_args(argv)
+    for run_dir in args.runs:
+        ds = data_mod.load(RunStore(run_dir).data)
+        for cur in sorted(p for p in (run_dir / EVAL).iterdir() if p.is_dir()):
+            for mode in sorted(p.name for p in cur.iterdir() if p.is_dir()):
+                print(run_dir.name, cur.name, mode, summarise(run_dir, cur.name, mode, args.split,
+                                                              ds))
+
+
+if __name__ == "__main__":
+    main()
