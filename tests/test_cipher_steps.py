@@ -5,7 +5,7 @@ import re
 import pytest
 
 from pbb import data
-from pbb.evaluation.cipher_steps import CHECKS, check
+from pbb.evaluation.cipher_steps import _ARITHMETIC, CHECKS, check
 
 
 @pytest.fixture(scope="module", params=["indexed", "lookup"])
@@ -26,7 +26,7 @@ def test_a_gold_trace_passes_every_check(ds):
         text = d.input.split("('", 1)[1].split("'")[0]
         assert c["steps"] == sum(ch in b.meta["alphabet"] for ch in text)
         for k in CHECKS:
-            want = c["arithmetic steps"] if k == "arithmetic" else c["steps"]
+            want = c["arithmetic steps"] if k in _ARITHMETIC else c["steps"]
             assert c[k] == want, (k, d.trace)
 
 
@@ -35,8 +35,9 @@ def _first_step(trace: str) -> str:
 
 
 def test_a_wrong_sum_fails_the_arithmetic_and_what_follows_from_it_only(ds):
-    """The arithmetic's last value changed by one: the arithmetic and the result position are
-    wrong, the letter's position and the copy of the written result still count as right."""
+    """The arithmetic's last value changed by one: the arithmetic, its evaluation and the result
+    position are wrong; the operands, the letter's position and the copy of the written result
+    still count as right."""
     behaviours = _by_id(ds)
     d = next(d for d in ds.demonstrations
              if behaviours[d.behaviour_id].meta["family"] in ("shift", "vigenere"))
@@ -44,8 +45,28 @@ def test_a_wrong_sum_fails_the_arithmetic_and_what_follows_from_it_only(ds):
     value = re.findall(r"= (-?\d+)", line)[-1]
     bad = re.sub(rf"= {value}( ->)", lambda m: f"= {(int(value) + 1) % 26}{m.group(1)}", line)
     c = check(b, d.input, d.trace.replace(line, bad, 1))
-    assert (c["steps"] - c["arithmetic"], c["steps"] - c["result"]) == (1, 1)
+    arithmetic = c["arithmetic steps"]
+    assert (arithmetic - c["arithmetic"], arithmetic - c["evaluation"]) == (1, 1)
+    assert c["steps"] - c["result"] == 1
     assert c["position"] == c["letter"] == c["input"] == c["steps"]
+    assert c["operands"] == arithmetic
+
+
+def test_a_wrong_key_fails_the_operands_and_a_reduction_by_other_than_26_fails_the_reduction(ds):
+    behaviours = _by_id(ds)
+    d = next(d for d in ds.demonstrations if behaviours[d.behaviour_id].meta["family"] == "shift"
+             and ", " in _first_step(d.trace))  # a step with a reduction
+    b, line = behaviours[d.behaviour_id], _first_step(d.trace)
+    sign, k = re.search(r": \d+ ([-+]) (\d+) = ", line).groups()
+    wrong_key = line.replace(f" {sign} {k} = ", f" {sign} {int(k) + 1} = ", 1)
+    c = check(b, d.input, d.trace.replace(line, wrong_key, 1))
+    assert c["arithmetic steps"] - c["operands"] == 1
+    wrong_reduction = re.sub(r", (-?\d+) ([-+]) (\d+) = (\d+)",
+                             lambda m: f", {m[1]} {m[2]} {int(m[3]) + 1} = "
+                                       f"{eval(f'{m[1]} {m[2]} {int(m[3]) + 1}')}", line)  # noqa: S307
+    c = check(b, d.input, d.trace.replace(line, wrong_reduction, 1))
+    assert c["arithmetic steps"] - c["reduction"] == 1
+    assert c["evaluation"] == c["arithmetic steps"]
 
 
 def test_a_letter_copied_from_the_wrong_entry_fails_the_letter_and_the_step(ds):

@@ -8,7 +8,10 @@ operation is right *given what the model wrote before it*, over all step lines:
 * ``input``: the step's letter is the query's next letter;
 * ``position``: the position written for it is its position in the list it is read from;
 * ``arithmetic``: the value the arithmetic ends on is the family's formula of that position
-  (shift, affine, Vigenère; a keyword step has none);
+  (shift, affine, Vigenère; a keyword step has none); it breaks into ``operands`` (the first
+  expression is the right one for that position: the key copied, the right operation),
+  ``evaluation`` (every written equation holds as written) and ``reduction`` (each step back into
+  0..25 adds or subtracts a multiple of 26, and the value ends there);
 * ``result``: the result's position is that value (a keyword step: the letter's position);
 * ``letter``: the letter written for the result is the one at that position of the list it is
   copied from;
@@ -35,11 +38,14 @@ from pbb.domains.ciphers import CiphersDomain, run
 from pbb.jsonio import read_jsonl
 from pbb.store import EVAL, RunStore
 
-CHECKS = ("input", "position", "arithmetic", "result", "letter", "step")
+CHECKS = ("input", "position", "arithmetic", "operands", "evaluation", "reduction", "result",
+          "letter", "step")
+_ARITHMETIC = {"arithmetic", "operands", "evaluation", "reduction"}  # shares of arithmetic steps
 
 _STEP = re.compile(r"^step (?P<ch>[a-z])=(?P<i>\d+)(?:: (?P<arith>.*?))? -> "
                    r"(?:(?P<c1>[a-z])=(?P<j1>\d+)|(?P<j2>\d+)=(?P<c2>[a-z]))$")
 _LIST = re.compile(r"^(?:table )?(?:positions|letters): ")
+_EQUATION = re.compile(r"(-?\d+(?: [-+*] -?\d+)+) = (-?\d+)")
 
 
 def _lists(b: Behaviour, enc: bool, key: tuple) -> tuple[str, str]:
@@ -61,6 +67,35 @@ def _formula(b: Behaviour, enc: bool, key: tuple, i: int, n: int) -> int | None:
         return (a * i + c) % 26 if enc else (pow(a, -1, 26) * (i - c)) % 26
     shift = key[0] if family == "shift" else alphabet.index(key[0][n % len(key[0])])
     return (i + shift) % 26 if enc else (i - shift) % 26
+
+
+def _operands(b: Behaviour, enc: bool, key: tuple, i: int, n: int) -> str:
+    """The start of a right arithmetic for a letter at position ``i``: the first expression."""
+    family, sign = b.meta["family"], "+" if enc else "-"
+    if family == "shift":
+        return f"{i} {sign} {key[0]} = "
+    if family == "vigenere":
+        kc = key[0][n % len(key[0])]
+        s = b.meta["alphabet"].index(kc)
+        return f"key {kc}={s}, {i} {sign} {s} = "
+    a, c = key
+    return f"{a} * {i} + {c} = " if enc else f"{i} - {c} = "
+
+
+def _arithmetic(arith: str) -> tuple[bool, bool]:
+    """(every equation holds as written, every reduction is by a multiple of 26 and the last
+    value is in 0..25). A reduction: an equation whose left operand is the value before it."""
+    equations = _EQUATION.findall(arith)
+    holds = bool(equations) and all(
+        re.fullmatch(r"[-+* \d]+", e) and eval(e) == int(v)  # noqa: S307 - digits, + - * only
+        for e, v in equations)
+    reduced, before = True, None
+    for expr, value in equations:
+        m = re.fullmatch(r"(-?\d+) ([-+]) (\d+)", expr)
+        if m and before is not None and int(m[1]) == before:
+            reduced &= int(m[3]) % 26 == 0
+        before = int(value)
+    return holds, reduced and before is not None and 0 <= before < 26
 
 
 def check(b: Behaviour, query: str, completion: str) -> collections.Counter:
@@ -87,7 +122,11 @@ def check(b: Behaviour, query: str, completion: str) -> collections.Counter:
         if want is None:
             counts["result"] += j == i
         else:
+            holds, reduced = _arithmetic(m["arith"] or "")
             counts["arithmetic"] += bool(values) and int(values[-1]) == want
+            counts["operands"] += (m["arith"] or "").startswith(_operands(b, enc, key, i, n))
+            counts["evaluation"] += holds
+            counts["reduction"] += reduced
             counts["result"] += bool(values) and j == int(values[-1])
             counts["arithmetic steps"] += 1
         counts["letter"] += j < 26 and target[j] == c
@@ -118,8 +157,8 @@ def summarise(run_dir: Path, curriculum: str, mode: str, split: str = "train",
         got = [x.strip() for x in s["completion"].splitlines() if _LIST.match(x.strip())]
         lists += bool(want) and got[:len(want)] == want
     steps = total["steps"]
-    shares = {k: round(total[k] / (total["arithmetic steps"] if k == "arithmetic" else steps), 3)
-              for k in CHECKS if (total["arithmetic steps"] if k == "arithmetic" else steps)}
+    shares = {k: round(total[k] / (total["arithmetic steps"] if k in _ARITHMETIC else steps), 3)
+              for k in CHECKS if (total["arithmetic steps"] if k in _ARITHMETIC else steps)}
     return {"completions": n, "correct": round(correct / n, 3) if n else 0.0,
             "lists exact": round(lists / n, 3) if n else 0.0, "step lines": steps, **shares}
 
