@@ -27,7 +27,6 @@ from pbb.experiments import rates as rates_mod
 from pbb.experiments.run import check_before_work, open_data, shared_evaluation
 from pbb.rows import curricula as curricula_mod
 from pbb.store import (
-    MODEL,
     RunStore,
     SweepStore,
     checkpoint_step,
@@ -236,7 +235,7 @@ def _evals(cfg: RunConfig, ds, store: RunStore, curriculum: str, final: Path | N
         for q in build_queries(ds, mode, cfg.eval.max_test_inputs, max_train,
                                cfg.data.instruction_format):
             queries[q["split"]] = queries.get(q["split"], 0) + 1
-        kept = shared_evaluation(cfg, ds, final / MODEL, mode, max_train) \
+        kept = shared_evaluation(cfg, ds, final, mode, max_train) \
             if final is not None else None
         status = "done" if store.samples(curriculum, mode).is_file() else \
             "reused" if kept is not None and reuse.is_kept(kept) else "pending"

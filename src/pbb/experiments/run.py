@@ -361,7 +361,7 @@ def kept_evaluations(cfg: RunConfig, ds, store: RunStore, plan: dict[str, list[d
         if not entries:
             continue
         for mode in cfg.eval.modes:
-            where = shared_evaluation(cfg, ds, store.root / entries[-1]["dir"] / MODEL, mode,
+            where = shared_evaluation(cfg, ds, store.root / entries[-1]["dir"], mode,
                                       cfg.eval.max_train_behaviours)
             if where is not None and reuse.is_kept(where):
                 out[f"{name}/{mode}"] = {"dir": os.path.relpath(where, store.root),
@@ -431,9 +431,8 @@ def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, bas
         console.print(f"[dim]{name}: evaluation done earlier[/]")
         return
     max_train = cfg.eval.max_train_behaviours if trained else 0
-    kept = {m: shared_evaluation(cfg, ds, model_dir, m, max_train) for m in pending} \
-        if trained else {}
-    kept = {m: where for m, where in kept.items() if where is not None}
+    kept = {m: where for m in pending if trained and (where := shared_evaluation(
+        cfg, ds, Path(model_dir).parent, m, max_train)) is not None}  # model_dir: STAGE/model
     for mode, where in kept.items():
         if dist.broadcast(reuse.is_kept(where) if dist.is_main() else None):
             if dist.is_main():
@@ -467,13 +466,13 @@ def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, bas
             console.print(f"  eval {name}/{mode}: {len(samples)} queries, mean score {acc:.3f}")
 
 
-def shared_evaluation(cfg: RunConfig, ds, model_dir, mode: str,
+def shared_evaluation(cfg: RunConfig, ds, stage_dir: Path, mode: str,
                       max_train_behaviours: int | None) -> Path | None:
-    """Where an evaluation of a stage's model ``STAGE/model`` in ``mode`` is kept for other
-    runs (None for a served model: no stage of this machine's)."""
+    """Where an evaluation of the model of ``stage_dir`` in ``mode`` is kept for other runs
+    (None for a served model: no stage of this machine's)."""
     if cfg.eval.backend == "openai":
         return None
-    return reuse.kept(Path(model_dir).parent, cfg, ds, mode, max_train_behaviours,
+    return reuse.kept(stage_dir, cfg, ds, mode, max_train_behaviours,
                       dist.device().split(":")[0])
 
 
