@@ -65,6 +65,22 @@ def test_demonstration_keys_are_skewed_and_test_keys_uniform(cset):
         assert not demo_inputs & test_inputs
 
 
+def test_train_key_skew_skews_only_the_eval_ciphers_demonstrations(cset):
+    """train_key_skew 0: train ciphers' demonstrations draw uniform keys, eval ciphers' keep the
+    skew; the ciphers themselves are those drawn without the option."""
+    uniform = data.generate("ciphers", behaviours=80, demos=10, test_inputs=4, eval_fraction=0.5,
+                            seed=4, progress=False, options={"key_skew": 0.8, "train_key_skew": 0.0})
+    behaviours = {b.id: b for b in uniform.behaviours}
+    share = {}
+    for split in ("train", "eval"):
+        demos = [d for d in uniform.demonstrations
+                 if d.use == "train" and behaviours[d.behaviour_id].split == split]
+        share[split] = sum(CiphersDomain.is_common_key(behaviours[d.behaviour_id], d.input)
+                           for d in demos) / len(demos)
+    assert share["train"] < 0.1 and 0.72 < share["eval"] < 0.88, share
+    assert [b.instruction for b in uniform.behaviours] == [b.instruction for b in cset.behaviours]
+
+
 def test_same_seed_same_data_and_distinct_behaviours(cset):
     again = data.generate("ciphers", behaviours=80, demos=10, test_inputs=4, eval_fraction=0.5,
                           seed=4, progress=False, options={"key_skew": 0.8})

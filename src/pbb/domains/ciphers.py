@@ -53,6 +53,10 @@ class CiphersConfig(BaseModel):
     key_skew: float = Field(0.0, ge=0, le=1, description="share of demonstrations on a common "
                             "key (test inputs are always uniform)")
     common_keys: int = Field(1, ge=1, le=2, description="how many common keys per family")
+    train_key_skew: float | None = Field(
+        None, ge=0, le=1, description="key_skew for the demonstrations of *train* ciphers "
+        "(default: key_skew). The skew is what the robustness claim tests on eval ciphers; "
+        "train ciphers teach execution, and skewed ones taught a key instead (docs/domains.md)")
     trace: Literal["compact", "indexed", "lookup"] = Field(
         "compact", description="CoT trace: compact (one line per letter, lookups and the "
         "reduction done silently), indexed (the alphabet spelled out with positions, each "
@@ -176,8 +180,11 @@ class CiphersDomain(CallQueries):
                     seen.add(q)
                     return q
 
+        skew = cfg.key_skew
+        if behaviour.split == "train" and cfg.train_key_skew is not None:
+            skew = cfg.train_key_skew
         tests = [draw(0.0) for _ in range(test_inputs)]
-        return [draw(cfg.key_skew) for _ in range(demos)], tests
+        return [draw(skew) for _ in range(demos)], tests
 
     def parse(self, behaviour: Behaviour, query: str) -> tuple[str, tuple]:
         args = self.parse_call(query, behaviour.name)
