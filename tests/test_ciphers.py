@@ -185,6 +185,10 @@ def test_a_written_out_trace_gives_the_same_outputs_and_every_written_step_holds
             assert set(lists) == {"positions" if enc or not table else "table positions",
                                   "letters" if not enc or not table else "table letters"}
             assert (source if enc or not table else target) == b.meta["alphabet"]
+            text = ast.literal_eval(lines[0].split(" = ", 1)[1].rsplit(", ", 1 + (family == "affine"))[0])
+            spelled = next(x for x in lines if x.startswith("spelled: "))[len("spelled: "):]
+            assert "".join(c if len(c) == 1 else ast.literal_eval(c)
+                           for c in re.findall(r"'.'|\S", spelled)) == text
         out = ""
         for line in lines:
             if line.startswith("step "):

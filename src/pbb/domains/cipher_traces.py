@@ -25,7 +25,9 @@ the letter at the result's position, a *backward* copy (find ``=10``, write the 
 it), in 24%; and since the letter came before its position (``-> x=10``), the position agreed
 with the arithmetic in only 32%. So this trace adds a second list, ``letters: 0=k 1=w 2=o ...``
 (keyword ciphers: the table's or the alphabet's, whichever the step reads from), and ends a step
-with the position first, then the letter copied after ``10=``: ``... = 10 -> 10=x``.
+with the position first, then the letter copied after ``10=``: ``... = 10 -> 10=x``. It also
+spells the text (``spelled: z x p u``): a step's letter was the query's next one in only 51% of
+the steps, and the query's text is in BPE pieces (``'zxpu'`` is ``z``, ``x``, ``pu``).
 
 Every line is computed from the behaviour's parameters, never from the instruction text; the
 output equals the compact trace's (``tests/test_ciphers.py`` checks all three on random calls).
@@ -193,11 +195,20 @@ def letters(label: str, alphabet: str) -> str:
     return f"{label}: " + " ".join(f"{i}={c}" for i, c in enumerate(alphabet))
 
 
+def spelled(text: str, alphabet: str) -> str:
+    """``spelled: z x p u``: the text one character a token (a character outside the alphabet
+    as its literal, ``' '``), since the query's text is in BPE pieces (``'zxpu'`` is ``z x pu``)
+    and a step must start from one letter."""
+    return "spelled: " + " ".join(c if c in alphabet else repr(c) for c in text)
+
+
 def _forward(indexed: Callable[..., Trace], alphabet: str, enc: bool, text: str,
              key: tuple) -> Trace:
-    """The indexed family's trace with a ``letters`` list after its positions, and each step's
-    result written position first (``-> 10=x`` where indexed writes ``-> x=10``)."""
+    """The indexed family's trace with the text spelled and a ``letters`` list after its
+    positions, and each step's result written position first (``-> 10=x`` where indexed writes
+    ``-> x=10``)."""
     lines, step = indexed(alphabet, enc, text, key)
+    lines = [*lines[:-1], spelled(text, alphabet), lines[-1]]  # before the positions list
 
     def forward(ch: str, n: int) -> tuple[str, str]:
         out, line = step(ch, n)
@@ -217,7 +228,7 @@ def lookup_keyword(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
         i = source.index(ch)
         return target[i], f"step {ch}={i} -> {i}={target[i]}"
 
-    lines = [*compact_keyword(alphabet, enc, text, key)[0],
+    lines = [*compact_keyword(alphabet, enc, text, key)[0], spelled(text, alphabet),
              positions("positions" if enc else "table positions", source),
              letters("table letters" if enc else "letters", target)]
     return lines, step
