@@ -202,36 +202,35 @@ def spelled(text: str, alphabet: str) -> str:
     return "spelled: " + " ".join(c if c in alphabet else repr(c) for c in text)
 
 
-def _forward(indexed: Callable[..., Trace], alphabet: str, enc: bool, text: str,
-             key: tuple) -> Trace:
-    """The indexed family's trace with the text spelled and a ``letters`` list after its
-    positions, and each step's result written position first (``-> 10=x`` where indexed writes
-    ``-> x=10``)."""
-    lines, step = indexed(alphabet, enc, text, key)
-    lines = [*lines[:-1], spelled(text, alphabet), lines[-1]]  # before the positions list
-
+def _flip(step: Callable[[str, int], tuple[str, str]]) -> Callable[[str, int], tuple[str, str]]:
+    """An indexed step with its result written position first: ``-> 10=x``, not ``-> x=10``."""
     def forward(ch: str, n: int) -> tuple[str, str]:
         out, line = step(ch, n)
         head, result = line.rsplit(" -> ", 1)
         c, j = result.split("=")
         return out, f"{head} -> {j}={c}"
 
-    return [*lines, letters("letters", alphabet)], forward
+    return forward
+
+
+def _forward(indexed: Callable[..., Trace], alphabet: str, enc: bool, text: str,
+             key: tuple) -> Trace:
+    """The indexed family's trace with the text spelled and a ``letters`` list after its
+    positions, and each step's result written position first."""
+    lines, step = indexed(alphabet, enc, text, key)
+    lines = [*lines[:-1], spelled(text, alphabet), lines[-1]]  # before the positions list
+    return [*lines, letters("letters", alphabet)], _flip(step)
 
 
 def lookup_keyword(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
-    (word,) = key
-    table = keyword_table(word, alphabet)
+    """The positions of the list a step reads from (the alphabet, or the table when
+    decrypting) and the letters of the one it copies from."""
+    table = keyword_table(key[0], alphabet)
     source, target = (alphabet, table) if enc else (table, alphabet)
-
-    def step(ch: str, n: int) -> tuple[str, str]:
-        i = source.index(ch)
-        return target[i], f"step {ch}={i} -> {i}={target[i]}"
-
     lines = [*compact_keyword(alphabet, enc, text, key)[0], spelled(text, alphabet),
              positions("positions" if enc else "table positions", source),
              letters("table letters" if enc else "letters", target)]
-    return lines, step
+    return lines, _flip(keyword(alphabet, enc, text, key)[1])
 
 
 def _lookup(indexed: Callable[..., Trace]) -> Callable[..., Trace]:
