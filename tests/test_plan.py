@@ -152,6 +152,10 @@ def test_rates_are_recorded_for_fresh_work_only(rates_file):
     assert rates.read_rates(key) == {rates.SFT: 100.0, rates.EVAL: {"cot": 3.0, "recall": 4.0},
                                      rates.RL: 4.0}
     assert rates.read_rates("another model on cpu") == {}
+    other = rates.machine_key("another")  # a stopping rule's recall checks give a recall rate
+    rates.record_stage(other, {"steps": 4, "tokens": 1000, "seconds": 12.0,
+                               "time_split": {"recall": 2.0}, "recall": [{"n": 6}, {"n": 6}]})
+    assert rates.read_rates(other) == {rates.SFT: 100.0, rates.EVAL: {"recall": 6.0}}
     rates_file.write_text("{not json")
     assert rates.read_rates(key) == {}  # a broken file is no rate, not an error
 

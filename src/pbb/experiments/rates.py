@@ -80,16 +80,26 @@ def _record(key: str, update: dict) -> None:
 
 def record_stage(key: str, info: dict) -> None:
     """A finished stage's rate, from its ``done.json``: SFT tokens a second (the recall checks'
-    time left out: the plan counts those as recall completions), or RL seconds a step."""
+    time left out: the plan counts those as recall completions), or RL seconds a step; and the
+    recall completions a second of its recall checks. Why the last: a stopping rule's stage
+    plans its checks at the recall rate, and a machine that never ran a ``recall`` evaluation
+    mode would otherwise plan every such stage with no rate at all."""
     if info.get("resumed") or not info.get("steps"):
         return
     seconds = info.get("seconds") or 0.0
     if info.get("algorithm") == "grpo":
         _record(key, {RL: round(seconds / info["steps"], 4)})
         return
-    seconds -= (info.get("time_split") or {}).get("recall", 0.0)
+    recall_seconds = (info.get("time_split") or {}).get("recall", 0.0)
+    seconds -= recall_seconds
+    update: dict = {}
     if info.get("tokens") and seconds > 0:
-        _record(key, {SFT: round(info["tokens"] / seconds, 2)})
+        update[SFT] = round(info["tokens"] / seconds, 2)
+    checked = sum(r.get("n", 0) for r in info.get("recall") or [])
+    if checked and recall_seconds > 0:
+        update[EVAL] = {"recall": round(checked / recall_seconds, 4)}
+    if update:
+        _record(key, update)
 
 
 def record_eval(key: str, mode: str, completions: int, seconds: float) -> None:
