@@ -207,3 +207,32 @@ def test_the_rates_file_is_pbb_rates_where_set(tmp_path, monkeypatch):
     monkeypatch.delenv("PBB_RATES")
     monkeypatch.setenv("PBB_CACHE", str(tmp_path / "cache"))
     assert rates.rates_path() == tmp_path / "cache" / rates.RATES
+
+
+def test_pbb_claims_plan_counts_a_stage_two_claims_share_once_and_writes_nothing(
+        tmp_path, rates_file, monkeypatch):
+    """stage2_alone shares proactive_vs_control's proactive stages: planned after it, those
+    stages are 'the same stage as' its points and leave its work; planned alone, they are its
+    own. `pbb claims --plan` prints one line a claim and writes nothing."""
+    from pbb.experiments import claims as claims_mod
+    from pbb.experiments.plan import plan_points
+    from tests.conftest import run_cli
+
+    write_rates(rates_file, **{rates.SFT: 100.0, rates.EVAL: {"recall": 2.0, "cot": 4.0}})
+    out, tiny = tmp_path / "claims", {"sweep.grid.seed": [0], "train.max_steps": 1}
+    first, second = (claims_mod.config_path(claims_mod.CPU[0], c) for c in
+                     claims_mod.select(["proactive_vs_control", "stage2_alone"]))
+    trained, evaluated = {}, {}
+    plan_points(first, out / "a", tiny, True, out / "stages", trained, evaluated)
+    after = plan_points(second, out / "b", tiny, True, out / "stages", trained, evaluated)
+    alone = plan_points(second, out / "b", tiny, True, out / "stages")
+    assert after.work < alone.work and after.seconds < alone.seconds
+    assert "the same stage as 000_seed-0: proactive/stage1, trained once" in after.texts[0]
+    monkeypatch.setenv("PBB_RATES", str(rates_file))  # the fresh process reads these rates
+    r = run_cli("claims", "--plan", "--smoke", "--only", "proactive_vs_control", "--only",
+                "stage2_alone", "--set", "sweep.grid.seed=[0]", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    lines = [x for x in r.stdout.splitlines() if "points, expected time" in x]
+    assert [x.split(":")[0] for x in lines] == ["proactive_vs_control", "stage2_alone"]
+    assert f"all 2 claim(s) into {out}: expected time ~" in " ".join(r.stdout.split())
+    assert not out.exists()

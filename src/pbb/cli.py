@@ -369,6 +369,9 @@ def claims_cmd(
         "--smoke", help="every point shrunk to a tiny-random run (default --out "
         "runs/claims-smoke, the table beside it: runs/claims-smoke.md)")] = False,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    plan: Annotated[bool, typer.Option(
+        "--plan", help="print what would run and its expected time on this machine's measured "
+        "rates, run nothing, write nothing")] = False,
 ) -> None:
     """The paper's claims: run each claim's sweep (stages shared between claims), then write
     the table of verdicts with every figure from the runs' samples.
@@ -376,12 +379,16 @@ def claims_cmd(
     Start the same command again to resume; once everything ran it runs nothing and writes the
     same table.
     """
-    from pbb.experiments.claims import CPU, GPU, run_claims
+    from pbb.experiments.claims import CPU, GPU, plan_claims, run_claims
 
     default_configs, default_out, default_doc = GPU if gpu else CPU
     if smoke:  # a smoke run's table never replaces the measured one
         default_out = default_out.with_name(default_out.name + "-smoke")
         default_doc = Path(f"{out or default_out}.md")
+    if plan:
+        console.print(plan_claims(configs or default_configs, out or default_out, only,
+                                  parse_assignments(overrides), smoke), markup=False)
+        return
     measured = run_claims(configs or default_configs, out or default_out, only,
                           parse_assignments(overrides), smoke=smoke, progress=progress,
                           doc=doc or default_doc, execute=execute)

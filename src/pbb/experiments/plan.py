@@ -321,13 +321,45 @@ def plan_sweep(path: Path, out: Path | None = None, overrides: dict | None = Non
     """The plan of ``pbb sweep`` with a sweep file: each point's plan, a stage that an earlier
     point trains and an evaluation it makes counted once (its later points share them), then
     the whole sweep's time."""
+    planned = plan_points(path, out, overrides, smoke, stages_root)
+    return "\n\n".join(planned.texts) + f"\n\nsweep of {planned.points} points into " \
+                                         f"{planned.root}: expected time {planned.total()}"
+
+
+@dataclass
+class PlannedSweep:
+    """A sweep's plans: each point's text, and the work left with its expected seconds."""
+
+    root: Path
+    points: int
+    texts: list[str]
+    seconds: float = 0.0
+    unknown: int = 0  # items of work with no measured rate
+    work: int = 0
+
+    def total(self) -> str:
+        if not self.work:
+            return "nothing to do"
+        if self.unknown == self.work:
+            return NO_RATE
+        return f"~{duration(self.seconds)}" + (
+            f", and {self.unknown} item(s) with {NO_RATE}" if self.unknown else "")
+
+
+def plan_points(path: Path, out: Path | None = None, overrides: dict | None = None,
+                smoke: bool = False, stages_root: Path | None = None,
+                trained: dict[Path, str] | None = None,
+                evaluated: dict[Path, str] | None = None) -> PlannedSweep:
+    """Each point's plan of a sweep file. ``trained`` / ``evaluated`` (stage directory or kept
+    evaluation -> who makes it) carry what earlier points, or earlier sweeps sharing
+    ``stages_root`` (``pbb claims``), will make: those count once, where they are made."""
     from pbb.experiments.sweep import load_sweep
 
     raw, _, points = load_sweep(path, overrides, smoke)
     sweep = SweepStore(out_dir(str(raw.get("name", "sweep")), out, smoke))
-    trained: dict[Path, str] = {}  # stage directory -> the point/curriculum that trains it
-    evaluated: dict[Path, str] = {}  # kept evaluation -> the point/curriculum/mode that makes it
-    texts, seconds, unknown, work = [], 0.0, 0, 0
+    trained = {} if trained is None else trained
+    evaluated = {} if evaluated is None else evaluated
+    planned = PlannedSweep(sweep.root, len(points), [])
     for p in points:
         plan = make_plan(p["config"], sweep.run_dir(p["name"]), stages_root or sweep.stages)
         for s in plan.stages:
@@ -339,11 +371,9 @@ def plan_sweep(path: Path, out: Path | None = None, overrides: dict | None = Non
                 e.status, e.shared_with = "shared", evaluated[e.kept]
             if e.kept is not None:
                 evaluated.setdefault(e.kept, f"{p['name']}: {e.curriculum}/{e.mode}")
-        texts.append(render(plan))
+        planned.texts.append(render(plan))
         sec, unk = plan.expected_seconds()
-        seconds, unknown, work = seconds + sec, unknown + unk, work + len(plan.work())
-    total = ("nothing to do" if not work else NO_RATE if unknown == work else
-             f"~{duration(seconds)}" + (f", and {unknown} item(s) with {NO_RATE}" if unknown
-                                         else ""))
-    return "\n\n".join(texts) + f"\n\nsweep of {len(points)} points into {sweep.root}: " \
-                                f"expected time {total}"
+        planned.seconds += sec
+        planned.unknown += unk
+        planned.work += len(plan.work())
+    return planned
