@@ -69,14 +69,96 @@ def test_a_wrong_key_fails_the_operands_and_a_reduction_by_other_than_26_fails_t
     assert c["evaluation"] == c["arithmetic steps"]
 
 
+def _other_letter(line: str) -> str:
+    """A step line with another result letter (indexed: ``-> x=10``; lookup: ``-> 10=x``)."""
+    indexed = re.search(r"-> ([a-z])=\d+$", line)
+    old = indexed.group(1) if indexed else line[-1]
+    new = "a" if old != "a" else "b"
+    return line.replace(f"-> {old}=", f"-> {new}=") if indexed else line[:-1] + new
+
+
 def test_a_letter_copied_from_the_wrong_entry_fails_the_letter_and_the_step(ds):
     behaviours = _by_id(ds)
     d = ds.demonstrations[0]
     b, line = behaviours[d.behaviour_id], _first_step(d.trace)
-    indexed = re.search(r"-> ([a-z])=\d+$", line)  # indexed: "-> x=10"; lookup: "-> 10=x"
-    old = indexed.group(1) if indexed else line[-1]
-    new = "a" if old != "a" else "b"
-    bad = line.replace(f"-> {old}=", f"-> {new}=") if indexed else line[:-1] + new
-    c = check(b, d.input, d.trace.replace(line, bad, 1))
+    c = check(b, d.input, d.trace.replace(line, _other_letter(line), 1))
     assert c["steps"] - c["letter"] == 1 and c["steps"] - c["step"] == 1
     assert c["position"] == c["result"] == c["steps"]
+
+
+def test_a_step_that_names_the_wrong_letter_fails_its_input_and_position(ds):
+    behaviours = _by_id(ds)
+    d = next(d for d in ds.demonstrations if behaviours[d.behaviour_id].meta["family"] == "shift")
+    b, line = behaviours[d.behaviour_id], _first_step(d.trace)
+    ch = line[len("step ")]
+    other = next(c for c in "abcdefghijklmnopqrstuvwxyz" if c != ch)
+    c = check(b, d.input, d.trace.replace(line, f"step {other}" + line[len("step ") + 1:], 1))
+    assert (c["steps"] - c["input"], c["steps"] - c["position"]) == (1, 1)
+    assert c["arithmetic"] == c["arithmetic steps"] and c["letter"] == c["steps"]
+
+
+def test_a_result_position_off_by_one_copied_faithfully_fails_the_result_and_the_step_only(ds):
+    """The result's position one past the arithmetic's and the letter copied from it: the copy
+    is right (``letter``), the position (``result``) and the output letter (``step``) are not.
+    A keyword step's result must be its letter's own position."""
+    behaviours = _by_id(ds)
+    for family in ("shift", "keyword"):
+        d = next(d for d in ds.demonstrations if behaviours[d.behaviour_id].meta["family"] == family)
+        b, line = behaviours[d.behaviour_id], _first_step(d.trace)
+        lists = {x.split(": ", 1)[0]: x.split(": ", 1)[1] for x in d.trace.splitlines()
+                 if re.match(r"^(table )?(positions|letters): ", x)}
+        m = re.search(r"-> (?:([a-z])=(\d+)|(\d+)=([a-z]))$", line)
+        j = int(m.group(2) or m.group(3))
+        k = (j + 1) % 26
+        # the list the result is copied from: "letters"/"table letters" (lookup) or the last
+        # positions list (indexed: the alphabet, or the table a keyword encrypts to)
+        name = next((n for n in lists if n.endswith("letters")), None)
+        if name:
+            entries = dict(p.split("=") for p in lists[name].split(" "))
+            bad = line[:m.start()] + f"-> {k}={entries[str(k)]}"
+        else:
+            entries = {i: c for c, i in (p.split("=") for p in list(lists.values())[-1].split(" "))}
+            if family == "keyword" and b.meta["direction"] == "decrypt":
+                entries = {i: c for c, i in (p.split("=") for p in lists["positions"].split(" "))}
+            bad = line[:m.start()] + f"-> {entries[str(k)]}={k}"
+        c = check(b, d.input, d.trace.replace(line, bad, 1))
+        assert c["steps"] - c["result"] == 1 and c["steps"] - c["step"] == 1, (family, bad)
+        assert c["letter"] == c["position"] == c["input"] == c["steps"], (family, bad)
+
+
+def test_summarise_reads_a_runs_samples_skips_recall_and_survives_odd_numbers(ds, tmp_path,
+                                                                              capsys):
+    """Two train queries: one answered with its gold trace, one with a step line that writes
+    ``04`` and a wrong letter; a recall sample (no query) is skipped, as is an unfinished
+    mode folder."""
+    import json
+
+    from pbb.evaluation import cipher_steps
+    from pbb.store import RunStore
+
+    run = tmp_path / "run"
+    data.save(ds, RunStore(run).data)
+    behaviours = _by_id(ds)
+    tests = [d for d in ds.demonstrations if d.use == "test"
+             and behaviours[d.behaviour_id].split == "train"
+             and behaviours[d.behaviour_id].meta["family"] == "shift"][:2]
+    first, second = tests
+    line = _first_step(second.trace)
+    odd = _other_letter(re.sub(r": (\d+) ", lambda m: f": 0{m.group(1)} ", line, count=1))
+    rows = [(first, first.trace, 1.0), (second, second.trace.replace(line, odd, 1), 0.0)]
+    store = RunStore(run)
+    for mode, samples in [("cot", [{"behaviour_id": d.behaviour_id, "split": "train",
+                                    "input": d.input, "completion": text, "score": score}
+                                   for d, text, score in rows]),
+                          ("recall", [{"behaviour_id": first.behaviour_id, "split": "train",
+                                       "input": "", "completion": "def x(): pass", "score": 0.0}])]:
+        store.eval_dir("stage1", mode).mkdir(parents=True)
+        store.samples("stage1", mode).write_text("".join(json.dumps(s) + "\n" for s in samples))
+    store.eval_dir("stage1", "direct").mkdir(parents=True)  # begun, no samples yet
+    got = cipher_steps.summarise(run, "stage1", "cot", "train")
+    steps = sum(1 for d, _, _ in rows for x in d.trace.splitlines() if x.startswith("step "))
+    assert got["completions"] == 2 and got["correct"] == 0.5 and got["lists exact"] == 1.0
+    assert got["step lines"] == steps
+    assert got["step"] == round((steps - 1) / steps, 3) and got["position"] == 1.0
+    cipher_steps.main([str(run)])
+    assert [x.split(" {")[0] for x in capsys.readouterr().out.splitlines()] == ["run stage1 cot"]

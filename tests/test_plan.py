@@ -155,7 +155,7 @@ def test_rates_are_recorded_for_fresh_work_only(rates_file):
     other = rates.machine_key("another")  # a stopping rule's recall checks give a recall rate
     rates.record_stage(other, {"steps": 4, "tokens": 1000, "seconds": 12.0,
                                "time_split": {"recall": 2.0}, "recall": [{"n": 6}, {"n": 6}]})
-    assert rates.read_rates(other) == {rates.SFT: 100.0, rates.EVAL: {"recall": 6.0}}
+    assert rates.read_rates(other) == {rates.SFT: 100.0, rates.EVAL: {rates.RECALL_CHECK: 6.0}}
     rates_file.write_text("{not json")
     assert rates.read_rates(key) == {}  # a broken file is no rate, not an error
 
@@ -230,8 +230,11 @@ def test_pbb_claims_plan_counts_a_stage_two_claims_share_once_and_writes_nothing
     assert "the same stage as 000_seed-0: proactive/stage1, trained once" in after.texts[0]
     monkeypatch.setenv("PBB_RATES", str(rates_file))  # the fresh process reads these rates
     r = run_cli("claims", "--plan", "--smoke", "--only", "proactive_vs_control", "--only",
-                "stage2_alone", "--set", "sweep.grid.seed=[0]", "--out", str(out))
+                "stage2_alone", "--set", "sweep.grid.seed=[0]", "--set", "train.max_steps=1",
+                "--out", str(out))
     assert r.returncode == 0, r.stderr
+    text = " ".join(r.stdout.split())  # rich folds long lines
+    assert f"stage2_alone: 1 points, expected time {after.total()}" in text  # shared: counted once
     lines = [x for x in r.stdout.splitlines() if "points, expected time" in x]
     assert [x.split(":")[0] for x in lines] == ["proactive_vs_control", "stage2_alone"]
     assert f"all 2 claim(s) into {out}: expected time ~" in " ".join(r.stdout.split())

@@ -24,7 +24,7 @@ lines): the letter's position, copied forward from ``v=6``, was right in 56% of 
 the letter at the result's position, a *backward* copy (find ``=10``, write the letter before
 it), in 24%; and since the letter came before its position (``-> x=10``), the position agreed
 with the arithmetic in only 32%. So this trace adds a second list, ``letters: 0=k 1=w 2=o ...``
-(keyword ciphers: the table's or the alphabet's, whichever the step reads from), and ends a step
+(keyword ciphers: of the table or the alphabet, whichever the result is copied from), and ends a step
 with the position first, then the letter copied after ``10=``: ``... = 10 -> 10=x``. It also
 spells the text (``spelled: z x p u``): a step's letter was the query's next one in only 51% of
 the steps, and the query's text is in BPE pieces (``'zxpu'`` is ``z``, ``x``, ``pu``).

@@ -22,7 +22,7 @@ import random
 import string
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from pbb.domains.base import ANSWER_PREFIX, Behaviour, Execution
 from pbb.domains.cipher_traces import TRACES
@@ -62,6 +62,15 @@ class CiphersConfig(BaseModel):
         "reduction done silently), indexed (the alphabet spelled out with positions, each "
         "lookup and reduction written) or lookup (indexed, with a positions-to-letters list so "
         "that both lookups are forward copies): pbb.domains.cipher_traces")
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler) -> dict:
+        """Without ``train_key_skew`` when it is unset: the manifests, data blocks and eval keys
+        of data sets made before the option stay the same bytes."""
+        out = handler(self)
+        if out.get("train_key_skew") is None:
+            out.pop("train_key_skew", None)
+        return out
 
     @model_validator(mode="after")
     def _ranges(self) -> CiphersConfig:

@@ -18,7 +18,9 @@ operation is right *given what the model wrote before it*, over all step lines:
 * ``step``: the letter is the cipher's true output for that letter of the query.
 
 Beside them, per completion: the share whose spelled-out lists (``positions``, ``letters``...)
-equal the gold trace's, and the share correct. Every check uses the behaviour's parameters
+are the gold trace's, no more and no fewer, and the share correct. The ``n``-th step line is
+taken for the query's ``n``-th letter, so a skipped or repeated step shifts the ``input`` and
+``step`` checks of the lines after it (as it shifts the answer). Every check uses the behaviour's parameters
 (alphabet, family, direction) and the query's key, never the instruction text.
 ``python -m pbb.evaluation.cipher_steps RUN [RUN ...] [--split train|eval]`` prints one line per
 curriculum and mode.
@@ -36,7 +38,7 @@ from pbb.domains.base import Behaviour
 from pbb.domains.cipher_traces import keyword_table
 from pbb.domains.ciphers import CiphersDomain, run
 from pbb.jsonio import read_jsonl
-from pbb.store import EVAL, RunStore
+from pbb.store import EVAL, SAMPLES, RunStore
 
 CHECKS = ("input", "position", "arithmetic", "operands", "evaluation", "reduction", "result",
           "letter", "step")
@@ -82,13 +84,25 @@ def _operands(b: Behaviour, enc: bool, key: tuple, i: int, n: int) -> str:
     return f"{a} * {i} + {c} = " if enc else f"{i} - {c} = "
 
 
+def _value(expr: str) -> int:
+    """``a op b [op c ...]`` with + - * at the usual precedence, from the integers written (a
+    model may write ``04``, which Python's own parser refuses)."""
+    tokens = expr.split(" ")
+    terms, sign, product = [], 1, int(tokens[0])
+    for op, number in zip(tokens[1::2], tokens[2::2]):
+        if op == "*":
+            product *= int(number)
+        else:
+            terms.append(sign * product)
+            sign, product = (1 if op == "+" else -1), int(number)
+    return sum(terms) + sign * product
+
+
 def _arithmetic(arith: str) -> tuple[bool, bool]:
     """(every equation holds as written, every reduction is by a multiple of 26 and the last
     value is in 0..25). A reduction: an equation whose left operand is the value before it."""
     equations = _EQUATION.findall(arith)
-    holds = bool(equations) and all(
-        re.fullmatch(r"[-+* \d]+", e) and eval(e) == int(v)  # noqa: S307 - digits, + - * only
-        for e, v in equations)
+    holds = bool(equations) and all(_value(e) == int(v) for e, v in equations)
     reduced, before = True, None
     for expr, value in equations:
         m = re.fullmatch(r"(-?\d+) ([-+]) (\d+)", expr)
@@ -107,7 +121,8 @@ def check(b: Behaviour, query: str, completion: str) -> collections.Counter:
     letters_in = [ch for ch in text if ch in b.meta["alphabet"]]
     letters_out = [o for ch, o in zip(text, out) if ch in b.meta["alphabet"]]
     counts: collections.Counter = collections.Counter()
-    n = 0
+    n = 0  # the n-th step line is taken for the query's n-th letter (a skipped or repeated
+    #        step shifts the input and step checks of the lines after it, as it shifts the answer)
     for line in completion.splitlines():
         m = _STEP.match(line.strip())
         if not m:
@@ -148,14 +163,14 @@ def summarise(run_dir: Path, curriculum: str, mode: str, split: str = "train",
     n = lists = correct = 0
     for s in read_jsonl(store.samples(curriculum, mode), ("behaviour_id", "split", "input",
                                                          "completion", "score")):
-        if s["split"] != split:
+        if s["split"] != split or not s["input"]:  # recall samples have no query
             continue
         n += 1
         correct += s["score"]
         total += check(behaviours[s["behaviour_id"]], s["input"], s["completion"])
         want = [x for x in gold[(s["behaviour_id"], s["input"])].splitlines() if _LIST.match(x)]
         got = [x.strip() for x in s["completion"].splitlines() if _LIST.match(x.strip())]
-        lists += bool(want) and got[:len(want)] == want
+        lists += bool(want) and got == want
     steps = total["steps"]
     shares = {k: round(total[k] / (total["arithmetic steps"] if k in _ARITHMETIC else steps), 3)
               for k in CHECKS if (total["arithmetic steps"] if k in _ARITHMETIC else steps)}
@@ -172,7 +187,8 @@ def main(argv: list[str] | None = None) -> None:
     for run_dir in args.runs:
         ds = data_mod.load(RunStore(run_dir).data)
         for cur in sorted(p for p in (run_dir / EVAL).iterdir() if p.is_dir()):
-            for mode in sorted(p.name for p in cur.iterdir() if p.is_dir()):
+            for mode in sorted(p.name for p in cur.iterdir() if p.is_dir() and p.name != "recall"
+                               and (p / SAMPLES).is_file()):  # finished execution modes
                 print(run_dir.name, cur.name, mode, summarise(run_dir, cur.name, mode, args.split,
                                                               ds))
 

@@ -333,25 +333,24 @@ def plan_claims(configs: Path, out: Path, only: list[str] | None = None,
     """What :func:`run_claims` would run, and its expected time on this machine's measured
     rates: one line a claim (one claim chosen: each point's plan too), a stage or evaluation
     that an earlier claim makes counted there only, as the claims share them. Writes nothing."""
-    from pbb.experiments.plan import NO_RATE, duration, plan_points
+    from pbb.experiments.plan import PlannedSweep, plan_points
 
     chosen, out = select(only), Path(out)
     trained: dict = {}
     evaluated: dict = {}
-    texts, lines, seconds, unknown, work = [], [], 0.0, 0, 0
+    texts, lines, every = [], [], PlannedSweep(out, 0, [])
     for claim in chosen:
         planned = plan_points(config_path(configs, claim), out / claim.name, overrides, smoke,
                               out / STAGES, trained, evaluated)
         if len(chosen) == 1:
             texts += planned.texts
         lines.append(f"{claim.name}: {planned.points} points, expected time {planned.total()}")
-        seconds, unknown, work = (seconds + planned.seconds, unknown + planned.unknown,
-                                  work + planned.work)
-    total = ("nothing to do" if not work else NO_RATE if unknown == work else
-             f"~{duration(seconds)}" + (f", and {unknown} item(s) with {NO_RATE}" if unknown
-                                         else ""))
+        every.points += planned.points
+        every.seconds += planned.seconds
+        every.unknown += planned.unknown
+        every.work += planned.work
     return "\n\n".join([*texts, "\n".join([*lines, f"all {len(chosen)} claim(s) into {out}: "
-                                                        f"expected time {total}"])])
+                                                        f"expected time {every.total()}"])])
 
 
 # --- reading the runs ----------------------------------------------------------------------

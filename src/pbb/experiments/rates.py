@@ -24,6 +24,8 @@ RATES = "rates.json"
 SFT = "sft_tokens_per_second"
 RL = "rl_seconds_per_step"
 EVAL = "completions_per_second"
+#: the recall checks of a stopping rule, in process (a ``recall`` evaluation may be served)
+RECALL_CHECK = "recall_check"
 
 
 def rates_path() -> Path:
@@ -81,9 +83,9 @@ def _record(key: str, update: dict) -> None:
 def record_stage(key: str, info: dict) -> None:
     """A finished stage's rate, from its ``done.json``: SFT tokens a second (the recall checks'
     time left out: the plan counts those as recall completions), or RL seconds a step; and the
-    recall completions a second of its recall checks. Why the last: a stopping rule's stage
-    plans its checks at the recall rate, and a machine that never ran a ``recall`` evaluation
-    mode would otherwise plan every such stage with no rate at all."""
+    recall completions a second of its recall checks (:data:`RECALL_CHECK`). Why the last: a
+    stopping rule's stage plans its checks at that rate, and a machine that never ran a
+    ``recall`` evaluation mode would otherwise plan every such stage with no rate at all."""
     if info.get("resumed") or not info.get("steps"):
         return
     seconds = info.get("seconds") or 0.0
@@ -97,7 +99,7 @@ def record_stage(key: str, info: dict) -> None:
         update[SFT] = round(info["tokens"] / seconds, 2)
     checked = sum(r.get("n", 0) for r in info.get("recall") or [])
     if checked and recall_seconds > 0:
-        update[EVAL] = {"recall": round(checked / recall_seconds, 4)}
+        update[EVAL] = {RECALL_CHECK: round(checked / recall_seconds, 4)}
     if update:
         _record(key, update)
 
