@@ -236,10 +236,13 @@ CLAIMS: tuple[Claim, ...] = (
            Comparison(C("both"), C("instruction"), "above (combined best)")),
           prerequisite=Prerequisite(C("stage1"), 0.5, "stage 1 on the train ciphers' held-out "
                                     "inputs"),
-          note="The config uses the indexed trace (each lookup and reduction written out), since "
-               "with the compact one a letter's position in the shuffled alphabet was right at "
-               "chance (3% of steps); with it, seed 0's stage 1 got each step right about half "
-               "the time and no train cipher to its answer (docs/results/LOG.md, ciphers)."),
+          note="Stage 1 alone at seed 0, measured step by step (python -m "
+               "pbb.evaluation.cipher_steps): with the config's recipe (lookup trace, train "
+               "ciphers on uniform keys, trained until it recalls them) it recalls 96% of the "
+               "train ciphers' code and finds a letter's position in 87% of the steps, but the "
+               "letter at a written position (a lookup by a number, which the tokenizer splits "
+               "into digits) in 9%, near chance, so 0 of 48 train-cipher queries; the prerequisite "
+               "is not met at 135M with these traces (docs/results/LOG.md, ciphers)."),
     Claim("grammars_above_chance", "Grammars known only from their rules, above chance",
           "A model that saw a grammar's rules only generates strings the grammar accepts more "
           "often than random strings of the same lengths do.",
