@@ -79,7 +79,8 @@ def test_the_plan_is_what_the_run_trains_and_evaluates_and_then_reuses(tmp_path,
 
     # the run recorded its rates: a plan into a new directory has an expected time
     recorded = rates.read_rates(rates.machine_key("tiny-random"))
-    assert recorded[rates.SFT] > 0 and set(recorded[rates.EVAL]) == {"recall", "cot"}
+    assert recorded[rates.SFT] > 0  # stage 2's stopping rule ran recall checks: their rate too
+    assert set(recorded[rates.EVAL]) == {"recall", "cot", rates.RECALL_CHECK}
     fresh = make_plan(smoke(), tmp_path / "other")
     seconds, unknown = fresh.expected_seconds()
     assert unknown == 0 and seconds > 0
