@@ -162,3 +162,54 @@ def test_summarise_reads_a_runs_samples_skips_recall_and_survives_odd_numbers(ds
     assert got["step"] == round((steps - 1) / steps, 3) and got["position"] == 1.0
     cipher_steps.main([str(run)])
     assert [x.split(" {")[0] for x in capsys.readouterr().out.splitlines()] == ["run stage1 cot"]
+
+
+@pytest.fixture(scope="module")
+def walked():
+    return data.generate("ciphers", behaviours=12, demos=4, test_inputs=1, eval_fraction=0.5,
+                         seed=3, progress=False,
+                         options={"trace": "walk", "families": ["shift", "vigenere"]})
+
+
+def _walk_step(ds, family):
+    """A demonstration of ``family`` and its first step line with at least two hops."""
+    behaviours = _by_id(ds)
+    for d in ds.demonstrations:
+        b = behaviours[d.behaviour_id]
+        line = next((x for x in d.trace.splitlines() if x.startswith("step ")
+                     and re.search(r" [a-z]2 ", x)), None)
+        if b.meta["family"] == family and line:
+            return b, d, line
+    raise AssertionError(family)
+
+
+def test_walk_gold_passes_and_each_broken_operation_fails_its_own_check(walked):
+    from pbb.evaluation.cipher_steps import WALK_CHECKS, check_walk
+
+    behaviours = _by_id(walked)
+    for d in walked.demonstrations:
+        c = check_walk(behaviours[d.behaviour_id], d.input, d.trace)
+        assert c["steps"] and c["hops"] == c["hop steps"] and c["key"] == c["key steps"]
+        assert all(c[k] == c["steps"] for k in WALK_CHECKS if k not in ("hops", "key")), d.trace
+    b, d, line = _walk_step(walked, "shift")
+    head, walk = line.split(": ", 1)
+    hops = walk.split(" -> ")[0].split(" ")
+    # the second hop's letter wrong, the walk then goes on faithfully from it: one hop wrong
+    bad_letter = next(c for c in "abcdefghijklmnopqrstuvwxyz" if c != hops[1][0])
+    wrong = f"{head}: " + " ".join([hops[0], bad_letter + hops[1][1:], *hops[2:]]) + " -> " + line[-1]
+    c = check_walk(b, d.input, d.trace.replace(line, wrong, 1))
+    assert c["hop steps"] - c["hops"] >= 1 and c["count"] == c["result"] == c["steps"]
+    # the walk stopped one hop early, its last letter copied: the count and the step fail
+    short = f"{head}: " + " ".join(hops[:-1]) + " -> " + hops[-2][0]
+    c = check_walk(b, d.input, d.trace.replace(line, short, 1))
+    assert (c["steps"] - c["count"], c["steps"] - c["step"]) == (1, 1)
+    assert c["result"] == c["steps"] and c["hops"] == c["hop steps"]
+    # a letter after "->" other than the last hop's: the result and the step fail
+    other = line[:-1] + next(c for c in "abcdefghijklmnopqrstuvwxyz" if c != line[-1])
+    c = check_walk(b, d.input, d.trace.replace(line, other, 1))
+    assert (c["steps"] - c["result"], c["steps"] - c["step"]) == (1, 1)
+    # a Vigenère key letter's position read wrong: the key check fails
+    b, d, line = _walk_step(walked, "vigenere")
+    kc, s = re.search(r", key ([a-z])=(\d+):", line).groups()
+    c = check_walk(b, d.input, d.trace.replace(line, line.replace(f"{kc}={s}:", f"{kc}={int(s) + 1}:"), 1))
+    assert c["key steps"] - c["key"] == 1 and c["count"] == c["steps"]

@@ -1,4 +1,5 @@
-"""The CoT traces of the ciphers domain: ``compact`` (the default), ``indexed`` and ``lookup``.
+"""The CoT traces of the ciphers domain: ``compact`` (the default), ``indexed``, ``lookup`` and
+``walk``.
 
 ``compact``: one line per letter, ``v: (6 - 22) % 26 = 10 -> x``.
 
@@ -29,8 +30,19 @@ with the position first, then the letter copied after ``10=``: ``... = 10 -> 10=
 spells the text (``spelled: z x p u``): a step's letter was the query's next one in only 51% of
 the steps, and the query's text is in BPE pieces (``'zxpu'`` is ``z``, ``x``, ``pu``).
 
+``walk`` (shift and Vigenère only): no lookup keyed by a number. Measured with the lookup trace
+(stage 1 alone at seed 0 of ``configs/claims/ciphers_robustness.yaml``, 7 epochs, recall 100%):
+the lookups keyed by a *letter* held (the letter's position, ``v=6``, right in 87% of the steps),
+the one keyed by a *number* failed (the letter after ``22=`` in 9%, near chance). The tokenizer
+writes ``22`` as ``2 2``, so ``22=``, ``12=`` and ``2=`` end on the same tokens. This trace
+writes the alphabet as a ``ring: k w o ...`` (one letter a token; backwards when decrypting) and
+each step as a walk of ``k`` hops along it, each hop the letter after the last one, counted:
+``step z: b1 c2 ... m13 -> m``. A Vigenère step first reads its key letter's position from
+``positions`` (``key e=9``), a lookup keyed by a letter. Affine and keyword ciphers have no such
+walk (a product, a table) and are refused with this trace.
+
 Every line is computed from the behaviour's parameters, never from the instruction text; the
-output equals the compact trace's (``tests/test_ciphers.py`` checks all three on random calls).
+output equals the compact trace's (``tests/test_ciphers.py`` checks all of them on random calls).
 """
 
 from __future__ import annotations
@@ -237,8 +249,62 @@ def _lookup(indexed: Callable[..., Trace]) -> Callable[..., Trace]:
     return lambda alphabet, enc, text, key: _forward(indexed, alphabet, enc, text, key)
 
 
+# --- walk: no lookup keyed by a number; a shift is walked one letter at a time -------------------
+
+def ring(alphabet: str, enc: bool) -> str:
+    """``ring: k w o ...``: the order a step walks (the alphabet, or backwards when decrypting),
+    one letter a token, written twice and its first letter once more, so that a walk of up to
+    25 hops from any letter is a plain copy of what follows it (no wrap to find) and every
+    letter's successor is the same at each of its places but the very last."""
+    order = alphabet if enc else alphabet[::-1]
+    return ("ring: " if enc else "ring back: ") + " ".join(order * 2 + order[0])
+
+
+def hops(alphabet: str, enc: bool, ch: str, k: int) -> tuple[str, str]:
+    """(the letter ``k`` hops after ``ch`` on the ring, the hops written ``b1 c2 ... m13``):
+    each hop the letter after the last on the ring, counted, so the walk stops at ``k``."""
+    order = alphabet if enc else alphabet[::-1]
+    i = order.index(ch)
+    return order[(i + k) % 26], " ".join(f"{order[(i + h) % 26]}{h}" for h in range(1, k + 1))
+
+
+def _walk_line(head: str, walked: str, out: str) -> str:
+    return f"{head}: {walked} -> {out}" if walked else f"{head}: -> {out}"
+
+
+def walk_shift(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
+    (k,) = key
+
+    def step(ch: str, n: int) -> tuple[str, str]:
+        out, walked = hops(alphabet, enc, ch, k)
+        return out, _walk_line(f"step {ch}", walked, out)
+
+    return [*compact_shift(alphabet, enc, text, key)[0], spelled(text, alphabet),
+            ring(alphabet, enc)], step
+
+
+def walk_vigenere(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
+    """The key letter's position read from ``positions`` (a lookup keyed by a letter, which the
+    lookup trace's steps got right in 87%), then walked like a shift."""
+    (k,) = key
+
+    def step(ch: str, n: int) -> tuple[str, str]:
+        kc = k[n % len(k)]
+        s = alphabet.index(kc)
+        out, walked = hops(alphabet, enc, ch, s)
+        return out, _walk_line(f"step {ch}, key {kc}={s}", walked, out)
+
+    return [*compact_vigenere(alphabet, enc, text, key)[0], spelled(text, alphabet),
+            positions("positions", alphabet), ring(alphabet, enc)], step
+
+
 TRACES = {"compact": {"shift": compact_shift, "affine": compact_affine, "keyword": compact_keyword,
                       "vigenere": compact_vigenere},
           "indexed": {"shift": shift, "affine": affine, "keyword": keyword, "vigenere": vigenere},
           "lookup": {"shift": _lookup(shift), "affine": _lookup(affine), "keyword": lookup_keyword,
-                     "vigenere": _lookup(vigenere)}}
+                     "vigenere": _lookup(vigenere)},
+          "walk": {"shift": walk_shift, "vigenere": walk_vigenere}}
+
+#: the families each trace writes (``walk`` has no way to write a product or a table lookup
+#: without a position looked up by its number)
+WALKABLE = tuple(TRACES["walk"])

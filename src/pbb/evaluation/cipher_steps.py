@@ -17,6 +17,12 @@ operation is right *given what the model wrote before it*, over all step lines:
   copied from;
 * ``step``: the letter is the cipher's true output for that letter of the query.
 
+The ``walk`` trace has no positions to look up, and its own checks (:data:`WALK_CHECKS`):
+``input``; ``key`` (Vigenère: the key letter and its position); ``hops`` (of all hops: the letter
+is the ring's next one after the letter before it, and the count goes up by one); ``count`` (the
+walk stops after the shift's number of hops); ``result`` (the letter after ``->`` is the last
+hop's); ``step``.
+
 Beside them, per completion: the share whose spelled-out lists (``positions``, ``letters``...)
 are the gold trace's, no more and no fewer, and the share correct. The ``n``-th step line is
 taken for the query's ``n``-th letter, so a skipped or repeated step shifts the ``input`` and
@@ -46,7 +52,7 @@ _ARITHMETIC = {"arithmetic", "operands", "evaluation", "reduction"}  # shares of
 
 _STEP = re.compile(r"^step (?P<ch>[a-z])=(?P<i>\d+)(?:: (?P<arith>.*?))? -> "
                    r"(?:(?P<c1>[a-z])=(?P<j1>\d+)|(?P<j2>\d+)=(?P<c2>[a-z]))$")
-_LIST = re.compile(r"^(?:table )?(?:positions|letters): ")
+_LIST = re.compile(r"^(?:table )?(?:positions|letters|ring|ring back): ")
 _EQUATION = re.compile(r"(-?\d+(?: [-+*] -?\d+)+) = (-?\d+)")
 
 
@@ -150,6 +156,63 @@ def check(b: Behaviour, query: str, completion: str) -> collections.Counter:
     return counts
 
 
+# --- the walk trace: ``step z[, key e=9]: b1 c2 ... m13 -> m`` -----------------------------------
+
+#: the checks of a walk step: the letter, the key letter and its position (Vigenère), each hop
+#: the ring's next letter after the one before it, the number of hops the shift, the letter after
+#: ``->`` the last hop, and the step's letter the cipher's own
+WALK_CHECKS = ("input", "key", "hops", "count", "result", "step")
+_WALK = re.compile(r"^step (?P<ch>[a-z])(?:, key (?P<kc>[a-z])=(?P<s>\d+))?: "
+                   r"(?P<hops>(?:[a-z]\d+ ?)*)-> (?P<out>[a-z])$")
+
+
+def check_walk(b: Behaviour, query: str, completion: str) -> collections.Counter:
+    """Counts of step lines (``steps``), hops (``hop steps``, of which ``hops`` right) and
+    Vigenère steps (``key steps``) and of each :data:`WALK_CHECKS` in one completion."""
+    text, key = CiphersDomain().parse(b, query)
+    alphabet = b.meta["alphabet"]
+    order = alphabet if b.meta["direction"] == "encrypt" else alphabet[::-1]
+    out, _ = run(b.meta, text, key)
+    letters_in = [ch for ch in text if ch in alphabet]
+    letters_out = [o for ch, o in zip(text, out) if ch in alphabet]
+    vigenere = b.meta["family"] == "vigenere"
+    counts: collections.Counter = collections.Counter()
+    n = 0
+    for line in completion.splitlines():
+        m = _WALK.match(line.strip())
+        if not m:
+            continue
+        counts["steps"] += 1
+        counts["input"] += n < len(letters_in) and m["ch"] == letters_in[n]
+        if vigenere:
+            kc = key[0][n % len(key[0])]
+            counts["key steps"] += 1
+            counts["key"] += m["kc"] == kc and m["s"] is not None and int(m["s"]) == alphabet.index(kc)
+            shift = alphabet.index(kc)
+        else:
+            shift = key[0]
+        walked = [(h[0], int(h[1:])) for h in m["hops"].split()]
+        last = m["ch"]
+        for count, (letter, h) in enumerate(walked, 1):
+            counts["hop steps"] += 1
+            counts["hops"] += letter == order[(order.index(last) + 1) % 26] and h == count
+            last = letter
+        counts["count"] += len(walked) == shift
+        counts["result"] += m["out"] == last
+        counts["step"] += n < len(letters_out) and m["out"] == letters_out[n]
+        n += 1
+    return counts
+
+
+def _shares(total: collections.Counter, walk: bool) -> dict:
+    if walk:
+        over = {"hops": "hop steps", "key": "key steps"}
+        return {k: round(total[k] / total[over.get(k, "steps")], 3) for k in WALK_CHECKS
+                if total[over.get(k, "steps")]}
+    return {k: round(total[k] / (total["arithmetic steps"] if k in _ARITHMETIC else total["steps"]), 3)
+            for k in CHECKS if (total["arithmetic steps"] if k in _ARITHMETIC else total["steps"])}
+
+
 def summarise(run_dir: Path, curriculum: str, mode: str, split: str = "train",
               dataset: data_mod.DataSet | None = None) -> dict:
     """Each check's share of the step lines (arithmetic: of those with arithmetic), the share of
@@ -167,13 +230,14 @@ def summarise(run_dir: Path, curriculum: str, mode: str, split: str = "train",
             continue
         n += 1
         correct += s["score"]
-        total += check(behaviours[s["behaviour_id"]], s["input"], s["completion"])
+        b = behaviours[s["behaviour_id"]]
+        walk = b.meta.get("trace") == "walk"
+        total += (check_walk if walk else check)(b, s["input"], s["completion"])
         want = [x for x in gold[(s["behaviour_id"], s["input"])].splitlines() if _LIST.match(x)]
         got = [x.strip() for x in s["completion"].splitlines() if _LIST.match(x.strip())]
         lists += bool(want) and got == want
     steps = total["steps"]
-    shares = {k: round(total[k] / (total["arithmetic steps"] if k in _ARITHMETIC else steps), 3)
-              for k in CHECKS if (total["arithmetic steps"] if k in _ARITHMETIC else steps)}
+    shares = _shares(total, any(b.meta.get("trace") == "walk" for b in behaviours.values()))
     return {"completions": n, "correct": round(correct / n, 3) if n else 0.0,
             "lists exact": round(lists / n, 3) if n else 0.0, "step lines": steps, **shares}
 
