@@ -62,6 +62,13 @@ def keyword_table(word: str, alphabet: str) -> str:
     return table
 
 
+def keyword_lists(word: str, alphabet: str, enc: bool) -> tuple[str, str]:
+    """(the list a keyword step finds its letter in, the list it copies the result from at the
+    same position): alphabet to table when encrypting, table to alphabet when decrypting."""
+    table = keyword_table(word, alphabet)
+    return (alphabet, table) if enc else (table, alphabet)
+
+
 # --- compact: one line per letter ---------------------------------------------------------------
 
 def compact_shift(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
@@ -171,16 +178,14 @@ def affine(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
 
 
 def keyword(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
-    (word,) = key
-    table = keyword_table(word, alphabet)
-    source, target = (alphabet, table) if enc else (table, alphabet)
+    source, target = keyword_lists(key[0], alphabet, enc)
 
     def step(ch: str, n: int) -> tuple[str, str]:
         i = source.index(ch)
         return target[i], f"step {ch}={i} -> {target[i]}={i}"
 
     lines = [*compact_keyword(alphabet, enc, text, key)[0], positions("positions", alphabet),
-             positions("table positions", table)]
+             positions("table positions", keyword_table(key[0], alphabet))]
     return lines, step
 
 
@@ -237,8 +242,7 @@ def _forward(indexed: Callable[..., Trace], alphabet: str, enc: bool, text: str,
 def lookup_keyword(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
     """The positions of the list a step reads from (the alphabet, or the table when
     decrypting) and the letters of the one it copies from."""
-    table = keyword_table(key[0], alphabet)
-    source, target = (alphabet, table) if enc else (table, alphabet)
+    source, target = keyword_lists(key[0], alphabet, enc)
     lines = [*compact_keyword(alphabet, enc, text, key)[0], spelled(text, alphabet),
              positions("positions" if enc else "table positions", source),
              letters("table letters" if enc else "letters", target)]

@@ -41,7 +41,7 @@ from pathlib import Path
 
 from pbb import data as data_mod
 from pbb.domains.base import Behaviour
-from pbb.domains.cipher_traces import keyword_table
+from pbb.domains.cipher_traces import TRACES, keyword_lists
 from pbb.domains.ciphers import CiphersDomain, run
 from pbb.jsonio import read_jsonl
 from pbb.store import EVAL, SAMPLES, RunStore
@@ -61,33 +61,22 @@ def _lists(b: Behaviour, enc: bool, key: tuple) -> tuple[str, str]:
     alphabet = b.meta["alphabet"]
     if b.meta["family"] != "keyword":
         return alphabet, alphabet
-    table = keyword_table(key[0], alphabet)
-    return (alphabet, table) if enc else (table, alphabet)
+    return keyword_lists(key[0], alphabet, enc)
 
 
-def _formula(b: Behaviour, enc: bool, key: tuple, i: int, n: int) -> int | None:
-    """The result position of a letter at position ``i`` (the ``n``-th letter enciphered)."""
+def _expected(b: Behaviour, enc: bool, key: tuple, i: int, n: int) -> tuple[int, str] | None:
+    """(the result position, the first expression ``4 + 13 = ``) of the behaviour's own indexed
+    step for the letter at position ``i`` (the ``n``-th letter enciphered), so the formulas live
+    in one place, :mod:`pbb.domains.cipher_traces`; None for a keyword step, which has no
+    arithmetic. A position past the list is taken modulo 26 (a wrong position fails its own
+    check)."""
     family, alphabet = b.meta["family"], b.meta["alphabet"]
     if family == "keyword":
         return None
-    if family == "affine":
-        a, c = key
-        return (a * i + c) % 26 if enc else (pow(a, -1, 26) * (i - c)) % 26
-    shift = key[0] if family == "shift" else alphabet.index(key[0][n % len(key[0])])
-    return (i + shift) % 26 if enc else (i - shift) % 26
-
-
-def _operands(b: Behaviour, enc: bool, key: tuple, i: int, n: int) -> str:
-    """The start of a right arithmetic for a letter at position ``i``: the first expression."""
-    family, sign = b.meta["family"], "+" if enc else "-"
-    if family == "shift":
-        return f"{i} {sign} {key[0]} = "
-    if family == "vigenere":
-        kc = key[0][n % len(key[0])]
-        s = b.meta["alphabet"].index(kc)
-        return f"key {kc}={s}, {i} {sign} {s} = "
-    a, c = key
-    return f"{a} * {i} + {c} = " if enc else f"{i} - {c} = "
+    _, step = TRACES["indexed"][family](alphabet, enc, "", key)
+    out, line = step(alphabet[i % 26], n)
+    arith = line.split(": ", 1)[1]
+    return alphabet.index(out), arith[:arith.index(" = ") + len(" = ")]
 
 
 def _value(expr: str) -> int:
@@ -138,14 +127,15 @@ def check(b: Behaviour, query: str, completion: str) -> collections.Counter:
         counts["steps"] += 1
         counts["input"] += n < len(letters_in) and ch == letters_in[n]
         counts["position"] += i < 26 and source[i] == ch
-        want = _formula(b, enc, key, i, n)
+        expected = _expected(b, enc, key, i, n)
         values = re.findall(r"= (-?\d+)", m["arith"] or "")
-        if want is None:
+        if expected is None:
             counts["result"] += j == i
         else:
+            want, operands = expected
             holds, reduced = _arithmetic(m["arith"] or "")
             counts["arithmetic"] += bool(values) and int(values[-1]) == want
-            counts["operands"] += (m["arith"] or "").startswith(_operands(b, enc, key, i, n))
+            counts["operands"] += (m["arith"] or "").startswith(operands)
             counts["evaluation"] += holds
             counts["reduction"] += reduced
             counts["result"] += bool(values) and j == int(values[-1])

@@ -348,10 +348,7 @@ def plan_claims(configs: Path, out: Path, only: list[str] | None = None,
         if len(chosen) == 1:
             texts += planned.texts
         lines.append(f"{claim.name}: {planned.points} points, expected time {planned.total()}")
-        every.points += planned.points
-        every.seconds += planned.seconds
-        every.unknown += planned.unknown
-        every.work += planned.work
+        every.add(planned)
     return "\n\n".join([*texts, "\n".join([*lines, f"all {len(chosen)} claim(s) into {out}: "
                                                         f"expected time {every.total()}"])])
 

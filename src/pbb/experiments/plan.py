@@ -338,6 +338,13 @@ class PlannedSweep:
     unknown: int = 0  # items of work with no measured rate
     work: int = 0
 
+    def add(self, other: PlannedSweep) -> None:
+        """Count another sweep's points and work into this one (a total over sweeps)."""
+        self.points += other.points
+        self.seconds += other.seconds
+        self.unknown += other.unknown
+        self.work += other.work
+
     def total(self) -> str:
         if not self.work:
             return "nothing to do"
