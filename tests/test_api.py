@@ -74,6 +74,8 @@ def test_load_config_takes_a_path_a_mapping_or_a_config_with_overrides_and_smoke
     assert pbb.load_config() == RunConfig()
     with pytest.raises(PbbError, match="trian: unknown key"):
         pbb.load_config({"trian": {}})
+    with pytest.raises(PbbError, match=r"a sweep config .* run it with `pbb sweep configs/claims/"):
+        pbb.load_config("configs/claims/cot_vs_direct.yaml")
 
 
 def test_build_stages_gives_the_rows_a_curriculum_trains(tmp_path):

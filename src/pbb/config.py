@@ -704,6 +704,9 @@ def load_config(path: Path | dict | None, overrides: dict[str, object] | None = 
     elif path is not None:
         source = str(path)
         raw = read_yaml_mapping(path)
+        if "sweep" in raw:  # not "sweep: unknown key": the user picked the wrong command
+            raise PbbError(f"{source}: a sweep config (it has a `sweep:` section): run it with "
+                           f"`pbb sweep {source}` (one point: --set sweep.grid.seed=[0])")
     raw = apply_overrides(raw, overrides, smoke)
     try:
         return RunConfig(**raw)
