@@ -521,7 +521,7 @@ def measure(claim: Claim, configs: Path, out: Path, overrides: dict | None = Non
     cfgs = [p["config"] for p in planned]
     spent, alone = timing(pts)
     result = {"claim": claim, "config": config_path(configs, claim), "done": len(pts),
-              "points": total or len(cfgs), "cfgs": cfgs,
+              "points": max(total, len(cfgs)), "cfgs": cfgs,  # a grown config: its new points too
               "seeds": sorted({c.seed for c in cfgs}), "spent": spent, "alone": alone,
               "prerequisite": None, "rows": []}
     if claim.prerequisite is not None:
