@@ -29,6 +29,17 @@ def _call(b, query):
     return repr(namespace[b.name](*args))
 
 
+def _demos_as_code(ds):
+    """Each demonstration with its behaviour, once the set validates, and each output checked
+    to be what the behaviour's code computes."""
+    behaviours = {b.id: b for b in ds.behaviours}
+    assert data.validate(ds, progress=False) == []
+    for d in ds.demonstrations:
+        b = behaviours[d.behaviour_id]
+        assert d.output == _call(b, d.input)
+        yield b, d
+
+
 def test_recorded_outputs_are_what_the_code_computes(cset):
     behaviours = {b.id: b for b in cset.behaviours}
     for d in cset.demonstrations:
@@ -162,12 +173,8 @@ def test_a_written_out_trace_gives_the_same_outputs_and_every_written_step_holds
     import re
 
     trace, ds = written
-    behaviours = {b.id: b for b in ds.behaviours}
-    assert data.validate(ds, progress=False) == []
     checked = set()
-    for d in ds.demonstrations:
-        b = behaviours[d.behaviour_id]
-        assert d.output == _call(b, d.input)
+    for b, d in _demos_as_code(ds):
         lines = d.trace.splitlines()
         lists = _lists(lines)
         enc, family = b.meta["direction"] == "encrypt", b.meta["family"]
@@ -234,12 +241,8 @@ def test_the_walk_trace_walks_the_ring_it_writes_and_refuses_families_it_cannot_
     ds = data.generate("ciphers", behaviours=24, demos=8, test_inputs=2, eval_fraction=0.5,
                        seed=6, progress=False, options={"trace": "walk", "max_text": 8,
                                                         "families": ["shift", "vigenere"]})
-    behaviours = {b.id: b for b in ds.behaviours}
-    assert data.validate(ds, progress=False) == []
     checked = set()
-    for d in ds.demonstrations:
-        b = behaviours[d.behaviour_id]
-        assert d.output == _call(b, d.input)
+    for b, d in _demos_as_code(ds):
         enc, lines = b.meta["direction"] == "encrypt", d.trace.splitlines()
         ring = next(x for x in lines if x.startswith("ring"))
         assert ring.startswith("ring: " if enc else "ring back: ")
