@@ -255,19 +255,24 @@ def _lookup(indexed: Callable[..., Trace]) -> Callable[..., Trace]:
 
 # --- walk: no lookup keyed by a number; a shift is walked one letter at a time -------------------
 
+def walk_order(alphabet: str, enc: bool) -> str:
+    """The order a walk step hops along: the alphabet, or the alphabet backwards to decrypt."""
+    return alphabet if enc else alphabet[::-1]
+
+
 def ring(alphabet: str, enc: bool) -> str:
     """``ring: k w o ...``: the order a step walks (the alphabet, or backwards when decrypting),
     one letter a token, written twice and its first letter once more, so that a walk of up to
     25 hops from any letter is a plain copy of what follows it (no wrap to find) and every
     letter's successor is the same at each of its places but the very last."""
-    order = alphabet if enc else alphabet[::-1]
+    order = walk_order(alphabet, enc)
     return ("ring: " if enc else "ring back: ") + " ".join(order * 2 + order[0])
 
 
 def hops(alphabet: str, enc: bool, ch: str, k: int) -> tuple[str, str]:
     """(the letter ``k`` hops after ``ch`` on the ring, the hops written ``b1 c2 ... m13``):
     each hop the letter after the last on the ring, counted, so the walk stops at ``k``."""
-    order = alphabet if enc else alphabet[::-1]
+    order = walk_order(alphabet, enc)
     i = order.index(ch)
     return order[(i + k) % 26], " ".join(f"{order[(i + h) % 26]}{h}" for h in range(1, k + 1))
 

@@ -41,7 +41,7 @@ from pathlib import Path
 
 from pbb import data as data_mod
 from pbb.domains.base import Behaviour
-from pbb.domains.cipher_traces import TRACES, keyword_lists
+from pbb.domains.cipher_traces import TRACES, keyword_lists, walk_order
 from pbb.domains.ciphers import CiphersDomain, run
 from pbb.jsonio import read_jsonl
 from pbb.store import EVAL, SAMPLES, RunStore
@@ -161,7 +161,7 @@ def check_walk(b: Behaviour, query: str, completion: str) -> collections.Counter
     Vigenère steps (``key steps``) and of each :data:`WALK_CHECKS` in one completion."""
     text, key = CiphersDomain().parse(b, query)
     alphabet = b.meta["alphabet"]
-    order = alphabet if b.meta["direction"] == "encrypt" else alphabet[::-1]
+    order = walk_order(alphabet, b.meta["direction"] == "encrypt")
     out, _ = run(b.meta, text, key)
     letters_in = [ch for ch in text if ch in alphabet]
     letters_out = [o for ch, o in zip(text, out) if ch in alphabet]
@@ -195,12 +195,12 @@ def check_walk(b: Behaviour, query: str, completion: str) -> collections.Counter
 
 
 def _shares(total: collections.Counter, walk: bool) -> dict:
-    if walk:
-        over = {"hops": "hop steps", "key": "key steps"}
-        return {k: round(total[k] / total[over.get(k, "steps")], 3) for k in WALK_CHECKS
-                if total[over.get(k, "steps")]}
-    return {k: round(total[k] / (total["arithmetic steps"] if k in _ARITHMETIC else total["steps"]), 3)
-            for k in CHECKS if (total["arithmetic steps"] if k in _ARITHMETIC else total["steps"])}
+    """Each check's share of what it is counted over: step lines, or its own steps (hops,
+    Vigenère steps; arithmetic steps)."""
+    checks, over = ((WALK_CHECKS, {"hops": "hop steps", "key": "key steps"}) if walk
+                    else (CHECKS, dict.fromkeys(_ARITHMETIC, "arithmetic steps")))
+    return {k: round(total[k] / total[over.get(k, "steps")], 3) for k in checks
+            if total[over.get(k, "steps")]}
 
 
 def summarise(run_dir: Path, curriculum: str, mode: str, split: str = "train",
