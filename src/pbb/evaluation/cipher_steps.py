@@ -53,7 +53,7 @@ _ARITHMETIC = {"arithmetic", "operands", "evaluation", "reduction"}  # shares of
 
 _STEP = re.compile(r"^step (?P<ch>[a-z])=(?P<i>\d+)(?:: (?P<arith>.*?))? -> "
                    r"(?:(?P<c1>[a-z])=(?P<j1>\d+)|(?P<j2>\d+)=(?P<c2>[a-z]))$")
-_LIST = re.compile(r"^(?:table )?(?:positions|letters|ring|ring back): ")
+_LIST = re.compile(r"^(?:table )?(?:positions|letters|ring|ring back|walks): ")
 _EQUATION = re.compile(r"(-?\d+(?: [-+*] -?\d+)+) = (-?\d+)")
 
 
@@ -214,6 +214,8 @@ def summarise(run_dir: Path, curriculum: str, mode: str, split: str = "train",
     ds = dataset if dataset is not None else data_mod.load(store.data)
     behaviours = {b.id: b for b in ds.behaviours}
     gold = {(d.behaviour_id, d.input): d.trace for d in ds.demonstrations}
+    walk = any(b.meta.get("trace") == "walk" for b in behaviours.values())  # one trace a data set
+    checker = check_walk if walk else check
     total: collections.Counter = collections.Counter()
     n = lists = correct = 0
     for s in read_jsonl(store.samples(curriculum, mode), ("behaviour_id", "split", "input",
@@ -222,14 +224,12 @@ def summarise(run_dir: Path, curriculum: str, mode: str, split: str = "train",
             continue
         n += 1
         correct += s["score"]
-        b = behaviours[s["behaviour_id"]]
-        walk = b.meta.get("trace") == "walk"
-        total += (check_walk if walk else check)(b, s["input"], s["completion"])
+        total += checker(behaviours[s["behaviour_id"]], s["input"], s["completion"])
         want = [x for x in gold[(s["behaviour_id"], s["input"])].splitlines() if _LIST.match(x)]
         got = [x.strip() for x in s["completion"].splitlines() if _LIST.match(x.strip())]
         lists += bool(want) and got == want
     steps = total["steps"]
-    shares = _shares(total, any(b.meta.get("trace") == "walk" for b in behaviours.values()))
+    shares = _shares(total, walk)
     return {"completions": n, "correct": round(correct / n, 3) if n else 0.0,
             "lists exact": round(lists / n, 3) if n else 0.0, "step lines": steps, **shares}
 
