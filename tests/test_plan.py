@@ -240,3 +240,23 @@ def test_pbb_claims_plan_counts_a_stage_two_claims_share_once_and_writes_nothing
     assert [x.split(":")[0] for x in lines] == ["proactive_vs_control", "stage2_alone"]
     assert f"all 2 claim(s) into {out}: expected time ~" in " ".join(r.stdout.split())
     assert not out.exists()
+
+
+def test_pbb_claims_gpu_plan_on_a_machine_without_one_says_its_times_are_cpu_rates(
+        tmp_path, rates_file, monkeypatch):
+    """The GPU twins planned here are timed at this machine's CPU rates: the plan says so, so
+    that nobody reads a CPU's hours as a GPU's."""
+    import torch
+
+    from tests.conftest import run_cli
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    write_rates(rates_file, **{rates.SFT: 100.0, rates.EVAL: {"recall": 2.0, "cot": 4.0}})
+    monkeypatch.setenv("PBB_RATES", str(rates_file))
+    args = ("claims", "--plan", "--smoke", "--only", "stage2_alone", "--set",
+            "sweep.grid.seed=[0]", "--set", "train.max_steps=1", "--out", str(tmp_path / "c"))
+    gpu, cpu = run_cli(*args[:1], "--gpu", *args[1:]), run_cli(*args)
+    assert gpu.returncode == cpu.returncode == 0, gpu.stderr + cpu.stderr
+    note = "this machine has no GPU: the times below are its CPU rates"
+    assert note in " ".join(gpu.stdout.split()) and note not in " ".join(cpu.stdout.split())

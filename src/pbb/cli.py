@@ -386,6 +386,11 @@ def claims_cmd(
         default_out = default_out.with_name(default_out.name + "-smoke")
         default_doc = Path(f"{out or default_out}.md")
     if plan:
+        from pbb import dist
+
+        if gpu and dist.device() == "cpu":  # the twins are sized for a GPU; the rates are this machine's
+            console.print("note: this machine has no GPU: the times below are its CPU rates, "
+                          "not a GPU's", markup=False)
         console.print(plan_claims(configs or default_configs, out or default_out, only,
                                   parse_assignments(overrides), smoke), markup=False)
         return
