@@ -361,6 +361,16 @@ def test_a_second_run_runs_nothing_and_writes_the_same_table(claimed):
              if "stages" in p.parts or p.name == "samples.jsonl" or p.name == "summary.json"}
     assert after == watched  # no stage, evaluation or run written, none touched
     assert "training on" not in r.stderr and r.stderr.count("done earlier") == 9
+    # a claim's config changed since it ran: one line saying which claim's folder to move
+    # aside (not "another --out", which would start every claim over), and nothing touched
+    changed = ["--set", "sweep.grid.seed=[0, 1, 2]", "--set", "train.max_steps=2"]
+    r = run_cli("claims", "--only", "stage2_alone", "--smoke", "--out", str(out), "--doc",
+                str(doc), "--no-progress", *changed)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    message = " ".join(r.stderr.split())
+    assert f"move {out / 'stage2_alone'} aside to run claim stage2_alone" in message, message
+    assert "train.max_steps" in message and "another --out" not in message
+    assert doc.read_bytes() == before
 
 
 @pytest.mark.slow

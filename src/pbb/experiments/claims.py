@@ -325,7 +325,10 @@ def run_claims(configs: Path, out: Path, only: list[str] | None = None,
         for claim in chosen:
             console.print(f"[bold]claim {claim.name}[/]: {claim.title}")
             run_sweep(config_path(configs, claim), out / claim.name, overrides, progress=progress,
-                      smoke=smoke, stages_root=out / STAGES)
+                      smoke=smoke, stages_root=out / STAGES,
+                      remedy=f"its config changed since it ran: move {out / claim.name} aside to "
+                             f"run claim {claim.name} as it is now (stages that still agree are "
+                             f"reused from {out / STAGES})")
     measured = [measure(c, configs, out, overrides, smoke) for c in CLAIMS]
     write(measured, Path(doc), configs, out)
     return measured

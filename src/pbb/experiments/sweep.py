@@ -136,10 +136,11 @@ def load_sweep(path: Path, overrides: dict | None = None,
 def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None,
               progress: bool = True, smoke: bool = False, jobs: int = 1,
               executor: str = "local", jobs_per_device: int | str = 1,
-              stages_root: Path | None = None) -> dict:
+              stages_root: Path | None = None, remedy: str = "use another --out") -> dict:
     """Run the sweep's pending points, then its report. ``stages_root``: a stage store shared
     with other sweeps (``pbb claims``) instead of the sweep's own, for points run one after
-    another in this process."""
+    another in this process. ``remedy``: what the error says to do where ``out`` holds a
+    different sweep (``pbb claims`` has one --out for all its claims)."""
     from pbb.experiments.run import check_before_work, run
 
     if stages_root is not None and (jobs > 1 or executor != "local"):
@@ -156,7 +157,7 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
     old = read_json(sweep.record) if sweep.record.is_file() else None
     if old is not None and old != record and not _grown(old, record):
         raise PbbError(f"{out}: holds a different sweep (differs in "
-                       f"{_first_difference(old, record)}); use another --out")
+                       f"{_first_difference(old, record)}); {remedy}")
     if old != record:  # a new sweep, or this one grown by more points (those run stay as they are)
         for p in points:
             check_before_work(p["config"])
