@@ -1,0 +1,85 @@
+"""``python -m pbb.evaluation.grammar_steps``: every gold derivation passes every check, and each
+broken part of a step line fails its own check (and the completion's derivation) only."""
+
+import json
+
+import pytest
+
+from pbb import data
+from pbb.evaluation import grammar_steps
+from pbb.store import RunStore
+
+
+@pytest.fixture(scope="module")
+def named():
+    return data.generate("grammars", behaviours=8, demos=3, test_inputs=1, eval_fraction=0.5,
+                         seed=2, progress=False,
+                         options={"trace": "named", "min_nonterminals": 2, "max_nonterminals": 3,
+                                  "max_alternatives": 2, "max_rule_length": 3, "terminals": 4,
+                                  "max_length": 6})
+
+
+def _a_step(ds):
+    """A behaviour, a gold trace with at least two step lines, its last step line and the form
+    before that line."""
+    behaviours = {b.id: b for b in ds.behaviours}
+    for d in ds.demonstrations:
+        lines = d.trace.splitlines()
+        steps = [i for i, x in enumerate(lines) if " -> " in x]
+        if len(steps) >= 2:
+            before = lines[steps[-1] - 1].split(": ", 1)[-1]
+            return behaviours[d.behaviour_id], d.trace, lines[steps[-1]], before
+    raise AssertionError("no trace with two steps")
+
+
+def test_gold_derivations_pass_and_each_broken_part_fails_its_own_check(named):
+    behaviours = {b.id: b for b in named.behaviours}
+    for d in named.demonstrations:
+        c = grammar_steps.check(behaviours[d.behaviour_id], d.trace)
+        assert c["steps"] and all(c[k] == c["steps"] for k in grammar_steps.STEP_CHECKS), d.trace
+        assert c["derivation"] == c["answer"] == 1
+    b, trace, line, before = _a_step(named)
+    rule, form = line.split(": ", 1)
+    lhs, rhs = rule.split(" -> ")
+    # a rule the grammar does not have, applied faithfully: the rule check fails, not the others
+    k = before.split().index(lhs)  # the leftmost nonterminal: the last step's only one
+    after = " ".join(before.split()[:k] + rhs.split() + ['"zz"'] + before.split()[k + 1:])
+    wrong = f'{lhs} -> {rhs} "zz": {after}'
+    c = grammar_steps.check(b, trace.replace(line, wrong, 1))
+    assert c["steps"] - c["rule"] == 1 and c["form"] == c["leftmost"] == c["steps"]
+    assert c["derivation"] == 0
+    # the grammar's rule, but the form after it copied wrong: the form check fails
+    c = grammar_steps.check(b, trace.replace(line, f'{rule}: "zz" {form}', 1))
+    assert c["steps"] - c["form"] == 1 and c["rule"] == c["steps"] and c["derivation"] == 0
+    # the derivation stopped before its last step, a nonterminal left: no derivation, no answer
+    c = grammar_steps.check(b, trace.split(line)[0] + "Answer: x")
+    assert c["derivation"] == c["answer"] == 0 and c["rule"] == c["steps"] > 0
+    # the right derivation, another answer: the answer check fails only
+    answer = trace.splitlines()[-1]
+    c = grammar_steps.check(b, trace.replace(answer, answer + " zz"))
+    assert c["derivation"] == 1 and c["answer"] == 0
+
+
+def test_summarise_reads_a_runs_samples(named, tmp_path, capsys):
+    """A run directory with two completions of one train query: the gold one and one with a
+    wrong rule; the shares are of the step lines and of the completions."""
+    run = tmp_path / "run"
+    data.save(named, RunStore(run).data)
+    b, trace, line, _ = _a_step(named)
+    query = next(d.input for d in named.demonstrations if d.trace == trace)
+    rule, form = line.split(": ", 1)
+    wrong = trace.replace(line, f'{rule.split(" -> ")[0]} -> "zz": {form}', 1)
+    path = RunStore(run).samples("stage1", "cot")
+    path.parent.mkdir(parents=True)
+    rows = [{"behaviour_id": b.id, "split": b.split, "input": query, "completion": c, "score": s,
+             "recall_exact": 1.0} for c, s in ((trace, 1.0), (wrong, 0.0))]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    got = grammar_steps.summarise(run, "stage1", "cot", b.split)
+    steps = 2 * trace.count(" -> ")
+    assert got["completions"] == 2 and got["step lines"] == steps
+    # the wrong rule's line: neither the rule nor the form after it (the gold one) is right
+    assert got["rule"] == got["form"] == round((steps - 1) / steps, 3) and got["leftmost"] == 1.0
+    assert got["derivation"] == 0.5 and got["valid"] == 0.5 and got["recalled"] == 1.0
+    assert got["valid where the derivation is right"] == 1.0
+    grammar_steps.main([str(run), "--split", b.split])
+    assert [x.split(" {")[0] for x in capsys.readouterr().out.splitlines()] == ["run stage1 cot"]
