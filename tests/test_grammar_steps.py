@@ -10,13 +10,22 @@ from pbb.evaluation import grammar_steps
 from pbb.store import RunStore
 
 
-@pytest.fixture(scope="module")
-def named():
+def _generate(trace):
     return data.generate("grammars", behaviours=8, demos=3, test_inputs=1, eval_fraction=0.5,
                          seed=2, progress=False,
-                         options={"trace": "named", "min_nonterminals": 2, "max_nonterminals": 3,
+                         options={"trace": trace, "min_nonterminals": 2, "max_nonterminals": 3,
                                   "max_alternatives": 2, "max_rule_length": 3, "terminals": 4,
                                   "max_length": 6})
+
+
+@pytest.fixture(scope="module")
+def named():
+    return _generate("named")
+
+
+@pytest.fixture(scope="module")
+def picked():
+    return _generate("pick")
 
 
 def _a_step(ds):
@@ -58,6 +67,32 @@ def test_gold_derivations_pass_and_each_broken_part_fails_its_own_check(named):
     answer = trace.splitlines()[-1]
     c = grammar_steps.check(b, trace.replace(answer, answer + " zz"))
     assert c["derivation"] == 1 and c["answer"] == 0
+
+
+def test_the_pick_trace_copies_the_rule_line_and_derives_the_same_strings(named, picked):
+    """Each ``pick`` step copies its nonterminal's line of the instruction verbatim, then picks
+    the alternative the ``named`` trace applies: the same derivations, the same outputs; an
+    alternative dropped from the copy fails the alternatives check only."""
+    behaviours = {b.id: b for b in picked.behaviours}
+    for d, n in zip(picked.demonstrations, named.demonstrations, strict=True):
+        assert (d.input, d.output) == (n.input, n.output)
+        b = behaviours[d.behaviour_id]
+        lines = [x for x in d.trace.splitlines() if " pick " in x]
+        assert len(lines) == n.trace.count(" -> ") > 0
+        for x, y in zip(lines, [x for x in n.trace.splitlines() if " -> " in x]):
+            copied, rest = x.split(" pick ")
+            assert copied in b.instruction.splitlines()
+            assert f"{copied.split(' -> ')[0]} -> {rest}" == y  # the named step, picked
+        c = grammar_steps.check(b, d.trace)
+        assert c["pick steps"] == c["alternatives"] == c["steps"] == len(lines)
+        assert all(c[k] == c["steps"] for k in grammar_steps.STEP_CHECKS) and c["derivation"]
+    d = next(d for d in picked.demonstrations if " | " in d.trace)
+    line = next(x for x in d.trace.splitlines() if " | " in x.split(" pick ")[0])
+    copied, rest = line.split(" pick ")
+    short = f"{copied.rsplit(' | ', 1)[0]} pick {rest}"
+    c = grammar_steps.check(behaviours[d.behaviour_id], d.trace.replace(line, short, 1))
+    assert c["pick steps"] - c["alternatives"] == 1 and c["derivation"] == 0
+    assert all(c[k] == c["steps"] for k in grammar_steps.STEP_CHECKS)
 
 
 def test_summarise_reads_a_runs_samples(named, tmp_path, capsys):

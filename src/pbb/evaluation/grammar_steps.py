@@ -11,7 +11,10 @@ form the model wrote before it:
   instruction, not the one the completion recalled);
 * ``leftmost``: its left side is the leftmost nonterminal of the form before;
 * ``form``: the form after is the form before with that nonterminal replaced by the rule's right
-  side, as written.
+  side, as written;
+* ``alternatives`` (the ``pick`` trace, ``A -> "bo" | S "ze" pick "bo": ...``): the rule line
+  copied before the pick is the grammar's line for that nonterminal, all its alternatives in
+  order (a share of the pick steps).
 
 Per completion: ``recalled`` (the grammar recalled exactly: the sample's ``recall_exact``),
 ``derivation`` (a trace that starts at the start symbol, every step line passes all three
@@ -41,14 +44,17 @@ from pbb.store import EVAL, SAMPLES, RunStore
 STEP_CHECKS = ("rule", "leftmost", "form")
 #: the checks of a completion, each a share of the completions
 COMPLETION_CHECKS = ("recalled", "derivation", "answer", "valid")
-_STEP = re.compile(r"^(?P<lhs>[A-Z][A-Za-z0-9_]*) -> (?P<rhs>[^:]*): (?P<form>.*)$")
+_STEP = re.compile(r"^(?P<lhs>[A-Z][A-Za-z0-9_]*) -> (?:(?P<alts>[^:]*?) pick )?(?P<rhs>[^:]*): "
+                   r"(?P<form>.*)$")
 
 
 def check(b: Behaviour, completion: str) -> collections.Counter:
-    """Counts of step lines (``steps``) and of each :data:`STEP_CHECKS`, and whether the
-    derivation and the answer of one completion are right (``derivation``, ``answer``: 0 or 1)."""
+    """Counts of step lines (``steps``; of them ``pick steps``) and of each :data:`STEP_CHECKS`
+    (and ``alternatives``), and whether the derivation and the answer of one completion are
+    right (``derivation``, ``answer``: 0 or 1)."""
     _, g = grammar_of(b.instruction)
     productions = set(g.productions())
+    alternatives = {lhs: " | ".join(" ".join(p) for p in alts) for lhs, alts in g.rules}
     counts: collections.Counter = collections.Counter()
     lines = [x.strip() for x in trace_lines(completion)]
     answer = next((x[len(ANSWER_PREFIX):].strip() for x in lines if x.startswith(ANSWER_PREFIX)),
@@ -69,6 +75,9 @@ def check(b: Behaviour, completion: str) -> collections.Counter:
         ok = {"rule": (lhs, rhs) in productions,
               "leftmost": k is not None and form[k] == lhs,
               "form": k is not None and after == form[:k] + list(rhs) + form[k + 1:]}
+        if m["alts"] is not None:
+            counts["pick steps"] += 1
+            ok["alternatives"] = m["alts"] == alternatives.get(lhs)
         counts.update(name for name, passed in ok.items() if passed)
         right &= all(ok.values())
         form = after
@@ -100,6 +109,8 @@ def summarise(run_dir: Path, curriculum: str, mode: str, split: str = "eval",
     steps = total["steps"]
     out = {"completions": n, "step lines": steps}
     out.update({k: round(total[k] / steps, 3) for k in STEP_CHECKS if steps})
+    if total["pick steps"]:
+        out["alternatives"] = round(total["alternatives"] / total["pick steps"], 3)
     out.update({k: round(total[k] / n, 3) for k in COMPLETION_CHECKS if n})
     if total["derivation"]:
         out["valid where the derivation is right"] = round(both / total["derivation"], 3)

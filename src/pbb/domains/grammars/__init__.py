@@ -177,8 +177,13 @@ class GrammarsDomain(Domain):
             raise PbbError(f"query {query!r}: the grammar has no string of length {n}")
         tokens, forms = sample_exact(g, lengths, n, rng)
         output = g.join(tokens)
-        if behaviour.meta.get("trace") == "named":
+        trace = behaviour.meta.get("trace")
+        if trace == "named":
             steps = [f"{rule}: {f}" for rule, f in zip(applied_rules(forms), forms[1:])]
+        elif trace == "pick":
+            lines = dict(zip(g.nonterminals, render(g, "").splitlines()[1:]))
+            steps = [f"{lines[rule.split(' -> ')[0]]} pick {rule.split(' -> ', 1)[1]}: {f}"
+                     for rule, f in zip(applied_rules(forms), forms[1:])]
         else:
             steps = [f"=> {f}" for f in forms[1:]]
         return Execution(output=output, trace="\n".join([forms[0], *steps,

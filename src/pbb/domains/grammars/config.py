@@ -35,10 +35,12 @@ class GrammarsConfig(BaseModel):
                              "format of docs/domains.md) instead of generating them")
     max_tokens: int = Field(64, ge=1, description="verifier: longer predictions score 0.0 unparsed")
     time_limit: float = Field(1.0, gt=0, description="verifier: seconds per membership check")
-    trace: Literal["forms", "named"] = Field(
+    trace: Literal["forms", "named", "pick"] = Field(
         "forms", description="CoT derivation: forms (the sentential forms of a leftmost "
-        "derivation, `=> \"bo\" A`) or named (each step names the rule it applies first, "
-        "`A -> \"bo\": \"bo\" \"bo\"`, so that a derivation is copied from the recalled rules)")
+        "derivation, `=> \"bo\" A`), named (each step names the rule it applies first, "
+        "`A -> \"bo\": \"bo\" \"bo\"`, so that a derivation is copied from the recalled rules) "
+        "or pick (each step copies the leftmost nonterminal's whole rule line from the grammar, "
+        "then picks one alternative: `A -> \"bo\" | S \"ze\" pick \"bo\": \"bo\" \"bo\"`)")
 
     @model_validator(mode="after")
     def _ranges(self) -> GrammarsConfig:
