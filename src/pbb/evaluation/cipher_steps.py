@@ -35,7 +35,6 @@ curriculum and mode.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import re
 from pathlib import Path
@@ -44,8 +43,9 @@ from pbb import data as data_mod
 from pbb.domains.base import Behaviour
 from pbb.domains.cipher_traces import TRACES, keyword_lists, walk_count, walk_order
 from pbb.domains.ciphers import CiphersDomain, run
+from pbb.evaluation.steps import main_of
 from pbb.jsonio import read_jsonl
-from pbb.store import EVAL, SAMPLES, RunStore
+from pbb.store import RunStore
 
 CHECKS = ("input", "position", "arithmetic", "operands", "evaluation", "reduction", "result",
           "letter", "step")
@@ -235,18 +235,8 @@ def summarise(run_dir: Path, curriculum: str, mode: str, split: str = "train",
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m pbb.evaluation.cipher_steps",
-                                 description=__doc__.split("\n\n")[0])
-    ap.add_argument("runs", nargs="+", type=Path, help="run directories (a ciphers data set)")
-    ap.add_argument("--split", default="train", choices=("eval", "train"))
-    args = ap.parse_args(argv)
-    for run_dir in args.runs:
-        ds = data_mod.load(RunStore(run_dir).data)
-        for cur in sorted(p for p in (run_dir / EVAL).iterdir() if p.is_dir()):
-            for mode in sorted(p.name for p in cur.iterdir() if p.is_dir() and p.name != "recall"
-                               and (p / SAMPLES).is_file()):  # finished execution modes
-                print(run_dir.name, cur.name, mode, summarise(run_dir, cur.name, mode, args.split,
-                                                              ds))
+    main_of("python -m pbb.evaluation.cipher_steps", __doc__, "train",
+            lambda r: data_mod.load(RunStore(r).data), summarise, argv)
 
 
 if __name__ == "__main__":

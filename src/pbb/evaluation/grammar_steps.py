@@ -27,7 +27,6 @@ per run, curriculum and mode.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import re
 from pathlib import Path
@@ -36,9 +35,9 @@ from pbb import data as data_mod
 from pbb.domains.base import ANSWER_PREFIX, Behaviour
 from pbb.domains.grammars import grammar_of
 from pbb.domains.grammars.grammar import is_terminal, unquote
-from pbb.evaluation.steps import trace_lines
+from pbb.evaluation.steps import main_of, trace_lines
 from pbb.jsonio import read_jsonl
-from pbb.store import EVAL, SAMPLES, RunStore
+from pbb.store import RunStore
 
 #: the checks of a step line, each a share of the step lines
 STEP_CHECKS = ("rule", "leftmost", "form")
@@ -118,18 +117,8 @@ def summarise(run_dir: Path, curriculum: str, mode: str, split: str = "eval",
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m pbb.evaluation.grammar_steps",
-                                 description=__doc__.split("\n\n")[0])
-    ap.add_argument("runs", nargs="+", type=Path, help="run directories (a grammars data set)")
-    ap.add_argument("--split", default="eval", choices=("eval", "train"))
-    args = ap.parse_args(argv)
-    for run_dir in args.runs:
-        ds = data_mod.load(RunStore(run_dir).data)
-        for cur in sorted(p for p in (run_dir / EVAL).iterdir() if p.is_dir()):
-            for mode in sorted(p.name for p in cur.iterdir() if p.is_dir() and p.name != "recall"
-                               and (p / SAMPLES).is_file()):  # finished execution modes
-                print(run_dir.name, cur.name, mode,
-                      summarise(run_dir, cur.name, mode, args.split, ds))
+    main_of("python -m pbb.evaluation.grammar_steps", __doc__, "eval",
+            lambda r: data_mod.load(RunStore(r).data), summarise, argv)
 
 
 if __name__ == "__main__":

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import argparse
 import collections
+from collections.abc import Callable
 from pathlib import Path
 
 from pbb import data as data_mod
 from pbb.domains.base import ANSWER_PREFIX
 from pbb.jsonio import read_jsonl
 from pbb.rows.render import RECALL_HEADER, TRACE_HEADER
-from pbb.store import EVAL, RunStore
+from pbb.store import EVAL, SAMPLES, RunStore
 
 _STEP_PARTS = ("variable", "expression", "substitution", "arithmetic")
 
@@ -98,17 +99,32 @@ def summarise(run: Path, curriculum: str, mode: str, split: str = "eval",
     return {"n": n, "mean_chars": round(chars / n, 1) if n else 0.0, **shares}
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m pbb.evaluation.steps", description=__doc__.split(
-        "\n\n")[0])
+def execution_modes(run: Path) -> list[tuple[str, str]]:
+    """(curriculum, mode) of each finished execution evaluation of a run: its samples written,
+    the recall checks left out (their samples have no query)."""
+    return [(cur.name, mode.name) for cur in sorted(p for p in (run / EVAL).iterdir() if p.is_dir())
+            for mode in sorted(cur.iterdir())
+            if mode.is_dir() and mode.name != "recall" and (mode / SAMPLES).is_file()]
+
+
+def main_of(prog: str, doc: str, split: str, load: Callable[[Path], object],
+            summarise: Callable[..., dict], argv: list[str] | None = None) -> None:
+    """The command line of a step checker (this module, ``cipher_steps``, ``grammar_steps``):
+    ``RUN [RUN ...] [--split eval|train]``, one line per run, curriculum and mode of
+    ``summarise(run, curriculum, mode, split, load(run))``; ``load`` reads what a run's
+    summaries share once a run, not once a curriculum and mode."""
+    ap = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", type=Path, help="run directories")
-    ap.add_argument("--split", default="eval", choices=("eval", "train"))
+    ap.add_argument("--split", default=split, choices=("eval", "train"))
     args = ap.parse_args(argv)
     for run in args.runs:
-        gold = gold_traces(run)  # read once a run, not once a curriculum and mode
-        for cur in sorted(p for p in (run / EVAL).iterdir() if p.is_dir()):
-            for mode in sorted(p.name for p in cur.iterdir() if p.is_dir()):
-                print(run.name, cur.name, mode, summarise(run, cur.name, mode, args.split, gold))
+        loaded = load(run)
+        for cur, mode in execution_modes(run):
+            print(run.name, cur, mode, summarise(run, cur, mode, args.split, loaded))
+
+
+def main(argv: list[str] | None = None) -> None:
+    main_of("python -m pbb.evaluation.steps", __doc__, "eval", gold_traces, summarise, argv)
 
 
 if __name__ == "__main__":
