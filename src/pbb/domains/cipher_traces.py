@@ -35,14 +35,11 @@ the steps, and the query's text is in BPE pieces (``'zxpu'`` is ``z``, ``x``, ``
 the lookups keyed by a *letter* held (the letter's position, ``v=6``, right in 87% of the steps),
 the one keyed by a *number* failed (the letter after ``22=`` in 9%, near chance). The tokenizer
 writes ``22`` as ``2 2``, so ``22=``, ``12=`` and ``2=`` end on the same tokens. This trace
-writes the alphabet as a ``ring: k w o ...`` (one letter a token) and each step as a walk along
-it, each hop the letter after the last one, counted: ``step z: b1 c2 ... m13 -> m``. A walk is
-at most 13 hops: a shift by ``k`` above 13 is walked ``26 - k`` hops along the ``ring back``
-(the alphabet backwards), and a shift's ``walk: -6`` is written once. Why: with walks of up to
-25 hops, one way (commit 8c95cfb, stage 1 alone at seed 0), each hop was right in 93% of them
-but the number of hops the shift in only 62%. A Vigenère step reads its key letter's signed walk
-from ``walks: k=0 w=1 ... o=-12 ...`` (``key e=9``), a lookup keyed by a letter. Affine and
-keyword ciphers have no such walk (a product, a table) and are refused with this trace.
+writes the alphabet as a ``ring: k w o ...`` (one letter a token; backwards when decrypting) and
+each step as a walk of ``k`` hops along it, each hop the letter after the last one, counted:
+``step z: b1 c2 ... m13 -> m``. A Vigenère step first reads its key letter's position from
+``positions`` (``key e=9``), a lookup keyed by a letter. Affine and keyword ciphers have no such
+walk (a product, a table) and are refused with this trace.
 
 Every line is computed from the behaviour's parameters, never from the instruction text; the
 output equals the compact trace's (``tests/test_ciphers.py`` checks all of them on random calls).
@@ -258,35 +255,26 @@ def _lookup(indexed: Callable[..., Trace]) -> Callable[..., Trace]:
 
 # --- walk: no lookup keyed by a number; a shift is walked one letter at a time -------------------
 
-def walk_count(k: int, enc: bool) -> int:
-    """The hops a shift by ``k`` is walked, signed: forward when ``k`` is 13 or less, else
-    backward ``26 - k``; the other way round to decrypt. At most 13 hops either way."""
-    n = k if k <= 13 else k - 26
-    return n if enc else -n
+def walk_order(alphabet: str, enc: bool) -> str:
+    """The order a walk step hops along: the alphabet, or the alphabet backwards to decrypt."""
+    return alphabet if enc else alphabet[::-1]
 
 
-def walk_order(alphabet: str, back: bool) -> str:
-    """The order a walk hops along: the alphabet, or the alphabet backwards."""
-    return alphabet[::-1] if back else alphabet
+def ring(alphabet: str, enc: bool) -> str:
+    """``ring: k w o ...``: the order a step walks (the alphabet, or backwards when decrypting),
+    one letter a token, written twice and its first letter once more, so that a walk of up to
+    25 hops from any letter is a plain copy of what follows it (no wrap to find) and every
+    letter's successor is the same at each of its places but the very last."""
+    order = walk_order(alphabet, enc)
+    return ("ring: " if enc else "ring back: ") + " ".join(order * 2 + order[0])
 
 
-def ring(alphabet: str, back: bool) -> str:
-    """``ring: k w o ...`` (``ring back:`` the alphabet backwards): the order a walk hops along,
-    one letter a token, written twice and its first letter once more, so that a walk from any
-    letter is a plain copy of what follows it (no wrap to find) and every letter's successor is
-    the same at each of its places but the very last."""
-    order = walk_order(alphabet, back)
-    return ("ring back: " if back else "ring: ") + " ".join(order * 2 + order[0])
-
-
-def hops(alphabet: str, ch: str, n: int) -> tuple[str, str]:
-    """(the letter ``|n|`` hops after ``ch`` on the ring, backward when ``n`` is negative; the
-    hops written ``b1 c2 ... m13``): each hop the letter after the last, counted, so the walk
-    stops at ``|n|``."""
-    order = walk_order(alphabet, n < 0)
+def hops(alphabet: str, enc: bool, ch: str, k: int) -> tuple[str, str]:
+    """(the letter ``k`` hops after ``ch`` on the ring, the hops written ``b1 c2 ... m13``):
+    each hop the letter after the last on the ring, counted, so the walk stops at ``k``."""
+    order = walk_order(alphabet, enc)
     i = order.index(ch)
-    return order[(i + abs(n)) % 26], " ".join(f"{order[(i + h) % 26]}{h}"
-                                              for h in range(1, abs(n) + 1))
+    return order[(i + k) % 26], " ".join(f"{order[(i + h) % 26]}{h}" for h in range(1, k + 1))
 
 
 def _walk_line(head: str, walked: str, out: str) -> str:
@@ -294,34 +282,29 @@ def _walk_line(head: str, walked: str, out: str) -> str:
 
 
 def walk_shift(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
-    """``walk: -6`` (a shift by 20, encrypting) once, the ring that way, then each step walked."""
     (k,) = key
-    n = walk_count(k, enc)
 
-    def step(ch: str, n_: int) -> tuple[str, str]:
-        out, walked = hops(alphabet, ch, n)
+    def step(ch: str, n: int) -> tuple[str, str]:
+        out, walked = hops(alphabet, enc, ch, k)
         return out, _walk_line(f"step {ch}", walked, out)
 
-    return [*compact_shift(alphabet, enc, text, key)[0], spelled(text, alphabet), f"walk: {n}",
-            ring(alphabet, n < 0)], step
+    return [*compact_shift(alphabet, enc, text, key)[0], spelled(text, alphabet),
+            ring(alphabet, enc)], step
 
 
 def walk_vigenere(alphabet: str, enc: bool, text: str, key: tuple) -> Trace:
-    """Each key letter's walk read from ``walks: k=0 w=1 ... o=-12 ...`` (a lookup keyed by a
-    letter, which the lookup trace's steps got right in 87%), then walked like a shift along
-    whichever ring its sign names (both are written)."""
+    """The key letter's position read from ``positions`` (a lookup keyed by a letter, which the
+    lookup trace's steps got right in 87%), then walked like a shift."""
     (k,) = key
-    walks = [walk_count(i, enc) for i in range(26)]
 
     def step(ch: str, n: int) -> tuple[str, str]:
         kc = k[n % len(k)]
-        w = walks[alphabet.index(kc)]
-        out, walked = hops(alphabet, ch, w)
-        return out, _walk_line(f"step {ch}, key {kc}={w}", walked, out)
+        s = alphabet.index(kc)
+        out, walked = hops(alphabet, enc, ch, s)
+        return out, _walk_line(f"step {ch}, key {kc}={s}", walked, out)
 
     return [*compact_vigenere(alphabet, enc, text, key)[0], spelled(text, alphabet),
-            "walks: " + " ".join(f"{c}={w}" for c, w in zip(alphabet, walks)),
-            ring(alphabet, False), ring(alphabet, True)], step
+            positions("positions", alphabet), ring(alphabet, enc)], step
 
 
 TRACES = {"compact": {"shift": compact_shift, "affine": compact_affine, "keyword": compact_keyword,

@@ -18,10 +18,9 @@ operation is right *given what the model wrote before it*, over all step lines:
 * ``step``: the letter is the cipher's true output for that letter of the query.
 
 The ``walk`` trace has no positions to look up, and its own checks (:data:`WALK_CHECKS`):
-``input``; ``key`` (Vigenère: the key letter and its signed walk); ``hops`` (of all hops: the
-letter is the next one after the letter before it on the ring the walk's sign names, and the
-count goes up by one); ``count`` (the walk stops after the shift's number of hops, at most 13);
-``result`` (the letter after ``->`` is the last
+``input``; ``key`` (Vigenère: the key letter and its position); ``hops`` (of all hops: the letter
+is the ring's next one after the letter before it, and the count goes up by one); ``count`` (the
+walk stops after the shift's number of hops); ``result`` (the letter after ``->`` is the last
 hop's); ``step``.
 
 Beside them, per completion: the share whose spelled-out lists (``positions``, ``letters``...)
@@ -41,7 +40,7 @@ from pathlib import Path
 
 from pbb import data as data_mod
 from pbb.domains.base import Behaviour
-from pbb.domains.cipher_traces import TRACES, keyword_lists, walk_count, walk_order
+from pbb.domains.cipher_traces import TRACES, keyword_lists, walk_order
 from pbb.domains.ciphers import CiphersDomain, run
 from pbb.evaluation.steps import main_of
 from pbb.jsonio import read_jsonl
@@ -149,11 +148,11 @@ def check(b: Behaviour, query: str, completion: str) -> collections.Counter:
 
 # --- the walk trace: ``step z[, key e=9]: b1 c2 ... m13 -> m`` -----------------------------------
 
-#: the checks of a walk step: the letter, the key letter and its walk (Vigenère), each hop
+#: the checks of a walk step: the letter, the key letter and its position (Vigenère), each hop
 #: the ring's next letter after the one before it, the number of hops the shift, the letter after
 #: ``->`` the last hop, and the step's letter the cipher's own
 WALK_CHECKS = ("input", "key", "hops", "count", "result", "step")
-_WALK = re.compile(r"^step (?P<ch>[a-z])(?:, key (?P<kc>[a-z])=(?P<s>-?\d+))?: "
+_WALK = re.compile(r"^step (?P<ch>[a-z])(?:, key (?P<kc>[a-z])=(?P<s>\d+))?: "
                    r"(?P<hops>(?:[a-z]\d+ ?)*)-> (?P<out>[a-z])$")
 
 
@@ -162,7 +161,7 @@ def check_walk(b: Behaviour, query: str, completion: str) -> collections.Counter
     Vigenère steps (``key steps``) and of each :data:`WALK_CHECKS` in one completion."""
     text, key = CiphersDomain().parse(b, query)
     alphabet = b.meta["alphabet"]
-    enc = b.meta["direction"] == "encrypt"
+    order = walk_order(alphabet, b.meta["direction"] == "encrypt")
     out, _ = run(b.meta, text, key)
     letters_in = [ch for ch in text if ch in alphabet]
     letters_out = [o for ch, o in zip(text, out) if ch in alphabet]
@@ -178,18 +177,17 @@ def check_walk(b: Behaviour, query: str, completion: str) -> collections.Counter
         if vigenere:
             kc = key[0][n % len(key[0])]
             counts["key steps"] += 1
-            walk = walk_count(alphabet.index(kc), enc)
-            counts["key"] += m["kc"] == kc and m["s"] is not None and int(m["s"]) == walk
+            counts["key"] += m["kc"] == kc and m["s"] is not None and int(m["s"]) == alphabet.index(kc)
+            shift = alphabet.index(kc)
         else:
-            walk = walk_count(key[0], enc)
-        order = walk_order(alphabet, walk < 0)
+            shift = key[0]
         walked = [(h[0], int(h[1:])) for h in m["hops"].split()]
         last = m["ch"]
         for count, (letter, h) in enumerate(walked, 1):
             counts["hop steps"] += 1
             counts["hops"] += letter == order[(order.index(last) + 1) % 26] and h == count
             last = letter
-        counts["count"] += len(walked) == abs(walk)
+        counts["count"] += len(walked) == shift
         counts["result"] += m["out"] == last
         counts["step"] += n < len(letters_out) and m["out"] == letters_out[n]
         n += 1
