@@ -204,6 +204,11 @@ def test_walk_gold_passes_and_each_broken_operation_fails_its_own_check(walked):
     c = check_walk(b, d.input, d.trace.replace(line, short, 1))
     assert (c["steps"] - c["count"], c["steps"] - c["step"]) == (1, 1)
     assert c["result"] == c["steps"] and c["hops"] == c["hop steps"]
+    # two hops run together ("b1c2", as a model may write them): read as two hops, both right
+    together = f"{head}: " + "".join(hops[:2]) + (" " + " ".join(hops[2:]) if hops[2:] else "") \
+        + " -> " + line[-1]
+    c = check_walk(b, d.input, d.trace.replace(line, together, 1))
+    assert c["hops"] == c["hop steps"] and c["count"] == c["step"] == c["steps"]
     # a letter after "->" other than the last hop's: the result and the step fail
     other = line[:-1] + next(c for c in "abcdefghijklmnopqrstuvwxyz" if c != line[-1])
     c = check_walk(b, d.input, d.trace.replace(line, other, 1))

@@ -52,7 +52,7 @@ _ARITHMETIC = {"arithmetic", "operands", "evaluation", "reduction"}  # shares of
 
 _STEP = re.compile(r"^step (?P<ch>[a-z])=(?P<i>\d+)(?:: (?P<arith>.*?))? -> "
                    r"(?:(?P<c1>[a-z])=(?P<j1>\d+)|(?P<j2>\d+)=(?P<c2>[a-z]))$")
-_LIST = re.compile(r"^(?:table )?(?:positions|letters|ring|ring back|walks): ")
+_LIST = re.compile(r"^(?:table )?(?:positions|letters|ring|ring back): ")
 _EQUATION = re.compile(r"(-?\d+(?: [-+*] -?\d+)+) = (-?\d+)")
 
 
@@ -154,6 +154,7 @@ def check(b: Behaviour, query: str, completion: str) -> collections.Counter:
 WALK_CHECKS = ("input", "key", "hops", "count", "result", "step")
 _WALK = re.compile(r"^step (?P<ch>[a-z])(?:, key (?P<kc>[a-z])=(?P<s>\d+))?: "
                    r"(?P<hops>(?:[a-z]\d+ ?)*)-> (?P<out>[a-z])$")
+_HOP = re.compile(r"([a-z])(\d+)")
 
 
 def check_walk(b: Behaviour, query: str, completion: str) -> collections.Counter:
@@ -181,7 +182,7 @@ def check_walk(b: Behaviour, query: str, completion: str) -> collections.Counter
             shift = alphabet.index(kc)
         else:
             shift = key[0]
-        walked = [(h[0], int(h[1:])) for h in m["hops"].split()]
+        walked = [(c, int(h)) for c, h in _HOP.findall(m["hops"])]  # "b1 c2", or run together
         last = m["ch"]
         for count, (letter, h) in enumerate(walked, 1):
             counts["hop steps"] += 1
