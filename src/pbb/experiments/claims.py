@@ -241,8 +241,12 @@ CLAIMS: tuple[Claim, ...] = (
                "ciphers on uniform keys, trained until it recalls them) it recalls 96% of the "
                "train ciphers' code and finds a letter's position in 87% of the steps, but the "
                "letter at a written position (a lookup by a number, which the tokenizer splits "
-               "into digits) in 9%, near chance, so 0 of 48 train-cipher queries; the prerequisite "
-               "is not met at 135M with these traces (docs/results/LOG.md, ciphers)."),
+               "into digits) in 9%, near chance, so 0 of 48 train-cipher queries. With the walk "
+               "trace (the config's: no lookup by number) a hop is right in 93% of the hops, but "
+               "the number of hops the shift in 62% and recall of the code reaches 50% in 8 "
+               "epochs: 1 of 48; walks of at most 13 hops, signed, did worse (0 of 48: the sign "
+               "is arithmetic again). The prerequisite is not met at 135M with these traces "
+               "(docs/results/LOG.md, ciphers)."),
     Claim("grammars_above_chance", "Grammars known only from their rules, above chance",
           "A model that saw a grammar's rules only generates strings the grammar accepts more "
           "often than random strings of the same lengths do.",
