@@ -34,7 +34,7 @@ from pathlib import Path
 from pbb import data as data_mod
 from pbb.domains.base import ANSWER_PREFIX, Behaviour
 from pbb.domains.grammars import grammar_of
-from pbb.domains.grammars.grammar import is_terminal, unquote
+from pbb.domains.grammars.grammar import is_terminal, rule_line, unquote
 from pbb.evaluation.steps import main_of, trace_lines
 from pbb.jsonio import read_jsonl
 from pbb.store import RunStore
@@ -53,7 +53,7 @@ def check(b: Behaviour, completion: str) -> collections.Counter:
     right (``derivation``, ``answer``: 0 or 1)."""
     _, g = grammar_of(b.instruction)
     productions = set(g.productions())
-    alternatives = {lhs: " | ".join(" ".join(p) for p in alts) for lhs, alts in g.rules}
+    table = g.table
     counts: collections.Counter = collections.Counter()
     lines = [x.strip() for x in trace_lines(completion)]
     answer = next((x[len(ANSWER_PREFIX):].strip() for x in lines if x.startswith(ANSWER_PREFIX)),
@@ -76,7 +76,8 @@ def check(b: Behaviour, completion: str) -> collections.Counter:
               "form": k is not None and after == form[:k] + list(rhs) + form[k + 1:]}
         if m["alts"] is not None:
             counts["pick steps"] += 1
-            ok["alternatives"] = m["alts"] == alternatives.get(lhs)
+            ok["alternatives"] = (lhs in table
+                                  and f"{lhs} -> {m['alts']}" == rule_line(lhs, table[lhs]))
         counts.update(name for name, passed in ok.items() if passed)
         right &= all(ok.values())
         form = after

@@ -45,6 +45,7 @@ from pbb.domains.grammars.grammar import (
     parse_grammar,
     parse_grammars,
     render,
+    rule_line,
     tokenize,
 )
 from pbb.domains.grammars.verify import verifier_for
@@ -181,9 +182,10 @@ class GrammarsDomain(Domain):
         if trace == "named":
             steps = [f"{rule}: {f}" for rule, f in zip(applied_rules(forms), forms[1:])]
         elif trace == "pick":
-            lines = dict(zip(g.nonterminals, render(g, "").splitlines()[1:]))
-            steps = [f"{lines[rule.split(' -> ')[0]]} pick {rule.split(' -> ', 1)[1]}: {f}"
-                     for rule, f in zip(applied_rules(forms), forms[1:])]
+            table = g.table
+            rules = (r.split(" -> ", 1) for r in applied_rules(forms))
+            steps = [f"{rule_line(lhs, table[lhs])} pick {rhs}: {f}"
+                     for (lhs, rhs), f in zip(rules, forms[1:])]
         else:
             steps = [f"=> {f}" for f in forms[1:]]
         return Execution(output=output, trace="\n".join([forms[0], *steps,

@@ -85,12 +85,15 @@ def tokenize(grammar: Grammar, text: str) -> list[str]:
     return text.split()
 
 
+def rule_line(lhs: str, alts: tuple[Production, ...]) -> str:
+    """One rule as the instruction writes it, ``A -> "bo" | S "ze"`` (also what the ``pick``
+    trace copies and what its checker compares with)."""
+    return f"{lhs} -> " + " | ".join(" ".join(p) for p in alts)
+
+
 def render(grammar: Grammar, name: str) -> str:
     """The instruction text: the grammar in the format above."""
-    lines = [f"grammar {name}"]
-    for lhs, alts in grammar.rules:
-        lines.append(f"{lhs} -> " + " | ".join(" ".join(p) for p in alts))
-    return "\n".join(lines)
+    return "\n".join([f"grammar {name}", *(rule_line(lhs, alts) for lhs, alts in grammar.rules)])
 
 
 def _parse_alternatives(text: str, where: str) -> list[Production]:
