@@ -384,3 +384,41 @@ def test_a_grown_config_counts_its_new_points_as_not_done(claimed):
                                {**TINY, "sweep.grid.seed": [0, 1, 2, 3]}, smoke=True)
     assert ran["done"] == ran["points"] == grown["done"] > 0
     assert grown["points"] == ran["points"] // 3 * 4
+
+
+@pytest.mark.slow
+def test_claims_with_no_run_here_keep_what_the_table_showed(claimed, tmp_path):
+    """A fresh clone has no runs: measuring the table there keeps each measured claim's rows,
+    section, time and plotted figures from the table it replaces, marked as kept (not "not
+    run"), and writing it again changes nothing."""
+    from pbb.experiments.claims_report import KEPT
+
+    root, measured, _ = claimed
+    before = (root / "doc" / "claims.md").read_text()
+    doc, empty = tmp_path / "doc" / "claims.md", tmp_path / "out"
+    doc.parent.mkdir()
+    doc.write_text(before)
+    again = claims_mod.run_claims(CPU_CONFIGS, empty, TINY_CLAIMS, TINY, smoke=True,
+                                  progress=False, doc=doc, execute=False)
+    after = doc.read_text()
+    for m, now in zip(measured, again):
+        e, name = now["entry"], m["claim"].name
+        assert now["done"] == 0 and e.kept == (m["done"] > 0), name
+        if not e.kept:
+            assert set(e.verdicts) == {"not run"}, name
+            continue
+        assert e.rows == [r for r in before.split("\n") if f"](#{name}) | " in r] and e.rows
+        assert e.verdicts == [r["verdict"] for r in m["rows"]]
+        section = before.split(f"\n## {name}\n")[1].split("\n## ")[0]
+        assert KEPT.format(out=empty, name=name) in after.split(f"\n## {name}\n")[1]
+        assert all(line in after for line in section.split("\n")), name
+        assert abs(e.spent - m["spent"]) <= 30  # the table shows minutes
+        figures = [r["figure"] for r in m["rows"] if r["figure"] is not None]
+        assert len(e.plotted) == len(figures) > 0
+        for (_, got, _), fig in zip(e.plotted, figures):
+            for key in ("difference", "ci_low", "ci_high"):
+                assert got[key] == pytest.approx(fig[key], abs=0.0005 + 1e-9), (name, key)
+    assert "Time of the runs so far: -" not in after
+    claims_mod.run_claims(CPU_CONFIGS, empty, TINY_CLAIMS, TINY, smoke=True, progress=False,
+                          doc=doc, execute=False)
+    assert doc.read_text() == after

@@ -398,9 +398,9 @@ def claims_cmd(
                           parse_assignments(overrides), smoke=smoke, progress=progress,
                           doc=doc or default_doc, execute=execute)
     for m in measured:
-        verdicts = [r["verdict"] for r in m["rows"]] + (
-            [m["crossover"]["verdict"]] if m["claim"].crossover else [])
-        console.print(f"{m['claim'].name}: {', '.join(verdicts)}", markup=False)
+        e = m["entry"]
+        kept = " (kept from the table: none of its runs is here)" if e.kept else ""
+        console.print(f"{e.name}: {', '.join(e.verdicts)}{kept}", markup=False)
     console.print(f"wrote {doc or default_doc}")
 
 

@@ -321,7 +321,8 @@ def run_claims(configs: Path, out: Path, only: list[str] | None = None,
                overrides: dict | None = None, smoke: bool = False, progress: bool = True,
                doc: Path = CPU[2], execute: bool = True) -> list[dict]:
     """Run the selected claims' sweeps (``execute``) in ``out``, sharing one stage store;
-    then measure every claim and write ``doc`` (and its figure). Returns the measurements."""
+    then measure every claim and write ``doc`` (and its figure). Returns the measurements, each
+    with the table's entry of it (``"entry"``: kept from ``doc`` where none of its runs is here)."""
     from pbb.experiments.sweep import run_sweep
     from pbb.folders import check_out, mark
 
@@ -339,7 +340,8 @@ def run_claims(configs: Path, out: Path, only: list[str] | None = None,
                              f"run claim {claim.name} as it is now (stages that still agree are "
                              f"reused from {out / STAGES})")
     measured = [measure(c, configs, out, overrides, smoke) for c in CLAIMS]
-    write(measured, Path(doc), configs, out)
+    for m, e in zip(measured, write(measured, Path(doc), configs, out)):
+        m["entry"] = e
     return measured
 
 

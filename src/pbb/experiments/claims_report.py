@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import os
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pbb.jsonio import atomic_write_text
@@ -32,7 +34,10 @@ between seeds, not only between behaviours), and each seed's own mean difference
 where it excludes 0 the other way or includes it; **{not_testable}** where the claim's
 prerequisite fails (its measured figure is given); **{not_run}** where no run measured it yet. A
 verdict whose seeds disagree in sign says so while it has fewer than {seeds} seeds. Times are
-the runs' own (their summaries' timings, on the machine that ran them).
+the runs' own (their summaries' timings, on the machine that ran them). A claim none of whose
+runs is in the sweeps folder here keeps its rows and section from the table this one replaced,
+marked as kept (their figures were computed from runs elsewhere), rather than falling back to
+{not_run}.
 
 Sweeps: `{out}`; configs: `{configs}/`.
 """
@@ -148,30 +153,108 @@ def section(m: dict, doc: Path) -> list[str]:
     return lines + [""]
 
 
-def markdown(measured: list[dict], doc: Path, configs: Path, out: Path, figure: str | None) -> str:
+@dataclass
+class Entry:
+    """One claim as the table shows it: its summary rows, its section, the seconds its runs
+    spent and its plotted rows (label, figure, verdict); measured here or kept."""
+    name: str
+    rows: list[str]
+    section: list[str]
+    spent: float
+    plotted: list[tuple[str, dict, str]] = field(default_factory=list)
+    kept: bool = False
+
+    @property
+    def verdicts(self) -> list[str]:
+        """Each row's verdict, read from its cell (without the cell's qualifiers)."""
+        return [_verdict_of(row.strip("|").split(" | ")[-1]) for row in self.rows]
+
+
+def entry(m: dict, doc: Path) -> Entry:
+    claim = m["claim"]
+    rows = [f"| [{claim.title}](#{claim.name}) | {comp} | {paper} | {fig} | {verdict} |"
+            for comp, paper, fig, verdict in rows_of(m)]
+    plotted = [(f"{claim.name}: {_comparison_label(r)}", r["figure"], r["verdict"])
+               for r in m["rows"] if r["figure"] is not None]
+    return Entry(claim.name, rows, section(m, doc), m["spent"], plotted)
+
+
+KEPT = ("- Kept from the table this one replaced: none of its runs is in `{out}` here "
+        "(`pbb claims --only {name}` measures it anew)")
+_FIGURE = re.compile(r"^\d+\.\d vs \d+\.\d: "
+                     r"\*\*([+-]\d+\.\d)\*\* \[([+-]\d+\.\d), ([+-]\d+\.\d)\]$")
+_DONE = re.compile(r", (\d+) of \d+ points done$")
+_SPENT = re.compile(r"^- Time: (?:(\d+) h )?(?:(\d+) min|(\d+) s|-) spent by its runs")
+
+
+def kept_entries(doc: Path, out: Path) -> dict[str, Entry]:
+    """The claims that the table at ``doc`` (if any) shows measured, read back from its own
+    format: their rows and sections verbatim (with the KEPT line), the minutes their runs
+    spent, and the paired differences of their rows to plot (to the table's 0.1 points)."""
+    if not Path(doc).is_file():
+        return {}
+    text = Path(doc).read_text()
+    head, *sections = text.split("\n## ")
+    found = {}
+    for body in sections:
+        lines = f"## {body}".rstrip("\n").split("\n")
+        name = lines[0][3:]
+        done = next((int(g.group(1)) for g in map(_DONE.search, lines) if g), 0)
+        rows = [r for r in head.split("\n") if r.startswith("| [") and f"](#{name}) | " in r]
+        if not done or not rows:
+            continue
+        spent = next((_seconds(g) for g in map(_SPENT.match, lines) if g), 0.0)
+        kept = KEPT.format(out=out, name=name)
+        if kept not in lines:
+            at = next((i + 1 for i, line in enumerate(lines) if line.startswith("- Time: ")), 1)
+            lines.insert(at, kept)
+        found[name] = Entry(name, rows, lines + [""], spent, _plotted(name, rows), kept=True)
+    return found
+
+
+def _seconds(g: re.Match) -> float:
+    hours, minutes, seconds = (int(x) if x else 0 for x in g.groups())
+    return 3600 * hours + 60 * minutes + seconds
+
+
+def _plotted(name: str, rows: list[str]) -> list[tuple[str, dict, str]]:
+    out = []
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split(" | ")]
+        fig = _FIGURE.match(cells[3]) if len(cells) == 5 else None
+        if fig:
+            d, low, high = (float(x) / 100 for x in fig.groups())
+            out.append((f"{name}: {cells[1]}", {"difference": d, "ci_low": low, "ci_high": high},
+                        _verdict_of(cells[4])))
+    return out
+
+
+def _verdict_of(cell: str) -> str:
+    shown = cell.strip().replace("**", "")
+    return next((v for v in (NOT_TESTABLE, NOT_REPRODUCED, REPRODUCED, NOT_RUN)
+                 if shown.startswith(v)), shown)
+
+
+def markdown(entries: list[Entry], out: Path, configs: Path, figure: str | None) -> str:
     lines = [HEADER.format(out=out, configs=configs, reproduced=REPRODUCED,
                            not_reproduced=NOT_REPRODUCED, not_testable=NOT_TESTABLE,
                            not_run=NOT_RUN, seeds=SEEDS_WHEN_THEY_DISAGREE),
              "| claim | comparison | paper | pbb | verdict |", "|---|---|---|---|---|"]
-    for m in measured:
-        claim = m["claim"]
-        for comp, paper, fig, verdict in rows_of(m):
-            lines.append(f"| [{claim.title}](#{claim.name}) | {comp} | {paper} | {fig} | "
-                         f"{verdict} |")
-    spent = sum(m["spent"] for m in measured)
+    for e in entries:
+        lines += e.rows
+    spent = sum(e.spent for e in entries)
     lines += ["", f"Time of the runs so far: {duration(spent)} (each stage counted once, in the "
               "claim that trained it).", ""]
     if figure:
         lines += [f"![paired differences]({figure})", ""]
-    for m in measured:
-        lines += section(m, doc)
+    for e in entries:
+        lines += e.section
     return "\n".join(lines)
 
 
-def plot(measured: list[dict], path: Path) -> bool:
+def plot(entries: list[Entry], path: Path) -> bool:
     """The paired differences with their intervals, one line a row (False: none to plot)."""
-    rows = [(f"{m['claim'].name}: {_comparison_label(r)}", r["figure"], r["verdict"])
-            for m in measured for r in m["rows"] if r["figure"] is not None]
+    rows = [p for e in entries for p in e.plotted]
     if not rows:
         return False
     import matplotlib
@@ -200,10 +283,16 @@ def plot(measured: list[dict], path: Path) -> bool:
     return True
 
 
-def write(measured: list[dict], doc: Path, configs: Path, out: Path) -> None:
-    """``doc`` and, where any row has a figure, its plot beside it (``<doc stem>.png``)."""
+def write(measured: list[dict], doc: Path, configs: Path, out: Path) -> list[Entry]:
+    """``doc`` and, where any row has a figure, its plot beside it (``<doc stem>.png``). A
+    claim with no run in ``out`` keeps what ``doc`` showed of it: a fresh clone (whose
+    ``runs/`` is empty) that measures one claim does not wipe the others' measured figures."""
     doc = Path(doc)
+    kept = kept_entries(doc, out)
+    entries = [kept[m["claim"].name] if not m["done"] and m["claim"].name in kept
+               else entry(m, doc) for m in measured]
     doc.parent.mkdir(parents=True, exist_ok=True)
     png = doc.with_suffix(".png")
-    figure = png.name if plot(measured, png) else None
-    atomic_write_text(doc, markdown(measured, doc, configs, out, figure))
+    figure = png.name if plot(entries, png) else None
+    atomic_write_text(doc, markdown(entries, out, configs, figure))
+    return entries
