@@ -164,11 +164,15 @@ def test_summarise_reads_a_runs_samples_skips_recall_and_survives_odd_numbers(ds
     assert [x.split(" {")[0] for x in capsys.readouterr().out.splitlines()] == ["run stage1 cot"]
 
 
-@pytest.fixture(scope="module")
-def walked():
+def _walks(trace: str):
     return data.generate("ciphers", behaviours=12, demos=4, test_inputs=1, eval_fraction=0.5,
                          seed=3, progress=False,
-                         options={"trace": "walk", "families": ["shift", "vigenere"]})
+                         options={"trace": trace, "families": ["shift", "vigenere"]})
+
+
+@pytest.fixture(scope="module", params=["walk", "countdown"])
+def walked(request):
+    return _walks(request.param)
 
 
 def _walk_step(ds, family):
@@ -218,3 +222,27 @@ def test_walk_gold_passes_and_each_broken_operation_fails_its_own_check(walked):
     kc, s = re.search(r", key ([a-z])=(\d+):", line).groups()
     c = check_walk(b, d.input, d.trace.replace(line, line.replace(f"{kc}={s}:", f"{kc}={int(s) + 1}:"), 1))
     assert c["key steps"] - c["key"] == 1 and c["count"] == c["steps"]
+    if b.meta["trace"] == "countdown":  # the hops counted down from the head's wrong shift:
+        #                                 the first hop's count is wrong, the rest follow it
+        assert c["hop steps"] - c["hops"] == 1
+
+
+def test_a_countdown_hop_is_checked_against_the_count_before_it():
+    """Countdown: each hop's count is one below the one before it (the first, below the shift
+    its head copied), so a count that skips fails there and at the hop after it, and the hops
+    after those stay right."""
+    from pbb.evaluation.cipher_steps import check_walk
+
+    b, d, line = _walk_step(_walks("countdown"), "shift")
+    head, walk = line.split(": ", 1)
+    hops = walk.split(" -> ")[0].split(" ")
+    k = int(head.split("k=")[1])
+    assert [int(h[1:]) for h in hops] == list(range(k - 1, -1, -1))
+    skipped = f"{head}: " + " ".join([hops[0], hops[1][0] + str(int(hops[1][1:]) - 1),
+                                      *hops[2:]]) + " -> " + line[-1]
+    c = check_walk(b, d.input, d.trace.replace(line, skipped, 1))
+    assert c["hop steps"] - c["hops"] == 2  # the skip, and the hop after it (one too low)
+    assert c["count"] == c["step"] == c["key"] == c["steps"]
+    wrong_k = line.replace(f"k={k}:", f"k={k + 1}:")
+    c = check_walk(b, d.input, d.trace.replace(line, wrong_k, 1))
+    assert c["key steps"] - c["key"] == 1 and c["hop steps"] - c["hops"] == 1

@@ -232,14 +232,16 @@ def test_the_trace_knob_changes_only_the_traces():
                       eval_fraction=0.5, options={"trace": "verbose"})
 
 
-def test_the_walk_trace_walks_the_ring_it_writes_and_refuses_families_it_cannot_walk():
+@pytest.mark.parametrize("trace", ["walk", "countdown"])
+def test_the_walk_trace_walks_the_ring_it_writes_and_refuses_families_it_cannot_walk(trace):
     """Each walk step starts at its letter on the ``ring`` written in the trace, every hop is the
-    ring's next letter, the hops count up to the shift (a Vigenère key letter's position read from
-    ``positions``) and the step's letter is the last hop: the outputs are the code's."""
+    ring's next letter, the hops count up to the shift (countdown: down from it to 0, the shift
+    copied to the step's head; a Vigenère key letter's position read from ``positions``) and the
+    step's letter is the last hop: the outputs are the code's."""
     import re
 
     ds = data.generate("ciphers", behaviours=24, demos=8, test_inputs=2, eval_fraction=0.5,
-                       seed=6, progress=False, options={"trace": "walk", "max_text": 8,
+                       seed=6, progress=False, options={"trace": trace, "max_text": 8,
                                                         "families": ["shift", "vigenere"]})
     checked = set()
     for b, d in _demos_as_code(ds):
@@ -252,14 +254,18 @@ def test_the_walk_trace_walks_the_ring_it_writes_and_refuses_families_it_cannot_
         key = ast.literal_eval("(" + d.input[len(b.name) + 1:-1] + ",)")[1]
         out, n = "", 0
         for line in lines:
-            m = re.match(r"^step ([a-z])(?:, key ([a-z])=(\d+))?: ((?:[a-z]\d+ ?)*)-> ([a-z])$", line)
+            m = re.match(r"^step ([a-z])(?:, key ([a-z])=(\d+)|, k=(\d+))?: ((?:[a-z]\d+ ?)*)"
+                         r"-> ([a-z])$", line)
             if m:
-                ch, kc, s, walked, res = m.groups()
+                ch, kc, s, k, walked, res = m.groups()
                 shift = key if b.meta["family"] == "shift" else alphabet.index(key[n % len(key)])
                 if kc:
                     assert kc == key[n % len(key)] and int(s) == shift, line
+                assert (k is not None) == (trace == "countdown" and not kc), line
+                assert k is None or int(k) == shift, line
                 hops = walked.split()
-                assert [int(h[1:]) for h in hops] == list(range(1, shift + 1)), line
+                counts = range(shift - 1, -1, -1) if trace == "countdown" else range(1, shift + 1)
+                assert [int(h[1:]) for h in hops] == list(counts), line
                 last = ch
                 for h in hops:
                     assert h[0] == order[order.index(last) + 1], line
@@ -271,6 +277,7 @@ def test_the_walk_trace_walks_the_ring_it_writes_and_refuses_families_it_cannot_
                 out += ast.literal_eval(line[:-len(": kept")])
         assert repr(out) == d.output
     assert len(checked) == 4
-    with pytest.raises(PbbError, match="trace walk writes the families shift, vigenere only, not affine"):
+    with pytest.raises(PbbError, match=f"trace {trace} writes the families shift, vigenere only, "
+                                       "not affine"):
         data.generate("ciphers", behaviours=4, demos=1, test_inputs=1, seed=0, progress=False,
-                      eval_fraction=0.5, options={"trace": "walk", "families": ["shift", "affine"]})
+                      eval_fraction=0.5, options={"trace": trace, "families": ["shift", "affine"]})

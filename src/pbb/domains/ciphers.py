@@ -25,7 +25,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from pbb.domains.base import ANSWER_PREFIX, Behaviour, Execution
-from pbb.domains.cipher_traces import TRACES, WALKABLE
+from pbb.domains.cipher_traces import TRACES, WALKABLE, WALKS
 from pbb.domains.names import pointer_name
 from pbb.domains.values import CallQueries
 from pbb.errors import PbbError
@@ -57,12 +57,13 @@ class CiphersConfig(BaseModel):
         None, ge=0, le=1, description="key_skew for the demonstrations of *train* ciphers "
         "(default: key_skew). The skew is what the robustness claim tests on eval ciphers; "
         "train ciphers teach execution, and skewed ones taught a key instead (docs/domains.md)")
-    trace: Literal["compact", "indexed", "lookup", "walk"] = Field(
+    trace: Literal["compact", "indexed", "lookup", "walk", "countdown"] = Field(
         "compact", description="CoT trace: compact (one line per letter, lookups and the "
         "reduction done silently), indexed (the alphabet spelled out with positions, each "
         "lookup and reduction written), lookup (indexed, with a positions-to-letters list so "
         "that both lookups are forward copies) or walk (shift and vigenere only: each shift "
-        "walked letter by letter along the alphabet, no lookup by number): "
+        "walked letter by letter along the alphabet, no lookup by number) or countdown (the "
+        "walk, each hop written with the hops left, so every walk stops at 0): "
         "pbb.domains.cipher_traces")
 
     @model_serializer(mode="wrap")
@@ -79,8 +80,8 @@ class CiphersConfig(BaseModel):
         if self.min_text > self.max_text:
             raise ValueError("min_text is larger than max_text")
         other = sorted(set(self.families) - set(WALKABLE))
-        if self.trace == "walk" and other:
-            raise ValueError(f"trace walk writes the families {', '.join(WALKABLE)} only, not "
+        if self.trace in WALKS and other:
+            raise ValueError(f"trace {self.trace} writes the families {', '.join(WALKABLE)} only, not "
                              f"{', '.join(other)} (set families)")
         return self
 

@@ -17,11 +17,12 @@ operation is right *given what the model wrote before it*, over all step lines:
   copied from;
 * ``step``: the letter is the cipher's true output for that letter of the query.
 
-The ``walk`` trace has no positions to look up, and its own checks (:data:`WALK_CHECKS`):
-``input``; ``key`` (Vigenère: the key letter and its position); ``hops`` (of all hops: the letter
-is the ring's next one after the letter before it, and the count goes up by one); ``count`` (the
-walk stops after the shift's number of hops); ``result`` (the letter after ``->`` is the last
-hop's); ``step``.
+The ``walk`` and ``countdown`` traces have no positions to look up, and their own checks
+(:data:`WALK_CHECKS`): ``input``; ``key`` (Vigenère: the key letter and its position; a countdown
+shift step: the shift copied to its head, ``k=13``); ``hops`` (of all hops: the letter is the
+ring's next one after the letter before it, and the count goes up by one, or with countdown
+down by one from the shift its head wrote); ``count`` (the walk stops after the shift's number
+of hops); ``result`` (the letter after ``->`` is the last hop's); ``step``.
 
 Beside them, per completion: the share whose spelled-out lists (``positions``, ``letters``...)
 are the gold trace's, no more and no fewer, and the share correct. The ``n``-th step line is
@@ -40,7 +41,7 @@ from pathlib import Path
 
 from pbb import data as data_mod
 from pbb.domains.base import Behaviour
-from pbb.domains.cipher_traces import TRACES, keyword_lists, walk_order
+from pbb.domains.cipher_traces import TRACES, WALKS, keyword_lists, walk_order
 from pbb.domains.ciphers import CiphersDomain, run
 from pbb.evaluation.steps import main_of
 from pbb.jsonio import read_jsonl
@@ -146,13 +147,13 @@ def check(b: Behaviour, query: str, completion: str) -> collections.Counter:
     return counts
 
 
-# --- the walk trace: ``step z[, key e=9]: b1 c2 ... m13 -> m`` -----------------------------------
+# --- the walk traces: ``step z[, key e=9]: b1 c2 ... m13 -> m``, ``step z, k=13: b12 ... m0 -> m`` --
 
 #: the checks of a walk step: the letter, the key letter and its position (Vigenère), each hop
 #: the ring's next letter after the one before it, the number of hops the shift, the letter after
 #: ``->`` the last hop, and the step's letter the cipher's own
 WALK_CHECKS = ("input", "key", "hops", "count", "result", "step")
-_WALK = re.compile(r"^step (?P<ch>[a-z])(?:, key (?P<kc>[a-z])=(?P<s>\d+))?: "
+_WALK = re.compile(r"^step (?P<ch>[a-z])(?:, key (?P<kc>[a-z])=(?P<s>\d+)|, k=(?P<k>\d+))?: "
                    r"(?P<hops>(?:[a-z]\d+ ?)*)-> (?P<out>[a-z])$")
 _HOP = re.compile(r"([a-z])(\d+)")
 
@@ -167,6 +168,7 @@ def check_walk(b: Behaviour, query: str, completion: str) -> collections.Counter
     letters_in = [ch for ch in text if ch in alphabet]
     letters_out = [o for ch, o in zip(text, out) if ch in alphabet]
     vigenere = b.meta["family"] == "vigenere"
+    down = b.meta.get("trace") == "countdown"
     counts: collections.Counter = collections.Counter()
     n = 0
     for line in completion.splitlines():
@@ -182,12 +184,16 @@ def check_walk(b: Behaviour, query: str, completion: str) -> collections.Counter
             shift = alphabet.index(kc)
         else:
             shift = key[0]
+            if down:
+                counts["key steps"] += 1
+                counts["key"] += m["k"] is not None and int(m["k"]) == shift
         walked = [(c, int(h)) for c, h in _HOP.findall(m["hops"])]  # "b1 c2", or run together
-        last = m["ch"]
+        last, left = m["ch"], int(m["k"] or m["s"] or shift)  # left: as the head wrote it
         for count, (letter, h) in enumerate(walked, 1):
             counts["hop steps"] += 1
-            counts["hops"] += letter == order[(order.index(last) + 1) % 26] and h == count
-            last = letter
+            counts["hops"] += (letter == order[(order.index(last) + 1) % 26]
+                               and h == (left - 1 if down else count))
+            last, left = letter, h
         counts["count"] += len(walked) == shift
         counts["result"] += m["out"] == last
         counts["step"] += n < len(letters_out) and m["out"] == letters_out[n]
@@ -213,7 +219,7 @@ def summarise(run_dir: Path, curriculum: str, mode: str, split: str = "train",
     ds = dataset if dataset is not None else data_mod.load(store.data)
     behaviours = {b.id: b for b in ds.behaviours}
     gold = {(d.behaviour_id, d.input): d.trace for d in ds.demonstrations}
-    walk = any(b.meta.get("trace") == "walk" for b in behaviours.values())  # one trace a data set
+    walk = any(b.meta.get("trace") in WALKS for b in behaviours.values())  # one trace a data set
     checker = check_walk if walk else check
     total: collections.Counter = collections.Counter()
     n = lists = correct = 0
