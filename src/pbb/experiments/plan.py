@@ -162,6 +162,13 @@ def _stage(cfg: RunConfig, tok, curriculum: str, st, directory: Path, rates: dic
     return planned
 
 
+#: tokens an epoch of each stage planned in this process, by its directory (whose key hashes its
+#: rows and settings), the model, ``max_length`` and the system prompt: tokenizing a stage's rows
+#: was most of a plan's time (~3.5 s a point of the GPU twins), and ``pbb claims --plan`` meets
+#: the same stage in several curricula, points and claims
+_EPOCH_TOKENS: dict[tuple, int] = {}
+
+
 def _sft_stage(cfg: RunConfig, tok, curriculum: str, st, directory: Path,
                status: str) -> PlannedStage:
     """Rows, epochs, steps and tokens as :mod:`pbb.training.sft` counts them: rows cut to
@@ -170,8 +177,12 @@ def _sft_stage(cfg: RunConfig, tok, curriculum: str, st, directory: Path,
 
     train = cfg.train.for_stage(st.name, st.train)
     rule = cfg.train.stopping_rule(st.name, st.train)
-    per_epoch = sum(min(len(encode_row(tok, r, cfg.chat.system_prompt)[0]), train.max_length)
-                    for r in st.rows)
+    counted = (str(directory), cfg.model, train.max_length, cfg.chat.system_prompt)
+    if counted not in _EPOCH_TOKENS:  # a stage shared by curricula, points or claims: once
+        _EPOCH_TOKENS[counted] = sum(
+            min(len(encode_row(tok, r, cfg.chat.system_prompt)[0]), train.max_length)
+            for r in st.rows)
+    per_epoch = _EPOCH_TOKENS[counted]
     steps_per_epoch = math.ceil(math.ceil(len(st.rows) / train.batch_size) / train.grad_accum)
     epochs = rule[1] if rule else train.epochs
     steps = math.ceil(steps_per_epoch * epochs)
