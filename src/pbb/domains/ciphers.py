@@ -81,8 +81,8 @@ class CiphersConfig(BaseModel):
             raise ValueError("min_text is larger than max_text")
         other = sorted(set(self.families) - set(WALKABLE))
         if self.trace in WALKS and other:
-            raise ValueError(f"trace {self.trace} writes the families {', '.join(WALKABLE)} only, not "
-                             f"{', '.join(other)} (set families)")
+            raise ValueError(f"trace {self.trace} writes the families {', '.join(WALKABLE)} "
+                             f"only, not {', '.join(other)} (set families)")
         return self
 
 

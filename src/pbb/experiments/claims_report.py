@@ -167,7 +167,7 @@ class Entry:
     @property
     def verdicts(self) -> list[str]:
         """Each row's verdict, read from its cell (without the cell's qualifiers)."""
-        return [_verdict_of(row.strip("|").split(" | ")[-1]) for row in self.rows]
+        return [_verdict_of(_cells(row)[-1]) for row in self.rows]
 
 
 def entry(m: dict, doc: Path) -> Entry:
@@ -220,13 +220,18 @@ def _seconds(g: re.Match) -> float:
 def _plotted(name: str, rows: list[str]) -> list[tuple[str, dict, str]]:
     out = []
     for row in rows:
-        cells = [c.strip() for c in row.strip("|").split(" | ")]
+        cells = _cells(row)
         fig = _FIGURE.match(cells[3]) if len(cells) == 5 else None
         if fig:
             d, low, high = (float(x) / 100 for x in fig.groups())
             out.append((f"{name}: {cells[1]}", {"difference": d, "ci_low": low, "ci_high": high},
                         _verdict_of(cells[4])))
     return out
+
+
+def _cells(row: str) -> list[str]:
+    """The cells of a summary row as :func:`entry` writes it, ``| a | b | ... |``."""
+    return [c.strip() for c in row.strip("|").split(" | ")]
 
 
 def _verdict_of(cell: str) -> str:
