@@ -118,3 +118,24 @@ def test_summarise_reads_a_runs_samples(named, tmp_path, capsys):
     assert got["valid where the derivation is right"] == 1.0
     grammar_steps.main([str(run), "--split", b.split])
     assert [x.split(" {")[0] for x in capsys.readouterr().out.splitlines()] == ["run stage1 cot"]
+
+
+@pytest.mark.parametrize("trace", ["named", "pick"])
+def test_a_terminal_holding_a_colon_is_read_as_a_symbol(trace, tmp_path):
+    """Terminals may hold any character but whitespace and quotes: a step line of a grammar with
+    the terminal `":"` splits after its right side, not at the first colon."""
+    from pbb.domains.grammars import GrammarsDomain
+    from pbb.domains.grammars.config import GrammarsConfig
+
+    path = tmp_path / "g.txt"
+    path.write_text('grammar colon\nS -> ":" A | "a:" S\nA -> "b" | ":" A\n')
+    domain = GrammarsDomain()
+    b = domain.from_file(GrammarsConfig(trace=trace, min_length=2, max_length=5), path)[0]
+    traces = [domain.execute(b, f"colon #{k}").trace for k in range(6)]
+    assert any('":"' in t.splitlines()[1] for t in traces)
+    for t in traces:
+        c = grammar_steps.check(b, t)
+        assert c["steps"] and all(c[k] == c["steps"] for k in grammar_steps.STEP_CHECKS), t
+        assert c["derivation"] == c["answer"] == 1
+        if trace == "pick":
+            assert c["alternatives"] == c["pick steps"] == c["steps"]

@@ -43,8 +43,12 @@ from pbb.store import RunStore
 STEP_CHECKS = ("rule", "leftmost", "form")
 #: the checks of a completion, each a share of the completions
 COMPLETION_CHECKS = ("recalled", "derivation", "answer", "valid")
-_STEP = re.compile(r"^(?P<lhs>[A-Z][A-Za-z0-9_]*) -> (?:(?P<alts>[^:]*?) pick )?(?P<rhs>[^:]*): "
-                   r"(?P<form>.*)$")
+# A step line read symbol by symbol (a quoted terminal or a nonterminal), never by the first
+# colon: a terminal may hold one (`":"`), and `A -> ":" B: ":" B` must still split after `B`.
+_SYMBOL = r'(?:"[^"\s]+"|[A-Z][A-Za-z0-9_]*)'
+_SEQ = rf"(?:{_SYMBOL}(?: {_SYMBOL})*)?"
+_STEP = re.compile(rf"^(?P<lhs>[A-Z][A-Za-z0-9_]*) -> (?:(?P<alts>{_SEQ}(?: \| {_SEQ})*) pick )?"
+                   rf"(?P<rhs>{_SEQ}): (?P<form>.*)$")
 
 
 def check(b: Behaviour, completion: str) -> collections.Counter:
