@@ -245,8 +245,10 @@ CLAIMS: tuple[Claim, ...] = (
                "trace (the config's: no lookup by number) a hop is right in 93% of the hops, but "
                "the number of hops the shift in 62% and recall of the code reaches 50% in 8 "
                "epochs: 1 of 48; walks of at most 13 hops, signed, did worse (0 of 48: the sign "
-               "is arithmetic again). The prerequisite is not met at 135M with these traces "
-               "(docs/results/LOG.md, ciphers)."),
+               "is arithmetic again), and so did the countdown trace (the hops left written: 0 "
+               "of 48; hops 81%, counts 50%, the `return` line not joining the steps' letters). "
+               "The prerequisite is not met at 135M with these traces and 8 demonstrations per "
+               "train cipher (docs/results/LOG.md, ciphers)."),
     Claim("grammars_above_chance", "Grammars known only from their rules, above chance",
           "A model that saw a grammar's rules only generates strings the grammar accepts more "
           "often than random strings of the same lengths do.",
