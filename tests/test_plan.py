@@ -172,6 +172,9 @@ def test_pbb_plan_prints_the_plan_and_writes_nothing(tmp_path):
            "2 epochs" in r.stdout
     assert "stage1_only/stage1: the same stage as proactive/stage1, trained once" in r.stdout
     assert "untuned: no training" in r.stdout and "expected time: " in r.stdout
+    # where the data comes from is said once, in the plan (not as a run's "generating" line)
+    said = [x for x in (r.stdout + r.stderr).splitlines() if x.startswith("data:")]
+    assert len(said) == 1 and said[0].endswith("generated for this run"), said
     assert not out.exists()
 
 

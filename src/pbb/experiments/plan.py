@@ -116,7 +116,7 @@ def make_plan(cfg: RunConfig, out: Path, stages_root: Path | None = None) -> Pla
 
     out = Path(out)
     base = check_before_work(cfg)
-    cfg, ds = open_data(cfg, out)
+    cfg, ds = open_data(cfg, out, announce=False)  # the plan's text says where its data is
     store = RunStore(out, stages_root)
     served = cfg.eval.backend == "openai"  # nothing trains: served models are only evaluated
     tok = None if served else load_tokenizer(base, cfg.model_options())

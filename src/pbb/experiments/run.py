@@ -75,9 +75,11 @@ def prepare_run_dir(cfg: RunConfig, out: Path, ds: data_mod.DataSet) -> None:
         data_mod.save(ds, store.data, force=True)
 
 
-def open_data(cfg: RunConfig, out: Path) -> tuple[RunConfig, data_mod.DataSet]:
+def open_data(cfg: RunConfig, out: Path,
+              announce: bool = True) -> tuple[RunConfig, data_mod.DataSet]:
     """The run's data set, loaded or generated in memory (nothing written), and the config with
-    its data block filled in from that data set where the config left keys out.
+    its data block filled in from that data set where the config left keys out. ``announce``:
+    say that a data set is being generated (a plan says where its data comes from itself).
 
     With ``data.path``, or a run directory's own ``data/``, every key the config does give must
     agree with the data set's manifest (one error naming the keys that disagree): a summary
@@ -96,8 +98,9 @@ def open_data(cfg: RunConfig, out: Path) -> tuple[RunConfig, data_mod.DataSet]:
             raise PbbError(f"{own}: generated with seed {ds.seed}, the config says seed "
                            f"{cfg.seed}; use another --out")
     else:
-        console.print(f"[bold]data[/]: generating {cfg.data.behaviours} {cfg.data.domain} "
-                      "behaviours")
+        if announce:
+            console.print(f"[bold]data[/]: generating {cfg.data.behaviours} "
+                          f"{cfg.data.domain} behaviours")
         ds = data_mod.generate(cfg.data.domain, behaviours=cfg.data.behaviours,
                                demos=cfg.data.demos, test_inputs=cfg.data.test_inputs,
                                eval_fraction=cfg.data.eval_fraction, seed=cfg.seed,
