@@ -194,7 +194,9 @@ def test_walk_gold_passes_and_each_broken_operation_fails_its_own_check(walked):
     for d in walked.demonstrations:
         c = check_walk(behaviours[d.behaviour_id], d.input, d.trace)
         assert c["steps"] and c["hops"] == c["hop steps"] and c["key"] == c["key steps"]
-        assert all(c[k] == c["steps"] for k in WALK_CHECKS if k not in ("hops", "key")), d.trace
+        assert c["first hop"] == c["first hop steps"] <= c["steps"]  # a shift of 0 walks none
+        assert all(c[k] == c["steps"] for k in WALK_CHECKS
+                   if k not in ("hops", "key", "first hop")), d.trace
     b, d, line = _walk_step(walked, "shift")
     head, walk = line.split(": ", 1)
     hops = walk.split(" -> ")[0].split(" ")
@@ -203,6 +205,12 @@ def test_walk_gold_passes_and_each_broken_operation_fails_its_own_check(walked):
     wrong = f"{head}: " + " ".join([hops[0], bad_letter + hops[1][1:], *hops[2:]]) + " -> " + line[-1]
     c = check_walk(b, d.input, d.trace.replace(line, wrong, 1))
     assert c["hop steps"] - c["hops"] >= 1 and c["count"] == c["result"] == c["steps"]
+    assert c["first hop"] == c["first hop steps"]  # the walk started right
+    # the first hop's letter wrong: the first-hop check fails there
+    first = next(c for c in "abcdefghijklmnopqrstuvwxyz" if c != hops[0][0])
+    wrong = f"{head}: " + " ".join([first + hops[0][1:], *hops[1:]]) + " -> " + line[-1]
+    c = check_walk(b, d.input, d.trace.replace(line, wrong, 1))
+    assert c["first hop steps"] - c["first hop"] == 1
     # the walk stopped one hop early, its last letter copied: the count and the step fail
     short = f"{head}: " + " ".join(hops[:-1]) + " -> " + hops[-2][0]
     c = check_walk(b, d.input, d.trace.replace(line, short, 1))
@@ -242,7 +250,9 @@ def test_a_countdown_hop_is_checked_against_the_count_before_it():
                                       *hops[2:]]) + " -> " + line[-1]
     c = check_walk(b, d.input, d.trace.replace(line, skipped, 1))
     assert c["hop steps"] - c["hops"] == 2  # the skip, and the hop after it (one too low)
+    assert c["first hop"] == c["first hop steps"]
     assert c["count"] == c["step"] == c["key"] == c["steps"]
     wrong_k = line.replace(f"k={k}:", f"k={k + 1}:")
     c = check_walk(b, d.input, d.trace.replace(line, wrong_k, 1))
     assert c["key steps"] - c["key"] == 1 and c["hop steps"] - c["hops"] == 1
+    assert c["first hop steps"] - c["first hop"] == 1  # counted down from the wrong k

@@ -21,7 +21,8 @@ The ``walk`` and ``countdown`` traces have no positions to look up, and their ow
 (:data:`WALK_CHECKS`): ``input``; ``key`` (Vigenère: the key letter and its position; a countdown
 shift step: the shift copied to its head, ``k=13``); ``hops`` (of all hops: the letter is the
 ring's next one after the letter before it, and the count goes up by one, or with countdown
-down by one from the shift its head wrote); ``count`` (the walk stops after the shift's number
+down by one from the shift its head wrote); ``first hop`` (of the steps that walk: the first
+hop right, where the walk starts from the step's letter, and a countdown from ``k - 1``); ``count`` (the walk stops after the shift's number
 of hops); ``result`` (the letter after ``->`` is the last hop's); ``step``.
 
 Beside them, per completion: the share whose spelled-out lists (``positions``, ``letters``...)
@@ -152,7 +153,7 @@ def check(b: Behaviour, query: str, completion: str) -> collections.Counter:
 #: the checks of a walk step: the letter, the key letter and its position (Vigenère), each hop
 #: the ring's next letter after the one before it, the number of hops the shift, the letter after
 #: ``->`` the last hop, and the step's letter the cipher's own
-WALK_CHECKS = ("input", "key", "hops", "count", "result", "step")
+WALK_CHECKS = ("input", "key", "hops", "first hop", "count", "result", "step")
 _WALK = re.compile(r"^step (?P<ch>[a-z])(?:, key (?P<kc>[a-z])=(?P<s>\d+)|, k=(?P<k>\d+))?: "
                    r"(?P<hops>(?:[a-z]\d+ ?)*)-> (?P<out>[a-z])$")
 _HOP = re.compile(r"([a-z])(\d+)")
@@ -190,9 +191,13 @@ def check_walk(b: Behaviour, query: str, completion: str) -> collections.Counter
         walked = [(c, int(h)) for c, h in _HOP.findall(m["hops"])]  # "b1 c2", or run together
         last, left = m["ch"], int(m["k"] or m["s"] or shift)  # left: as the head wrote it
         for count, (letter, h) in enumerate(walked, 1):
+            right = (letter == order[(order.index(last) + 1) % 26]
+                     and h == (left - 1 if down else count))
             counts["hop steps"] += 1
-            counts["hops"] += (letter == order[(order.index(last) + 1) % 26]
-                               and h == (left - 1 if down else count))
+            counts["hops"] += right
+            if count == 1:  # where the walk starts: the step's letter on the ring, and k - 1
+                counts["first hop steps"] += 1
+                counts["first hop"] += right
             last, left = letter, h
         counts["count"] += len(walked) == shift
         counts["result"] += m["out"] == last
@@ -204,7 +209,8 @@ def check_walk(b: Behaviour, query: str, completion: str) -> collections.Counter
 def _shares(total: collections.Counter, walk: bool) -> dict:
     """Each check's share of what it is counted over: step lines, or its own steps (hops,
     Vigenère steps; arithmetic steps)."""
-    checks, over = ((WALK_CHECKS, {"hops": "hop steps", "key": "key steps"}) if walk
+    checks, over = ((WALK_CHECKS, {"hops": "hop steps", "first hop": "first hop steps",
+                                   "key": "key steps"}) if walk
                     else (CHECKS, dict.fromkeys(_ARITHMETIC, "arithmetic steps")))
     return {k: round(total[k] / total[over.get(k, "steps")], 3) for k in checks
             if total[over.get(k, "steps")]}
