@@ -62,3 +62,46 @@ def test_composition_report_groups_by_how_the_parts_were_learned(cds, tmp_path):
     assert {r["parts"]: r["n_behaviours"] for r in rows} == {g: len(v) for g, v in expected.items()}
     for r in rows:
         assert r["accuracy"] == (1.0 if r["parts"] == "train+train" else 0.0)
+
+
+def test_a_nested_composite_trace_recalls_and_traces_each_part_as_its_own_cot_does():
+    """``composite_trace: nested``: the same behaviours and outputs as ``calls``; each part's
+    block is its definition, then its own demonstration trace on the inner value (without its
+    answer line), then the call's value. The CoT's recall score still reads the composite's own
+    definition only; the default writes the same data bytes as before the option."""
+    from pbb.domains.arithmetic.config import ArithmeticConfig
+    from pbb.evaluation.recall import cot_recall_exact
+    from pbb.rows.render import RECALL_HEADER
+
+    opts = {**OPTIONS, "max_args": 1}
+    kw = dict(behaviours=30, demos=3, test_inputs=2, eval_fraction=0.5, seed=3, progress=False)
+    calls = data.generate("arithmetic", options=opts, **kw)
+    nested = data.generate("arithmetic", options={**opts, "composite_trace": "nested"}, **kw)
+    assert [b.instruction for b in nested.behaviours] == [b.instruction for b in calls.behaviours]
+    assert [(d.input, d.output) for d in nested.demonstrations] == \
+        [(d.input, d.output) for d in calls.demonstrations]
+    domain = nested.domain
+    checked = 0
+    for d in nested.demonstrations:
+        b = nested.behaviour(d.behaviour_id)
+        if not b.meta.get("composite"):
+            continue
+        lines = d.trace.splitlines()
+        value = None
+        for which in ("inner", "outer"):
+            part = b.meta["parts"][which]
+            arg = int(d.input[len(b.name) + 1:-1]) if which == "inner" else value
+            own = domain.execute(nested.behaviour(part["id"]), f"{part['name']}({arg})")
+            value = int(own.output)
+            block = [f"Recall the definition of {part['name']}:", *part["source"].splitlines(),
+                     *own.trace.splitlines()[:-1], f"{part['name']}({arg}) = {value}"]
+            k = lines.index(block[0])
+            assert lines[k:k + len(block)] == block
+        assert lines[-2:] == [f"return {value}", f"Answer: {d.output}"] and repr(value) == d.output
+        cot = f"{RECALL_HEADER}\n{b.instruction}\nTrace:\n{d.trace}"
+        assert cot_recall_exact(cot, b.instruction) == 1.0
+        checked += 1
+    assert checked >= 10 and data.validate(nested, progress=False) == []
+    assert "composite_trace" not in ArithmeticConfig().model_dump(mode="json")
+    assert ArithmeticConfig(composite_trace="nested").model_dump(mode="json")["composite_trace"] \
+        == "nested"

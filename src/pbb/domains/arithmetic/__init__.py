@@ -67,7 +67,7 @@ class ArithmeticDomain(CallQueries):
             base = self._generate(cfg, n - cfg.compositions, rng, names)
             return base + make_composites(base, cfg.compositions, rng, names,
                                           (cfg.input_min, cfg.input_max), cfg.max_abs_value,
-                                          start=len(base))
+                                          start=len(base), trace=cfg.composite_trace)
         return self._generate(cfg, n, rng, set())
 
     def _generate(self, cfg: ArithmeticConfig, n: int, rng: random.Random,

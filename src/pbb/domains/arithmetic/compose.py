@@ -44,8 +44,10 @@ def valid_inputs(meta: dict) -> list[int]:
 
 
 def make_composites(base: list[Behaviour], count: int, rng: random.Random, names: set[str],
-                    input_range: tuple[int, int], limit: int, start: int) -> list[Behaviour]:
-    """``count`` composites of distinct (outer, inner) pairs of one-argument base behaviours."""
+                    input_range: tuple[int, int], limit: int, start: int,
+                    trace: str = "calls") -> list[Behaviour]:
+    """``count`` composites of distinct (outer, inner) pairs of one-argument base behaviours
+    (``trace``: their CoT, :func:`trace_composite`)."""
     singles = [b for b in base if b.meta.get("arity") == 1]
     pairs = [(f, g) for f in singles for g in singles if f.id != g.id]
     rng.shuffle(pairs)
@@ -58,6 +60,8 @@ def make_composites(base: list[Behaviour], count: int, rng: random.Random, names
                 "input_range": list(input_range),
                 "parts": {"outer": {"id": f.id, "name": f.name, "source": f.instruction},
                           "inner": {"id": g.id, "name": g.name, "source": g.instruction}}}
+        if trace != "calls":  # absent = calls: data sets made before stay the same
+            meta["trace"] = trace
         if len(valid_inputs(meta)) < MIN_VALID_INPUTS:
             names.discard(name)
             continue
@@ -79,10 +83,29 @@ def trace_composite(b: Behaviour, a: int) -> tuple[int, str]:
     mid = trace_call(_plan(meta, "inner"), (a,))[0]
     if not lo <= mid <= hi:
         raise PbbError(f"{b.name}({a}): {inner['name']}({a}) = {mid} leaves the input range")
-    value = trace_call(_plan(meta, "outer"), (mid,))[0]
-    lines = [f"a = {a}", f"{inner['name']}({a}) = {mid}", f"{outer['name']}({mid}) = {value}",
-             f"return {value}", f"{ANSWER_PREFIX} {value}"]
+    value, outer_trace = trace_call(_plan(meta, "outer"), (mid,))
+    lines = [f"a = {a}"]
+    if meta.get("trace") == "nested":
+        lines += _nested(inner, a, mid, trace_call(_plan(meta, "inner"), (a,))[1])
+        lines += _nested(outer, mid, value, outer_trace)
+    else:
+        lines += [f"{inner['name']}({a}) = {mid}", f"{outer['name']}({mid}) = {value}"]
+    lines += [f"return {value}", f"{ANSWER_PREFIX} {value}"]
     return value, "\n".join(lines)
+
+
+def _nested(part: dict, arg: int, value: int, trace: str) -> list[str]:
+    """One part of a ``nested`` composite trace: its definition recalled (under a header other
+    than the CoT's own ``Recall the definition:``, which the recall score reads), its own trace
+    without the answer line, then the call's value.
+
+    Why: with ``calls`` every part is evaluated in one line, ``g(7) = 2``, which no
+    demonstration trains (a function is always executed by recalling its code and tracing it);
+    measured at 3 seeds, that line was right in about a third of the eval composites, even for
+    parts that were demonstrated (docs/results/LOG.md, the claims table)."""
+    steps = [x for x in trace.splitlines() if not x.startswith(ANSWER_PREFIX)]
+    return [f"Recall the definition of {part['name']}:", *part["source"].splitlines(), *steps,
+            f"{part['name']}({arg}) = {value}"]
 
 
 def part_groups(b: Behaviour, splits: dict[str, str]) -> str:

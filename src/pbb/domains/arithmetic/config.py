@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 
 class ArithmeticConfig(BaseModel):
@@ -24,6 +26,19 @@ class ArithmeticConfig(BaseModel):
     max_abs_value: int = Field(999_999, ge=10, description="bound on every intermediate value")
     compositions: int = Field(0, ge=0, description="how many of the behaviours are composites "
                               "h(a) = f(g(a)) of two one-argument behaviours of the set")
+    composite_trace: Literal["calls", "nested"] = Field(
+        "calls", description="a composite's CoT trace: calls (each part evaluated in one line, "
+        "`g(7) = 2`) or nested (each part's definition recalled and traced in turn, the way "
+        "every other function is executed: pbb.domains.arithmetic.compose)")
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler) -> dict:
+        """Without ``composite_trace`` at its default: the manifests, data blocks and eval keys
+        of data sets made before the option stay the same bytes."""
+        out = handler(self)
+        if out.get("composite_trace") == "calls":
+            out.pop("composite_trace")
+        return out
 
     @model_validator(mode="after")
     def _ranges(self) -> ArithmeticConfig:
