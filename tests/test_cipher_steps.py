@@ -207,7 +207,7 @@ def test_walk_gold_passes_and_each_broken_operation_fails_its_own_check(walked):
     assert c["hop steps"] - c["hops"] >= 1 and c["count"] == c["result"] == c["steps"]
     assert c["first hop"] == c["first hop steps"]  # the walk started right
     # the first hop's letter wrong: the first-hop check fails there
-    first = next(c for c in "abcdefghijklmnopqrstuvwxyz" if c != hops[0][0])
+    first = next(x for x in "abcdefghijklmnopqrstuvwxyz" if x != hops[0][0])
     wrong = f"{head}: " + " ".join([first + hops[0][1:], *hops[1:]]) + " -> " + line[-1]
     c = check_walk(b, d.input, d.trace.replace(line, wrong, 1))
     assert c["first hop steps"] - c["first hop"] == 1

@@ -57,6 +57,11 @@ def test_gold_derivations_pass_and_each_broken_part_fails_its_own_check(named):
     c = grammar_steps.check(b, trace.replace(line, wrong, 1))
     assert c["steps"] - c["rule"] == 1 and c["form"] == c["leftmost"] == c["steps"]
     assert c["derivation"] == 0
+    # the rule's terminals written without their quotes: the line is still read, the rule
+    # check fails and the leftmost one holds
+    bare = f"{lhs} -> {rhs.replace(chr(34), '')}: {form}"
+    c = grammar_steps.check(b, trace.replace(line, bare, 1))
+    assert c["steps"] - c["rule"] == 1 and c["leftmost"] == c["steps"] and c["derivation"] == 0
     # the grammar's rule, but the form after it copied wrong: the form check fails
     c = grammar_steps.check(b, trace.replace(line, f'{rule}: "zz" {form}', 1))
     assert c["steps"] - c["form"] == 1 and c["rule"] == c["steps"] and c["derivation"] == 0

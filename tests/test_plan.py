@@ -263,3 +263,31 @@ def test_pbb_claims_gpu_plan_on_a_machine_without_one_says_its_times_are_cpu_rat
     assert gpu.returncode == cpu.returncode == 0, gpu.stderr + cpu.stderr
     note = "this machine has no GPU: the times below are its CPU rates"
     assert note in " ".join(gpu.stdout.split()) and note not in " ".join(cpu.stdout.split())
+
+
+def test_a_generation_budget_shorter_than_the_gold_completions_is_warned_of(tmp_path):
+    """A mode whose ``eval.max_new_tokens`` is shorter than some of its queries' gold
+    completions would cut a model that writes them before its answer: the plan says which mode,
+    how many and the longest, and a budget that fits says nothing."""
+    from pbb import data as data_mod
+    from pbb.evaluation.evaluate import _query_rows, cut_completions
+    from pbb.models import load_tokenizer, resolve_model_path
+
+    cfg = smoke()
+    tok = load_tokenizer(resolve_model_path(cfg.model))
+    plan = make_plan(cfg.model_copy(update={"eval": cfg.eval.model_copy(
+        update={"max_new_tokens": {"recall": 4096, "cot": 8}})}), tmp_path / "run")
+    cot = [w for w in plan.warnings if w.startswith("eval.max_new_tokens.cot is 8:")]
+    assert len(cot) == 1 and len(plan.warnings) == 1  # recall's budget fits
+    assert f"  warning: {cot[0]}" in render(plan)
+    ds = data_mod.generate(cfg.data.domain, behaviours=cfg.data.behaviours, demos=cfg.data.demos,
+                           test_inputs=cfg.data.test_inputs, eval_fraction=cfg.data.eval_fraction,
+                           seed=cfg.seed, options=cfg.data.options, progress=False)
+    lengths = [len(tok(row["completion"][0]["content"], add_special_tokens=False)["input_ids"])
+               for _, _, row in _query_rows(ds, "cot", None, cfg.eval.max_train_behaviours, "code")]
+    longest = max(lengths)
+    assert f"(the longest {longest} tokens)" in cot[0]
+    assert cut_completions(ds, "cot", tok, longest, None, cfg.eval.max_train_behaviours) is None
+    one_short = cut_completions(ds, "cot", tok, longest - 1, None, cfg.eval.max_train_behaviours)
+    assert one_short is not None and f"{lengths.count(longest)} of {len(lengths)}" in one_short
+    assert not make_plan(load_config(QUICKSTART), tmp_path / "run2").warnings  # its budgets fit

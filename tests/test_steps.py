@@ -64,3 +64,31 @@ def test_a_step_of_another_form_and_a_longer_completion():
     assert first_error(gold.replace("-> b=1", "-> c=1"), gold) == "step"
     assert first_error(gold + "\nmore text", gold) == "exact"
     assert first_error("", gold) == "stopped early"
+
+
+def test_a_nested_composite_trace_is_classed_by_the_part_that_goes_wrong():
+    """``composite_trace: nested``: a wrong line of a part's recalled code is ``part recall``;
+    a part's own ``return`` line is a step, and only the composite's last one is ``return``."""
+    from pbb import data
+
+    ds = data.generate("arithmetic", behaviours=16, demos=2, test_inputs=1, eval_fraction=0.5,
+                       seed=0, progress=False,
+                       options={"min_args": 1, "max_args": 1, "compositions": 4,
+                                "composite_trace": "nested", "input_max": 10,
+                                "max_abs_value": 99})
+    gold = next(d.trace for d in ds.demonstrations
+                if ds.behaviour(d.behaviour_id).meta.get("composite"))
+    lines = gold.splitlines()
+    header = next(i for i, x in enumerate(lines) if x.startswith("Recall the definition of "))
+    code = header + 2  # the part's first body line, under its def
+    assert lines[code].startswith("    ")
+    broken = "\n".join(lines[:code] + ["    x = 0"] + lines[code + 1:])
+    assert first_error(broken, gold) == "part recall"
+    renamed = "\n".join(lines[:header] + ["Recall the definition of zzz:"] + lines[header + 1:])
+    assert first_error(renamed, gold) == "part recall"
+    part_return = next(i for i, x in enumerate(lines) if x.startswith("return "))
+    assert part_return < len(lines) - 2  # a part's, not the composite's
+    wrong = "\n".join(lines[:part_return] + ["return x = 1234"] + lines[part_return + 1:])
+    assert first_error(wrong, gold).startswith("step")
+    last = "\n".join(lines[:-2] + ["return 1234", lines[-1]])
+    assert first_error(last, gold) == "return"

@@ -22,8 +22,9 @@ The ``walk`` and ``countdown`` traces have no positions to look up, and their ow
 shift step: the shift copied to its head, ``k=13``); ``hops`` (of all hops: the letter is the
 ring's next one after the letter before it, and the count goes up by one, or with countdown
 down by one from the shift its head wrote); ``first hop`` (of the steps that walk: the first
-hop right, where the walk starts from the step's letter, and a countdown from ``k - 1``); ``count`` (the walk stops after the shift's number
-of hops); ``result`` (the letter after ``->`` is the last hop's); ``step``.
+hop right, where the walk starts from the step's letter, and a countdown from ``k - 1``);
+``count`` (the walk stops after the shift's number of hops); ``result`` (the letter after
+``->`` is the last hop's); ``step``.
 
 Beside them, per completion: the share whose spelled-out lists (``positions``, ``letters``...)
 are the gold trace's, no more and no fewer, and the share correct. The ``n``-th step line is

@@ -49,25 +49,47 @@ def build_queries(ds: DataSet, mode: str, max_test_inputs: int | None = None,
     Mode ``recall`` asks once per behaviour for its instruction (a declarative prompt).
     ``fmt`` is how instructions are shown (``data.instruction_format``), as in training.
     """
-    tests = ds.by_behaviour("test")
     queries = []
-    behaviours = evaluated_behaviours(ds, max_train_behaviours)
-    if mode == "recall":
-        for b in behaviours:
-            row = make_row(ds.domain, b, "declarative", row_rng(ds.seed, "eval", mode, b.id),
-                           fmt=fmt)
-            queries.append({"behaviour_id": b.id, "split": b.split, "mode": mode, "input": "",
-                            "prompt": row["prompt"][0]["content"],
-                            "target": instruction_text(b, fmt)})
-        return queries
-    for b in behaviours:
-        for d in tests[b.id][:max_test_inputs]:
-            row = make_row(ds.domain, b, mode, row_rng(ds.seed, "eval", mode, b.id, d.input), d,
-                           fmt=fmt)
-            queries.append({"behaviour_id": b.id, "split": b.split, "mode": mode,
-                            "input": d.input, "prompt": row["prompt"][0]["content"],
-                            "target": d.output})
+    for b, d, row in _query_rows(ds, mode, max_test_inputs, max_train_behaviours, fmt):
+        queries.append({"behaviour_id": b.id, "split": b.split, "mode": mode,
+                        "input": "" if d is None else d.input,
+                        "prompt": row["prompt"][0]["content"],
+                        "target": instruction_text(b, fmt) if d is None else d.output})
     return queries
+
+
+def _query_rows(ds: DataSet, mode: str, max_test_inputs: int | None,
+                max_train_behaviours: int | None, fmt: str):
+    """(behaviour, test demonstration or None for recall, rendered row) of every query."""
+    tests = ds.by_behaviour("test")
+    for b in evaluated_behaviours(ds, max_train_behaviours):
+        if mode == "recall":
+            yield b, None, make_row(ds.domain, b, "declarative",
+                                    row_rng(ds.seed, "eval", mode, b.id), fmt=fmt)
+            continue
+        for d in tests[b.id][:max_test_inputs]:
+            yield b, d, make_row(ds.domain, b, mode, row_rng(ds.seed, "eval", mode, b.id, d.input),
+                                 d, fmt=fmt)
+
+
+def cut_completions(ds: DataSet, mode: str, tokenizer, max_new_tokens: int,
+                    max_test_inputs: int | None = None, max_train_behaviours: int | None = None,
+                    fmt: str = "code") -> str | None:
+    """A warning when the gold completions of ``mode``'s queries (the rows a model is trained
+    to write) are longer than ``max_new_tokens``, else None.
+
+    Why: generation stops at the budget, so a model that writes a gold-length answer is cut
+    before its answer line and scored wrong, and nothing else says so (a nested composite's CoT
+    is ~300 tokens; the composition config's budget was 160)."""
+    lengths = [len(tokenizer(row["completion"][0]["content"], add_special_tokens=False)
+                   ["input_ids"])
+               for _, _, row in _query_rows(ds, mode, max_test_inputs, max_train_behaviours, fmt)]
+    over = sum(n > max_new_tokens for n in lengths)
+    if not over:
+        return None
+    return (f"eval.max_new_tokens.{mode} is {max_new_tokens}: {over} of {len(lengths)} gold "
+            f"{mode} completions are longer (the longest {max(lengths)} tokens), so a model "
+            f"that writes them is cut off and scored wrong; raise it")
 
 
 def recall_rate(generator: Generator, queries: list[dict], *, max_new_tokens: int) -> dict:

@@ -43,9 +43,11 @@ from pbb.store import RunStore
 STEP_CHECKS = ("rule", "leftmost", "form")
 #: the checks of a completion, each a share of the completions
 COMPLETION_CHECKS = ("recalled", "derivation", "answer", "valid")
-# A step line read symbol by symbol (a quoted terminal or a nonterminal), never by the first
-# colon: a terminal may hold one (`":"`), and `A -> ":" B: ":" B` must still split after `B`.
-_SYMBOL = r'(?:"[^"\s]+"|[A-Z][A-Za-z0-9_]*)'
+# A step line read symbol by symbol, never by the first colon: a terminal may hold one (`":"`),
+# and `A -> ":" B: ":" B` must still split after `B`. A symbol is a quoted terminal, or any
+# unquoted word without a colon or `|` (a nonterminal, or a terminal the model wrote unquoted,
+# which then fails the rule check rather than the whole line).
+_SYMBOL = r'(?:"[^"\s]+"|[^\s":|]+)'
 _SEQ = rf"(?:{_SYMBOL}(?: {_SYMBOL})*)?"
 _STEP = re.compile(rf"^(?P<lhs>[A-Z][A-Za-z0-9_]*) -> (?:(?P<alts>{_SEQ}(?: \| {_SEQ})*) pick )?"
                    rf"(?P<rhs>{_SEQ}): (?P<form>.*)$")

@@ -12,6 +12,9 @@ and puts each completion in one class by the first trace line that differs from 
   form ``x = 7 + a = 7 + 8 = 15`` (the arithmetic domain) differs first in that part; ``step``
   for a step line of another form (cipher or grammar steps);
 * ``return`` / ``answer``: the return or answer line differs (every step was right);
+* ``part recall``: a nested composite's trace (``composite_trace: nested``) recalls a part's
+  definition wrong: its ``Recall the definition of NAME:`` header or a line of the part's code
+  (a part's own ``return`` line is a step);
 * ``stopped early``: the completion's trace ends before the gold one does, all lines right.
 
 Trace lines are those after ``Trace:`` (CoT and in-context completions), or all lines where a
@@ -48,17 +51,36 @@ def trace_lines(text: str) -> list[str]:
 def first_error(completion: str, gold: str) -> str:
     """The class of a completion by the first trace line that differs from ``gold``."""
     want, got = trace_lines(gold), trace_lines(completion)
+    last_return = max((i for i, w in enumerate(want) if w.startswith("return")), default=None)
+    recalled = _part_recall_lines(want)
     for i, (w, g) in enumerate(zip(want, got)):
         if w == g:
             continue
         if w.startswith(ANSWER_PREFIX):
             return "answer"
-        if w.startswith("return"):
+        if i in recalled:
+            return "part recall"
+        if i == last_return:
             return "return"
         if i == 0:
             return "arguments"
         return _step_kind(w, g)
     return "exact" if len(got) >= len(want) else "stopped early"
+
+
+def _part_recall_lines(lines: list[str]) -> set[int]:
+    """Indices of a nested composite trace's recalled parts: each ``Recall the definition of
+    NAME:`` header and the code lines after it (``def`` and the indented body)."""
+    out: set[int] = set()
+    inside = False
+    for i, line in enumerate(lines):
+        if line.startswith(f"{RECALL_HEADER[:-1]} of "):
+            inside = True
+        elif not (inside and (line.startswith("def ") or line[:1].isspace())):
+            inside = False
+        if inside:
+            out.add(i)
+    return out
 
 
 def _step_kind(want: str, got: str) -> str:

@@ -24,7 +24,12 @@ from pbb.evaluation import reuse
 from pbb.evaluation.evaluate import build_queries
 from pbb.evaluation.report import SPLITS
 from pbb.experiments import rates as rates_mod
-from pbb.experiments.run import check_before_work, open_data, shared_evaluation
+from pbb.experiments.run import (
+    budget_warnings,
+    check_before_work,
+    open_data,
+    shared_evaluation,
+)
 from pbb.rows import curricula as curricula_mod
 from pbb.store import (
     RunStore,
@@ -93,6 +98,7 @@ class Plan:
     stages: list[PlannedStage] = field(default_factory=list)
     evals: list[PlannedEval] = field(default_factory=list)
     untrained: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def work(self) -> list[PlannedStage | PlannedEval]:
         """What the run would do: stages to train or resume, evaluations not done."""
@@ -141,6 +147,7 @@ def make_plan(cfg: RunConfig, out: Path, stages_root: Path | None = None) -> Pla
         if not stages or served:
             plan.untrained.append(name)
         plan.evals += _evals(cfg, ds, store, name, final, rates=measured)
+    plan.warnings = budget_warnings(cfg, ds, tok)
     return plan
 
 
@@ -316,6 +323,7 @@ def render(plan: Plan) -> str:
     lines += [f"  {c}: no training" for c in plan.untrained]
     lines += ["", "evaluations (queries by split of the behaviours):"]
     lines += [_eval_line(e) for e in plan.evals]
+    lines += [f"  warning: {w}" for w in plan.warnings]
     seconds, unknown = plan.expected_seconds()
     if not plan.work():
         total = "nothing to do: every stage and evaluation is done"

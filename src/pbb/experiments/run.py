@@ -28,7 +28,7 @@ from pbb import dist, folders
 from pbb.config import OPENAI_PREFIX, RunConfig, as_written_now, dump_config
 from pbb.errors import PbbError
 from pbb.evaluation import reuse
-from pbb.evaluation.evaluate import evaluate
+from pbb.evaluation.evaluate import cut_completions, evaluate
 from pbb.evaluation.report import build_summary, print_table, write_report, written
 from pbb.experiments import rates
 from pbb.experiments.tracking import Tracking, check_trackers
@@ -266,6 +266,9 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
     timing = {"data": time.time() - t0}
     served = cfg.eval.backend == "openai"  # served models are evaluated, nothing trains here
     tok = None if served else load_tokenizer(base, cfg.model_options())
+    if main:
+        for warning in budget_warnings(cfg, ds, tok):
+            console.print(f"[yellow]warning[/]: {warning}")
     built = curricula_mod.build_for_run(cfg, ds)
     tracking = Tracking(cfg.train.report_to if main else [], cfg.name, store.root)
     plan: dict[str, list[dict]] = {}
@@ -292,6 +295,18 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
     print_table(summary, Console())
     console.print(written(store.root))
     return summary
+
+
+def budget_warnings(cfg: RunConfig, ds: data_mod.DataSet, tok) -> list[str]:
+    """One line for each evaluation mode whose generation budget is shorter than some of its
+    queries' gold completions (:func:`pbb.evaluation.evaluate.cut_completions`); none for a
+    served model (no local tokenizer to count with)."""
+    if tok is None:
+        return []
+    found = (cut_completions(ds, mode, tok, cfg.eval.max_new_tokens[mode],
+                             cfg.eval.max_test_inputs, cfg.eval.max_train_behaviours,
+                             cfg.data.instruction_format) for mode in cfg.eval.modes)
+    return [w for w in found if w]
 
 
 def start_run(cfg: RunConfig, store: RunStore) -> tuple[RunConfig, data_mod.DataSet, Path | str]:

@@ -80,13 +80,13 @@ def trace_composite(b: Behaviour, a: int) -> tuple[int, str]:
     if b.instruction != composite_source(b.name, outer["name"], inner["name"]):
         raise PbbError(f"{b.id}: instruction differs from its composition")
     lo, hi = meta["input_range"]
-    mid = trace_call(_plan(meta, "inner"), (a,))[0]
+    mid, inner_trace = trace_call(_plan(meta, "inner"), (a,))
     if not lo <= mid <= hi:
         raise PbbError(f"{b.name}({a}): {inner['name']}({a}) = {mid} leaves the input range")
     value, outer_trace = trace_call(_plan(meta, "outer"), (mid,))
     lines = [f"a = {a}"]
     if meta.get("trace") == "nested":
-        lines += _nested(inner, a, mid, trace_call(_plan(meta, "inner"), (a,))[1])
+        lines += _nested(inner, a, mid, inner_trace)
         lines += _nested(outer, mid, value, outer_trace)
     else:
         lines += [f"{inner['name']}({a}) = {mid}", f"{outer['name']}({mid}) = {value}"]
