@@ -14,12 +14,28 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, model_serializer
 
 from pbb.errors import PbbError
 
 ANSWER_PREFIX = "Answer:"
 _ANSWER_RE = re.compile(r"^[\s*#>]*Answer\s*\**\s*[:=]\s*\**\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+class LaterOptions(BaseModel):
+    """A domain config whose options added after data sets were made stay out of the dumps
+    (manifests, data blocks, eval keys) at their defaults: each key of ``LATER`` is left out
+    where it has that value, so those data sets keep the same bytes and keys."""
+
+    LATER: ClassVar[dict[str, Any]] = {}
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler) -> dict:
+        out = handler(self)
+        for key, default in self.LATER.items():
+            if key in out and out[key] == default:
+                del out[key]
+        return out
 
 
 @dataclass

@@ -22,9 +22,9 @@ import random
 import string
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
-from pbb.domains.base import ANSWER_PREFIX, Behaviour, Execution
+from pbb.domains.base import ANSWER_PREFIX, Behaviour, Execution, LaterOptions
 from pbb.domains.cipher_traces import TRACES, WALKABLE, WALKS
 from pbb.domains.names import pointer_name
 from pbb.domains.values import CallQueries
@@ -38,8 +38,9 @@ _PARAMS = {"shift": "k", "affine": "a, b", "keyword": "keyword", "vigenere": "ke
 _WORD_LETTERS = string.ascii_lowercase
 
 
-class CiphersConfig(BaseModel):
+class CiphersConfig(LaterOptions):
     model_config = ConfigDict(extra="forbid")
+    LATER: ClassVar[dict] = {"train_key_skew": None}
 
     families: list[Literal["shift", "affine", "keyword", "vigenere"]] = Field(
         default_factory=lambda: list(FAMILIES), min_length=1)
@@ -65,15 +66,6 @@ class CiphersConfig(BaseModel):
         "walked letter by letter along the alphabet, no lookup by number) or countdown (the "
         "walk, each hop written with the hops left, so every walk stops at 0): "
         "pbb.domains.cipher_traces")
-
-    @model_serializer(mode="wrap")
-    def _dump(self, handler) -> dict:
-        """Without ``train_key_skew`` when it is unset: the manifests, data blocks and eval keys
-        of data sets made before the option stay the same bytes."""
-        out = handler(self)
-        if out.get("train_key_skew") is None:
-            out.pop("train_key_skew", None)
-        return out
 
     @model_validator(mode="after")
     def _ranges(self) -> CiphersConfig:

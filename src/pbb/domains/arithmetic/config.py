@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from pbb.domains.base import LaterOptions
 
 
-class ArithmeticConfig(BaseModel):
+class ArithmeticConfig(LaterOptions):
     """Difficulty knobs. Defaults give short programs a small model can learn to trace."""
 
     model_config = ConfigDict(extra="forbid")
+    LATER: ClassVar[dict] = {"composite_trace": "calls"}
 
     min_args: int = Field(1, ge=1, le=3, description="fewest integer arguments")
     max_args: int = Field(3, ge=1, le=3, description="most integer arguments")
@@ -30,15 +33,6 @@ class ArithmeticConfig(BaseModel):
         "calls", description="a composite's CoT trace: calls (each part evaluated in one line, "
         "`g(7) = 2`) or nested (each part's definition recalled and traced in turn, the way "
         "every other function is executed: pbb.domains.arithmetic.compose)")
-
-    @model_serializer(mode="wrap")
-    def _dump(self, handler) -> dict:
-        """Without ``composite_trace`` at its default: the manifests, data blocks and eval keys
-        of data sets made before the option stay the same bytes."""
-        out = handler(self)
-        if out.get("composite_trace") == "calls":
-            out.pop("composite_trace")
-        return out
 
     @model_validator(mode="after")
     def _ranges(self) -> ArithmeticConfig:
