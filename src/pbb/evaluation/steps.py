@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pbb import data as data_mod
+from pbb.domains.arithmetic.compose import PART_RECALL
 from pbb.domains.base import ANSWER_PREFIX
 from pbb.jsonio import read_jsonl
 from pbb.rows.render import RECALL_HEADER, TRACE_HEADER
@@ -74,7 +75,7 @@ def _part_recall_lines(lines: list[str]) -> set[int]:
     out: set[int] = set()
     inside = False
     for i, line in enumerate(lines):
-        if line.startswith(f"{RECALL_HEADER[:-1]} of "):
+        if line.startswith(PART_RECALL):
             inside = True
         elif not (inside and (line.startswith("def ") or line[:1].isspace())):
             inside = False

@@ -22,6 +22,9 @@ from pbb.errors import PbbError
 
 #: composites need at least this many inputs whose inner value stays in range
 MIN_VALID_INPUTS = 6
+#: what a ``nested`` trace writes before a part's name and its recalled code
+#: (:mod:`pbb.evaluation.steps` reads it back)
+PART_RECALL = "Recall the definition of "
 
 
 def composite_source(name: str, outer: str, inner: str) -> str:
@@ -104,7 +107,7 @@ def _nested(part: dict, arg: int, value: int, trace: str) -> list[str]:
     measured at 3 seeds, that line was right in about a third of the eval composites, even for
     parts that were demonstrated (docs/results/LOG.md, the claims table)."""
     steps = [x for x in trace.splitlines() if not x.startswith(ANSWER_PREFIX)]
-    return [f"Recall the definition of {part['name']}:", *part["source"].splitlines(), *steps,
+    return [f"{PART_RECALL}{part['name']}:", *part["source"].splitlines(), *steps,
             f"{part['name']}({arg}) = {value}"]
 
 
