@@ -1,0 +1,88 @@
+"""The ``pbb`` command line (typer).
+
+Every user error surfaces as a :class:`~pbb.errors.PbbError` and is printed as one line
+``error: ...`` with exit code 1; tracebacks are for bugs only. The commands live beside this
+file: :mod:`pbb.cli.data` (``pbb data ...``) and :mod:`pbb.cli.runs` (run, plan, sweep, claims,
+export, score, report); this module names them and turns errors into exit codes.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from pbb import dist
+from pbb.cli import data, runs
+from pbb.cli.options import parse_assignments
+from pbb.errors import PbbError
+
+__all__ = ["app", "main", "parse_assignments"]
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Programming by Backprop: data, training curricula, evaluation, reports.")
+app.add_typer(data.app, name="data")
+for _name, _command in [("run", runs.run_cmd), ("plan", runs.plan_cmd), ("sweep", runs.sweep_cmd),
+                        ("claims", runs.claims_cmd), ("export", runs.export_cmd),
+                        ("score", runs.score_cmd), ("report", runs.report_cmd)]:
+    app.command(_name)(_command)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        import pbb
+
+        print(f"pbb {pbb.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version,
+                                          is_eager=True, help="print pbb's version and exit")) -> None:
+    """Programming by Backprop: data, training curricula, evaluation, reports."""
+
+
+#: what Ctrl-C leaves, by command: every file pbb writes is complete or absent (atomic writes,
+#: append-only logs repaired on resume), so the same command picks up where it stopped
+INTERRUPTED = {
+    "run": "interrupted; run the same command again to resume",
+    "sweep": "interrupted; run the same command again to resume the sweep (finished points "
+             "and trained stages are kept)",
+    "claims": "interrupted; run the same command again to resume the claims (finished points "
+              "and trained stages are kept)",
+}
+INTERRUPTED_ELSEWHERE = "interrupted; nothing was half-written (run the command again)"
+
+
+def _interrupted() -> None:
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
+    print(INTERRUPTED.get(command, INTERRUPTED_ELSEWHERE), file=sys.stderr)
+    sys.exit(130)
+
+
+def main() -> None:
+    """Entry point: run the app, turning user errors into one line and exit code 1."""
+    try:
+        rc = app(standalone_mode=False)  # returns the exit code of typer.Exit in this mode
+        if rc == 130:  # typer turns Ctrl-C into Exit(130) before it reaches the handler below
+            _interrupted()
+        dist.close()
+        sys.exit(rc if isinstance(rc, int) else 0)
+    except PbbError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        _interrupted()
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        sys.exit(1)
+    except Exception as e:
+        # Usage errors (missing option, bad type) carry their own message. typer may vendor its
+        # own copy of click, so recognise them by shape rather than by class.
+        message = getattr(e, "format_message", None)
+        if callable(message) and isinstance(getattr(e, "exit_code", None), int):
+            print(f"error: {message()}", file=sys.stderr)
+            sys.exit(e.exit_code)
+        raise
+

@@ -1,0 +1,5 @@
+"""``python -m pbb.cli``: the same as ``pbb``."""
+
+from pbb.cli import main
+
+main()

@@ -1,0 +1,33 @@
+"""What the ``pbb`` commands share: the console, ``--set KEY=VALUE`` parsing, common options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.console import Console
+
+from pbb.errors import PbbError
+
+console = Console()
+
+
+def parse_assignments(items: list[str] | None, flag: str = "--set") -> dict[str, object]:
+    """``["a.b=3", "c=x"]`` -> ``{"a.b": 3, "c": "x"}`` (values parsed as YAML scalars/lists)."""
+    out: dict[str, object] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise PbbError(f"{flag} {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            raise PbbError(f"{flag} {item!r}: value is not valid YAML") from None
+    return out
+
+
+
+Out = Annotated[Path, typer.Option("--out", help="output directory")]
+Force = Annotated[bool, typer.Option(help="replace --out if it is a folder of this kind that pbb wrote (never anything else)")]
