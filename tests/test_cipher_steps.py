@@ -1,5 +1,6 @@
 """pbb.evaluation.cipher_steps: each operation of a cipher step judged on what the model wrote."""
 
+import ast
 import re
 
 import pytest
@@ -256,3 +257,44 @@ def test_a_countdown_hop_is_checked_against_the_count_before_it():
     c = check_walk(b, d.input, d.trace.replace(line, wrong_k, 1))
     assert c["key steps"] - c["key"] == 1 and c["hop steps"] - c["hops"] == 1
     assert c["first hop steps"] - c["first hop"] == 1  # counted down from the wrong k
+
+
+def test_the_output_checks_follow_the_step_lines_not_the_truth():
+    """``out`` lines must be the letters of the step lines above them and ``return`` their join,
+    judged against what the completion's own steps wrote: a gold trace passes both; a return
+    that drops a letter fails ``return joins`` only; a wrong step letter carried faithfully into
+    the out lines and the return fails neither; an out line that swaps two letters fails once."""
+    from pbb.evaluation.cipher_steps import check_output, check_walk
+
+    ds = data.generate("ciphers", behaviours=8, demos=4, test_inputs=1, eval_fraction=0.5,
+                       seed=3, progress=False, options={"trace": "walk", "min_text": 3,
+                                                        "families": ["shift", "vigenere"],
+                                                        "running_output": True})
+    behaviours = _by_id(ds)
+    for d in ds.demonstrations:
+        c = check_output(behaviours[d.behaviour_id], d.trace, walk=True)
+        assert c["out"] == c["out lines"] >= 3 and c["return joins"] == 1
+    d = next(d for d in ds.demonstrations if len(set(d.output)) >= 4)  # 3+ distinct letters
+    b, out = behaviours[d.behaviour_id], ast.literal_eval(d.output)
+    dropped = d.trace.replace(f"return {out!r}", f"return {out[:-1]!r}")
+    c = check_output(b, dropped, walk=True)
+    assert (c["out lines"], c["out"], c["return joins"]) == (len(out), len(out), 0)
+    # the first step's letter wrong, and the completion carries it on: the step fails, the
+    # output checks do not (they judge the putting together, not the letters)
+    lines = d.trace.splitlines()
+    i = next(i for i, x in enumerate(lines) if x.startswith("step "))
+    bad = next(c for c in "abcdefghijklmnopqrstuvwxyz" if c not in out)
+    carried = "\n".join([*lines[:i], lines[i][:-1] + bad, *(
+        x.replace("out: " + out[0], "out: " + bad, 1) if x.startswith("out: ") else x
+        for x in lines[i + 1:-2]), f"return {bad + out[1:]!r}", lines[-1]])
+    c = check_output(b, carried, walk=True)
+    assert c["out"] == c["out lines"] and c["return joins"] == 1
+    w = check_walk(b, d.input, carried)
+    assert w["steps"] - w["step"] == 1
+    # the last out line with its first two letters swapped
+    last = max(i for i, x in enumerate(lines) if x.startswith("out: "))
+    letters = lines[last][len("out: "):].split(" ")
+    swapped = lines[:last] + ["out: " + " ".join([letters[1], letters[0], *letters[2:]])] \
+        + lines[last + 1:]
+    c = check_output(b, "\n".join(swapped), walk=True)
+    assert c["out lines"] - c["out"] == 1 and c["return joins"] == 1

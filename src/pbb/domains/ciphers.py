@@ -25,7 +25,7 @@ from typing import ClassVar, Literal
 from pydantic import ConfigDict, Field, model_validator
 
 from pbb.domains.base import ANSWER_PREFIX, Behaviour, Execution, LaterOptions
-from pbb.domains.cipher_traces import TRACES, WALKABLE, WALKS
+from pbb.domains.cipher_traces import TRACES, WALKABLE, WALKS, out_line
 from pbb.domains.names import pointer_name
 from pbb.domains.values import CallQueries
 from pbb.errors import PbbError
@@ -40,7 +40,7 @@ _WORD_LETTERS = string.ascii_lowercase
 
 class CiphersConfig(LaterOptions):
     model_config = ConfigDict(extra="forbid")
-    LATER: ClassVar[dict] = {"train_key_skew": None}
+    LATER: ClassVar[dict] = {"train_key_skew": None, "running_output": False}
 
     families: list[Literal["shift", "affine", "keyword", "vigenere"]] = Field(
         default_factory=lambda: list(FAMILIES), min_length=1)
@@ -66,6 +66,10 @@ class CiphersConfig(LaterOptions):
         "walked letter by letter along the alphabet, no lookup by number) or countdown (the "
         "walk, each hop written with the hops left, so every walk stops at 0): "
         "pbb.domains.cipher_traces")
+    running_output: bool = Field(
+        False, description="after each step line, the output so far one letter a token "
+        "(`out: o r`), so that the `return` line copies the line above it rather than "
+        "gathering the steps' letters from every line (docs/domains.md)")
 
     @model_validator(mode="after")
     def _ranges(self) -> CiphersConfig:
@@ -110,7 +114,9 @@ def run(meta: dict, text: str, key: tuple) -> tuple[str, list[str]]:
     """(output, trace lines) of one call, computed from the behaviour's parameters: the key's
     lines, one line per character (a letter of the alphabet through the family's step, any other
     character kept) and the result. ``meta["trace"]`` (``indexed``, ``lookup``) picks the traces of
-    :mod:`pbb.domains.cipher_traces` that write each lookup out."""
+    :mod:`pbb.domains.cipher_traces` that write each lookup out; ``meta["running_output"]`` adds
+    the output so far after each step
+    (:func:`~pbb.domains.cipher_traces.out_line`)."""
     alphabet = meta["alphabet"]
     cipher = TRACES[meta.get("trace", "compact")][meta["family"]]
     lines, step = cipher(alphabet, meta["direction"] == "encrypt", text, key)
@@ -123,8 +129,11 @@ def run(meta: dict, text: str, key: tuple) -> tuple[str, list[str]]:
             c, line = ch, f"{ch!r}: kept"
         out += c
         lines.append(line)
+        if meta.get("running_output"):
+            lines.append(out_line(out, alphabet))
     lines.append(f"return {out!r}")
     return out, lines
+
 
 
 def _word(rng: random.Random, lo: int, hi: int) -> str:
@@ -168,6 +177,8 @@ class CiphersDomain(CallQueries):
             meta = {"family": family, "direction": direction, "alphabet": "".join(letters)}
             if cfg.trace != "compact":  # absent = compact: data sets made before stay the same
                 meta["trace"] = cfg.trace
+            if cfg.running_output:  # absent = no out lines, likewise
+                meta["running_output"] = True
             name = pointer_name(rng, names)
             out.append(Behaviour(id=f"{self.name}-{k:05d}", domain=self.name, name=name,
                                  instruction=render(name, family, direction, meta["alphabet"]),

@@ -27,7 +27,9 @@ hop right, where the walk starts from the step's letter, and a countdown from ``
 ``->`` is the last hop's); ``step``.
 
 Beside them, per completion: the share whose spelled-out lists (``positions``, ``letters``...)
-are the gold trace's, no more and no fewer, and the share correct. The ``n``-th step line is
+are the gold trace's, no more and no fewer; ``return joins`` (the ``return`` line is the step
+lines' letters joined, whether those are right or not); with ``running_output``, ``out`` (of the
+``out: o r`` lines: each is the letters of the step lines above it); and the share correct. The ``n``-th step line is
 taken for the query's ``n``-th letter, so a skipped or repeated step shifts the ``input`` and
 ``step`` checks of the lines after it (as it shifts the answer). Every check uses the behaviour's parameters
 (alphabet, family, direction) and the query's key, never the instruction text.
@@ -43,7 +45,14 @@ from pathlib import Path
 
 from pbb import data as data_mod
 from pbb.domains.base import Behaviour
-from pbb.domains.cipher_traces import TRACES, WALKS, keyword_lists, walk_order
+from pbb.domains.cipher_traces import (
+    OUT_PREFIX,
+    TRACES,
+    WALKS,
+    keyword_lists,
+    out_line,
+    walk_order,
+)
 from pbb.domains.ciphers import CiphersDomain, run
 from pbb.evaluation.steps import main_of
 from pbb.jsonio import read_jsonl
@@ -207,6 +216,30 @@ def check_walk(b: Behaviour, query: str, completion: str) -> collections.Counter
     return counts
 
 
+_KEPT = re.compile(r"^(?P<ch>'.'): kept$")
+_RETURN = re.compile(r"^return (?P<out>'[^']*')$")
+
+
+def check_output(b: Behaviour, completion: str, walk: bool) -> collections.Counter:
+    """How the output is put together from the step lines, whatever they got right: ``out``
+    lines (``running_output``) that are the letters of the step and kept lines above them,
+    and a ``return`` line that joins them all (``return joins``)."""
+    step = _WALK if walk else _STEP
+    letters: list[str] = []
+    counts: collections.Counter = collections.Counter()
+    for line in (x.strip() for x in completion.splitlines()):
+        if m := step.match(line):
+            letters.append(m["out"] if walk else (m["c1"] or m["c2"]))
+        elif m := _KEPT.match(line):
+            letters.append(m["ch"][1])
+        elif line.startswith(OUT_PREFIX):
+            counts["out lines"] += 1
+            counts["out"] += line == out_line("".join(letters), b.meta["alphabet"])
+        elif m := _RETURN.match(line):
+            counts["return joins"] += m["out"] == repr("".join(letters))
+    return counts
+
+
 def _shares(total: collections.Counter, walk: bool) -> dict:
     """Each check's share of what it is counted over: step lines, or its own steps (hops,
     Vigenère steps; arithmetic steps)."""
@@ -230,6 +263,7 @@ def summarise(run_dir: Path, curriculum: str, mode: str, split: str = "train",
     checker = check_walk if walk else check
     total: collections.Counter = collections.Counter()
     n = lists = correct = 0
+    output: collections.Counter = collections.Counter()
     for s in read_jsonl(store.samples(curriculum, mode), ("behaviour_id", "split", "input",
                                                          "completion", "score")):
         if s["split"] != split or not s["input"]:  # recall samples have no query
@@ -237,13 +271,16 @@ def summarise(run_dir: Path, curriculum: str, mode: str, split: str = "train",
         n += 1
         correct += s["score"]
         total += checker(behaviours[s["behaviour_id"]], s["input"], s["completion"])
+        output += check_output(behaviours[s["behaviour_id"]], s["completion"], walk)
         want = [x for x in gold[(s["behaviour_id"], s["input"])].splitlines() if _LIST.match(x)]
         got = [x.strip() for x in s["completion"].splitlines() if _LIST.match(x.strip())]
         lists += bool(want) and got == want
     steps = total["steps"]
     shares = _shares(total, walk)
+    out = {"out": round(output["out"] / output["out lines"], 3)} if output["out lines"] else {}
     return {"completions": n, "correct": round(correct / n, 3) if n else 0.0,
-            "lists exact": round(lists / n, 3) if n else 0.0, "step lines": steps, **shares}
+            "lists exact": round(lists / n, 3) if n else 0.0, "step lines": steps, **shares,
+            **out, "return joins": round(output["return joins"] / n, 3) if n else 0.0}
 
 
 def main(argv: list[str] | None = None) -> None:
