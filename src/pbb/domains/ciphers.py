@@ -115,8 +115,7 @@ def run(meta: dict, text: str, key: tuple) -> tuple[str, list[str]]:
     lines, one line per character (a letter of the alphabet through the family's step, any other
     character kept) and the result. ``meta["trace"]`` (``indexed``, ``lookup``) picks the traces of
     :mod:`pbb.domains.cipher_traces` that write each lookup out; ``meta["running_output"]`` adds
-    the output so far after each step
-    (:func:`~pbb.domains.cipher_traces.out_line`)."""
+    the output so far after each step (:func:`~pbb.domains.cipher_traces.out_line`)."""
     alphabet = meta["alphabet"]
     cipher = TRACES[meta.get("trace", "compact")][meta["family"]]
     lines, step = cipher(alphabet, meta["direction"] == "encrypt", text, key)
@@ -133,7 +132,6 @@ def run(meta: dict, text: str, key: tuple) -> tuple[str, list[str]]:
             lines.append(out_line(out, alphabet))
     lines.append(f"return {out!r}")
     return out, lines
-
 
 
 def _word(rng: random.Random, lo: int, hi: int) -> str:
