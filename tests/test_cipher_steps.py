@@ -259,11 +259,35 @@ def test_a_countdown_hop_is_checked_against_the_count_before_it():
     assert c["first hop steps"] - c["first hop"] == 1  # counted down from the wrong k
 
 
+@pytest.mark.parametrize("trace", ["compact", "indexed", "lookup", "walk", "countdown"])
+def test_a_gold_trace_puts_its_output_together_right_whatever_its_trace(trace):
+    """Every trace's step lines are read for their letters: a gold completion's out lines and
+    its return all join them, with or without ``running_output`` (without: no out lines)."""
+    from pbb.evaluation.cipher_steps import check_output
+
+    families = ["shift", "vigenere"] if trace in ("walk", "countdown") else \
+        ["shift", "affine", "keyword", "vigenere"]
+    for running in (True, False):
+        ds = data.generate("ciphers", behaviours=8, demos=3, test_inputs=1, eval_fraction=0.5,
+                           seed=3, progress=False,
+                           options={"trace": trace, "families": families, "max_text": 9,
+                                    "running_output": running})
+        behaviours = _by_id(ds)
+        for d in ds.demonstrations:
+            c = check_output(behaviours[d.behaviour_id], d.trace)
+            n = len(ast.literal_eval(d.output))
+            assert (c["out lines"], c["out"], c["return joins"]) == \
+                ((n, n, 1) if running else (0, 0, 1)), d.trace
+            broken = d.trace.replace(f"return {d.output}", f"return {d.output[:-2]}'")
+            assert check_output(behaviours[d.behaviour_id], broken)["return joins"] == 0
+
+
 def test_the_output_checks_follow_the_step_lines_not_the_truth():
     """``out`` lines must be the letters of the step lines above them and ``return`` their join,
-    judged against what the completion's own steps wrote: a gold trace passes both; a return
-    that drops a letter fails ``return joins`` only; a wrong step letter carried faithfully into
-    the out lines and the return fails neither; an out line that swaps two letters fails once."""
+    judged against what the completion's own steps wrote: a return that drops a letter fails
+    ``return joins`` only; a wrong step letter carried faithfully into the out lines and the
+    return fails neither; an out line that swaps two letters fails once; a second return line
+    is not counted."""
     from pbb.evaluation.cipher_steps import check_output, check_walk
 
     ds = data.generate("ciphers", behaviours=8, demos=4, test_inputs=1, eval_fraction=0.5,
@@ -271,14 +295,13 @@ def test_the_output_checks_follow_the_step_lines_not_the_truth():
                                                         "families": ["shift", "vigenere"],
                                                         "running_output": True})
     behaviours = _by_id(ds)
-    for d in ds.demonstrations:
-        c = check_output(behaviours[d.behaviour_id], d.trace, walk=True)
-        assert c["out"] == c["out lines"] >= 3 and c["return joins"] == 1
-    d = next(d for d in ds.demonstrations if len(set(d.output)) >= 4)  # 3+ distinct letters
+    d = next(d for d in ds.demonstrations if d.output[1] != d.output[2]
+             and len(set(d.output)) >= 4)  # its first two letters differ, 3+ distinct letters
     b, out = behaviours[d.behaviour_id], ast.literal_eval(d.output)
     dropped = d.trace.replace(f"return {out!r}", f"return {out[:-1]!r}")
-    c = check_output(b, dropped, walk=True)
+    c = check_output(b, dropped)
     assert (c["out lines"], c["out"], c["return joins"]) == (len(out), len(out), 0)
+    assert check_output(b, dropped + f"\nreturn {out!r}")["return joins"] == 0  # the first counts
     # the first step's letter wrong, and the completion carries it on: the step fails, the
     # output checks do not (they judge the putting together, not the letters)
     lines = d.trace.splitlines()
@@ -287,7 +310,7 @@ def test_the_output_checks_follow_the_step_lines_not_the_truth():
     carried = "\n".join([*lines[:i], lines[i][:-1] + bad, *(
         x.replace("out: " + out[0], "out: " + bad, 1) if x.startswith("out: ") else x
         for x in lines[i + 1:-2]), f"return {bad + out[1:]!r}", lines[-1]])
-    c = check_output(b, carried, walk=True)
+    c = check_output(b, carried)
     assert c["out"] == c["out lines"] and c["return joins"] == 1
     w = check_walk(b, d.input, carried)
     assert w["steps"] - w["step"] == 1
@@ -296,5 +319,5 @@ def test_the_output_checks_follow_the_step_lines_not_the_truth():
     letters = lines[last][len("out: "):].split(" ")
     swapped = lines[:last] + ["out: " + " ".join([letters[1], letters[0], *letters[2:]])] \
         + lines[last + 1:]
-    c = check_output(b, "\n".join(swapped), walk=True)
+    c = check_output(b, "\n".join(swapped))
     assert c["out lines"] - c["out"] == 1 and c["return joins"] == 1

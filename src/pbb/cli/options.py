@@ -28,6 +28,6 @@ def parse_assignments(items: list[str] | None, flag: str = "--set") -> dict[str,
     return out
 
 
-
+# options that several commands share (pbb data ..., export, score)
 Out = Annotated[Path, typer.Option("--out", help="output directory")]
 Force = Annotated[bool, typer.Option(help="replace --out if it is a folder of this kind that pbb wrote (never anything else)")]

@@ -26,7 +26,6 @@ StagesRoot = Annotated[Path | None, typer.Option(
     "--stages-root", hidden=True, help="a stage store shared with other runs (sweep jobs)")]
 
 
-
 def run_cmd(
     config: RunConfigFile,
     out: RunOut = None,

@@ -219,25 +219,36 @@ def check_walk(b: Behaviour, query: str, completion: str) -> collections.Counter
 
 _KEPT = re.compile(r"^(?P<ch>'.'): kept$")
 _RETURN = re.compile(r"^return (?P<out>'[^']*')$")
+#: a compact step, ``z: (25 + 3) % 26 = 2 -> c`` (a keyword step ends ``table[4] = c``)
+_COMPACT = re.compile(r"^[a-z]: .*(?:->|=) (?P<out>[a-z])$")
 
 
-def check_output(b: Behaviour, completion: str, walk: bool) -> collections.Counter:
-    """How the output is put together from the step lines, whatever they got right: ``out``
-    lines (``running_output``) that are the letters of the step and kept lines above them,
-    and a ``return`` line that joins them all (``return joins``)."""
-    step = _WALK if walk else _STEP
+def _step_letter(line: str) -> str | None:
+    """The letter a step line of any trace writes for its character, None for other lines."""
+    if m := _WALK.match(line) or _COMPACT.match(line):
+        return m["out"]
+    if m := _STEP.match(line):
+        return m["c1"] or m["c2"]
+    return None
+
+
+def check_output(b: Behaviour, completion: str) -> collections.Counter:
+    """How the output is put together from the step lines (of any trace), whatever they got
+    right: ``out`` lines (``running_output``) that are the letters of the step and kept lines
+    above them, and a first ``return`` line that joins them all (``return joins``)."""
     letters: list[str] = []
     counts: collections.Counter = collections.Counter()
     for line in (x.strip() for x in completion.splitlines()):
-        if m := step.match(line):
-            letters.append(m["out"] if walk else (m["c1"] or m["c2"]))
+        if (c := _step_letter(line)) is not None:
+            letters.append(c)
         elif m := _KEPT.match(line):
             letters.append(m["ch"][1])
         elif line.startswith(OUT_PREFIX):
             counts["out lines"] += 1
             counts["out"] += line == out_line("".join(letters), b.meta["alphabet"])
         elif m := _RETURN.match(line):
-            counts["return joins"] += m["out"] == repr("".join(letters))
+            counts["return joins"] = int(m["out"] == repr("".join(letters)))
+            break
     return counts
 
 
@@ -254,8 +265,9 @@ def _shares(total: collections.Counter, walk: bool) -> dict:
 def summarise(run_dir: Path, curriculum: str, mode: str, split: str = "train",
               dataset: data_mod.DataSet | None = None) -> dict:
     """Each check's share of the step lines (arithmetic: of those with arithmetic), the share of
-    completions whose spelled-out lists equal the gold trace's, and the share correct, over one
-    mode's samples of ``split``."""
+    completions whose spelled-out lists equal the gold trace's, the output checks of
+    :func:`check_output` (``out``: of the out lines, where there are any; ``return joins``: of
+    the completions) and the share correct, over one mode's samples of ``split``."""
     store = RunStore(Path(run_dir))
     ds = dataset if dataset is not None else data_mod.load(store.data)
     behaviours = {b.id: b for b in ds.behaviours}
@@ -272,7 +284,7 @@ def summarise(run_dir: Path, curriculum: str, mode: str, split: str = "train",
         n += 1
         correct += s["score"]
         total += checker(behaviours[s["behaviour_id"]], s["input"], s["completion"])
-        output += check_output(behaviours[s["behaviour_id"]], s["completion"], walk)
+        output += check_output(behaviours[s["behaviour_id"]], s["completion"])
         want = [x for x in gold[(s["behaviour_id"], s["input"])].splitlines() if _LIST.match(x)]
         got = [x.strip() for x in s["completion"].splitlines() if _LIST.match(x.strip())]
         lists += bool(want) and got == want
