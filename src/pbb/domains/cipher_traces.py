@@ -239,7 +239,8 @@ def spelled(text: str, alphabet: str) -> str:
 #: 48 queries, but the ``return`` line joined them right in 5 of those 20 (letters dropped,
 #: swapped, added): it gathers one letter from each step line, the first of them hundreds of
 #: tokens up. Written after each step, the output so far is the ``out`` line two above plus the
-#: step's letter, and ``return`` copies the line just above it.
+#: step's letter, and ``return`` copies the line just above it. Measured (the same stage 1 with
+#: these lines): right in 99.4%, and the return joined them in 27%: the join is what fails.
 OUT_PREFIX = "out:"
 
 
