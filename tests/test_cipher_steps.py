@@ -262,12 +262,13 @@ def test_a_countdown_hop_is_checked_against_the_count_before_it():
 @pytest.mark.parametrize("trace", ["compact", "indexed", "lookup", "walk", "countdown"])
 def test_a_gold_trace_puts_its_output_together_right_whatever_its_trace(trace):
     """Every trace's step lines are read for their letters: a gold completion's out lines and
-    its return all join them, with or without ``running_output`` (without: no out lines)."""
+    its return all join them, with ``running_output`` spaced or quoted, or without it (no out
+    lines)."""
     from pbb.evaluation.cipher_steps import check_output
 
     families = ["shift", "vigenere"] if trace in ("walk", "countdown") else \
         ["shift", "affine", "keyword", "vigenere"]
-    for running in (True, False):
+    for running in (True, "quoted", False):
         ds = data.generate("ciphers", behaviours=8, demos=3, test_inputs=1, eval_fraction=0.5,
                            seed=3, progress=False,
                            options={"trace": trace, "families": families, "max_text": 9,
@@ -280,6 +281,11 @@ def test_a_gold_trace_puts_its_output_together_right_whatever_its_trace(trace):
                 ((n, n, 1) if running else (0, 0, 1)), d.trace
             broken = d.trace.replace(f"return {d.output}", f"return {d.output[:-2]}'")
             assert check_output(behaviours[d.behaviour_id], broken)["return joins"] == 0
+            if running:  # the last out line with a letter too many fails once
+                last = [x for x in d.trace.splitlines() if x.startswith(("out: ", "out = "))][-1]
+                extra = d.trace.replace(last, last + " a" if running is True else last[:-1] + "a'")
+                c = check_output(behaviours[d.behaviour_id], extra)
+                assert (c["out lines"], c["out"]) == (n, n - 1)
 
 
 def test_the_output_checks_follow_the_step_lines_not_the_truth():

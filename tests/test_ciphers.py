@@ -283,13 +283,15 @@ def test_the_walk_trace_walks_the_ring_it_writes_and_refuses_families_it_cannot_
                       eval_fraction=0.5, options={"trace": trace, "families": ["shift", "affine"]})
 
 
-@pytest.mark.parametrize("trace", ["compact", "walk"])
-def test_running_output_writes_the_output_so_far_after_each_step_and_changes_nothing_else(trace):
+@pytest.mark.parametrize(("trace", "style"), [("compact", True), ("walk", True),
+                                               ("walk", "quoted")])
+def test_running_output_writes_the_output_so_far_after_each_step_and_changes_nothing_else(
+        trace, style):
     """With ``running_output`` each step (and kept character) is followed by the output so far,
-    one character a token, so the ``return`` line is the one above it joined; the other lines,
-    the outputs and the instructions are those of the trace without it, and without the option
-    the behaviours' meta and the config's dump carry no trace of it (older data sets keep their
-    bytes)."""
+    one character a token (``True``) or as the quoted string (``"quoted"``), so the ``return``
+    line is the one above it joined; the other lines, the outputs and the instructions are
+    those of the trace without it, and without the option the behaviours' meta and the config's
+    dump carry no trace of it (older data sets keep their bytes)."""
     from pbb.domains.ciphers import CiphersConfig
 
     families = ["shift", "vigenere"]
@@ -297,22 +299,25 @@ def test_running_output_writes_the_output_so_far_after_each_step_and_changes_not
     plain, running = (data.generate("ciphers", behaviours=8, demos=6, test_inputs=1, seed=5,
                                     eval_fraction=0.5, progress=False,
                                     options={**opts, **extra})
-                      for extra in ({}, {"running_output": True}))
+                      for extra in ({}, {"running_output": style}))
     assert "running_output" not in plain.behaviours[0].meta
+    assert running.behaviours[0].meta["running_output"] == style
     assert "running_output" not in CiphersConfig(**opts).model_dump()
-    assert CiphersConfig(**opts, running_output=True).model_dump()["running_output"] is True
+    assert CiphersConfig(**opts, running_output=style).model_dump()["running_output"] == style
     assert [b.instruction for b in plain.behaviours] == [b.instruction for b in running.behaviours]
+    prefix = "out = " if style == "quoted" else "out: "
     kept = 0
     for p, r in zip(plain.demonstrations, running.demonstrations, strict=True):
         assert (p.input, p.output) == (r.input, r.output)
         lines = r.trace.splitlines()
-        assert [x for x in lines if not x.startswith("out: ")] == p.trace.splitlines()
+        assert [x for x in lines if not x.startswith(prefix)] == p.trace.splitlines()
         out = ""
         for before, line in zip(lines, lines[1:]):
-            if line.startswith("out: "):  # after a step line (its letter last) or a kept one
+            if line.startswith(prefix):  # after a step line (its letter last) or a kept one
                 out += ast.literal_eval(before[:-6]) if before.endswith(": kept") else before[-1]
                 kept += before.endswith(": kept")
-                assert line == "out: " + " ".join(c if c.isalpha() else repr(c) for c in out)
+                assert line == (f"out = {out!r}" if style == "quoted" else
+                                "out: " + " ".join(c if c.isalpha() else repr(c) for c in out))
         text = ast.literal_eval("(" + r.input[r.input.index("(") + 1:-1] + ",)")[0]
         assert len(out) == len(text)
         assert lines[-2] == f"return {out!r}" and repr(out) == r.output

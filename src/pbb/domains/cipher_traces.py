@@ -48,7 +48,8 @@ walk stopped after the shift's number of hops in 62%: counting up, the stop need
 compared with the shift, a number of one or two digit tokens, at every hop; counting down, the
 shift is copied once at the step's head and the stop is always the same, at ``0``.
 
-Any trace may also write the output so far after each step (``running_output``, :func:`out_line`).
+Any trace may also write the output so far after each step (``running_output``, :func:`out_line`):
+spaced one letter a token (``out: o r``) or as the quoted string (``out = 'or'``).
 
 Every line is computed from the behaviour's parameters, never from the instruction text; the
 output equals the compact trace's (``tests/test_ciphers.py`` checks all of them on random calls).
@@ -243,10 +244,20 @@ def spelled(text: str, alphabet: str) -> str:
 #: these lines): right in 99.4%, and the return joined them in 27%: the join is what fails.
 OUT_PREFIX = "out:"
 
+#: the quoted running output's line (``running_output: quoted``): ``out = 'or'``, the code's own
+#: variable as it grows. Why: the spaced lines were right (99.4%) and the ``return`` still joined
+#: them in 27%, since ``' o r'`` is letters with a leading space each and ``'or'`` one BPE piece;
+#: written quoted, each line is the one two above with one letter added inside the same string, so
+#: the map from spaced letters to the string's pieces is made one letter at a time, and ``return``
+#: copies the last line's string token for token.
+QUOTED_PREFIX = "out = "
 
-def out_line(out: str, alphabet: str) -> str:
+
+def out_line(out: str, alphabet: str, quoted: bool = False) -> str:
     """``out: o r``: the output so far one character a token (``'or'`` is one BPE piece, and a
-    step adds one letter)."""
+    step adds one letter); with ``quoted``, ``out = 'or'``: the string as ``return`` writes it."""
+    if quoted:
+        return f"{QUOTED_PREFIX}{out!r}"
     return f"{OUT_PREFIX} " + one_a_token(out, alphabet)
 
 

@@ -66,10 +66,11 @@ class CiphersConfig(LaterOptions):
         "walked letter by letter along the alphabet, no lookup by number) or countdown (the "
         "walk, each hop written with the hops left, so every walk stops at 0): "
         "pbb.domains.cipher_traces")
-    running_output: bool = Field(
-        False, description="after each step line, the output so far one letter a token "
-        "(`out: o r`), so that the `return` line copies the line above it rather than "
-        "gathering the steps' letters from every line (docs/domains.md)")
+    running_output: bool | Literal["quoted"] = Field(
+        False, description="after each step line, the output so far: true writes it one "
+        "letter a token (`out: o r`), quoted as the code's string (`out = 'or'`), so that the "
+        "`return` line copies the line above it rather than gathering the steps' letters from "
+        "every line (docs/domains.md)")
 
     @model_validator(mode="after")
     def _ranges(self) -> CiphersConfig:
@@ -115,7 +116,8 @@ def run(meta: dict, text: str, key: tuple) -> tuple[str, list[str]]:
     lines, one line per character (a letter of the alphabet through the family's step, any other
     character kept) and the result. ``meta["trace"]`` (``indexed``, ``lookup``) picks the traces of
     :mod:`pbb.domains.cipher_traces` that write each lookup out; ``meta["running_output"]`` adds
-    the output so far after each step (:func:`~pbb.domains.cipher_traces.out_line`)."""
+    the output so far after each step, spaced (``True``) or ``"quoted"``
+    (:func:`~pbb.domains.cipher_traces.out_line`)."""
     alphabet = meta["alphabet"]
     cipher = TRACES[meta.get("trace", "compact")][meta["family"]]
     lines, step = cipher(alphabet, meta["direction"] == "encrypt", text, key)
@@ -128,8 +130,8 @@ def run(meta: dict, text: str, key: tuple) -> tuple[str, list[str]]:
             c, line = ch, f"{ch!r}: kept"
         out += c
         lines.append(line)
-        if meta.get("running_output"):
-            lines.append(out_line(out, alphabet))
+        if running := meta.get("running_output"):
+            lines.append(out_line(out, alphabet, quoted=running == "quoted"))
     lines.append(f"return {out!r}")
     return out, lines
 
@@ -176,7 +178,7 @@ class CiphersDomain(CallQueries):
             if cfg.trace != "compact":  # absent = compact: data sets made before stay the same
                 meta["trace"] = cfg.trace
             if cfg.running_output:  # absent = no out lines, likewise
-                meta["running_output"] = True
+                meta["running_output"] = cfg.running_output  # True (spaced) or "quoted"
             name = pointer_name(rng, names)
             out.append(Behaviour(id=f"{self.name}-{k:05d}", domain=self.name, name=name,
                                  instruction=render(name, family, direction, meta["alphabet"]),

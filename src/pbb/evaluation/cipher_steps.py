@@ -29,11 +29,11 @@ hop right, where the walk starts from the step's letter, and a countdown from ``
 Beside them, per completion: the share whose spelled-out lists (``positions``, ``letters``...)
 are the gold trace's, no more and no fewer; ``return joins`` (the ``return`` line is the step
 lines' letters joined, whether those are right or not); with ``running_output``, ``out`` (of the
-``out: o r`` lines: each is the letters of the step lines above it); and the share correct. The
-``n``-th step line is taken for the query's ``n``-th letter, so a skipped or repeated step
-shifts the ``input`` and ``step`` checks of the lines after it (as it shifts the answer). Every
-check uses the behaviour's parameters (alphabet, family, direction) and the query's key, never
-the instruction text.
+``out: o r`` or ``out = 'or'`` lines: each is the letters of the step lines above it); and the
+share correct. The ``n``-th step line is taken for the query's ``n``-th letter, so a skipped or
+repeated step shifts the ``input`` and ``step`` checks of the lines after it (as it shifts the
+answer). Every check uses the behaviour's parameters (alphabet, family, direction) and the
+query's key, never the instruction text.
 ``python -m pbb.evaluation.cipher_steps RUN [RUN ...] [--split train|eval]`` prints one line per
 curriculum and mode.
 """
@@ -48,6 +48,7 @@ from pbb import data as data_mod
 from pbb.domains.base import Behaviour
 from pbb.domains.cipher_traces import (
     OUT_PREFIX,
+    QUOTED_PREFIX,
     TRACES,
     WALKS,
     keyword_lists,
@@ -243,9 +244,10 @@ def check_output(b: Behaviour, completion: str) -> collections.Counter:
             letters.append(c)
         elif m := _KEPT.match(line):
             letters.append(m["ch"][1])
-        elif line.startswith(OUT_PREFIX):
+        elif line.startswith((OUT_PREFIX, QUOTED_PREFIX)):
             counts["out lines"] += 1
-            counts["out"] += line == out_line("".join(letters), b.meta["alphabet"])
+            counts["out"] += line == out_line("".join(letters), b.meta["alphabet"],
+                                              quoted=line.startswith(QUOTED_PREFIX))
         elif m := _RETURN.match(line):
             counts["return joins"] = int(m["out"] == repr("".join(letters)))
             break
