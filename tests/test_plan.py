@@ -161,6 +161,31 @@ def test_rates_are_recorded_for_fresh_work_only(rates_file):
     assert rates.read_rates(key) == {}  # a broken file is no rate, not an error
 
 
+def test_sft_is_planned_at_the_rate_measured_on_rows_of_like_length(tmp_path, rates_file):
+    """Each finished stage records its rate under its rows' length (a power-of-two bucket of
+    its mean tokens a row); a stage is planned at the nearest bucket's rate, not the last
+    stage's, and a rates file from before the buckets still plans at its one rate."""
+    key = rates.machine_key("tiny-random")
+    rates.record_stage(key, {"steps": 4, "tokens": 4000, "seconds": 10.0, "tokens_per_row": 50})
+    rates.record_stage(key, {"steps": 4, "tokens": 2000, "seconds": 10.0, "tokens_per_row": 240})
+    measured = rates.read_rates(key)
+    assert measured[rates.SFT] == 200.0  # the last stage's
+    assert measured[rates.SFT_BY_LENGTH] == {"64": 400.0, "256": 200.0}
+    assert rates.sft_rate(measured, 30) == rates.sft_rate(measured, 64) == 400.0
+    assert rates.sft_rate(measured, 65) == 400.0  # 128: as near to both, the shorter's
+    assert rates.sft_rate(measured, 129) == rates.sft_rate(measured, 2000) == 200.0
+    assert rates.sft_rate({rates.SFT: 123.0}, 500) == 123.0
+    assert rates.sft_rate({}, 500) is None
+    write_rates(rates_file, **{rates.SFT: 200.0, rates.SFT_BY_LENGTH: {"64": 50.0, "128": 400.0},
+                               rates.EVAL: {"recall": 2.0, "cot": 4.0}})
+    plan = make_plan(smoke(), tmp_path / "run")
+    for s in plan.stages[:2]:  # the smoke stages' rows: 65-128 tokens
+        assert rates.row_bucket(s.tokens_per_epoch / s.rows) == 128
+        assert s.seconds == pytest.approx(s.tokens / 400 + s.recall_queries / 2)
+    assert "SFT 50 tokens/s (rows <= 64 tokens), 400 tokens/s (rows <= 128 tokens)" \
+        in render(plan)
+
+
 def test_pbb_plan_prints_the_plan_and_writes_nothing(tmp_path):
     out = tmp_path / "run"
     r = subprocess.run([sys.executable, "-m", "pbb", "plan", QUICKSTART, "--smoke", "--out",

@@ -229,7 +229,7 @@ def _rl_stage(cfg: RunConfig, curriculum: str, st, directory: Path, status: str)
 
 
 def _sft_seconds(planned: PlannedStage, rates: dict) -> float | None:
-    tokens_per_second = rates.get(rates_mod.SFT)
+    tokens_per_second = rates_mod.sft_rate(rates, planned.tokens_per_epoch / max(planned.rows, 1))
     if tokens_per_second is None:
         return None
     seconds = planned.tokens / tokens_per_second
@@ -311,7 +311,14 @@ def render(plan: Plan) -> str:
     """The plan as ``pbb plan`` prints it."""
     if plan.rates:
         sft, rl = plan.rates.get(rates_mod.SFT), plan.rates.get(rates_mod.RL)
-        measured = [f"SFT {sft:,.0f} tokens/s" if sft else "", f"RL {rl:.1f} s/step" if rl else "",
+        by_length = plan.rates.get(rates_mod.SFT_BY_LENGTH) or {}
+        if by_length:  # the rate a stage takes is its rows' length's
+            sft_text = "SFT " + ", ".join(
+                f"{r:,.0f} tokens/s (rows <= {b} tokens)"
+                for b, r in sorted(by_length.items(), key=lambda x: int(x[0])))
+        else:
+            sft_text = f"SFT {sft:,.0f} tokens/s" if sft else ""
+        measured = [sft_text, f"RL {rl:.1f} s/step" if rl else "",
                     *(f"{m} {r:.2f} completions/s"
                       for m, r in (plan.rates.get(rates_mod.EVAL) or {}).items())]
         rates = "last measured here: " + ", ".join(m for m in measured if m)
