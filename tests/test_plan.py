@@ -203,6 +203,32 @@ def test_pbb_plan_prints_the_plan_and_writes_nothing(tmp_path):
     assert not out.exists()
 
 
+def test_a_claims_config_planned_on_its_own_points_to_pbb_claims(tmp_path, monkeypatch):
+    """A claim's config given to ``pbb plan`` (or ``pbb sweep``) without ``--out`` would train
+    everything again in a folder of its own: a note on stderr names the ``pbb claims`` command
+    that shares the claims' stages; the plan on stdout stays clean; any other config, or an
+    explicit ``--out``, gets no note."""
+    from pbb.experiments.claims import claims_hint
+
+    monkeypatch.chdir(ROOT)
+    assert "`pbb claims --only scaling`" in claims_hint(Path("configs/claims/scaling.yaml"))
+    assert "`pbb claims --gpu --only scaling`" in claims_hint(
+        Path("configs/gpu/claims/scaling.yaml"))
+    assert claims_hint(Path(QUICKSTART)) is None
+    copy = tmp_path / "scaling.yaml"  # a claim's name elsewhere is not a claim's config
+    copy.write_text((ROOT / "configs/claims/scaling.yaml").read_text())
+    assert claims_hint(copy) is None
+    claim = "configs/claims/stage2_alone.yaml"
+    r = subprocess.run([sys.executable, "-m", "pbb", "plan", claim, "--smoke"],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert "note: " in r.stderr and "--only stage2_alone" in " ".join(r.stderr.split())
+    assert "note:" not in r.stdout and "sweep of 3 points" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "pbb", "plan", claim, "--smoke", "--out",
+                        str(tmp_path / "mine")], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and "note:" not in r.stderr, r.stderr
+
+
 def test_a_sweep_is_planned_point_by_point_and_a_shared_stage_counted_once(tmp_path, rates_file):
     """Two points that differ only in stage 2's replay share stage 1: the second point's plan
     says so and the sweep's time counts it once; `pbb plan` takes the sweep file as it is."""

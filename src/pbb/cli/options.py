@@ -12,6 +12,8 @@ from rich.console import Console
 from pbb.errors import PbbError
 
 console = Console()
+#: notes that must not mix with a command's printed output (``pbb plan ... > plan.txt``)
+err_console = Console(stderr=True)
 
 
 def parse_assignments(items: list[str] | None, flag: str = "--set") -> dict[str, object]:

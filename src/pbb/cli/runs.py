@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from pbb.cli.options import Force, Out, console, parse_assignments
+from pbb.cli.options import Force, Out, console, err_console, parse_assignments
 from pbb.errors import PbbError
 
 # options that `pbb run` and `pbb plan` share
@@ -65,9 +65,19 @@ def plan_cmd(
     if "sweep" in read_yaml_mapping(config):  # a sweep file: the plan of each of its points
         from pbb.experiments.plan import plan_sweep
 
+        _claims_hint(config, out, stages_root)
+
         print(plan_sweep(config, out, sets, smoke, stages_root))
         return
     print(plan(config, out, overrides=sets, smoke=smoke, stages_root=stages_root))
+
+
+def _claims_hint(config: Path, out: Path | None, stages_root: Path | None = None) -> None:
+    """Say so where a claim's config is planned or swept into a folder of its own."""
+    from pbb.experiments.claims import claims_hint
+
+    if out is None and stages_root is None and (hint := claims_hint(config)):
+        err_console.print(f"[yellow]{hint}[/]")
 
 
 def sweep_cmd(
@@ -103,6 +113,7 @@ def sweep_cmd(
     if executor == "slurm" and per_device != 1:
         raise PbbError("--jobs-per-device is for --executor local; a Slurm job gets the GPUs of "
                        "the sweep's slurm.gpus_per_job")
+    _claims_hint(config, out)
     summary = run_sweep(config, out, parse_assignments(overrides), progress=progress, smoke=smoke,
                         jobs=jobs, executor=executor, jobs_per_device=per_device)
     eff = summary.get("efficiency", {})

@@ -318,6 +318,19 @@ def config_path(configs: Path, claim: Claim) -> Path:
     return Path(configs) / f"{claim.name}.yaml"
 
 
+def claims_hint(config: Path) -> str | None:
+    """A line for ``pbb plan`` or ``pbb sweep`` given a claim's own config (``configs/claims``
+    or ``configs/gpu/claims``): ``pbb claims`` runs it into the claims folder, whose stage store
+    the claims share, while a plain sweep of it trains everything again into its own folder."""
+    path = Path(config).resolve()
+    for configs, flag in ((CPU[0], ""), (GPU[0], " --gpu")):
+        if path.parent == configs.resolve() and path.stem in NAMES:
+            return (f"note: {config} is the config of claim {path.stem}: `pbb claims{flag} "
+                    f"--only {path.stem}` runs it (`--plan` plans it) in the claims folder, "
+                    f"reusing the stages the claims share; this command uses its own folder")
+    return None
+
+
 def verdict(low: float, high: float, direction: int,
             prerequisite: tuple[float, float] | None = None) -> str:
     """The verdict of an interval ``[low, high]`` of a difference whose sign the paper gives
