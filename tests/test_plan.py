@@ -12,7 +12,9 @@ import pytest
 from pbb.config import load_config
 from pbb.experiments import rates
 from pbb.experiments.plan import NO_RATE, make_plan, render
+from pbb.experiments.run import check_before_work, open_data
 from pbb.jsonio import atomic_write_json, read_json, read_jsonl
+from pbb.models import load_tokenizer
 from pbb.store import RunStore, checkpoint_dir, stage_info
 
 QUICKSTART = "configs/quickstart.yaml"
@@ -81,6 +83,9 @@ def test_the_plan_is_what_the_run_trains_and_evaluates_and_then_reuses(tmp_path,
     recorded = rates.read_rates(rates.machine_key("tiny-random"))
     assert recorded[rates.SFT] > 0  # stage 2's stopping rule ran recall checks: their rate too
     assert set(recorded[rates.EVAL]) == {"recall", "cot", rates.RECALL_CHECK}
+    # and the evaluations' under their gold completions' length (the tiny model's: its own)
+    assert set(recorded[rates.EVAL_BY_LENGTH]) == {"recall", "cot"}
+    assert set(recorded[rates.SFT_BY_LENGTH]) <= {"64", "128", "256"}
     fresh = make_plan(smoke(), tmp_path / "other")
     seconds, unknown = fresh.expected_seconds()
     assert unknown == 0 and seconds > 0
@@ -201,6 +206,46 @@ def test_pbb_plan_prints_the_plan_and_writes_nothing(tmp_path):
     said = [x for x in (r.stdout + r.stderr).splitlines() if x.startswith("data:")]
     assert len(said) == 1 and said[0].endswith("generated for this run"), said
     assert not out.exists()
+
+
+def test_an_evaluation_is_planned_at_the_rate_measured_on_completions_of_like_length(
+        tmp_path, rates_file):
+    """An evaluation records its rate under its queries' mean gold completion tokens (cut at
+    the budget), a mode's lengths kept side by side; a plan takes the nearest length's rate for
+    the queries it will ask, the mode's last rate where it has no length, none where neither."""
+    from pbb.evaluation.evaluate import mean_gold_tokens
+
+    key = rates.machine_key("tiny-random")
+    rates.record_eval(key, "cot", 40, 10.0, gold_tokens=50)
+    rates.record_eval(key, "cot", 10, 10.0, gold_tokens=240)
+    rates.record_eval(key, "recall", 10, 10.0)  # not counted (a served model): no length
+    measured = rates.read_rates(key)
+    assert measured[rates.EVAL] == {"cot": 1.0, "recall": 1.0}
+    assert measured[rates.EVAL_BY_LENGTH] == {"cot": {"64": 4.0, "256": 1.0}}
+    assert rates.eval_rate(measured, "cot", 60) == 4.0
+    assert rates.eval_rate(measured, "cot", 900) == 1.0
+    assert rates.eval_rate(measured, "cot", None) == 1.0  # the last one
+    assert rates.eval_rate(measured, "recall", 60) == 1.0
+    assert rates.eval_rate(measured, "direct", 60) is None
+    write_rates(rates_file, **{rates.SFT: 100.0, rates.EVAL: {"recall": 2.0, "cot": 4.0},
+                               rates.EVAL_BY_LENGTH: {"cot": {"64": 1000.0, "4096": 0.5}}})
+    plan = make_plan(smoke(), tmp_path / "run")
+    cfg = smoke()
+    base = check_before_work(cfg)
+    cfg, ds = open_data(cfg, tmp_path / "run", announce=False)
+    tok = load_tokenizer(base, cfg.model_options())
+    for e in plan.evals:
+        if e.mode == "recall":
+            assert e.seconds == pytest.approx(sum(e.queries.values()) / 2.0)
+            continue
+        max_train = 0 if e.curriculum == "untuned" else cfg.eval.max_train_behaviours
+        gold = mean_gold_tokens(ds, "cot", tok, cfg.eval.max_new_tokens["cot"],
+                                cfg.eval.max_test_inputs, max_train)
+        want = 1000.0 if rates.row_bucket(gold) <= 512 else 0.5  # the nearer of 64 and 4096
+        assert e.seconds == pytest.approx(sum(e.queries.values()) / want)
+    text = render(plan)
+    assert "cot 1000.00 completions/s (gold <= 64 tokens), 0.50 completions/s (gold <= 4096 " \
+           "tokens)" in text and "recall 2.00 completions/s" in text
 
 
 def test_a_claims_config_planned_on_its_own_points_to_pbb_claims(tmp_path, monkeypatch):

@@ -15,13 +15,14 @@ where the run would generate it, and the tokenizer is all of the model that is r
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pbb.config import RunConfig
 from pbb.evaluation import reuse
-from pbb.evaluation.evaluate import build_queries
+from pbb.evaluation.evaluate import build_queries, mean_gold_tokens
 from pbb.evaluation.report import SPLITS
 from pbb.experiments import rates as rates_mod
 from pbb.experiments.run import (
@@ -134,6 +135,12 @@ def make_plan(cfg: RunConfig, out: Path, stages_root: Path | None = None) -> Pla
                 f"{len(ds.behaviours)} {ds.domain.name} behaviours ({len(ds.split('train'))} "
                 f"train, {len(ds.split('eval'))} eval), {source}", machine, measured)
     first: dict[Path, str] = {}  # stage directory -> the curriculum that trains it
+
+    @functools.cache  # the curricula of a run ask the same queries (untuned: eval ones only)
+    def gold(mode: str, max_train: int | None) -> float | None:
+        return mean_gold_tokens(ds, mode, tok, cfg.eval.max_new_tokens[mode],
+                                cfg.eval.max_test_inputs, max_train, cfg.data.instruction_format)
+
     for name, stages in built.items():
         parent, final = "base", None
         for st in [] if served else stages:
@@ -146,7 +153,7 @@ def make_plan(cfg: RunConfig, out: Path, stages_root: Path | None = None) -> Pla
             parent, final = key, planned.directory
         if not stages or served:
             plan.untrained.append(name)
-        plan.evals += _evals(cfg, ds, store, name, final, rates=measured)
+        plan.evals += _evals(cfg, ds, store, name, final, rates=measured, gold=gold)
     plan.warnings = budget_warnings(cfg, ds, tok)
     return plan
 
@@ -243,11 +250,12 @@ def _sft_seconds(planned: PlannedStage, rates: dict) -> float | None:
 
 
 def _evals(cfg: RunConfig, ds, store: RunStore, curriculum: str, final: Path | None,
-           rates: dict) -> list[PlannedEval]:
+           rates: dict, gold=lambda mode, max_train: None) -> list[PlannedEval]:
     """Every evaluation mode of one curriculum, with the queries ``pbb run`` asks (a curriculum
-    that trains nothing, ``final`` None, answers eval behaviours only)."""
+    that trains nothing, ``final`` None, answers eval behaviours only), timed at the rate
+    measured on queries of like gold completion length (``gold(mode, max_train)``: their mean
+    tokens, None where not counted)."""
     out = []
-    per_second = rates.get(rates_mod.EVAL) or {}
     max_train = cfg.eval.max_train_behaviours if final is not None else 0
     for mode in cfg.eval.modes:
         queries: dict[str, int] = {}
@@ -258,7 +266,8 @@ def _evals(cfg: RunConfig, ds, store: RunStore, curriculum: str, final: Path | N
             if final is not None else None
         status = "done" if store.samples(curriculum, mode).is_file() else \
             "reused" if kept is not None and reuse.is_kept(kept) else "pending"
-        seconds = sum(queries.values()) / per_second[mode] if mode in per_second else None
+        rate = rates_mod.eval_rate(rates, mode, gold(mode, max_train))
+        seconds = sum(queries.values()) / rate if rate else None
         out.append(PlannedEval(curriculum, mode, queries, status, seconds, kept))
     return out
 
@@ -307,19 +316,27 @@ def _eval_line(e: PlannedEval) -> str:
     return f"  {e.curriculum}/{e.mode}: {queries} queries: {status}"
 
 
+def _rates_text(what: str, last: float | None, measured: object, number: str, unit: str,
+                length: str) -> str:
+    """``SFT 465 tokens/s (rows <= 64 tokens), 290 tokens/s (rows <= 256 tokens)``: by length
+    where measured so (what the plan takes), else the last rate, else nothing."""
+    found = rates_mod.by_length(measured)
+    if found:
+        return f"{what} " + ", ".join(f"{number.format(r)} {unit} ({length} <= {b} tokens)"
+                                      for b, r in found.items())
+    return f"{what} {number.format(last)} {unit}" if last else ""
+
+
 def render(plan: Plan) -> str:
     """The plan as ``pbb plan`` prints it."""
     if plan.rates:
         sft, rl = plan.rates.get(rates_mod.SFT), plan.rates.get(rates_mod.RL)
-        by_length = plan.rates.get(rates_mod.SFT_BY_LENGTH) or {}
-        if by_length:  # the rate a stage takes is its rows' length's
-            sft_text = "SFT " + ", ".join(
-                f"{r:,.0f} tokens/s (rows <= {b} tokens)"
-                for b, r in sorted(by_length.items(), key=lambda x: int(x[0])))
-        else:
-            sft_text = f"SFT {sft:,.0f} tokens/s" if sft else ""
+        sft_text = _rates_text("SFT", sft, plan.rates.get(rates_mod.SFT_BY_LENGTH), "{:,.0f}",
+                               "tokens/s", "rows")
+        evals = plan.rates.get(rates_mod.EVAL_BY_LENGTH) or {}
         measured = [sft_text, f"RL {rl:.1f} s/step" if rl else "",
-                    *(f"{m} {r:.2f} completions/s"
+                    *(_rates_text(m, r, evals.get(m) if isinstance(evals, dict) else None,
+                                  "{:.2f}", "completions/s", "gold")
                       for m, r in (plan.rates.get(rates_mod.EVAL) or {}).items())]
         rates = "last measured here: " + ", ".join(m for m in measured if m)
     else:

@@ -10,10 +10,13 @@ none. The file is the machine's, not a run's: it lives in the pbb cache (``$PBB_
 
 Work that was resumed is not recorded: its time covers only part of the work it counts.
 
-SFT's rate is also kept by the stage's mean tokens a row (:data:`SFT_BY_LENGTH`). Why: a token
+SFT's rate is also kept by the stage's mean tokens a row (:data:`SFT_BY_LENGTH`), and an
+evaluation's by its queries' mean gold completion tokens (:data:`EVAL_BY_LENGTH`). Why: a token
 of a longer row costs more (attention, and padding to the longest row of a batch); on the 2-core
 CPU the 135M model trained 465 tokens/s at 54 tokens a row, ~400 at 140 and 290 at 239 (a
-cipher stage, which one flat rate planned 1.3x too short).
+cipher stage, which one flat rate planned 1.3x too short); and a completion takes as long as
+the tokens it writes: a cipher CoT evaluation (~200-token traces) ran 0.4 completions/s where
+the last arithmetic one had measured 7.7, so it was planned 18x too short.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ RATES = "rates.json"
 SFT = "sft_tokens_per_second"
 #: SFT tokens a second by :func:`row_bucket` of the stage's mean tokens a row
 SFT_BY_LENGTH = "sft_tokens_per_second_by_row_tokens"
+#: completions a second by mode, then by :func:`row_bucket` of the mean gold completion tokens
+EVAL_BY_LENGTH = "completions_per_second_by_gold_tokens"
 RL = "rl_seconds_per_step"
 EVAL = "completions_per_second"
 #: the recall checks of a stopping rule, in process (a ``recall`` evaluation may be served)
@@ -77,15 +82,20 @@ def _record(key: str, update: dict) -> None:
             every = read_json(path) if path.is_file() else {}
             every = every if isinstance(every, dict) else {}
             mine = every.get(key) if isinstance(every.get(key), dict) else {}
-            for name, value in update.items():
-                if isinstance(value, dict):
-                    mine[name] = {**(mine.get(name) or {}), **value}
-                else:
-                    mine[name] = value
-            every[key] = mine
+            every[key] = _merged(mine, update)
             atomic_write_json(path, every)
     except (OSError, PbbError):
         pass  # a cache that cannot be written (read-only home): the run goes on without it
+
+
+def _merged(old: dict, new: dict) -> dict:
+    """``old`` with ``new``'s values, nested dicts merged key by key (a rate measured for one
+    mode or length leaves the others')."""
+    out = dict(old)
+    for name, value in new.items():
+        out[name] = _merged(out[name] if isinstance(out.get(name), dict) else {}, value) \
+            if isinstance(value, dict) else value
+    return out
 
 
 def record_stage(key: str, info: dict) -> None:
@@ -120,19 +130,48 @@ def row_bucket(tokens_per_row: float) -> int:
     return max(64, 1 << math.ceil(math.log2(max(tokens_per_row, 1.0))))
 
 
+def by_length(measured: object) -> dict[int, float]:
+    """A ``{bucket: rate}`` entry of the file as numbers, in bucket order (what is not a
+    bucket and a rate left out: a hand-edited file plans with what it has)."""
+    found = {int(b): float(r) for b, r in (measured.items() if isinstance(measured, dict) else ())
+             if str(b).isdigit() and isinstance(r, (int, float)) and r > 0}
+    return dict(sorted(found.items()))
+
+
+def _nearest(measured: object, tokens: float) -> float | None:
+    """The rate measured at the length bucket nearest ``tokens``'s (on a log scale; the shorter
+    of two as near), None where none is."""
+    found = by_length(measured)
+    if not found:
+        return None
+    want = math.log2(row_bucket(tokens))
+    return found[min(found, key=lambda b: (abs(math.log2(b) - want), b))]
+
+
 def sft_rate(rates: dict, tokens_per_row: float) -> float | None:
-    """SFT tokens a second for rows of this mean length: the rate measured at the nearest
-    length bucket (on a log scale; the shorter of two as near), else the last stage's, else
-    None."""
-    by_length = {int(b): r for b, r in (rates.get(SFT_BY_LENGTH) or {}).items()
-                 if str(b).isdigit() and isinstance(r, (int, float)) and r > 0}
-    if not by_length:
-        return rates.get(SFT)
-    want = math.log2(row_bucket(tokens_per_row))
-    return by_length[min(by_length, key=lambda b: (abs(math.log2(b) - want), b))]
+    """SFT tokens a second for rows of this mean length: the nearest length bucket's, else the
+    last stage's, else None."""
+    found = _nearest(rates.get(SFT_BY_LENGTH), tokens_per_row)
+    return found if found is not None else rates.get(SFT)
 
 
-def record_eval(key: str, mode: str, completions: int, seconds: float) -> None:
-    """A finished evaluation's completions a second (one mode, started from nothing)."""
+def eval_rate(rates: dict, mode: str, gold_tokens: float | None) -> float | None:
+    """Completions a second of ``mode`` for queries whose gold completions average
+    ``gold_tokens`` (None: not counted, as for a served model): the nearest length bucket's,
+    else the mode's last evaluation's, else None."""
+    found = None
+    if gold_tokens is not None:
+        found = _nearest((rates.get(EVAL_BY_LENGTH) or {}).get(mode), gold_tokens)
+    return found if found is not None else (rates.get(EVAL) or {}).get(mode)
+
+
+def record_eval(key: str, mode: str, completions: int, seconds: float,
+                gold_tokens: float | None = None) -> None:
+    """A finished evaluation's completions a second (one mode, started from nothing), also
+    under the length bucket of its queries' mean gold completion tokens where counted."""
     if completions and seconds > 0:
-        _record(key, {EVAL: {mode: round(completions / seconds, 4)}})
+        rate = round(completions / seconds, 4)
+        update: dict = {EVAL: {mode: rate}}
+        if gold_tokens:
+            update[EVAL_BY_LENGTH] = {mode: {str(row_bucket(gold_tokens)): rate}}
+        _record(key, update)

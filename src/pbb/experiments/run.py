@@ -28,7 +28,7 @@ from pbb import dist, folders
 from pbb.config import OPENAI_PREFIX, RunConfig, as_written_now, dump_config
 from pbb.errors import PbbError
 from pbb.evaluation import reuse
-from pbb.evaluation.evaluate import cut_completions, evaluate
+from pbb.evaluation.evaluate import cut_completions, evaluate, mean_gold_tokens
 from pbb.evaluation.report import build_summary, print_table, write_report, written
 from pbb.experiments import rates
 from pbb.experiments.tracking import Tracking, check_trackers
@@ -474,8 +474,11 @@ def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, bas
             timing[f"eval {name}/{mode}"] = time.time() - t
             if dist.is_main():
                 if fresh:
+                    gold = mean_gold_tokens(ds, mode, tok, cfg.eval.max_new_tokens[mode],
+                                            cfg.eval.max_test_inputs, max_train,
+                                            cfg.data.instruction_format)
                     rates.record_eval(rates.machine_key(cfg.model), mode, len(samples),
-                                      timing[f"eval {name}/{mode}"])
+                                      timing[f"eval {name}/{mode}"], gold)
                 if mode in kept:
                     reuse.keep(kept[mode], samples, timing[f"eval {name}/{mode}"],
                                {"mode": mode, "run": str(store.root.resolve()),
