@@ -16,7 +16,7 @@ of a longer row costs more (attention, and padding to the longest row of a batch
 CPU the 135M model trained 465 tokens/s at 54 tokens a row, ~400 at 140 and 290 at 239 (a
 cipher stage, which one flat rate planned 1.3x too short); and a completion takes as long as
 the tokens it writes: a cipher CoT evaluation (~200-token traces) ran 0.4 completions/s where
-the last arithmetic one had measured 7.7, so it was planned 18x too short.
+the last arithmetic one had measured 7.7, so it was planned 19x too short.
 """
 
 from __future__ import annotations
