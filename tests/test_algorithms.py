@@ -74,3 +74,31 @@ def test_determinism_and_clear_errors(aset):
     tampered = type(b)(**{**b.__dict__, "instruction": b.instruction + "\n# changed"})
     with pytest.raises(PbbError, match="not the library's"):
         DOMAIN.execute(tampered, aset.demonstrations[0].input)
+
+
+def test_familiar_names_keep_the_functions_and_inputs_and_change_only_the_names(aset):
+    """``names: familiar`` gives each function its library name (``gcd``) where the default
+    gives a pointer: the same functions, splits and inputs under the other name, so untuned or
+    trained models can be compared on the name alone; each instruction still runs to its
+    outputs; the default's config dump has no ``names`` key (older data sets keep their bytes)."""
+    from pbb.domains.algorithms import AlgorithmsConfig
+
+    familiar = data.generate("algorithms", behaviours=len(LIBRARY), demos=10, test_inputs=4,
+                             eval_fraction=0.5, seed=2, progress=False,
+                             options={"names": "familiar"})
+    assert "names" not in AlgorithmsConfig().model_dump()
+    assert AlgorithmsConfig(names="familiar").model_dump()["names"] == "familiar"
+    names = {b.id: (b.name, b.meta["algorithm"]) for b in familiar.behaviours}
+    assert all(name == key for name, key in names.values())
+    pointers = {b.id: b for b in aset.behaviours}
+    for b in familiar.behaviours:
+        p = pointers[b.id]
+        assert (b.meta, b.split) == (p.meta, p.split) and p.name != b.name
+        assert b.instruction == p.instruction.replace(p.name, b.name)
+    for f, p in zip(familiar.demonstrations, aset.demonstrations, strict=True):
+        pname, fname = pointers[p.behaviour_id].name, names[f.behaviour_id][0]
+        assert f.input == p.input.replace(pname, fname, 1) and f.output == p.output
+        assert f.use == p.use
+    with pytest.raises(PbbError, match="names"):
+        data.generate("algorithms", behaviours=4, demos=1, test_inputs=1, seed=0, eval_fraction=0.5,
+                      progress=False, options={"names": "real"})

@@ -3,7 +3,7 @@
 Where ``arithmetic`` gives procedures no model has seen, this domain gives ones every model has
 seen many times — written here from scratch — so the two can be contrasted. A behaviour is one
 library function (:mod:`~pbb.domains.algorithms.library`) renamed to a pointer name
-(recursive calls included); inputs are small and drawn per kind
+(recursive calls included; ``names: familiar`` keeps the library's own name); inputs are small and drawn per kind
 (:mod:`~pbb.domains.algorithms.inputs`); ``description`` is an English statement of what the
 function computes (``data.instruction_format: nl``).
 
@@ -19,11 +19,11 @@ import functools
 import random
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from pbb.domains.algorithms.inputs import draw
 from pbb.domains.algorithms.library import LIBRARY, Algorithm
-from pbb.domains.base import ANSWER_PREFIX, Behaviour, Execution
+from pbb.domains.base import ANSWER_PREFIX, Behaviour, Execution, LaterOptions
 from pbb.domains.names import pointer_name
 from pbb.domains.templates import PROGRAM_NL_TEMPLATES
 from pbb.domains.values import CallQueries, Rename
@@ -34,12 +34,18 @@ CATEGORIES = sorted({a.category for a in LIBRARY})
 _MAX_TRIES = 200
 
 
-class AlgorithmsConfig(BaseModel):
+class AlgorithmsConfig(LaterOptions):
     model_config = ConfigDict(extra="forbid")
+    LATER: ClassVar[dict] = {"names": "pointers"}
 
     categories: list[Literal[tuple(CATEGORIES)]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: list(CATEGORIES), min_length=1,
         description="which parts of the library to draw behaviours from")
+    names: Literal["pointers", "familiar"] = Field(
+        "pointers", description="pointers: each function renamed to a pointer name, so only "
+        "its code says which algorithm it is; familiar: the library's own names (`gcd`, "
+        "`bubble_sort`), so that a model may know it from pretraining by its name alone. The "
+        "same functions and inputs either way (docs/domains.md)")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -76,7 +82,9 @@ class AlgorithmsDomain(CallQueries):
         names: set[str] = set()
         out = []
         for k, alg in enumerate(rng.sample(pool, n)):
-            name = pointer_name(rng, names)
+            name = pointer_name(rng, names)  # drawn either way: the same inputs follow
+            if cfg.names == "familiar":
+                name = alg.key
             out.append(Behaviour(id=f"{self.name}-{k:05d}", domain=self.name, name=name,
                                  instruction=source_for(alg.key, name),
                                  description=f"Function {name}: {alg.description}",
