@@ -264,6 +264,7 @@ def test_a_gold_trace_puts_its_output_together_right_whatever_its_trace(trace):
     """Every trace's step lines are read for their letters: a gold completion's out lines and
     its return all join them, with ``running_output`` spaced or quoted, or without it (no out
     lines)."""
+    from pbb.domains.cipher_traces import out_line
     from pbb.evaluation.cipher_steps import check_output
 
     families = ["shift", "vigenere"] if trace in ("walk", "countdown") else \
@@ -285,6 +286,12 @@ def test_a_gold_trace_puts_its_output_together_right_whatever_its_trace(trace):
                 last = [x for x in d.trace.splitlines() if x.startswith(("out: ", "out = "))][-1]
                 extra = d.trace.replace(last, last + " a" if running is True else last[:-1] + "a'")
                 c = check_output(behaviours[d.behaviour_id], extra)
+                assert (c["out lines"], c["out"]) == (n, n - 1)
+                # the right letters in the other style's line: not the trained line
+                other = out_line(ast.literal_eval(d.output),
+                                 behaviours[d.behaviour_id].meta["alphabet"],
+                                 quoted=running is True)
+                c = check_output(behaviours[d.behaviour_id], d.trace.replace(last, other))
                 assert (c["out lines"], c["out"]) == (n, n - 1)
 
 

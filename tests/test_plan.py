@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pbb.config import load_config
+from pbb.evaluation.evaluate import gold_lengths
 from pbb.experiments import rates
 from pbb.experiments.plan import NO_RATE, make_plan, render
 from pbb.experiments.run import check_before_work, open_data
@@ -83,9 +84,10 @@ def test_the_plan_is_what_the_run_trains_and_evaluates_and_then_reuses(tmp_path,
     recorded = rates.read_rates(rates.machine_key("tiny-random"))
     assert recorded[rates.SFT] > 0  # stage 2's stopping rule ran recall checks: their rate too
     assert set(recorded[rates.EVAL]) == {"recall", "cot", rates.RECALL_CHECK}
-    # and the evaluations' under their gold completions' length (the tiny model's: its own)
-    assert set(recorded[rates.EVAL_BY_LENGTH]) == {"recall", "cot"}
-    assert set(recorded[rates.SFT_BY_LENGTH]) <= {"64", "128", "256"}
+    # and under the length of what was trained on and written (the tiny model writes nothing)
+    assert recorded[rates.EVAL_BY_LENGTH] == {"recall": {"1": recorded[rates.EVAL]["recall"]},
+                                              "cot": {"1": recorded[rates.EVAL]["cot"]}}
+    assert {int(b) for b in recorded[rates.SFT_BY_LENGTH]} <= set(range(64, 182))
     fresh = make_plan(smoke(), tmp_path / "other")
     seconds, unknown = fresh.expected_seconds()
     assert unknown == 0 and seconds > 0
@@ -167,85 +169,79 @@ def test_rates_are_recorded_for_fresh_work_only(rates_file):
 
 
 def test_sft_is_planned_at_the_rate_measured_on_rows_of_like_length(tmp_path, rates_file):
-    """Each finished stage records its rate under its rows' length (a power-of-two bucket of
-    its mean tokens a row); a stage is planned at the nearest bucket's rate, not the last
-    stage's, and a rates file from before the buckets still plans at its one rate."""
+    """Each finished stage records its rate under its rows' length (its mean tokens a row to a
+    quarter octave); a stage is planned at the nearest length's rate (of two as near, the
+    longer's, the slower), not the last stage's; a rates file from before the lengths still
+    plans at its one rate, and a hand-edited one plans with what it can read."""
     key = rates.machine_key("tiny-random")
-    rates.record_stage(key, {"steps": 4, "tokens": 4000, "seconds": 10.0, "tokens_per_row": 50})
-    rates.record_stage(key, {"steps": 4, "tokens": 2000, "seconds": 10.0, "tokens_per_row": 240})
+    rates.record_stage(key, {"steps": 4, "tokens": 4000, "seconds": 10.0, "tokens_per_row": 140})
+    rates.record_stage(key, {"steps": 4, "tokens": 2900, "seconds": 10.0, "tokens_per_row": 239})
     measured = rates.read_rates(key)
-    assert measured[rates.SFT] == 200.0  # the last stage's
-    assert measured[rates.SFT_BY_LENGTH] == {"64": 400.0, "256": 200.0}
-    assert rates.sft_rate(measured, 30) == rates.sft_rate(measured, 64) == 400.0
-    assert rates.sft_rate(measured, 65) == 400.0  # 128: as near to both, the shorter's
-    assert rates.sft_rate(measured, 129) == rates.sft_rate(measured, 2000) == 200.0
+    assert measured[rates.SFT] == 290.0  # the last stage's
+    assert measured[rates.SFT_BY_LENGTH] == {"152": 400.0, "256": 290.0}
+    assert rates.sft_rate(measured, 140) == rates.sft_rate(measured, 30) == 400.0
+    assert rates.sft_rate(measured, 239) == rates.sft_rate(measured, 2000) == 290.0
+    both = {rates.SFT_BY_LENGTH: {"64": 400.0, "256": 100.0}}
+    assert rates.sft_rate(both, 128) == 100.0  # as near to both: the slower
     assert rates.sft_rate({rates.SFT: 123.0}, 500) == 123.0
     assert rates.sft_rate({}, 500) is None
-    write_rates(rates_file, **{rates.SFT: 200.0, rates.SFT_BY_LENGTH: {"64": 50.0, "128": 400.0},
+    odd = {rates.SFT: 0, rates.SFT_BY_LENGTH: {"0": 5.0, "\u00b2": 5.0, "x": 1.0, "64": "fast"}}
+    assert rates.sft_rate(odd, 100) is None
+    assert rates.eval_rate({rates.EVAL_BY_LENGTH: [1], rates.EVAL: {"cot": -1}}, "cot", 9) is None
+    write_rates(rates_file, **{rates.SFT: 200.0, rates.SFT_BY_LENGTH: {"8": 50.0, "128": 400.0},
                                rates.EVAL: {"recall": 2.0, "cot": 4.0}})
     plan = make_plan(smoke(), tmp_path / "run")
-    for s in plan.stages[:2]:  # the smoke stages' rows: 65-128 tokens
-        assert rates.row_bucket(s.tokens_per_epoch / s.rows) == 128
+    for s in plan.stages[:2]:  # the smoke stages' rows: 77 and 106 tokens, nearer to 128
+        assert 64 < s.tokens_per_epoch / s.rows < 181
         assert s.seconds == pytest.approx(s.tokens / 400 + s.recall_queries / 2)
-    assert "SFT 50 tokens/s (rows <= 64 tokens), 400 tokens/s (rows <= 128 tokens)" \
-        in render(plan)
-
-
-def test_pbb_plan_prints_the_plan_and_writes_nothing(tmp_path):
-    out = tmp_path / "run"
-    r = subprocess.run([sys.executable, "-m", "pbb", "plan", QUICKSTART, "--smoke", "--out",
-                        str(out), "--set", "train.stages.stage2.max_epochs=2"],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert f"plan of quickstart: model tiny-random, seed 0, into {out}" in r.stdout
-    assert "proactive/stage2 (sft): 3 rows, until recall >= 100% of 2 instructions, at most " \
-           "2 epochs" in r.stdout
-    assert "stage1_only/stage1: the same stage as proactive/stage1, trained once" in r.stdout
-    assert "untuned: no training" in r.stdout and "expected time: " in r.stdout
-    # where the data comes from is said once, in the plan (not as a run's "generating" line)
-    said = [x for x in (r.stdout + r.stderr).splitlines() if x.startswith("data:")]
-    assert len(said) == 1 and said[0].endswith("generated for this run"), said
-    assert not out.exists()
+    assert "SFT 50 tokens/s (rows ~8 tokens), 400 tokens/s (rows ~128 tokens)" in render(plan)
 
 
 def test_an_evaluation_is_planned_at_the_rate_measured_on_completions_of_like_length(
         tmp_path, rates_file):
-    """An evaluation records its rate under its queries' mean gold completion tokens (cut at
-    the budget), a mode's lengths kept side by side; a plan takes the nearest length's rate for
-    the queries it will ask, the mode's last rate where it has no length, none where neither."""
-    from pbb.evaluation.evaluate import mean_gold_tokens
-
+    """An evaluation records its rate under the mean tokens its completions wrote, a mode's
+    lengths kept side by side; a plan expects a trained model to write its gold completions
+    (cut at the budget) and an untrained one its whole budget, and takes the nearest length's
+    rate, the mode's last rate where it has no length, none where neither."""
     key = rates.machine_key("tiny-random")
-    rates.record_eval(key, "cot", 40, 10.0, gold_tokens=50)
-    rates.record_eval(key, "cot", 10, 10.0, gold_tokens=240)
+    rates.record_eval(key, "cot", 40, 10.0, tokens=50)
+    rates.record_eval(key, "cot", 10, 10.0, tokens=240)
     rates.record_eval(key, "recall", 10, 10.0)  # not counted (a served model): no length
     measured = rates.read_rates(key)
     assert measured[rates.EVAL] == {"cot": 1.0, "recall": 1.0}
-    assert measured[rates.EVAL_BY_LENGTH] == {"cot": {"64": 4.0, "256": 1.0}}
+    assert measured[rates.EVAL_BY_LENGTH] == {"cot": {"54": 4.0, "256": 1.0}}
     assert rates.eval_rate(measured, "cot", 60) == 4.0
     assert rates.eval_rate(measured, "cot", 900) == 1.0
     assert rates.eval_rate(measured, "cot", None) == 1.0  # the last one
     assert rates.eval_rate(measured, "recall", 60) == 1.0
     assert rates.eval_rate(measured, "direct", 60) is None
     write_rates(rates_file, **{rates.SFT: 100.0, rates.EVAL: {"recall": 2.0, "cot": 4.0},
-                               rates.EVAL_BY_LENGTH: {"cot": {"64": 1000.0, "4096": 0.5}}})
-    plan = make_plan(smoke(), tmp_path / "run")
-    cfg = smoke()
-    base = check_before_work(cfg)
+                               rates.EVAL_BY_LENGTH: {"cot": {"32": 1000.0, "4096": 0.5}}})
+    budget = {"eval.max_new_tokens.cot": 4096}
+    plan = make_plan(load_config(QUICKSTART, budget, smoke=True), tmp_path / "run")
+    cfg = load_config(QUICKSTART, budget, smoke=True)
     cfg, ds = open_data(cfg, tmp_path / "run", announce=False)
-    tok = load_tokenizer(base, cfg.model_options())
+    tok = load_tokenizer(check_before_work(cfg), cfg.model_options())
+    gold = gold_lengths(ds, "cot", tok, cfg.eval.max_test_inputs, cfg.eval.max_train_behaviours)
+    assert 32 < sum(gold) / len(gold) < 362  # nearer to 32 than to 4096 on a log scale
     for e in plan.evals:
-        if e.mode == "recall":
-            assert e.seconds == pytest.approx(sum(e.queries.values()) / 2.0)
-            continue
-        max_train = 0 if e.curriculum == "untuned" else cfg.eval.max_train_behaviours
-        gold = mean_gold_tokens(ds, "cot", tok, cfg.eval.max_new_tokens["cot"],
-                                cfg.eval.max_test_inputs, max_train)
-        want = 1000.0 if rates.row_bucket(gold) <= 512 else 0.5  # the nearer of 64 and 4096
-        assert e.seconds == pytest.approx(sum(e.queries.values()) / want)
-    text = render(plan)
-    assert "cot 1000.00 completions/s (gold <= 64 tokens), 0.50 completions/s (gold <= 4096 " \
-           "tokens)" in text and "recall 2.00 completions/s" in text
+        want = {"recall": 2.0, "cot": 0.5 if e.curriculum == "untuned" else 1000.0}[e.mode]
+        assert e.seconds == pytest.approx(sum(e.queries.values()) / want), e
+    assert "cot 1000.00 completions/s (completions ~32 tokens), 0.50 completions/s (completions " \
+           "~4096 tokens)" in render(plan) and "recall 2.00 completions/s" in render(plan)
+
+
+def test_the_mean_length_of_completions_is_cut_at_the_budget():
+    from pbb.evaluation.evaluate import mean_cut, token_count
+
+    class Words:  # a tokenizer of one token a word
+        def __call__(self, text, add_special_tokens):
+            return {"input_ids": text.split()}
+
+    assert token_count(Words(), "a b c") == 3
+    assert mean_cut([2, 10, 30], 100) == 14
+    assert mean_cut([2, 10, 30], 10) == pytest.approx(22 / 3)
+    assert mean_cut([], 10) is None
 
 
 def test_a_claims_config_planned_on_its_own_points_to_pbb_claims(tmp_path, monkeypatch):
@@ -267,7 +263,7 @@ def test_a_claims_config_planned_on_its_own_points_to_pbb_claims(tmp_path, monke
     r = subprocess.run([sys.executable, "-m", "pbb", "plan", claim, "--smoke"],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    assert "note: " in r.stderr and "--only stage2_alone" in " ".join(r.stderr.split())
+    assert "note: " in r.stderr and "`pbb claims --only stage2_alone`" in r.stderr
     assert "note:" not in r.stdout and "sweep of 3 points" in r.stdout
     r = subprocess.run([sys.executable, "-m", "pbb", "plan", claim, "--smoke", "--out",
                         str(tmp_path / "mine")], capture_output=True, text=True, cwd=ROOT)

@@ -66,7 +66,6 @@ def plan_cmd(
         from pbb.experiments.plan import plan_sweep
 
         _claims_hint(config, out, stages_root)
-
         print(plan_sweep(config, out, sets, smoke, stages_root))
         return
     print(plan(config, out, overrides=sets, smoke=smoke, stages_root=stages_root))
@@ -77,7 +76,7 @@ def _claims_hint(config: Path, out: Path | None, stages_root: Path | None = None
     from pbb.experiments.claims import claims_hint
 
     if out is None and stages_root is None and (hint := claims_hint(config)):
-        err_console.print(f"[yellow]{hint}[/]")
+        err_console.print(hint, style="yellow", markup=False, soft_wrap=True)
 
 
 def sweep_cmd(

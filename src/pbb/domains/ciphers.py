@@ -67,10 +67,10 @@ class CiphersConfig(LaterOptions):
         "walk, each hop written with the hops left, so every walk stops at 0): "
         "pbb.domains.cipher_traces")
     running_output: bool | Literal["quoted"] = Field(
-        False, description="after each step line, the output so far: true writes it one "
-        "letter a token (`out: o r`), quoted as the code's string (`out = 'or'`), so that the "
-        "`return` line copies the line above it rather than gathering the steps' letters from "
-        "every line (docs/domains.md)")
+        False, description="after each step line, the output so far: true (spaced) writes "
+        "it one letter a token (`out: o r`), quoted as the code's string (`out = 'or'`); "
+        "false: none. Why: the `return` line then copies the line above it rather than "
+        "gathering the steps' letters from every line (docs/domains.md)")
 
     @model_validator(mode="after")
     def _ranges(self) -> CiphersConfig:

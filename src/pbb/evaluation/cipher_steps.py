@@ -244,10 +244,10 @@ def check_output(b: Behaviour, completion: str) -> collections.Counter:
             letters.append(c)
         elif m := _KEPT.match(line):
             letters.append(m["ch"][1])
-        elif line.startswith((OUT_PREFIX, QUOTED_PREFIX)):
+        elif line.startswith((OUT_PREFIX, QUOTED_PREFIX)):  # the other style's line: wrong
             counts["out lines"] += 1
             counts["out"] += line == out_line("".join(letters), b.meta["alphabet"],
-                                              quoted=line.startswith(QUOTED_PREFIX))
+                                              quoted=b.meta.get("running_output") == "quoted")
         elif m := _RETURN.match(line):
             counts["return joins"] = int(m["out"] == repr("".join(letters)))
             break

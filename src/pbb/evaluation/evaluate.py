@@ -72,25 +72,23 @@ def _query_rows(ds: DataSet, mode: str, max_test_inputs: int | None,
                                  d, fmt=fmt)
 
 
+def token_count(tokenizer, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
 def gold_lengths(ds: DataSet, mode: str, tokenizer, max_test_inputs: int | None = None,
                  max_train_behaviours: int | None = None, fmt: str = "code") -> list[int]:
-    """The tokens of each of ``mode``'s queries' gold completions (the rows a model is trained
-    to write)."""
-    return [len(tokenizer(row["completion"][0]["content"], add_special_tokens=False)
-                ["input_ids"])
+    """The tokens of each of ``mode``'s queries' gold completions (what a model that executes
+    the behaviour writes)."""
+    return [token_count(tokenizer, row["completion"][0]["content"])
             for _, _, row in _query_rows(ds, mode, max_test_inputs, max_train_behaviours, fmt)]
 
 
-def mean_gold_tokens(ds: DataSet, mode: str, tokenizer, max_new_tokens: int,
-                     max_test_inputs: int | None = None, max_train_behaviours: int | None = None,
-                     fmt: str = "code") -> float | None:
-    """The mean of the gold completions' tokens, each cut at the generation budget: what an
-    evaluation's time goes with (:func:`pbb.experiments.rates.eval_rate`); None for no queries
-    or no tokenizer (a served model)."""
-    if tokenizer is None:
-        return None
-    lengths = gold_lengths(ds, mode, tokenizer, max_test_inputs, max_train_behaviours, fmt)
-    return sum(min(n, max_new_tokens) for n in lengths) / len(lengths) if lengths else None
+def mean_cut(lengths: list[int], budget: int) -> float | None:
+    """The mean of ``lengths``, each cut at the generation budget (what a completion can
+    write): what an evaluation's time goes with (:func:`pbb.experiments.rates.eval_rate`);
+    None for none."""
+    return sum(min(n, budget) for n in lengths) / len(lengths) if lengths else None
 
 
 def cut_completions(ds: DataSet, mode: str, tokenizer, max_new_tokens: int,
@@ -102,7 +100,12 @@ def cut_completions(ds: DataSet, mode: str, tokenizer, max_new_tokens: int,
     Why: generation stops at the budget, so a model that writes a gold-length answer is cut
     before its answer line and scored wrong, and nothing else says so (a nested composite's CoT
     is ~300 tokens; the composition config's budget was 160)."""
-    lengths = gold_lengths(ds, mode, tokenizer, max_test_inputs, max_train_behaviours, fmt)
+    return cut_warning(mode, gold_lengths(ds, mode, tokenizer, max_test_inputs,
+                                          max_train_behaviours, fmt), max_new_tokens)
+
+
+def cut_warning(mode: str, lengths: list[int], max_new_tokens: int) -> str | None:
+    """:func:`cut_completions`' warning from the gold completions' lengths."""
     over = sum(n > max_new_tokens for n in lengths)
     if not over:
         return None

@@ -15,14 +15,14 @@ where the run would generate it, and the tokenizer is all of the model that is r
 
 from __future__ import annotations
 
-import functools
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pbb.config import RunConfig
 from pbb.evaluation import reuse
-from pbb.evaluation.evaluate import build_queries, mean_gold_tokens
+from pbb.evaluation.evaluate import build_queries, gold_lengths, mean_cut
 from pbb.evaluation.report import SPLITS
 from pbb.experiments import rates as rates_mod
 from pbb.experiments.run import (
@@ -136,10 +136,8 @@ def make_plan(cfg: RunConfig, out: Path, stages_root: Path | None = None) -> Pla
                 f"train, {len(ds.split('eval'))} eval), {source}", machine, measured)
     first: dict[Path, str] = {}  # stage directory -> the curriculum that trains it
 
-    @functools.cache  # the curricula of a run ask the same queries (untuned: eval ones only)
-    def gold(mode: str, max_train: int | None) -> float | None:
-        return mean_gold_tokens(ds, mode, tok, cfg.eval.max_new_tokens[mode],
-                                cfg.eval.max_test_inputs, max_train, cfg.data.instruction_format)
+    def gold(mode: str, max_train: int | None) -> list[int] | None:
+        return _gold_lengths(cfg, ds, tok, mode, max_train)
 
     for name, stages in built.items():
         parent, final = "base", None
@@ -154,7 +152,7 @@ def make_plan(cfg: RunConfig, out: Path, stages_root: Path | None = None) -> Pla
         if not stages or served:
             plan.untrained.append(name)
         plan.evals += _evals(cfg, ds, store, name, final, rates=measured, gold=gold)
-    plan.warnings = budget_warnings(cfg, ds, tok)
+    plan.warnings = budget_warnings(cfg, ds, tok, lengths=gold)
     return plan
 
 
@@ -237,7 +235,7 @@ def _rl_stage(cfg: RunConfig, curriculum: str, st, directory: Path, status: str)
 
 def _sft_seconds(planned: PlannedStage, rates: dict) -> float | None:
     tokens_per_second = rates_mod.sft_rate(rates, planned.tokens_per_epoch / max(planned.rows, 1))
-    if tokens_per_second is None:
+    if not tokens_per_second:
         return None
     seconds = planned.tokens / tokens_per_second
     if planned.recall_queries:
@@ -249,12 +247,31 @@ def _sft_seconds(planned: PlannedStage, rates: dict) -> float | None:
     return seconds
 
 
+#: the gold completions' token counts of a run's queries, by the data and what picks the queries:
+#: the claims share data sets across claims, and a plan counts them for its warnings too
+_GOLD_LENGTHS: dict[tuple, list[int]] = {}
+
+
+def _gold_lengths(cfg: RunConfig, ds, tok, mode: str, max_train: int | None) -> list[int] | None:
+    """The tokens of each gold completion ``mode`` asks for (None without a tokenizer)."""
+    if tok is None:
+        return None
+    counted = (str(ds.path), json.dumps(cfg.data.model_dump(mode="json"), sort_keys=True),
+               cfg.seed, cfg.model, mode, cfg.eval.max_test_inputs, max_train,
+               cfg.data.instruction_format)
+    if counted not in _GOLD_LENGTHS:
+        _GOLD_LENGTHS[counted] = gold_lengths(ds, mode, tok, cfg.eval.max_test_inputs,
+                                              max_train, cfg.data.instruction_format)
+    return _GOLD_LENGTHS[counted]
+
+
 def _evals(cfg: RunConfig, ds, store: RunStore, curriculum: str, final: Path | None,
            rates: dict, gold=lambda mode, max_train: None) -> list[PlannedEval]:
     """Every evaluation mode of one curriculum, with the queries ``pbb run`` asks (a curriculum
     that trains nothing, ``final`` None, answers eval behaviours only), timed at the rate
-    measured on queries of like gold completion length (``gold(mode, max_train)``: their mean
-    tokens, None where not counted)."""
+    measured on completions of the length it expects: a trained model's the gold completions'
+    (``gold(mode, max_train)``: their lengths, None where not counted), an untrained model's
+    its budget (an untuned model explains rather than stops)."""
     out = []
     max_train = cfg.eval.max_train_behaviours if final is not None else 0
     for mode in cfg.eval.modes:
@@ -266,8 +283,14 @@ def _evals(cfg: RunConfig, ds, store: RunStore, curriculum: str, final: Path | N
             if final is not None else None
         status = "done" if store.samples(curriculum, mode).is_file() else \
             "reused" if kept is not None and reuse.is_kept(kept) else "pending"
-        rate = rates_mod.eval_rate(rates, mode, gold(mode, max_train))
-        seconds = sum(queries.values()) / rate if rate else None
+        seconds = None
+        if status == "pending":
+            budget = cfg.eval.max_new_tokens[mode]
+            lengths = gold(mode, max_train)
+            expected = None if lengths is None else budget if final is None else \
+                mean_cut(lengths, budget)
+            rate = rates_mod.eval_rate(rates, mode, expected)
+            seconds = sum(queries.values()) / rate if rate else None
         out.append(PlannedEval(curriculum, mode, queries, status, seconds, kept))
     return out
 
@@ -318,12 +341,13 @@ def _eval_line(e: PlannedEval) -> str:
 
 def _rates_text(what: str, last: float | None, measured: object, number: str, unit: str,
                 length: str) -> str:
-    """``SFT 465 tokens/s (rows <= 64 tokens), 290 tokens/s (rows <= 256 tokens)``: by length
+    """``SFT 465 tokens/s (rows ~54 tokens), 290 tokens/s (rows ~235 tokens)``: by length
     where measured so (what the plan takes), else the last rate, else nothing."""
     found = rates_mod.by_length(measured)
     if found:
-        return f"{what} " + ", ".join(f"{number.format(r)} {unit} ({length} <= {b} tokens)"
+        return f"{what} " + ", ".join(f"{number.format(r)} {unit} ({length} ~{b} tokens)"
                                       for b, r in found.items())
+    last = rates_mod.positive(last)
     return f"{what} {number.format(last)} {unit}" if last else ""
 
 
@@ -333,11 +357,12 @@ def render(plan: Plan) -> str:
         sft, rl = plan.rates.get(rates_mod.SFT), plan.rates.get(rates_mod.RL)
         sft_text = _rates_text("SFT", sft, plan.rates.get(rates_mod.SFT_BY_LENGTH), "{:,.0f}",
                                "tokens/s", "rows")
-        evals = plan.rates.get(rates_mod.EVAL_BY_LENGTH) or {}
+        evals = plan.rates.get(rates_mod.EVAL_BY_LENGTH)
+        evals = evals if isinstance(evals, dict) else {}
+        last = plan.rates.get(rates_mod.EVAL)
         measured = [sft_text, f"RL {rl:.1f} s/step" if rl else "",
-                    *(_rates_text(m, r, evals.get(m) if isinstance(evals, dict) else None,
-                                  "{:.2f}", "completions/s", "gold")
-                      for m, r in (plan.rates.get(rates_mod.EVAL) or {}).items())]
+                    *(_rates_text(m, r, evals.get(m), "{:.2f}", "completions/s", "completions")
+                      for m, r in (last if isinstance(last, dict) else {}).items())]
         rates = "last measured here: " + ", ".join(m for m in measured if m)
     else:
         rates = NO_RATE

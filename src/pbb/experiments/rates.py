@@ -11,7 +11,8 @@ none. The file is the machine's, not a run's: it lives in the pbb cache (``$PBB_
 Work that was resumed is not recorded: its time covers only part of the work it counts.
 
 SFT's rate is also kept by the stage's mean tokens a row (:data:`SFT_BY_LENGTH`), and an
-evaluation's by its queries' mean gold completion tokens (:data:`EVAL_BY_LENGTH`). Why: a token
+evaluation's by the mean tokens its completions wrote (:data:`EVAL_BY_LENGTH`; a plan expects a
+trained model to write its gold completions' length, an untrained one its budget). Why: a token
 of a longer row costs more (attention, and padding to the longest row of a batch); on the 2-core
 CPU the 135M model trained 465 tokens/s at 54 tokens a row, ~400 at 140 and 290 at 239 (a
 cipher stage, which one flat rate planned 1.3x too short); and a completion takes as long as
@@ -33,8 +34,8 @@ RATES = "rates.json"
 SFT = "sft_tokens_per_second"
 #: SFT tokens a second by :func:`row_bucket` of the stage's mean tokens a row
 SFT_BY_LENGTH = "sft_tokens_per_second_by_row_tokens"
-#: completions a second by mode, then by :func:`row_bucket` of the mean gold completion tokens
-EVAL_BY_LENGTH = "completions_per_second_by_gold_tokens"
+#: completions a second by mode, then by :func:`row_bucket` of the mean tokens written
+EVAL_BY_LENGTH = "completions_per_second_by_tokens_written"
 RL = "rl_seconds_per_step"
 EVAL = "completions_per_second"
 #: the recall checks of a stopping rule, in process (a ``recall`` evaluation may be served)
@@ -124,54 +125,64 @@ def record_stage(key: str, info: dict) -> None:
         _record(key, update)
 
 
-def row_bucket(tokens_per_row: float) -> int:
-    """The power of two at or above a mean tokens a row, 64 at least: rows of like length
-    share a rate."""
-    return max(64, 1 << math.ceil(math.log2(max(tokens_per_row, 1.0))))
+def row_bucket(tokens: float) -> int:
+    """A mean length rounded to a quarter of an octave (..., 128, 152, 181, 215, 256, ...):
+    work of like length shares a rate, and rows of 140 and 239 tokens (400 and 290 tokens/s
+    here) do not."""
+    return round(2 ** (round(4 * math.log2(max(tokens, 1.0))) / 4))
+
+
+def positive(value: object) -> float | None:
+    """A rate read from the file: a number above 0, else None (a hand-edited file)."""
+    return float(value) if isinstance(value, (int, float)) and value > 0 else None
 
 
 def by_length(measured: object) -> dict[int, float]:
     """A ``{bucket: rate}`` entry of the file as numbers, in bucket order (what is not a
-    bucket and a rate left out: a hand-edited file plans with what it has)."""
-    found = {int(b): float(r) for b, r in (measured.items() if isinstance(measured, dict) else ())
-             if str(b).isdigit() and isinstance(r, (int, float)) and r > 0}
-    return dict(sorted(found.items()))
+    bucket and a rate is left out: a hand-edited file plans with what it has)."""
+    found = {int(b): positive(r)
+             for b, r in (measured.items() if isinstance(measured, dict) else ())
+             if str(b).isascii() and str(b).isdigit() and int(b) > 0}
+    return {b: r for b, r in sorted(found.items()) if r is not None}
 
 
 def _nearest(measured: object, tokens: float) -> float | None:
-    """The rate measured at the length bucket nearest ``tokens``'s (on a log scale; the shorter
-    of two as near), None where none is."""
+    """The rate measured at the length bucket nearest ``tokens`` (on a log scale; of two as
+    near, the longer's: a plan had better not come out short), None where none is."""
     found = by_length(measured)
     if not found:
         return None
-    want = math.log2(row_bucket(tokens))
-    return found[min(found, key=lambda b: (abs(math.log2(b) - want), b))]
+    want = math.log2(max(tokens, 1.0))
+    return found[min(found, key=lambda b: (abs(math.log2(b) - want), -b))]
 
 
 def sft_rate(rates: dict, tokens_per_row: float) -> float | None:
     """SFT tokens a second for rows of this mean length: the nearest length bucket's, else the
     last stage's, else None."""
     found = _nearest(rates.get(SFT_BY_LENGTH), tokens_per_row)
-    return found if found is not None else rates.get(SFT)
+    return found if found is not None else positive(rates.get(SFT))
 
 
-def eval_rate(rates: dict, mode: str, gold_tokens: float | None) -> float | None:
-    """Completions a second of ``mode`` for queries whose gold completions average
-    ``gold_tokens`` (None: not counted, as for a served model): the nearest length bucket's,
-    else the mode's last evaluation's, else None."""
+def eval_rate(rates: dict, mode: str, tokens: float | None) -> float | None:
+    """Completions a second of ``mode`` for completions of ``tokens`` on average (None: not
+    counted, as for a served model): the nearest length bucket's, else the mode's last
+    evaluation's, else None."""
+    every = rates.get(EVAL_BY_LENGTH)
     found = None
-    if gold_tokens is not None:
-        found = _nearest((rates.get(EVAL_BY_LENGTH) or {}).get(mode), gold_tokens)
-    return found if found is not None else (rates.get(EVAL) or {}).get(mode)
+    if tokens is not None and isinstance(every, dict):
+        found = _nearest(every.get(mode), tokens)
+    last = rates.get(EVAL)
+    return found if found is not None else \
+        positive(last.get(mode) if isinstance(last, dict) else None)
 
 
 def record_eval(key: str, mode: str, completions: int, seconds: float,
-                gold_tokens: float | None = None) -> None:
+                tokens: float | None = None) -> None:
     """A finished evaluation's completions a second (one mode, started from nothing), also
-    under the length bucket of its queries' mean gold completion tokens where counted."""
+    under the length bucket of the mean tokens its completions wrote, where counted."""
     if completions and seconds > 0:
         rate = round(completions / seconds, 4)
         update: dict = {EVAL: {mode: rate}}
-        if gold_tokens:
-            update[EVAL_BY_LENGTH] = {mode: {str(row_bucket(gold_tokens)): rate}}
+        if tokens is not None:  # 0: empty completions (an untrained tiny model's)
+            update[EVAL_BY_LENGTH] = {mode: {str(row_bucket(tokens)): rate}}
         _record(key, update)

@@ -28,7 +28,13 @@ from pbb import dist, folders
 from pbb.config import OPENAI_PREFIX, RunConfig, as_written_now, dump_config
 from pbb.errors import PbbError
 from pbb.evaluation import reuse
-from pbb.evaluation.evaluate import cut_completions, evaluate, mean_gold_tokens
+from pbb.evaluation.evaluate import (
+    cut_completions,
+    cut_warning,
+    evaluate,
+    mean_cut,
+    token_count,
+)
 from pbb.evaluation.report import build_summary, print_table, write_report, written
 from pbb.experiments import rates
 from pbb.experiments.tracking import Tracking, check_trackers
@@ -297,15 +303,20 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
     return summary
 
 
-def budget_warnings(cfg: RunConfig, ds: data_mod.DataSet, tok) -> list[str]:
+def budget_warnings(cfg: RunConfig, ds: data_mod.DataSet, tok, lengths=None) -> list[str]:
     """One line for each evaluation mode whose generation budget is shorter than some of its
     queries' gold completions (:func:`pbb.evaluation.evaluate.cut_completions`); none for a
-    served model (no local tokenizer to count with)."""
+    served model (no local tokenizer to count with). ``lengths(mode, max_train_behaviours)``:
+    the gold completions' lengths where the caller has counted them already."""
     if tok is None:
         return []
-    found = (cut_completions(ds, mode, tok, cfg.eval.max_new_tokens[mode],
-                             cfg.eval.max_test_inputs, cfg.eval.max_train_behaviours,
-                             cfg.data.instruction_format) for mode in cfg.eval.modes)
+    if lengths is not None:
+        found = (cut_warning(mode, lengths(mode, cfg.eval.max_train_behaviours),
+                             cfg.eval.max_new_tokens[mode]) for mode in cfg.eval.modes)
+    else:
+        found = (cut_completions(ds, mode, tok, cfg.eval.max_new_tokens[mode],
+                                 cfg.eval.max_test_inputs, cfg.eval.max_train_behaviours,
+                                 cfg.data.instruction_format) for mode in cfg.eval.modes)
     return [w for w in found if w]
 
 
@@ -474,11 +485,11 @@ def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, bas
             timing[f"eval {name}/{mode}"] = time.time() - t
             if dist.is_main():
                 if fresh:
-                    gold = mean_gold_tokens(ds, mode, tok, cfg.eval.max_new_tokens[mode],
-                                            cfg.eval.max_test_inputs, max_train,
-                                            cfg.data.instruction_format)
+                    written = None if tok is None else mean_cut(
+                        [token_count(tok, s["completion"]) for s in samples],
+                        cfg.eval.max_new_tokens[mode])
                     rates.record_eval(rates.machine_key(cfg.model), mode, len(samples),
-                                      timing[f"eval {name}/{mode}"], gold)
+                                      timing[f"eval {name}/{mode}"], written)
                 if mode in kept:
                     reuse.keep(kept[mode], samples, timing[f"eval {name}/{mode}"],
                                {"mode": mode, "run": str(store.root.resolve()),

@@ -3,9 +3,9 @@
 Where ``arithmetic`` gives procedures no model has seen, this domain gives ones every model has
 seen many times — written here from scratch — so the two can be contrasted. A behaviour is one
 library function (:mod:`~pbb.domains.algorithms.library`) renamed to a pointer name
-(recursive calls included; ``names: familiar`` keeps the library's own name); inputs are small and drawn per kind
-(:mod:`~pbb.domains.algorithms.inputs`); ``description`` is an English statement of what the
-function computes (``data.instruction_format: nl``).
+(recursive calls included; ``names: familiar`` keeps the library's own name); inputs are small
+and drawn per kind (:mod:`~pbb.domains.algorithms.inputs`); ``description`` is an English
+statement of what the function computes (``data.instruction_format: nl``).
 
 Execution runs the library's own source, never a data file's text: ``execute`` checks that the
 behaviour's instruction is exactly the renamed library source. There is no step trace: a CoT
