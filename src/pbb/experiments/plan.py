@@ -266,7 +266,7 @@ def _gold_lengths(cfg: RunConfig, ds, tok, mode: str, max_train: int | None) -> 
 
 
 def _evals(cfg: RunConfig, ds, store: RunStore, curriculum: str, final: Path | None,
-           rates: dict, gold=lambda mode, max_train: None) -> list[PlannedEval]:
+           rates: dict, gold) -> list[PlannedEval]:
     """Every evaluation mode of one curriculum, with the queries ``pbb run`` asks (a curriculum
     that trains nothing, ``final`` None, answers eval behaviours only), timed at the rate
     measured on completions of the length it expects: a trained model's the gold completions'

@@ -29,9 +29,9 @@ from pbb.config import OPENAI_PREFIX, RunConfig, as_written_now, dump_config
 from pbb.errors import PbbError
 from pbb.evaluation import reuse
 from pbb.evaluation.evaluate import (
-    cut_completions,
     cut_warning,
     evaluate,
+    gold_lengths,
     mean_cut,
     token_count,
 )
@@ -310,13 +310,12 @@ def budget_warnings(cfg: RunConfig, ds: data_mod.DataSet, tok, lengths=None) -> 
     the gold completions' lengths where the caller has counted them already."""
     if tok is None:
         return []
-    if lengths is not None:
-        found = (cut_warning(mode, lengths(mode, cfg.eval.max_train_behaviours),
-                             cfg.eval.max_new_tokens[mode]) for mode in cfg.eval.modes)
-    else:
-        found = (cut_completions(ds, mode, tok, cfg.eval.max_new_tokens[mode],
-                                 cfg.eval.max_test_inputs, cfg.eval.max_train_behaviours,
-                                 cfg.data.instruction_format) for mode in cfg.eval.modes)
+    if lengths is None:
+        def lengths(mode: str, max_train: int | None) -> list[int]:
+            return gold_lengths(ds, mode, tok, cfg.eval.max_test_inputs, max_train,
+                                cfg.data.instruction_format)
+    found = (cut_warning(mode, lengths(mode, cfg.eval.max_train_behaviours),
+                         cfg.eval.max_new_tokens[mode]) for mode in cfg.eval.modes)
     return [w for w in found if w]
 
 
