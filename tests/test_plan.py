@@ -252,9 +252,11 @@ def test_a_claims_config_planned_on_its_own_points_to_pbb_claims(tmp_path, monke
     from pbb.experiments.claims import claims_hint
 
     monkeypatch.chdir(ROOT)
-    assert "`pbb claims --only scaling`" in claims_hint(Path("configs/claims/scaling.yaml"))
-    assert "`pbb claims --gpu --only scaling`" in claims_hint(
-        Path("configs/gpu/claims/scaling.yaml"))
+    hint = claims_hint(Path("configs/claims/scaling.yaml"))
+    assert "`pbb claims --only scaling`" in hint and "--stages-root runs/claims/stages" in hint
+    hint = claims_hint(Path("configs/gpu/claims/scaling.yaml"))
+    assert "`pbb claims --gpu --only scaling`" in hint
+    assert "--stages-root runs/claims-gpu/stages" in hint
     assert claims_hint(Path(QUICKSTART)) is None
     copy = tmp_path / "scaling.yaml"  # a claim's name elsewhere is not a claim's config
     copy.write_text((ROOT / "configs/claims/scaling.yaml").read_text())

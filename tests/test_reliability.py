@@ -262,3 +262,44 @@ def test_ctrl_c_says_how_to_resume_and_exits_130(command, target, message, tmp_p
                         interrupted)
     code, err = call(monkeypatch, capsys, *command, "--out", tmp_path / "x")
     assert code == 130 and err.startswith(message) and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("command, config", [("run", "configs/quickstart.yaml"),
+                                             ("plan", "configs/quickstart.yaml"),
+                                             ("plan", "configs/arithmetic_effect.yaml"),
+                                             ("sweep", "configs/arithmetic_effect.yaml")])
+def test_a_users_folder_given_as_the_stage_store_is_refused_before_any_work(
+        command, config, tmp_path, monkeypatch, capsys):
+    # every stage trained into a --stages-root adds a folder of weights to it: a folder holding
+    # anything but stage folders is refused, in one line naming what it holds, nothing written
+    mine = tmp_path / "mine"
+    (mine / "stage1-0123456789ab").mkdir(parents=True)  # a stage folder may sit beside...
+    (mine / "notes.txt").write_text("three weeks of notes\n")  # ...but not a user's file
+    before = snapshot(mine)
+    code, err = call(monkeypatch, capsys, command, config, "--smoke", "--out", tmp_path / "out",
+                     "--stages-root", mine)
+    assert code == 1, err
+    assert f"--stages-root {mine}: holds notes.txt, not stage folders only" in err, err
+    assert err.count("\n") == 1, err
+    assert snapshot(mine) == before and not (tmp_path / "out").exists()
+
+
+def test_a_stage_store_is_new_or_holds_stage_folders_only(tmp_path):
+    from pbb.folders import check_stage_store, mark
+
+    assert check_stage_store(tmp_path / "new") == tmp_path / "new"  # made when a stage trains
+    store = tmp_path / "stages"
+    for name in ("stage1-0123456789ab", "activation_rl-e27c5d0aee42"):
+        (store / name).mkdir(parents=True)
+    assert check_stage_store(store) == store
+    (store / "stage1-0123456789ab.tar").write_text("")  # not a folder
+    with pytest.raises(PbbError, match="holds stage1-0123456789ab.tar"):
+        check_stage_store(store)
+    run = tmp_path / "a-run"  # a run's own folder given in place of its stages/
+    (run / "stages").mkdir(parents=True)
+    mark(run, "run")
+    with pytest.raises(PbbError, match=r"a pbb run folder: its stages are in .*a-run/stages"):
+        check_stage_store(run)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(PbbError, match="exists and is not a directory"):
+        check_stage_store(tmp_path / "file")

@@ -486,3 +486,20 @@ def test_a_sweep_grows_by_more_seeds_and_runs_only_the_new_points(tmp_path, monk
                                           "train.learning_rate": 0.5}, progress=False)
     with pytest.raises(PbbError, match="holds a different sweep"):  # an old point dropped
         sweep_mod.run_sweep(config, out, {**TINY, "sweep.grid": {"seed": [1]}}, progress=False)
+
+
+@pytest.mark.slow
+def test_a_sweep_given_another_stage_store_trains_nothing_that_store_holds(swept, tmp_path,
+                                                                             monkeypatch):
+    # `pbb sweep --stages-root`: a variant of a sweep (here the same points, into another folder)
+    # takes the stages and evaluations the other store holds, trains and evaluates none again,
+    # and keeps no stages of its own
+    out, summary, _ = swept
+    trained, generated = [], []
+    monkeypatch.setattr(run_mod, "train_sft", lambda rows, **kw: trained.append(kw))
+    monkeypatch.setattr(run_mod, "evaluate", lambda *a, **kw: generated.append(kw))
+    second = sweep_mod.run_sweep(Path("configs/sample_efficiency_quick.yaml"), tmp_path / "v",
+                                 TINY, progress=False, stages_root=out / "stages")
+    assert trained == [] and generated == []
+    assert not (tmp_path / "v" / "stages").exists()
+    assert second == summary  # the same numbers, from the same samples

@@ -93,7 +93,7 @@ def plan(config: Config, out: str | Path | None = None, *, overrides: dict | Non
     from pbb.experiments.plan import make_plan
 
     cfg = load_config(config, overrides, smoke=smoke)
-    return make_plan(cfg, out_dir(cfg.name, out, smoke), stages_root)
+    return make_plan(cfg, out_dir(cfg.name, out, smoke), _stage_store(stages_root, write=False))
 
 
 def run(config: Config, out: str | Path | None = None, *, overrides: dict | None = None,
@@ -110,7 +110,7 @@ def run(config: Config, out: str | Path | None = None, *, overrides: dict | None
 
     cfg = load_config(config, _with_data(overrides, data), smoke=smoke)
     return run_config(cfg, out_dir(cfg.name, out, smoke), progress=progress,
-                      stages_root=stages_root)
+                      stages_root=_stage_store(stages_root))
 
 
 def evaluate(model: str | Path, data: DataSet | str | Path, out: str | Path, *, curriculum: str,
@@ -167,6 +167,15 @@ def score(source: str | Path, completions: str | Path, out: str | Path, *, curri
 
     return score_completions(Path(source), Path(completions), Path(out), curriculum=curriculum,
                              config=None if config is None else Path(config), force=force)
+
+
+def _stage_store(stages_root: str | Path | None, write: bool = True) -> Path | None:
+    """``stages_root`` checked to be a stage store (pbb.folders.check_stage_store), or None."""
+    if stages_root is None:
+        return None
+    from pbb.folders import check_stage_store
+
+    return check_stage_store(Path(stages_root), write)
 
 
 def _data(data: DataSet | str | Path) -> DataSet:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pbb.errors import PbbError
 from pbb.jsonio import atomic_write_json, read_json
-from pbb.store import CONFIG, RUN_FILES, SUMMARY, SWEEP
+from pbb.store import CONFIG, RUN_FILES, STAGES, SUMMARY, SWEEP, not_stage_folders
 
 MARKER = ".pbb-folder.json"
 KINDS = ("run", "sweep", "data", "export", "score", "claims")
@@ -87,14 +87,15 @@ def _is_empty_dir(folder: Path) -> bool:
     return folder.is_dir() and not any(folder.iterdir())
 
 
-def check_writable_parent(out: Path) -> Path:
-    """The parent of ``out``, made if needed and probed for writing; returns it."""
+def check_writable_parent(out: Path, option: str = "--out") -> Path:
+    """The parent of ``out`` (given as ``option``), made if needed and probed for writing;
+    returns it."""
     parent = Path(out).resolve().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
         tempfile.NamedTemporaryFile(dir=parent, prefix=".pbb-write-test-").close()
     except OSError as e:
-        raise PbbError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+        raise PbbError(f"{option} {out}: cannot write there ({e.strerror or e})") from None
     return parent
 
 
@@ -120,3 +121,23 @@ def check_out(out: Path, kind: str, *, force: bool = False, replace: bool = True
         if replace and not force:
             raise PbbError(f"--out {out}: holds a {kind} folder already (use --force to replace it)")
     return check_writable_parent(out)
+
+
+def check_stage_store(folder: Path, write: bool = True) -> Path:
+    """Check, before any work, that runs may share stages in ``folder`` (``--stages-root``, e.g.
+    ``runs/claims/stages``): missing, or holding stage directories only. Every stage trained
+    there adds a folder of weights to it, so a user's folder, or a run's or sweep's own folder
+    given in place of its ``stages/``, is refused. ``write``: also make its parent and probe it
+    for writing (not for a plan, which writes nothing). Returns ``folder``."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise PbbError(f"--stages-root {folder}: exists and is not a directory")
+    if foreign := not_stage_folders(folder):
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        hint = (f" (a pbb {kind} folder: its stages are in {folder / STAGES})"
+                if (kind := kind_of(folder)) in ("run", "sweep", "claims") else "")
+        raise PbbError(f"--stages-root {folder}: holds {shown}, not stage folders only{hint}; "
+                       "give a stage store (new, or a run's, sweep's or the claims' stages/)")
+    if write:
+        check_writable_parent(folder, "--stages-root")
+    return folder

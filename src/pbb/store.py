@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -74,6 +75,9 @@ PARTIAL = "samples.partial.jsonl"
 PARTIAL_GLOB = "samples.partial*.jsonl"
 
 # --- a stage directory ---------------------------------------------------------------------
+#: a stage directory's name (RunStore.stage_dir): the stage's name, the first 12 hex digits of
+#: its key
+STAGE_DIR_NAME = re.compile(r"[A-Za-z0-9_]+-[0-9a-f]{12}")
 DONE = "done.json"
 MODEL = "model"
 METRICS = "metrics.jsonl"
@@ -165,6 +169,16 @@ class RunStore:
         would silently mix with its own)."""
         return any((self.root / d).is_dir() and any((self.root / d).iterdir())
                    for d in (STAGES, EVAL)) or self.summary.is_file()
+
+
+def not_stage_folders(folder: Path) -> list[str]:
+    """The names in ``folder`` that are not stage directories: a stage store shared between runs
+    holds none (a run's or a sweep's own folder holds its files beside ``stages/``)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir()
+                  if not (p.is_dir() and STAGE_DIR_NAME.fullmatch(p.name)))
 
 
 class SweepStore:

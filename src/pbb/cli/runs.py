@@ -23,7 +23,9 @@ Smoke = Annotated[bool, typer.Option(
     "--smoke", help="shrink the config to a 1-2 minute tiny-random run (default --out "
     "runs/<name>-smoke) to check it end to end")]
 StagesRoot = Annotated[Path | None, typer.Option(
-    "--stages-root", hidden=True, help="a stage store shared with other runs (sweep jobs)")]
+    "--stages-root", help="a stage store shared with other runs, e.g. runs/claims/stages: "
+    "stages trained there already are reused, the others are trained there (new, or holding "
+    "stage folders only)")]
 
 
 def run_cmd(
@@ -64,7 +66,10 @@ def plan_cmd(
     sets = parse_assignments(overrides)
     if "sweep" in read_yaml_mapping(config):  # a sweep file: the plan of each of its points
         from pbb.experiments.plan import plan_sweep
+        from pbb.folders import check_stage_store
 
+        if stages_root is not None:
+            check_stage_store(stages_root, write=False)
         _claims_hint(config, out, stages_root)
         print(plan_sweep(config, out, sets, smoke, stages_root))
         return
@@ -98,6 +103,7 @@ def sweep_cmd(
     executor: Annotated[str, typer.Option(
         "--executor", help="local (this machine, --jobs at a time) or slurm (one job per "
         "point through submitit; settings in the sweep's `slurm:` keys)")] = "local",
+    stages_root: StagesRoot = None,
 ) -> None:
     """Run every point of a grid, sharing trained stages; then the sample-efficiency analysis.
 
@@ -112,9 +118,14 @@ def sweep_cmd(
     if executor == "slurm" and per_device != 1:
         raise PbbError("--jobs-per-device is for --executor local; a Slurm job gets the GPUs of "
                        "the sweep's slurm.gpus_per_job")
-    _claims_hint(config, out)
+    if stages_root is not None:
+        from pbb.folders import check_stage_store
+
+        check_stage_store(stages_root)
+    _claims_hint(config, out, stages_root)
     summary = run_sweep(config, out, parse_assignments(overrides), progress=progress, smoke=smoke,
-                        jobs=jobs, executor=executor, jobs_per_device=per_device)
+                        jobs=jobs, executor=executor, jobs_per_device=per_device,
+                        stages_root=stages_root)
     eff = summary.get("efficiency", {})
     if "statement" in eff:
         console.print(f"[bold]crossover[/]: {eff['statement']}")

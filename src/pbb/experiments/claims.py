@@ -333,11 +333,13 @@ def claims_hint(config: Path) -> str | None:
     or ``configs/gpu/claims``): ``pbb claims`` runs it into the claims folder, whose stage store
     the claims share, while a plain sweep of it trains everything again into its own folder."""
     path = Path(config).resolve()
-    for configs, flag in ((CPU[0], ""), (GPU[0], " --gpu")):
+    for (configs, out, _), flag in ((CPU, ""), (GPU, " --gpu")):
         if path.parent == configs.resolve() and path.stem in NAMES:
             return (f"note: {config} is the config of claim {path.stem}: `pbb claims{flag} "
                     f"--only {path.stem}` runs it (`--plan` plans it) in the claims folder, "
-                    f"reusing the stages the claims share; this command uses its own folder")
+                    f"reusing the stages the claims share; this command uses its own folder "
+                    f"(a variant of the claim: --out NEW --stages-root {out / STAGES} trains "
+                    "only the stages that differ)")
     return None
 
 
