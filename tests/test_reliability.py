@@ -289,8 +289,10 @@ def test_a_stage_store_is_new_or_holds_stage_folders_only(tmp_path):
 
     assert check_stage_store(tmp_path / "new") == tmp_path / "new"  # made when a stage trains
     store = tmp_path / "stages"
-    for name in ("stage1-0123456789ab", "activation_rl-e27c5d0aee42"):
+    # a custom stage's name may hold dashes and spaces; a stage in training holds its lock
+    for name in ("stage1-0123456789ab", "activation_rl-e27c5d0aee42", "warm-up 1-00112233aabb"):
         (store / name).mkdir(parents=True)
+    (store / "stage1-0123456789ab" / ".lock").write_text("")
     assert check_stage_store(store) == store
     (store / "stage1-0123456789ab.tar").write_text("")  # not a folder
     with pytest.raises(PbbError, match="holds stage1-0123456789ab.tar"):
@@ -303,3 +305,21 @@ def test_a_stage_store_is_new_or_holds_stage_folders_only(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(PbbError, match="exists and is not a directory"):
         check_stage_store(tmp_path / "file")
+
+
+def test_pbb_sweep_hands_its_stage_store_to_the_sweep_and_refuses_parallel_points(
+        tmp_path, monkeypatch, capsys):
+    from pbb.experiments import sweep as sweep_mod
+
+    given = []
+    monkeypatch.setattr(sweep_mod, "run_sweep", lambda *a, **kw: given.append(kw) or {})
+    store = tmp_path / "claims" / "stages"
+    code, err = call(monkeypatch, capsys, "sweep", "configs/arithmetic_effect.yaml", "--smoke",
+                     "--out", tmp_path / "out", "--stages-root", store)
+    assert code == 0, err
+    assert [kw["stages_root"] for kw in given] == [store]
+    code, err = call(monkeypatch, capsys, "sweep", "configs/arithmetic_effect.yaml", "--smoke",
+                     "--out", tmp_path / "out2", "--stages-root", tmp_path / "new" / "stages",
+                     "--jobs", "2")
+    assert code == 1 and "--jobs 1, --executor local" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "new").exists()  # refused before the store's folder was made

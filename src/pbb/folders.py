@@ -18,6 +18,7 @@ so that earlier work still resumes; the marker is added when pbb next writes the
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -138,6 +139,9 @@ def check_stage_store(folder: Path, write: bool = True) -> Path:
                 if (kind := kind_of(folder)) in ("run", "sweep", "claims") else "")
         raise PbbError(f"--stages-root {folder}: holds {shown}, not stage folders only{hint}; "
                        "give a stage store (new, or a run's, sweep's or the claims' stages/)")
-    if write:
+    if write and not folder.is_dir():
         check_writable_parent(folder, "--stages-root")
+    elif write and not os.access(folder, os.W_OK | os.X_OK):  # no probe file: processes of one
+        # launch check the store at once, and each would see the other's file as foreign
+        raise PbbError(f"--stages-root {folder}: cannot write there (permission denied)")
     return folder

@@ -75,9 +75,9 @@ PARTIAL = "samples.partial.jsonl"
 PARTIAL_GLOB = "samples.partial*.jsonl"
 
 # --- a stage directory ---------------------------------------------------------------------
-#: a stage directory's name (RunStore.stage_dir): the stage's name, the first 12 hex digits of
-#: its key
-STAGE_DIR_NAME = re.compile(r"[A-Za-z0-9_]+-[0-9a-f]{12}")
+#: a stage directory's name (RunStore.stage_dir): the stage's name (a custom stage's may hold
+#: any character a folder name can), the first 12 hex digits of its key
+STAGE_DIR_NAME = re.compile(r".+-[0-9a-f]{12}")
 DONE = "done.json"
 MODEL = "model"
 METRICS = "metrics.jsonl"

@@ -121,6 +121,9 @@ def sweep_cmd(
     if stages_root is not None:
         from pbb.folders import check_stage_store
 
+        if jobs > 1 or executor != "local":
+            raise PbbError("--stages-root: points sharing another stage store run one after "
+                           "another (--jobs 1, --executor local)")
         check_stage_store(stages_root)
     _claims_hint(config, out, stages_root)
     summary = run_sweep(config, out, parse_assignments(overrides), progress=progress, smoke=smoke,
