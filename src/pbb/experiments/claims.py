@@ -157,7 +157,15 @@ CLAIMS: tuple[Claim, ...] = (
                       C("mixture", **RETROACTIVE_SETTING), "above")),
           note="Proactive on the functions of proactive_vs_control, retroactive on those of "
                "retroactive_rl, each with its own mixture (the curricula's stages are shared "
-               "with those claims)."),
+               "with those claims). Measured at seeds 0-4 (the eval functions' CoT samples, "
+               "docs/results/LOG.md): the proactive model recalls the eval function's code "
+               "exactly in 87% of its completions (235 of 270) and is right in 45% of those; "
+               "the mixture recalls it in 46% (124; 22-74% by seed) and is right in 62% of "
+               "those: stage 2, the eval functions' code trained last until all are recalled, "
+               "wins on recall and loses on executing what is recalled, and which weighs more "
+               "changes with the seed. The retroactive setting's mixture (SFT on the same rows, "
+               "no RL) recalls in 64% and is right in 54% of those, GRPO's model in 53% and 41%: "
+               "as in retroactive_rl, SFT on the rows is above 24 GRPO steps at this size."),
     Claim("retroactive_rl", "Retroactive PBB: RL on train functions activates the stored eval "
           "functions",
           "After a stage of all functions' code, RL on executing the train functions makes the "
