@@ -312,12 +312,14 @@ def test_pbb_sweep_hands_its_stage_store_to_the_sweep_and_refuses_parallel_point
     from pbb.experiments import sweep as sweep_mod
 
     given = []
-    monkeypatch.setattr(sweep_mod, "run_sweep", lambda *a, **kw: given.append(kw) or {})
     store = tmp_path / "claims" / "stages"
-    code, err = call(monkeypatch, capsys, "sweep", "configs/arithmetic_effect.yaml", "--smoke",
-                     "--out", tmp_path / "out", "--stages-root", store)
+    with monkeypatch.context() as patched:
+        patched.setattr(sweep_mod, "run_sweep", lambda *a, **kw: given.append(kw) or {})
+        code, err = call(patched, capsys, "sweep", "configs/arithmetic_effect.yaml", "--smoke",
+                         "--out", tmp_path / "out", "--stages-root", store)
     assert code == 0, err
     assert [kw["stages_root"] for kw in given] == [store]
+    # the real sweep: refused before anything is made
     code, err = call(monkeypatch, capsys, "sweep", "configs/arithmetic_effect.yaml", "--smoke",
                      "--out", tmp_path / "out2", "--stages-root", tmp_path / "new" / "stages",
                      "--jobs", "2")

@@ -66,10 +66,7 @@ def plan_cmd(
     sets = parse_assignments(overrides)
     if "sweep" in read_yaml_mapping(config):  # a sweep file: the plan of each of its points
         from pbb.experiments.plan import plan_sweep
-        from pbb.folders import check_stage_store
 
-        if stages_root is not None:
-            check_stage_store(stages_root, write=False)
         _claims_hint(config, out, stages_root)
         print(plan_sweep(config, out, sets, smoke, stages_root))
         return
@@ -118,13 +115,6 @@ def sweep_cmd(
     if executor == "slurm" and per_device != 1:
         raise PbbError("--jobs-per-device is for --executor local; a Slurm job gets the GPUs of "
                        "the sweep's slurm.gpus_per_job")
-    if stages_root is not None:
-        from pbb.folders import check_stage_store
-
-        if jobs > 1 or executor != "local":
-            raise PbbError("--stages-root: points sharing another stage store run one after "
-                           "another (--jobs 1, --executor local)")
-        check_stage_store(stages_root)
     _claims_hint(config, out, stages_root)
     summary = run_sweep(config, out, parse_assignments(overrides), progress=progress, smoke=smoke,
                         jobs=jobs, executor=executor, jobs_per_device=per_device,

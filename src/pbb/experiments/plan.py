@@ -31,6 +31,7 @@ from pbb.experiments.run import (
     open_data,
     shared_evaluation,
 )
+from pbb.folders import check_stage_store
 from pbb.rows import curricula as curricula_mod
 from pbb.store import (
     RunStore,
@@ -431,6 +432,8 @@ def plan_points(path: Path, out: Path | None = None, overrides: dict | None = No
     ``stages_root`` (``pbb claims``), will make: those count once, where they are made."""
     from pbb.experiments.sweep import load_sweep
 
+    if stages_root is not None:
+        check_stage_store(stages_root, write=False)
     raw, _, points = load_sweep(path, overrides, smoke)
     sweep = SweepStore(out_dir(str(raw.get("name", "sweep")), out, smoke))
     trained = {} if trained is None else trained

@@ -42,7 +42,7 @@ from pbb.config import (
 )
 from pbb.errors import PbbError
 from pbb.evaluation.metrics import per_behaviour_field, proportion_ci
-from pbb.folders import check_out, mark
+from pbb.folders import check_out, check_stage_store, mark
 from pbb.jsonio import atomic_write_json, atomic_write_text, read_json, read_jsonl
 from pbb.store import BARS_PLOT, CURVE_PLOT, RunStore, SweepStore, out_dir
 
@@ -138,14 +138,16 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
               executor: str = "local", jobs_per_device: int | str = 1,
               stages_root: Path | None = None, remedy: str = "use another --out") -> dict:
     """Run the sweep's pending points, then its report. ``stages_root``: a stage store shared
-    with other sweeps (``pbb claims``) instead of the sweep's own, for points run one after
-    another in this process. ``remedy``: what the error says to do where ``out`` holds a
+    with other sweeps (``pbb claims``, ``--stages-root``) instead of the sweep's own, for points
+    run one after another in this process, checked before any work. ``remedy``: what the error says to do where ``out`` holds a
     different sweep (``pbb claims`` has one --out for all its claims)."""
     from pbb.experiments.run import check_before_work, run
 
-    if stages_root is not None and (jobs > 1 or executor != "local"):
-        raise PbbError("a stage store shared with other sweeps is for points run one after "
-                       "another (--jobs 1, --executor local)")
+    if stages_root is not None:
+        if jobs > 1 or executor != "local":
+            raise PbbError("--stages-root: points sharing another stage store run one after "
+                           "another (--jobs 1, --executor local)")
+        check_stage_store(stages_root)
     raw, spec, points = load_sweep(path, overrides, smoke)
     out = out_dir(str(raw.get("name", "sweep")), out, smoke)
     sweep = SweepStore(out)
