@@ -195,6 +195,15 @@ def test_time_limit_turns_a_slow_parse_into_a_rejection():
     assert verifier_for(g).member(tokens, max_tokens=256, time_limit_s=30) is True
 
 
+def test_time_limit_counts_cpu_time_not_a_stalled_machines_wall_time():
+    """A parse cut short is a rejection, so the limit must not depend on the machine's load:
+    time spent not running (here a sleep, standing in for a stalled machine) does not count."""
+    from pbb.domains.grammars.verify import time_limit
+
+    with time_limit(0.2):
+        time.sleep(0.5)  # wall time past the limit, almost no CPU time: no _TimeUp
+
+
 def test_length_constraint_is_asked_checked_and_held_out(tmp_path):
     ds = data.generate("grammars", behaviours=20, demos=6, test_inputs=2, eval_fraction=0.5,
                        seed=2, progress=False, options={"constraint": "length"})

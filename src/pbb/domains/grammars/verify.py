@@ -4,7 +4,7 @@ The verifier maps each terminal to one private-use character and parses the mapp
 an Earley parser built from the grammar, so lark's lexer can never split or merge tokens
 differently from :func:`~pbb.domains.grammars.grammar.tokenize`. A string over unknown tokens
 is rejected before parsing; a string longer than ``max_tokens`` scores 0.0 without parsing, and
-a parse that runs past ``time_limit`` seconds is treated as a non-member (Earley is cubic in the
+a parse that runs past ``time_limit`` seconds of CPU time is treated as a non-member (Earley is cubic in the
 worst case; neither limit is reached by the strings this domain samples).
 
 :func:`reference_member` is a memoised span recognizer written separately from the verifier
@@ -29,7 +29,11 @@ class _TimeUp(Exception):
 
 @contextlib.contextmanager
 def time_limit(seconds: float):
-    """Raise :class:`_TimeUp` after ``seconds`` (main thread only; elsewhere no limit)."""
+    """Raise :class:`_TimeUp` after ``seconds`` of this process's CPU time (main thread only;
+    elsewhere no limit). Why CPU time, not wall time: a parse cut short counts as a non-member,
+    so a wall-clock limit made the verdict depend on the machine's load: on a stalled machine a
+    valid 14-token string was once rejected (the verifier test's one disagreement in 10,080),
+    and the grammars' chance rate, written into the data, could change between two runs."""
     if seconds <= 0 or threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -37,13 +41,13 @@ def time_limit(seconds: float):
     def on_alarm(signum, frame):
         raise _TimeUp
 
-    old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    old = signal.signal(signal.SIGPROF, on_alarm)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, old)
 
 
 class Verifier:
