@@ -139,8 +139,9 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
               stages_root: Path | None = None, remedy: str = "use another --out") -> dict:
     """Run the sweep's pending points, then its report. ``stages_root``: a stage store shared
     with other sweeps (``pbb claims``, ``--stages-root``) instead of the sweep's own, for points
-    run one after another in this process, checked before any work. ``remedy``: what the error says to do where ``out`` holds a
-    different sweep (``pbb claims`` has one --out for all its claims)."""
+    run one after another in this process, checked before any work. ``remedy``: what the error
+    says to do where ``out`` holds a different sweep (``pbb claims`` has one --out for all its
+    claims)."""
     from pbb.experiments.run import check_before_work, run
 
     if stages_root is not None:

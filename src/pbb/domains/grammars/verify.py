@@ -4,8 +4,8 @@ The verifier maps each terminal to one private-use character and parses the mapp
 an Earley parser built from the grammar, so lark's lexer can never split or merge tokens
 differently from :func:`~pbb.domains.grammars.grammar.tokenize`. A string over unknown tokens
 is rejected before parsing; a string longer than ``max_tokens`` scores 0.0 without parsing, and
-a parse that runs past ``time_limit`` seconds of CPU time is treated as a non-member (Earley is cubic in the
-worst case; neither limit is reached by the strings this domain samples).
+a parse that runs past ``time_limit`` seconds of CPU time is treated as a non-member (Earley is
+cubic in the worst case; neither limit is reached by the strings this domain samples).
 
 :func:`reference_member` is a memoised span recognizer written separately from the verifier
 (no lark, no shared code beyond the grammar structure); the tests check that both agree.
