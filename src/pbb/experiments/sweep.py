@@ -133,6 +133,19 @@ def load_sweep(path: Path, overrides: dict | None = None,
     return raw, spec, points
 
 
+def _pending(sweep: SweepStore, points: list[dict]) -> list[tuple[int, dict]]:
+    """The points (1-based index, point) still to run: a point is done when its summary exists
+    and its config, as this version writes it, is the one the sweep asks for now."""
+    pending = []
+    for i, p in enumerate(points, start=1):
+        point = sweep.run(p["name"])
+        if point.summary.is_file() and as_written_now(point.config.read_text()) == dump_config(p["config"]):
+            console.print(f"[dim]sweep point {i}/{len(points)} {p['name']}: done earlier[/]")
+        else:
+            pending.append((i, p))
+    return pending
+
+
 def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None,
               progress: bool = True, smoke: bool = False, jobs: int = 1,
               executor: str = "local", jobs_per_device: int | str = 1,
@@ -172,13 +185,7 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
         atomic_write_json(sweep.record, record)
     else:
         mark(out, "sweep")
-    pending = []
-    for i, p in enumerate(points, start=1):
-        point = sweep.run(p["name"])
-        if point.summary.is_file() and as_written_now(point.config.read_text()) == dump_config(p["config"]):
-            console.print(f"[dim]sweep point {i}/{len(points)} {p['name']}: done earlier[/]")
-        else:
-            pending.append((i, p))
+    pending = _pending(sweep, points)
     if executor == "slurm" and pending:
         from pbb.experiments.executors import run_slurm
 
