@@ -207,6 +207,20 @@ def test_smoke_overlay_reaches_every_point_and_keeps_the_grid():
         assert cfg.curricula == ["proactive", "mixture", "stage1_only", "untuned"]
 
 
+@pytest.mark.parametrize(("order", "expected"), [
+    ("grid", [(0, "stage1_only"), (0, "proactive"), (1, "stage1_only"), (1, "proactive")]),
+    ("points", [(0, "stage1_only"), (1, "stage1_only"), (0, "proactive"), (1, "proactive")]),
+])
+def test_the_sweep_order_runs_a_point_at_every_seed_before_the_next(tmp_path, order, expected):
+    f = tmp_path / "s.yaml"
+    f.write_text("name: x\nmodel: tiny-random\nsweep:\n  grid: {seed: [0, 1]}\n"
+                 f"  order: {order}\n"
+                 "  points: [{curricula: [stage1_only]}, {curricula: [proactive]}]\n")
+    _, _, points = sweep_mod.load_sweep(f)
+    assert [(p["config"].seed, *p["config"].curricula) for p in points] == expected
+    assert len({p["name"] for p in points}) == 4
+
+
 @pytest.mark.slow
 def test_points_run_at_once_share_stage_one_through_the_lock(tmp_path):
     """--jobs 2: four points of one seed in separate processes, stage 1 trained by one of them

@@ -604,15 +604,25 @@ def measure(claim: Claim, configs: Path, out: Path, overrides: dict | None = Non
         fig = paired(accuracies(pts, comp.a, comp.split, comp.only),
                      accuracies(pts, comp.b, comp.split, comp.only)) if ran else None
         result["rows"].append({"comparison": comp, "in_config": ran, "figure": fig,
-                               "verdict": NOT_RUN if fig is None else _judge(
+                               "verdict": _unmeasured(claim, result) if fig is None else _judge(
                                    verdict, (fig["ci_low"], fig["ci_high"], comp.direction),
                                    claim, result)})
     if claim.crossover is not None:
         fig = crossover_figure(pts, claim.crossover)
         c = fig["crossover"] if fig else None
-        result["crossover"] = {"figure": fig, "verdict": NOT_RUN if c is None else _judge(
-            crossover_verdict, (c["ci_low"], c["ci_high"]), claim, result)}
+        judged = None if c is None else _judge(crossover_verdict, (c["ci_low"], c["ci_high"]),
+                                               claim, result)
+        result["crossover"] = {"figure": fig, "verdict": judged or _unmeasured(claim, result)}
     return result
+
+
+def _unmeasured(claim: Claim, result: dict) -> str:
+    """The verdict of a comparison with no figure yet: not testable where the claim's
+    prerequisite was measured and failed (why: its comparisons would say nothing, so a claim's
+    config lists the prerequisite's points first and the hours of the rest need not be spent to
+    reach the verdict); otherwise not run."""
+    pre, got = claim.prerequisite, result["prerequisite"]
+    return NOT_TESTABLE if pre is not None and got is not None and got < pre.at_least else NOT_RUN
 
 
 def _judge(rule, args: tuple, claim: Claim, result: dict) -> str:

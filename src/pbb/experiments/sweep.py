@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
@@ -78,6 +79,9 @@ class SweepSpec(BaseModel):
 
     grid: dict[str, list] = Field(default_factory=dict)
     points: list[dict[str, object]] = Field(default_factory=lambda: [{}], min_length=1)
+    order: Literal["grid", "points"] = Field(
+        "grid", description="grid: every point at each grid combination in turn; points: each "
+        "point at every grid combination in turn (a claim's prerequisite at every seed first)")
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     slurm: SlurmConfig = Field(default_factory=SlurmConfig)
 
@@ -113,21 +117,23 @@ def load_sweep(path: Path, overrides: dict | None = None,
         raise PbbError(_error_line(e, f"{path}: sweep")) from None
     keys = list(spec.grid)
     points = []
-    for combo in itertools.product(*(spec.grid[k] for k in keys)):
-        for extra in spec.points:
-            ov = {**dict(zip(keys, combo)), **extra}
-            cfg_raw = apply_overrides(written, {**mine, **ov}, smoke)
-            name = _point_name(len(points), ov)
-            cfg_raw["name"] = f"{raw.get('name', 'sweep')}/{name}"
-            try:
-                cfg = RunConfig(**cfg_raw)
-            except ValidationError as e:
-                raise PbbError(_error_line(e, f"{path}: point {name}")) from None
-            if cfg.data.path:  # the data block as the data set says (pbb.experiments.run.open_data)
-                from pbb.experiments.run import with_data_path
+    combos = list(itertools.product(*(spec.grid[k] for k in keys)))
+    pairs = (itertools.product(combos, spec.points) if spec.order == "grid"
+             else ((combo, extra) for extra in spec.points for combo in combos))
+    for combo, extra in pairs:
+        ov = {**dict(zip(keys, combo)), **extra}
+        cfg_raw = apply_overrides(written, {**mine, **ov}, smoke)
+        name = _point_name(len(points), ov)
+        cfg_raw["name"] = f"{raw.get('name', 'sweep')}/{name}"
+        try:
+            cfg = RunConfig(**cfg_raw)
+        except ValidationError as e:
+            raise PbbError(_error_line(e, f"{path}: point {name}")) from None
+        if cfg.data.path:  # the data block as the data set says (pbb.experiments.run.open_data)
+            from pbb.experiments.run import with_data_path
 
-                cfg, _ = with_data_path(cfg)
-            points.append({"name": name, "overrides": ov, "config": cfg})
+            cfg, _ = with_data_path(cfg)
+        points.append({"name": name, "overrides": ov, "config": cfg})
     if not points:
         raise PbbError(f"{path}: the grid is empty")
     return raw, spec, points
