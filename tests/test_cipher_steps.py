@@ -276,10 +276,14 @@ def test_a_gold_trace_puts_its_output_together_right_whatever_its_trace(trace):
                                     "running_output": running})
         behaviours = _by_id(ds)
         for d in ds.demonstrations:
-            c = check_output(behaviours[d.behaviour_id], d.trace)
+            b = behaviours[d.behaviour_id]
+            c = check_output(b, d.trace)
             n = len(ast.literal_eval(d.output))
             assert (c["out lines"], c["out"], c["return joins"]) == \
                 ((n, n, 1) if running else (0, 0, 1)), d.trace
+            # as a CoT completion writes it: the recalled code (its `out = ""`) above the trace
+            recalled = f"Recall the definition:\n{b.instruction}\nTrace:\n{d.trace}"
+            assert 'out = ""' in b.instruction and check_output(b, recalled) == c
             broken = d.trace.replace(f"return {d.output}", f"return {d.output[:-2]}'")
             assert check_output(behaviours[d.behaviour_id], broken)["return joins"] == 0
             if running:  # the last out line with a letter too many fails once

@@ -236,15 +236,20 @@ def _step_letter(line: str) -> str | None:
 def check_output(b: Behaviour, completion: str) -> collections.Counter:
     """How the output is put together from the step lines (of any trace), whatever they got
     right: ``out`` lines (``running_output``) that are the letters of the step and kept lines
-    above them, and a first ``return`` line that joins them all (``return joins``)."""
+    above them, and a first ``return`` line that joins them all (``return joins``). Out lines
+    are counted from the first step line on: the recalled code above the trace has its own
+    ``out = ""`` (with ``running_output: quoted`` it was counted as a wrong out line)."""
     letters: list[str] = []
     counts: collections.Counter = collections.Counter()
+    stepped = False
     for line in (x.strip() for x in completion.splitlines()):
         if (c := _step_letter(line)) is not None:
             letters.append(c)
+            stepped = True
         elif m := _KEPT.match(line):
             letters.append(m["ch"][1])
-        elif line.startswith((OUT_PREFIX, QUOTED_PREFIX)):  # the other style's line: wrong
+            stepped = True
+        elif stepped and line.startswith((OUT_PREFIX, QUOTED_PREFIX)):  # other style's: wrong
             counts["out lines"] += 1
             counts["out"] += line == out_line("".join(letters), b.meta["alphabet"],
                                               quoted=b.meta.get("running_output") == "quoted")
