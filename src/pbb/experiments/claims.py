@@ -277,8 +277,13 @@ CLAIMS: tuple[Claim, ...] = (
                "right in 20 of 48 queries, the `return` line joined them right in 5 of those; "
                "with the output so far written after each step (running_output) those lines were "
                "right in 99% and the return still joined them in 27% (2 of 48): the letters are "
-               "tokens with a leading space, the string is BPE pieces. The prerequisite is not "
-               "met at 135M with these traces (docs/results/LOG.md, ciphers)."),
+               "tokens with a leading space, the string is BPE pieces. With the output grown "
+               "as the code's own quoted string (out = 'or', the config's recipe since) the "
+               "return joined the steps' letters in 50% (8 of 48 right, the best measured), "
+               "but every step was right in 14 of 48 queries (20 before): a step is right in "
+               "69% of the steps, so a query of 3-4 steps is capped near 30% whatever the "
+               "join. The prerequisite is not met at 135M with these traces "
+               "(docs/results/LOG.md, ciphers)."),
     Claim("grammars_above_chance", "Grammars known only from their rules, above chance",
           "A model that saw a grammar's rules only generates strings the grammar accepts more "
           "often than random strings of the same lengths do.",
