@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from pbb.config import TrainConfig
+from pbb.jsonio import read_json
 from pbb.models import load_model
 from pbb.store import METRICS, MODEL
 from pbb.training.packing import (
@@ -288,8 +289,12 @@ def test_a_packed_stage_killed_mid_run_resumes_to_every_step_logged_once(tiny, r
     # last checkpoint is step 6's (whose records were written before it)
     assert [r["step"] for r in _metrics(tmp_path / "cut")] == list(range(1, 8))
     assert [c.name for c in (tmp_path / "cut" / "trainer").glob("checkpoint-*")] == ["checkpoint-6"]
+    before = read_json(tmp_path / "cut" / "trainer" / "checkpoint-6" / "state.json")["seconds"]
     resumed = train_sft(rows, stage_dir=tmp_path / "cut", **kw)
     assert resumed["resumed"] and resumed["steps"] == whole["steps"]
+    # its time counts the life before the kill, up to that life's last checkpoint
+    assert whole["seconds_before"] == 0 < before == pytest.approx(resumed["seconds_before"], abs=0.1)
+    assert resumed["seconds"] > resumed["seconds_before"]
     cut, ref = _metrics(tmp_path / "cut"), _metrics(tmp_path / "whole")
     assert [r["step"] for r in cut] == list(range(1, whole["steps"] + 1))
     assert [r["loss"] for r in cut] == pytest.approx([r["loss"] for r in ref], rel=1e-5)

@@ -355,7 +355,8 @@ def train_curriculum(cfg: RunConfig, ds, store: RunStore, name: str, stages: lis
                                        progress=progress,
                                        on_metrics=tracking.stage_logger(sdir.name))
                 release_memory()
-                timing[f"train {name}/{st.name}"] = time.time() - t
+                # with the lives before a resume (their time up to their last checkpoint)
+                timing[f"train {name}/{st.name}"] = time.time() - t + info.get("seconds_before", 0)
                 if main:  # the plan's expected times (pbb plan)
                     rates.record_stage(rates.machine_key(cfg.model), info)
         parent, init = key, sdir / MODEL

@@ -294,7 +294,8 @@ class SFTRun:
         self.bar = tqdm(total=self.total, initial=self.state.step,
                         desc=f"train {self.stage_dir.name}", unit="step",
                         disable=not (progress and self.main) or None, leave=False)
-        self.t_run = time.time() - self.state.seconds
+        self.seconds_before = self.state.seconds  # earlier lives', up to their last checkpoint
+        self.t_run = time.time() - self.seconds_before
         # the step records whose loss and gradient norm are still on the device: read and
         # written every FLUSH_EVERY steps (one synchronisation), and before anything that needs
         # them (a checkpoint, whose state holds the loss sum and behind which the metrics are
@@ -554,7 +555,9 @@ class SFTRun:
             "prompt_tokens_per_row": round(prompt_tokens / n_rows, 1),
             "completion_tokens_per_row": round((tokens - prompt_tokens) / n_rows, 1),
             "rows_per_second": round((s.rows - self.rows_at_start) / busy, 3),
-            "seconds": round(time.time() - self.t_start, 1),
+            # all lives: a claim's cost (docs/claims.md) counts a stage resumed across sessions
+            "seconds": round(time.time() - self.t_start + self.seconds_before, 1),
+            "seconds_before": round(self.seconds_before, 1),
             "time_split": {k: round(v, 1) for k, v in self.timing.items()},
             "method": cfg.method, "bf16": self.bf16, "learning_rate": cfg.learning_rate,
             "planned_epochs": self.planned_epochs, "recall": s.recall,
