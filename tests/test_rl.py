@@ -274,10 +274,15 @@ def test_interrupted_grpo_stage_resumes_from_its_checkpoint(ds, tiny, tmp_path, 
     assert not (tmp_path / "s" / DONE).exists()
     assert (tmp_path / "s" / "trainer" / "checkpoint-2").is_dir()
     assert [r["step"] for r in read_jsonl(tmp_path / "s" / METRICS)] == [1, 2, 3]
+    clock = tmp_path / "s" / "trainer" / "checkpoint-2" / "pbb_seconds.json"
+    before = json.loads(clock.read_text())["seconds"]
 
     monkeypatch.setattr(rl_mod, "_MetricsLog", real)
     info = rl_mod.train_rl_stage(rows, **kw)
     assert info["resumed"] is True and info["steps"] == 4
+    # its time counts the life before the kill, up to that life's last checkpoint
+    assert info["seconds_before"] == pytest.approx(before, abs=0.1)
+    assert 0 < before < info["seconds"]
     steps = [r["step"] for r in read_jsonl(tmp_path / "s" / METRICS) if "reward" in r]
     assert steps == [1, 2, 3, 4]  # step 3 was trained again and is logged once
     assert {r["step"] for r in read_jsonl(tmp_path / "s" / rl_mod.ROLLOUTS)} == {1, 2, 3, 4}

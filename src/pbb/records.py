@@ -68,8 +68,11 @@ class Sample(Query):
 
 @with_config(OPEN)
 class StageRecord(TypedDict):
-    """A finished stage's ``done.json`` (SFT stages; RL stages add their own statistics)."""
+    """A finished stage's ``done.json`` (SFT stages; RL stages add their own statistics).
+    ``seconds``: training time over all its lives; ``seconds_before``: the lives before the
+    last one, up to their last checkpoint (a stage resumed across sessions costs all of it)."""
     seconds: float
+    seconds_before: NotRequired[float]
     resumed: bool
     processes: int
     rows: NotRequired[int]

@@ -34,7 +34,7 @@ from pbb.config import RLConfig, TrainConfig
 from pbb.errors import PbbError
 from pbb.jsonio import append_jsonl, iter_jsonl
 from pbb.store import METRICS, ROLLOUTS, TRAINER, finish_stage, start_stage
-from pbb.training.hf_trainer import _MetricsLog, fit
+from pbb.training.hf_trainer import _Clock, _MetricsLog, fit, seconds_before
 from pbb.training.load import load_trainable
 from pbb.training.precision import use_bf16
 from pbb.training.rewards import completion_as_text
@@ -134,7 +134,7 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
 
     stage_dir = Path(stage_dir)
     resume = start_stage(stage_dir, logs=(METRICS, ROLLOUTS))
-    t0 = time.time()
+    t0, before = time.time(), seconds_before(resume)
     model = load_trainable(init, base, cfg, model_options)
     dataset = Dataset.from_list([{"prompt": prompt_text(tokenizer, r["prompt"][0]["content"],
                                                         system_prompt),
@@ -145,11 +145,14 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
     funcs = [_logged(funcs[0], stage_dir / ROLLOUTS, trainer_ref), *funcs[1:]]
     args = grpo_args(rl, cfg, stage_dir / TRAINER, seed, progress, weights)
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
-                          processing_class=tokenizer, callbacks=[_MetricsLog(stage_dir / METRICS, on_metrics)])
+                          processing_class=tokenizer,
+                          callbacks=[_MetricsLog(stage_dir / METRICS, on_metrics),
+                                     _Clock(before, t0)])
     trainer_ref.append(trainer)
     fit(trainer, stage_dir=stage_dir, tokenizer=tokenizer, resume=resume, progress=progress)
     return finish_stage(stage_dir, {
         "rows": len(rows), "steps": trainer.state.global_step, "algorithm": "grpo",
         "loss_type": rl.loss_type, **reward_trend(stage_dir / METRICS),
-        "seconds": round(time.time() - t0, 1), "method": cfg.method, "bf16": bool(args.bf16),
+        "seconds": round(before + time.time() - t0, 1), "seconds_before": round(before, 1),
+        "method": cfg.method, "bf16": bool(args.bf16),
         "resumed": resume is not None, "processes": dist.world()})
