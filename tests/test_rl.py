@@ -13,7 +13,7 @@ from pbb.jsonio import read_jsonl
 from pbb.models import load_model, load_tokenizer, resolve_model_path
 from pbb.rows import curricula
 from pbb.rows.render import make_row, row_rng
-from pbb.store import DONE, METRICS, MODEL
+from pbb.store import CHECKPOINT_CLOCK, DONE, METRICS, MODEL
 from pbb.training import grpo as rl_mod
 from pbb.training.rewards import completion_as_text, reward_functions, score_completion
 from tests.conftest import Canned, run_cli
@@ -274,7 +274,7 @@ def test_interrupted_grpo_stage_resumes_from_its_checkpoint(ds, tiny, tmp_path, 
     assert not (tmp_path / "s" / DONE).exists()
     assert (tmp_path / "s" / "trainer" / "checkpoint-2").is_dir()
     assert [r["step"] for r in read_jsonl(tmp_path / "s" / METRICS)] == [1, 2, 3]
-    clock = tmp_path / "s" / "trainer" / "checkpoint-2" / "pbb_seconds.json"
+    clock = tmp_path / "s" / "trainer" / "checkpoint-2" / CHECKPOINT_CLOCK
     before = json.loads(clock.read_text())["seconds"]
 
     monkeypatch.setattr(rl_mod, "_MetricsLog", real)

@@ -90,6 +90,8 @@ LOCK = ".lock"
 CHECKPOINT = "checkpoint-"
 CHECKPOINT_STATE = "state.json"
 TRAINER_STATE = "trainer_state.json"
+#: beside the Trainer's state: the training time so far, all lives (pbb.training.hf_trainer)
+CHECKPOINT_CLOCK = "pbb_seconds.json"
 #: evaluations of the stage's model kept for other runs: ``evals/<mode>-<key>/``, each with the
 #: samples and a record of how long the evaluation took and under which settings
 EVALS = "evals"

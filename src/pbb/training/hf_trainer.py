@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from pbb.jsonio import append_jsonl, atomic_write_json, read_json
+from pbb.store import CHECKPOINT_CLOCK, checkpoint_name
 from pbb.training.stages import save_model_atomic
 
 
@@ -31,29 +32,26 @@ class _MetricsLog:
         return Callback()
 
 
-#: a checkpoint's training time so far, all lives (a claim's cost counts a resumed stage whole)
-CLOCK = "pbb_seconds.json"
-
-
 def seconds_before(resume: Path | None) -> float:
     """Training time of the lives before this one, as their last checkpoint recorded it."""
-    clock = Path(resume) / CLOCK if resume else None
+    clock = Path(resume) / CHECKPOINT_CLOCK if resume else None
     return float(read_json(clock)["seconds"]) if clock is not None and clock.is_file() else 0.0
 
 
 class _Clock:
     """A TrainerCallback that writes the training time so far, earlier lives' included, into
-    each checkpoint the Trainer saves (``CLOCK``), so a resumed stage's ``done.json`` counts
-    them."""
+    each checkpoint the Trainer saves (``CHECKPOINT_CLOCK``), so a resumed stage's
+    ``done.json`` counts them."""
 
     def __new__(cls, before: float, t0: float):
         from transformers import TrainerCallback
 
         class Callback(TrainerCallback):
             def on_save(self, args, state, control, **kw):
-                where = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                where = Path(args.output_dir) / checkpoint_name(state.global_step)
                 if state.is_world_process_zero and where.is_dir():
-                    atomic_write_json(where / CLOCK, {"seconds": before + time.time() - t0})
+                    atomic_write_json(where / CHECKPOINT_CLOCK,
+                                      {"seconds": before + time.time() - t0})
 
         return Callback()
 
