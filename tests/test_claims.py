@@ -437,3 +437,48 @@ def test_claims_with_no_run_here_keep_what_the_table_showed(claimed, tmp_path):
     claims_mod.run_claims(CPU_CONFIGS, empty, TINY_CLAIMS, TINY, smoke=True, progress=False,
                           doc=doc, execute=False)
     assert doc.read_text() == after
+
+
+@pytest.mark.parametrize(("claim", "figure", "expected"), [
+    # ciphers: stage 1's points at every seed first; the rest only where it is met
+    ("ciphers_robustness", 0.167, [[["stage1"]] * 3]),
+    ("ciphers_robustness", 0.5, [[["stage1"]] * 3, "all"]),
+    # grammars: its prerequisite is measured by every point, so one sweep as before
+    ("grammars_above_chance", 0.2, ["all"]),
+    ("proactive_vs_control", None, ["all"]),  # no prerequisite
+])
+def test_a_failed_prerequisite_leaves_the_claims_other_points_unrun(
+        monkeypatch, tmp_path, capfd, claim, figure, expected):
+    from pbb.experiments import sweep as sweep_mod
+
+    (c,) = claims_mod.select([claim])
+    _, _, planned = load_sweep(claims_mod.config_path(CPU_CONFIGS, c))
+    calls = []
+
+    def fake_sweep(path, out, overrides=None, select=None, **kw):
+        calls.append("all" if select is None else
+                     [p["config"].curricula for p in planned if select(p["config"])])
+
+    monkeypatch.setattr(sweep_mod, "run_sweep", fake_sweep)
+    monkeypatch.setattr(claims_mod, "prerequisite_figure", lambda claim, pts: figure)
+    claims_mod.run_claims(CPU_CONFIGS, tmp_path / "out", [claim], progress=False,
+                          doc=tmp_path / "claims.md")
+    assert calls == expected
+    said = " ".join(capfd.readouterr().err.split())
+    skipped = len(expected) == 1 and expected != ["all"]
+    assert ("16.7% < 50.0% over its seeds" in said and "3 point(s) are not run" in said
+            and f"--out {tmp_path / 'out' / claim}" in said) == skipped, said
+
+
+def test_the_plan_says_which_points_wait_for_the_prerequisite(tmp_path):
+    """``--plan`` counts every point's time, so it says which of them a failed prerequisite
+    leaves unrun: the ciphers' other curricula (one point a seed), and none of a claim whose
+    prerequisite is measured by its own points (grammars)."""
+    one_seed = {"sweep.grid.seed": [0], "train.max_steps": 1}
+    text = " ".join(claims_mod.plan_claims(
+        CPU_CONFIGS, tmp_path / "out", ["ciphers_robustness", "grammars_above_chance"], one_seed,
+        smoke=True).split())
+    assert "ciphers_robustness: 2 points, expected time" in text
+    assert "(1 of the points run only where its prerequisite is met)" in text
+    grammars = text.split("grammars_above_chance: ")[1].split(" all ")[0]
+    assert "prerequisite" not in grammars and not (tmp_path / "out").exists()

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
@@ -395,15 +396,51 @@ def run_claims(configs: Path, out: Path, only: list[str] | None = None,
         mark(out, "claims")
         for claim in chosen:
             console.print(f"[bold]claim {claim.name}[/]: {claim.title}")
-            run_sweep(config_path(configs, claim), out / claim.name, overrides, progress=progress,
-                      smoke=smoke, stages_root=out / STAGES,
-                      remedy=f"its config changed since it ran: move {out / claim.name} aside to "
-                             f"run claim {claim.name} as it is now (stages that still agree are "
-                             f"reused from {out / STAGES})")
+            sweep = partial(run_sweep, config_path(configs, claim), out / claim.name, overrides,
+                            progress=progress, smoke=smoke, stages_root=out / STAGES,
+                            remedy=f"its config changed since it ran: move {out / claim.name} "
+                                   f"aside to run claim {claim.name} as it is now (stages that "
+                                   f"still agree are reused from {out / STAGES})")
+            if _prerequisite_first(claim, sweep, configs, out, overrides, smoke):
+                sweep()
     measured = [measure(c, configs, out, overrides, smoke) for c in CLAIMS]
     for m, e in zip(measured, write(measured, Path(doc), configs, out)):
         m["entry"] = e
     return measured
+
+
+def _gated(claim: Claim, configs: Path, overrides: dict | None, smoke: bool) -> int:
+    """How many of the claim's points run only once its prerequisite is met: those that do not
+    measure it, where others do (0 where it has none or every point measures it)."""
+    from pbb.experiments.sweep import load_sweep
+
+    if claim.prerequisite is None:
+        return 0
+    _, _, planned = load_sweep(config_path(configs, claim), overrides, smoke)
+    rest = sum(not matches(claim.prerequisite.condition, p["config"]) for p in planned)
+    return rest if rest < len(planned) else 0
+
+
+def _prerequisite_first(claim: Claim, sweep, configs: Path, out: Path, overrides: dict | None,
+                        smoke: bool) -> bool:
+    """Where the claim's prerequisite has points of its own, run those first (``sweep``: its
+    sweep's run, taking ``select``) and say whether the rest should run: not where the
+    prerequisite failed, pooled over every seed, as its verdict is then "not testable at this
+    size" whatever they show (the ciphers' would cost ~5 h 40 min on 2 cores; ``pbb sweep`` on
+    the claim's config runs them all the same)."""
+    pre, rest = claim.prerequisite, _gated(claim, configs, overrides, smoke)
+    if not rest:
+        return True
+    sweep(select=lambda cfg: matches(pre.condition, cfg))
+    got = prerequisite_figure(claim, points(Path(out) / claim.name)[0])
+    if got is None or got >= pre.at_least:
+        return True
+    console.print(f"claim {claim.name}: {pre.what}: {100 * got:.1f}% < {100 * pre.at_least:.1f}% "
+                  f"over its seeds, so its verdict is not testable at this size; its other "
+                  f"{rest} point(s) are not run (`pbb sweep {config_path(configs, claim)} --out "
+                  f"{Path(out) / claim.name} --stages-root {Path(out) / STAGES}` runs them)",
+                  soft_wrap=True)  # the command whole, to copy
+    return False
 
 
 def plan_claims(configs: Path, out: Path, only: list[str] | None = None,
@@ -422,7 +459,10 @@ def plan_claims(configs: Path, out: Path, only: list[str] | None = None,
                               out / STAGES, trained, evaluated)
         if len(chosen) == 1:
             texts += planned.texts
-        lines.append(f"{claim.name}: {planned.points} points, expected time {planned.total()}")
+        gated = _gated(claim, configs, overrides, smoke)
+        lines.append(f"{claim.name}: {planned.points} points, expected time {planned.total()}"
+                     + (f" ({gated} of the points run only where its prerequisite is met)"
+                        if gated else ""))
         every.add(planned)
     return "\n\n".join([*texts, "\n".join([*lines, f"all {len(chosen)} claim(s) into {out}: "
                                                         f"expected time {every.total()}"])])
@@ -599,10 +639,7 @@ def measure(claim: Claim, configs: Path, out: Path, overrides: dict | None = Non
               "points": max(total, len(cfgs)), "cfgs": cfgs,  # a grown config: its new points too
               "seeds": sorted({c.seed for c in cfgs}), "spent": spent, "alone": alone,
               "prerequisite": None, "rows": []}
-    if claim.prerequisite is not None:
-        pre = claim.prerequisite
-        runs = accuracies(pts, pre.condition, pre.split)
-        result["prerequisite"] = mean_over_runs(runs) if runs else None
+    result["prerequisite"] = prerequisite_figure(claim, pts)
     for comp in [c for each in claim.comparisons for c in expand(each, cfgs)]:
         ran = any(matches(comp.a, c) for c in cfgs) and any(matches(comp.b, c) for c in cfgs)
         fig = paired(accuracies(pts, comp.a, comp.split, comp.only),
@@ -618,6 +655,14 @@ def measure(claim: Claim, configs: Path, out: Path, overrides: dict | None = Non
                                                claim, result)
         result["crossover"] = {"figure": fig, "verdict": judged or _unmeasured(claim, result)}
     return result
+
+
+def prerequisite_figure(claim: Claim, pts: list[Point]) -> float | None:
+    """The claim's prerequisite as measured by the finished points (pooled over their seeds);
+    None where it has none or no point measured it yet."""
+    pre = claim.prerequisite
+    runs = accuracies(pts, pre.condition, pre.split) if pre is not None else None
+    return mean_over_runs(runs) if runs else None
 
 
 def _unmeasured(claim: Claim, result: dict) -> str:

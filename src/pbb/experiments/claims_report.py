@@ -32,7 +32,7 @@ bootstrap interval that draws seeds, then behaviours within them (so it carries 
 between seeds, not only between behaviours), and each seed's own mean difference. Verdicts:
 **{reproduced}** where the interval excludes 0 in the paper's direction; **{not_reproduced}**
 where it excludes 0 the other way or includes it; **{not_testable}** where the claim's
-prerequisite fails (its measured figure is given; the comparisons need not run once it has);
+prerequisite fails (its measured figure is given; `pbb claims` then leaves its other points unrun);
 **{not_run}** where no run measured it yet. A verdict whose seeds disagree in sign says so while
 it has fewer than {seeds} seeds. Times are the runs' own (their summaries' timings, on the
 machine that ran them; a stage resumed after an interruption counts every life up to its last

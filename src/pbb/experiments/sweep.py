@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -155,12 +156,14 @@ def _pending(sweep: SweepStore, points: list[dict]) -> list[tuple[int, dict]]:
 def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None,
               progress: bool = True, smoke: bool = False, jobs: int = 1,
               executor: str = "local", jobs_per_device: int | str = 1,
-              stages_root: Path | None = None, remedy: str = "use another --out") -> dict:
+              stages_root: Path | None = None, remedy: str = "use another --out",
+              select: Callable[[object], bool] | None = None) -> dict:
     """Run the sweep's pending points, then its report. ``stages_root``: a stage store shared
     with other sweeps (``pbb claims``, ``--stages-root``) instead of the sweep's own, for points
     run one after another in this process, checked before any work. ``remedy``: what the error
     says to do where ``out`` holds a different sweep (``pbb claims`` has one --out for all its
-    claims)."""
+    claims). ``select``: run only the points whose config it accepts (``pbb claims`` runs a
+    claim's prerequisite first and the rest only where it is met)."""
     from pbb.experiments.run import check_before_work, run
 
     if stages_root is not None:
@@ -191,7 +194,7 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
         atomic_write_json(sweep.record, record)
     else:
         mark(out, "sweep")
-    pending = _pending(sweep, points)
+    pending = [(i, p) for i, p in _pending(sweep, points) if not select or select(p["config"])]
     if executor == "slurm" and pending:
         from pbb.experiments.executors import run_slurm
 
