@@ -45,6 +45,21 @@ def test_estimate_finds_a_known_crossing_with_an_interval():
     assert "about 31.6 demonstrations" in efficiency.describe(est["crossover"], est["ks"])
 
 
+def test_estimate_gives_each_seeds_own_crossing():
+    """Seeds whose curves cross the line at different k: each seed's N is its own curve's
+    crossing (not the pooled one), a seed whose curve never reaches the line says so, and a seed
+    whose curve is not complete yet is left out (not cutting the others' curves to its k)."""
+    per_seed = {**_synthetic({1: 0.1, 10: 0.3, 100: 0.5}, 0.4, seeds=(0,)),
+                **_synthetic({1: 0.1, 10: 0.5, 100: 0.6}, 0.3, seeds=(1,)),
+                **_synthetic({1: 0.05, 10: 0.1, 100: 0.15}, 0.6, seeds=(2,))}
+    running = _synthetic({1: 0.9}, 0.1, seeds=(3,))  # a seed with k = 1 only, so far
+    est = efficiency.estimate({**per_seed, **running}, resamples=100)
+    assert est["ks"] == [1, 10, 100] and est["seeds"] == [0, 1, 2]  # it waits
+    got = est["crossover"]["per_seed"]
+    assert got[:2] == pytest.approx([math.sqrt(1000), math.sqrt(10)]) and math.isinf(got[2])
+    assert [efficiency.format_n(n, est["ks"]) for n in got] == ["31.6", "3.2", "> 100"]
+
+
 def test_estimate_says_when_curves_do_not_cross():
     below = efficiency.estimate(_synthetic({1: 0.05, 10: 0.1, 100: 0.15}, 0.6), resamples=200)
     assert below["crossover"]["kind"] == efficiency.BELOW_ALL

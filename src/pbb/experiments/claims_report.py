@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pbb.experiments.efficiency import format_n
 from pbb.jsonio import atomic_write_text
 
 #: the verdicts (:func:`pbb.experiments.claims.verdict` says when each is given)
@@ -29,7 +30,8 @@ setting. Every figure recomputes from the runs' `samples.jsonl`: a condition's a
 the mean over its runs (one a seed) of its mean over behaviours; a paired difference (percentage
 points, a − b) is the mean over the (seed, behaviour) pairs both conditions ran on, with a 95%
 bootstrap interval that draws seeds, then behaviours within them (so it carries the spread
-between seeds, not only between behaviours), and each seed's own mean difference. Verdicts:
+between seeds, not only between behaviours), and each seed's own mean difference (the
+crossover: each seed's own N). Verdicts:
 **{reproduced}** where the interval excludes 0 in the paper's direction; **{not_reproduced}**
 where it excludes 0 the other way or includes it; **{not_testable}** where the claim's
 prerequisite fails (its measured figure is given; `pbb claims` then leaves its other points unrun);
@@ -92,6 +94,13 @@ def _crossover_cell(fig: dict | None) -> str:
             f"{curve}%{caveat}")
 
 
+def _crossover_seeds(fig: dict | None) -> str:
+    """Each seed's own N (``"-"`` before any ran)."""
+    if fig is None:
+        return "-"
+    return " / ".join(format_n(n, fig["ks"]) for n in fig["crossover"]["per_seed"])
+
+
 def _verdict_cell(text: str, m: dict, fig: dict | None = None) -> str:
     shown = f"**{text}**" if text == REPRODUCED else text
     signs = {x > 0 for x in (fig or {}).get("per_seed", []) if x != 0}
@@ -149,7 +158,8 @@ def section(m: dict, doc: Path) -> list[str]:
         lines.append(f"- Note: {claim.note}")
     lines += ["", "| comparison | paper | pbb | per seed | verdict |", "|---|---|---|---|---|"]
     per_seed = [" / ".join(signed(x) for x in r["figure"]["per_seed"]) if r["figure"] else "-"
-                for r in m["rows"]] + (["-"] if claim.crossover else [])
+                for r in m["rows"]] + ([_crossover_seeds(m["crossover"]["figure"])]
+                                       if claim.crossover else [])
     for (comp, paper, fig, verdict), seeds in zip(rows_of(m), per_seed):
         lines.append(f"| {comp} | {paper} | {fig} | {seeds} | {verdict} |")
     return lines + [""]

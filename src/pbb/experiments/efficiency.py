@@ -51,6 +51,10 @@ def estimate(per_seed: dict[int, dict], resamples: int = 1000, seed: int = 0) ->
     seeds = sorted(s for s, v in per_seed.items() if v.get("instruction") and v.get("curve"))
     if not seeds:
         raise ValueError("no seed has both a demos_only curve and an instruction run")
+    # a seed whose curve is not yet complete (its sweep still running) waits: taken in, it would
+    # cut every seed's curve to the k it has
+    tried = set().union(*(per_seed[s]["curve"] for s in seeds))
+    seeds = [s for s in seeds if set(per_seed[s]["curve"]) == tried] or seeds
     ks = sorted(set.intersection(*(set(per_seed[s]["curve"]) for s in seeds)))
     behaviours = {s: sorted(per_seed[s]["instruction"]) for s in seeds}
     arrays = {s: (np.array([[per_seed[s]["curve"][k].get(b, np.nan) for b in behaviours[s]]
@@ -64,6 +68,8 @@ def estimate(per_seed: dict[int, dict], resamples: int = 1000, seed: int = 0) ->
 
     curve, line = stats(seeds, lambda s: slice(None))
     kind, n = crossover(ks, curve, line)
+    # each seed's own N: whether the seeds agree is not in a pooled interval's width alone
+    alone = [_as_number(*crossover(ks, *stats([s], lambda s: slice(None)))) for s in seeds]
     rng = np.random.default_rng(seed)
     boot_curves, boot_lines, boot_n = [], [], []
     for _ in range(resamples):
@@ -84,20 +90,22 @@ def estimate(per_seed: dict[int, dict], resamples: int = 1000, seed: int = 0) ->
         "instruction": {"accuracy": line, "ci_low": float(np.percentile(boot_lines, 2.5)),
                         "ci_high": float(np.percentile(boot_lines, 97.5))},
         "crossover": {"kind": kind, "n": n, "ci_low": float(lo_n[0]), "ci_high": float(hi_n[1]),
-                      "resamples": resamples},
+                      "resamples": resamples, "per_seed": alone},
     }
+
+
+def format_n(x: float, ks: list[float]) -> str:
+    """N as a number, or beyond the k tried (0: below the smallest, inf: above the largest)."""
+    if math.isinf(x):
+        return f"> {max(ks):g}"
+    if x == 0:
+        return f"< {min(ks):g}"
+    return f"{x:.1f}"
 
 
 def describe(c: dict, ks: list[float]) -> str:
     """One sentence for a crossover estimate (with its interval)."""
-    def fmt(x: float) -> str:
-        if math.isinf(x):
-            return f"> {max(ks):g}"
-        if x == 0:
-            return f"< {min(ks):g}"
-        return f"{x:.1f}"
-
-    interval = f"95% interval [{fmt(c['ci_low'])}, {fmt(c['ci_high'])}]"
+    interval = f"95% interval [{format_n(c['ci_low'], ks)}, {format_n(c['ci_high'], ks)}]"
     if c["kind"] == BELOW_ALL:
         return f"one instruction is worth more than {max(ks):g} demonstrations (the largest k tried); {interval}"
     if c["kind"] == ABOVE_ALL:
