@@ -157,7 +157,8 @@ def claims_cmd(
     the table of verdicts with every figure from the runs' samples.
 
     Start the same command again to resume; once everything ran it runs nothing and writes the
-    same table.
+    same table. A claim whose prerequisite has points of its own runs those first, and the rest
+    only where it is met.
     """
     from pbb.experiments.claims import CPU, GPU, plan_claims, run_claims
 
