@@ -239,7 +239,13 @@ CLAIMS: tuple[Claim, ...] = (
           "instruction gives at some N, with an interval.",
           "One instruction can substitute for up to ~100 execution examples (the title: \"An "
           "Instruction is Worth 100 Examples\").",
-          crossover=Crossover("N above 1; up to ~100")),
+          crossover=Crossover("N above 1; up to ~100"),
+          note="Measured at seeds 0-2 (eval functions' CoT, 20 a seed): one instruction 55.0 / "
+               "52.5 / 30.0%, demos_only at k = 1 / 3 / 10 / 30: 7.5 / 20.0 / 82.5 / 95.0%, "
+               "5.0 / 12.5 / 85.0 / 90.0%, 10.0 / 10.0 / 72.5 / 92.5%: every seed crosses "
+               "between k = 3 and 10, so N is bounded on both sides at every seed. Far from the "
+               "paper's ~100: at this size k = 10 CoT demonstrations of a function already "
+               "teach it better than its code recalled and traced."),
     Claim("scaling", "PBB at every number of train functions",
           "Proactive PBB beats the stage-1-only control with few and with many train functions.",
           f"100-800 behaviours per experiment; the reviewers asked how PBB scales with their "
