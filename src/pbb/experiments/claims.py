@@ -432,7 +432,7 @@ def _prerequisite_first(claim: Claim, sweep, configs: Path, out: Path, overrides
     """Where the claim's prerequisite has points of its own, run those first (``sweep``: its
     sweep's run, taking ``select``) and say whether the rest should run: not where the
     prerequisite failed, pooled over every seed, as its verdict is then "not testable at this
-    size" whatever they show (the ciphers' would cost ~5 h 40 min on 2 cores; ``pbb sweep`` on
+    size" whatever they show (the ciphers' take ~8 h on 2 cores, says --plan; ``pbb sweep`` on
     the claim's config runs them all the same)."""
     pre, rest = claim.prerequisite, _gated(claim, configs, overrides, smoke)
     if not rest:
