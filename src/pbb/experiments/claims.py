@@ -439,7 +439,7 @@ def _prerequisite_first(claim: Claim, sweep, configs: Path, out: Path, overrides
         return True
     sweep(select=lambda cfg: matches(pre.condition, cfg))
     got = prerequisite_figure(claim, points(Path(out) / claim.name)[0])
-    if got is None or got >= pre.at_least:
+    if not prerequisite_failed(claim, got):
         return True
     console.print(f"claim {claim.name}: {pre.what}: {100 * got:.1f}% < {100 * pre.at_least:.1f}% "
                   f"over its seeds, so its verdict is not testable at this size; its other "
@@ -644,8 +644,7 @@ def measure(claim: Claim, configs: Path, out: Path, overrides: dict | None = Non
     result = {"claim": claim, "config": config_path(configs, claim), "done": len(pts),
               "points": max(total, len(cfgs)), "cfgs": cfgs,  # a grown config: its new points too
               "seeds": sorted({c.seed for c in cfgs}), "spent": spent, "alone": alone,
-              "prerequisite": None, "rows": []}
-    result["prerequisite"] = prerequisite_figure(claim, pts)
+              "prerequisite": prerequisite_figure(claim, pts), "rows": []}
     for comp in [c for each in claim.comparisons for c in expand(each, cfgs)]:
         ran = any(matches(comp.a, c) for c in cfgs) and any(matches(comp.b, c) for c in cfgs)
         fig = paired(accuracies(pts, comp.a, comp.split, comp.only),
@@ -671,13 +670,18 @@ def prerequisite_figure(claim: Claim, pts: list[Point]) -> float | None:
     return mean_over_runs(runs) if runs else None
 
 
+def prerequisite_failed(claim: Claim, got: float | None) -> bool:
+    """Whether the claim's prerequisite was measured (``got``) and is below its bar."""
+    pre = claim.prerequisite
+    return pre is not None and got is not None and got < pre.at_least
+
+
 def _unmeasured(claim: Claim, result: dict) -> str:
     """The verdict of a comparison with no figure yet: not testable where the claim's
     prerequisite was measured and failed (why: its comparisons would say nothing, so a claim's
     config lists the prerequisite's points first and the hours of the rest need not be spent to
     reach the verdict); otherwise not run."""
-    pre, got = claim.prerequisite, result["prerequisite"]
-    return NOT_TESTABLE if pre is not None and got is not None and got < pre.at_least else NOT_RUN
+    return NOT_TESTABLE if prerequisite_failed(claim, result["prerequisite"]) else NOT_RUN
 
 
 def _judge(rule, args: tuple, claim: Claim, result: dict) -> str:
