@@ -389,6 +389,43 @@ def test_a_second_run_runs_nothing_and_writes_the_same_table(claimed):
 
 
 @pytest.mark.slow
+def test_a_kept_claim_whose_config_changed_says_its_figures_are_not_the_configs(claimed,
+                                                                              tmp_path):
+    """A claim kept from an earlier table while its config's settings now hash otherwise (here:
+    another learning rate) keeps its figures but says, in its verdicts and its section, that they
+    were measured under other settings; with the settings back, the table is as before. A table
+    that records no hash (written before hashes were) takes its config's settings now."""
+    from pbb.experiments.claims_report import _HASH, STALE_VERDICT
+
+    root, measured, _ = claimed
+    table = (root / "doc" / "claims.md").read_text()
+    doc, empty = tmp_path / "claims.md", tmp_path / "out"
+
+    def kept(overrides: dict, text: str) -> tuple[str, list]:
+        doc.write_text(text)
+        got = claims_mod.run_claims(CPU_CONFIGS, empty, TINY_CLAIMS, overrides, smoke=True,
+                                    progress=False, doc=doc, execute=False)
+        return doc.read_text(), [m["entry"] for m in got]
+
+    same, entries = kept(TINY, table)
+    assert STALE_VERDICT not in same and all(v != "stale" for e in entries for *_, v in e.plotted)
+    changed, stale = kept({**TINY, "train.learning_rate": 3e-5}, same)
+    names = [e.name for e in entries if e.kept]
+    assert names and [e.name for e in stale if e.kept] == names
+    for e, before in zip(stale, entries):
+        if not e.kept:
+            continue
+        assert all(row.endswith(STALE_VERDICT.strip() + " |") for row in e.rows), e.name
+        assert e.verdicts == before.verdicts and e.plotted and {v for *_, v in e.plotted} == {
+            "stale"}
+        section = changed.split(f"\n## {e.name}\n")[1].split("\n## ")[0]
+        assert f"pbb claims --only {e.name}` measures it anew" in section
+    assert kept(TINY, changed)[0] == same
+    legacy = "\n".join(line for line in table.split("\n") if not _HASH.match(line))
+    assert legacy != table and kept(TINY, legacy)[0] == same
+
+
+@pytest.mark.slow
 def test_a_grown_config_counts_its_new_points_as_not_done(claimed):
     """Seeds added to a claim's config after its sweep ran: the table says how many of the
     config's points are done (not the older sweep record's count)."""

@@ -27,6 +27,7 @@ prerequisite fails (its measured figure is shown); **not run** where no run meas
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, replace
@@ -644,6 +645,7 @@ def measure(claim: Claim, configs: Path, out: Path, overrides: dict | None = Non
     result = {"claim": claim, "config": config_path(configs, claim), "done": len(pts),
               "points": max(total, len(cfgs)), "cfgs": cfgs,  # a grown config: its new points too
               "seeds": sorted({c.seed for c in cfgs}), "spent": spent, "alone": alone,
+              "settings": settings_hash(cfgs),
               "prerequisite": prerequisite_figure(claim, pts), "rows": []}
     for comp in [c for each in claim.comparisons for c in expand(each, cfgs)]:
         ran = any(matches(comp.a, c) for c in cfgs) and any(matches(comp.b, c) for c in cfgs)
@@ -660,6 +662,30 @@ def measure(claim: Claim, configs: Path, out: Path, overrides: dict | None = Non
                                                claim, result)
         result["crossover"] = {"figure": fig, "verdict": judged or _unmeasured(claim, result)}
     return result
+
+
+def settings_hash(cfgs: list) -> str:
+    """A short hash of what a claim's points are configured to do: each point's settings that
+    differ from the defaults (dotted path -> value). The table records it, so a claim kept from
+    an earlier table whose config has changed since (the figures no longer its config's) is told
+    apart. A setting at its default is left out, so adding a setting to pbb changes no claim's
+    hash; a changed default is a change of code, which the table's commit records."""
+    from pbb.config import RunConfig
+
+    defaults = _dotted(RunConfig().model_dump(mode="json"))
+    points = [{k: v for k, v in _dotted(c.model_dump(mode="json")).items()
+               if k not in defaults or defaults[k] != v} for c in cfgs]
+    return hashlib.sha256(json.dumps(points, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _dotted(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
 
 
 def prerequisite_figure(claim: Claim, pts: list[Point]) -> float | None:

@@ -41,7 +41,8 @@ machine that ran them; a stage resumed after an interruption counts every life u
 checkpoint; the work after it, done again, once). A claim none of whose
 runs is in the sweeps folder here keeps its rows and section from the table this one replaced,
 marked as kept (their figures were computed from runs elsewhere), rather than falling back to
-{not_run}.
+{not_run}; where its config's settings have changed since (its section's settings hash is not
+the config's now), its verdicts say so: its figures are not those of the config as it is.
 
 Sweeps: `{out}`; configs: `{configs}/`.
 """
@@ -147,6 +148,7 @@ def section(m: dict, doc: Path) -> list[str]:
     lines = [f"## {claim.name}", "", f"**{claim.title}.** {claim.statement}", "",
              f"- Paper: {claim.paper}",
              f"- Config: [`{cfg}`]({link}), {m['done']} of {m['points']} points done",
+             SETTINGS.format(m["settings"]),
              f"- Model and scale: {scale(m)}",
              f"- Time: {duration(m['spent'])} spent by its runs; {duration(m['alone'])} alone "
              "(with every stage it uses, those other claims trained included, once)"]
@@ -193,16 +195,26 @@ def entry(m: dict, doc: Path) -> Entry:
 
 KEPT = ("- Kept from the table this one replaced: none of its runs is in `{out}` here "
         "(`pbb claims --only {name}` measures it anew)")
+SETTINGS = "- Settings hash: `{}` (its points' settings that differ from the defaults)"
+#: a kept claim whose config hashes otherwise now: its section's line, its verdicts' qualifier
+STALE = ("- Measured under other settings than its config's now (hash `{now}`): these figures "
+         "are not the config's as it is; `pbb claims --only {name}` measures it anew")
+STALE_VERDICT = " (measured under other settings than its config's now)"
+_HASH = re.compile(r"^- Settings hash: `([0-9a-f]+)`")
 _FIGURE = re.compile(r"^\d+\.\d vs \d+\.\d: "
                      r"\*\*([+-]\d+\.\d)\*\* \[([+-]\d+\.\d), ([+-]\d+\.\d)\]$")
 _DONE = re.compile(r", (\d+) of \d+ points done$")
 _SPENT = re.compile(r"^- Time: (?:(\d+) h )?(?:(\d+) min|(\d+) s|-) spent by its runs")
 
 
-def kept_entries(doc: Path, out: Path) -> dict[str, Entry]:
+def kept_entries(doc: Path, out: Path, settings: dict[str, str]) -> dict[str, Entry]:
     """The claims that the table at ``doc`` (if any) shows measured, read back from its own
     format: their rows and sections verbatim (with the KEPT line), the minutes their runs
-    spent, and the paired differences of their rows to plot (to the table's 0.1 points)."""
+    spent, and the paired differences of their rows to plot (to the table's 0.1 points).
+
+    ``settings``: each claim's settings hash now. A kept claim measured under another says so
+    (:data:`STALE`, in its section and its verdicts, plotted grey); one that records none (a
+    table written before hashes were) is taken as measured under its config's settings now."""
     if not Path(doc).is_file():
         return {}
     text = Path(doc).read_text()
@@ -216,12 +228,35 @@ def kept_entries(doc: Path, out: Path) -> dict[str, Entry]:
         if not done or not rows:
             continue
         spent = next((_seconds(g) for g in map(_SPENT.match, lines) if g), 0.0)
-        kept = KEPT.format(out=out, name=name)
-        if kept not in lines:
-            at = next((i + 1 for i, line in enumerate(lines) if line.startswith("- Time: ")), 1)
-            lines.insert(at, kept)
-        found[name] = Entry(name, rows, lines + [""], spent, _plotted(name, rows), kept=True)
+        lines = _after(lines, "- Time: ", KEPT.format(out=out, name=name))
+        measured_under = next((g.group(1) for g in map(_HASH.match, lines) if g), None)
+        now = settings.get(name)
+        if measured_under is None and now:
+            lines = _after(lines, "- Config: ", SETTINGS.format(now))
+        stale = measured_under is not None and now is not None and measured_under != now
+        lines = [line for line in lines if not line.startswith(STALE[:40])]
+        rows = [row.replace(STALE_VERDICT, "") for row in rows]
+        plotted = _plotted(name, rows)
+        if stale:
+            lines = _after(lines, "- Settings hash: ", STALE.format(now=now, name=name))
+            rows = [_qualified(row) for row in rows]
+            plotted = [(label, fig, "stale") for label, fig, _ in plotted]
+        found[name] = Entry(name, rows, lines + [""], spent, plotted, kept=True)
     return found
+
+
+def _after(lines: list[str], prefix: str, line: str) -> list[str]:
+    """``lines`` with ``line`` after the first that starts with ``prefix`` (unless it is in)."""
+    if line in lines:
+        return lines
+    at = next((i + 1 for i, x in enumerate(lines) if x.startswith(prefix)), 1)
+    return lines[:at] + [line] + lines[at:]
+
+
+def _qualified(row: str) -> str:
+    """A summary row with :data:`STALE_VERDICT` after its verdict cell's text."""
+    cells = _cells(row)
+    return "| " + " | ".join(cells[:-1] + [cells[-1] + STALE_VERDICT]) + " |"
 
 
 def _seconds(g: re.Match) -> float:
@@ -281,7 +316,7 @@ def plot(entries: list[Entry], path: Path) -> bool:
 
     from pbb.experiments.sweep import _save
 
-    colour = {REPRODUCED: "C2", NOT_REPRODUCED: "C3", NOT_TESTABLE: "C1"}
+    colour = {REPRODUCED: "C2", NOT_REPRODUCED: "C3", NOT_TESTABLE: "C1", "stale": "C7"}
     fig, ax = plt.subplots(figsize=(8, 0.4 * len(rows) + 1.2))
     for i, (_, f, v) in enumerate(rows):
         y = len(rows) - 1 - i
@@ -292,7 +327,8 @@ def plot(entries: list[Entry], path: Path) -> bool:
     ax.set_yticks(range(len(rows)), [label for label, _, _ in reversed(rows)], fontsize=7)
     ax.set(xlabel="paired difference a − b (percentage points), 95% interval")
     # over the whole figure: the long claim labels leave the axes too narrow for it
-    fig.suptitle("The paper's claims: green reproduced, red not, orange not testable",
+    grey = ", grey measured under other settings" if any(v == "stale" for _, _, v in rows) else ""
+    fig.suptitle(f"The paper's claims: green reproduced, red not, orange not testable{grey}",
                  fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
@@ -305,7 +341,7 @@ def write(measured: list[dict], doc: Path, configs: Path, out: Path) -> list[Ent
     claim with no run in ``out`` keeps what ``doc`` showed of it: a fresh clone (whose
     ``runs/`` is empty) that measures one claim does not wipe the others' measured figures."""
     doc = Path(doc)
-    kept = kept_entries(doc, out)
+    kept = kept_entries(doc, out, {m["claim"].name: m["settings"] for m in measured})
     entries = [kept[m["claim"].name] if not m["done"] and m["claim"].name in kept
                else entry(m, doc) for m in measured]
     doc.parent.mkdir(parents=True, exist_ok=True)
