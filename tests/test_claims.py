@@ -426,6 +426,29 @@ def test_a_kept_claim_whose_config_changed_says_its_figures_are_not_the_configs(
 
 
 @pytest.mark.slow
+def test_runs_configured_otherwise_than_the_claims_config_now_are_marked(claimed, tmp_path):
+    """The table rewritten from runs here (``--no-run``) after a claim's config changed: its
+    figures are those runs', and its verdicts and section say they were measured under other
+    settings; the runs' own settings mark nothing."""
+    from pbb.experiments.claims_report import STALE_VERDICT
+
+    root, measured, _ = claimed
+    assert not any(m["ran_otherwise"] for m in measured)
+    doc = tmp_path / "claims.md"
+    got = claims_mod.run_claims(CPU_CONFIGS, root / "out", TINY_CLAIMS,
+                                {**TINY, "train.learning_rate": 3e-5}, smoke=True,
+                                progress=False, doc=doc, execute=False)
+    for m, before in zip(got, measured):
+        e = m["entry"]
+        assert m["ran_otherwise"] == (before["done"] > 0) and not e.kept, e.name
+        assert [r["figure"] for r in m["rows"]] == [r["figure"] for r in before["rows"]]
+        if m["ran_otherwise"]:
+            assert all(row.endswith(STALE_VERDICT.strip() + " |") for row in e.rows), e.name
+            assert f"`pbb claims --only {e.name}` measures it as configured" in "\n".join(
+                e.section)
+
+
+@pytest.mark.slow
 def test_a_grown_config_counts_its_new_points_as_not_done(claimed):
     """Seeds added to a claim's config after its sweep ran: the table says how many of the
     config's points are done (not the older sweep record's count)."""

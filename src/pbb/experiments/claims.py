@@ -646,6 +646,7 @@ def measure(claim: Claim, configs: Path, out: Path, overrides: dict | None = Non
               "points": max(total, len(cfgs)), "cfgs": cfgs,  # a grown config: its new points too
               "seeds": sorted({c.seed for c in cfgs}), "spent": spent, "alone": alone,
               "settings": settings_hash(cfgs),
+              "ran_otherwise": ran_otherwise(pts, planned, Path(out) / claim.name),
               "prerequisite": prerequisite_figure(claim, pts), "rows": []}
     for comp in [c for each in claim.comparisons for c in expand(each, cfgs)]:
         ran = any(matches(comp.a, c) for c in cfgs) and any(matches(comp.b, c) for c in cfgs)
@@ -670,12 +671,25 @@ def settings_hash(cfgs: list) -> str:
     an earlier table whose config has changed since (the figures no longer its config's) is told
     apart. A setting at its default is left out, so adding a setting to pbb changes no claim's
     hash; a changed default is a change of code, which the table's commit records."""
+    points = [off_defaults(c) for c in cfgs]
+    return hashlib.sha256(json.dumps(points, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def off_defaults(cfg) -> dict:
+    """A run config's settings that differ from the defaults, dotted path -> value."""
     from pbb.config import RunConfig
 
     defaults = _dotted(RunConfig().model_dump(mode="json"))
-    points = [{k: v for k, v in _dotted(c.model_dump(mode="json")).items()
-               if k not in defaults or defaults[k] != v} for c in cfgs]
-    return hashlib.sha256(json.dumps(points, sort_keys=True).encode()).hexdigest()[:12]
+    return {k: v for k, v in _dotted(cfg.model_dump(mode="json")).items()
+            if k not in defaults or defaults[k] != v}
+
+
+def ran_otherwise(pts: list[Point], planned: list[dict], sweep_dir: Path) -> bool:
+    """Whether a finished run of the sweep was configured otherwise than its point is now (its
+    config edited since, measured with ``--no-run``), or is no point of it any more."""
+    now = {SweepStore.run_rel(p["name"]): off_defaults(p["config"]) for p in planned}
+    return any(now.get(p.store.root.relative_to(sweep_dir).as_posix()) != off_defaults(p.cfg)
+               for p in pts)
 
 
 def _dotted(tree: dict, prefix: str = "") -> dict:

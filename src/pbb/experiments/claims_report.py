@@ -149,6 +149,7 @@ def section(m: dict, doc: Path) -> list[str]:
              f"- Paper: {claim.paper}",
              f"- Config: [`{cfg}`]({link}), {m['done']} of {m['points']} points done",
              SETTINGS.format(m["settings"]),
+             *([STALE_RUNS.format(name=claim.name)] if m["ran_otherwise"] else []),
              f"- Model and scale: {scale(m)}",
              f"- Time: {duration(m['spent'])} spent by its runs; {duration(m['alone'])} alone "
              "(with every stage it uses, those other claims trained included, once)"]
@@ -186,10 +187,11 @@ class Entry:
 
 def entry(m: dict, doc: Path) -> Entry:
     claim = m["claim"]
-    rows = [f"| [{claim.title}](#{claim.name}) | {comp} | {paper} | {fig} | {verdict} |"
+    stale = STALE_VERDICT if m["ran_otherwise"] else ""
+    rows = [f"| [{claim.title}](#{claim.name}) | {comp} | {paper} | {fig} | {verdict}{stale} |"
             for comp, paper, fig, verdict in rows_of(m)]
-    plotted = [(f"{claim.name}: {_comparison_label(r)}", r["figure"], r["verdict"])
-               for r in m["rows"] if r["figure"] is not None]
+    plotted = [(f"{claim.name}: {_comparison_label(r)}", r["figure"],
+                "stale" if stale else r["verdict"]) for r in m["rows"] if r["figure"] is not None]
     return Entry(claim.name, rows, section(m, doc), m["spent"], plotted)
 
 
@@ -200,6 +202,10 @@ SETTINGS = "- Settings hash: `{}` (its points' settings that differ from the def
 STALE = ("- Measured under other settings than its config's now (hash `{now}`): these figures "
          "are not the config's as it is; `pbb claims --only {name}` measures it anew")
 STALE_VERDICT = " (measured under other settings than its config's now)"
+#: a measured claim some of whose runs here were configured otherwise than its config is now
+STALE_RUNS = ("- Measured under other settings than its config's now: its runs here were "
+              "configured otherwise (the config edited since they ran); with its sweep folder "
+              "moved aside, `pbb claims --only {name}` measures it as configured")
 _HASH = re.compile(r"^- Settings hash: `([0-9a-f]+)`")
 _FIGURE = re.compile(r"^\d+\.\d vs \d+\.\d: "
                      r"\*\*([+-]\d+\.\d)\*\* \[([+-]\d+\.\d), ([+-]\d+\.\d)\]$")
