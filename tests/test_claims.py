@@ -409,13 +409,14 @@ def test_a_kept_claim_whose_config_changed_says_its_figures_are_not_the_configs(
 
     same, entries = kept(TINY, table)
     assert STALE_VERDICT not in same and all(v != "stale" for e in entries for *_, v in e.plotted)
+    assert not any(e.stale for e in entries)
     changed, stale = kept({**TINY, "train.learning_rate": 3e-5}, same)
     names = [e.name for e in entries if e.kept]
     assert names and [e.name for e in stale if e.kept] == names
     for e, before in zip(stale, entries):
         if not e.kept:
             continue
-        assert all(row.endswith(STALE_VERDICT.strip() + " |") for row in e.rows), e.name
+        assert e.stale and all(row.endswith(STALE_VERDICT.strip() + " |") for row in e.rows)
         assert e.verdicts == before.verdicts and e.plotted and {v for *_, v in e.plotted} == {
             "stale"}
         section = changed.split(f"\n## {e.name}\n")[1].split("\n## ")[0]
@@ -440,7 +441,7 @@ def test_runs_configured_otherwise_than_the_claims_config_now_are_marked(claimed
                                 progress=False, doc=doc, execute=False)
     for m, before in zip(got, measured):
         e = m["entry"]
-        assert m["ran_otherwise"] == (before["done"] > 0) and not e.kept, e.name
+        assert m["ran_otherwise"] == (before["done"] > 0) == e.stale and not e.kept, e.name
         assert [r["figure"] for r in m["rows"]] == [r["figure"] for r in before["rows"]]
         if m["ran_otherwise"]:
             assert all(row.endswith(STALE_VERDICT.strip() + " |") for row in e.rows), e.name

@@ -178,6 +178,8 @@ class Entry:
     spent: float
     plotted: list[tuple[str, dict, str]] = field(default_factory=list)
     kept: bool = False
+    #: its figures were measured under other settings than its config's now
+    stale: bool = False
 
     @property
     def verdicts(self) -> list[str]:
@@ -192,7 +194,7 @@ def entry(m: dict, doc: Path) -> Entry:
             for comp, paper, fig, verdict in rows_of(m)]
     plotted = [(f"{claim.name}: {_comparison_label(r)}", r["figure"],
                 "stale" if stale else r["verdict"]) for r in m["rows"] if r["figure"] is not None]
-    return Entry(claim.name, rows, section(m, doc), m["spent"], plotted)
+    return Entry(claim.name, rows, section(m, doc), m["spent"], plotted, stale=bool(stale))
 
 
 KEPT = ("- Kept from the table this one replaced: none of its runs is in `{out}` here "
@@ -247,7 +249,7 @@ def kept_entries(doc: Path, out: Path, settings: dict[str, str]) -> dict[str, En
             lines = _after(lines, "- Settings hash: ", STALE.format(now=now, name=name))
             rows = [_qualified(row) for row in rows]
             plotted = [(label, fig, "stale") for label, fig, _ in plotted]
-        found[name] = Entry(name, rows, lines + [""], spent, plotted, kept=True)
+        found[name] = Entry(name, rows, lines + [""], spent, plotted, kept=True, stale=stale)
     return found
 
 
