@@ -417,6 +417,7 @@ def test_a_kept_claim_whose_config_changed_says_its_figures_are_not_the_configs(
         if not e.kept:
             continue
         assert e.stale and all(row.endswith(STALE_VERDICT.strip() + " |") for row in e.rows)
+        assert e.notes.startswith(" (kept from the table") and e.notes.endswith(STALE_VERDICT)
         assert e.verdicts == before.verdicts and e.plotted and {v for *_, v in e.plotted} == {
             "stale"}
         section = changed.split(f"\n## {e.name}\n")[1].split("\n## ")[0]

@@ -161,7 +161,6 @@ def claims_cmd(
     only where it is met.
     """
     from pbb.experiments.claims import CPU, GPU, plan_claims, run_claims
-    from pbb.experiments.claims_report import STALE_VERDICT
 
     default_configs, default_out, default_doc = GPU if gpu else CPU
     if smoke:  # a smoke run's table never replaces the measured one
@@ -181,9 +180,7 @@ def claims_cmd(
                           doc=doc or default_doc, execute=execute)
     for m in measured:
         e = m["entry"]
-        kept = " (kept from the table: none of its runs is here)" if e.kept else ""
-        stale = STALE_VERDICT if e.stale else ""
-        console.print(f"{e.name}: {', '.join(e.verdicts)}{kept}{stale}", markup=False)
+        console.print(f"{e.name}: {', '.join(e.verdicts)}{e.notes}", markup=False)
     console.print(f"wrote {doc or default_doc}")
 
 

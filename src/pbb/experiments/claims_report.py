@@ -182,6 +182,12 @@ class Entry:
     stale: bool = False
 
     @property
+    def notes(self) -> str:
+        """What the line ``pbb claims`` prints of it says after its verdicts."""
+        return ((" (kept from the table: none of its runs is here)" if self.kept else "")
+                + (STALE_VERDICT if self.stale else ""))
+
+    @property
     def verdicts(self) -> list[str]:
         """Each row's verdict, read from its cell (without the cell's qualifiers)."""
         return [_verdict_of(_cells(row)[-1]) for row in self.rows]
