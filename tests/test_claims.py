@@ -448,6 +448,10 @@ def test_runs_configured_otherwise_than_the_claims_config_now_are_marked(claimed
             assert all(row.endswith(STALE_VERDICT.strip() + " |") for row in e.rows), e.name
             assert f"`pbb claims --only {e.name}` measures it as configured" in "\n".join(
                 e.section)
+    kept = claims_mod.run_claims(CPU_CONFIGS, tmp_path / "none", TINY_CLAIMS,
+                                 {**TINY, "train.learning_rate": 3e-5}, smoke=True,
+                                 progress=False, doc=doc, execute=False)
+    assert [m["entry"].stale for m in kept] == [m["ran_otherwise"] for m in got]  # still said
 
 
 @pytest.mark.slow

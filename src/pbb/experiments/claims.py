@@ -646,8 +646,11 @@ def measure(claim: Claim, configs: Path, out: Path, overrides: dict | None = Non
               "points": max(total, len(cfgs)), "cfgs": cfgs,  # a grown config: its new points too
               "seeds": sorted({c.seed for c in cfgs}), "spent": spent, "alone": alone,
               "settings": settings_hash(cfgs),
-              "ran_otherwise": ran_otherwise(pts, planned, Path(out) / claim.name),
               "prerequisite": prerequisite_figure(claim, pts), "rows": []}
+    # the settings its figures were measured under: the runs' own where the config changed since
+    result["ran_otherwise"] = ran_otherwise(pts, planned, Path(out) / claim.name)
+    result["measured_under"] = (settings_hash([p.cfg for p in pts]) if result["ran_otherwise"]
+                                else result["settings"])
     for comp in [c for each in claim.comparisons for c in expand(each, cfgs)]:
         ran = any(matches(comp.a, c) for c in cfgs) and any(matches(comp.b, c) for c in cfgs)
         fig = paired(accuracies(pts, comp.a, comp.split, comp.only),

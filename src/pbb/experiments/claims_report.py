@@ -148,7 +148,7 @@ def section(m: dict, doc: Path) -> list[str]:
     lines = [f"## {claim.name}", "", f"**{claim.title}.** {claim.statement}", "",
              f"- Paper: {claim.paper}",
              f"- Config: [`{cfg}`]({link}), {m['done']} of {m['points']} points done",
-             SETTINGS.format(m["settings"]),
+             SETTINGS.format(m["measured_under"]),
              *([STALE_RUNS.format(name=claim.name)] if m["ran_otherwise"] else []),
              f"- Model and scale: {scale(m)}",
              f"- Time: {duration(m['spent'])} spent by its runs; {duration(m['alone'])} alone "
