@@ -176,8 +176,10 @@ def test_claims_that_share_a_setting_share_its_stages(configs):
     scaling_72 = [i for i, c in enumerate(_planned(configs, claims_mod.select(["scaling"])[0]))
                   if c.seed == 0 and c.data.behaviours == (72 if configs == CPU_CONFIGS else 400)]
     for name, point in [("stage2_alone", 0), ("in_context_vs_pbb", 0), ("in_context_trained", 0),
-                        ("code_vs_nl", 0), ("curricula_vs_mixture", 0), ("scaling", scaling_72[0])]:
+                        ("code_vs_nl", 0), ("scaling", scaling_72[0])]:
         assert _stage_dirs(configs, name, point)["proactive"] == proactive, name
+    mixture_claims = _stage_dirs(configs, "curricula_vs_mixture", 0)["proactive"]  # 50% replay:
+    assert mixture_claims[0] == proactive[0] and mixture_claims[1] != proactive[1]  # own stage 2
     assert _stage_dirs(configs, "code_vs_nl", 1)["proactive"][0] != proactive[0]  # nl: its own
     retro = _stage_dirs(configs, "retroactive_rl")
     assert _stage_dirs(configs, "curricula_vs_mixture", 1)["retroactive"] == retro["retroactive"]

@@ -157,9 +157,10 @@ CLAIMS: tuple[Claim, ...] = (
                       "above"),
            Comparison(C("retroactive", **RETROACTIVE_SETTING),
                       C("mixture", **RETROACTIVE_SETTING), "above")),
-          note="Proactive on the functions of proactive_vs_control, retroactive on those of "
-               "retroactive_rl, each with its own mixture (the curricula's stages are shared "
-               "with those claims). Measured at seeds 0-4 (the eval functions' CoT samples, "
+          note="Proactive on the functions of proactive_vs_control, its stage 2 replaying 50% "
+               "stage-1 rows (25% there; its stage 1 shared), retroactive on those of "
+               "retroactive_rl (its stages shared), each with its own mixture. With 25% replay, "
+               "measured at seeds 0-4 (the eval functions' CoT samples, "
                "docs/results/LOG.md): the proactive model recalls the eval function's code "
                "exactly in 87% of its completions (235 of 270) and is right in 45% of those; "
                "the mixture recalls it in 46% (124; 22-74% by seed) and is right in 62% of "
@@ -167,7 +168,11 @@ CLAIMS: tuple[Claim, ...] = (
                "wins on recall and loses on executing what is recalled, and which weighs more "
                "changes with the seed. The retroactive setting's mixture (SFT on the same rows, "
                "no RL) recalls in 64% and is right in 54% of those, GRPO's model in 53% and 41%: "
-               "as in retroactive_rl, SFT on the rows is above 24 GRPO steps at this size."),
+               "as in retroactive_rl, SFT on the rows is above 24 GRPO steps at this size. "
+               "With 50% replay (pbb sweep of this config's first point at seeds 0, 1, 3, 4, "
+               "docs/results/LOG.md): proactive 46.8% against the mixture's 37.5%, +9.3 [+1.9, "
+               "+18.5], above at every seed; the proactive model executes 49% of the eval code "
+               "it recalls (45% with 25%)."),
     Claim("retroactive_rl", "Retroactive PBB: RL on train functions activates the stored eval "
           "functions",
           "After a stage of all functions' code, RL on executing the train functions makes the "
