@@ -31,7 +31,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, replace
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 from rich.console import Console
@@ -685,11 +685,17 @@ def settings_hash(cfgs: list) -> str:
 
 def off_defaults(cfg) -> dict:
     """A run config's settings that differ from the defaults, dotted path -> value."""
-    from pbb.config import RunConfig
-
-    defaults = _dotted(RunConfig().model_dump(mode="json"))
+    defaults = _default_settings()
     return {k: v for k, v in _dotted(cfg.model_dump(mode="json")).items()
             if k not in defaults or defaults[k] != v}
+
+
+@cache
+def _default_settings() -> dict:
+    """The default run config's settings, dotted path -> value (built once a process)."""
+    from pbb.config import RunConfig
+
+    return _dotted(RunConfig().model_dump(mode="json"))
 
 
 def ran_otherwise(pts: list[Point], planned: list[dict], sweep_dir: Path) -> bool:

@@ -195,25 +195,29 @@ class Entry:
 
 def entry(m: dict, doc: Path) -> Entry:
     claim = m["claim"]
-    stale = STALE_VERDICT if m["ran_otherwise"] else ""
-    rows = [f"| [{claim.title}](#{claim.name}) | {comp} | {paper} | {fig} | {verdict}{stale} |"
+    rows = [f"| [{claim.title}](#{claim.name}) | {comp} | {paper} | {fig} | {verdict} |"
             for comp, paper, fig, verdict in rows_of(m)]
-    plotted = [(f"{claim.name}: {_comparison_label(r)}", r["figure"],
-                "stale" if stale else r["verdict"]) for r in m["rows"] if r["figure"] is not None]
-    return Entry(claim.name, rows, section(m, doc), m["spent"], plotted, stale=bool(stale))
+    plotted = [(f"{claim.name}: {_comparison_label(r)}", r["figure"], r["verdict"])
+               for r in m["rows"] if r["figure"] is not None]
+    if m["ran_otherwise"]:
+        rows, plotted = _marked_stale(rows, plotted)
+    return Entry(claim.name, rows, section(m, doc), m["spent"], plotted,
+                 stale=m["ran_otherwise"])
 
 
 KEPT = ("- Kept from the table this one replaced: none of its runs is in `{out}` here "
         "(`pbb claims --only {name}` measures it anew)")
 SETTINGS = "- Settings hash: `{}` (its points' settings that differ from the defaults)"
+#: how the section lines of a claim measured under other settings begin (both below)
+STALE_LINE = "- Measured under other settings than its config's now"
 #: a kept claim whose config hashes otherwise now: its section's line, its verdicts' qualifier
-STALE = ("- Measured under other settings than its config's now (hash `{now}`): these figures "
-         "are not the config's as it is; `pbb claims --only {name}` measures it anew")
+STALE = (STALE_LINE + " (hash `{now}`): these figures are not the config's as it is; "
+         "`pbb claims --only {name}` measures it anew")
 STALE_VERDICT = " (measured under other settings than its config's now)"
 #: a measured claim some of whose runs here were configured otherwise than its config is now
-STALE_RUNS = ("- Measured under other settings than its config's now: its runs here were "
-              "configured otherwise (the config edited since they ran); with its sweep folder "
-              "moved aside, `pbb claims --only {name}` measures it as configured")
+STALE_RUNS = (STALE_LINE + ": its runs here were configured otherwise (the config edited since "
+              "they ran); with its sweep folder moved aside, `pbb claims --only {name}` "
+              "measures it as configured")
 _HASH = re.compile(r"^- Settings hash: `([0-9a-f]+)`")
 _FIGURE = re.compile(r"^\d+\.\d vs \d+\.\d: "
                      r"\*\*([+-]\d+\.\d)\*\* \[([+-]\d+\.\d), ([+-]\d+\.\d)\]$")
@@ -248,13 +252,12 @@ def kept_entries(doc: Path, out: Path, settings: dict[str, str]) -> dict[str, En
         if measured_under is None and now:
             lines = _after(lines, "- Config: ", SETTINGS.format(now))
         stale = measured_under is not None and now is not None and measured_under != now
-        lines = [line for line in lines if not line.startswith(STALE[:40])]
+        lines = [line for line in lines if not line.startswith(STALE_LINE)]
         rows = [row.replace(STALE_VERDICT, "") for row in rows]
         plotted = _plotted(name, rows)
         if stale:
             lines = _after(lines, "- Settings hash: ", STALE.format(now=now, name=name))
-            rows = [_qualified(row) for row in rows]
-            plotted = [(label, fig, "stale") for label, fig, _ in plotted]
+            rows, plotted = _marked_stale(rows, plotted)
         found[name] = Entry(name, rows, lines + [""], spent, plotted, kept=True, stale=stale)
     return found
 
@@ -267,10 +270,14 @@ def _after(lines: list[str], prefix: str, line: str) -> list[str]:
     return lines[:at] + [line] + lines[at:]
 
 
-def _qualified(row: str) -> str:
-    """A summary row with :data:`STALE_VERDICT` after its verdict cell's text."""
-    cells = _cells(row)
-    return "| " + " | ".join(cells[:-1] + [cells[-1] + STALE_VERDICT]) + " |"
+def _marked_stale(rows: list[str], plotted: list[tuple[str, dict, str]]) -> tuple[list, list]:
+    """Summary rows with :data:`STALE_VERDICT` after their verdict cell's text, and the plotted
+    points as ``stale`` (grey)."""
+    marked = []
+    for row in rows:
+        cells = _cells(row)
+        marked.append("| " + " | ".join(cells[:-1] + [cells[-1] + STALE_VERDICT]) + " |")
+    return marked, [(label, fig, "stale") for label, fig, _ in plotted]
 
 
 def _seconds(g: re.Match) -> float:
