@@ -7,8 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pbb import data as data_mod
 from pbb.config import RunConfig, dump_config
+from pbb.errors import PbbError
 from pbb.folders import kind_of
 from pbb.store import FILE_NAMES, RUN_FILES, RunStore, SweepStore, stage_key
 
@@ -109,3 +112,21 @@ def test_stage_keys_come_from_the_store_alone_without_the_orchestrator_or_torch(
     from pbb.experiments import run as run_mod
 
     assert key == stage_key(RunConfig(), "base", rows) == run_mod.stage_key(RunConfig(), "base", rows)
+
+
+def test_a_folder_holding_only_a_stage_store_is_a_claims_folder_and_anything_beside_it_a_users(
+        tmp_path):
+    # `pbb sweep --stages-root runs/claims/stages` makes runs/claims with its stages only: the
+    # claims share their stages there, so `pbb claims` must reuse them, not refuse the folder
+    from pbb.folders import check_out
+
+    (tmp_path / "stages" / "stage1-0123456789ab").mkdir(parents=True)
+    assert kind_of(tmp_path) == "claims"
+    assert check_out(tmp_path, "claims", replace=False) == tmp_path.parent
+    with pytest.raises(PbbError, match="holds a pbb claims folder, not a sweep folder"):
+        check_out(tmp_path, "sweep", replace=False)
+    (tmp_path / "stages" / "notes.txt").write_text("mine")  # not a stage store any more
+    assert kind_of(tmp_path) is None
+    (tmp_path / "stages" / "notes.txt").unlink()
+    (tmp_path / "notes.txt").write_text("mine")  # a user's file beside the store
+    assert kind_of(tmp_path) is None

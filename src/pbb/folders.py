@@ -13,7 +13,10 @@ folder of the claims' sweeps) carries a marker file, ``.pbb-folder.json`` = ``{"
 
 Folders written before markers existed are recognised by what they hold (a data set's
 ``manifest.json``, a run's ``config.yaml``, an export's ``stages.json``, a sweep's ``sweep.json``)
-so that earlier work still resumes; the marker is added when pbb next writes there.
+so that earlier work still resumes; the marker is added when pbb next writes there. A folder
+holding nothing but a stage store ``stages/`` (what ``pbb sweep --stages-root DIR/stages`` makes
+of a new ``DIR``) is a claims folder: the claims share their stages in the same place, so
+``pbb claims --out DIR`` reuses the stages such a sweep trained.
 """
 
 from __future__ import annotations
@@ -59,7 +62,16 @@ def kind_of(folder: Path) -> str | None:
             return "score"
     if (folder / CONFIG).is_file() and _only_run_files(folder):
         return "run"
+    if _only_a_stage_store(folder):
+        return "claims"
     return None
+
+
+def _only_a_stage_store(folder: Path) -> bool:
+    if not (folder / STAGES).is_dir():
+        return False
+    names = [p.name for p in folder.iterdir() if not p.name.startswith(".")]
+    return names == [STAGES] and not not_stage_folders(folder / STAGES)
 
 
 def _json_or_none(path: Path):
