@@ -22,7 +22,9 @@ import pytest
 pytestmark = pytest.mark.slow
 
 SEED = int(os.environ.get("CRASH_SEED", "0"))
-RUN_SETS = ["--set", "curricula=[proactive, stage1_only]", "--set", "train.max_steps=12",
+# two steps a stage (each checkpointed, so one stage resumes mid-way): a life killed as soon as
+# it moves gets a log line or two further, so the kills reach the evaluation within a dozen lives
+RUN_SETS = ["--set", "curricula=[proactive, stage1_only]", "--set", "train.max_steps=2",
             "--set", "train.save_steps=1", "--set", "eval.batch_size=1"]
 
 
@@ -126,11 +128,11 @@ def _reference_and_killed(args: list[str], tmp_path: Path, kills_wanted: int,
     return reference, out, kills
 
 
-def test_a_run_killed_at_twenty_random_moments_ends_as_the_uninterrupted_run(tmp_path):
+def test_a_run_killed_at_a_dozen_random_moments_ends_as_the_uninterrupted_run(tmp_path):
     args = ["run", "configs/quickstart.yaml", "--smoke", *RUN_SETS]
-    reference, out, kills = _reference_and_killed(args, tmp_path, 32, random.Random(SEED))
+    reference, out, kills = _reference_and_killed(args, tmp_path, 16, random.Random(SEED))
     print(f"CRASH_SEED={SEED}: {len(kills)} kills, phases moved in each life: {kills}")
-    assert len(kills) >= 20, kills
+    assert len(kills) >= 12, kills
     moved = {p for k in kills for p in k.split("+")}
     assert {"data", "stage", "checkpoint", "eval"} <= moved, kills
     _same_run(out, reference)
