@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from pbb.config import RunConfig
@@ -120,14 +121,12 @@ class Plan:
 def make_plan(cfg: RunConfig, out: Path, stages_root: Path | None = None) -> Plan:
     """The plan of ``pbb run`` with ``cfg`` into ``out`` (stages in ``stages_root`` when runs
     share them, as a sweep's points do)."""
-    from pbb.models import load_tokenizer
-
     out = Path(out)
     base = check_before_work(cfg)
     cfg, ds = open_data(cfg, out, announce=False)  # the plan's text says where its data is
     store = RunStore(out, stages_root)
     served = cfg.eval.backend == "openai"  # nothing trains: served models are only evaluated
-    tok = None if served else load_tokenizer(base, cfg.model_options())
+    tok = None if served else _tokenizer(base, cfg.model_options())
     built = curricula_mod.build_for_run(cfg, ds)
     machine = rates_mod.machine_key(cfg.model)
     measured = rates_mod.read_rates(machine)
@@ -155,6 +154,15 @@ def make_plan(cfg: RunConfig, out: Path, stages_root: Path | None = None) -> Pla
         plan.evals += _evals(cfg, ds, store, name, final, rates=measured, gold=gold)
     plan.warnings = budget_warnings(cfg, ds, tok, lengths=gold)
     return plan
+
+
+@cache
+def _tokenizer(base, options):
+    """The model's tokenizer, loaded once a process: ``pbb claims --plan`` plans every point of
+    every claim, most of them on one model (a load was ~1 s of each point's plan)."""
+    from pbb.models import load_tokenizer
+
+    return load_tokenizer(base, options)
 
 
 def _stage(cfg: RunConfig, tok, curriculum: str, st, directory: Path, rates: dict) -> PlannedStage:
