@@ -120,7 +120,9 @@ def test_a_folder_holding_only_a_stage_store_is_a_claims_folder_and_anything_bes
     # claims share their stages there, so `pbb claims` must reuse them, not refuse the folder
     from pbb.folders import check_out
 
-    (tmp_path / "stages" / "stage1-0123456789ab").mkdir(parents=True)
+    (tmp_path / "stages").mkdir()
+    assert kind_of(tmp_path) is None  # an empty folder named stages: not shown to be pbb's
+    (tmp_path / "stages" / "stage1-0123456789ab").mkdir()
     assert kind_of(tmp_path) == "claims"
     assert check_out(tmp_path, "claims", replace=False) == tmp_path.parent
     with pytest.raises(PbbError, match="holds a pbb claims folder, not a sweep folder"):

@@ -14,9 +14,9 @@ folder of the claims' sweeps) carries a marker file, ``.pbb-folder.json`` = ``{"
 Folders written before markers existed are recognised by what they hold (a data set's
 ``manifest.json``, a run's ``config.yaml``, an export's ``stages.json``, a sweep's ``sweep.json``)
 so that earlier work still resumes; the marker is added when pbb next writes there. A folder
-holding nothing but a stage store ``stages/`` (what ``pbb sweep --stages-root DIR/stages`` makes
-of a new ``DIR``) is a claims folder: the claims share their stages in the same place, so
-``pbb claims --out DIR`` reuses the stages such a sweep trained.
+holding nothing but a stage store ``stages/`` with a stage in it (what ``pbb sweep
+--stages-root DIR/stages`` makes of a new ``DIR``) is a claims folder: the claims share their
+stages in the same place, so ``pbb claims --out DIR`` reuses the stages such a sweep trained.
 """
 
 from __future__ import annotations
@@ -71,7 +71,8 @@ def _only_a_stage_store(folder: Path) -> bool:
     if not (folder / STAGES).is_dir():
         return False
     names = [p.name for p in folder.iterdir() if not p.name.startswith(".")]
-    return names == [STAGES] and not not_stage_folders(folder / STAGES)
+    store = folder / STAGES
+    return names == [STAGES] and any(store.iterdir()) and not not_stage_folders(store)
 
 
 def _json_or_none(path: Path):
