@@ -169,9 +169,9 @@ CLAIMS: tuple[Claim, ...] = (
                "changes with the seed. The retroactive setting's mixture (SFT on the same rows, "
                "no RL) recalls in 64% and is right in 54% of those, GRPO's model in 53% and 41%: "
                "as in retroactive_rl, SFT on the rows is above 24 GRPO steps at this size. "
-               "With 50% replay (pbb sweep of this config's first point at seeds 0, 1, 3, 4, "
-               "docs/results/LOG.md): proactive 46.8% against the mixture's 37.5%, +9.3 [+1.9, "
-               "+18.5], above at every seed; the proactive model executes 49% of the eval code "
+               "With 50% replay (pbb sweep of this config's first point at seeds 0-4, "
+               "docs/results/LOG.md): proactive 46.3% against the mixture's 33.3%, +13.0 [+4.1, "
+               "+23.3], above at every seed; the proactive model executes 50% of the eval code "
                "it recalls (45% with 25%)."),
     Claim("retroactive_rl", "Retroactive PBB: RL on train functions activates the stored eval "
           "functions",
