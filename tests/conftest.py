@@ -89,7 +89,6 @@ class Canned:
         return out
 
 
-
 # pbb collects garbage after every stage and evaluation (release_memory in
 # pbb.training.precision): a full collection scans every object the process tracks, and this
 # process holds the whole suite's imports and fixtures, so each took ~0.45 s here against ~0.18 s

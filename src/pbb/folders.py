@@ -68,10 +68,10 @@ def kind_of(folder: Path) -> str | None:
 
 
 def _only_a_stage_store(folder: Path) -> bool:
-    if not (folder / STAGES).is_dir():
+    store = folder / STAGES
+    if not store.is_dir():
         return False
     names = [p.name for p in folder.iterdir() if not p.name.startswith(".")]
-    store = folder / STAGES
     return names == [STAGES] and any(store.iterdir()) and not not_stage_folders(store)
 
 
