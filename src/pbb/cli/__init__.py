@@ -8,11 +8,12 @@ export, score, report); this module names them and turns errors into exit codes.
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import typer
 
-from pbb import dist
+from pbb import dist, interrupts
 from pbb.cli import data, runs
 from pbb.cli.options import parse_assignments
 from pbb.errors import PbbError
@@ -42,8 +43,9 @@ def _options(version: bool = typer.Option(False, "--version", callback=_print_ve
     """Programming by Backprop: data, training curricula, evaluation, reports."""
 
 
-#: what Ctrl-C leaves, by command: every file pbb writes is complete or absent (atomic writes,
-#: append-only logs repaired on resume), so the same command picks up where it stopped
+#: what Ctrl-C (or SIGTERM: pbb.interrupts) leaves, by command: every file pbb writes is complete
+#: or absent (atomic writes, append-only logs repaired on resume), so the same command picks up
+#: where it stopped
 INTERRUPTED = {
     "run": "interrupted; run the same command again to resume",
     "sweep": "interrupted; run the same command again to resume the sweep (finished points "
@@ -56,12 +58,16 @@ INTERRUPTED_ELSEWHERE = "interrupted; nothing was half-written (run the command 
 
 def _interrupted() -> None:
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
-    print(INTERRUPTED.get(command, INTERRUPTED_ELSEWHERE), file=sys.stderr)
-    sys.exit(130)
+    line = INTERRUPTED.get(command, INTERRUPTED_ELSEWHERE)
+    if interrupts.received != signal.SIGINT:
+        line = line.replace("interrupted", f"stopped by {interrupts.received.name}", 1)
+    print(line, file=sys.stderr)
+    sys.exit(interrupts.exit_code())
 
 
 def main() -> None:
     """Entry point: run the app, turning user errors into one line and exit code 1."""
+    interrupts.install()
     try:
         rc = app(standalone_mode=False)  # returns the exit code of typer.Exit in this mode
         if rc == 130:  # typer turns Ctrl-C into Exit(130) before it reaches the handler below

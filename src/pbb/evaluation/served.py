@@ -136,7 +136,13 @@ class VLLMServer:
         out = open(self.log, "ab")  # noqa: SIM115 - the server's lifetime
         self.proc = subprocess.Popen(self.command(port), stdout=out, stderr=subprocess.STDOUT)
         out.close()
-        url = f"http://127.0.0.1:{port}"
+        try:
+            return self._wait_until_healthy(f"http://127.0.0.1:{port}")
+        except BaseException:  # Ctrl-C or SIGTERM while it starts: stop it, or it keeps a GPU
+            self.__exit__(None, None, None)
+            raise
+
+    def _wait_until_healthy(self, url: str) -> str:
         deadline = time.time() + self.cfg.startup_timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -149,7 +155,6 @@ class VLLMServer:
             except OSError:
                 pass
             time.sleep(1)
-        self.__exit__(None, None, None)
         raise PbbError(f"vllm serve {self.model_dir}: not healthy after "
                        f"{self.cfg.startup_timeout:.0f} s (eval.vllm.startup_timeout; log {self.log}: "
                        f"{self._tail()})")

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from pbb import interrupts
 from pbb.config import dump_config
 from pbb.errors import PbbError, first_line
 from pbb.jsonio import (
@@ -306,12 +306,14 @@ class _LocalJobs:
 
 
 def _stop(jobs) -> None:
-    """Ctrl-C in the sweep: pass it on to every running point (each stops as an interrupted
-    ``pbb run`` does, resumable), then wait for them, killing any that will not stop."""
+    """Ctrl-C or SIGTERM in the sweep: pass the same signal on to every running point (each
+    stops as an interrupted ``pbb run`` does, resumable), then wait for them, killing any that
+    will not stop. SIGTERM must be passed on: it reached this process alone (``kill PID``), and
+    a point started from a background shell ignores SIGINT."""
     jobs = list(jobs)
     for proc, *_ in jobs:
         if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(interrupts.received)
     for proc, _, _, log, _ in jobs:
         try:
             proc.wait(timeout=30)

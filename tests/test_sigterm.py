@@ -1,0 +1,120 @@
+"""SIGTERM (``kill PID``, ``timeout``, ``docker stop``, a scheduler) stops pbb as Ctrl-C does:
+the same clean-up, the same line saying how to resume, exit code 143; a sweep passes it on to
+the points it started instead of leaving them running, and a ``vllm serve`` being started is
+stopped with it."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pbb import interrupts
+from tests.test_backends import _vllm_config
+from tests.test_reliability import call
+
+
+@pytest.fixture
+def sigterm_restored(monkeypatch):
+    """pbb's ``main`` installs its SIGTERM handler in this process: put the old one back."""
+    old = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(interrupts, "received", signal.SIGINT)
+    yield
+    signal.signal(signal.SIGTERM, old)
+
+
+def test_sigterm_in_a_run_says_how_to_resume_and_exits_143(sigterm_restored, tmp_path,
+                                                           monkeypatch, capsys):
+    from pbb.experiments import run as run_mod
+
+    def terminated(*a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # the handler interrupts this at once
+        raise AssertionError("SIGTERM did not interrupt the run")
+
+    monkeypatch.setattr(run_mod, "run", terminated)
+    code, err = call(monkeypatch, capsys, "run", "configs/quickstart.yaml", "--smoke",
+                     "--out", tmp_path / "x")
+    assert (code, err) == (143, "stopped by SIGTERM; run the same command again to resume\n")
+    # a second SIGTERM while the first one's clean-up runs is ignored, not a second interrupt
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_for(what, seconds: float):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        got = what()
+        if got:
+            return got
+        time.sleep(0.2)
+    raise AssertionError(f"not within {seconds} s")
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_parallel_sweep_stops_its_points_too(tmp_path):
+    out = tmp_path / "sweep"
+    args = [sys.executable, "-m", "pbb", "sweep", "configs/arithmetic_effect.yaml", "--smoke",
+            "--jobs", "2", "--set", "sweep.grid.seed=[0]",
+            "--set", "sweep.points=[{curricula: [proactive]}, {curricula: [stage1_only]}]",
+            "--out", str(out), "--no-progress"]
+    # started as from a background shell: SIGINT ignored, in the sweep and (inherited) its points
+    sweep = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        def started():
+            jobs = json.loads((out / "jobs.json").read_text()) if (out / "jobs.json").is_file() \
+                else {}
+            logs = [out / j["log"] for j in jobs.values()]
+            # each point at work (its first line printed: past start-up, its handler installed)
+            return jobs if len(jobs) == 2 and all(f.is_file() and f.stat().st_size for f in logs) \
+                else None
+
+        jobs = _wait_for(started, 180)
+        sweep.send_signal(signal.SIGTERM)  # the sweep's process alone, as `kill PID` does
+        _, err = sweep.communicate(timeout=60)
+        assert sweep.returncode == 143, err
+        assert err.splitlines()[-1].startswith("stopped by SIGTERM; run the same command again "
+                                               "to resume the sweep"), err
+        for job in jobs.values():
+            assert not _alive(job["pid"]), job
+            # each point stopped itself, cleanly, on the SIGTERM passed on (not killed after 30 s)
+            assert (out / job["log"]).read_text().splitlines()[-1] == \
+                "stopped by SIGTERM; run the same command again to resume"
+    finally:  # whatever is left of the sweep's process group (its points are in it)
+        try:
+            os.killpg(sweep.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_a_vllm_server_interrupted_while_it_starts_is_stopped(tmp_path, monkeypatch):
+    from pbb.evaluation import served
+
+    exe = tmp_path / "vllm"  # a server that never answers /health
+    exe.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(600)\n")
+    exe.chmod(0o755)
+    server = served.VLLMServer(_vllm_config(**{"eval.vllm.executable": str(exe)}), tmp_path,
+                               tmp_path / "vllm.log")
+
+    sleep = time.sleep
+
+    def interrupted(seconds):  # Ctrl-C in the first wait for /health (and only there)
+        monkeypatch.setattr(served.time, "sleep", sleep)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(served.time, "sleep", interrupted)
+    with pytest.raises(KeyboardInterrupt), server:
+        pass
+    assert server.proc.poll() is not None  # stopped, not left holding a GPU
