@@ -10,6 +10,7 @@ pytestmark = pytest.mark.slow  # every test here runs the pipeline end to end
 
 from pbb.config import load_config, with_smoke
 from pbb.domains.arithmetic import same_value
+from pbb.errors import PbbError
 from pbb.evaluation import evaluate as evaluate_mod
 from pbb.evaluation.metrics import per_behaviour
 from pbb.evaluation.recall import cot_recall_exact, recall_score
@@ -544,3 +545,17 @@ def test_an_evaluation_of_the_same_model_the_same_way_is_taken_from_the_run_that
     longer = smoke_config(**{**base, "eval.max_new_tokens.cot": 12}, curricula=["proactive"])
     run_mod.run(longer, tmp_path / "c", progress=False, stages_root=stages)
     assert calls == ["proactive"]  # cot under another token budget: evaluated again
+
+
+def test_a_second_process_in_a_working_run_folder_stops_with_one_line(smoke_run):
+    # the same command started twice would append to the same partial samples and rewrite the
+    # same summary: while one process holds the folder's lock, the other changes nothing
+    from filelock import FileLock
+
+    cfg, out = smoke_run
+    before = (out / "summary.json").read_bytes()
+    with FileLock(str(out / ".lock")), \
+            pytest.raises(PbbError, match=r"another pbb process is working in this run folder"):
+        run_mod.run(cfg, out, progress=False)
+    assert (out / "summary.json").read_bytes() == before
+    assert run_mod.run(cfg, out, progress=False)["results"] == json.loads(before)["results"]

@@ -532,3 +532,19 @@ def test_a_sweep_given_another_stage_store_trains_nothing_that_store_holds(swept
     assert trained == [] and generated == []
     assert not (tmp_path / "v" / "stages").exists()
     assert second == summary  # the same numbers, from the same samples
+
+
+@pytest.mark.slow
+def test_a_second_process_in_a_working_sweep_folder_stops_before_its_points(swept, monkeypatch):
+    from filelock import FileLock
+
+    out, summary, _ = swept
+    started = []
+    monkeypatch.setattr(run_mod, "run", lambda *a, **k: started.append(a))
+    written = {f: (out / f).stat().st_mtime_ns for f in ("sweep_summary.json", "report.md")}
+    with FileLock(str(out / ".lock")), \
+            pytest.raises(PbbError, match=r"another pbb process is working in this sweep folder"):
+        sweep_mod.run_sweep(Path("configs/sample_efficiency_quick.yaml"), out, TINY,
+                            progress=False)
+    assert not started  # no point run, no report rewritten
+    assert written == {f: (out / f).stat().st_mtime_ns for f in written}

@@ -20,6 +20,7 @@ layout below is the whole contract::
                                          then samples.jsonl), shared by every run that would
                                          evaluate that model the same way (pbb.evaluation.reuse)
     STAGE/.lock                          held while the stage is checked and trained
+    RUN/.lock, SWEEP/.lock               held while a pbb process works in the folder
 
     SWEEP/sweep.json                     the points, their overrides and run directories
     SWEEP/stages/, runs/<point>/         the shared stages, one run directory per point
@@ -43,6 +44,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from pbb import dist
+from pbb.errors import PbbError
 from pbb.jsonio import (
     atomic_write_json,
     iter_jsonl,
@@ -326,6 +328,24 @@ def stage_lock(stage_dir: Path):
     stage_dir = Path(stage_dir)
     stage_dir.mkdir(parents=True, exist_ok=True)
     return FileLock(str(stage_dir / LOCK))
+
+
+def folder_lock(folder: Path, kind: str):
+    """An exclusive lock on a run or sweep folder (``kind``), held while a pbb process works in
+    it, taken without waiting: a second process in the same folder (the same command started
+    twice, a sweep rerun while its first attempt's points still run) would append its answers
+    to the same partial samples and rewrite the same summaries, so it stops with one line
+    instead. An OS file lock (``filelock``), so a process that is killed releases it."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(Path(folder) / LOCK), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise PbbError(f"{folder}: another pbb process is working in this {kind} folder (it holds "
+                       f"{LOCK}); wait for it to end or stop it (Ctrl-C or SIGTERM stop it "
+                       f"cleanly), then run the same command again") from None
+    return lock
 
 
 def is_done(stage_dir: Path) -> bool:

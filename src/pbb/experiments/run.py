@@ -41,7 +41,15 @@ from pbb.experiments.tracking import Tracking, check_trackers
 from pbb.folders import check_out
 from pbb.jsonio import atomic_write_json, atomic_write_text, read_text
 from pbb.rows import curricula as curricula_mod
-from pbb.store import MODEL, RunStore, is_done, stage_info, stage_key, stage_lock
+from pbb.store import (
+    MODEL,
+    RunStore,
+    folder_lock,
+    is_done,
+    stage_info,
+    stage_key,
+    stage_lock,
+)
 from pbb.training.engine import check_setup
 from pbb.training.grpo import per_process_batch, train_rl_stage
 from pbb.training.load import check_method, load_for_eval
@@ -262,14 +270,22 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
     prepares the run directory and data and writes every file; SFT stages train data parallel
     across the processes; evaluation is sharded across them.
     """
-    from pbb.models import load_tokenizer
-
     dist.init()
     main = dist.is_main()
     store = RunStore(out, stages_root)
     t0 = time.time()
     cfg, ds, base = start_run(cfg, store)
-    timing = {"data": time.time() - t0}
+    with folder_lock(store.root, "run") if main else contextlib.nullcontext():
+        return _run_started(cfg, ds, base, store, {"data": time.time() - t0}, progress)
+
+
+def _run_started(cfg: RunConfig, ds: data_mod.DataSet, base, store: RunStore, timing: dict,
+                 progress: bool) -> dict:
+    """What :func:`run` does once its folder and data set are in place and it holds the
+    folder's lock: train and evaluate every curriculum, then write the summary."""
+    from pbb.models import load_tokenizer
+
+    main = dist.is_main()
     served = cfg.eval.backend == "openai"  # served models are evaluated, nothing trains here
     tok = None if served else load_tokenizer(base, cfg.model_options())
     if main:

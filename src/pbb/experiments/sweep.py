@@ -46,7 +46,7 @@ from pbb.errors import PbbError
 from pbb.evaluation.metrics import per_behaviour_field, proportion_ci
 from pbb.folders import check_out, check_stage_store, mark
 from pbb.jsonio import atomic_write_json, atomic_write_text, read_json, read_jsonl
-from pbb.store import BARS_PLOT, CURVE_PLOT, RunStore, SweepStore, out_dir
+from pbb.store import BARS_PLOT, CURVE_PLOT, RunStore, SweepStore, folder_lock, out_dir
 
 console = Console(stderr=True)
 
@@ -194,22 +194,23 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
         atomic_write_json(sweep.record, record)
     else:
         mark(out, "sweep")
-    pending = [(i, p) for i, p in _pending(sweep, points) if not select or select(p["config"])]
-    if executor == "slurm" and pending:
-        from pbb.experiments.executors import run_slurm
+    with folder_lock(out, "sweep"):
+        pending = [(i, p) for i, p in _pending(sweep, points)
+                   if not select or select(p["config"])]
+        if executor == "slurm" and pending:
+            from pbb.experiments.executors import run_slurm
 
-        run_slurm([p for _, p in pending], out, spec.slurm)
-        return report(out)
-    if jobs > 1 and len(pending) > 1:
-        from pbb.experiments.executors import run_local
+            run_slurm([p for _, p in pending], out, spec.slurm)
+        elif jobs > 1 and len(pending) > 1:
+            from pbb.experiments.executors import run_local
 
-        run_local([p for _, p in pending], out, jobs, jobs_per_device)
+            run_local([p for _, p in pending], out, jobs, jobs_per_device)
+        else:
+            for i, p in pending:
+                console.print(f"[bold]sweep point {i}/{len(points)}[/] {p['name']}")
+                run(p["config"], sweep.run_dir(p["name"]), progress=progress,
+                    stages_root=stages_root or sweep.stages)
         return report(out)
-    for i, p in pending:
-        console.print(f"[bold]sweep point {i}/{len(points)}[/] {p['name']}")
-        run(p["config"], sweep.run_dir(p["name"]), progress=progress,
-            stages_root=stages_root or sweep.stages)
-    return report(out)
 
 
 def _eval_accuracies(run_dir: Path, curriculum: str, mode: str, split: str = "eval",
