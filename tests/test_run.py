@@ -559,3 +559,5 @@ def test_a_second_process_in_a_working_run_folder_stops_with_one_line(smoke_run)
         run_mod.run(cfg, out, progress=False)
     assert (out / "summary.json").read_bytes() == before
     assert run_mod.run(cfg, out, progress=False)["results"] == json.loads(before)["results"]
+    with FileLock(str(out / ".lock"), timeout=0):  # and a run that returned let the folder go
+        pass

@@ -34,6 +34,7 @@ the exports, the orchestrator), so it imports nothing of them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -330,6 +331,7 @@ def stage_lock(stage_dir: Path):
     return FileLock(str(stage_dir / LOCK))
 
 
+@contextlib.contextmanager
 def folder_lock(folder: Path, kind: str):
     """An exclusive lock on a run or sweep folder (``kind``), held while a pbb process works in
     it, taken without waiting: a second process in the same folder (the same command started
@@ -345,7 +347,10 @@ def folder_lock(folder: Path, kind: str):
         raise PbbError(f"{folder}: another pbb process is working in this {kind} folder (it holds "
                        f"{LOCK}); wait for it to end or stop it (Ctrl-C or SIGTERM stop it "
                        f"cleanly), then run the same command again") from None
-    return lock
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def is_done(stage_dir: Path) -> bool:
