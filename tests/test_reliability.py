@@ -325,3 +325,41 @@ def test_pbb_sweep_hands_its_stage_store_to_the_sweep_and_refuses_parallel_point
                      "--jobs", "2")
     assert code == 1 and "--jobs 1, --executor local" in err and err.count("\n") == 1, err
     assert not (tmp_path / "new").exists()  # refused before the store's folder was made
+
+
+# --- one process a folder -------------------------------------------------------------------
+
+def test_a_second_process_in_a_busy_folder_is_refused_before_it_writes(tmp_path, monkeypatch):
+    # a run folder with no stage or evaluation yet takes a corrected config; while another
+    # process works there (a sweep point waiting for a shared stage), a second one must not
+    # rewrite its config and data before it finds the folder busy
+    import contextlib
+
+    from filelock import FileLock
+
+    from pbb.experiments import run as run_mod
+    from pbb.experiments import sweep as sweep_mod
+    from pbb.store import RunStore
+
+    out = tmp_path / "r"
+    with contextlib.ExitStack() as held:
+        run_mod.start_run(small_run_config(), RunStore(out), held)
+    before = snapshot(out)
+    with FileLock(str(out / ".lock")), \
+            pytest.raises(PbbError, match="another pbb process is working in this run folder"):
+        run_mod.run(small_run_config(seed=5), out, progress=False)
+    assert snapshot(out) == before
+
+    sweep = tmp_path / "s"  # a sweep grown by a point while it runs: its sweep.json unchanged
+    ran = []
+    monkeypatch.setattr(run_mod, "run", lambda *a, **k: ran.append(a))
+    monkeypatch.setattr(sweep_mod, "report", lambda out: {})
+    grid = {"sweep.grid.seed": [0]}
+    sweep_mod.run_sweep(Path("configs/arithmetic_effect.yaml"), sweep, grid, smoke=True)
+    before = snapshot(sweep)
+    with FileLock(str(sweep / ".lock")), \
+            pytest.raises(PbbError, match="another pbb process is working in this sweep folder"):
+        sweep_mod.run_sweep(Path("configs/arithmetic_effect.yaml"), sweep,
+                            {"sweep.grid.seed": [0, 1]}, smoke=True)
+    assert snapshot(sweep) == before and len(ran) == len(json.loads(
+        (sweep / "sweep.json").read_text())["points"])

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -108,13 +109,38 @@ def test_a_vllm_server_interrupted_while_it_starts_is_stopped(tmp_path, monkeypa
     server = served.VLLMServer(_vllm_config(**{"eval.vllm.executable": str(exe)}), tmp_path,
                                tmp_path / "vllm.log")
 
-    sleep = time.sleep
-
-    def interrupted(seconds):  # Ctrl-C in the first wait for /health (and only there)
-        monkeypatch.setattr(served.time, "sleep", sleep)
+    def interrupted(seconds):  # Ctrl-C in the first wait for /health
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(served.time, "sleep", interrupted)
+    # the served module's clock only (Popen.wait, other threads keep the real time.sleep)
+    monkeypatch.setattr(served, "time", types.SimpleNamespace(time=time.time, sleep=interrupted))
     with pytest.raises(KeyboardInterrupt), server:
         pass
     assert server.proc.poll() is not None  # stopped, not left holding a GPU
+
+
+def test_an_interrupted_served_evaluation_sends_no_more_requests():
+    # Ctrl-C or SIGTERM while answers come back: the requests still queued are dropped, not
+    # sent one by one before the process can stop (and stop the vllm server it started)
+    import threading
+
+    from pbb.evaluation.generators import OpenAIGenerator
+
+    sent, lock = [], threading.Lock()
+
+    class Answers(OpenAIGenerator):
+        def one(self, prompt, max_new_tokens):
+            with lock:
+                sent.append(prompt)
+            time.sleep(0.05)
+            return "Answer: 1"
+
+    def interrupted(batch):
+        raise KeyboardInterrupt
+
+    generator = Answers(client=None, model="m", concurrency=2)
+    with pytest.raises(KeyboardInterrupt):
+        generator.generate([f"q{i}" for i in range(40)], max_new_tokens=8, progress=False,
+                           on_batch=interrupted)
+    time.sleep(0.3)
+    assert len(sent) <= 4, sent  # the two running when it stopped, and at most two more

@@ -14,6 +14,7 @@ call needs them, so making data and reading configs stay fast.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from pbb import data as data_mod
@@ -143,15 +144,16 @@ def evaluate(model: str | Path, data: DataSet | str | Path, out: str | Path, *, 
         sets["model"] = str(Path(model).resolve()) if Path(model).exists() else str(model)
     cfg = load_config(config, sets)
     store = RunStore(Path(out))
-    cfg, ds, base = start_run(cfg, store)
-    model_dir = Path(model) if is_adapter(Path(model)) else base
-    tok = load_tokenizer(base, cfg.model_options())
-    trained = bool(build(curriculum, ds, cfg.curriculum, cfg.data.instruction_format))
-    evaluate_curriculum(cfg, ds, store.root, curriculum, model_dir, base, tok, {}, progress,
-                        trained=trained)
-    summary = {**build_summary(store.root, cfg, ds), "evaluated_model": str(model)}
-    write_report(store.root, summary)
-    return summary
+    with contextlib.ExitStack() as held:  # the run folder's lock, as a run holds it
+        cfg, ds, base = start_run(cfg, store, held)
+        model_dir = Path(model) if is_adapter(Path(model)) else base
+        tok = load_tokenizer(base, cfg.model_options())
+        trained = bool(build(curriculum, ds, cfg.curriculum, cfg.data.instruction_format))
+        evaluate_curriculum(cfg, ds, store.root, curriculum, model_dir, base, tok, {}, progress,
+                            trained=trained)
+        summary = {**build_summary(store.root, cfg, ds), "evaluated_model": str(model)}
+        write_report(store.root, summary)
+        return summary
 
 
 def score(source: str | Path, completions: str | Path, out: str | Path, *, curriculum: str,

@@ -171,19 +171,23 @@ class OpenAIGenerator:
         bar = _bar(len(prompts), desc, progress)
         with ThreadPoolExecutor(self.concurrency) as pool:
             futures = {pool.submit(self.one, p, max_new_tokens): i for i, p in enumerate(prompts)}
-            for fut in as_completed(futures):
-                i = futures[fut]
-                try:
-                    out[i] = fut.result()
-                except Exception as e:  # noqa: BLE001 - after the client's retries
-                    for f in futures:
-                        f.cancel()
-                    raise PbbError(f"eval.openai: request for query {i} failed after "
-                                   f"{self.client.max_retries} retries ({first_line(e, 120)}); "
-                                   "the answers so far are kept, run again to resume") from None
-                if on_batch:
-                    on_batch([(i, out[i])])
-                bar.update(1)
+            try:
+                for fut in as_completed(futures):
+                    i = futures[fut]
+                    try:
+                        out[i] = fut.result()
+                    except Exception as e:  # noqa: BLE001 - after the client's retries
+                        raise PbbError(f"eval.openai: request for query {i} failed after "
+                                       f"{self.client.max_retries} retries "
+                                       f"({first_line(e, 120)}); the answers so far are kept, "
+                                       "run again to resume") from None
+                    if on_batch:
+                        on_batch([(i, out[i])])
+                    bar.update(1)
+            except BaseException:  # that, Ctrl-C or SIGTERM: the queued requests are not sent
+                for f in futures:  # (leaving the pool waits for those already sent only)
+                    f.cancel()
+                raise
         bar.close()
         return out  # type: ignore[return-value]
 

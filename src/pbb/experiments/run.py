@@ -271,11 +271,10 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
     across the processes; evaluation is sharded across them.
     """
     dist.init()
-    main = dist.is_main()
     store = RunStore(out, stages_root)
     t0 = time.time()
-    cfg, ds, base = start_run(cfg, store)
-    with folder_lock(store.root, "run") if main else contextlib.nullcontext():
+    with contextlib.ExitStack() as held:
+        cfg, ds, base = start_run(cfg, store, held)
         return _run_started(cfg, ds, base, store, {"data": time.time() - t0}, progress)
 
 
@@ -335,15 +334,23 @@ def budget_warnings(cfg: RunConfig, ds: data_mod.DataSet, tok, lengths=None) -> 
     return [w for w in found if w]
 
 
-def start_run(cfg: RunConfig, store: RunStore) -> tuple[RunConfig, data_mod.DataSet, Path | str]:
+def start_run(cfg: RunConfig, store: RunStore, held: contextlib.ExitStack
+              ) -> tuple[RunConfig, data_mod.DataSet, Path | str]:
     """Check everything, then (the main process; the others wait) write the run directory and
     its data set; returns the config with its data block filled in, the data set, and where
     the model loads from. Every check comes before the first write: a failed start leaves
-    nothing behind."""
-    dist.on_main(lambda: check_out(store.root, "run", replace=False))
+    nothing behind. The main process takes the folder's lock into ``held`` as soon as the
+    folder exists, before it writes there (:func:`pbb.store.folder_lock`)."""
+    locked = []
+
+    def lock() -> None:
+        if not locked and store.root.is_dir():
+            locked.append(held.enter_context(folder_lock(store.root, "run")))
+
+    dist.on_main(lambda: (check_out(store.root, "run", replace=False), lock()))
     base = check_before_work(cfg)
     cfg, ds = open_data(cfg, store.root)
-    dist.on_main(lambda: prepare_run_dir(cfg, store.root, ds))
+    dist.on_main(lambda: (prepare_run_dir(cfg, store.root, ds), lock()))
     return cfg, ds, base
 
 

@@ -24,6 +24,7 @@ an interrupted one resumes like any run, and a stage another point already train
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 from collections.abc import Callable
@@ -164,7 +165,7 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
     says to do where ``out`` holds a different sweep (``pbb claims`` has one --out for all its
     claims). ``select``: run only the points whose config it accepts (``pbb claims`` runs a
     claim's prerequisite first and the rest only where it is met)."""
-    from pbb.experiments.run import check_before_work, run
+    from pbb.experiments.run import run
 
     if stages_root is not None:
         if jobs > 1 or executor != "local":
@@ -179,22 +180,14 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
               "points": [{"name": p["name"], "overrides": p["overrides"],
                           "dir": sweep.run_rel(p["name"])} for p in points]}
     check_out(out, "sweep", replace=False)
-    old = read_json(sweep.record) if sweep.record.is_file() else None
-    if old is not None and old != record and not _grown(old, record):
-        raise PbbError(f"{out}: holds a different sweep (differs in "
-                       f"{_first_difference(old, record)}); {remedy}")
-    if old != record:  # a new sweep, or this one grown by more points (those run stay as they are)
-        for p in points:
-            check_before_work(p["config"])
-        if old is not None:
-            console.print(f"{out}: the sweep grows from {len(old['points'])} to "
-                          f"{len(record['points'])} points; those run before are kept")
-        out.mkdir(parents=True, exist_ok=True)
-        mark(out, "sweep")
-        atomic_write_json(sweep.record, record)
-    else:
-        mark(out, "sweep")
-    with folder_lock(out, "sweep"):
+    with contextlib.ExitStack() as held:
+        # the folder's lock before this process writes to it (a new folder: once it is made)
+        existed = out.is_dir()
+        if existed:
+            held.enter_context(folder_lock(out, "sweep"))
+        _record_sweep(sweep, record, points, remedy)
+        if not existed:
+            held.enter_context(folder_lock(out, "sweep"))
         pending = [(i, p) for i, p in _pending(sweep, points)
                    if not select or select(p["config"])]
         if executor == "slurm" and pending:
@@ -211,6 +204,29 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
                 run(p["config"], sweep.run_dir(p["name"]), progress=progress,
                     stages_root=stages_root or sweep.stages)
         return report(out)
+
+
+def _record_sweep(sweep: SweepStore, record: dict, points: list[dict], remedy: str) -> None:
+    """Write ``record`` (``sweep.json``) into the sweep's folder: a new sweep, or this one grown
+    by more points (those run stay as they are); a different sweep there is refused."""
+    from pbb.experiments.run import check_before_work
+
+    out = sweep.root
+    old = read_json(sweep.record) if sweep.record.is_file() else None
+    if old is not None and old != record and not _grown(old, record):
+        raise PbbError(f"{out}: holds a different sweep (differs in "
+                       f"{_first_difference(old, record)}); {remedy}")
+    if old != record:
+        for p in points:
+            check_before_work(p["config"])
+        if old is not None:
+            console.print(f"{out}: the sweep grows from {len(old['points'])} to "
+                          f"{len(record['points'])} points; those run before are kept")
+        out.mkdir(parents=True, exist_ok=True)
+        mark(out, "sweep")
+        atomic_write_json(sweep.record, record)
+    else:
+        mark(out, "sweep")
 
 
 def _eval_accuracies(run_dir: Path, curriculum: str, mode: str, split: str = "eval",
