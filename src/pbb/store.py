@@ -353,6 +353,18 @@ def folder_lock(folder: Path, kind: str):
         lock.release()
 
 
+def lock_when_made(held: contextlib.ExitStack, folder: Path, kind: str):
+    """A function that takes ``folder``'s :func:`folder_lock` into ``held`` once the folder
+    exists, and does nothing after: called after the checks (an existing folder is locked
+    before this process writes there) and again after the write that makes a new one."""
+    def lock() -> None:
+        if not held_lock and Path(folder).is_dir():
+            held_lock.append(held.enter_context(folder_lock(folder, kind)))
+
+    held_lock: list = []
+    return lock
+
+
 def is_done(stage_dir: Path) -> bool:
     return (Path(stage_dir) / DONE).is_file()
 

@@ -44,8 +44,8 @@ from pbb.rows import curricula as curricula_mod
 from pbb.store import (
     MODEL,
     RunStore,
-    folder_lock,
     is_done,
+    lock_when_made,
     stage_info,
     stage_key,
     stage_lock,
@@ -341,12 +341,7 @@ def start_run(cfg: RunConfig, store: RunStore, held: contextlib.ExitStack
     the model loads from. Every check comes before the first write: a failed start leaves
     nothing behind. The main process takes the folder's lock into ``held`` as soon as the
     folder exists, before it writes there (:func:`pbb.store.folder_lock`)."""
-    locked = []
-
-    def lock() -> None:
-        if not locked and store.root.is_dir():
-            locked.append(held.enter_context(folder_lock(store.root, "run")))
-
+    lock = lock_when_made(held, store.root, "run")
     dist.on_main(lambda: (check_out(store.root, "run", replace=False), lock()))
     base = check_before_work(cfg)
     cfg, ds = open_data(cfg, store.root)

@@ -47,7 +47,14 @@ from pbb.errors import PbbError
 from pbb.evaluation.metrics import per_behaviour_field, proportion_ci
 from pbb.folders import check_out, check_stage_store, mark
 from pbb.jsonio import atomic_write_json, atomic_write_text, read_json, read_jsonl
-from pbb.store import BARS_PLOT, CURVE_PLOT, RunStore, SweepStore, folder_lock, out_dir
+from pbb.store import (
+    BARS_PLOT,
+    CURVE_PLOT,
+    RunStore,
+    SweepStore,
+    lock_when_made,
+    out_dir,
+)
 
 console = Console(stderr=True)
 
@@ -181,13 +188,10 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
                           "dir": sweep.run_rel(p["name"])} for p in points]}
     check_out(out, "sweep", replace=False)
     with contextlib.ExitStack() as held:
-        # the folder's lock before this process writes to it (a new folder: once it is made)
-        existed = out.is_dir()
-        if existed:
-            held.enter_context(folder_lock(out, "sweep"))
+        lock = lock_when_made(held, out, "sweep")
+        lock()
         _record_sweep(sweep, record, points, remedy)
-        if not existed:
-            held.enter_context(folder_lock(out, "sweep"))
+        lock()
         pending = [(i, p) for i, p in _pending(sweep, points)
                    if not select or select(p["config"])]
         if executor == "slurm" and pending:
