@@ -363,3 +363,21 @@ def test_a_second_process_in_a_busy_folder_is_refused_before_it_writes(tmp_path,
                             {"sweep.grid.seed": [0, 1]}, smoke=True)
     assert snapshot(sweep) == before and len(ran) == len(json.loads(
         (sweep / "sweep.json").read_text())["points"])
+
+
+def test_the_refusal_names_the_process_that_holds_the_folder(tmp_path):
+    # "another pbb process" alone leaves the user hunting through ps for which one; the holder
+    # writes who it is, and takes the record away when it lets go
+    import os
+
+    from pbb.store import folder_lock
+
+    with folder_lock(tmp_path, "run"):
+        with pytest.raises(PbbError, match=rf"another pbb process \(pid {os.getpid()} on .+ "
+                                           r"since .+: .+\) is working in this run folder"):
+            with folder_lock(tmp_path, "run"):
+                pass
+        assert (tmp_path / ".lock.json").is_file()
+    assert not (tmp_path / ".lock.json").exists()
+    with folder_lock(tmp_path, "run"):  # free again once let go
+        pass

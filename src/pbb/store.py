@@ -20,7 +20,9 @@ layout below is the whole contract::
                                          then samples.jsonl), shared by every run that would
                                          evaluate that model the same way (pbb.evaluation.reuse)
     STAGE/.lock                          held while the stage is checked and trained
-    RUN/.lock, SWEEP/.lock               held while a pbb process works in the folder
+    RUN/.lock, SWEEP/.lock               held while a pbb process works in the folder;
+    RUN/.lock.json, SWEEP/.lock.json     who holds it (pid, host, since, command), for the
+                                         error a second process gets
 
     SWEEP/sweep.json                     the points, their overrides and run directories
     SWEEP/stages/, runs/<point>/         the shared stages, one run directory per point
@@ -37,8 +39,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import re
 import shutil
+import socket
+import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -87,6 +93,7 @@ METRICS = "metrics.jsonl"
 ROLLOUTS = "rollouts.jsonl"
 TRAINER = "trainer"
 LOCK = ".lock"
+LOCK_OWNER = ".lock.json"
 #: a checkpoint's folder is ``checkpoint-<step>`` (transformers' Trainer names its own so too);
 #: it is complete once its state file is there: pbb's SFT loop writes ``state.json``, the
 #: Trainer ``trainer_state.json``
@@ -337,20 +344,37 @@ def folder_lock(folder: Path, kind: str):
     it, taken without waiting: a second process in the same folder (the same command started
     twice, a sweep rerun while its first attempt's points still run) would append its answers
     to the same partial samples and rewrite the same summaries, so it stops with one line
-    instead. An OS file lock (``filelock``), so a process that is killed releases it."""
+    instead, naming the holder (``LOCK_OWNER``) so that the user knows which process to wait
+    for or stop. An OS file lock (``filelock``), so a process that is killed releases it; its
+    owner record may then stay behind, read only while somebody holds the lock again."""
     from filelock import FileLock, Timeout
 
     lock = FileLock(str(Path(folder) / LOCK), timeout=0)
     try:
         lock.acquire()
     except Timeout:
-        raise PbbError(f"{folder}: another pbb process is working in this {kind} folder (it holds "
-                       f"{LOCK}); wait for it to end or stop it (Ctrl-C or SIGTERM stop it "
-                       f"cleanly), then run the same command again") from None
+        raise PbbError(f"{folder}: another pbb process{_lock_holder(folder)} is working in this "
+                       f"{kind} folder (it holds {LOCK}); wait for it to end or stop it (Ctrl-C "
+                       f"or SIGTERM stop it cleanly), then run the same command again") from None
+    owner = Path(folder) / LOCK_OWNER
+    atomic_write_json(owner, {"pid": os.getpid(), "host": socket.gethostname(),
+                              "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+                              "command": " ".join(sys.argv)})
     try:
         yield
     finally:
+        owner.unlink(missing_ok=True)
         lock.release()
+
+
+def _lock_holder(folder: Path) -> str:
+    """`` (pid N on HOST since T: COMMAND)`` from the holder's record; empty when it cannot be
+    read (the holder has only just taken the lock, or is an older pbb)."""
+    try:
+        who = read_json(Path(folder) / LOCK_OWNER)
+        return f" (pid {who['pid']} on {who['host']} since {who['since']}: {who['command']})"
+    except (OSError, PbbError, KeyError, TypeError):
+        return ""
 
 
 def lock_when_made(held: contextlib.ExitStack, folder: Path, kind: str):
