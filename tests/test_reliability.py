@@ -381,3 +381,63 @@ def test_the_refusal_names_the_process_that_holds_the_folder(tmp_path):
     assert not (tmp_path / ".lock.json").exists()
     with folder_lock(tmp_path, "run"):  # free again once let go
         pass
+
+
+def test_a_failed_start_in_an_empty_folder_leaves_it_usable(tmp_path, monkeypatch):
+    # `mkdir X; pbb run bad.yaml --out X`: the lock is taken before the checks fail, and its
+    # file stays on Unix; the corrected command must still find X empty, not "not pbb's"
+    import contextlib
+
+    from pbb.experiments import run as run_mod
+    from pbb.store import RunStore
+
+    out = tmp_path / "x"
+    out.mkdir()
+
+    def bad(cfg):
+        raise PbbError("model: not found")
+
+    with monkeypatch.context() as m, contextlib.ExitStack() as held:
+        m.setattr(run_mod, "check_before_work", bad)
+        with pytest.raises(PbbError, match="model: not found"):
+            run_mod.start_run(small_run_config(), RunStore(out), held)
+    assert {p.name for p in out.iterdir()} <= {".lock"}
+    with contextlib.ExitStack() as held:
+        run_mod.start_run(small_run_config(), RunStore(out), held)
+    assert (out / "config.yaml").is_file()
+
+
+def test_a_folder_another_process_made_after_the_checks_is_not_written(tmp_path, monkeypatch):
+    # two commands with the same new --out: both pass the checks before either made it; the
+    # second must find the first's lock before it writes its config, data or sweep.json there
+    import contextlib
+
+    from filelock import FileLock
+
+    from pbb.experiments import run as run_mod
+    from pbb.experiments import sweep as sweep_mod
+    from pbb.store import RunStore
+
+    def first_makes(folder: Path, after):
+        def wrapped(*a, **k):
+            result = after(*a, **k)
+            folder.mkdir(exist_ok=True)
+            held.enter_context(FileLock(str(folder / ".lock")))
+            return result
+        return wrapped
+
+    out = tmp_path / "r"
+    with contextlib.ExitStack() as held, contextlib.ExitStack() as mine, \
+            monkeypatch.context() as m:
+        m.setattr(run_mod, "open_data", first_makes(out, run_mod.open_data))
+        with pytest.raises(PbbError, match="another pbb process is working in this run folder"):
+            run_mod.start_run(small_run_config(), RunStore(out), mine)
+    assert {p.name for p in out.iterdir()} == {".lock"}
+
+    sweep = tmp_path / "s"
+    with contextlib.ExitStack() as held, monkeypatch.context() as m:
+        m.setattr(run_mod, "check_before_work", first_makes(sweep, run_mod.check_before_work))
+        with pytest.raises(PbbError, match="another pbb process is working in this sweep folder"):
+            sweep_mod.run_sweep(Path("configs/arithmetic_effect.yaml"), sweep,
+                                {"sweep.grid.seed": [0]}, smoke=True)
+    assert {p.name for p in sweep.iterdir()} == {".lock"}

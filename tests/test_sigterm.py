@@ -144,3 +144,32 @@ def test_an_interrupted_served_evaluation_sends_no_more_requests():
                            on_batch=interrupted)
     time.sleep(0.3)
     assert len(sent) <= 4, sent  # the two running when it stopped, and at most two more
+
+
+def test_an_interrupted_served_evaluation_does_not_wait_for_the_requests_in_flight():
+    # a long CoT answer in flight must not hold the point past the sweep's wait (it would be
+    # killed before it stops the vllm server it started): the interrupt goes on at once
+    import threading
+
+    from pbb.evaluation.generators import OpenAIGenerator
+
+    release, finished = threading.Event(), []
+
+    class Answers(OpenAIGenerator):
+        def one(self, prompt, max_new_tokens):
+            if prompt != "q0":
+                release.wait(timeout=30)  # a request the server is still answering
+            finished.append(prompt)
+            return "Answer: 1"
+
+    def interrupted(batch):
+        raise KeyboardInterrupt
+
+    generator = Answers(client=None, model="m", concurrency=2)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            generator.generate(["q0", "q1", "q2"], max_new_tokens=8, progress=False,
+                               on_batch=interrupted)
+        assert finished == ["q0"]  # q1 still in flight when the interrupt reached the caller
+    finally:
+        release.set()

@@ -27,7 +27,16 @@ from pathlib import Path
 
 from pbb.errors import PbbError
 from pbb.jsonio import atomic_write_json, read_json
-from pbb.store import CONFIG, RUN_FILES, STAGES, SUMMARY, SWEEP, not_stage_folders
+from pbb.store import (
+    CONFIG,
+    LOCK,
+    LOCK_OWNER,
+    RUN_FILES,
+    STAGES,
+    SUMMARY,
+    SWEEP,
+    not_stage_folders,
+)
 
 MARKER = ".pbb-folder.json"
 KINDS = ("run", "sweep", "data", "export", "score", "claims")
@@ -98,7 +107,11 @@ def _holding(folder: Path) -> str:
 
 
 def _is_empty_dir(folder: Path) -> bool:
-    return folder.is_dir() and not any(folder.iterdir())
+    """Empty, or holding only a folder lock (:func:`pbb.store.folder_lock`): a start that
+    failed its checks after it took the lock leaves the lock file (filelock keeps it on Unix,
+    and deleting it while another process waits on it would break the lock), and the corrected
+    command must still find the folder empty."""
+    return folder.is_dir() and all(p.name in (LOCK, LOCK_OWNER) for p in folder.iterdir())
 
 
 def check_writable_parent(out: Path, option: str = "--out") -> Path:

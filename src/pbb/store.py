@@ -356,10 +356,13 @@ def folder_lock(folder: Path, kind: str):
         raise PbbError(f"{folder}: another pbb process{_lock_holder(folder)} is working in this "
                        f"{kind} folder (it holds {LOCK}); wait for it to end or stop it (Ctrl-C "
                        f"or SIGTERM stop it cleanly), then run the same command again") from None
+    except OSError as e:
+        raise PbbError(f"{folder}: cannot take its lock, {LOCK} ({e.strerror or e})") from None
     owner = Path(folder) / LOCK_OWNER
-    atomic_write_json(owner, {"pid": os.getpid(), "host": socket.gethostname(),
-                              "since": time.strftime("%Y-%m-%d %H:%M:%S"),
-                              "command": " ".join(sys.argv)})
+    with contextlib.suppress(OSError):  # who holds it is for the message only
+        atomic_write_json(owner, {"pid": os.getpid(), "host": socket.gethostname(),
+                                  "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                  "command": " ".join(sys.argv)})
     try:
         yield
     finally:

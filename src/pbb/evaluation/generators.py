@@ -169,25 +169,27 @@ class OpenAIGenerator:
                  progress: bool = True, on_batch: OnBatch | None = None) -> list[str]:
         out: list[str | None] = [None] * len(prompts)
         bar = _bar(len(prompts), desc, progress)
-        with ThreadPoolExecutor(self.concurrency) as pool:
-            futures = {pool.submit(self.one, p, max_new_tokens): i for i, p in enumerate(prompts)}
-            try:
-                for fut in as_completed(futures):
-                    i = futures[fut]
-                    try:
-                        out[i] = fut.result()
-                    except Exception as e:  # noqa: BLE001 - after the client's retries
-                        raise PbbError(f"eval.openai: request for query {i} failed after "
-                                       f"{self.client.max_retries} retries "
-                                       f"({first_line(e, 120)}); the answers so far are kept, "
-                                       "run again to resume") from None
-                    if on_batch:
-                        on_batch([(i, out[i])])
-                    bar.update(1)
-            except BaseException:  # that, Ctrl-C or SIGTERM: the queued requests are not sent
-                for f in futures:  # (leaving the pool waits for those already sent only)
-                    f.cancel()
-                raise
+        pool = ThreadPoolExecutor(self.concurrency)
+        futures = {pool.submit(self.one, p, max_new_tokens): i for i, p in enumerate(prompts)}
+        try:
+            for fut in as_completed(futures):
+                i = futures[fut]
+                try:
+                    out[i] = fut.result()
+                except Exception as e:  # noqa: BLE001 - after the client's retries
+                    raise PbbError(f"eval.openai: request for query {i} failed after "
+                                   f"{self.client.max_retries} retries "
+                                   f"({first_line(e, 120)}); the answers so far are kept, "
+                                   "run again to resume") from None
+                if on_batch:
+                    on_batch([(i, out[i])])
+                bar.update(1)
+        except BaseException:  # that, Ctrl-C or SIGTERM: the queued requests are not sent, and
+            # those sent are not waited for (a server pbb started is stopped next, which ends
+            # them; a --jobs sweep waits a bounded time for its points before it kills them)
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
         bar.close()
         return out  # type: ignore[return-value]
 

@@ -305,6 +305,12 @@ class _LocalJobs:
                 self.failed.append(p["name"])
 
 
+#: how long a stopped sweep waits for each point before it kills it: more than a point's own
+#: clean-up (a ``vllm serve`` it started gets 30 s to stop, :mod:`pbb.evaluation.served`), so
+#: that no point is killed before it has stopped its server (which would keep the GPU)
+POINT_STOP_SECONDS = 90
+
+
 def _stop(jobs) -> None:
     """Ctrl-C or SIGTERM in the sweep: pass the same signal on to every running point (each
     stops as an interrupted ``pbb run`` does, resumable), then wait for them, killing any that
@@ -316,7 +322,7 @@ def _stop(jobs) -> None:
             proc.send_signal(interrupts.received)
     for proc, _, _, log, _ in jobs:
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=POINT_STOP_SECONDS)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

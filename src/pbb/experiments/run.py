@@ -60,9 +60,12 @@ from pbb.training.sft import train_sft
 console = Console(stderr=True)
 
 
-def prepare_run_dir(cfg: RunConfig, out: Path, ds: data_mod.DataSet) -> None:
+def prepare_run_dir(cfg: RunConfig, out: Path, ds: data_mod.DataSet,
+                    made=lambda: None) -> None:
     """Make the run directory (marker, ``config.yaml``, the data set unless ``data.path``), or
-    check that an existing one holds the same run.
+    check that an existing one holds the same run. ``made`` is called once the folder exists,
+    before the first write into it (:func:`start_run` takes the folder's lock there: another
+    process may have made the folder since the checks).
 
     A run directory whose earlier attempt failed before any work (no stage, no evaluation) takes
     the corrected config: a failed attempt never blocks the fixed one.
@@ -81,6 +84,7 @@ def prepare_run_dir(cfg: RunConfig, out: Path, ds: data_mod.DataSet) -> None:
             return
     try:
         out.mkdir(parents=True, exist_ok=True)
+        made()
         folders.mark(out, "run")
         atomic_write_text(path, text)
     except OSError as e:
@@ -340,12 +344,13 @@ def start_run(cfg: RunConfig, store: RunStore, held: contextlib.ExitStack
     its data set; returns the config with its data block filled in, the data set, and where
     the model loads from. Every check comes before the first write: a failed start leaves
     nothing behind. The main process takes the folder's lock into ``held`` as soon as the
-    folder exists, before it writes there (:func:`pbb.store.folder_lock`)."""
+    folder exists, before it writes there (:func:`pbb.store.folder_lock`): after the checks,
+    and again before the first write (a folder another process made meanwhile is its)."""
     lock = lock_when_made(held, store.root, "run")
     dist.on_main(lambda: (check_out(store.root, "run", replace=False), lock()))
     base = check_before_work(cfg)
     cfg, ds = open_data(cfg, store.root)
-    dist.on_main(lambda: (prepare_run_dir(cfg, store.root, ds), lock()))
+    dist.on_main(lambda: (lock(), prepare_run_dir(cfg, store.root, ds, made=lock)))
     return cfg, ds, base
 
 

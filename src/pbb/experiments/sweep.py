@@ -34,6 +34,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 
+from pbb import dist
 from pbb.config import (
     RunConfig,
     _error_line,
@@ -187,11 +188,9 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
               "points": [{"name": p["name"], "overrides": p["overrides"],
                           "dir": sweep.run_rel(p["name"])} for p in points]}
     check_out(out, "sweep", replace=False)
-    with contextlib.ExitStack() as held:
+    with contextlib.ExitStack() as held:  # the main process's lock (its points run, each locked)
         lock = lock_when_made(held, out, "sweep")
-        lock()
-        _record_sweep(sweep, record, points, remedy)
-        lock()
+        dist.on_main(lambda: (lock(), _record_sweep(sweep, record, points, remedy, made=lock)))
         pending = [(i, p) for i, p in _pending(sweep, points)
                    if not select or select(p["config"])]
         if executor == "slurm" and pending:
@@ -210,9 +209,12 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
         return report(out)
 
 
-def _record_sweep(sweep: SweepStore, record: dict, points: list[dict], remedy: str) -> None:
+def _record_sweep(sweep: SweepStore, record: dict, points: list[dict], remedy: str,
+                  made=lambda: None) -> None:
     """Write ``record`` (``sweep.json``) into the sweep's folder: a new sweep, or this one grown
-    by more points (those run stay as they are); a different sweep there is refused."""
+    by more points (those run stay as they are); a different sweep there is refused. ``made``
+    is called once the folder exists, before the first write (the sweep's lock: another
+    process may have made the folder since the checks)."""
     from pbb.experiments.run import check_before_work
 
     out = sweep.root
@@ -227,6 +229,7 @@ def _record_sweep(sweep: SweepStore, record: dict, points: list[dict], remedy: s
             console.print(f"{out}: the sweep grows from {len(old['points'])} to "
                           f"{len(record['points'])} points; those run before are kept")
         out.mkdir(parents=True, exist_ok=True)
+        made()
         mark(out, "sweep")
         atomic_write_json(sweep.record, record)
     else:
