@@ -21,11 +21,13 @@ from tests.test_reliability import call
 
 @pytest.fixture
 def sigterm_restored(monkeypatch):
-    """pbb's ``main`` installs its SIGTERM handler in this process: put the old one back."""
-    old = signal.getsignal(signal.SIGTERM)
+    """pbb's ``main`` installs its SIGTERM and SIGINT handlers in this process: put the old
+    ones back."""
+    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     monkeypatch.setattr(interrupts, "received", signal.SIGINT)
     yield
-    signal.signal(signal.SIGTERM, old)
+    for s, handler in old.items():
+        signal.signal(s, handler)
 
 
 def test_sigterm_in_a_run_says_how_to_resume_and_exits_143(sigterm_restored, tmp_path,
@@ -43,6 +45,38 @@ def test_sigterm_in_a_run_says_how_to_resume_and_exits_143(sigterm_restored, tmp
     assert (code, err) == (143, "stopped by SIGTERM; run the same command again to resume\n")
     # a second SIGTERM while the first one's clean-up runs is ignored, not a second interrupt
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+
+
+@pytest.mark.parametrize("then, after, finished, code", [
+    # the same Ctrl-C again (the terminal's, then the sweep's passing it on): clean-up goes on
+    (signal.SIGINT, 0.0, True, 130),
+    # a SIGTERM while Ctrl-C's clean-up runs: ignored, and the exit code stays Ctrl-C's
+    (signal.SIGTERM, 0.0, True, 130),
+    # Ctrl-C pressed again later: the way to give up on a clean-up that hangs
+    (signal.SIGINT, 0.5, False, 130),
+])
+def test_a_stop_signal_during_the_clean_up_of_a_ctrl_c(sigterm_restored, tmp_path, monkeypatch,
+                                                       capsys, then, after, finished, code):
+    from pbb.experiments import run as run_mod
+
+    monkeypatch.setattr(interrupts, "REPEAT_SECONDS", 0.3)
+    cleaned = []
+
+    def interrupted(*a, **k):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(30)  # the handler interrupts this at once
+        finally:  # the clean-up (a checkpoint, a server stopped), signalled again meanwhile
+            time.sleep(after)
+            os.kill(os.getpid(), then)
+            time.sleep(0.2)
+            cleaned.append(True)
+
+    monkeypatch.setattr(run_mod, "run", interrupted)
+    got, err = call(monkeypatch, capsys, "run", "configs/quickstart.yaml", "--smoke",
+                    "--out", tmp_path / "x")
+    assert (got, err) == (code, "interrupted; run the same command again to resume\n")
+    assert cleaned == ([True] if finished else [])
 
 
 def _alive(pid: int) -> bool:

@@ -1,4 +1,4 @@
-"""SIGTERM stops pbb as Ctrl-C does.
+"""SIGTERM stops pbb as Ctrl-C does, and one stop is one interrupt.
 
 ``kill PID``, ``timeout``, ``docker stop``, a scheduler's preemption and a sweep stopping its
 points all send SIGTERM, and by default it ends Python on the spot: no ``finally`` runs, so a
@@ -6,29 +6,51 @@ points all send SIGTERM, and by default it ends Python on the spot: no ``finally
 once) and a ``vllm serve`` it had started kept its GPU. :func:`install` turns the first SIGTERM
 into the ``KeyboardInterrupt`` Ctrl-C raises, so the same clean-up runs and the same "run the
 same command again" line is printed; :data:`received` says which signal it was (the exit code
-is 128 + its number, as a shell reports it). Later SIGTERMs are ignored, so a second one (a
-process group signalled, then each process again) cannot cut that clean-up short; SIGKILL still
-ends it.
+is 128 + its number, as a shell reports it).
+
+The clean-up the first signal starts (a checkpoint, a lock let go, a server stopped) is not cut
+short by the signals that follow it: every later SIGTERM is ignored (a process group signalled,
+then each process again), and so is a SIGINT within :data:`REPEAT_SECONDS` of the first signal,
+which is the same Ctrl-C again: a terminal signals the whole process group, so a ``--jobs``
+sweep's points get it from the terminal and once more from the sweep passing it on. A Ctrl-C
+pressed later still interrupts the clean-up (the way to give up on one that hangs), and SIGKILL
+ends any of it.
 """
 
 from __future__ import annotations
 
 import signal
+import time
 
 #: the signal that stopped pbb: SIGINT (Ctrl-C) unless :func:`install`'s handler saw SIGTERM
 received = signal.SIGINT
 
+#: a SIGINT this soon after the first stop signal is that stop delivered again, not a new one
+REPEAT_SECONDS = 2.0
 
-def _on_sigterm(signum, frame) -> None:
-    global received
-    received = signal.Signals(signum)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise KeyboardInterrupt
+#: when the first stop signal came (``time.monotonic``), None before it
+_stopped_at: float | None = None
+
+
+def _on_signal(signum, frame) -> None:
+    global received, _stopped_at
+    if _stopped_at is None:
+        received, _stopped_at = signal.Signals(signum), time.monotonic()
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+    if signum == signal.SIGINT and time.monotonic() - _stopped_at >= REPEAT_SECONDS:
+        raise KeyboardInterrupt  # a Ctrl-C pressed again: give up on the clean-up
 
 
 def install() -> None:
-    """Make SIGTERM raise ``KeyboardInterrupt`` (once) in this process."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    """Make the first SIGTERM or SIGINT raise ``KeyboardInterrupt`` in this process, and the
+    repeats of it not. A SIGINT ignored at start (a process started from a background shell)
+    stays ignored."""
+    global received, _stopped_at
+    received, _stopped_at = signal.SIGINT, None
+    signal.signal(signal.SIGTERM, _on_signal)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _on_signal)
 
 
 def exit_code() -> int:
