@@ -473,3 +473,29 @@ def test_a_folder_another_process_made_after_the_checks_is_not_written(tmp_path,
             sweep_mod.run_sweep(Path("configs/arithmetic_effect.yaml"), sweep,
                                 {"sweep.grid.seed": [0]}, smoke=True)
     assert {p.name for p in sweep.iterdir()} == {".lock"}
+
+
+@pytest.mark.parametrize("raised", [OSError(28, "No space left on device"),
+                                    PbbError("runs/x: holds another run")])
+def test_an_error_on_the_main_process_reaches_the_others(monkeypatch, raised):
+    # under a launcher the other processes wait in a broadcast for the main one's word: an
+    # error that skipped it (anything but a PbbError did) left them hanging until its timeout
+    from pbb import dist
+
+    sent = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(dist, "broadcast", lambda obj: sent.append(obj) or obj)
+
+    def fails():
+        raise raised
+
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(type(raised)) as got:  # the main process: its own error
+        dist.on_main(fails)
+    assert got.value is raised
+    assert sent and str(raised.strerror if isinstance(raised, OSError) else raised) in sent[0]
+    monkeypatch.setenv("RANK", "1")  # another process: the main one's word, as one line
+    monkeypatch.setattr(dist, "broadcast", lambda obj: sent[0])
+    with pytest.raises(PbbError, match="No space left" if isinstance(raised, OSError)
+                       else "holds another run"):
+        dist.on_main(fails)

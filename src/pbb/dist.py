@@ -122,17 +122,23 @@ def sum_float(x: float) -> float:
 
 def on_main(fn) -> None:
     """Run ``fn`` on the main process while the others wait; an error there (a bad config, a
-    run directory that holds another run) is raised on every process, not left to hang them."""
-    from pbb.errors import PbbError
+    run directory that holds another run, a disk that is full, a bug) is raised on every
+    process, not left to hang them in the broadcast until its timeout: the main process raises
+    its own error, the others a :class:`PbbError` that names it."""
+    from pbb.errors import PbbError, first_line
 
-    problem = None
+    problem, error = None, None
     if is_main():
         try:
             fn()
-        except PbbError as e:
-            problem = str(e)
+        except Exception as e:  # noqa: BLE001 - passed on to the other processes, then raised
             if not launched():
                 raise
+            error = e
+            problem = str(e) if isinstance(e, PbbError) else \
+                f"the main process failed: {type(e).__name__}: {first_line(e)}"
     problem = broadcast(problem)
+    if error is not None:
+        raise error
     if problem is not None:
         raise PbbError(problem)
