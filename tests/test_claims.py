@@ -550,3 +550,41 @@ def test_the_plan_says_which_points_wait_for_the_prerequisite(tmp_path):
     assert "(1 of the points run only where its prerequisite is met)" in text
     grammars = text.split("grammars_above_chance: ")[1].split(" all ")[0]
     assert "prerequisite" not in grammars and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_fresh_clone_restores_the_archived_runs_and_writes_the_same_table(claimed, tmp_path):
+    """The table's runs are kept beside it (``claims-runs/``): where ``runs/`` is empty, as
+    on a fresh clone, they are restored, the table recomputes from their samples to the same
+    figures, and a run of the claims runs nothing that any machine finished."""
+    import shutil
+
+    from tests.conftest import run_cli
+
+    root, measured, _ = claimed
+    kept = root / "doc" / "claims-runs"
+    assert sorted(p.name for p in kept.iterdir()) == sorted(
+        f"{m['claim'].name}.tar.gz" for m in measured if m["done"])
+    doc, out = tmp_path / "doc" / "claims.md", tmp_path / "out"
+    shutil.copytree(root / "doc", doc.parent)
+
+    def archives():
+        return {p.name: (p.read_bytes(), p.stat().st_mtime_ns)
+                for p in (doc.parent / "claims-runs").iterdir()}
+
+    copied = archives()
+    plan = claims_mod.plan_claims(CPU_CONFIGS, out, TINY_CLAIMS, TINY, True, doc)
+    assert f"restores into {out} before it runs" in " ".join(plan.split())
+    again = claims_mod.run_claims(CPU_CONFIGS, out, TINY_CLAIMS, TINY, smoke=True,
+                                  progress=False, doc=doc, execute=False)
+    before = (root / "doc" / "claims.md").read_text()
+    assert doc.read_text().replace(str(out), str(root / "out")) == before
+    assert [m["done"] for m in again] == [m["done"] for m in measured]
+    assert not any(m["entry"].kept for m in again)  # measured here, from the restored samples
+    assert archives() == copied  # packed again from the same runs: not rewritten
+    sets = ["--set", "sweep.grid.seed=[0, 1, 2]", "--set", "train.max_steps=1"]
+    only = [a for name in TINY_CLAIMS for a in ("--only", name)]
+    r = run_cli("claims", *only, "--smoke", "--out", str(out), "--doc", str(doc), "--no-progress",
+                *sets)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "training on" not in r.stderr and r.stderr.count("done earlier") == 9

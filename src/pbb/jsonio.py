@@ -24,7 +24,13 @@ def dumps(obj: Any) -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers never see a half-written file.
+    """Write ``text`` to ``path`` (UTF-8, ``\\n`` line ends) so that readers never see a
+    half-written file."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers never see a half-written file.
 
     The temporary file is created as ``open`` would create it (0666, the kernel applying the
     umask), not with ``mkstemp``'s private 0600, so colleagues can read data sets and runs on a
@@ -35,8 +41,8 @@ def atomic_write_text(path: Path, text: str) -> None:
     tmp = path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

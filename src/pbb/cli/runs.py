@@ -173,7 +173,8 @@ def claims_cmd(
             console.print("note: this machine has no GPU: the times below are its CPU rates, "
                           "not a GPU's", markup=False)
         console.print(plan_claims(configs or default_configs, out or default_out, only,
-                                  parse_assignments(overrides), smoke), markup=False)
+                                  parse_assignments(overrides), smoke, doc or default_doc),
+                      markup=False)
         return
     measured = run_claims(configs or default_configs, out or default_out, only,
                           parse_assignments(overrides), smoke=smoke, progress=progress,

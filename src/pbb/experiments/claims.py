@@ -38,6 +38,7 @@ from rich.console import Console
 
 from pbb.errors import PbbError
 from pbb.evaluation.metrics import grouped_ci, per_behaviour_field
+from pbb.experiments import claims_archive as archive
 from pbb.experiments.claims_report import (
     NOT_REPRODUCED,
     NOT_RUN,
@@ -402,10 +403,12 @@ def run_claims(configs: Path, out: Path, only: list[str] | None = None,
 
     chosen = select(only)
     out = Path(out)
-    if execute:
+    if execute or _restorable(out, doc):
         check_out(out, "claims", replace=False)
         out.mkdir(parents=True, exist_ok=True)
         mark(out, "claims")
+        restore(out, doc)
+    if execute:
         for claim in chosen:
             console.print(f"[bold]claim {claim.name}[/]: {claim.title}")
             sweep = partial(run_sweep, config_path(configs, claim), out / claim.name, overrides,
@@ -418,7 +421,27 @@ def run_claims(configs: Path, out: Path, only: list[str] | None = None,
     measured = [measure(c, configs, out, overrides, smoke) for c in CLAIMS]
     for m, e in zip(measured, write(measured, Path(doc), configs, out)):
         m["entry"] = e
+    for claim in CLAIMS:  # the table's evidence beside it
+        archive.pack(out / claim.name, archive.archive_path(doc, claim.name))
     return measured
+
+
+def _restorable(out: Path, doc: Path) -> bool:
+    """Whether an archive beside ``doc`` holds a claim whose sweep ``out`` lacks."""
+    return any(archive.archive_path(doc, c.name).is_file() and not (out / c.name).exists()
+               for c in CLAIMS)
+
+
+def restore(out: Path, doc: Path) -> None:
+    """Restore each claim's archived runs (:mod:`pbb.experiments.claims_archive`) where ``out``
+    has no sweep folder of that claim: a fresh clone measures from the same samples, and runs
+    only the points not finished anywhere yet."""
+    for claim in CLAIMS:
+        path = archive.archive_path(doc, claim.name)
+        if path.is_file() and not (out / claim.name).exists():
+            n = archive.unpack(path, out / claim.name)
+            console.print(f"claim {claim.name}: {n} finished point(s) restored from {path}",
+                          markup=False)
 
 
 def _gated(claim: Claim, configs: Path, overrides: dict | None, smoke: bool) -> int:
@@ -456,7 +479,8 @@ def _prerequisite_first(claim: Claim, sweep, configs: Path, out: Path, overrides
 
 
 def plan_claims(configs: Path, out: Path, only: list[str] | None = None,
-                overrides: dict | None = None, smoke: bool = False) -> str:
+                overrides: dict | None = None, smoke: bool = False,
+                doc: Path | None = None) -> str:
     """What :func:`run_claims` would run, and its expected time on this machine's measured
     rates: one line a claim (one claim chosen: each point's plan too), a stage or evaluation
     that an earlier claim makes counted there only, as the claims share them. Writes nothing."""
@@ -476,6 +500,10 @@ def plan_claims(configs: Path, out: Path, only: list[str] | None = None,
                      + (f" ({gated} of the points run only where its prerequisite is met)"
                         if gated else ""))
         every.add(planned)
+    if doc is not None and _restorable(out, doc):
+        lines.append(f"(not counted: the finished points kept in {archive.archive_dir(doc)}, "
+                     f"which `pbb claims` restores into {out} before it runs; `pbb claims "
+                     "--no-run` restores them now)")
     return "\n\n".join([*texts, "\n".join([*lines, f"all {len(chosen)} claim(s) into {out}: "
                                                         f"expected time {every.total()}"])])
 

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pbb.experiments.claims_archive import archive_dir
 from pbb.experiments.efficiency import format_n
 from pbb.jsonio import atomic_write_text
 
@@ -43,6 +44,11 @@ runs is in the sweeps folder here keeps its rows and section from the table this
 marked as kept (their figures were computed from runs elsewhere), rather than falling back to
 {not_run}; where its config's settings have changed since (its section's settings hash is not
 the config's now), its verdicts say so: its figures are not those of the config as it is.
+The runs behind the table are kept beside it, in `{runs}/` (a `<claim>.tar.gz` with each
+finished point's config, summary, data set and samples; no weights): where the sweeps folder
+has no sweep of a claim, `pbb claims` restores its runs from there first, so that the table
+recomputes on any clone (`pbb claims --no-run`) and a run goes on from the points finished on
+any machine.
 
 Sweeps: `{out}`; configs: `{configs}/`.
 """
@@ -308,8 +314,9 @@ def _verdict_of(cell: str) -> str:
                  if shown.startswith(v)), shown)
 
 
-def markdown(entries: list[Entry], out: Path, configs: Path, figure: str | None) -> str:
-    lines = [HEADER.format(out=out, configs=configs, reproduced=REPRODUCED,
+def markdown(entries: list[Entry], out: Path, configs: Path, figure: str | None,
+             runs: str) -> str:
+    lines = [HEADER.format(out=out, configs=configs, runs=runs, reproduced=REPRODUCED,
                            not_reproduced=NOT_REPRODUCED, not_testable=NOT_TESTABLE,
                            not_run=NOT_RUN, seeds=SEEDS_WHEN_THEY_DISAGREE),
              "| claim | comparison | paper | pbb | verdict |", "|---|---|---|---|---|"]
@@ -368,5 +375,5 @@ def write(measured: list[dict], doc: Path, configs: Path, out: Path) -> list[Ent
     doc.parent.mkdir(parents=True, exist_ok=True)
     png = doc.with_suffix(".png")
     figure = png.name if plot(entries, png) else None
-    atomic_write_text(doc, markdown(entries, out, configs, figure))
+    atomic_write_text(doc, markdown(entries, out, configs, figure, archive_dir(doc).name))
     return entries

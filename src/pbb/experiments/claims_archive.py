@@ -1,0 +1,158 @@
+"""The claims' finished runs, kept beside their table: ``<doc stem>-runs/<claim>.tar.gz``.
+
+A claims table says that every figure recomputes from the runs' ``samples.jsonl``, but the runs
+live in ``runs/claims``, which a fresh clone does not have: the claim could not be checked, and a
+claim whose sweep takes longer than one sitting (the ordering claim, 5 seeds of two curricula:
+hours on 2 cores) could only be measured by a machine that keeps its ``runs/`` all along. So
+:func:`pack` keeps, per claim, what the table is computed from: the sweep's record and, for each
+finished point, its config, summary, curricula, data set and samples (no weights, no stages, no
+plots; some hundred kB compressed a point). ``pbb claims`` restores an archive where the claim's
+sweep folder is missing (:func:`unpack`), so that on a fresh clone ``pbb claims --no-run``
+rewrites the same table from the same samples, and ``pbb claims`` runs only the points no
+machine has finished yet; then it packs every claim's sweep again.
+
+The archive is deterministic (sorted members, no times, owners or modes of this machine), so a
+claim whose runs did not change is not rewritten. A pack never loses a finished point of the
+same plan: points the archive holds and this machine's sweep has not finished are kept, as long
+as the sweep's record (its base config and points) is the archive's; a sweep of another plan (its
+config changed) replaces the archive.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+from pathlib import Path, PurePosixPath
+
+from pbb.errors import PbbError
+from pbb.folders import MARKER
+from pbb.jsonio import atomic_write_bytes, directory_in_place
+from pbb.store import (
+    CONFIG,
+    CURRICULA,
+    DATA,
+    EVAL,
+    LOCK,
+    LOCK_OWNER,
+    SAMPLES,
+    SUMMARY,
+    SWEEP,
+)
+
+#: a point's files that the table needs, besides its data set and samples
+_POINT_FILES = (MARKER, CONFIG, SUMMARY, CURRICULA)
+
+
+def archive_dir(doc: Path) -> Path:
+    """Where the archives of the table ``doc`` are: ``docs/claims.md`` -> ``docs/claims-runs``."""
+    return Path(doc).with_name(Path(doc).stem + "-runs")
+
+
+def archive_path(doc: Path, claim: str) -> Path:
+    return archive_dir(doc) / f"{claim}.tar.gz"
+
+
+def _point_files(run: Path) -> list[Path]:
+    """A finished point's files to keep (relative to its run directory)."""
+    keep = [Path(name) for name in _POINT_FILES if (run / name).is_file()]
+    if (run / DATA).is_dir():
+        keep += sorted(p.relative_to(run) for p in (run / DATA).rglob("*")
+                       if p.is_file() and p.name not in (LOCK, LOCK_OWNER))
+    keep += sorted(p.relative_to(run) for p in (run / EVAL).glob(f"*/*/{SAMPLES}"))
+    return keep
+
+
+def _local(sweep_dir: Path) -> tuple[dict, dict[str, dict[str, bytes]]]:
+    """The sweep's record, and each finished point's files (point dir -> name -> bytes)."""
+    record = json.loads((sweep_dir / SWEEP).read_bytes())
+    points = {}
+    for p in record["points"]:
+        run = sweep_dir / p["dir"]
+        if (run / SUMMARY).is_file():
+            points[p["dir"]] = {(PurePosixPath(p["dir"]) / f.as_posix()).as_posix():
+                                (run / f).read_bytes() for f in _point_files(run)}
+    return record, points
+
+
+def read(archive: Path) -> dict[str, bytes]:
+    """An archive's files (name -> bytes), checked: relative names inside it, plain files."""
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            files = {}
+            for m in tar.getmembers():
+                parts = PurePosixPath(m.name).parts
+                if not m.isfile() or not parts or m.name.startswith("/") or ".." in parts:
+                    raise PbbError(f"{archive}: {m.name!r} is not a file a claims archive holds")
+                files[m.name] = tar.extractfile(m).read()
+    except (tarfile.TarError, OSError, EOFError) as e:
+        raise PbbError(f"{archive}: not a readable claims archive ({e})") from None
+    if SWEEP not in files:
+        raise PbbError(f"{archive}: no {SWEEP} in it; not a claims archive")
+    return files
+
+
+def _by_point(files: dict[str, bytes], record: dict) -> dict[str, dict[str, bytes]]:
+    """The finished points of an archive's files (point dir -> name -> bytes)."""
+    out = {}
+    for p in record["points"]:
+        mine = {k: v for k, v in files.items() if k.startswith(p["dir"] + "/")}
+        if f"{p['dir']}/{SUMMARY}" in mine:
+            out[p["dir"]] = mine
+    return out
+
+
+def _tar_gz(files: dict[str, bytes]) -> bytes:
+    """``files`` as a tar.gz whose bytes depend on nothing but the files."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(files):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(files[name]), 0o644, 0
+            tar.addfile(info, io.BytesIO(files[name]))
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0, filename="") as gz:
+        gz.write(raw.getvalue())
+    return out.getvalue()
+
+
+def pack(sweep_dir: Path, archive: Path) -> int | None:
+    """Write the archive of the sweep in ``sweep_dir`` (its finished points, and the
+    archive's own finished points of the same plan that it lacks); the number of finished
+    points it holds, or None where there is no sweep to pack. Unchanged bytes are not
+    rewritten."""
+    sweep_dir, archive = Path(sweep_dir), Path(archive)
+    if not (sweep_dir / SWEEP).is_file():
+        return None
+    record, points = _local(sweep_dir)
+    if archive.is_file():
+        old = read(archive)
+        if json.loads(old[SWEEP]) == record:  # the same plan: keep what only the archive has
+            points = {**_by_point(old, record), **points}
+    if not points:
+        return None
+    files = {SWEEP: (sweep_dir / SWEEP).read_bytes()}
+    if (sweep_dir / MARKER).is_file():
+        files[MARKER] = (sweep_dir / MARKER).read_bytes()
+    for point in points.values():
+        files.update(point)
+    data = _tar_gz(files)
+    if not archive.is_file() or archive.read_bytes() != data:
+        atomic_write_bytes(archive, data)
+    return len(points)
+
+
+def unpack(archive: Path, sweep_dir: Path) -> int:
+    """Restore the archive into ``sweep_dir``, which must not exist (a sweep folder this machine
+    has is never overwritten); all of it or nothing. Returns how many finished points it held."""
+    sweep_dir = Path(sweep_dir)
+    if sweep_dir.exists():
+        raise PbbError(f"{sweep_dir}: exists; an archive is restored only where a sweep is not")
+    files = read(Path(archive))
+    with directory_in_place(sweep_dir, sweep_dir.parent) as tmp:
+        for name, data in files.items():
+            path = tmp / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+    return len(_by_point(files, json.loads(files[SWEEP])))

@@ -1,0 +1,109 @@
+"""The claims' runs kept beside their table (``pbb.experiments.claims_archive``): what an
+archive holds and leaves out, that its bytes depend on the runs alone, that a pack keeps the
+finished points of the same plan that only the archive has, and that a broken or hostile
+archive is one line."""
+
+import io
+import json
+import tarfile
+import time
+
+import pytest
+
+from pbb.errors import PbbError
+from pbb.experiments import claims_archive as archive
+
+
+def _sweep(root, finished, plan="base-a", points=("000_seed-0", "001_seed-1")):
+    """A sweep folder as pbb leaves it: the record, and run directories of which ``finished``
+    have a summary; each with what an archive leaves out (stages, a lock, a plot, partials)."""
+    (root / "stages" / "stage1-000000000000").mkdir(parents=True)
+    (root / "stages" / "stage1-000000000000" / "done.json").write_text("{}")
+    record = {"name": "claim_x", "base": plan, "analysis": None,
+              "points": [{"name": p, "overrides": {"seed": i}, "dir": f"runs/{p}"}
+                         for i, p in enumerate(points)]}
+    (root / "sweep.json").write_text(json.dumps(record))
+    (root / ".pbb-folder.json").write_text('{"kind": "sweep"}')
+    for p in points:
+        run = root / "runs" / p
+        (run / "eval" / "proactive" / "cot").mkdir(parents=True)
+        (run / "data").mkdir()
+        (run / "config.yaml").write_text(f"seed: {p}\n")
+        (run / "data" / "behaviours.jsonl").write_text(f'{{"id": "{p}"}}\n')
+        (run / "data" / ".lock").write_text("")
+        (run / ".lock").write_text("")
+        (run / "accuracy.png").write_bytes(b"png")
+        (run / "eval" / "proactive" / "cot" / "samples.partial.jsonl").write_text("{}\n")
+        if p in finished:
+            (run / "eval" / "proactive" / "cot" / "samples.jsonl").write_text(f'{{"p": "{p}"}}\n')
+            (run / "summary.json").write_text("{}")
+    return root
+
+
+def _names(path):
+    with tarfile.open(path) as tar:
+        return sorted(tar.getnames())
+
+
+def test_an_archive_holds_the_finished_points_files_and_nothing_else(tmp_path):
+    sweep = _sweep(tmp_path / "s", finished={"000_seed-0"})
+    assert archive.pack(sweep, tmp_path / "a.tar.gz") == 1
+    assert _names(tmp_path / "a.tar.gz") == [
+        ".pbb-folder.json", "runs/000_seed-0/config.yaml",
+        "runs/000_seed-0/data/behaviours.jsonl",
+        "runs/000_seed-0/eval/proactive/cot/samples.jsonl", "runs/000_seed-0/summary.json",
+        "sweep.json"]
+    # restored where no sweep is: the same files, byte for byte
+    assert archive.unpack(tmp_path / "a.tar.gz", tmp_path / "r") == 1
+    for name in _names(tmp_path / "a.tar.gz"):
+        assert (tmp_path / "r" / name).read_bytes() == (sweep / name).read_bytes(), name
+    with pytest.raises(PbbError, match="exists"):  # a sweep this machine has is not overwritten
+        archive.unpack(tmp_path / "a.tar.gz", sweep)
+
+
+def test_the_same_runs_give_the_same_bytes_and_leave_the_archive_untouched(tmp_path):
+    a = _sweep(tmp_path / "a", finished={"000_seed-0", "001_seed-1"})
+    archive.pack(a, tmp_path / "a.tar.gz")
+    time.sleep(1.1)  # other file times, another folder: the bytes must not see them
+    b = _sweep(tmp_path / "b", finished={"000_seed-0", "001_seed-1"})
+    archive.pack(b, tmp_path / "b.tar.gz")
+    assert (tmp_path / "a.tar.gz").read_bytes() == (tmp_path / "b.tar.gz").read_bytes()
+    written = (tmp_path / "a.tar.gz").stat().st_mtime_ns
+    archive.pack(b, tmp_path / "a.tar.gz")
+    assert (tmp_path / "a.tar.gz").stat().st_mtime_ns == written
+
+
+def test_a_pack_keeps_the_archives_points_of_the_same_plan_only(tmp_path):
+    # seed 1 finished on one machine, seed 0 on another: the archive gathers both
+    one = _sweep(tmp_path / "one", finished={"001_seed-1"})
+    archive.pack(one, tmp_path / "a.tar.gz")
+    other = _sweep(tmp_path / "other", finished={"000_seed-0"})
+    assert archive.pack(other, tmp_path / "a.tar.gz") == 2
+    names = _names(tmp_path / "a.tar.gz")
+    assert "runs/000_seed-0/summary.json" in names and "runs/001_seed-1/summary.json" in names
+    # a sweep of another plan (its config changed): the old points are not its, so they go
+    changed = _sweep(tmp_path / "changed", finished={"000_seed-0"}, plan="base-b")
+    assert archive.pack(changed, tmp_path / "a.tar.gz") == 1
+    assert "runs/001_seed-1/summary.json" not in _names(tmp_path / "a.tar.gz")
+
+
+def _tar(path, members: dict[str, bytes]):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda p: p.write_bytes(b"not gzip at all"), "not a readable claims archive"),
+    (lambda p: _tar(p, {"sweep.json": b"{}", "../outside.txt": b"x"}),
+     "'../outside.txt' is not a file a claims archive holds"),
+    (lambda p: _tar(p, {"runs/x/summary.json": b"{}"}), "no sweep.json in it"),
+])
+def test_a_broken_or_hostile_archive_is_one_line_and_restores_nothing(tmp_path, make, message):
+    make(tmp_path / "a.tar.gz")
+    with pytest.raises(PbbError, match=message) as e:
+        archive.unpack(tmp_path / "a.tar.gz", tmp_path / "sweep")
+    assert str(tmp_path / "a.tar.gz") in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "sweep").exists() and not (tmp_path / "outside.txt").exists()
