@@ -588,3 +588,28 @@ def test_a_fresh_clone_restores_the_archived_runs_and_writes_the_same_table(clai
                 *sets)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "training on" not in r.stderr and r.stderr.count("done earlier") == 9
+
+
+@pytest.mark.slow
+def test_a_stopped_claims_run_keeps_the_points_it_finished(claimed, tmp_path, monkeypatch):
+    """A claim's sweep takes hours: stopped part way (Ctrl-C, a machine taken back), the
+    points it finished are in the archive beside the table, not only in ``runs/``."""
+    import shutil
+
+    from pbb.experiments import sweep as sweep_mod
+
+    root, _, _ = claimed
+    out, doc = tmp_path / "out", tmp_path / "doc" / "claims.md"
+    shutil.copytree(root / "out" / "stage2_alone", out / "stage2_alone")
+    shutil.copy(root / "out" / ".pbb-folder.json", out)
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep_mod, "run_sweep", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        claims_mod.run_claims(CPU_CONFIGS, out, ["stage2_alone"], TINY, smoke=True,
+                              progress=False, doc=doc)
+    assert (tmp_path / "doc" / "claims-runs" / "stage2_alone.tar.gz").read_bytes() == \
+        (root / "doc" / "claims-runs" / "stage2_alone.tar.gz").read_bytes()
+    assert not doc.exists()  # the table is written once the claims are measured

@@ -408,8 +408,8 @@ def run_claims(configs: Path, out: Path, only: list[str] | None = None,
         out.mkdir(parents=True, exist_ok=True)
         mark(out, "claims")
         restore(out, doc)
-    if execute:
-        for claim in chosen:
+    try:
+        for claim in chosen if execute else []:
             console.print(f"[bold]claim {claim.name}[/]: {claim.title}")
             sweep = partial(run_sweep, config_path(configs, claim), out / claim.name, overrides,
                             progress=progress, smoke=smoke, stages_root=out / STAGES,
@@ -418,12 +418,18 @@ def run_claims(configs: Path, out: Path, only: list[str] | None = None,
                                    f"still agree are reused from {out / STAGES})")
             if _prerequisite_first(claim, sweep, configs, out, overrides, smoke):
                 sweep()
+    finally:  # the points finished so far are kept, stopped or not (a claim takes hours)
+        pack(out, doc)
     measured = [measure(c, configs, out, overrides, smoke) for c in CLAIMS]
     for m, e in zip(measured, write(measured, Path(doc), configs, out)):
         m["entry"] = e
-    for claim in CLAIMS:  # the table's evidence beside it
-        archive.pack(out / claim.name, archive.archive_path(doc, claim.name))
     return measured
+
+
+def pack(out: Path, doc: Path) -> None:
+    """Keep every claim's finished runs beside the table ``doc`` (:mod:`.claims_archive`)."""
+    for claim in CLAIMS:
+        archive.pack(out / claim.name, archive.archive_path(doc, claim.name))
 
 
 def _restorable(out: Path, doc: Path) -> bool:

@@ -9,7 +9,8 @@ finished point, its config, summary, curricula, data set and samples (no weights
 plots; some hundred kB compressed a point). ``pbb claims`` restores an archive where the claim's
 sweep folder is missing (:func:`unpack`), so that on a fresh clone ``pbb claims --no-run``
 rewrites the same table from the same samples, and ``pbb claims`` runs only the points no
-machine has finished yet; then it packs every claim's sweep again.
+machine has finished yet; it packs every claim's sweep again when its sweeps end or are stopped
+(a run killed outright leaves its points in ``runs/``: the next ``pbb claims`` packs them).
 
 The archive is deterministic (sorted members, no times, owners or modes of this machine), so a
 claim whose runs did not change is not rewritten. A pack never loses a finished point of the
