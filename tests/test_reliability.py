@@ -383,38 +383,6 @@ def test_the_refusal_names_the_process_that_holds_the_folder(tmp_path):
         pass
 
 
-def test_a_lock_whose_holder_has_ended_says_to_delete_it(tmp_path, monkeypatch):
-    # on a filesystem without flock the lock is a plain file that a killed holder leaves
-    # behind: "wait for it to end" would have the user wait forever
-    import socket
-    import subprocess
-
-    from filelock import FileLock, Timeout
-
-    from pbb.store import folder_lock
-
-    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                           capture_output=True, text=True, check=True)
-    (tmp_path / ".lock.json").write_text(json.dumps(
-        {"pid": int(ended.stdout), "host": socket.gethostname(), "since": "2026-12-01 10:00:00",
-         "command": "pbb run x.yaml"}))
-
-    def held(self, *a, **k):
-        raise Timeout(self.lock_file)
-
-    monkeypatch.setattr(FileLock, "acquire", held)
-    with pytest.raises(PbbError, match=rf"held, but by a process that has ended \(pid "
-                                       rf"{ended.stdout.strip()} .*delete {tmp_path}/\.lock"):
-        with folder_lock(tmp_path, "run"):
-            pass
-    # a holder on another host cannot be checked from here: the usual line, naming it
-    (tmp_path / ".lock.json").write_text(json.dumps(
-        {"pid": 1, "host": "elsewhere", "since": "2026-12-01 10:00:00", "command": "pbb run"}))
-    with pytest.raises(PbbError, match=r"another pbb process \(pid 1 on elsewhere"):
-        with folder_lock(tmp_path, "run"):
-            pass
-
-
 def test_a_failed_start_in_an_empty_folder_leaves_it_usable(tmp_path, monkeypatch):
     # `mkdir X; pbb run bad.yaml --out X`: the lock is taken before the checks fail, and its
     # file stays on Unix; the corrected command must still find X empty, not "not pbb's"

@@ -353,14 +353,9 @@ def folder_lock(folder: Path, kind: str):
     try:
         lock.acquire()
     except Timeout:
-        who, gone = _lock_holder(folder)
-        if gone:  # an OS lock dies with its process: this is a lock file without one
-            raise PbbError(f"{folder}: {LOCK} is held, but by a process that has ended{who} (a "
-                           f"filesystem without flock keeps such a lock); delete {folder}/{LOCK} "
-                           "and run the same command again") from None
-        raise PbbError(f"{folder}: another pbb process{who} is working in this {kind} folder "
-                       f"(it holds {LOCK}); wait for it to end or stop it (Ctrl-C or SIGTERM "
-                       "stop it cleanly), then run the same command again") from None
+        raise PbbError(f"{folder}: another pbb process{_lock_holder(folder)} is working in this "
+                       f"{kind} folder (it holds {LOCK}); wait for it to end or stop it (Ctrl-C "
+                       f"or SIGTERM stop it cleanly), then run the same command again") from None
     except OSError as e:
         raise PbbError(f"{folder}: cannot take its lock, {LOCK} ({e.strerror or e})") from None
     owner = Path(folder) / LOCK_OWNER
@@ -375,28 +370,14 @@ def folder_lock(folder: Path, kind: str):
         lock.release()
 
 
-def _lock_holder(folder: Path) -> tuple[str, bool]:
-    """`` (pid N on HOST since T: COMMAND)`` from the holder's record (empty when it cannot be
-    read: the holder has only just taken the lock, or is an older pbb), and whether that process
-    is known to have ended: it ran on this host and its pid is gone. That happens only where
-    the lock is not an OS lock (filelock falls back to a lock file on a filesystem without
-    flock, some Lustre mounts), which nothing frees when its holder is killed."""
+def _lock_holder(folder: Path) -> str:
+    """`` (pid N on HOST since T: COMMAND)`` from the holder's record; empty when it cannot be
+    read (the holder has only just taken the lock, or is an older pbb)."""
     try:
         who = read_json(Path(folder) / LOCK_OWNER)
-        line = f" (pid {who['pid']} on {who['host']} since {who['since']}: {who['command']})"
-        return line, who["host"] == socket.gethostname() and not _alive(int(who["pid"]))
-    except (OSError, PbbError, KeyError, TypeError, ValueError):
-        return "", False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+        return f" (pid {who['pid']} on {who['host']} since {who['since']}: {who['command']})"
+    except (OSError, PbbError, KeyError, TypeError):
+        return ""
 
 
 def lock_when_made(held: contextlib.ExitStack, folder: Path, kind: str):
