@@ -613,3 +613,30 @@ def test_a_stopped_claims_run_keeps_the_points_it_finished(claimed, tmp_path, mo
     assert (tmp_path / "doc" / "claims-runs" / "stage2_alone.tar.gz").read_bytes() == \
         (root / "doc" / "claims-runs" / "stage2_alone.tar.gz").read_bytes()
     assert not doc.exists()  # the table is written once the claims are measured
+
+
+@pytest.mark.slow
+def test_archived_runs_of_another_plan_are_neither_restored_nor_packed(claimed, tmp_path):
+    """Runs of a claim's older plan (its config changed since; here train.max_steps) are not
+    its runs now: an archive of them is not restored (the sweep would refuse the folder, and
+    moving it aside would restore it again), and such runs left in ``runs/`` do not replace
+    the archive of the plan now."""
+    import shutil
+
+    root, _, _ = claimed
+    doc, out = tmp_path / "doc" / "claims.md", tmp_path / "out"
+    shutil.copytree(root / "doc", doc.parent)
+    kept = {p.name: p.read_bytes() for p in (doc.parent / "claims-runs").iterdir()}
+    other = {**TINY, "train.max_steps": 2}
+    again = claims_mod.run_claims(CPU_CONFIGS, out, TINY_CLAIMS, other, smoke=True,
+                                  progress=False, doc=doc, execute=False)
+    assert all(m["done"] == 0 for m in again)
+    assert not any((out / name).exists() for name in TINY_CLAIMS)
+    # the old plan's runs in runs/, the archive of a newer plan beside the table: untouched
+    shutil.copytree(root / "out", out, dirs_exist_ok=True)
+    for path in (doc.parent / "claims-runs").iterdir():
+        path.write_bytes(b"")  # were they packed, these would be rewritten (or refused)
+    claims_mod.run_claims(CPU_CONFIGS, out, TINY_CLAIMS, other, smoke=True, progress=False,
+                          doc=doc, execute=False)
+    assert all(p.read_bytes() == b"" for p in (doc.parent / "claims-runs").iterdir())
+    assert set(kept) == {p.name for p in (doc.parent / "claims-runs").iterdir()}

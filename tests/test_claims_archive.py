@@ -14,14 +14,16 @@ from pbb.errors import PbbError
 from pbb.experiments import claims_archive as archive
 
 
-def _sweep(root, finished, plan="base-a", points=("000_seed-0", "001_seed-1")):
+def _sweep(root, finished, lr=1e-4, points=("000_seed-0", "001_seed-1")):
     """A sweep folder as pbb leaves it: the record, and run directories of which ``finished``
     have a summary; each with what an archive leaves out (stages, a lock, a plot, partials)."""
     (root / "stages" / "stage1-000000000000").mkdir(parents=True)
     (root / "stages" / "stage1-000000000000" / "done.json").write_text("{}")
-    record = {"name": "claim_x", "base": plan, "analysis": None,
-              "points": [{"name": p, "overrides": {"seed": i}, "dir": f"runs/{p}"}
-                         for i, p in enumerate(points)]}
+    seeds = [int(p.split("-")[-1]) for p in points]
+    record = {"name": "claim_x", "analysis": None,
+              "base": {"train": {"learning_rate": lr}, "sweep": {"grid": {"seed": seeds}}},
+              "points": [{"name": p, "overrides": {"seed": s}, "dir": f"runs/{p}"}
+                         for p, s in zip(points, seeds)]}
     (root / "sweep.json").write_text(json.dumps(record))
     (root / ".pbb-folder.json").write_text('{"kind": "sweep"}')
     for p in points:
@@ -81,8 +83,12 @@ def test_a_pack_keeps_the_archives_points_of_the_same_plan_only(tmp_path):
     assert archive.pack(other, tmp_path / "a.tar.gz") == 2
     names = _names(tmp_path / "a.tar.gz")
     assert "runs/000_seed-0/summary.json" in names and "runs/001_seed-1/summary.json" in names
+    # the plan grown by a seed (a claim whose seeds disagree): the archive's points are its too
+    grown = _sweep(tmp_path / "grown", finished={"002_seed-2"},
+                   points=("000_seed-0", "001_seed-1", "002_seed-2"))
+    assert archive.pack(grown, tmp_path / "a.tar.gz") == 3
     # a sweep of another plan (its config changed): the old points are not its, so they go
-    changed = _sweep(tmp_path / "changed", finished={"000_seed-0"}, plan="base-b")
+    changed = _sweep(tmp_path / "changed", finished={"000_seed-0"}, lr=3e-4)
     assert archive.pack(changed, tmp_path / "a.tar.gz") == 1
     assert "runs/001_seed-1/summary.json" not in _names(tmp_path / "a.tar.gz")
 
@@ -95,8 +101,19 @@ def _tar(path, members: dict[str, bytes]):
             tar.addfile(info, io.BytesIO(data))
 
 
+def _flipped(path):
+    """A good archive with one bit flipped in its compressed middle (a bad copy, a bad disk)."""
+    sweep = _sweep(path.parent / "s", finished={"000_seed-0", "001_seed-1"})
+    archive.pack(sweep, path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+
+
 @pytest.mark.parametrize(("make", "message"), [
     (lambda p: p.write_bytes(b"not gzip at all"), "not a readable claims archive"),
+    (_flipped, "not a readable claims archive"),
+    (lambda p: _tar(p, {"sweep.json": b"{not json"}), "not a sweep record"),
     (lambda p: _tar(p, {"sweep.json": b"{}", "../outside.txt": b"x"}),
      "'../outside.txt' is not a file a claims archive holds"),
     (lambda p: _tar(p, {"runs/x/summary.json": b"{}"}), "no sweep.json in it"),

@@ -207,3 +207,33 @@ def test_an_interrupted_served_evaluation_does_not_wait_for_the_requests_in_flig
         assert finished == ["q0"]  # q1 still in flight when the interrupt reached the caller
     finally:
         release.set()
+
+
+def test_a_process_stopped_in_a_served_evaluation_exits_at_once(tmp_path):
+    # the requests in flight must not hold the process's exit either (a thread pool's workers
+    # are joined when Python exits): a sweep would kill the point before it stopped its server
+    script = tmp_path / "stopped.py"
+    script.write_text("""
+import sys, time
+from pbb.evaluation.generators import OpenAIGenerator
+
+class Answers(OpenAIGenerator):
+    def one(self, prompt, max_new_tokens):
+        if prompt != "q0":
+            time.sleep(60)  # a long answer the server is still writing
+        return "Answer: 1"
+
+def interrupted(batch):
+    raise KeyboardInterrupt
+
+try:
+    Answers(client=None, model="m", concurrency=4).generate(
+        [f"q{i}" for i in range(8)], max_new_tokens=8, progress=False, on_batch=interrupted)
+except KeyboardInterrupt:
+    sys.exit(130)
+""")
+    start = time.time()
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 130, done.stderr
+    assert time.time() - start < 30, "the exit waited for the requests in flight"

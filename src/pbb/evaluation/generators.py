@@ -14,8 +14,9 @@ none). torch, transformers and openai are imported by the classes that use them,
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -169,29 +170,64 @@ class OpenAIGenerator:
                  progress: bool = True, on_batch: OnBatch | None = None) -> list[str]:
         out: list[str | None] = [None] * len(prompts)
         bar = _bar(len(prompts), desc, progress)
-        pool = ThreadPoolExecutor(self.concurrency)
-        futures = {pool.submit(self.one, p, max_new_tokens): i for i, p in enumerate(prompts)}
+        pool = _Requests(lambda p: self.one(p, max_new_tokens), prompts, self.concurrency)
         try:
-            for fut in as_completed(futures):
-                i = futures[fut]
-                try:
-                    out[i] = fut.result()
-                except Exception as e:  # noqa: BLE001 - after the client's retries
+            for i, answer, error in pool.answers():
+                if error is not None:  # after the client's retries
                     raise PbbError(f"eval.openai: request for query {i} failed after "
                                    f"{self.client.max_retries} retries "
-                                   f"({first_line(e, 120)}); the answers so far are kept, "
-                                   "run again to resume") from None
+                                   f"({first_line(error, 120)}); the answers so far are kept, "
+                                   "run again to resume")
+                out[i] = answer
                 if on_batch:
-                    on_batch([(i, out[i])])
+                    on_batch([(i, answer)])
                 bar.update(1)
-        except BaseException:  # that, Ctrl-C or SIGTERM: the queued requests are not sent, and
-            # those sent are not waited for (a server pbb started is stopped next, which ends
-            # them; a --jobs sweep waits a bounded time for its points before it kills them)
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        pool.shutdown()
+        finally:  # that, Ctrl-C or SIGTERM: the queued requests are not sent
+            pool.stop()
         bar.close()
         return out  # type: ignore[return-value]
+
+
+class _Requests:
+    """``fn`` on each item, ``workers`` at a time, on daemon threads: stopped (an error, Ctrl-C,
+    SIGTERM), the items not yet sent are dropped, and the requests in flight hold neither the
+    caller nor the process's exit (a thread pool's workers are joined when Python exits: a long
+    answer in flight would keep a stopped point past its sweep's wait, and the vllm server it
+    started would be killed with it instead of stopped)."""
+
+    def __init__(self, fn: Callable[[Any], Any], items: list, workers: int):
+        self.todo: queue.SimpleQueue = queue.SimpleQueue()
+        self.done: queue.SimpleQueue = queue.SimpleQueue()
+        self.stopped, self.n = threading.Event(), len(items)
+        for i, item in enumerate(items):
+            self.todo.put((i, item))
+        for _ in range(min(workers, self.n)):
+            threading.Thread(target=self._work, args=(fn,), daemon=True).start()
+
+    def _work(self, fn) -> None:
+        while not self.stopped.is_set():
+            try:
+                i, item = self.todo.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                self.done.put((i, fn(item), None))
+            except Exception as e:  # noqa: BLE001 - the caller's to raise
+                self.done.put((i, None, e))
+
+    def answers(self) -> Iterator[tuple[int, Any, Exception | None]]:
+        """(index, answer, error) as each request ends."""
+        for _ in range(self.n):
+            got = None
+            while got is None:
+                try:  # a timeout, so that Ctrl-C is seen at once
+                    got = self.done.get(timeout=0.5)
+                except queue.Empty:
+                    pass
+            yield got
+
+    def stop(self) -> None:
+        self.stopped.set()
 
 
 class VLLMGenerator(OpenAIGenerator):

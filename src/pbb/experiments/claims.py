@@ -403,11 +403,13 @@ def run_claims(configs: Path, out: Path, only: list[str] | None = None,
 
     chosen = select(only)
     out = Path(out)
-    if execute or _restorable(out, doc):
+    plans = _Plans(configs, overrides, smoke)
+    if execute or _restorable(out, doc, plans):
         check_out(out, "claims", replace=False)
         out.mkdir(parents=True, exist_ok=True)
         mark(out, "claims")
-        restore(out, doc)
+        restore(out, doc, plans)
+    stopped = True
     try:
         for claim in chosen if execute else []:
             console.print(f"[bold]claim {claim.name}[/]: {claim.title}")
@@ -418,36 +420,78 @@ def run_claims(configs: Path, out: Path, only: list[str] | None = None,
                                    f"still agree are reused from {out / STAGES})")
             if _prerequisite_first(claim, sweep, configs, out, overrides, smoke):
                 sweep()
+        stopped = False
     finally:  # the points finished so far are kept, stopped or not (a claim takes hours)
-        pack(out, doc)
+        pack(out, doc, plans, quiet_errors=stopped)
     measured = [measure(c, configs, out, overrides, smoke) for c in CLAIMS]
     for m, e in zip(measured, write(measured, Path(doc), configs, out)):
         m["entry"] = e
     return measured
 
 
-def pack(out: Path, doc: Path) -> None:
-    """Keep every claim's finished runs beside the table ``doc`` (:mod:`.claims_archive`)."""
-    for claim in CLAIMS:
-        archive.pack(out / claim.name, archive.archive_path(doc, claim.name))
+class _Plans:
+    """Each claim's sweep record as its config, ``--set`` and ``--smoke`` make it now (what
+    ``sweep.json`` says once the claim's sweep starts), worked out once, when first asked."""
+
+    def __init__(self, configs: Path, overrides: dict | None, smoke: bool):
+        self.configs, self.overrides, self.smoke, self.known = configs, overrides, smoke, {}
+
+    def __call__(self, claim: Claim) -> dict:
+        from pbb.experiments.sweep import load_sweep, sweep_record
+
+        if claim.name not in self.known:
+            self.known[claim.name] = sweep_record(*load_sweep(
+                config_path(self.configs, claim), self.overrides, self.smoke))
+        return self.known[claim.name]
 
 
-def _restorable(out: Path, doc: Path) -> bool:
-    """Whether an archive beside ``doc`` holds a claim whose sweep ``out`` lacks."""
+def _of_the_plan(record: dict, plan: dict) -> bool:
+    """Whether runs recorded as ``record`` are of ``plan``: the same, or ``plan`` grown from it."""
+    from pbb.experiments.sweep import grown_from
+
+    return record == plan or grown_from(record, plan)
+
+
+def _restorable(out: Path, doc: Path, plans: _Plans) -> bool:
+    """Whether an archive beside ``doc`` holds runs of a claim's plan that ``out`` lacks."""
     return any(archive.archive_path(doc, c.name).is_file() and not (out / c.name).exists()
+               and _of_the_plan(archive.read(archive.archive_path(doc, c.name))[0], plans(c))
                for c in CLAIMS)
 
 
-def restore(out: Path, doc: Path) -> None:
+def restore(out: Path, doc: Path, plans: _Plans) -> None:
     """Restore each claim's archived runs (:mod:`pbb.experiments.claims_archive`) where ``out``
-    has no sweep folder of that claim: a fresh clone measures from the same samples, and runs
-    only the points not finished anywhere yet."""
+    has no sweep folder of that claim and they are of its plan now: a fresh clone measures from
+    the same samples, and runs only the points not finished anywhere yet."""
     for claim in CLAIMS:
         path = archive.archive_path(doc, claim.name)
-        if path.is_file() and not (out / claim.name).exists():
-            n = archive.unpack(path, out / claim.name)
-            console.print(f"claim {claim.name}: {n} finished point(s) restored from {path}",
-                          markup=False)
+        if not path.is_file() or (out / claim.name).exists():
+            continue
+        if not _of_the_plan(archive.read(path)[0], plans(claim)):
+            console.print(f"claim {claim.name}: {path} holds runs of another plan than its "
+                          "config's now; not restored (its points run anew)", markup=False)
+            continue
+        n = archive.unpack(path, out / claim.name)
+        console.print(f"claim {claim.name}: {n} finished point(s) restored from {path}",
+                      markup=False)
+
+
+def pack(out: Path, doc: Path, plans: _Plans, quiet_errors: bool = False) -> None:
+    """Keep the finished runs of every claim's sweep in ``out`` that is of its plan now beside
+    the table ``doc`` (:mod:`.claims_archive`). ``quiet_errors``: an archive that cannot be
+    written is one line, not an error (the claims were stopped: that stop is the news)."""
+    for claim in CLAIMS:
+        try:
+            record = archive.record_of(out / claim.name)
+            if record is not None and not _of_the_plan(record, plans(claim)):
+                console.print(f"claim {claim.name}: {out / claim.name} holds runs of another "
+                              "plan than its config's now; not packed", markup=False)
+            elif record is not None:
+                archive.pack(out / claim.name, archive.archive_path(doc, claim.name))
+        except (PbbError, OSError) as e:
+            if not quiet_errors:
+                raise
+            console.print(f"claim {claim.name}: its runs not packed: {e}", markup=False)
 
 
 def _gated(claim: Claim, configs: Path, overrides: dict | None, smoke: bool) -> int:
@@ -506,7 +550,7 @@ def plan_claims(configs: Path, out: Path, only: list[str] | None = None,
                      + (f" ({gated} of the points run only where its prerequisite is met)"
                         if gated else ""))
         every.add(planned)
-    if doc is not None and _restorable(out, doc):
+    if doc is not None and _restorable(out, doc, _Plans(configs, overrides, smoke)):
         lines.append(f"(not counted: the finished points kept in {archive.archive_dir(doc)}, "
                      f"which `pbb claims` restores into {out} before it runs; `pbb claims "
                      "--no-run` restores them now)")

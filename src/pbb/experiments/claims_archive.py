@@ -12,11 +12,14 @@ rewrites the same table from the same samples, and ``pbb claims`` runs only the 
 machine has finished yet; it packs every claim's sweep again when its sweeps end or are stopped
 (a run killed outright leaves its points in ``runs/``: the next ``pbb claims`` packs them).
 
-The archive is deterministic (sorted members, no times, owners or modes of this machine), so a
-claim whose runs did not change is not rewritten. A pack never loses a finished point of the
-same plan: points the archive holds and this machine's sweep has not finished are kept, as long
-as the sweep's record (its base config and points) is the archive's; a sweep of another plan (its
-config changed) replaces the archive.
+The archive is deterministic (sorted members, no times, owners or modes of this machine), and
+one that holds the same files is not rewritten. A pack never loses a finished point of the same
+plan: points the archive holds and this machine's sweep has not finished are kept where the
+archive's sweep record (base config and points) is the sweep's, or one it grew from (more
+seeds); a sweep of another plan replaces the archive. ``pbb claims`` restores and packs only
+sweeps of each claim's plan as it is now (its config, ``--set``, ``--smoke``): an archive of an
+older plan is not restored, and runs of an older plan left in ``runs/`` do not replace the
+archive of the current one.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ import gzip
 import io
 import json
 import tarfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from pbb.errors import PbbError
+from pbb.experiments.sweep import grown_from
 from pbb.folders import MARKER
 from pbb.jsonio import atomic_write_bytes, directory_in_place
 from pbb.store import (
@@ -65,33 +70,55 @@ def _point_files(run: Path) -> list[Path]:
     return keep
 
 
-def _local(sweep_dir: Path) -> tuple[dict, dict[str, dict[str, bytes]]]:
-    """The sweep's record, and each finished point's files (point dir -> name -> bytes)."""
-    record = json.loads((sweep_dir / SWEEP).read_bytes())
+def record_of(sweep_dir: Path) -> dict | None:
+    """The sweep's record (``sweep.json``), or None where there is none."""
+    path = Path(sweep_dir) / SWEEP
+    if not path.is_file():
+        return None
+    try:
+        return _checked_record(path.read_bytes(), path)
+    except OSError as e:
+        raise PbbError(f"{path}: cannot read it ({e.strerror or e})") from None
+
+
+def _checked_record(raw: bytes, where: Path) -> dict:
+    try:
+        record = json.loads(raw)
+        assert all(isinstance(p["dir"], str) for p in record["points"])
+        return record
+    except (ValueError, KeyError, TypeError, AssertionError):
+        raise PbbError(f"{where}: not a sweep record (a JSON object whose points name their "
+                       "folders)") from None
+
+
+def _local(sweep_dir: Path, record: dict) -> dict[str, dict[str, bytes]]:
+    """Each finished point's files (point dir -> name -> bytes)."""
     points = {}
     for p in record["points"]:
         run = sweep_dir / p["dir"]
         if (run / SUMMARY).is_file():
             points[p["dir"]] = {(PurePosixPath(p["dir"]) / f.as_posix()).as_posix():
                                 (run / f).read_bytes() for f in _point_files(run)}
-    return record, points
+    return points
 
 
-def read(archive: Path) -> dict[str, bytes]:
-    """An archive's files (name -> bytes), checked: relative names inside it, plain files."""
+def read(archive: Path) -> tuple[dict, dict[str, bytes]]:
+    """An archive's sweep record and files (name -> bytes), checked: the whole gzip stream (its
+    CRC too: a tar reader stops before it), relative names inside it, plain files, a record."""
     try:
-        with tarfile.open(archive, "r:gz") as tar:
+        raw = gzip.decompress(Path(archive).read_bytes())
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
             files = {}
             for m in tar.getmembers():
                 parts = PurePosixPath(m.name).parts
                 if not m.isfile() or not parts or m.name.startswith("/") or ".." in parts:
                     raise PbbError(f"{archive}: {m.name!r} is not a file a claims archive holds")
                 files[m.name] = tar.extractfile(m).read()
-    except (tarfile.TarError, OSError, EOFError) as e:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
         raise PbbError(f"{archive}: not a readable claims archive ({e})") from None
     if SWEEP not in files:
         raise PbbError(f"{archive}: no {SWEEP} in it; not a claims archive")
-    return files
+    return _checked_record(files[SWEEP], Path(archive)), files
 
 
 def _by_point(files: dict[str, bytes], record: dict) -> dict[str, dict[str, bytes]]:
@@ -105,7 +132,7 @@ def _by_point(files: dict[str, bytes], record: dict) -> dict[str, dict[str, byte
 
 
 def _tar_gz(files: dict[str, bytes]) -> bytes:
-    """``files`` as a tar.gz whose bytes depend on nothing but the files."""
+    """``files`` as a tar.gz whose bytes depend on nothing but the files (and zlib's build)."""
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for name in sorted(files):
@@ -119,18 +146,18 @@ def _tar_gz(files: dict[str, bytes]) -> bytes:
 
 
 def pack(sweep_dir: Path, archive: Path) -> int | None:
-    """Write the archive of the sweep in ``sweep_dir`` (its finished points, and the
-    archive's own finished points of the same plan that it lacks); the number of finished
-    points it holds, or None where there is no sweep to pack. Unchanged bytes are not
-    rewritten."""
+    """Write the archive of the sweep in ``sweep_dir``: its finished points, and those of the
+    archive that it lacks where the archive's plan is its own or one it grew from; the number of
+    finished points it holds, or None where there is no sweep or no finished point to pack. An
+    archive that already holds these files is not rewritten (whatever zlib compressed it)."""
     sweep_dir, archive = Path(sweep_dir), Path(archive)
-    if not (sweep_dir / SWEEP).is_file():
+    record = record_of(sweep_dir)
+    if record is None:
         return None
-    record, points = _local(sweep_dir)
-    if archive.is_file():
-        old = read(archive)
-        if json.loads(old[SWEEP]) == record:  # the same plan: keep what only the archive has
-            points = {**_by_point(old, record), **points}
+    points = _local(sweep_dir, record)
+    old = read(archive) if archive.is_file() else None
+    if old is not None and (old[0] == record or grown_from(old[0], record)):
+        points = {**_by_point(old[1], old[0]), **points}
     if not points:
         return None
     files = {SWEEP: (sweep_dir / SWEEP).read_bytes()}
@@ -138,9 +165,8 @@ def pack(sweep_dir: Path, archive: Path) -> int | None:
         files[MARKER] = (sweep_dir / MARKER).read_bytes()
     for point in points.values():
         files.update(point)
-    data = _tar_gz(files)
-    if not archive.is_file() or archive.read_bytes() != data:
-        atomic_write_bytes(archive, data)
+    if old is None or old[1] != files:
+        atomic_write_bytes(archive, _tar_gz(files))
     return len(points)
 
 
@@ -150,10 +176,14 @@ def unpack(archive: Path, sweep_dir: Path) -> int:
     sweep_dir = Path(sweep_dir)
     if sweep_dir.exists():
         raise PbbError(f"{sweep_dir}: exists; an archive is restored only where a sweep is not")
-    files = read(Path(archive))
-    with directory_in_place(sweep_dir, sweep_dir.parent) as tmp:
-        for name, data in files.items():
-            path = tmp / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-    return len(_by_point(files, json.loads(files[SWEEP])))
+    record, files = read(Path(archive))
+    try:
+        with directory_in_place(sweep_dir, sweep_dir.parent) as tmp:
+            for name, data in files.items():
+                path = tmp / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+    except OSError as e:
+        raise PbbError(f"{archive}: cannot restore it into {sweep_dir} ({e.strerror or e})") \
+            from None
+    return len(_by_point(files, record))

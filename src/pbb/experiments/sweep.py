@@ -183,10 +183,7 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
     raw, spec, points = load_sweep(path, overrides, smoke)
     out = out_dir(str(raw.get("name", "sweep")), out, smoke)
     sweep = SweepStore(out)
-    record = {"name": raw.get("name", "sweep"), "base": raw,
-              "analysis": spec.analysis.model_dump(),
-              "points": [{"name": p["name"], "overrides": p["overrides"],
-                          "dir": sweep.run_rel(p["name"])} for p in points]}
+    record = sweep_record(raw, spec, points)
     check_out(out, "sweep", replace=False)
     with contextlib.ExitStack() as held:  # the main process's lock (its points run, each locked)
         lock = lock_when_made(held, out, "sweep")
@@ -209,6 +206,14 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
         return report(out)
 
 
+def sweep_record(raw: dict, spec: SweepSpec, points: list[dict]) -> dict:
+    """The record (``sweep.json``) of the sweep :func:`load_sweep` returned: its name, base
+    config, analysis and points (name, overrides, run folder)."""
+    return {"name": raw.get("name", "sweep"), "base": raw, "analysis": spec.analysis.model_dump(),
+            "points": [{"name": p["name"], "overrides": p["overrides"],
+                        "dir": SweepStore.run_rel(p["name"])} for p in points]}
+
+
 def _record_sweep(sweep: SweepStore, record: dict, points: list[dict], remedy: str,
                   made=lambda: None) -> None:
     """Write ``record`` (``sweep.json``) into the sweep's folder: a new sweep, or this one grown
@@ -219,7 +224,7 @@ def _record_sweep(sweep: SweepStore, record: dict, points: list[dict], remedy: s
 
     out = sweep.root
     old = read_json(sweep.record) if sweep.record.is_file() else None
-    if old is not None and old != record and not _grown(old, record):
+    if old is not None and old != record and not grown_from(old, record):
         raise PbbError(f"{out}: holds a different sweep (differs in "
                        f"{_first_difference(old, record)}); {remedy}")
     if old != record:
@@ -427,7 +432,7 @@ def plot_bars(summary: dict, path: Path) -> None:
     _save(fig, path)
 
 
-def _grown(old: dict, new: dict) -> bool:
+def grown_from(old: dict, new: dict) -> bool:
     """Whether the sweep record ``new`` is ``old`` with more points: the same base config but for
     ``sweep.grid`` / ``sweep.points``, every old point kept under its name, overrides and folder.
     Why: a claim whose seeds disagree needs more seeds, and its runs so far must stay usable."""
