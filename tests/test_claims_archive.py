@@ -93,6 +93,31 @@ def test_a_pack_keeps_the_archives_points_of_the_same_plan_only(tmp_path):
     assert "runs/001_seed-1/summary.json" not in _names(tmp_path / "a.tar.gz")
 
 
+def test_a_sweep_here_gets_the_points_finished_elsewhere_that_it_lacks(tmp_path):
+    import shutil
+
+    from pbb.store import folder_lock
+
+    archive.pack(_sweep(tmp_path / "elsewhere", finished={"000_seed-0", "001_seed-1"}),
+                 tmp_path / "a.tar.gz")
+    here = _sweep(tmp_path / "here", finished=set())
+    shutil.rmtree(here / "runs" / "001_seed-1")  # never started here
+    started = (here / "runs" / "000_seed-0" / "config.yaml").read_bytes()
+    with folder_lock(here, "sweep"), pytest.raises(PbbError, match="another pbb process"):
+        archive.fill(tmp_path / "a.tar.gz", here)  # not while a process works there
+    assert archive.fill(tmp_path / "a.tar.gz", here) == 1
+    assert (here / "runs" / "001_seed-1" / "eval" / "proactive" / "cot" /
+            "samples.jsonl").read_text() == '{"p": "001_seed-1"}\n'
+    # a point this machine started is its own: left as it is
+    assert not (here / "runs" / "000_seed-0" / "summary.json").exists()
+    assert (here / "runs" / "000_seed-0" / "config.yaml").read_bytes() == started
+    # another plan's points are not this sweep's
+    other = _sweep(tmp_path / "other", finished=set(), lr=3e-4)
+    shutil.rmtree(other / "runs" / "001_seed-1")
+    assert archive.fill(tmp_path / "a.tar.gz", other) == 0
+    assert not (other / "runs" / "001_seed-1").exists()
+
+
 def _tar(path, members: dict[str, bytes]):
     with tarfile.open(path, "w:gz") as tar:
         for name, data in members.items():

@@ -404,7 +404,7 @@ def run_claims(configs: Path, out: Path, only: list[str] | None = None,
     chosen = select(only)
     out = Path(out)
     plans = _Plans(configs, overrides, smoke)
-    if execute or _restorable(out, doc, plans):
+    if execute or out.is_dir() or _restorable(out, doc, plans):
         check_out(out, "claims", replace=False)
         out.mkdir(parents=True, exist_ok=True)
         mark(out, "claims")
@@ -460,12 +460,23 @@ def _restorable(out: Path, doc: Path, plans: _Plans) -> bool:
 
 
 def restore(out: Path, doc: Path, plans: _Plans) -> None:
-    """Restore each claim's archived runs (:mod:`pbb.experiments.claims_archive`) where ``out``
-    has no sweep folder of that claim and they are of its plan now: a fresh clone measures from
-    the same samples, and runs only the points not finished anywhere yet."""
+    """Restore each claim's archived runs (:mod:`pbb.experiments.claims_archive`) where they
+    are of its plan now: its whole sweep where ``out`` has none, else the finished points it
+    lacks. A fresh clone measures from the same samples, and runs only the points not finished
+    anywhere yet."""
     for claim in CLAIMS:
         path = archive.archive_path(doc, claim.name)
-        if not path.is_file() or (out / claim.name).exists():
+        if not path.is_file():
+            continue
+        if (out / claim.name).exists():  # points finished elsewhere that it lacks
+            try:
+                n = archive.fill(path, out / claim.name)
+            except PbbError as e:  # a process at work there: it is its sweep now
+                console.print(f"claim {claim.name}: not filled from {path}: {e}", markup=False)
+                continue
+            if n:
+                console.print(f"claim {claim.name}: {n} finished point(s) restored from {path}",
+                              markup=False)
             continue
         if not _of_the_plan(archive.read(path)[0], plans(claim)):
             console.print(f"claim {claim.name}: {path} holds runs of another plan than its "

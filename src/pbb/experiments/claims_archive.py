@@ -7,7 +7,8 @@ hours on 2 cores) could only be measured by a machine that keeps its ``runs/`` a
 :func:`pack` keeps, per claim, what the table is computed from: the sweep's record and, for each
 finished point, its config, summary, curricula, data set and samples (no weights, no stages, no
 plots; some hundred kB compressed a point). ``pbb claims`` restores an archive where the claim's
-sweep folder is missing (:func:`unpack`), so that on a fresh clone ``pbb claims --no-run``
+sweep folder is missing (:func:`unpack`), and the finished points that a sweep folder here has
+no folder of (:func:`fill`), so that on a fresh clone ``pbb claims --no-run``
 rewrites the same table from the same samples, and ``pbb claims`` runs only the points no
 machine has finished yet; it packs every claim's sweep again when its sweeps end or are stopped
 (a run killed outright leaves its points in ``runs/``: the next ``pbb claims`` packs them).
@@ -45,6 +46,7 @@ from pbb.store import (
     SAMPLES,
     SUMMARY,
     SWEEP,
+    folder_lock,
 )
 
 #: a point's files that the table needs, besides its data set and samples
@@ -168,6 +170,33 @@ def pack(sweep_dir: Path, archive: Path) -> int | None:
     if old is None or old[1] != files:
         atomic_write_bytes(archive, _tar_gz(files))
     return len(points)
+
+
+def fill(archive: Path, sweep_dir: Path) -> int:
+    """Restore into the existing sweep ``sweep_dir`` the archive's finished points whose folders
+    it does not have, where the archive's plan is the sweep's or one it grew from (points
+    finished on another machine are not run again here); taken under the sweep's lock, so not
+    while a process works there. Returns how many points it restored."""
+    sweep_dir = Path(sweep_dir)
+    record = record_of(sweep_dir)
+    old, files = read(Path(archive))
+    if record is None or not (old == record or grown_from(old, record)):
+        return 0
+    missing = {d: f for d, f in _by_point(files, old).items() if not (sweep_dir / d).exists()}
+    if not missing:
+        return 0
+    with folder_lock(sweep_dir, "sweep"):
+        for d, point in missing.items():
+            try:
+                with directory_in_place(sweep_dir / d, (sweep_dir / d).parent) as tmp:
+                    for name, data in point.items():
+                        path = tmp / PurePosixPath(name).relative_to(d)
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        path.write_bytes(data)
+            except OSError as e:
+                raise PbbError(f"{archive}: cannot restore {d} into {sweep_dir} "
+                               f"({e.strerror or e})") from None
+    return len(missing)
 
 
 def unpack(archive: Path, sweep_dir: Path) -> int:
