@@ -60,6 +60,9 @@ def test_a_stop_signal_during_the_clean_up_of_a_ctrl_c(sigterm_restored, tmp_pat
     from pbb.experiments import run as run_mod
 
     monkeypatch.setattr(interrupts, "REPEAT_SECONDS", 0.3)
+    # as from a terminal: under a background shell (nohup, CI) SIGINT starts out ignored, and
+    # pbb leaves it so (the fixture puts the old handler back)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     cleaned = []
 
     def interrupted(*a, **k):
