@@ -240,3 +240,19 @@ except KeyboardInterrupt:
                           timeout=120)
     assert done.returncode == 130, done.stderr
     assert time.time() - start < 30, "the exit waited for the requests in flight"
+
+
+def test_a_stop_that_arrives_in_a_finalizer_is_not_lost(sigterm_restored):
+    # raised inside a __del__, the interrupt would be printed and dropped ("Exception ignored
+    # in"), and with later SIGTERMs ignored the run would go on to the end
+    interrupts.install()
+
+    class Finalized:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)  # the handler runs here, inside __del__
+
+    with pytest.raises(KeyboardInterrupt):
+        Finalized()  # dropped at once: __del__ runs
+        time.sleep(5)  # the stop must come here
+    assert interrupts.received == signal.SIGTERM

@@ -19,7 +19,9 @@ ends any of it.
 
 from __future__ import annotations
 
+import os
 import signal
+import threading
 import time
 
 #: the signal that stopped pbb: SIGINT (Ctrl-C) unless :func:`install`'s handler saw SIGTERM
@@ -32,8 +34,21 @@ REPEAT_SECONDS = 2.0
 _stopped_at: float | None = None
 
 
+def _in_finalizer(frame) -> bool:
+    """Whether ``frame`` runs inside a ``__del__``, where an exception is printed and dropped
+    ("Exception ignored in ..."): a stop raised there would be lost and the run go on."""
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _on_signal(signum, frame) -> None:
     global received, _stopped_at
+    if _stopped_at is None and _in_finalizer(frame):  # the same signal again, a moment later
+        threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+        return
     if _stopped_at is None:
         received, _stopped_at = signal.Signals(signum), time.monotonic()
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
