@@ -56,11 +56,11 @@ def test_an_archive_holds_the_finished_points_files_and_nothing_else(tmp_path):
         "runs/000_seed-0/eval/proactive/cot/samples.jsonl", "runs/000_seed-0/summary.json",
         "sweep.json"]
     # restored where no sweep is: the same files, byte for byte
-    assert archive.unpack(tmp_path / "a.tar.gz", tmp_path / "r") == 1
+    assert archive.unpack(archive.read(tmp_path / "a.tar.gz"), tmp_path / "r") == 1
     for name in _names(tmp_path / "a.tar.gz"):
         assert (tmp_path / "r" / name).read_bytes() == (sweep / name).read_bytes(), name
     with pytest.raises(PbbError, match="exists"):  # a sweep this machine has is not overwritten
-        archive.unpack(tmp_path / "a.tar.gz", sweep)
+        archive.unpack(archive.read(tmp_path / "a.tar.gz"), sweep)
 
 
 def test_the_same_runs_give_the_same_bytes_and_leave_the_archive_untouched(tmp_path):
@@ -104,8 +104,8 @@ def test_a_sweep_here_gets_the_points_finished_elsewhere_that_it_lacks(tmp_path)
     shutil.rmtree(here / "runs" / "001_seed-1")  # never started here
     started = (here / "runs" / "000_seed-0" / "config.yaml").read_bytes()
     with folder_lock(here, "sweep"), pytest.raises(PbbError, match="another pbb process"):
-        archive.fill(tmp_path / "a.tar.gz", here)  # not while a process works there
-    assert archive.fill(tmp_path / "a.tar.gz", here) == 1
+        archive.fill(archive.read(tmp_path / "a.tar.gz"), here)  # not while a process works there
+    assert archive.fill(archive.read(tmp_path / "a.tar.gz"), here) == 1
     assert (here / "runs" / "001_seed-1" / "eval" / "proactive" / "cot" /
             "samples.jsonl").read_text() == '{"p": "001_seed-1"}\n'
     # a point this machine started is its own: left as it is
@@ -114,7 +114,7 @@ def test_a_sweep_here_gets_the_points_finished_elsewhere_that_it_lacks(tmp_path)
     # another plan's points are not this sweep's
     other = _sweep(tmp_path / "other", finished=set(), lr=3e-4)
     shutil.rmtree(other / "runs" / "001_seed-1")
-    assert archive.fill(tmp_path / "a.tar.gz", other) == 0
+    assert archive.fill(archive.read(tmp_path / "a.tar.gz"), other) == 0
     assert not (other / "runs" / "001_seed-1").exists()
 
 
@@ -146,6 +146,6 @@ def _flipped(path):
 def test_a_broken_or_hostile_archive_is_one_line_and_restores_nothing(tmp_path, make, message):
     make(tmp_path / "a.tar.gz")
     with pytest.raises(PbbError, match=message) as e:
-        archive.unpack(tmp_path / "a.tar.gz", tmp_path / "sweep")
+        archive.unpack(archive.read(tmp_path / "a.tar.gz"), tmp_path / "sweep")
     assert str(tmp_path / "a.tar.gz") in str(e.value) and "\n" not in str(e.value)
     assert not (tmp_path / "sweep").exists() and not (tmp_path / "outside.txt").exists()

@@ -46,6 +46,7 @@ from pbb.experiments.claims_report import (
     REPRODUCED,
     write,
 )
+from pbb.experiments.sweep import of_plan
 from pbb.jsonio import read_json, read_jsonl
 from pbb.store import STAGES, RunStore, SweepStore
 
@@ -403,12 +404,12 @@ def run_claims(configs: Path, out: Path, only: list[str] | None = None,
 
     chosen = select(only)
     out = Path(out)
-    plans = _Plans(configs, overrides, smoke)
-    if execute or out.is_dir() or _restorable(out, doc, plans):
+    plans, archives = _plans(configs, overrides, smoke), _archives(doc)
+    if execute or out.is_dir() or _restorable(out, archives, plans):
         check_out(out, "claims", replace=False)
         out.mkdir(parents=True, exist_ok=True)
         mark(out, "claims")
-        restore(out, doc, plans)
+        restore(out, archives, plans)
     stopped = True
     try:
         for claim in chosen if execute else []:
@@ -429,72 +430,78 @@ def run_claims(configs: Path, out: Path, only: list[str] | None = None,
     return measured
 
 
-class _Plans:
+def _once_per_claim(work):
+    """``work(claim)``, worked out once per claim (by name), when first asked."""
+    known: dict = {}
+
+    def once(claim: Claim):
+        if claim.name not in known:
+            known[claim.name] = work(claim)
+        return known[claim.name]
+
+    return once
+
+
+def _plans(configs: Path, overrides: dict | None, smoke: bool):
     """Each claim's sweep record as its config, ``--set`` and ``--smoke`` make it now (what
-    ``sweep.json`` says once the claim's sweep starts), worked out once, when first asked."""
+    ``sweep.json`` says once the claim's sweep starts)."""
+    from pbb.experiments.sweep import load_sweep, sweep_record
 
-    def __init__(self, configs: Path, overrides: dict | None, smoke: bool):
-        self.configs, self.overrides, self.smoke, self.known = configs, overrides, smoke, {}
-
-    def __call__(self, claim: Claim) -> dict:
-        from pbb.experiments.sweep import load_sweep, sweep_record
-
-        if claim.name not in self.known:
-            self.known[claim.name] = sweep_record(*load_sweep(
-                config_path(self.configs, claim), self.overrides, self.smoke))
-        return self.known[claim.name]
+    return _once_per_claim(lambda claim: sweep_record(*load_sweep(
+        config_path(configs, claim), overrides, smoke)))
 
 
-def _of_the_plan(record: dict, plan: dict) -> bool:
-    """Whether runs recorded as ``record`` are of ``plan``: the same, or ``plan`` grown from it."""
-    from pbb.experiments.sweep import grown_from
+def _archives(doc: Path):
+    """Each claim's archive beside the table ``doc`` (None where it has none), read and
+    checked."""
+    def archived(claim: Claim) -> archive.Archive | None:
+        path = archive.archive_path(doc, claim.name)
+        return archive.read(path) if path.is_file() else None
 
-    return record == plan or grown_from(record, plan)
-
-
-def _restorable(out: Path, doc: Path, plans: _Plans) -> bool:
-    """Whether an archive beside ``doc`` holds runs of a claim's plan that ``out`` lacks."""
-    return any(archive.archive_path(doc, c.name).is_file() and not (out / c.name).exists()
-               and _of_the_plan(archive.read(archive.archive_path(doc, c.name))[0], plans(c))
-               for c in CLAIMS)
+    return _once_per_claim(archived)
 
 
-def restore(out: Path, doc: Path, plans: _Plans) -> None:
+def _restorable(out: Path, archives, plans) -> bool:
+    """Whether an archive holds runs of a claim's plan that ``out`` has no sweep of."""
+    return any(not (out / c.name).exists() and archives(c) is not None
+               and of_plan(archives(c).record, plans(c)) for c in CLAIMS)
+
+
+def restore(out: Path, archives, plans) -> None:
     """Restore each claim's archived runs (:mod:`pbb.experiments.claims_archive`) where they
     are of its plan now: its whole sweep where ``out`` has none, else the finished points it
     lacks. A fresh clone measures from the same samples, and runs only the points not finished
     anywhere yet."""
     for claim in CLAIMS:
-        path = archive.archive_path(doc, claim.name)
-        if not path.is_file():
-            continue
         if (out / claim.name).exists():  # points finished elsewhere that it lacks
             try:
-                n = archive.fill(path, out / claim.name)
-            except PbbError as e:  # a process at work there: it is its sweep now
-                console.print(f"claim {claim.name}: not filled from {path}: {e}", markup=False)
-                continue
-            if n:
-                console.print(f"claim {claim.name}: {n} finished point(s) restored from {path}",
+                kept = archives(claim)
+                n = archive.fill(kept, out / claim.name) if kept is not None else 0
+            except PbbError as e:  # a broken archive, a process at work there: its sweep here
+                console.print(f"claim {claim.name}: not filled from its archive: {e}",
                               markup=False)
+                continue
+        elif (kept := archives(claim)) is None:
             continue
-        if not _of_the_plan(archive.read(path)[0], plans(claim)):
-            console.print(f"claim {claim.name}: {path} holds runs of another plan than its "
+        elif of_plan(kept.record, plans(claim)):
+            n = archive.unpack(kept, out / claim.name)
+        else:
+            console.print(f"claim {claim.name}: {kept.path} holds runs of another plan than its "
                           "config's now; not restored (its points run anew)", markup=False)
             continue
-        n = archive.unpack(path, out / claim.name)
-        console.print(f"claim {claim.name}: {n} finished point(s) restored from {path}",
-                      markup=False)
+        if n:
+            console.print(f"claim {claim.name}: {n} finished point(s) restored from {kept.path}",
+                          markup=False)
 
 
-def pack(out: Path, doc: Path, plans: _Plans, quiet_errors: bool = False) -> None:
+def pack(out: Path, doc: Path, plans, quiet_errors: bool = False) -> None:
     """Keep the finished runs of every claim's sweep in ``out`` that is of its plan now beside
     the table ``doc`` (:mod:`.claims_archive`). ``quiet_errors``: an archive that cannot be
     written is one line, not an error (the claims were stopped: that stop is the news)."""
     for claim in CLAIMS:
         try:
             record = archive.record_of(out / claim.name)
-            if record is not None and not _of_the_plan(record, plans(claim)):
+            if record is not None and not of_plan(record, plans(claim)):
                 console.print(f"claim {claim.name}: {out / claim.name} holds runs of another "
                               "plan than its config's now; not packed", markup=False)
             elif record is not None:
@@ -561,7 +568,7 @@ def plan_claims(configs: Path, out: Path, only: list[str] | None = None,
                      + (f" ({gated} of the points run only where its prerequisite is met)"
                         if gated else ""))
         every.add(planned)
-    if doc is not None and _restorable(out, doc, _Plans(configs, overrides, smoke)):
+    if doc is not None and _restorable(out, _archives(doc), _plans(configs, overrides, smoke)):
         lines.append(f"(not counted: the finished points kept in {archive.archive_dir(doc)}, "
                      f"which `pbb claims` restores into {out} before it runs; `pbb claims "
                      "--no-run` restores them now)")

@@ -31,9 +31,10 @@ import json
 import tarfile
 import zlib
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 from pbb.errors import PbbError
-from pbb.experiments.sweep import grown_from
+from pbb.experiments.sweep import of_plan
 from pbb.folders import MARKER
 from pbb.jsonio import atomic_write_bytes, directory_in_place
 from pbb.store import (
@@ -51,6 +52,14 @@ from pbb.store import (
 
 #: a point's files that the table needs, besides its data set and samples
 _POINT_FILES = (MARKER, CONFIG, SUMMARY, CURRICULA)
+
+
+class Archive(NamedTuple):
+    """An archive as :func:`read` found it: where it is, its sweep record, its files."""
+
+    path: Path
+    record: dict
+    files: dict[str, bytes]
 
 
 def archive_dir(doc: Path) -> Path:
@@ -104,7 +113,7 @@ def _local(sweep_dir: Path, record: dict) -> dict[str, dict[str, bytes]]:
     return points
 
 
-def read(archive: Path) -> tuple[dict, dict[str, bytes]]:
+def read(archive: Path) -> Archive:
     """An archive's sweep record and files (name -> bytes), checked: the whole gzip stream (its
     CRC too: a tar reader stops before it), relative names inside it, plain files, a record."""
     try:
@@ -120,7 +129,7 @@ def read(archive: Path) -> tuple[dict, dict[str, bytes]]:
         raise PbbError(f"{archive}: not a readable claims archive ({e})") from None
     if SWEEP not in files:
         raise PbbError(f"{archive}: no {SWEEP} in it; not a claims archive")
-    return _checked_record(files[SWEEP], Path(archive)), files
+    return Archive(Path(archive), _checked_record(files[SWEEP], Path(archive)), files)
 
 
 def _by_point(files: dict[str, bytes], record: dict) -> dict[str, dict[str, bytes]]:
@@ -158,8 +167,8 @@ def pack(sweep_dir: Path, archive: Path) -> int | None:
         return None
     points = _local(sweep_dir, record)
     old = read(archive) if archive.is_file() else None
-    if old is not None and (old[0] == record or grown_from(old[0], record)):
-        points = {**_by_point(old[1], old[0]), **points}
+    if old is not None and of_plan(old.record, record):
+        points = {**_by_point(old.files, old.record), **points}
     if not points:
         return None
     files = {SWEEP: (sweep_dir / SWEEP).read_bytes()}
@@ -167,52 +176,49 @@ def pack(sweep_dir: Path, archive: Path) -> int | None:
         files[MARKER] = (sweep_dir / MARKER).read_bytes()
     for point in points.values():
         files.update(point)
-    if old is None or old[1] != files:
+    if old is None or old.files != files:
         atomic_write_bytes(archive, _tar_gz(files))
     return len(points)
 
 
-def fill(archive: Path, sweep_dir: Path) -> int:
+def fill(archive: Archive, sweep_dir: Path) -> int:
     """Restore into the existing sweep ``sweep_dir`` the archive's finished points whose folders
     it does not have, where the archive's plan is the sweep's or one it grew from (points
     finished on another machine are not run again here); taken under the sweep's lock, so not
     while a process works there. Returns how many points it restored."""
     sweep_dir = Path(sweep_dir)
     record = record_of(sweep_dir)
-    old, files = read(Path(archive))
-    if record is None or not (old == record or grown_from(old, record)):
+    if record is None or not of_plan(archive.record, record):
         return 0
-    missing = {d: f for d, f in _by_point(files, old).items() if not (sweep_dir / d).exists()}
+    missing = {d: f for d, f in _by_point(archive.files, archive.record).items()
+               if not (sweep_dir / d).exists()}
     if not missing:
         return 0
     with folder_lock(sweep_dir, "sweep"):
         for d, point in missing.items():
-            try:
-                with directory_in_place(sweep_dir / d, (sweep_dir / d).parent) as tmp:
-                    for name, data in point.items():
-                        path = tmp / PurePosixPath(name).relative_to(d)
-                        path.parent.mkdir(parents=True, exist_ok=True)
-                        path.write_bytes(data)
-            except OSError as e:
-                raise PbbError(f"{archive}: cannot restore {d} into {sweep_dir} "
-                               f"({e.strerror or e})") from None
+            _restore(archive, sweep_dir / d,
+                     {PurePosixPath(n).relative_to(d).as_posix(): f for n, f in point.items()})
     return len(missing)
 
 
-def unpack(archive: Path, sweep_dir: Path) -> int:
+def unpack(archive: Archive, sweep_dir: Path) -> int:
     """Restore the archive into ``sweep_dir``, which must not exist (a sweep folder this machine
     has is never overwritten); all of it or nothing. Returns how many finished points it held."""
     sweep_dir = Path(sweep_dir)
     if sweep_dir.exists():
         raise PbbError(f"{sweep_dir}: exists; an archive is restored only where a sweep is not")
-    record, files = read(Path(archive))
+    _restore(archive, sweep_dir, archive.files)
+    return len(_by_point(archive.files, archive.record))
+
+
+def _restore(archive: Archive, folder: Path, files: dict[str, bytes]) -> None:
+    """Write ``files`` (names relative to ``folder``) as the new folder ``folder``, all or
+    nothing."""
     try:
-        with directory_in_place(sweep_dir, sweep_dir.parent) as tmp:
+        with directory_in_place(folder, folder.parent) as tmp:
             for name, data in files.items():
-                path = tmp / name
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data)
+                (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / name).write_bytes(data)
     except OSError as e:
-        raise PbbError(f"{archive}: cannot restore it into {sweep_dir} ({e.strerror or e})") \
+        raise PbbError(f"{archive.path}: cannot restore {folder} from it ({e.strerror or e})") \
             from None
-    return len(_by_point(files, record))

@@ -224,7 +224,7 @@ def _record_sweep(sweep: SweepStore, record: dict, points: list[dict], remedy: s
 
     out = sweep.root
     old = read_json(sweep.record) if sweep.record.is_file() else None
-    if old is not None and old != record and not grown_from(old, record):
+    if old is not None and not of_plan(old, record):
         raise PbbError(f"{out}: holds a different sweep (differs in "
                        f"{_first_difference(old, record)}); {remedy}")
     if old != record:
@@ -432,17 +432,18 @@ def plot_bars(summary: dict, path: Path) -> None:
     _save(fig, path)
 
 
-def grown_from(old: dict, new: dict) -> bool:
-    """Whether the sweep record ``new`` is ``old`` with more points: the same base config but for
-    ``sweep.grid`` / ``sweep.points``, every old point kept under its name, overrides and folder.
-    Why: a claim whose seeds disagree needs more seeds, and its runs so far must stay usable."""
+def of_plan(old: dict, new: dict) -> bool:
+    """Whether runs recorded as the sweep record ``old`` are runs of the sweep ``new``: the same
+    record, or ``new`` is ``old`` with more points (the same base config but for ``sweep.grid`` /
+    ``sweep.points``, every old point kept under its name, overrides and folder). Why: a claim
+    whose seeds disagree needs more seeds, and its runs so far must stay usable."""
     def without_points(record: dict) -> dict:
         sweep = {k: v for k, v in record["base"].get("sweep", {}).items() if k not in
                  ("grid", "points")}
         return {**record, "base": {**record["base"], "sweep": sweep}, "points": None}
 
-    return (without_points(old) == without_points(new)
-            and all(p in new["points"] for p in old["points"]))
+    return old == new or (without_points(old) == without_points(new)
+                          and all(p in new["points"] for p in old["points"]))
 
 
 def _first_difference(a, b, path: str = "") -> str:
