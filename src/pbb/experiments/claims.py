@@ -463,8 +463,19 @@ def _archives(doc: Path):
 
 def _restorable(out: Path, archives, plans) -> bool:
     """Whether an archive holds runs of a claim's plan that ``out`` has no sweep of."""
-    return any(not (out / c.name).exists() and archives(c) is not None
-               and of_plan(archives(c).record, plans(c)) for c in CLAIMS)
+    return any(not (out / c.name).exists() and _restored(out / c.name, archives(c), plans(c))
+               for c in CLAIMS)
+
+
+def _restored(sweep_dir: Path, kept: archive.Archive | None, plan: dict) -> frozenset[str]:
+    """The points that :func:`restore` would bring into ``sweep_dir`` from the archive ``kept``
+    (folders ``runs/<point>``): its finished points of the plan that the folder lacks."""
+    if kept is None or not of_plan(kept.record, plan):
+        return frozenset()
+    here = archive.record_of(sweep_dir)
+    if here is not None and not of_plan(kept.record, here):
+        return frozenset()
+    return frozenset(d for d in archive.finished(kept) if not (sweep_dir / d).exists())
 
 
 def restore(out: Path, archives, plans) -> None:
@@ -558,20 +569,20 @@ def plan_claims(configs: Path, out: Path, only: list[str] | None = None,
     trained: dict = {}
     evaluated: dict = {}
     texts, lines, every = [], [], PlannedSweep(out, 0, [])
+    plans, archives = _plans(configs, overrides, smoke), _archives(doc)
     for claim in chosen:
+        restored = _restored(out / claim.name, archives(claim) if doc else None, plans(claim))
         planned = plan_points(config_path(configs, claim), out / claim.name, overrides, smoke,
-                              out / STAGES, trained, evaluated)
+                              out / STAGES, trained, evaluated, restored)
         if len(chosen) == 1:
             texts += planned.texts
         gated = _gated(claim, configs, overrides, smoke)
         lines.append(f"{claim.name}: {planned.points} points, expected time {planned.total()}"
                      + (f" ({gated} of the points run only where its prerequisite is met)"
-                        if gated else ""))
+                        if gated else "")
+                     + (f" ({len(restored)} finished elsewhere, kept in "
+                        f"{archives(claim).path}: restored before it runs)" if restored else ""))
         every.add(planned)
-    if doc is not None and _restorable(out, _archives(doc), _plans(configs, overrides, smoke)):
-        lines.append(f"(not counted: the finished points kept in {archive.archive_dir(doc)}, "
-                     f"which `pbb claims` restores into {out} before it runs; `pbb claims "
-                     "--no-run` restores them now)")
     return "\n\n".join([*texts, "\n".join([*lines, f"all {len(chosen)} claim(s) into {out}: "
                                                         f"expected time {every.total()}"])])
 

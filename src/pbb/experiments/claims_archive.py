@@ -142,6 +142,11 @@ def _by_point(files: dict[str, bytes], record: dict) -> dict[str, dict[str, byte
     return out
 
 
+def finished(archive: Archive) -> frozenset[str]:
+    """The folders (``runs/<point>``) of the archive's finished points."""
+    return frozenset(_by_point(archive.files, archive.record))
+
+
 def _tar_gz(files: dict[str, bytes]) -> bytes:
     """``files`` as a tar.gz whose bytes depend on nothing but the files (and zlib's build)."""
     raw = io.BytesIO()

@@ -434,11 +434,14 @@ class PlannedSweep:
 def plan_points(path: Path, out: Path | None = None, overrides: dict | None = None,
                 smoke: bool = False, stages_root: Path | None = None,
                 trained: dict[Path, str] | None = None,
-                evaluated: dict[Path, str] | None = None) -> PlannedSweep:
+                evaluated: dict[Path, str] | None = None,
+                restored: frozenset[str] = frozenset()) -> PlannedSweep:
     """Each point's plan of a sweep file. ``trained`` / ``evaluated`` (stage directory or kept
     evaluation -> who makes it) carry what earlier points, or earlier sweeps sharing
-    ``stages_root`` (``pbb claims``), will make: those count once, where they are made."""
-    from pbb.experiments.sweep import load_sweep
+    ``stages_root`` (``pbb claims``), will make: those count once, where they are made.
+    ``restored``: the folders (``runs/<point>``) of points finished elsewhere that the run
+    restores before it starts (``pbb claims``' archives): nothing to do there."""
+    from pbb.experiments.sweep import done, load_sweep
 
     if stages_root is not None:
         check_stage_store(stages_root, write=False)
@@ -448,6 +451,13 @@ def plan_points(path: Path, out: Path | None = None, overrides: dict | None = No
     evaluated = {} if evaluated is None else evaluated
     planned = PlannedSweep(sweep.root, len(points), [])
     for p in points:
+        if sweep.run_dir(p["name"]).relative_to(sweep.root).as_posix() in restored:
+            planned.texts.append(f"point {p['name']}: finished elsewhere, restored before the "
+                                 "run starts; nothing to do")
+            continue
+        if done(sweep, p):  # as the sweep sees it, whatever stages are here
+            planned.texts.append(f"point {p['name']}: done earlier; nothing to do")
+            continue
         plan = make_plan(p["config"], sweep.run_dir(p["name"]), stages_root or sweep.stages)
         for s in plan.stages:
             if s.status in ("train", "resume") and s.directory in trained:

@@ -149,13 +149,19 @@ def load_sweep(path: Path, overrides: dict | None = None,
     return raw, spec, points
 
 
+def done(sweep: SweepStore, point: dict) -> bool:
+    """Whether the sweep's point is done: its summary exists and its config, as this version
+    writes it, is the one the sweep asks for now."""
+    run = sweep.run(point["name"])
+    return run.summary.is_file() and \
+        as_written_now(run.config.read_text()) == dump_config(point["config"])
+
+
 def _pending(sweep: SweepStore, points: list[dict]) -> list[tuple[int, dict]]:
-    """The points (1-based index, point) still to run: a point is done when its summary exists
-    and its config, as this version writes it, is the one the sweep asks for now."""
+    """The points (1-based index, point) still to run (those not :func:`done`)."""
     pending = []
     for i, p in enumerate(points, start=1):
-        point = sweep.run(p["name"])
-        if point.summary.is_file() and as_written_now(point.config.read_text()) == dump_config(p["config"]):
+        if done(sweep, p):
             console.print(f"[dim]sweep point {i}/{len(points)} {p['name']}: done earlier[/]")
         else:
             pending.append((i, p))
