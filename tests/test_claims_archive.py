@@ -116,6 +116,12 @@ def test_a_sweep_here_gets_the_points_finished_elsewhere_that_it_lacks(tmp_path)
     shutil.rmtree(other / "runs" / "001_seed-1")
     assert archive.fill(archive.read(tmp_path / "a.tar.gz"), other) == 0
     assert not (other / "runs" / "001_seed-1").exists()
+    # nor are they a folder's whose sweep never wrote its record (stopped as it began)
+    begun = tmp_path / "begun"
+    begun.mkdir()
+    assert archive.lacking(archive.read(tmp_path / "a.tar.gz"), begun) == {}
+    assert archive.fill(archive.read(tmp_path / "a.tar.gz"), begun) == 0
+    assert list(begun.iterdir()) == []
 
 
 def _tar(path, members: dict[str, bytes]):

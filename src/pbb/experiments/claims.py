@@ -409,7 +409,7 @@ def run_claims(configs: Path, out: Path, only: list[str] | None = None,
         check_out(out, "claims", replace=False)
         out.mkdir(parents=True, exist_ok=True)
         mark(out, "claims")
-        restore(out, archives, plans)
+        restore(out, doc, archives, plans)
     stopped = True
     try:
         for claim in chosen if execute else []:
@@ -451,7 +451,7 @@ def _plans(configs: Path, overrides: dict | None, smoke: bool):
         config_path(configs, claim), overrides, smoke)))
 
 
-def _archives(doc: Path):
+def _archives(doc: Path | None):
     """Each claim's archive beside the table ``doc`` (None where it has none), read and
     checked."""
     def archived(claim: Claim) -> archive.Archive | None:
@@ -468,20 +468,20 @@ def _restorable(out: Path, archives, plans) -> bool:
 
 
 def _restored(sweep_dir: Path, kept: archive.Archive | None, plan: dict) -> frozenset[str]:
-    """The points that :func:`restore` would bring into ``sweep_dir`` from the archive ``kept``
-    (folders ``runs/<point>``): its finished points of the plan that the folder lacks."""
-    if kept is None or not of_plan(kept.record, plan):
+    """The points (folders ``runs/<point>``) that :func:`restore` brings into ``sweep_dir``
+    from the archive ``kept``: all its finished points where there is no sweep folder and they
+    are of the claim's ``plan``, else those the sweep there lacks (:func:`.claims_archive.fill`)."""
+    if kept is None:
         return frozenset()
-    here = archive.record_of(sweep_dir)
-    if here is not None and not of_plan(kept.record, here):
-        return frozenset()
-    return frozenset(d for d in archive.finished(kept) if not (sweep_dir / d).exists())
+    if not sweep_dir.exists():
+        return archive.finished(kept) if of_plan(kept.record, plan) else frozenset()
+    return frozenset(archive.lacking(kept, sweep_dir))
 
 
-def restore(out: Path, archives, plans) -> None:
-    """Restore each claim's archived runs (:mod:`pbb.experiments.claims_archive`) where they
-    are of its plan now: its whole sweep where ``out`` has none, else the finished points it
-    lacks. A fresh clone measures from the same samples, and runs only the points not finished
+def restore(out: Path, doc: Path, archives, plans) -> None:
+    """Restore each claim's archived runs (:mod:`pbb.experiments.claims_archive`, beside the
+    table ``doc``): its whole sweep where ``out`` has none and they are of its plan now, else
+    the finished points that its sweep here lacks, where they are of that sweep's plan. A fresh clone measures from the same samples, and runs only the points not finished
     anywhere yet."""
     for claim in CLAIMS:
         if (out / claim.name).exists():  # points finished elsewhere that it lacks
@@ -489,8 +489,8 @@ def restore(out: Path, archives, plans) -> None:
                 kept = archives(claim)
                 n = archive.fill(kept, out / claim.name) if kept is not None else 0
             except PbbError as e:  # a broken archive, a process at work there: its sweep here
-                console.print(f"claim {claim.name}: not filled from its archive: {e}",
-                              markup=False)
+                console.print(f"claim {claim.name}: not filled from "
+                              f"{archive.archive_path(doc, claim.name)}: {e}", markup=False)
                 continue
         elif (kept := archives(claim)) is None:
             continue
@@ -571,7 +571,12 @@ def plan_claims(configs: Path, out: Path, only: list[str] | None = None,
     texts, lines, every = [], [], PlannedSweep(out, 0, [])
     plans, archives = _plans(configs, overrides, smoke), _archives(doc)
     for claim in chosen:
-        restored = _restored(out / claim.name, archives(claim) if doc else None, plans(claim))
+        try:
+            restored = _restored(out / claim.name, archives(claim) if doc else None,
+                                 plans(claim))
+        except PbbError as e:  # as pbb claims, which carries on where a sweep is here
+            restored = frozenset()
+            lines.append(f"{claim.name}: its archive not counted: {e}")
         planned = plan_points(config_path(configs, claim), out / claim.name, overrides, smoke,
                               out / STAGES, trained, evaluated, restored)
         if len(chosen) == 1:

@@ -192,11 +192,7 @@ def fill(archive: Archive, sweep_dir: Path) -> int:
     finished on another machine are not run again here); taken under the sweep's lock, so not
     while a process works there. Returns how many points it restored."""
     sweep_dir = Path(sweep_dir)
-    record = record_of(sweep_dir)
-    if record is None or not of_plan(archive.record, record):
-        return 0
-    missing = {d: f for d, f in _by_point(archive.files, archive.record).items()
-               if not (sweep_dir / d).exists()}
+    missing = lacking(archive, sweep_dir)
     if not missing:
         return 0
     with folder_lock(sweep_dir, "sweep"):
@@ -204,6 +200,17 @@ def fill(archive: Archive, sweep_dir: Path) -> int:
             _restore(archive, sweep_dir / d,
                      {PurePosixPath(n).relative_to(d).as_posix(): f for n, f in point.items()})
     return len(missing)
+
+
+def lacking(archive: Archive, sweep_dir: Path) -> dict[str, dict[str, bytes]]:
+    """The archive's finished points (point dir -> name -> bytes) that the sweep ``sweep_dir``
+    has no folder of, where the archive's plan is the sweep's or one it grew from; none where
+    the folder has no sweep record."""
+    record = record_of(sweep_dir)
+    if record is None or not of_plan(archive.record, record):
+        return {}
+    return {d: f for d, f in _by_point(archive.files, archive.record).items()
+            if not (sweep_dir / d).exists()}
 
 
 def unpack(archive: Archive, sweep_dir: Path) -> int:
