@@ -481,8 +481,8 @@ def _restored(sweep_dir: Path, kept: archive.Archive | None, plan: dict) -> froz
 def restore(out: Path, doc: Path, archives, plans) -> None:
     """Restore each claim's archived runs (:mod:`pbb.experiments.claims_archive`, beside the
     table ``doc``): its whole sweep where ``out`` has none and they are of its plan now, else
-    the finished points that its sweep here lacks, where they are of that sweep's plan. A fresh clone measures from the same samples, and runs only the points not finished
-    anywhere yet."""
+    the finished points that its sweep here lacks, where they are of that sweep's plan. A fresh
+    clone measures from the same samples, and runs only the points not finished anywhere yet."""
     for claim in CLAIMS:
         if (out / claim.name).exists():  # points finished elsewhere that it lacks
             try:
