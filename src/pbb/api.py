@@ -90,7 +90,8 @@ def plan(config: Config, out: str | Path | None = None, *, overrides: dict | Non
          smoke: bool = False, stages_root: str | Path | None = None):
     """What :func:`run` would do with these arguments (``pbb plan``): a
     :class:`pbb.experiments.plan.Plan` of stages, evaluations and expected time (``print`` it
-    for the command's text). Nothing is written, no weights are loaded."""
+    for the command's text). Nothing is written in ``out`` and nothing trains (a model used for
+    the first time is put in the model cache, ``$PBB_CACHE``, as :func:`run` would)."""
     from pbb.experiments.plan import make_plan
 
     cfg = load_config(config, overrides, smoke=smoke)

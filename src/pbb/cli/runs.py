@@ -58,7 +58,8 @@ def plan_cmd(
 
     Each curriculum's stages (rows, epochs, tokens, stopping rule) and which are trained
     already, the evaluations (modes x splits x queries), and the time this machine's last
-    measured rates give. Writes nothing and loads no model weights (the tokenizer only).
+    measured rates give. Writes nothing in the run folder and trains nothing (the tokenizer
+    only; a model used for the first time is put in the model cache, as `pbb run` would).
     """
     from pbb.api import plan
     from pbb.config import read_yaml_mapping
