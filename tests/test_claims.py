@@ -100,6 +100,25 @@ def test_unknown_only_is_a_one_line_error_and_writes_nothing(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("mine", ["doc", "figure", "folder"])
+def test_a_doc_that_no_claims_run_wrote_is_refused_before_anything_runs(tmp_path, mine):
+    from tests.conftest import run_cli
+
+    doc = tmp_path / "notes.md"
+    own = {"doc": doc, "figure": tmp_path / "notes.png", "folder": doc}[mine]
+    if mine == "folder":
+        own.mkdir()
+    else:
+        own.write_text("# my own notes\n")
+    r = run_cli("claims", "--only", "crossover", "--out", str(tmp_path / "out"),
+                "--doc", str(doc))
+    assert r.returncode == 1
+    [line] = r.stderr.strip().splitlines()
+    assert line.startswith(f"error: --doc {doc}: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [own.name]  # nothing run, nothing made
+    assert own.is_dir() if mine == "folder" else own.read_text() == "# my own notes\n"
+
+
 # --- the claim configs -------------------------------------------------------------------
 def _planned(configs: Path, claim) -> list:
     return [p["config"] for p in load_sweep(claims_mod.config_path(configs, claim))[2]]

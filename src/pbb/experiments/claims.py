@@ -44,6 +44,7 @@ from pbb.experiments.claims_report import (
     NOT_RUN,
     NOT_TESTABLE,
     REPRODUCED,
+    check_doc,
     write,
 )
 from pbb.experiments.sweep import of_plan
@@ -403,6 +404,7 @@ def run_claims(configs: Path, out: Path, only: list[str] | None = None,
     from pbb.folders import check_out, mark
 
     chosen = select(only)
+    check_doc(doc)
     out = Path(out)
     plans, archives = _plans(configs, overrides, smoke), _archives(doc)
     if execute or out.is_dir() or _restorable(out, archives, plans):

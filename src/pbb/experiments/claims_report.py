@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pbb.errors import PbbError
 from pbb.experiments.claims_archive import archive_dir
 from pbb.experiments.efficiency import format_n
 from pbb.jsonio import atomic_write_text
@@ -362,6 +363,25 @@ def plot(entries: list[Entry], path: Path) -> bool:
     fig.tight_layout()
     _save(fig, path)
     return True
+
+
+def check_doc(doc: Path) -> None:
+    """Refuse a ``doc`` that :func:`write` would overwrite but did not write: a file that is not
+    a claims table, or, where there is no table yet, a file at its figure's path. Checked
+    before any claim runs, not after hours of them."""
+    doc = Path(doc)
+    if doc.is_dir():
+        raise PbbError(f"--doc {doc}: is a folder; give the table's file, e.g. {doc / 'claims.md'}")
+    title = HEADER.split("\n", 1)[0]
+    if doc.is_file():
+        with doc.open(encoding="utf-8", errors="replace") as f:
+            first = f.readline().rstrip("\n")
+        if first != title:
+            raise PbbError(f"--doc {doc}: not a claims table written by pbb (its first line is "
+                           f"not {title!r}); not overwritten: give another --doc or move it aside")
+    elif doc.with_suffix(".png").exists():
+        raise PbbError(f"--doc {doc}: its figure's path {doc.with_suffix('.png')} holds a file "
+                       "that no claims table wrote; not overwritten: give another --doc")
 
 
 def write(measured: list[dict], doc: Path, configs: Path, out: Path) -> list[Entry]:
