@@ -45,7 +45,8 @@ HEADER = f"""# Configuration reference
      tests/test_docs.py fails when this file is stale. -->
 
 A run config is YAML (`pbb run CONFIG`); every key below can also be set on the command line
-with `--set dotted.key=value`. Unknown keys and bad values are one `error:` line before any work.
+with `--set dotted.key=value`. Unknown keys, a key given twice in one mapping (YAML would keep
+the last without a word) and bad values are one `error:` line before any work.
 `pbb run` writes the resolved config, every default filled in, to the run directory's
 `config.yaml`. A sweep file is a run config plus a `sweep:` section ([sweeps](sweeps.md)).
 

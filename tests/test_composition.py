@@ -53,7 +53,9 @@ def test_composition_report_groups_by_how_the_parts_were_learned(cds, tmp_path):
     for d in [d for d in cds.demonstrations if d.use == "test"]:
         b = cds.behaviour(d.behaviour_id)
         right = b.meta.get("composite") and part_groups(b, splits) == "train+train"
-        samples.append({"behaviour_id": b.id, "split": b.split, "score": float(bool(right))})
+        samples.append({"behaviour_id": b.id, "split": b.split, "mode": "cot", "input": d.input,
+                        "prompt": "", "target": d.output, "curriculum": "proactive",
+                        "completion": "", "prediction": None, "score": float(bool(right))})
     write_jsonl(tmp_path / "eval" / "proactive" / "cot" / "samples.jsonl", samples)
     rows = composition(tmp_path, cds, ["proactive"], ["cot"], 200, 0)
     expected = {}

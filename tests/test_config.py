@@ -42,11 +42,40 @@ def test_yaml_errors_name_the_line(tmp_path):
         load_config(p)
 
 
+def test_a_key_given_twice_is_an_error_naming_both_lines(tmp_path):
+    """PyYAML keeps the last of two equal keys without a word: the run would not be the one the
+    file seems to say."""
+    p = tmp_path / "c.yaml"
+    p.write_text("name: x\nseed: 0\ntrain:\n  epochs: 1\nseed: 1\n")
+    with pytest.raises(PbbError, match=r"c\.yaml:5: invalid YAML \(key 'seed' given twice "
+                                       r"\(first at line 2\)\)"):
+        load_config(p)
+    p.write_text("name: x\ntrain: {epochs: 1, epochs: 2}\n")
+    with pytest.raises(PbbError, match=r"c\.yaml:2: .*key 'epochs' given twice"):
+        load_config(p)
+    p.write_text("name: x\ntrain: {epochs: 2}\neval: {epochs: 2}\n")  # the same key, elsewhere
+    with pytest.raises(PbbError, match="eval.epochs: unknown key"):
+        load_config(p)
+
+
+def test_with_set_is_said_only_where_an_override_set_the_bad_key(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("name: x\ntrain: {metod: full}\n")
+    with pytest.raises(PbbError) as e:
+        load_config(p, {"seed": 3})
+    assert str(e.value) == f"{p}: train.metod: unknown key"
+    p.write_text("name: x\n")
+    with pytest.raises(PbbError) as e:
+        load_config(p, {"seed": 3, "train.epochs": 0})
+    assert str(e.value).startswith(f"{p} (with --set): train.epochs: ")
+
+
 @pytest.mark.parametrize("args, message", [
     (["--set", "train.method=dora"], "train.method"),
     (["--set", "model=no-such-model-anywhere"], "model 'no-such-model-anywhere': not in the local Hugging Face cache"),
-    (["--set", "data.domain=nosuch"], "unknown domain 'nosuch'"),
-    (["--set", "data.options.max_args=7"], "arithmetic.max_args"),
+    (["--set", "data.domain=nosuch"], "data.domain: unknown domain 'nosuch'"),
+    (["--set", "data.options.max_args=7"], "data.options: max_args: "),
+    (["--set", "data.options.max_argz=2"], "data.options: max_argz: unknown key"),
     (["--set", "nokey"], "expected KEY=VALUE"),
 ])
 def test_cli_config_errors_fail_before_work(tmp_path, args, message):

@@ -7,6 +7,7 @@ import pytest
 
 from pbb import data
 from pbb.data import BEHAVIOURS, DEMONSTRATIONS, MANIFEST
+from pbb.errors import PbbError
 from tests.conftest import run_cli
 
 GEN = ["data", "generate", "arithmetic", "--behaviours", "40", "--demos", "6",
@@ -83,7 +84,7 @@ def test_show_renders_behaviours_and_every_row_kind(tmp_path):
     (["data", "generate", "arithmetic", "--eval-fraction", "1.5", "--out", "{out}"],
      "--eval-fraction must be in [0, 1]"),
     (["data", "generate", "arithmetic", "--set", "max_args=9", "--out", "{out}"],
-     "arithmetic.max_args"),
+     "arithmetic options: max_args: "),
     (["data", "generate", "arithmetic", "--set", "min_args=3", "--set", "max_args=2",
       "--out", "{out}"], "min_args (3) is larger than max_args (2)"),
     (["data", "generate", "arithmetic", "--set", "input_max=3", "--set", "max_args=1",
@@ -153,6 +154,48 @@ def test_corrupt_data_file_names_file_and_line(tmp_path, command, damage, messag
     r = run_cli("data", command, str(out))
     assert r.returncode == 1
     assert len(r.stderr.strip().splitlines()) == 1 and message in r.stderr, r.stderr
+
+
+def _set_field(file: str, line: int, key: str, value):
+    def damage(d):
+        if file == MANIFEST:
+            man = json.loads((d / MANIFEST).read_text())
+            man[key] = value
+            (d / MANIFEST).write_text(json.dumps(man))
+            return
+        lines = (d / file).read_text().splitlines()
+        rec = json.loads(lines[line - 1])
+        rec[key] = value
+        lines[line - 1] = json.dumps(rec)
+        (d / file).write_text("\n".join(lines) + "\n")
+    return damage
+
+
+@pytest.mark.parametrize("damage, message", [
+    (_set_field(BEHAVIOURS, 2, "instruction", 123), f"{BEHAVIOURS}:2: BehaviourRecord record, "
+     "field instruction: Input should be a valid string"),
+    (_set_field(BEHAVIOURS, 1, "meta", "notadict"), f"{BEHAVIOURS}:1: BehaviourRecord record, "
+     "field meta: Input should be a valid dictionary"),
+    (_set_field(BEHAVIOURS, 3, "split", "test"), f"{BEHAVIOURS}:3: BehaviourRecord record, "
+     "field split: Input should be 'train' or 'eval'"),
+    (_set_field(MANIFEST, 0, "seed", "abc"), f"{MANIFEST}: DataManifest record, field seed: "),
+    (_set_field(MANIFEST, 0, "config", "oops"), f"{MANIFEST}: DataManifest record, field config"),
+    (_set_field(MANIFEST, 0, "files", ["a"]), f"{MANIFEST}: DataManifest record, field files"),
+    (_set_field(MANIFEST, 0, "domain", "nosuch"),
+     f"{MANIFEST}: field domain: unknown domain 'nosuch'"),
+    (_set_field(MANIFEST, 0, "config", {"max_argz": 2}),
+     f"{MANIFEST}: config: max_argz: unknown key"),
+])
+def test_a_field_of_the_wrong_type_names_its_file_line_and_field(tmp_path, damage, message):
+    """Every reader of a data set (show, validate, a run on data.path, export) loads it here:
+    a field of the wrong type is one line, not a traceback from deep in whatever used it."""
+    d = data.save(data.generate("arithmetic", behaviours=4, demos=2, test_inputs=2,
+                                eval_fraction=0.5, seed=0, progress=False), tmp_path / "set")
+    damage(d)
+    with pytest.raises(PbbError) as e:
+        data.load(d)
+    assert message in str(e.value) and "\n" not in str(e.value), str(e.value)
+    assert str(d) in str(e.value)
 
 
 def test_missing_directory_is_a_clear_error(tmp_path):

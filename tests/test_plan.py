@@ -14,6 +14,7 @@ from pbb.evaluation.evaluate import gold_lengths
 from pbb.experiments import rates
 from pbb.experiments.plan import NO_RATE, make_plan, render
 from pbb.experiments.run import check_before_work, open_data
+from pbb.folders import mark
 from pbb.jsonio import atomic_write_json, read_json, read_jsonl
 from pbb.models import load_tokenizer
 from pbb.store import RunStore, checkpoint_dir, stage_info
@@ -130,6 +131,7 @@ def test_finished_and_interrupted_stages_and_evaluations_are_seen(tmp_path, rate
     write_rates(rates_file, **{rates.SFT: 100.0, rates.EVAL: {"recall": 2.0, "cot": 4.0}})
     out = tmp_path / "run"
     first = make_plan(smoke(), out)
+    mark(out, "run")  # as `pbb run` marks its folder before any work
     stage1, stage2 = first.stages[:2]
     atomic_write_json(stage1.directory / "done.json", {"steps": 2})  # as a finished stage has it
     state = checkpoint_dir(stage2.directory, 1) / "state.json"  # a checkpoint after step 1 of 2
@@ -147,6 +149,34 @@ def test_finished_and_interrupted_stages_and_evaluations_are_seen(tmp_path, rate
     assert seconds == pytest.approx(first.expected_seconds()[0] - stage1.seconds
                                     - stage2.seconds / 2 - untuned_cot.seconds)
     assert "to resume from step 1" in render(plan)
+
+
+@pytest.mark.parametrize("folder", ["users", "file", "other_run"])
+def test_the_plan_refuses_an_out_that_pbb_run_refuses(tmp_path, folder, monkeypatch, capsys):
+    """A plan that says "done earlier" or "to run" for a folder the run would then refuse
+    misleads: it refuses what the run refuses, before reading anything there."""
+    from pbb.config import dump_config
+    from tests.test_reliability import call, snapshot
+
+    out = tmp_path / "out"
+    if folder == "users":
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+    elif folder == "file":
+        out.write_text("mine")
+    else:
+        mark(out, "run")
+        other = load_config(QUICKSTART, {"seed": 9}, smoke=True)
+        (out / "config.yaml").write_text(dump_config(other))
+        samples = RunStore(out).samples("untuned", "cot")  # work done under that config
+        samples.parent.mkdir(parents=True)
+        samples.write_text("{}\n")
+    before = snapshot(tmp_path)
+    code, err = call(monkeypatch, capsys, "plan", QUICKSTART, "--smoke", "--out", out)
+    assert code == 1 and err.count("\n") == 1 and err.startswith("error: ") and str(out) in err
+    assert snapshot(tmp_path) == before
+    code, run_err = call(monkeypatch, capsys, "run", QUICKSTART, "--smoke", "--out", out)
+    assert code == 1 and run_err.splitlines()[-1] == err.strip()
 
 
 def test_rates_are_recorded_for_fresh_work_only(rates_file):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pbb.errors import PbbError
-from pbb.records import Sample, StageRecord, Summary, check, summary_schema
+from pbb.records import Sample, StageRecord, Summary, check, read_samples, summary_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,6 +58,51 @@ def test_samples_and_stage_records_keep_their_extra_keys_but_need_theirs():
     assert check(StageRecord, rl, "done.json") is rl
     with pytest.raises(PbbError, match="field processes"):
         check(StageRecord, {"seconds": 2.0, "resumed": True}, "done.json")
+
+
+SAMPLE = {"behaviour_id": "b", "split": "eval", "mode": "cot", "input": "f(1)", "prompt": "?",
+          "target": "2", "curriculum": "proactive", "completion": "Answer: 2", "prediction": "2",
+          "score": 1.0}
+
+
+@pytest.mark.parametrize("lines, message", [
+    ([SAMPLE, {**SAMPLE, "score": "high"}], ":2: Sample record, field score: "),
+    ([{k: v for k, v in SAMPLE.items() if k != "split"}], ":1: Sample record, field split: "),
+    ([], ": no samples (a finished evaluation has at least one)"),
+])
+def test_every_reader_of_samples_refuses_a_bad_or_empty_file_naming_it(tmp_path, lines, message):
+    """The report, the sweep's analyses and the claims table all read samples here: a bad line
+    is one error naming it, and an empty file is not read as a condition with no queries (the
+    report dropped that condition from the summary without a word)."""
+    import json
+
+    from pbb.evaluation.report import evaluated
+    from pbb.store import RunStore
+
+    path = RunStore(tmp_path).samples("proactive", "cot")
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(json.dumps(s) + "\n" for s in lines))
+    with pytest.raises(PbbError) as e:
+        list(evaluated(tmp_path, ["proactive"], ["cot"]))
+    assert str(e.value).startswith(str(path)) and message in str(e.value)
+    path.write_text(json.dumps(SAMPLE) + "\n")
+    assert read_samples(path) == [SAMPLE]
+
+
+def test_a_broken_summary_or_sweep_record_is_one_line_naming_it(tmp_path):
+    from pbb.evaluation.report import rebuild
+    from pbb.experiments.sweep import report
+
+    (tmp_path / "config.yaml").write_text("name: x\nmodel: tiny-random\n")
+    (tmp_path / "summary.json").write_text("[1, 2]")
+    with pytest.raises(PbbError, match=f"^{tmp_path / 'summary.json'}: not a JSON object"):
+        rebuild(tmp_path)
+    (tmp_path / "sweep.json").write_text("[]")
+    with pytest.raises(PbbError, match=f"^{tmp_path / 'sweep.json'}: SweepRecord record"):
+        report(tmp_path)
+    (tmp_path / "sweep.json").write_text('{"points": [{"name": "a", "overrides": {}}]}')
+    with pytest.raises(PbbError, match=r"SweepRecord record, field points\.0\.dir: "):
+        report(tmp_path)
 
 
 def test_the_shipped_schema_is_the_generated_one():

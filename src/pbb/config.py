@@ -636,13 +636,40 @@ def set_dotted(tree: dict, key: str, value: object) -> None:
     node[parts[-1]] = value
 
 
-def _error_line(e: ValidationError, source: str) -> str:
+def error_line(e: ValidationError, source: str, overrides: dict | None = None) -> str:
+    """The first validation error as one line; "(with --set)" where it is at a key that an
+    override set (or below one), so a file's own mistake is not blamed on the command line."""
     err = e.errors()[0]
     loc = ".".join(str(x) for x in err["loc"])
+    if any(loc == k or loc.startswith(f"{k}.") or k.startswith(f"{loc}.") for k in overrides or {}):
+        source += " (with --set)"
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
     return f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}"
+
+
+class _UniqueKeysLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice in one mapping: PyYAML keeps the last one
+    without a word, so a config saying ``seed: 0`` and further down ``seed: 1`` would run seed 1
+    while its reader sees seed 0."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` may override on purpose
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:  # an unhashable key: PyYAML's own error says so
+                    continue
+                if first is not key_node:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} given twice (first at line "
+                        f"{first.start_mark.line + 1})", key_node.start_mark)
+        return super().construct_mapping(node, deep)
 
 
 def read_yaml_mapping(path: Path, what: str = "config") -> dict:
@@ -650,7 +677,7 @@ def read_yaml_mapping(path: Path, what: str = "config") -> dict:
     path = Path(path)
     text = read_text(path, f"{what} file")
     try:
-        raw = yaml.safe_load(text) or {}
+        raw = yaml.load(text, Loader=_UniqueKeysLoader) or {}  # noqa: S506 - a safe loader
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -711,7 +738,7 @@ def load_config(path: Path | dict | None, overrides: dict[str, object] | None = 
     try:
         return RunConfig(**raw)
     except ValidationError as e:
-        raise PbbError(_error_line(e, source + (" (with --set)" if overrides else ""))) from None
+        raise PbbError(error_line(e, source, overrides)) from None
 
 
 def dump_config(cfg: RunConfig) -> str:

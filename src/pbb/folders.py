@@ -126,12 +126,14 @@ def check_writable_parent(out: Path, option: str = "--out") -> Path:
     return parent
 
 
-def check_out(out: Path, kind: str, *, force: bool = False, replace: bool = True) -> Path:
+def check_out(out: Path, kind: str, *, force: bool = False, replace: bool = True,
+              write: bool = True) -> Path:
     """Check, before any work, that pbb may write a ``kind`` folder at ``out``; return its parent.
 
     ``replace``: the command writes the folder anew as a whole (data sets, exports, scored runs:
     an existing one of the same kind needs ``force``); otherwise it works inside an existing one
-    (runs and sweeps resume).
+    (runs and sweeps resume). ``write``: also make the parent and probe it for writing (not for
+    a plan, which writes nothing but must refuse what the command would refuse).
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -147,7 +149,7 @@ def check_out(out: Path, kind: str, *, force: bool = False, replace: bool = True
                            "choose another --out")
         if replace and not force:
             raise PbbError(f"--out {out}: holds a {kind} folder already (use --force to replace it)")
-    return check_writable_parent(out)
+    return check_writable_parent(out) if write else out.resolve().parent
 
 
 def check_stage_store(folder: Path, write: bool = True) -> Path:

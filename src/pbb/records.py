@@ -16,6 +16,7 @@ RL statistics in ``done.json``); the keys named here are always present unless m
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal, NotRequired
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
@@ -64,6 +65,43 @@ class Sample(Query):
     completion: str
     prediction: str | None
     score: float
+
+
+@with_config(OPEN)
+class BehaviourRecord(TypedDict):
+    """One line of a data set's ``behaviours.jsonl`` (:class:`pbb.domains.Behaviour`)."""
+    id: str
+    domain: str
+    name: str
+    instruction: str
+    split: Split
+    description: NotRequired[str | None]
+    meta: NotRequired[dict[str, Any] | None]
+
+
+@with_config(OPEN)
+class DataManifest(TypedDict):
+    """A data set's ``manifest.json`` (:func:`pbb.data.manifest`): the fields read back."""
+    domain: str
+    config: NotRequired[dict[str, Any] | None]
+    seed: NotRequired[int]
+    files: NotRequired[dict[str, dict[str, Any]]]
+
+
+@with_config(OPEN)
+class SweepPoint(TypedDict):
+    name: str
+    overrides: dict[str, Any]
+    dir: str
+
+
+@with_config(OPEN)
+class SweepRecord(TypedDict):
+    """A sweep's ``sweep.json`` (:func:`pbb.experiments.sweep.sweep_record`)."""
+    name: NotRequired[str]
+    base: NotRequired[dict[str, Any]]
+    analysis: NotRequired[dict[str, Any]]
+    points: list[SweepPoint]
 
 
 @with_config(OPEN)
@@ -182,6 +220,20 @@ def check(kind: type, record: dict, where: str) -> dict:
         field = ".".join(str(p) for p in err["loc"]) or "(top level)"
         raise PbbError(f"{where}: {kind.__name__} record, field {field}: {err['msg']}") from None
     return record
+
+
+def read_samples(path: Path) -> list[dict]:
+    """The scored samples of one finished evaluation (``samples.jsonl``), each checked as a
+    :class:`Sample` (``path:line`` names the first that is not). An empty file is an error as
+    well: a finished evaluation answered at least one query, and reading none would drop the
+    condition from a report without a word."""
+    from pbb.jsonio import iter_jsonl
+
+    samples = [check(Sample, rec, f"{path}:{n}") for n, rec in enumerate(iter_jsonl(path), 1)]
+    if not samples:
+        raise PbbError(f"{path}: no samples (a finished evaluation has at least one); run the "
+                       "evaluation again or remove the file")
+    return samples
 
 
 def summary_schema() -> dict:

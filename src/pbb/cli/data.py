@@ -119,7 +119,7 @@ def data_import(
 @app.command("show")
 def data_show(
     path: Annotated[Path, typer.Argument(help="data set directory")],
-    n: Annotated[int, typer.Option("-n", help="behaviours to show")] = 3,
+    n: Annotated[int, typer.Option("-n", min=1, help="behaviours to show")] = 3,
     demos: Annotated[int, typer.Option(help="demonstrations to show per behaviour")] = 2,
     tokenized: Annotated[bool, typer.Option(
         "--tokenized", help="show each row kind as the model sees it (chat template applied), "

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from pbb import folders
 from pbb._version import __version__
+from pbb.config import error_line
 from pbb.domains import Behaviour, Demonstration, Domain, get_domain
 from pbb.errors import PbbError
 from pbb.jsonio import (
@@ -33,6 +34,7 @@ from pbb.jsonio import (
     read_json,
     write_jsonl,
 )
+from pbb.records import BehaviourRecord, DataManifest, check
 
 BEHAVIOURS = "behaviours.jsonl"
 DEMONSTRATIONS = "demonstrations.jsonl"
@@ -40,7 +42,6 @@ MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 MAX_COUNT = 1_000_000
 
-_BEHAVIOUR_FIELDS = ("id", "domain", "name", "instruction", "split")
 _DEMO_FIELDS = ("behaviour_id", "input", "output", "use")
 
 
@@ -72,14 +73,16 @@ class DataSet:
         raise KeyError(behaviour_id)
 
 
-def parse_domain_config(domain: Domain, options: dict, where: str = "domain config") -> BaseModel:
-    """Validate domain knobs; the first problem becomes one readable line."""
+def parse_domain_config(domain: Domain, options: dict, where: str | None = None) -> BaseModel:
+    """Validate domain knobs; the first problem becomes one readable line naming ``where``
+    they came from (default: the domain's options)."""
+    if not isinstance(options, dict):
+        raise PbbError(f"{where or domain.name + ' options'}: a mapping of the {domain.name} "
+                       f"domain's knobs, not {type(options).__name__}")
     try:
         return domain.Config(**options)
     except ValidationError as e:
-        err = e.errors()[0]
-        loc = ".".join(str(x) for x in err["loc"]) or "config"
-        raise PbbError(f"{where}: {domain.name}.{loc}: {err['msg']}") from None
+        raise PbbError(error_line(e, where or f"{domain.name} options")) from None
 
 
 def _check_counts(behaviours: int, demos: int, test_inputs: int, eval_fraction: float) -> None:
@@ -171,16 +174,14 @@ def load(path: Path) -> DataSet:
     path = Path(path)
     if not path.is_dir():
         raise PbbError(f"{path}: not a data set directory")
-    man = read_json(path / MANIFEST)
-    if not isinstance(man, dict) or "domain" not in man:
-        raise PbbError(f"{path / MANIFEST}: missing field 'domain'")
-    domain = get_domain(man["domain"])
-    cfg = parse_domain_config(domain, man.get("config") or {}, where=str(path / MANIFEST))
-    behaviours = []
-    for lineno, rec in enumerate(iter_jsonl(path / BEHAVIOURS, _BEHAVIOUR_FIELDS), start=1):
-        if rec["split"] not in ("train", "eval"):
-            raise PbbError(f"{path / BEHAVIOURS}:{lineno}: split must be train or eval")
-        behaviours.append(Behaviour.from_record(rec))
+    man = check(DataManifest, read_json(path / MANIFEST), str(path / MANIFEST))
+    try:
+        domain = get_domain(man["domain"])
+    except PbbError as e:
+        raise PbbError(f"{path / MANIFEST}: field domain: {e}") from None
+    cfg = parse_domain_config(domain, man.get("config") or {}, where=f"{path / MANIFEST}: config")
+    behaviours = [Behaviour.from_record(check(BehaviourRecord, rec, f"{path / BEHAVIOURS}:{n}"))
+                  for n, rec in enumerate(iter_jsonl(path / BEHAVIOURS), start=1)]
     ids = {b.id for b in behaviours}
     if len(ids) != len(behaviours):
         raise PbbError(f"{path / BEHAVIOURS}: duplicate behaviour ids")

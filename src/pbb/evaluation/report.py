@@ -15,9 +15,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from pbb.errors import PbbError
 from pbb.evaluation.metrics import bootstrap_ci, per_behaviour, proportion_ci, summarize
 from pbb.jsonio import atomic_write_json, atomic_write_text, read_json, read_jsonl
-from pbb.records import Summary, check
+from pbb.records import Summary, check, read_samples
 from pbb.store import METRICS, PLOT, REPORT, REWARD_PLOT, SUMMARY, RunStore
 
 SPLITS = ("eval", "train")
@@ -37,7 +38,7 @@ def evaluated(run_dir: Path, curricula: list[str], modes: list[str]):
         for m in modes:
             path = RunStore(run_dir).samples(c, m)
             if path.is_file():
-                yield c, m, read_jsonl(path)
+                yield c, m, read_samples(path)
 
 
 def collect(run_dir: Path, curricula: list[str], modes: list[str], resamples: int,
@@ -63,7 +64,7 @@ def compare(run_dir: Path, curricula: list[str], modes: list[str], resamples: in
             pa, pb = (RunStore(run_dir).samples(c, m) for c in (a, b))
             if not (pa.is_file() and pb.is_file()):
                 continue
-            sa, sb = read_jsonl(pa), read_jsonl(pb)
+            sa, sb = read_samples(pa), read_samples(pb)
             for split in SPLITS:
                 acc_a = per_behaviour([s for s in sa if s["split"] == split])
                 acc_b = per_behaviour([s for s in sb if s["split"] == split])
@@ -446,6 +447,9 @@ def rebuild(run_dir: Path) -> dict:
     store = RunStore(run_dir)
     cfg = load_config(store.config)
     old = read_json(store.summary) if store.summary.is_file() else {}
+    if not isinstance(old, dict):
+        raise PbbError(f"{store.summary}: not a JSON object; remove it and `pbb report` "
+                       "writes it anew from the samples")
     data_dir = store.data_dir(cfg)
     ds = load(data_dir) if (data_dir / MANIFEST).is_file() else None
     summary = {**old, **build_summary(run_dir, cfg, ds)}

@@ -47,8 +47,9 @@ from pbb.experiments.claims_report import (
     check_doc,
     write,
 )
-from pbb.experiments.sweep import of_plan
-from pbb.jsonio import read_json, read_jsonl
+from pbb.experiments.sweep import of_plan, read_record
+from pbb.jsonio import read_json
+from pbb.records import read_samples
 from pbb.store import STAGES, RunStore, SweepStore
 
 console = Console(stderr=True)
@@ -619,7 +620,7 @@ def points(sweep_dir: Path) -> tuple[list[Point], int]:
     sweep = SweepStore(sweep_dir)
     if not sweep.record.is_file():
         return [], 0
-    record = read_json(sweep.record)
+    record = read_record(sweep)
     done = []
     for p in record["points"]:
         store = RunStore(Path(sweep_dir) / p["dir"])
@@ -677,7 +678,7 @@ def accuracies(pts: list[Point], cond: Condition, split: str,
             raise PbbError(f"{p.store.root}: a second run of {cond.label} on the same data set; "
                            "the claim's condition needs a `where` that tells them apart")
         keep = _composites(p) if only == "composites" else None
-        part = [s for s in read_jsonl(path) if s["split"] == split
+        part = [s for s in read_samples(path) if s["split"] == split
                 and (keep is None or s["behaviour_id"] in keep)]
         if part:
             out[p.data_key] = per_behaviour_field(part, cond.field)

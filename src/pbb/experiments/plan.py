@@ -30,9 +30,10 @@ from pbb.experiments.run import (
     budget_warnings,
     check_before_work,
     open_data,
+    same_run,
     shared_evaluation,
 )
-from pbb.folders import check_stage_store
+from pbb.folders import check_out, check_stage_store
 from pbb.rows import curricula as curricula_mod
 from pbb.store import (
     RunStore,
@@ -122,8 +123,10 @@ def make_plan(cfg: RunConfig, out: Path, stages_root: Path | None = None) -> Pla
     """The plan of ``pbb run`` with ``cfg`` into ``out`` (stages in ``stages_root`` when runs
     share them, as a sweep's points do)."""
     out = Path(out)
+    check_out(out, "run", replace=False, write=False)  # what pbb run refuses, the plan refuses
     base = check_before_work(cfg)
     cfg, ds = open_data(cfg, out, announce=False)  # the plan's text says where its data is
+    same_run(cfg, out)
     store = RunStore(out, stages_root)
     served = cfg.eval.backend == "openai"  # nothing trains: served models are only evaluated
     tok = None if served else _tokenizer(base, cfg.model_options())

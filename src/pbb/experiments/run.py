@@ -60,6 +60,22 @@ from pbb.training.sft import train_sft
 console = Console(stderr=True)
 
 
+def same_run(cfg: RunConfig, out: Path) -> bool:
+    """Whether ``out`` holds ``cfg``'s run already (its ``config.yaml`` says the same, settings
+    moved since read at their new place). A run there under another config with work done is
+    refused; one whose earlier attempt failed before any work may take the corrected config."""
+    store = RunStore(out)
+    if not store.config.is_file():
+        return False
+    old, text = as_written_now(read_text(store.config)), dump_config(cfg)
+    if old != text and store.has_work():
+        diff = next((f"{a.strip()!r} -> {b.strip()!r}"
+                     for a, b in zip(old.splitlines(), text.splitlines()) if a != b), "")
+        raise PbbError(f"{out}: holds a run with a different config ({diff}); "
+                       "use another --out to start a new run")
+    return old == text
+
+
 def prepare_run_dir(cfg: RunConfig, out: Path, ds: data_mod.DataSet,
                     made=lambda: None) -> None:
     """Make the run directory (marker, ``config.yaml``, the data set unless ``data.path``), or
@@ -72,16 +88,9 @@ def prepare_run_dir(cfg: RunConfig, out: Path, ds: data_mod.DataSet,
     """
     text, store = dump_config(cfg), RunStore(out)
     path = store.config
-    if path.is_file():
-        old = as_written_now(read_text(path))  # settings moved since: in their new place
-        if old != text and store.has_work():
-            diff = next((f"{a.strip()!r} -> {b.strip()!r}"
-                         for a, b in zip(old.splitlines(), text.splitlines()) if a != b), "")
-            raise PbbError(f"{out}: holds a run with a different config ({diff}); "
-                           "use another --out to start a new run")
-        if old == text and (ds.path is not None or (store.data / data_mod.MANIFEST).is_file()):
-            folders.mark(out, "run")
-            return
+    if same_run(cfg, out) and (ds.path is not None or (store.data / data_mod.MANIFEST).is_file()):
+        folders.mark(out, "run")
+        return
     try:
         out.mkdir(parents=True, exist_ok=True)
         made()
@@ -206,8 +215,11 @@ def check_before_work(cfg: RunConfig) -> Path | str:
     from pbb.models import resolve_model_path
 
     if not cfg.data.path:  # else the data set's own domain decides (open_data)
-        data_mod.parse_domain_config(get_domain(cfg.data.domain), cfg.data.options,
-                                     where="data.options")
+        try:
+            domain = get_domain(cfg.data.domain)
+        except PbbError as e:
+            raise PbbError(f"data.domain: {e}") from None
+        data_mod.parse_domain_config(domain, cfg.data.options, where="data.options")
     use_bf16(cfg.train.precision, "train.precision")
     use_bf16(cfg.eval.precision, "eval.precision")
     if cfg.trains_rl():  # the RL batch is global: it must split over this launch's processes

@@ -37,17 +37,18 @@ from rich.console import Console
 from pbb import dist
 from pbb.config import (
     RunConfig,
-    _error_line,
     apply_overrides,
     as_written_now,
     dump_config,
+    error_line,
     read_yaml_mapping,
     set_dotted,
 )
 from pbb.errors import PbbError
 from pbb.evaluation.metrics import per_behaviour_field, proportion_ci
 from pbb.folders import check_out, check_stage_store, mark
-from pbb.jsonio import atomic_write_json, atomic_write_text, read_json, read_jsonl
+from pbb.jsonio import atomic_write_json, atomic_write_text, read_json
+from pbb.records import SweepRecord, check, read_samples
 from pbb.store import (
     BARS_PLOT,
     CURVE_PLOT,
@@ -124,7 +125,7 @@ def load_sweep(path: Path, overrides: dict | None = None,
     try:
         spec = SweepSpec(**sweep_raw["sweep"])
     except ValidationError as e:
-        raise PbbError(_error_line(e, f"{path}: sweep")) from None
+        raise PbbError(error_line(e, f"{path}: sweep")) from None
     keys = list(spec.grid)
     points = []
     combos = list(itertools.product(*(spec.grid[k] for k in keys)))
@@ -138,7 +139,7 @@ def load_sweep(path: Path, overrides: dict | None = None,
         try:
             cfg = RunConfig(**cfg_raw)
         except ValidationError as e:
-            raise PbbError(_error_line(e, f"{path}: point {name}")) from None
+            raise PbbError(error_line(e, f"{path}: point {name}")) from None
         if cfg.data.path:  # the data block as the data set says (pbb.experiments.run.open_data)
             from pbb.experiments.run import with_data_path
 
@@ -220,6 +221,11 @@ def sweep_record(raw: dict, spec: SweepSpec, points: list[dict]) -> dict:
                         "dir": SweepStore.run_rel(p["name"])} for p in points]}
 
 
+def read_record(sweep: SweepStore) -> dict:
+    """The sweep's ``sweep.json``, checked (a broken one is a one-line error naming it)."""
+    return check(SweepRecord, read_json(sweep.record), str(sweep.record))
+
+
 def _record_sweep(sweep: SweepStore, record: dict, points: list[dict], remedy: str,
                   made=lambda: None) -> None:
     """Write ``record`` (``sweep.json``) into the sweep's folder: a new sweep, or this one grown
@@ -229,7 +235,7 @@ def _record_sweep(sweep: SweepStore, record: dict, points: list[dict], remedy: s
     from pbb.experiments.run import check_before_work
 
     out = sweep.root
-    old = read_json(sweep.record) if sweep.record.is_file() else None
+    old = read_record(sweep) if sweep.record.is_file() else None
     if old is not None and not of_plan(old, record):
         raise PbbError(f"{out}: holds a different sweep (differs in "
                        f"{_first_difference(old, record)}); {remedy}")
@@ -253,7 +259,7 @@ def _eval_accuracies(run_dir: Path, curriculum: str, mode: str, split: str = "ev
     f = RunStore(run_dir).samples(curriculum, mode)
     if not f.is_file():
         return None
-    part = [s for s in read_jsonl(f) if s["split"] == split and field in s]
+    part = [s for s in read_samples(f) if s["split"] == split and field in s]
     return per_behaviour_field(part, field) if part else None
 
 
@@ -263,7 +269,7 @@ def report(out: Path) -> dict:
     from pbb.experiments import efficiency
 
     out, sweep = Path(out), SweepStore(out)
-    record = read_json(sweep.record)
+    record = read_record(sweep)
     analysis = AnalysisConfig(**record.get("analysis", {}))
     rows, per_seed = [], {}
     for p in record["points"]:
