@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from pbb.errors import PbbError
-from pbb.records import Sample, StageRecord, Summary, check, read_samples, summary_schema
+from pbb.records import (
+    Sample,
+    StageRecord,
+    Summary,
+    check,
+    read_samples,
+    summary_schema,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
