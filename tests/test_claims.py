@@ -110,11 +110,12 @@ def test_a_doc_that_no_claims_run_wrote_is_refused_before_anything_runs(tmp_path
         own.mkdir()
     else:
         own.write_text("# my own notes\n")
-    r = run_cli("claims", "--only", "crossover", "--out", str(tmp_path / "out"),
-                "--doc", str(doc))
-    assert r.returncode == 1
-    [line] = r.stderr.strip().splitlines()
-    assert line.startswith(f"error: --doc {doc}: ")
+    for plan in ([], ["--plan"]):  # what the command refuses, its plan refuses
+        r = run_cli("claims", "--only", "crossover", "--out", str(tmp_path / "out"),
+                    "--doc", str(doc), *plan)
+        assert r.returncode == 1
+        [line] = r.stderr.strip().splitlines()
+        assert line.startswith(f"error: --doc {doc}: ")
     assert sorted(p.name for p in tmp_path.iterdir()) == [own.name]  # nothing run, nothing made
     assert own.is_dir() if mine == "folder" else own.read_text() == "# my own notes\n"
 

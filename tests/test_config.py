@@ -68,6 +68,9 @@ def test_with_set_is_said_only_where_an_override_set_the_bad_key(tmp_path):
     with pytest.raises(PbbError) as e:
         load_config(p, {"seed": 3, "train.epochs": 0})
     assert str(e.value).startswith(f"{p} (with --set): train.epochs: ")
+    with pytest.raises(PbbError) as e:  # a check across keys (no key of its own): --set may be it
+        load_config(p, {"curricula": ["nope"]})
+    assert str(e.value).startswith(f"{p} (with --set): unknown curriculum 'nope'")
 
 
 @pytest.mark.parametrize("args, message", [

@@ -75,12 +75,11 @@ SAMPLE = {"behaviour_id": "b", "split": "eval", "mode": "cot", "input": "f(1)", 
 @pytest.mark.parametrize("lines, message", [
     ([SAMPLE, {**SAMPLE, "score": "high"}], ":2: Sample record, field score: "),
     ([{k: v for k, v in SAMPLE.items() if k != "split"}], ":1: Sample record, field split: "),
-    ([], ": no samples (a finished evaluation has at least one)"),
 ])
 def test_every_reader_of_samples_refuses_a_bad_or_empty_file_naming_it(tmp_path, lines, message):
     """The report, the sweep's analyses and the claims table all read samples here: a bad line
-    is one error naming it, and an empty file is not read as a condition with no queries (the
-    report dropped that condition from the summary without a word)."""
+    is one error naming it (not a traceback from the metrics); an empty file is an evaluation
+    with no query, as the untuned model's on a data set without eval behaviours."""
     import json
 
     from pbb.evaluation.report import evaluated
@@ -94,10 +93,13 @@ def test_every_reader_of_samples_refuses_a_bad_or_empty_file_naming_it(tmp_path,
     assert str(e.value).startswith(str(path)) and message in str(e.value)
     path.write_text(json.dumps(SAMPLE) + "\n")
     assert read_samples(path) == [SAMPLE]
+    path.write_text("")
+    assert read_samples(path) == []
 
 
 def test_a_broken_summary_or_sweep_record_is_one_line_naming_it(tmp_path):
     from pbb.evaluation.report import rebuild
+    from pbb.experiments.claims import points
     from pbb.experiments.sweep import report
 
     (tmp_path / "config.yaml").write_text("name: x\nmodel: tiny-random\n")
@@ -110,6 +112,17 @@ def test_a_broken_summary_or_sweep_record_is_one_line_naming_it(tmp_path):
     (tmp_path / "sweep.json").write_text('{"points": [{"name": "a", "overrides": {}}]}')
     with pytest.raises(PbbError, match=r"SweepRecord record, field points\.0\.dir: "):
         report(tmp_path)
+    # a name as YAML gave it (a number) is the sweep's own: it reads; a point's broken summary
+    # is one line naming it, in the sweep's analysis and the claims' alike
+    point = tmp_path / "runs" / "a"
+    point.mkdir(parents=True)
+    (point / "config.yaml").write_text("name: x\nmodel: tiny-random\n")
+    (point / "summary.json").write_text("[]")
+    (tmp_path / "sweep.json").write_text(
+        '{"name": 2024, "points": [{"name": "a", "overrides": {}, "dir": "runs/a"}]}')
+    for read in (report, points):
+        with pytest.raises(PbbError, match=f"^{point / 'summary.json'}: not a run summary"):
+            read(tmp_path)
 
 
 def test_the_shipped_schema_is_the_generated_one():

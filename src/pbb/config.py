@@ -641,7 +641,8 @@ def error_line(e: ValidationError, source: str, overrides: dict | None = None) -
     override set (or below one), so a file's own mistake is not blamed on the command line."""
     err = e.errors()[0]
     loc = ".".join(str(x) for x in err["loc"])
-    if any(loc == k or loc.startswith(f"{k}.") or k.startswith(f"{loc}.") for k in overrides or {}):
+    if overrides and (not loc or any(loc == k or loc.startswith(f"{k}.") or k.startswith(f"{loc}.")
+                                     for k in overrides)):  # no loc: a check across keys
         source += " (with --set)"
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":

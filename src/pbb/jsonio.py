@@ -117,7 +117,8 @@ def read_text(path: Path, what: str = "file") -> str:
     (every reader of users' files goes through here, so none shows a ``UnicodeDecodeError``)."""
     path = Path(path)
     if not path.is_file():
-        raise PbbError(f"{path}: {what} not found")
+        raise PbbError(f"{path}: {what} not found" + (" (a folder is there)" if path.is_dir()
+                                                       else ""))
     raw = path.read_bytes()
     try:
         return raw.decode("utf-8")

@@ -80,12 +80,18 @@ class BehaviourRecord(TypedDict):
 
 
 @with_config(OPEN)
+class FileDigest(TypedDict):
+    sha256: NotRequired[str | None]
+
+
+@with_config(OPEN)
 class DataManifest(TypedDict):
     """A data set's ``manifest.json`` (:func:`pbb.data.manifest`): the fields read back."""
     domain: str
     config: NotRequired[dict[str, Any] | None]
     seed: NotRequired[int]
-    files: NotRequired[dict[str, dict[str, Any]]]
+    counts: NotRequired[dict[str, int] | None]
+    files: NotRequired[dict[str, FileDigest]]
 
 
 @with_config(OPEN)
@@ -97,8 +103,9 @@ class SweepPoint(TypedDict):
 
 @with_config(OPEN)
 class SweepRecord(TypedDict):
-    """A sweep's ``sweep.json`` (:func:`pbb.experiments.sweep.sweep_record`)."""
-    name: NotRequired[str]
+    """A sweep's ``sweep.json`` (:func:`pbb.experiments.sweep.sweep_record`): the name as its
+    YAML gave it (``name: 2024`` is a number there)."""
+    name: NotRequired[Any]
     base: NotRequired[dict[str, Any]]
     analysis: NotRequired[dict[str, Any]]
     points: list[SweepPoint]
@@ -224,16 +231,24 @@ def check(kind: type, record: dict, where: str) -> dict:
 
 def read_samples(path: Path) -> list[dict]:
     """The scored samples of one finished evaluation (``samples.jsonl``), each checked as a
-    :class:`Sample` (``path:line`` names the first that is not). An empty file is an error as
-    well: a finished evaluation answered at least one query, and reading none would drop the
-    condition from a report without a word."""
+    :class:`Sample` (``path:line`` names the first that is not). An empty file is no error: an
+    evaluation with no query (the untuned model on a data set without eval behaviours) writes
+    one."""
     from pbb.jsonio import iter_jsonl
 
-    samples = [check(Sample, rec, f"{path}:{n}") for n, rec in enumerate(iter_jsonl(path), 1)]
-    if not samples:
-        raise PbbError(f"{path}: no samples (a finished evaluation has at least one); run the "
-                       "evaluation again or remove the file")
-    return samples
+    return [check(Sample, rec, f"{path}:{n}") for n, rec in enumerate(iter_jsonl(path), 1)]
+
+
+def read_summary(path: Path) -> dict:
+    """A run's ``summary.json`` as the sweep's and the claims' analyses read it: a JSON object
+    with a list of results (one an older version wrote, with fewer fields, still reads)."""
+    from pbb.jsonio import read_json
+
+    summary = read_json(path)
+    if not isinstance(summary, dict) or not isinstance(summary.get("results"), list):
+        raise PbbError(f"{path}: not a run summary (a JSON object with a list of results); "
+                       f"`pbb report {Path(path).parent}` writes it anew from the samples")
+    return summary
 
 
 def summary_schema() -> dict:

@@ -48,8 +48,7 @@ from pbb.experiments.claims_report import (
     write,
 )
 from pbb.experiments.sweep import of_plan, read_record
-from pbb.jsonio import read_json
-from pbb.records import read_samples
+from pbb.records import read_samples, read_summary
 from pbb.store import STAGES, RunStore, SweepStore
 
 console = Console(stderr=True)
@@ -569,6 +568,8 @@ def plan_claims(configs: Path, out: Path, only: list[str] | None = None,
     from pbb.experiments.plan import PlannedSweep, plan_points
 
     chosen, out = select(only), Path(out)
+    if doc is not None:  # what pbb claims refuses, the plan refuses
+        check_doc(doc)
     trained: dict = {}
     evaluated: dict = {}
     texts, lines, every = [], [], PlannedSweep(out, 0, [])
@@ -625,7 +626,7 @@ def points(sweep_dir: Path) -> tuple[list[Point], int]:
     for p in record["points"]:
         store = RunStore(Path(sweep_dir) / p["dir"])
         if store.summary.is_file():
-            done.append(Point(load_config(store.config), read_json(store.summary), store))
+            done.append(Point(load_config(store.config), read_summary(store.summary), store))
     return done, len(record["points"])
 
 

@@ -394,6 +394,8 @@ def write(measured: list[dict], doc: Path, configs: Path, out: Path) -> list[Ent
                else entry(m, doc) for m in measured]
     doc.parent.mkdir(parents=True, exist_ok=True)
     png = doc.with_suffix(".png")
-    figure = png.name if plot(entries, png) else None
+    figure = png.name if any(e.plotted for e in entries) else None
+    # the table first: a figure left without its table would be refused as a stranger's file
     atomic_write_text(doc, markdown(entries, out, configs, figure, archive_dir(doc).name))
+    plot(entries, png)
     return entries

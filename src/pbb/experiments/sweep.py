@@ -48,7 +48,7 @@ from pbb.errors import PbbError
 from pbb.evaluation.metrics import per_behaviour_field, proportion_ci
 from pbb.folders import check_out, check_stage_store, mark
 from pbb.jsonio import atomic_write_json, atomic_write_text, read_json
-from pbb.records import SweepRecord, check, read_samples
+from pbb.records import SweepRecord, check, read_samples, read_summary
 from pbb.store import (
     BARS_PLOT,
     CURVE_PLOT,
@@ -278,7 +278,7 @@ def report(out: Path) -> dict:
         if not point.summary.is_file():
             continue
         cfg = load_config(point.config)
-        summ = read_json(point.summary)
+        summ = read_summary(point.summary)
         mode = analysis.mode or cfg.eval.modes[0]
         for r in summ["results"]:
             label = r["curriculum"] + (f" k={cfg.curriculum.demos_only_k}"
