@@ -23,6 +23,7 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 from typing_extensions import TypedDict
 
 from pbb.errors import PbbError
+from pbb.jsonio import iter_jsonl, read_json
 
 Split = Literal["train", "eval"]
 OPEN = ConfigDict(extra="allow")
@@ -234,16 +235,12 @@ def read_samples(path: Path) -> list[dict]:
     :class:`Sample` (``path:line`` names the first that is not). An empty file is no error: an
     evaluation with no query (the untuned model on a data set without eval behaviours) writes
     one."""
-    from pbb.jsonio import iter_jsonl
-
     return [check(Sample, rec, f"{path}:{n}") for n, rec in enumerate(iter_jsonl(path), 1)]
 
 
 def read_summary(path: Path) -> dict:
     """A run's ``summary.json`` as the sweep's and the claims' analyses read it: a JSON object
     with a list of results (one an older version wrote, with fewer fields, still reads)."""
-    from pbb.jsonio import read_json
-
     summary = read_json(path)
     if not isinstance(summary, dict) or not isinstance(summary.get("results"), list):
         raise PbbError(f"{path}: not a run summary (a JSON object with a list of results); "
