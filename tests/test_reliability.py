@@ -467,3 +467,20 @@ def test_an_error_on_the_main_process_reaches_the_others(monkeypatch, raised):
     with pytest.raises(PbbError, match="No space left" if isinstance(raised, OSError)
                        else "holds another run"):
         dist.on_main(fails)
+
+
+@pytest.mark.parametrize("module", ["pbb.experiments.run", "pbb.experiments.sweep",
+                                    "pbb.experiments.claims", "pbb.experiments.executors",
+                                    "pbb.evaluation.evaluate"])
+def test_a_progress_message_is_one_line_in_a_log_file(module, capsys):
+    """Run, sweep and claims messages are read from log files (``--no-progress > run.log``) and
+    grepped for a stage or point name: a message longer than the 80 columns rich gives a
+    non-terminal stays one line, the name not cut from its line."""
+    import importlib
+
+    stage = "activation_warmup-" + "0123456789ab" * 8
+    importlib.import_module(module).console.print(
+        f"[dim]retroactive/activation_warmup: done earlier, reusing {stage}[/]")
+    said = capsys.readouterr()
+    lines = (said.out + said.err).splitlines()
+    assert lines == [f"retroactive/activation_warmup: done earlier, reusing {stage}"]

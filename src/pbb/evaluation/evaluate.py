@@ -32,7 +32,7 @@ from pbb.records import Sample, check
 from pbb.rows.render import instruction_text, make_row, row_rng
 from pbb.store import PARTIAL_GLOB, SAMPLES, partial_samples
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # a message is one line in a log file
 
 
 def evaluated_behaviours(ds: DataSet, max_train_behaviours: int | None = None) -> list:

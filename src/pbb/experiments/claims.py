@@ -51,7 +51,7 @@ from pbb.experiments.sweep import of_plan, read_record
 from pbb.records import read_samples, read_summary
 from pbb.store import STAGES, RunStore, SweepStore
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # a message is one line in a log file
 
 #: (configs, claims directory, table) of the CPU configs and of their GPU twins
 CPU = (Path("configs/claims"), Path("runs/claims"), Path("docs/claims.md"))

@@ -43,7 +43,7 @@ from pbb.jsonio import (
 )
 from pbb.store import SweepStore
 
-console = Console()
+console = Console(soft_wrap=True)  # a message is one line in a log file
 
 
 GIB = 2**30

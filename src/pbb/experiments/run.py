@@ -57,7 +57,7 @@ from pbb.training.precision import release_memory, use_bf16
 from pbb.training.rewards import reward_functions
 from pbb.training.sft import train_sft
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # a message is one line in a log file
 
 
 def same_run(cfg: RunConfig, out: Path) -> bool:

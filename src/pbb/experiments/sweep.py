@@ -58,7 +58,7 @@ from pbb.store import (
     out_dir,
 )
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # a message is one line in a log file
 
 
 class AnalysisConfig(BaseModel):
