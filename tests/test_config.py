@@ -42,6 +42,22 @@ def test_yaml_errors_name_the_line(tmp_path):
         load_config(p)
 
 
+def test_an_empty_config_file_is_refused_and_braces_ask_for_every_default(tmp_path):
+    """An empty file (a save that did not happen) would otherwise start a full run of the
+    defaults; a sweep file likewise. ``{}`` is the way to ask for the defaults."""
+    from pbb.config import read_yaml_mapping
+
+    p = tmp_path / "c.yaml"
+    for text in ("", "# to do: the settings\n\n"):
+        p.write_text(text)
+        with pytest.raises(PbbError, match=r"c\.yaml: empty config file \(no keys in it"):
+            load_config(p)
+        with pytest.raises(PbbError, match=r"c\.yaml: empty sweep file"):
+            read_yaml_mapping(p, "sweep")
+    p.write_text("{}\n")
+    assert load_config(p) == load_config(None)
+
+
 def test_a_key_given_twice_is_an_error_naming_both_lines(tmp_path):
     """PyYAML keeps the last of two equal keys without a word: the run would not be the one the
     file seems to say."""

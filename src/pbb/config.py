@@ -674,15 +674,19 @@ class _UniqueKeysLoader(yaml.SafeLoader):
 
 
 def read_yaml_mapping(path: Path, what: str = "config") -> dict:
-    """A YAML file's top-level mapping; a missing file or bad YAML is one ``file:line`` error."""
+    """A YAML file's top-level mapping; a missing file or bad YAML is one ``file:line`` error.
+    A file with no YAML in it (empty, or comments only: a save that did not happen) is refused
+    too, rather than read as a run of every default; ``{}`` asks for that."""
     path = Path(path)
     text = read_text(path, f"{what} file")
     try:
-        raw = yaml.load(text, Loader=_UniqueKeysLoader) or {}  # noqa: S506 - a safe loader
+        raw = yaml.load(text, Loader=_UniqueKeysLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise PbbError(f"{where}: invalid YAML ({getattr(e, 'problem', None) or e})") from None
+    if raw is None:
+        raise PbbError(f"{path}: empty {what} file (no keys in it; every default: write {{}})")
     if not isinstance(raw, dict):
         raise PbbError(f"{path}: expected a mapping at the top level")
     return raw
