@@ -182,7 +182,8 @@ def claims_cmd(
                           doc=doc or default_doc, execute=execute)
     for m in measured:
         e = m["entry"]
-        console.print(f"{e.name}: {', '.join(e.verdicts)}{e.notes}", markup=False)
+        console.print(f"{e.name}: {', '.join(e.verdicts)}{e.notes}", markup=False,
+                      soft_wrap=True)  # a claim a line, in a terminal and in a log file
     console.print(f"wrote {doc or default_doc}")
 
 
