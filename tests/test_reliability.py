@@ -471,7 +471,7 @@ def test_an_error_on_the_main_process_reaches_the_others(monkeypatch, raised):
 
 @pytest.mark.parametrize("module", ["pbb.experiments.run", "pbb.experiments.sweep",
                                     "pbb.experiments.claims", "pbb.experiments.executors",
-                                    "pbb.evaluation.evaluate"])
+                                    "pbb.evaluation.evaluate", "pbb.store"])
 def test_a_progress_message_is_one_line_in_a_log_file(module, capsys):
     """Run, sweep and claims messages are read from log files (``--no-progress > run.log``) and
     grepped for a stage or point name: a message longer than the 80 columns rich gives a

@@ -128,7 +128,7 @@ FILE_NAMES = frozenset({CONFIG, CURRICULA, SUMMARY, REPORT, PLOT, REWARD_PLOT, S
                         TRAINER_STATE, EVAL_RECORD, SWEEP, SWEEP_SUMMARY, JOBS, CURVE_PLOT,
                         BARS_PLOT})
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # a message is one line in a log file
 
 
 def out_dir(name: str, out: str | Path | None = None, smoke: bool = False) -> Path:
@@ -437,8 +437,7 @@ def keep_logs_until(path: Path, step: int) -> None:
         return
     dropped = repair_jsonl(path)
     if dropped:
-        console.print(torn_tail_note(path, dropped), markup=False,
-                      highlight=False, soft_wrap=True)
+        console.print(torn_tail_note(path, dropped), markup=False, highlight=False)
     kept = [rec for rec in iter_jsonl(path) if rec.get("step", 0) <= step]
     write_jsonl(path, kept)  # records come back byte for byte: pbb wrote them with dumps
 

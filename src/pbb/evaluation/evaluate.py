@@ -180,8 +180,7 @@ def _repair_partials(out_dir: Path) -> None:
     for f in _partials(out_dir):
         dropped = repair_jsonl(f)
         if dropped:
-            console.print(torn_tail_note(f, dropped), markup=False,
-                          highlight=False, soft_wrap=True)
+            console.print(torn_tail_note(f, dropped), markup=False, highlight=False)
 
 
 def _answered(out_dir: Path) -> dict[tuple[str, str], dict]:

@@ -554,8 +554,7 @@ def _prerequisite_first(claim: Claim, sweep, configs: Path, out: Path, overrides
     console.print(f"claim {claim.name}: {pre.what}: {100 * got:.1f}% < {100 * pre.at_least:.1f}% "
                   f"over its seeds, so its verdict is not testable at this size; its other "
                   f"{rest} point(s) are not run (`pbb sweep {config_path(configs, claim)} --out "
-                  f"{Path(out) / claim.name} --stages-root {Path(out) / STAGES}` runs them)",
-                  soft_wrap=True)  # the command whole, to copy
+                  f"{Path(out) / claim.name} --stages-root {Path(out) / STAGES}` runs them)")
     return False
 
 

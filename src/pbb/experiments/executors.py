@@ -273,8 +273,7 @@ class _LocalJobs:
         # a point killed mid-write left half a line: the rerun starts on a line of its own
         dropped = cut_torn_tail(log_path)
         if dropped:
-            console.print(torn_tail_note(log_path, dropped), markup=False,
-                          highlight=False, soft_wrap=True)
+            console.print(torn_tail_note(log_path, dropped), markup=False, highlight=False)
         log = open(log_path, "ab")  # noqa: SIM115 - closed when it ends
         proc = subprocess.Popen(point_command(cfg_file, sweep.run_dir(p["name"]), sweep.stages),
                                 stdout=log, stderr=subprocess.STDOUT, env=env)
