@@ -20,7 +20,7 @@ def _sweep(root, finished, lr=1e-4, points=("000_seed-0", "001_seed-1")):
     (root / "stages" / "stage1-000000000000").mkdir(parents=True)
     (root / "stages" / "stage1-000000000000" / "done.json").write_text("{}")
     seeds = [int(p.split("-")[-1]) for p in points]
-    record = {"name": "claim_x", "analysis": None,
+    record = {"name": "claim_x", "analysis": {},
               "base": {"train": {"learning_rate": lr}, "sweep": {"grid": {"seed": seeds}}},
               "points": [{"name": p, "overrides": {"seed": s}, "dir": f"runs/{p}"}
                          for p, s in zip(points, seeds)]}
@@ -145,6 +145,8 @@ def _flipped(path):
     (lambda p: p.write_bytes(b"not gzip at all"), "not a readable claims archive"),
     (_flipped, "not a readable claims archive"),
     (lambda p: _tar(p, {"sweep.json": b"{not json"}), "not a sweep record"),
+    (lambda p: _tar(p, {"sweep.json": b'{"points": [{"dir": 3}]}'}),
+     "SweepRecord record, field points.0"),
     (lambda p: _tar(p, {"sweep.json": b"{}", "../outside.txt": b"x"}),
      "'../outside.txt' is not a file a claims archive holds"),
     (lambda p: _tar(p, {"runs/x/summary.json": b"{}"}), "no sweep.json in it"),

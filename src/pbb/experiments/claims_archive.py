@@ -37,6 +37,7 @@ from pbb.errors import PbbError
 from pbb.experiments.sweep import of_plan
 from pbb.folders import MARKER
 from pbb.jsonio import atomic_write_bytes, directory_in_place
+from pbb.records import SweepRecord, check
 from pbb.store import (
     CONFIG,
     CURRICULA,
@@ -93,13 +94,13 @@ def record_of(sweep_dir: Path) -> dict | None:
 
 
 def _checked_record(raw: bytes, where: Path) -> dict:
+    """A ``sweep.json``'s bytes as a :class:`pbb.records.SweepRecord`, the check the sweep
+    machinery makes of its own record."""
     try:
         record = json.loads(raw)
-        assert all(isinstance(p["dir"], str) for p in record["points"])
-        return record
-    except (ValueError, KeyError, TypeError, AssertionError):
-        raise PbbError(f"{where}: not a sweep record (a JSON object whose points name their "
-                       "folders)") from None
+    except ValueError:
+        raise PbbError(f"{where}: not a sweep record (not JSON)") from None
+    return check(SweepRecord, record, str(where))
 
 
 def _local(sweep_dir: Path, record: dict) -> dict[str, dict[str, bytes]]:
