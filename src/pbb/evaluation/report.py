@@ -10,6 +10,7 @@ curriculum and its control on the same behaviours (:data:`CONTROLS`). ``report.m
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from rich.console import Console
@@ -382,6 +383,23 @@ def plot_rewards(run_dir: Path, stage_dirs: dict[str, str], path: Path) -> bool:
     return True
 
 
+#: the width of a table printed off a terminal (a log file, a pipe): rich's default there is 80
+#: columns, which breaks every interval cell of the six-column table over two lines
+LOG_WIDTH = 160
+
+
+def table_console() -> Console:
+    """A console on stdout whose tables keep a row on one line in a log file.
+
+    On a terminal (or with ``COLUMNS`` set) rich's own width stands: a user sees the table as
+    their window allows.
+    """
+    console = Console()
+    if console.is_terminal or "COLUMNS" in os.environ:
+        return console
+    return Console(width=LOG_WIDTH)
+
+
 def print_table(summary: dict, console: Console | None = None) -> None:
     header, rows = table_rows(summary["results"])
     t = Table(title=f"{summary.get('name')}: accuracy % [95% CI]")
@@ -389,7 +407,7 @@ def print_table(summary: dict, console: Console | None = None) -> None:
         t.add_column(h)
     for r in rows:
         t.add_row(*r)
-    (console or Console()).print(t)
+    (console or table_console()).print(t)
 
 
 def write_report(run_dir: Path, summary: dict) -> None:

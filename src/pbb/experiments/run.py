@@ -329,7 +329,7 @@ def _run_started(cfg: RunConfig, ds: data_mod.DataSet, base, store: RunStore, ti
         dist.barrier()
     finally:
         tracking.finish()
-    print_table(summary, Console())
+    print_table(summary)
     console.print(written(store.root))
     return summary
 
