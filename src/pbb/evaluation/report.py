@@ -400,14 +400,14 @@ def table_console() -> Console:
     return Console(width=LOG_WIDTH)
 
 
-def print_table(summary: dict, console: Console | None = None) -> None:
+def print_table(summary: dict) -> None:
     header, rows = table_rows(summary["results"])
     t = Table(title=f"{summary.get('name')}: accuracy % [95% CI]")
     for h in header:
         t.add_column(h)
     for r in rows:
         t.add_row(*r)
-    (console or table_console()).print(t)
+    table_console().print(t)
 
 
 def write_report(run_dir: Path, summary: dict) -> None:
