@@ -137,3 +137,24 @@ def test_building_is_deterministic(ds):
     for name in curricula.CURRICULA:
         assert [s.rows for s in curricula.build(name, ds, CFG)] == \
                [s.rows for s in curricula.build(name, again, CFG)]
+
+
+def test_a_cut_curriculum_is_its_curriculums_first_stages_unchanged(ds):
+    warm = CFG.model_copy(update={"rl_warmup_demos": 2})
+    full = curricula.build("retroactive", ds, warm)
+    assert [s.name for s in full] == ["exposure", "activation_warmup", "activation_rl"]
+    cut = curricula.build("retroactive@activation_warmup", ds, warm)
+    # the same stages, rows and trainers, so the same keys: trained once, shared
+    assert cut == full[:2]
+    assert curricula.build("proactive@stage1", ds, CFG) == curricula.build("stage1_only", ds, CFG)
+    assert curricula.build("proactive@stage2", ds, CFG) == curricula.build("proactive", ds, CFG)
+
+
+def test_a_cut_at_a_stage_the_curriculum_lacks_names_its_stages(ds):
+    # without rl_warmup_demos retroactive has no warm start: the error says what it has
+    with pytest.raises(PbbError, match=r"retroactive@activation_warmup'.* no stage "
+                       r"'activation_warmup'; its stages with these settings: exposure, "
+                       r"activation_rl$"):
+        curricula.build("retroactive@activation_warmup", ds, CFG)
+    with pytest.raises(PbbError, match="unknown curriculum 'nope'"):
+        curricula.build("nope@stage1", ds, CFG)

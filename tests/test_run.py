@@ -547,6 +547,29 @@ def test_an_evaluation_of_the_same_model_the_same_way_is_taken_from_the_run_that
     assert calls == ["proactive"]  # cot under another token budget: evaluated again
 
 
+def test_a_cut_curriculum_shares_its_stages_and_evaluation_and_is_a_row_of_its_own(
+        tmp_path, monkeypatch):
+    # proactive@stage1 is proactive's model before stage 2: the stage stage1_only trains, so
+    # nothing trains twice and its evaluation is taken, byte for byte, from stage1_only's
+    calls = []
+    real = run_mod.evaluate
+    monkeypatch.setattr(run_mod, "evaluate", lambda gen, ds, **kw: calls.append(
+        kw["curriculum"]) or real(gen, ds, **kw))
+    cfg = smoke_config(**{"eval.modes": ["cot"]},
+                       curricula=["stage1_only", "proactive@stage1", "proactive"])
+    summary = run_mod.run(cfg, tmp_path / "r", progress=False)
+    plan = json.loads((tmp_path / "r" / "curricula.json").read_text())
+    assert plan["proactive@stage1"] == plan["stage1_only"] == plan["proactive"][:1]
+    assert len(list((tmp_path / "r" / "stages").iterdir())) == 2
+    assert calls == ["stage1_only", "proactive"]
+    samples = {c: read_jsonl(tmp_path / "r" / "eval" / c / "cot" / "samples.jsonl")
+               for c in ("stage1_only", "proactive@stage1")}
+    assert [dict(s, curriculum=None) for s in samples["stage1_only"]] == \
+        [dict(s, curriculum=None) for s in samples["proactive@stage1"]]
+    assert {s["curriculum"] for s in samples["proactive@stage1"]} == {"proactive@stage1"}
+    assert {r["curriculum"] for r in summary["results"]} == set(cfg.curricula)
+
+
 def test_a_second_process_in_a_working_run_folder_stops_with_one_line(smoke_run):
     # the same command started twice would append to the same partial samples and rewrite the
     # same summary: while one process holds the folder's lock, the other changes nothing

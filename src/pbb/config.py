@@ -165,6 +165,14 @@ class CurriculumConfig(_Strict):
     custom: dict[str, list[StageConfig]] = Field(default_factory=dict,
                                                  description="user-defined curricula by name")
 
+    @field_validator("custom")
+    @classmethod
+    def _names_without_cut(cls, custom: dict) -> dict:
+        for name in custom:  # NAME@STAGE names a cut curriculum (RunConfig.curricula)
+            if CUT in name:
+                raise ValueError(f"curriculum name {name!r}: {CUT!r} is kept for NAME{CUT}STAGE")
+        return custom
+
 
 class TrainConfig(_Strict):
     """SFT settings (the plain loop of :mod:`pbb.training.sft`); ``stages`` overrides them per stage."""
@@ -344,6 +352,31 @@ BUILTIN_CURRICULA = ("proactive", "mixture", "stage1_only", "stage2_only", "demo
                      "retroactive", "retroactive_sft", "rl_only", "untuned")
 #: the built-in curricula with an RL stage (the ones that use the ``rl`` settings)
 RL_CURRICULA = ("retroactive", "rl_only")
+#: ``NAME@STAGE``: curriculum NAME cut after its stage STAGE (:func:`split_cut`)
+CUT = "@"
+
+
+def split_cut(name: str) -> tuple[str, str | None]:
+    """``"retroactive@activation_warmup"`` -> ``("retroactive", "activation_warmup")``; a name
+    without a cut -> ``(name, None)``. A cut curriculum trains its curriculum's stages up to and
+    including STAGE (the same stages, so the same keys: they are trained once and shared) and
+    evaluates the model there: what a curriculum's model can do before its later stages (a
+    warm start before RL) as one more row of the same run."""
+    base, sep, stage = name.partition(CUT)
+    return base, (stage if sep else None)
+
+
+def check_curriculum_name(name: str, custom) -> None:
+    """Raise ValueError unless ``name`` is a built-in curriculum, one of ``custom``'s, or one of
+    those cut after a stage (``NAME@STAGE``; the stage is checked when the curriculum is built,
+    since the built-in curricula's stages depend on the settings)."""
+    base, stage = split_cut(name)
+    known = set(BUILTIN_CURRICULA) | set(custom)
+    if base not in known:
+        raise ValueError(f"unknown curriculum {base!r}; known: {', '.join(sorted(known))} "
+                         f"(and NAME{CUT}STAGE: NAME cut after its stage STAGE)")
+    if stage is not None and (not stage or CUT in stage):
+        raise ValueError(f"curriculum {name!r}: NAME{CUT}STAGE names one stage after one {CUT}")
 
 DEFAULT_MAX_NEW_TOKENS = {"recall": 192, "direct": 24, "cot": 384, "in_context": 320}
 
@@ -469,7 +502,10 @@ class RunConfig(_Strict):
                       "initialisation and bootstrap intervals")
     curricula: list[str] = Field(default_factory=lambda: ["proactive", "mixture", "untuned"],
                                  min_length=1, json_schema_extra=_key(NEVER),
-                                 description="the curricula to train and evaluate, by name")
+                                 description="the curricula to train and evaluate, by "
+                                 "name; NAME@STAGE: curriculum NAME cut after its stage STAGE "
+                                 "(its stages are NAME's, trained once), e.g. "
+                                 "retroactive@activation_warmup: the model before RL")
     data: DataConfig = Field(default_factory=DataConfig, json_schema_extra=_key(THROUGH_STAGE))
     curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig,
                                          json_schema_extra=_key(THROUGH_STAGE))
@@ -486,8 +522,9 @@ class RunConfig(_Strict):
     def trains_rl(self) -> bool:
         """Whether a planned curriculum has an RL stage (and so uses the ``rl`` settings)."""
         custom = self.curriculum.custom
+        bases = (split_cut(c)[0] for c in self.curricula)  # (a cut may drop its RL stage: kept)
         return any(any(s.trainer == "rl" for s in custom[c]) if c in custom else c in RL_CURRICULA
-                   for c in self.curricula)
+                   for c in bases)
 
     @model_validator(mode="before")
     @classmethod
@@ -496,10 +533,8 @@ class RunConfig(_Strict):
 
     @model_validator(mode="after")
     def _known_curricula(self) -> RunConfig:
-        known = set(BUILTIN_CURRICULA) | set(self.curriculum.custom)
-        unknown = [c for c in self.curricula if c not in known]
-        if unknown:
-            raise ValueError(f"unknown curriculum {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        for name in self.curricula:
+            check_curriculum_name(name, self.curriculum.custom)
         if len(set(self.curricula)) != len(self.curricula):
             raise ValueError("a curriculum is listed twice")
         if self.model.startswith(OPENAI_PREFIX) and self.eval.backend != "openai":

@@ -27,6 +27,8 @@ SPLITS = ("eval", "train")
 CONTROLS = [
     ("retroactive", "rl_only", "PBB effect of retroactive training (minus what RL alone gives)"),
     ("retroactive", "retroactive_sft", "RL vs SFT in stage 2"),
+    ("retroactive", "retroactive@activation_warmup", "what RL adds to its SFT warm start"),
+    ("rl_only", "rl_only@activation_warmup", "what RL adds to the control's warm start"),
     ("proactive", "mixture", "curriculum vs homogeneous mixture"),
     ("proactive", "stage1_only", "effect of stage 2 (the eval instructions)"),
     ("mixture", "stage1_only", "effect of the eval instructions mixed into stage 1"),

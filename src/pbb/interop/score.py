@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pbb.config import dump_config
+from pbb.config import check_curriculum_name, dump_config
 from pbb.errors import PbbError
 from pbb.evaluation.scoring import Scorer
 from pbb.folders import check_out, mark
@@ -81,10 +81,11 @@ def score(source: Path, completions: Path, out: Path, *, curriculum: str,
     from pbb.evaluation.report import build_summary, write_report
 
     cfg, ds = open_source(source, config)
-    if curriculum not in curricula_mod.CURRICULA and curriculum not in cfg.curriculum.custom:
+    try:
+        check_curriculum_name(curriculum, cfg.curriculum.custom)
+    except ValueError as e:
         raise PbbError(f"--curriculum {curriculum!r}: not a curriculum (it names what the model "
-                       f"that wrote the completions was trained with); known: "
-                       f"{', '.join(sorted(set(curricula_mod.CURRICULA) | set(cfg.curriculum.custom)))}")
+                       f"that wrote the completions was trained with): {e}") from None
     out = Path(out)
     parent = check_out(out, "score", force=force)  # before any work
     trained = bool(curricula_mod.build(curriculum, ds, cfg.curriculum, cfg.data.instruction_format))

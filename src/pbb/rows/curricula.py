@@ -39,6 +39,11 @@ down from the run, not stored on the data set.
 Row rendering is seeded per row and stage shuffles per stage *content*, so a stage shared by two
 curricula (stage 1 of ``proactive``, ``stage1_only`` and ``demos_only``) is byte-identical in all
 of them and is trained once.
+
+``NAME@STAGE`` (e.g. ``retroactive@activation_warmup``) is curriculum NAME cut after its stage
+STAGE: the same stages up to there, so the same keys, trained once whichever of the two runs
+first, and the model there evaluated as a row of its own (what RL adds to its warm start is
+``retroactive`` - ``retroactive@activation_warmup``).
 """
 
 from __future__ import annotations
@@ -47,7 +52,13 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pbb.config import CurriculumConfig, RunConfig, StageConfig, StageTrainConfig
+from pbb.config import (
+    CurriculumConfig,
+    RunConfig,
+    StageConfig,
+    StageTrainConfig,
+    split_cut,
+)
 from pbb.data import DataSet
 from pbb.domains import Behaviour
 from pbb.errors import PbbError
@@ -213,16 +224,24 @@ def custom(ds: DataSet, c: CurriculumConfig, name: str, stages: list[StageConfig
 
 
 def build(name: str, ds: DataSet, c: CurriculumConfig, fmt: str = "code") -> list[Stage]:
-    """The stages of curriculum ``name``, checked against the leakage rules."""
-    if name in c.custom:
-        stages = custom(ds, c, name, c.custom[name], fmt)
+    """The stages of curriculum ``name``, checked against the leakage rules; ``NAME@STAGE``:
+    NAME's stages up to and including STAGE (:func:`pbb.config.split_cut`)."""
+    base, cut = split_cut(name)
+    if base in c.custom:
+        stages = custom(ds, c, base, c.custom[base], fmt)
         allow = any(p.kind != "declarative" and p.behaviours != "train"
-                    for s in c.custom[name] for p in s.parts)
-    elif name in CURRICULA:
-        stages = CURRICULA[name](ds, c, fmt)
-        allow = name in EVAL_DEMOS_ALLOWED
+                    for s in c.custom[base] for p in s.parts)
+    elif base in CURRICULA:
+        stages = CURRICULA[base](ds, c, fmt)
+        allow = base in EVAL_DEMOS_ALLOWED
     else:
-        raise PbbError(f"unknown curriculum {name!r}; known: {', '.join(sorted(CURRICULA))}")
+        raise PbbError(f"unknown curriculum {base!r}; known: {', '.join(sorted(CURRICULA))}")
+    if cut is not None:
+        names = [st.name for st in stages]
+        if cut not in names:
+            raise PbbError(f"curriculum {name!r}: {base} has no stage {cut!r}; its stages with "
+                           f"these settings: {', '.join(names) or 'none'}")
+        stages = stages[:names.index(cut) + 1]
     check_leakage(ds, stages, allow_eval_demos=allow, curriculum=name)
     return stages
 
