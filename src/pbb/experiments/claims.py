@@ -162,7 +162,8 @@ CLAIMS: tuple[Claim, ...] = (
                       C("mixture", **RETROACTIVE_SETTING), "above")),
           note="Proactive on the functions of proactive_vs_control, its stage 2 replaying 50% "
                "stage-1 rows (25% there; its stage 1 shared), retroactive on those of "
-               "retroactive_rl (its stages shared), each with its own mixture. With 25% replay, "
+               "retroactive_rl with the one-demonstration warm start that claim had until "
+               "2026-12-04, each with its own mixture. With 25% replay, "
                "measured at seeds 0-4 (the eval functions' CoT samples, "
                "docs/results/LOG.md): the proactive model recalls the eval function's code "
                "exactly in 87% of its completions (235 of 270) and is right in 45% of those; "
@@ -185,13 +186,15 @@ CLAIMS: tuple[Claim, ...] = (
           f"as GRPO {SECONDARY}); the RL-alone control is the reviewers' request ({NO_FIGURE}).",
           (Comparison(C("retroactive"), C("rl_only"), "above (the reviewers' control)"),
            Comparison(C("retroactive"), C("retroactive_sft"), "above (RL reported better)")),
-          note="Measured at seeds 0-4 (the eval functions' CoT samples, docs/results/LOG.md): "
-               "RL alone reaches 0-17.5% with no code ever seen (it recalls none; small output "
-               "ranges), the retroactive model recalls the eval function's code exactly in "
-               "9-27 of 40 completions and is right in 25-50% of those; SFT on the same prompts "
-               "recalls it in 20-28 of 40 and is right in 40-54% of those, above RL at 4 of 5 "
-               "seeds: at this size and 24 GRPO steps the RL stage recalls and executes less "
-               "than SFT does."),
+          note="The warm start is SFT on every demonstration of the train functions "
+               "(curriculum.rl_warmup_demos 4 = data.demos, the rows retroactive_sft trains), so "
+               "retroactive - retroactive_sft is what GRPO's 24 steps add to SFT on the same "
+               "demonstrations. With a one-demonstration warm start (until 2026-12-04), at seeds "
+               "0-4 (docs/results/LOG.md): retroactive - rl_only +18.0 [+5.0, +31.0], "
+               "retroactive - retroactive_sft -9.0 [-20.0, +3.0]; RL alone reached 0-17.5% with "
+               "no code ever seen (it recalls none; small output ranges), the retroactive model "
+               "recalled the eval function's code exactly in 9-27 of 40 completions and was "
+               "right in 25-50% of those, SFT on the same prompts in 20-28 of 40 and 40-54%."),
     Claim("cot_vs_direct", "Chain of thought beats direct answers",
           "The same proactive model executes instruction-only functions better when it recalls "
           "and traces them than when it answers at once.",
