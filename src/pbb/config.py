@@ -657,6 +657,13 @@ def as_written_now(text: str) -> str:
         return text
 
 
+def holds_config(path: Path, cfg: RunConfig) -> bool:
+    """Whether the ``config.yaml`` at ``path`` is ``cfg``'s, read as this version writes it:
+    how a run directory, a resumed data set and a sweep point each know they hold this very run
+    (one test, so the three never disagree). No file there: ``False``."""
+    return Path(path).is_file() and as_written_now(read_text(path)) == dump_config(cfg)
+
+
 def set_dotted(tree: dict, key: str, value: object) -> None:
     """Set ``tree[a][b][c] = value`` for ``key = "a.b.c"``, creating nothing unknown."""
     parts = key.split(".")

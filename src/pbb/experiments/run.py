@@ -25,7 +25,13 @@ from rich.console import Console
 
 from pbb import data as data_mod
 from pbb import dist, folders
-from pbb.config import OPENAI_PREFIX, RunConfig, as_written_now, dump_config
+from pbb.config import (
+    OPENAI_PREFIX,
+    RunConfig,
+    as_written_now,
+    dump_config,
+    holds_config,
+)
 from pbb.errors import PbbError
 from pbb.evaluation import reuse
 from pbb.evaluation.evaluate import (
@@ -116,8 +122,7 @@ def open_data(cfg: RunConfig, out: Path,
     own = store.data
     if cfg.data.path:
         cfg, ds = with_data_path(cfg)
-    elif (own / data_mod.MANIFEST).is_file() and store.config.is_file() \
-            and as_written_now(read_text(store.config)) == dump_config(cfg):
+    elif (own / data_mod.MANIFEST).is_file() and holds_config(store.config, cfg):
         # this run's own data set, resumed: generated from this very data block
         ds = data_mod.load(own)
         cfg = reconcile_data_block(cfg, ds, str(own), set(DATA_KEYS))

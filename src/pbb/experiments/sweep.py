@@ -38,9 +38,8 @@ from pbb import dist
 from pbb.config import (
     RunConfig,
     apply_overrides,
-    as_written_now,
-    dump_config,
     error_line,
+    holds_config,
     read_yaml_mapping,
     set_dotted,
 )
@@ -154,8 +153,7 @@ def done(sweep: SweepStore, point: dict) -> bool:
     """Whether the sweep's point is done: its summary exists and its config, as this version
     writes it, is the one the sweep asks for now."""
     run = sweep.run(point["name"])
-    return run.summary.is_file() and \
-        as_written_now(run.config.read_text()) == dump_config(point["config"])
+    return run.summary.is_file() and holds_config(run.config, point["config"])
 
 
 def _pending(sweep: SweepStore, points: list[dict]) -> list[tuple[int, dict]]:
