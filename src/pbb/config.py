@@ -659,9 +659,9 @@ def as_written_now(text: str) -> str:
 
 def holds_config(path: Path, cfg: RunConfig) -> bool:
     """Whether the ``config.yaml`` at ``path`` is ``cfg``'s, read as this version writes it:
-    how a resumed data set and a sweep point each know they hold this very run (one test, so
-    the two never disagree; ``same_run`` compares the same texts itself, as it names the first
-    line that differs). No file there: ``False``."""
+    how a resumed run, its data set and a sweep point each know they hold this very run (one
+    test, so they never disagree; on a mismatch ``same_run`` reads the texts again to name the
+    first line that differs). No file there: ``False``."""
     return Path(path).is_file() and as_written_now(read_text(path)) == dump_config(cfg)
 
 

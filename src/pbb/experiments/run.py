@@ -71,15 +71,15 @@ def same_run(cfg: RunConfig, out: Path) -> bool:
     moved since read at their new place). A run there under another config with work done is
     refused; one whose earlier attempt failed before any work may take the corrected config."""
     store = RunStore(out)
-    if not store.config.is_file():
-        return False
-    old, text = as_written_now(read_text(store.config)), dump_config(cfg)
-    if old != text and store.has_work():
+    if holds_config(store.config, cfg):
+        return True
+    if store.config.is_file() and store.has_work():  # the texts again, to name what differs
+        old, text = as_written_now(read_text(store.config)), dump_config(cfg)
         diff = next((f"{a.strip()!r} -> {b.strip()!r}"
                      for a, b in zip(old.splitlines(), text.splitlines()) if a != b), "")
         raise PbbError(f"{out}: holds a run with a different config ({diff}); "
                        "use another --out to start a new run")
-    return old == text
+    return False
 
 
 def prepare_run_dir(cfg: RunConfig, out: Path, ds: data_mod.DataSet,
