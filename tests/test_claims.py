@@ -527,6 +527,15 @@ def test_claims_with_no_run_here_keep_what_the_table_showed(claimed, tmp_path):
     claims_mod.run_claims(CPU_CONFIGS, empty, TINY_CLAIMS, TINY, smoke=True, progress=False,
                           doc=doc, execute=False)
     assert doc.read_text() == after
+    elsewhere = tmp_path / "elsewhere"  # kept again under another --out: one line, naming it
+    claims_mod.run_claims(CPU_CONFIGS, elsewhere, TINY_CLAIMS, TINY, smoke=True, progress=False,
+                          doc=doc, execute=False)
+    sections = doc.read_text().split("\n## ")[1:]
+    kept = [s for s in sections if "- Kept from the table" in s]
+    assert len(kept) == sum(m["done"] > 0 for m in measured) > 0
+    for s in kept:
+        assert [line for line in s.split("\n") if line.startswith("- Kept from")] == [
+            KEPT.format(out=elsewhere, name=s.split("\n")[0])]
 
 
 @pytest.mark.parametrize(("claim", "figure", "expected"), [

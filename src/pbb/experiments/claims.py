@@ -189,7 +189,7 @@ CLAIMS: tuple[Claim, ...] = (
           note="The warm start is SFT on every demonstration of the train functions "
                "(curriculum.rl_warmup_demos 4 = data.demos, the rows retroactive_sft trains), so "
                "retroactive - retroactive_sft is what GRPO's 24 steps add to SFT on the same "
-               "demonstrations. Measured at seeds 0-3 (docs/results/LOG.md): the retroactive "
+               "demonstrations. Measured at seeds 0-4 (docs/results/LOG.md): the retroactive "
                "model recalls the eval function's code exactly in 17-28 of 40 completions, SFT's "
                "in 20-28, RL alone in none. With a one-demonstration warm start (until "
                "2026-12-04), at seeds "

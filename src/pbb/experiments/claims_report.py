@@ -212,7 +212,9 @@ def entry(m: dict, doc: Path) -> Entry:
                  stale=m["ran_otherwise"])
 
 
-KEPT = ("- Kept from the table this one replaced: none of its runs is in `{out}` here "
+#: how a kept claim's section line begins (a table kept again under another --out names that one)
+KEPT_LINE = "- Kept from the table this one replaced"
+KEPT = (KEPT_LINE + ": none of its runs is in `{out}` here "
         "(`pbb claims --only {name}` measures it anew)")
 SETTINGS = "- Settings hash: `{}` (its points' settings that differ from the defaults)"
 #: how the section lines of a claim measured under other settings begin (both below)
@@ -253,6 +255,7 @@ def kept_entries(doc: Path, out: Path, settings: dict[str, str]) -> dict[str, En
         if not done or not rows:
             continue
         spent = next((_seconds(g) for g in map(_SPENT.match, lines) if g), 0.0)
+        lines = [line for line in lines if not line.startswith(KEPT_LINE)]
         lines = _after(lines, "- Time: ", KEPT.format(out=out, name=name))
         measured_under = next((g.group(1) for g in map(_HASH.match, lines) if g), None)
         now = settings.get(name)
