@@ -111,6 +111,8 @@ def test_custom_curriculum_from_config(ds):
     assert len(a.rows) == 40 and {r["kind"] for r in a.rows} == {"declarative"}
     cot = [r for r in b.rows if r["kind"] == "cot"]
     assert len(cot) == 10 and len(b.rows) == 20
+    with pytest.raises(PbbError, match=r"unknown curriculum 'decl_frist'; known: decl_first, "):
+        curricula.build("decl_frist", ds, cfg)  # the custom ones listed with the built-ins
 
 
 def test_a_custom_stage_can_train_in_context_rows(ds):

@@ -235,7 +235,8 @@ def build(name: str, ds: DataSet, c: CurriculumConfig, fmt: str = "code") -> lis
         stages = CURRICULA[base](ds, c, fmt)
         allow = base in EVAL_DEMOS_ALLOWED
     else:
-        raise PbbError(f"unknown curriculum {base!r}; known: {', '.join(sorted(CURRICULA))}")
+        known = sorted(set(CURRICULA) | set(c.custom))  # as the config's own check lists them
+        raise PbbError(f"unknown curriculum {base!r}; known: {', '.join(known)}")
     if cut is not None:
         names = [st.name for st in stages]
         if cut not in names:
