@@ -335,16 +335,16 @@ CLAIMS: tuple[Claim, ...] = (
            Comparison(C("proactive"), C("stage1_only"), "above"),
            Comparison(C("retroactive"), C("rl_only"), "above, by less than on random functions")),
           note="The retroactive row runs in the GPU twin only (RL on 70 algorithms is hours on "
-               "2 cores); compare it with retroactive_rl's. Measured at seeds 0-2 (the eval "
+               "2 cores); compare it with retroactive_rl's. Measured at seeds 0-4 (the eval "
                "functions' CoT samples, docs/results/LOG.md): the untuned model executes none "
                "(0%: 41-51 of its 54 completions write no `Answer:` line), nor under the "
                "library's own names (`data.options.names: familiar`, the same functions and "
                "inputs: 0 of 162 at seeds 0-2, an `Answer:` line in 14; it explains the code "
                "rather than running it), so the premise that it executes some does not hold at "
-               "135M; the proactive model recalls the code exactly in 63-85% "
-               "of its completions but is right in 7-21% of those: executing the recalled code "
+               "135M; the proactive model recalls the code exactly in 63-94% "
+               "of its completions but is right in 7-22% of those: executing the recalled code "
                "(loops, recursion, sorting) is the step that fails (stage 2 recalled 67 / 94 / "
-               "100% of the eval functions after its 4 epochs)."),
+               "100 / 94 / 89% of the eval functions after its 4 epochs)."),
     Claim("stage2_alone", "Stage 2 alone executes nothing",
           "Training on the code of the eval functions alone, with no demonstration of any "
           "function, does not make the model execute them: the demonstrations of stage 1 are "
