@@ -219,7 +219,10 @@ CLAIMS: tuple[Claim, ...] = (
                "often copies the code from its prompt and ends its turn, as its declarative "
                "rows taught it (52% of eval completions at seed 1, 4% at seed 2, 0% at seed 0): "
                "its first trace line is missing in 11% / 89% / 63% of them. Where it does "
-               "trace, it is right in 50-71% of queries (seeds 0 and 2), above proactive CoT."),
+               "trace, it is right in 50-71% of queries (seeds 0 and 2), above proactive CoT. The "
+               "archived runs (2026-12-04, trained anew) show the same: its first trace line "
+               "missing in 15 / 89 / 61 / 31 / 37% of its completions at seeds 0-4, no answer "
+               "line in 63% at seed 1, right in 72% at seed 0 and 9% at seed 1."),
     Claim("in_context_trained", "In context beats PBB, with in-context execution trained",
           "A model trained to execute code given in its prompt (stage 1's rows plus in-context "
           "demonstrations of the train functions) executes the eval functions from their code "
