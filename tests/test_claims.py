@@ -496,7 +496,7 @@ def test_claims_with_no_run_here_keep_what_the_table_showed(claimed, tmp_path):
     """A fresh clone has no runs: measuring the table there keeps each measured claim's rows,
     section, time and plotted figures from the table it replaces, marked as kept (not "not
     run"), and writing it again changes nothing."""
-    from pbb.experiments.claims_report import KEPT
+    from pbb.experiments.claims_report import KEPT, KEPT_LINE
 
     root, measured, _ = claimed
     before = (root / "doc" / "claims.md").read_text()
@@ -531,10 +531,10 @@ def test_claims_with_no_run_here_keep_what_the_table_showed(claimed, tmp_path):
     claims_mod.run_claims(CPU_CONFIGS, elsewhere, TINY_CLAIMS, TINY, smoke=True, progress=False,
                           doc=doc, execute=False)
     sections = doc.read_text().split("\n## ")[1:]
-    kept = [s for s in sections if "- Kept from the table" in s]
+    kept = [s for s in sections if KEPT_LINE in s]
     assert len(kept) == sum(m["done"] > 0 for m in measured) > 0
     for s in kept:
-        assert [line for line in s.split("\n") if line.startswith("- Kept from")] == [
+        assert [line for line in s.split("\n") if line.startswith(KEPT_LINE)] == [
             KEPT.format(out=elsewhere, name=s.split("\n")[0])]
 
 
