@@ -569,6 +569,30 @@ def test_a_failed_prerequisite_leaves_the_claims_other_points_unrun(
             and f"--out {tmp_path / 'out' / claim}" in said) == skipped, said
 
 
+def test_claims_run_their_points_jobs_at_a_time_in_the_shared_store(monkeypatch, tmp_path):
+    """`pbb claims --jobs 3 --jobs-per-device auto`: every sweep of a claim (its prerequisite's
+    points first, then the rest) runs 3 points at once, in the claims' one stage store."""
+    from pbb.experiments import sweep as sweep_mod
+
+    calls = []
+    monkeypatch.setattr(sweep_mod, "run_sweep", lambda path, out, overrides=None, **kw:
+                        calls.append((kw["jobs"], kw["jobs_per_device"], kw["stages_root"])))
+    monkeypatch.setattr(claims_mod, "prerequisite_figure", lambda claim, pts: 0.5)
+    claims_mod.run_claims(CPU_CONFIGS, tmp_path / "out", ["ciphers_robustness"], progress=False,
+                          doc=tmp_path / "claims.md", jobs=3, jobs_per_device="auto")
+    assert calls == [(3, "auto", tmp_path / "out" / "stages")] * 2
+
+
+def test_a_bad_jobs_per_device_stops_pbb_claims_before_any_work(tmp_path):
+    from tests.conftest import run_cli
+
+    r = run_cli("claims", "--only", "crossover", "--jobs", "2", "--jobs-per-device", "0",
+                "--out", str(tmp_path / "out"), "--doc", str(tmp_path / "claims.md"))
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+        "error: --jobs-per-device '0': expected a whole number >= 1, or auto"]
+    assert not any(tmp_path.iterdir())
+
+
 def test_the_plan_says_which_points_wait_for_the_prerequisite(tmp_path):
     """``--plan`` counts every point's time, so it says which of them a failed prerequisite
     leaves unrun: the ciphers' other curricula (one point a seed), and none of a claim whose

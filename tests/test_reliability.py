@@ -307,8 +307,9 @@ def test_a_stage_store_is_new_or_holds_stage_folders_only(tmp_path):
         check_stage_store(tmp_path / "file")
 
 
-def test_pbb_sweep_hands_its_stage_store_to_the_sweep_and_refuses_parallel_points(
+def test_pbb_sweep_hands_its_stage_store_to_the_sweep_for_parallel_points_too(
         tmp_path, monkeypatch, capsys):
+    from pbb.experiments import executors
     from pbb.experiments import sweep as sweep_mod
 
     given = []
@@ -316,15 +317,17 @@ def test_pbb_sweep_hands_its_stage_store_to_the_sweep_and_refuses_parallel_point
     with monkeypatch.context() as patched:
         patched.setattr(sweep_mod, "run_sweep", lambda *a, **kw: given.append(kw) or {})
         code, err = call(patched, capsys, "sweep", "configs/arithmetic_effect.yaml", "--smoke",
-                         "--out", tmp_path / "out", "--stages-root", store)
+                         "--out", tmp_path / "out", "--stages-root", store, "--jobs", "2")
     assert code == 0, err
-    assert [kw["stages_root"] for kw in given] == [store]
-    # the real sweep: refused before anything is made
+    assert [(kw["stages_root"], kw["jobs"]) for kw in given] == [(store, 2)]
+    # the real sweep: each point's process is told the shared store, not the sweep's own
+    started = []
+    monkeypatch.setattr(executors, "run_local", lambda pts, out, jobs, per, stages=None:
+                        started.append((len(pts), jobs, stages)))
     code, err = call(monkeypatch, capsys, "sweep", "configs/arithmetic_effect.yaml", "--smoke",
-                     "--out", tmp_path / "out2", "--stages-root", tmp_path / "new" / "stages",
-                     "--jobs", "2")
-    assert code == 1 and "--jobs 1, --executor local" in err and err.count("\n") == 1, err
-    assert not (tmp_path / "new").exists()  # refused before the store's folder was made
+                     "--out", tmp_path / "out2", "--stages-root", store, "--jobs", "2")
+    assert code == 0, err
+    assert len(started) == 1 and started[0][1:] == (2, store) and started[0][0] > 1
 
 
 # --- one process a folder -------------------------------------------------------------------

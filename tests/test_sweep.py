@@ -239,7 +239,9 @@ def test_the_sweep_order_runs_a_point_at_every_seed_before_the_next(tmp_path, or
 @pytest.mark.slow
 def test_points_run_at_once_share_stage_one_through_the_lock(tmp_path):
     """--jobs 2: four points of one seed in separate processes, stage 1 trained by one of them
-    while the others wait; the same numbers as one point after another."""
+    while the others wait; the same numbers as one point after another. The store is another
+    one (--stages-root, as `pbb claims --jobs` gives its claims' sweeps): every point's process
+    trains and reads there, none in the sweep's own stages/."""
     import yaml
 
     from tests.conftest import run_cli
@@ -249,7 +251,8 @@ def test_points_run_at_once_share_stage_one_through_the_lock(tmp_path):
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(raw))
     sets = [a for k, v in TINY.items() for a in ("--set", f"{k}={json.dumps(v)}")]
-    r = run_cli("sweep", str(path), "--out", str(tmp_path / "par"), "--jobs", "2", *sets)
+    shared = ("--stages-root", str(tmp_path / "shared"))
+    r = run_cli("sweep", str(path), "--out", str(tmp_path / "par"), "--jobs", "2", *shared, *sets)
     assert r.returncode == 0, r.stderr[-3000:]
     jobs = read_json(tmp_path / "par" / "jobs.json")
     assert len(jobs) == 4 and {j["exit_code"] for j in jobs.values()} == {0}
@@ -257,7 +260,8 @@ def test_points_run_at_once_share_stage_one_through_the_lock(tmp_path):
     logs = [(tmp_path / "par" / j["log"]).read_text() for j in jobs.values()]
     assert sum("stage1: training on" in log for log in logs) == 1  # trained once...
     assert sum("stage1: done earlier" in log for log in logs) == 3  # ...and reused by the rest
-    (stage1,) = (tmp_path / "par" / "stages").glob("stage1-*")
+    assert not (tmp_path / "par" / "stages").exists()
+    (stage1,) = (tmp_path / "shared").glob("stage1-*")
     steps = [json.loads(x)["step"] for x in (stage1 / "metrics.jsonl").read_text().splitlines()
              if "loss" in json.loads(x)]
     assert steps == sorted(set(steps))  # every step logged once: no second trainer
@@ -268,7 +272,7 @@ def test_points_run_at_once_share_stage_one_through_the_lock(tmp_path):
         par = read_json(tmp_path / "par" / p["dir"] / "summary.json")["results"]
         assert par == seq
     # run again: every point is done, nothing starts
-    r = run_cli("sweep", str(path), "--out", str(tmp_path / "par"), "--jobs", "2", *sets)
+    r = run_cli("sweep", str(path), "--out", str(tmp_path / "par"), "--jobs", "2", *shared, *sets)
     said = r.stdout + r.stderr
     assert r.returncode == 0 and "started" not in said and said.count("done earlier") == 4
 

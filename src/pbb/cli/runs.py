@@ -26,6 +26,13 @@ StagesRoot = Annotated[Path | None, typer.Option(
     "--stages-root", help="a stage store shared with other runs, e.g. runs/claims/stages: "
     "stages trained there already are reused, the others are trained there (new, or holding "
     "stage folders only)")]
+Jobs = Annotated[int, typer.Option(
+    "--jobs", min=1, help="points (of a sweep, or of each claim) run at once, each its own "
+    "process (one GPU each where there are GPUs, see --jobs-per-device); logs in <sweep>/logs")]
+JobsPerDevice = Annotated[str, typer.Option(
+    "--jobs-per-device", metavar="K|auto", help="--executor local: at most K jobs share a "
+    "GPU (auto: as many as fit its free memory by a per-run estimate); at most GPUs x K run "
+    "at once, the other points wait. No effect without GPUs")]
 
 
 def run_cmd(
@@ -91,13 +98,8 @@ def sweep_cmd(
     smoke: Annotated[bool, typer.Option(
         "--smoke", help="every point shrunk to a tiny-random run (default --out "
         "runs/<name>-smoke)")] = False,
-    jobs: Annotated[int, typer.Option(
-        "--jobs", min=1, help="points run at once, each its own process (one GPU each where "
-        "there are GPUs, see --jobs-per-device); logs in <out>/logs")] = 1,
-    jobs_per_device: Annotated[str, typer.Option(
-        "--jobs-per-device", metavar="K|auto", help="--executor local: at most K jobs share a "
-        "GPU (auto: as many as fit its free memory by a per-run estimate); at most GPUs x K run "
-        "at once, the other points wait. No effect without GPUs")] = "1",
+    jobs: Jobs = 1,
+    jobs_per_device: JobsPerDevice = "1",
     executor: Annotated[str, typer.Option(
         "--executor", help="local (this machine, --jobs at a time) or slurm (one job per "
         "point through submitit; settings in the sweep's `slurm:` keys)")] = "local",
@@ -153,6 +155,8 @@ def claims_cmd(
     plan: Annotated[bool, typer.Option(
         "--plan", help="print what would run and its expected time on this machine's measured "
         "rates, run nothing, write nothing")] = False,
+    jobs: Jobs = 1,
+    jobs_per_device: JobsPerDevice = "1",
 ) -> None:
     """The paper's claims: run each claim's sweep (stages shared between claims), then write
     the table of verdicts with every figure from the runs' samples.
@@ -161,30 +165,39 @@ def claims_cmd(
     same table. A claim whose prerequisite has points of its own runs those first, and the rest
     only where it is met.
     """
-    from pbb.experiments.claims import CPU, GPU, plan_claims, run_claims
+    from pbb.experiments.claims import CPU, GPU, run_claims
+    from pbb.experiments.executors import parse_jobs_per_device
 
+    per_device = parse_jobs_per_device(jobs_per_device)  # a bad value stops before any work
     default_configs, default_out, default_doc = GPU if gpu else CPU
     if smoke:  # a smoke run's table never replaces the measured one
         default_out = default_out.with_name(default_out.name + "-smoke")
         default_doc = Path(f"{out or default_out}.md")
     if plan:
-        from pbb import dist
-
-        if gpu and dist.device() == "cpu":  # the twins are sized for a GPU; the rates are this machine's
-            console.print("note: this machine has no GPU: the times below are its CPU rates, "
-                          "not a GPU's", markup=False)
-        console.print(plan_claims(configs or default_configs, out or default_out, only,
-                                  parse_assignments(overrides), smoke, doc or default_doc),
-                      markup=False)
+        _claims_plan(gpu, configs or default_configs, out or default_out, only,
+                     parse_assignments(overrides), smoke, doc or default_doc)
         return
     measured = run_claims(configs or default_configs, out or default_out, only,
                           parse_assignments(overrides), smoke=smoke, progress=progress,
-                          doc=doc or default_doc, execute=execute)
+                          doc=doc or default_doc, execute=execute, jobs=jobs,
+                          jobs_per_device=per_device)
     for m in measured:
         e = m["entry"]
         console.print(f"{e.name}: {', '.join(e.verdicts)}{e.notes}", markup=False,
                       soft_wrap=True)  # a claim a line, in a terminal and in a log file
     console.print(f"wrote {doc or default_doc}")
+
+
+def _claims_plan(gpu: bool, *args) -> None:
+    """``pbb claims --plan``: what would run and its expected time, on this machine's rates
+    (said first where they are a CPU's and the twins are sized for a GPU)."""
+    from pbb import dist
+    from pbb.experiments.claims import plan_claims
+
+    if gpu and dist.device() == "cpu":
+        console.print("note: this machine has no GPU: the times below are its CPU rates, "
+                      "not a GPU's", markup=False)
+    console.print(plan_claims(*args), markup=False)
 
 
 def export_cmd(

@@ -405,8 +405,11 @@ def crossover_verdict(low: float, high: float,
 
 def run_claims(configs: Path, out: Path, only: list[str] | None = None,
                overrides: dict | None = None, smoke: bool = False, progress: bool = True,
-               doc: Path = CPU[2], execute: bool = True) -> list[dict]:
-    """Run the selected claims' sweeps (``execute``) in ``out``, sharing one stage store;
+               doc: Path = CPU[2], execute: bool = True, jobs: int = 1,
+               jobs_per_device: int | str = 1) -> list[dict]:
+    """Run the selected claims' sweeps (``execute``) in ``out``, sharing one stage store, each
+    ``jobs`` points at a time (``pbb sweep --jobs``: one process a point, at most
+    ``jobs_per_device`` on a GPU; a stage two points need is trained once under its lock);
     then measure every claim and write ``doc`` (and its figure). Returns the measurements, each
     with the table's entry of it (``"entry"``: kept from ``doc`` where none of its runs is here)."""
     from pbb.experiments.sweep import run_sweep
@@ -427,6 +430,7 @@ def run_claims(configs: Path, out: Path, only: list[str] | None = None,
             console.print(f"[bold]claim {claim.name}[/]: {claim.title}")
             sweep = partial(run_sweep, config_path(configs, claim), out / claim.name, overrides,
                             progress=progress, smoke=smoke, stages_root=out / STAGES,
+                            jobs=jobs, jobs_per_device=jobs_per_device,
                             remedy=f"its config changed since it ran: move {out / claim.name} "
                                    f"aside to run claim {claim.name} as it is now (stages that "
                                    f"still agree are reused from {out / STAGES})")

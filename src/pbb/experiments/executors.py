@@ -201,9 +201,11 @@ def point_command(cfg_file: Path, run_dir: Path, stages: Path) -> list[str]:
             "--stages-root", str(stages), "--no-progress"]
 
 
-def run_local(points: list[dict], out: Path, jobs: int, jobs_per_device: int | str = 1) -> None:
+def run_local(points: list[dict], out: Path, jobs: int, jobs_per_device: int | str = 1,
+              stages: Path | None = None) -> None:
     """Run ``points`` (sweep points with ``name`` and ``config``) ``jobs`` at a time, at most
-    ``jobs_per_device`` on each GPU (a number, or ``auto``)."""
+    ``jobs_per_device`` on each GPU (a number, or ``auto``), their stages in ``stages``
+    (default the sweep's own store)."""
     out = Path(out)
     jobs_per_device = parse_jobs_per_device(jobs_per_device)
     gpus = _gpus()
@@ -213,7 +215,7 @@ def run_local(points: list[dict], out: Path, jobs: int, jobs_per_device: int | s
     for d in (sweep.points, sweep.logs):
         d.mkdir(parents=True, exist_ok=True)
     queue = list(points)
-    pool = _LocalJobs(sweep, gpus, places)
+    pool = _LocalJobs(sweep, gpus, places, Path(stages) if stages else sweep.stages)
     try:
         while queue or pool.running:
             while queue and len(pool.running) < jobs:
@@ -248,8 +250,8 @@ class _LocalJobs:
     the GPU running the fewest jobs that has room), reaped when they exit; ``jobs.json``
     records both."""
 
-    def __init__(self, sweep: SweepStore, gpus: list[str], places: list[int]):
-        self.sweep, self.gpus, self.places = sweep, gpus, places
+    def __init__(self, sweep: SweepStore, gpus: list[str], places: list[int], stages: Path):
+        self.sweep, self.gpus, self.places, self.stages = sweep, gpus, places, stages
         self.busy = [0] * len(gpus)  # running jobs per GPU
         #: pid -> (process, point, slot, its open log, its GPU's index or None)
         self.running: dict[int, tuple[subprocess.Popen, dict, int, object, int | None]] = {}
@@ -275,7 +277,7 @@ class _LocalJobs:
         if dropped:
             console.print(torn_tail_note(log_path, dropped), markup=False, highlight=False)
         log = open(log_path, "ab")  # noqa: SIM115 - closed when it ends
-        proc = subprocess.Popen(point_command(cfg_file, sweep.run_dir(p["name"]), sweep.stages),
+        proc = subprocess.Popen(point_command(cfg_file, sweep.run_dir(p["name"]), self.stages),
                                 stdout=log, stderr=subprocess.STDOUT, env=env)
         self.running[proc.pid] = (proc, p, slot, log, gpu)
         self.record[p["name"]] = {"pid": proc.pid, "slot": slot,
@@ -333,8 +335,9 @@ def run_point(cfg_file: str, run_dir: str, stages: str) -> int:
     return subprocess.run(point_command(Path(cfg_file), Path(run_dir), Path(stages))).returncode
 
 
-def run_slurm(points: list[dict], out: Path, slurm) -> None:
-    """Submit ``points`` as jobs (one each) through submitit; wait for them all."""
+def run_slurm(points: list[dict], out: Path, slurm, stages: Path | None = None) -> None:
+    """Submit ``points`` as jobs (one each) through submitit, their stages in ``stages``
+    (default the sweep's own store); wait for them all."""
     try:
         import submitit
     except ModuleNotFoundError:
@@ -356,11 +359,11 @@ def run_slurm(points: list[dict], out: Path, slurm) -> None:
         params["mem_gb"] = slurm.mem_gb
     ex.update_parameters(**params)
     record: dict[str, dict] = {}
-    submitted = []
+    submitted, store = [], str(stages or sweep.stages)
     for p in points:
         cfg_file = sweep.point_config(p["name"])
         atomic_write_text(cfg_file, dump_config(p["config"]))
-        job = ex.submit(run_point, str(cfg_file), str(sweep.run_dir(p["name"])), str(sweep.stages))
+        job = ex.submit(run_point, str(cfg_file), str(sweep.run_dir(p["name"])), store)
         record[p["name"]] = {"job_id": str(job.job_id), "cluster": ex.cluster,
                              "log": os.path.relpath(job.paths.stdout, out), "exit_code": None}
         submitted.append((p, job))

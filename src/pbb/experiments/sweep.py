@@ -173,21 +173,20 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
               stages_root: Path | None = None, remedy: str = "use another --out",
               select: Callable[[object], bool] | None = None) -> dict:
     """Run the sweep's pending points, then its report. ``stages_root``: a stage store shared
-    with other sweeps (``pbb claims``, ``--stages-root``) instead of the sweep's own, for points
-    run one after another in this process, checked before any work. ``remedy``: what the error
+    with other sweeps (``pbb claims``, ``--stages-root``) instead of the sweep's own, checked
+    before any work; points run at once (``jobs``, Slurm) train each stage once there under its
+    stage lock, as in the sweep's own store. ``remedy``: what the error
     says to do where ``out`` holds a different sweep (``pbb claims`` has one --out for all its
     claims). ``select``: run only the points whose config it accepts (``pbb claims`` runs a
     claim's prerequisite first and the rest only where it is met)."""
     from pbb.experiments.run import run
 
     if stages_root is not None:
-        if jobs > 1 or executor != "local":
-            raise PbbError("--stages-root: points sharing another stage store run one after "
-                           "another (--jobs 1, --executor local)")
         check_stage_store(stages_root)
     raw, spec, points = load_sweep(path, overrides, smoke)
     out = out_dir(str(raw.get("name", "sweep")), out, smoke)
     sweep = SweepStore(out)
+    stages = stages_root or sweep.stages
     record = sweep_record(raw, spec, points)
     check_out(out, "sweep", replace=False)
     with contextlib.ExitStack() as held:  # the main process's lock (its points run, each locked)
@@ -198,16 +197,15 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
         if executor == "slurm" and pending:
             from pbb.experiments.executors import run_slurm
 
-            run_slurm([p for _, p in pending], out, spec.slurm)
+            run_slurm([p for _, p in pending], out, spec.slurm, stages)
         elif jobs > 1 and len(pending) > 1:
             from pbb.experiments.executors import run_local
 
-            run_local([p for _, p in pending], out, jobs, jobs_per_device)
+            run_local([p for _, p in pending], out, jobs, jobs_per_device, stages)
         else:
             for i, p in pending:
                 console.print(f"[bold]sweep point {i}/{len(points)}[/] {p['name']}")
-                run(p["config"], sweep.run_dir(p["name"]), progress=progress,
-                    stages_root=stages_root or sweep.stages)
+                run(p["config"], sweep.run_dir(p["name"]), progress=progress, stages_root=stages)
         return report(out)
 
 
