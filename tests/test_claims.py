@@ -569,6 +569,19 @@ def test_a_failed_prerequisite_leaves_the_claims_other_points_unrun(
             and f"--out {tmp_path / 'out' / claim}" in said) == skipped, said
 
 
+def test_a_claims_note_in_the_gpu_table_says_it_is_of_the_cpu_configs_runs(tmp_path):
+    """A claim's note reports what the runs of its CPU config showed; in the GPU twins' table it
+    says so instead of reading as a note on the GPU runs."""
+    from pbb.experiments.claims_report import section
+
+    (claim,) = claims_mod.select(["in_context_vs_pbb"])
+    cpu = section(claims_mod.measure(claim, CPU_CONFIGS, tmp_path / "none"), Path("docs/c.md"))
+    gpu = section(claims_mod.measure(claim, GPU_CONFIGS, tmp_path / "none"), Path("docs/c.md"))
+    assert claim.note and f"- Note: {claim.note}" in cpu
+    assert (f"- Note, of the runs of `configs/claims/in_context_vs_pbb.yaml` (not this "
+            f"table's): {claim.note}") in gpu
+
+
 def test_claims_run_their_points_jobs_at_a_time_in_the_shared_store(monkeypatch, tmp_path):
     """`pbb claims --jobs 3 --jobs-per-device auto`: every sweep of a claim (its prerequisite's
     points first, then the rest) runs 3 points at once, in the claims' one stage store."""

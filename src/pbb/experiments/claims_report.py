@@ -165,7 +165,8 @@ def section(m: dict, doc: Path) -> list[str]:
         lines.append(f"- Prerequisite: {pre.what} ({pre.condition.label}) at least "
                      f"{pct(pre.at_least)}%: " + (NOT_RUN if got is None else f"{pct(got)}%"))
     if claim.note:
-        lines.append(f"- Note: {claim.note}")
+        lines.append(f"- Note: {claim.note}" if m.get("note_from") is None else
+                     f"- Note, of the runs of `{m['note_from']}` (not this table's): {claim.note}")
     lines += ["", "| comparison | paper | pbb | per seed | verdict |", "|---|---|---|---|---|"]
     per_seed = [" / ".join(signed(x) for x in r["figure"]["per_seed"]) if r["figure"] else "-"
                 for r in m["rows"]] + ([_crossover_seeds(m["crossover"]["figure"])]
