@@ -308,7 +308,8 @@ def test_a_killed_job_releases_its_stage_lock_and_its_stage_is_not_taken_as_done
 @pytest.mark.slow
 def test_slurm_executor_submits_one_job_per_point_through_submitit(tmp_path, monkeypatch):
     """The --executor slurm path end to end, with submitit's local executor standing in for a
-    cluster (executors.SUBMITIT_CLUSTER): job ids and logs in the sweep, every point done."""
+    cluster (executors.SUBMITIT_CLUSTER): job ids and logs in the sweep, every point done, its
+    stages in the store given (--stages-root), none in the sweep's own."""
     import yaml
 
     from pbb.experiments import executors
@@ -322,7 +323,7 @@ def test_slurm_executor_submits_one_job_per_point_through_submitit(tmp_path, mon
     monkeypatch.setattr(executors, "SUBMITIT_CLUSTER", "local")
     sweep_mod.run_sweep(path, tmp_path / "s", {**TINY, "sweep.slurm.gpus_per_job": 0,
                                                "sweep.slurm.cpus_per_job": 1},
-                        progress=False, executor="slurm")
+                        progress=False, executor="slurm", stages_root=tmp_path / "shared")
     jobs = read_json(tmp_path / "s" / "jobs.json")
     assert len(jobs) == 2 and {j["exit_code"] for j in jobs.values()} == {0}
     assert len({j["job_id"] for j in jobs.values()}) == 2 and {j["cluster"] for j in jobs.values()} == {"local"}
@@ -330,6 +331,7 @@ def test_slurm_executor_submits_one_job_per_point_through_submitit(tmp_path, mon
         assert (tmp_path / "s" / j["log"]).is_file()
         assert (tmp_path / "s" / "runs" / name / "summary.json").is_file()
     assert (tmp_path / "s" / "sweep_summary.json").is_file()
+    assert not (tmp_path / "s" / "stages").exists() and any((tmp_path / "shared").glob("stage1-*"))
 
 
 # --- several points on one GPU: --jobs-per-device ---------------------------------------------
