@@ -111,8 +111,14 @@ def test_custom_curriculum_from_config(ds):
     assert len(a.rows) == 40 and {r["kind"] for r in a.rows} == {"declarative"}
     cot = [r for r in b.rows if r["kind"] == "cot"]
     assert len(cot) == 10 and len(b.rows) == 20
-    with pytest.raises(PbbError, match=r"unknown curriculum 'decl_frist'; known: decl_first, "):
-        curricula.build("decl_frist", ds, cfg)  # the custom ones listed with the built-ins
+    with pytest.raises(PbbError, match=r"unknown curriculum 'decl_frist'; known: decl_first, ") \
+            as e:  # the custom ones listed with the built-ins
+        curricula.build("decl_frist", ds, cfg)
+    from pbb.config import check_curriculum_name
+
+    with pytest.raises(ValueError) as said:  # word for word what the config's own check says
+        check_curriculum_name("decl_frist", cfg.custom)
+    assert str(e.value) == str(said.value)
 
 
 def test_a_custom_stage_can_train_in_context_rows(ds):

@@ -57,6 +57,7 @@ from pbb.config import (
     RunConfig,
     StageConfig,
     StageTrainConfig,
+    check_curriculum_name,
     split_cut,
 )
 from pbb.data import DataSet
@@ -234,9 +235,12 @@ def build(name: str, ds: DataSet, c: CurriculumConfig, fmt: str = "code") -> lis
     elif base in CURRICULA:
         stages = CURRICULA[base](ds, c, fmt)
         allow = base in EVAL_DEMOS_ALLOWED
-    else:
-        known = sorted(set(CURRICULA) | set(c.custom))  # as the config's own check lists them
-        raise PbbError(f"unknown curriculum {base!r}; known: {', '.join(known)}")
+    else:  # the config's own check and its message (built-in and custom names, NAME@STAGE)
+        try:
+            check_curriculum_name(base, c.custom)
+        except ValueError as e:
+            raise PbbError(str(e)) from None
+        raise PbbError(f"curriculum {base!r}: built in, but with no stages here")
     if cut is not None:
         names = [st.name for st in stages]
         if cut not in names:
