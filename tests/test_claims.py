@@ -580,6 +580,11 @@ def test_a_claims_note_in_the_gpu_table_says_it_is_of_the_cpu_configs_runs(tmp_p
     assert claim.note and f"- Note: {claim.note}" in cpu
     assert (f"- Note, of the runs of `configs/claims/in_context_vs_pbb.yaml` (not this "
             f"table's): {claim.note}") in gpu
+    # the CPU configs however spelled are the note's own; a smoke run's table is not
+    spelled = claims_mod.measure(claim, CPU_CONFIGS.resolve(), tmp_path / "none")
+    smoke = claims_mod.measure(claim, CPU_CONFIGS, tmp_path / "none", smoke=True)
+    assert spelled["note_from"] is None
+    assert smoke["note_from"] == claims_mod.config_path(CPU_CONFIGS, claim)
 
 
 def test_claims_run_their_points_jobs_at_a_time_in_the_shared_store(monkeypatch, tmp_path):

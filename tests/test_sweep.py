@@ -364,6 +364,22 @@ def _placed(monkeypatch, tmp_path, gpus: list[str], n_points: int, jobs: int, pe
     return jobs_file
 
 
+def test_points_run_at_once_get_the_sweeps_stage_store_or_the_one_given(monkeypatch, tmp_path):
+    """Each point's process is told its stage store: the sweep's own `stages/`, or the store
+    given (`--stages-root`, the claims' store under `pbb claims --jobs`)."""
+    import sys
+
+    from pbb.experiments import executors
+
+    given = []
+    monkeypatch.setattr(executors, "_gpus", lambda: [])
+    monkeypatch.setattr(executors, "point_command", lambda cfg_file, run_dir, stages:
+                        given.append(Path(stages)) or [sys.executable, "-c", "pass"])
+    executors.run_local(_fake_points(2), tmp_path / "own", 2)
+    executors.run_local(_fake_points(2), tmp_path / "other", 2, 1, tmp_path / "shared")
+    assert given == [tmp_path / "own" / "stages"] * 2 + [tmp_path / "shared"] * 2
+
+
 def _most_at_once(records, key=None) -> int:
     """The most records whose [started, ended) intervals overlap (of one key value, if given)."""
     spans = [(r["started"], r["ended"]) for r in records if key is None or key(r)]

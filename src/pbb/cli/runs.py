@@ -30,9 +30,9 @@ Jobs = Annotated[int, typer.Option(
     "--jobs", min=1, help="points (of a sweep, or of each claim) run at once, each its own "
     "process (one GPU each where there are GPUs, see --jobs-per-device); logs in <sweep>/logs")]
 JobsPerDevice = Annotated[str, typer.Option(
-    "--jobs-per-device", metavar="K|auto", help="--executor local: at most K jobs share a "
-    "GPU (auto: as many as fit its free memory by a per-run estimate); at most GPUs x K run "
-    "at once, the other points wait. No effect without GPUs")]
+    "--jobs-per-device", metavar="K|auto", help="at most K jobs share a GPU (auto: as many as "
+    "fit its free memory by a per-run estimate); at most GPUs x K run at once, the other points "
+    "wait. No effect without GPUs; pbb sweep: --executor local only")]
 
 
 def run_cmd(
@@ -174,7 +174,7 @@ def claims_cmd(
         default_out = default_out.with_name(default_out.name + "-smoke")
         default_doc = Path(f"{out or default_out}.md")
     if plan:
-        _claims_plan(gpu, configs or default_configs, out or default_out, only,
+        _claims_plan(gpu, jobs, configs or default_configs, out or default_out, only,
                      parse_assignments(overrides), smoke, doc or default_doc)
         return
     measured = run_claims(configs or default_configs, out or default_out, only,
@@ -188,15 +188,19 @@ def claims_cmd(
     console.print(f"wrote {doc or default_doc}")
 
 
-def _claims_plan(gpu: bool, *args) -> None:
+def _claims_plan(gpu: bool, jobs: int, *args) -> None:
     """``pbb claims --plan``: what would run and its expected time, on this machine's rates
-    (said first where they are a CPU's and the twins are sized for a GPU)."""
+    (said first where they are a CPU's and the twins are sized for a GPU, or where ``--jobs``
+    would run points at once: the plan adds their times up)."""
     from pbb import dist
     from pbb.experiments.claims import plan_claims
 
     if gpu and dist.device() == "cpu":
         console.print("note: this machine has no GPU: the times below are its CPU rates, "
                       "not a GPU's", markup=False)
+    if jobs > 1:
+        console.print(f"note: --jobs {jobs}: the times below are the points' one after another; "
+                      "run at once they take less wall time", markup=False)
     console.print(plan_claims(*args), markup=False)
 
 

@@ -781,7 +781,8 @@ def measure(claim: Claim, configs: Path, out: Path, overrides: dict | None = Non
               "settings": settings_hash(cfgs),
               "prerequisite": prerequisite_figure(claim, pts), "rows": [],
               # the claim's note tells what the CPU config's runs showed, not another config's
-              "note_from": None if Path(configs) == CPU[0] else config_path(CPU[0], claim)}
+              "note_from": None if not smoke and Path(configs).resolve() == CPU[0].resolve()
+              else config_path(CPU[0], claim)}
     # the settings its figures were measured under: the runs' own where the config changed since
     result["ran_otherwise"] = ran_otherwise(pts, planned, Path(out) / claim.name)
     result["measured_under"] = (settings_hash([p.cfg for p in pts]) if result["ran_otherwise"]

@@ -9,8 +9,9 @@ job sees one (``CUDA_VISIBLE_DEVICES``, recorded as ``gpu`` in ``jobs.json``), a
 memory by :func:`run_memory_estimate`). A job goes to the GPU running the fewest (the lowest
 number among equals), so ``--jobs`` up to the GPU count means one GPU each. More jobs than
 GPUs x K do not all start: at most GPUs x K run at once, the others wait for a place (said once
-at the start). Without GPUs jobs run on the CPU and K does nothing. All points share the
-sweep's stage store; a stage two of them need is trained once under a file lock
+at the start). Without GPUs jobs run on the CPU and K does nothing. All points share one stage
+store (the sweep's own, or the one ``--stages-root`` names, e.g. the claims' store); a stage two
+of them need is trained once under a file lock
 (:func:`pbb.store.stage_lock`) while the other waits. Running the same command again resumes:
 finished points are skipped, unfinished ones start over from their last checkpoints.
 
