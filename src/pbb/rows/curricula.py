@@ -228,19 +228,17 @@ def build(name: str, ds: DataSet, c: CurriculumConfig, fmt: str = "code") -> lis
     """The stages of curriculum ``name``, checked against the leakage rules; ``NAME@STAGE``:
     NAME's stages up to and including STAGE (:func:`pbb.config.split_cut`)."""
     base, cut = split_cut(name)
+    try:  # the config's own check and its message (built-in and custom names, NAME@STAGE)
+        check_curriculum_name(base, c.custom)
+    except ValueError as e:
+        raise PbbError(str(e)) from None
     if base in c.custom:
         stages = custom(ds, c, base, c.custom[base], fmt)
         allow = any(p.kind != "declarative" and p.behaviours != "train"
                     for s in c.custom[base] for p in s.parts)
-    elif base in CURRICULA:
+    else:  # a built-in one: CURRICULA has every name BUILTIN_CURRICULA has (test_curricula)
         stages = CURRICULA[base](ds, c, fmt)
         allow = base in EVAL_DEMOS_ALLOWED
-    else:  # the config's own check and its message (built-in and custom names, NAME@STAGE)
-        try:
-            check_curriculum_name(base, c.custom)
-        except ValueError as e:
-            raise PbbError(str(e)) from None
-        raise PbbError(f"curriculum {base!r}: built in, but with no stages here")
     if cut is not None:
         names = [st.name for st in stages]
         if cut not in names:
