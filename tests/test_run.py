@@ -547,6 +547,46 @@ def test_an_evaluation_of_the_same_model_the_same_way_is_taken_from_the_run_that
     assert calls == ["proactive"]  # cot under another token budget: evaluated again
 
 
+def test_a_run_killed_between_its_samples_and_their_shared_copy_shares_them_on_resume(
+        tmp_path, monkeypatch):
+    # an evaluation writes the run's samples, then the stage's shared copy: killed between the
+    # two, the resumed run evaluates nothing (it is done) and still keeps them for other runs,
+    # so a second run over the same stage store takes them instead of evaluating again
+    from pbb.evaluation import reuse
+
+    stages = tmp_path / "stages"
+    cfg = smoke_config(**{"eval.modes": ["direct", "cot"]}, curricula=["proactive"])
+    real_keep = reuse.keep
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt  # the moment after the run's own samples.jsonl
+
+    monkeypatch.setattr(reuse, "keep", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_mod.run(cfg, tmp_path / "a", progress=False, stages_root=stages)
+    run_dir = tmp_path / "a/eval/proactive"
+    assert (run_dir / "direct/samples.jsonl").is_file()
+    assert not list(stages.rglob("evals/*/samples.jsonl"))
+
+    monkeypatch.setattr(reuse, "keep", real_keep)
+    calls = []
+    real = run_mod.evaluate
+    monkeypatch.setattr(run_mod, "evaluate", lambda gen, ds, **kw: calls.append(
+        kw["mode"]) or real(gen, ds, **kw))
+    run_mod.run(cfg, tmp_path / "a", progress=False, stages_root=stages)
+    assert calls == ["cot"]  # direct was done before the kill: not evaluated again
+    shared = {p.parent.name.split("-")[0]: p for p in stages.rglob("evals/*/samples.jsonl")}
+    assert set(shared) == {"direct", "cot"}
+    for mode, path in shared.items():
+        assert path.read_bytes() == (run_dir / mode / "samples.jsonl").read_bytes()
+
+    calls.clear()
+    run_mod.run(smoke_config(**{"eval.modes": ["direct", "cot"]}, name="other",
+                             curricula=["proactive"]), tmp_path / "b", progress=False,
+                stages_root=stages)
+    assert calls == []  # both taken from the shared copies
+
+
 def test_a_cut_curriculum_shares_its_stages_and_evaluation_and_is_a_row_of_its_own(
         tmp_path, monkeypatch):
     # proactive@stage1 is proactive's model before stage 2: the stage stage1_only trains, so

@@ -45,7 +45,7 @@ from pbb.evaluation.report import build_summary, print_table, write_report, writ
 from pbb.experiments import rates
 from pbb.experiments.tracking import Tracking, check_trackers
 from pbb.folders import check_out
-from pbb.jsonio import atomic_write_json, atomic_write_text, read_text
+from pbb.jsonio import atomic_write_json, atomic_write_text, read_jsonl, read_text
 from pbb.rows import curricula as curricula_mod
 from pbb.store import (
     MODEL,
@@ -496,10 +496,13 @@ def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, bas
     """
     store = RunStore(out)
     pending = [m for m in cfg.eval.modes if not store.samples(name, m).is_file()]
+    max_train = cfg.eval.max_train_behaviours if trained else 0
+    if trained and dist.is_main():
+        share_finished(cfg, ds, store, name, model_dir,
+                       [m for m in cfg.eval.modes if m not in pending], max_train, timing)
     if not pending:
         console.print(f"[dim]{name}: evaluation done earlier[/]")
         return
-    max_train = cfg.eval.max_train_behaviours if trained else 0
     kept = {m: where for m in pending if trained and (where := shared_evaluation(
         cfg, ds, Path(model_dir).parent, m, max_train)) is not None}  # model_dir: STAGE/model
     for mode, where in kept.items():
@@ -536,6 +539,27 @@ def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, bas
                                 "curriculum": name})
             acc = sum(s["score"] for s in samples) / max(1, len(samples))
             console.print(f"  eval {name}/{mode}: {len(samples)} queries, mean score {acc:.3f}")
+
+
+def share_finished(cfg: RunConfig, ds, store: RunStore, name: str, model_dir, modes: list[str],
+                   max_train_behaviours: int | None, timing: dict) -> None:
+    """Keep the run's finished evaluations in ``modes`` for other runs where they are not kept yet.
+
+    An evaluation writes the run's samples first and the stage's shared copy after
+    (:func:`evaluate_curriculum`); a run killed between the two is done with that mode, so its
+    resume evaluates nothing and would never share it: later runs of the same model would
+    evaluate it again. Its time is unknown then (0, as :func:`pbb.evaluation.reuse.seconds_of`
+    reads it) unless this process measured it.
+    """
+    for mode in modes:
+        where = shared_evaluation(cfg, ds, Path(model_dir).parent, mode, max_train_behaviours)
+        if where is None or reuse.is_kept(where):
+            continue
+        samples = read_jsonl(store.samples(name, mode))
+        reuse.keep(where, samples, timing.get(f"eval {name}/{mode}", 0.0),
+                   {"mode": mode, "run": str(store.root.resolve()), "curriculum": name})
+        console.print(f"  eval {name}/{mode}: finished earlier, now kept for other runs in "
+                      f"{os.path.relpath(where, store.root)}")
 
 
 def shared_evaluation(cfg: RunConfig, ds, stage_dir: Path, mode: str,
