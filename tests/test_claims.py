@@ -2,6 +2,7 @@
 second run that runs nothing and writes the same table, and claim configs that test what
 their claims say."""
 
+import json
 import re
 from pathlib import Path
 
@@ -585,6 +586,42 @@ def test_a_claims_note_in_the_gpu_table_says_it_is_of_the_cpu_configs_runs(tmp_p
     smoke = claims_mod.measure(claim, CPU_CONFIGS, tmp_path / "none", smoke=True)
     assert spelled["note_from"] is None
     assert smoke["note_from"] == claims_mod.config_path(CPU_CONFIGS, claim)
+
+
+def test_the_wall_clock_of_points_run_at_once_is_the_union_of_their_jobs_spans(tmp_path,
+                                                                               monkeypatch):
+    """Points run as jobs at once take less wall time than their runs' times summed: the Time
+    line adds the union of the finished points' jobs' spans (jobs.json), and only where two ran
+    at once."""
+    from pbb.experiments.claims_report import section
+    from pbb.store import RunStore
+
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+
+    def pts(*names):
+        return [claims_mod.Point(None, {}, RunStore(sweep / "runs" / n)) for n in names]
+
+    def jobs(**spans):
+        (sweep / "jobs.json").write_text(json.dumps({
+            n: {"started": a, "ended": b, "exit_code": code} for n, (a, b, code) in spans.items()}))
+
+    jobs(p0=(0, 100, 0), p1=(10, 110, 0), p2=(50, 90, 0), p3=(200, 250, 0), p4=(0, 900, 1),
+         p5=(0, 999, 0))
+    # p4 failed, p5 did not finish (not a point of the table): neither counts
+    assert claims_mod.wall(sweep, pts("p0", "p1", "p2", "p3", "p4")) == (160, 3)
+    jobs(p0=(0, 100, 0), p1=(100, 130, 0))  # one after the other: the summed times are the wall
+    assert claims_mod.wall(sweep, pts("p0", "p1")) is None
+    (sweep / "jobs.json").write_text("{not json")
+    assert claims_mod.wall(sweep, pts("p0", "p1")) is None
+    assert claims_mod.wall(tmp_path / "none", pts("p0")) is None
+
+    (claim,) = claims_mod.select(["in_context_vs_pbb"])
+    monkeypatch.setattr(claims_mod, "wall", lambda sweep_dir, pts: (137.0, 5))
+    time_line = next(line for line in section(claims_mod.measure(
+        claim, GPU_CONFIGS, tmp_path / "none"), Path("docs/c.md")) if line.startswith("- Time"))
+    assert time_line.endswith("; 2 min wall for its finished points, run as jobs up to 5 at "
+                              "once (their jobs' spans in its sweep's jobs.json)")
 
 
 def test_claims_run_their_points_jobs_at_a_time_in_the_shared_store(monkeypatch, tmp_path):

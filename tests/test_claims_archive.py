@@ -93,6 +93,24 @@ def test_a_pack_keeps_the_archives_points_of_the_same_plan_only(tmp_path):
     assert "runs/001_seed-1/summary.json" not in _names(tmp_path / "a.tar.gz")
 
 
+def test_the_sweeps_jobs_record_travels_with_its_points(tmp_path):
+    # the jobs' spans are the claim's wall clock where its points ran at once: packed, restored,
+    # and kept by a pack of the same plan from a sweep here that ran none as jobs
+    jobs = b'{"000_seed-0": {"started": 1.0, "ended": 5.0, "exit_code": 0}}'
+    ran = _sweep(tmp_path / "ran", finished={"000_seed-0"})
+    (ran / "jobs.json").write_bytes(jobs)
+    archive.pack(ran, tmp_path / "a.tar.gz")
+    assert "jobs.json" in _names(tmp_path / "a.tar.gz")
+    archive.unpack(archive.read(tmp_path / "a.tar.gz"), tmp_path / "r")
+    assert (tmp_path / "r" / "jobs.json").read_bytes() == jobs
+    here = _sweep(tmp_path / "here", finished={"001_seed-1"})
+    assert archive.pack(here, tmp_path / "a.tar.gz") == 2
+    assert archive.read(tmp_path / "a.tar.gz").files["jobs.json"] == jobs
+    other = _sweep(tmp_path / "other", finished={"000_seed-0"}, lr=3e-4)  # another plan
+    archive.pack(other, tmp_path / "a.tar.gz")
+    assert "jobs.json" not in _names(tmp_path / "a.tar.gz")
+
+
 def test_a_sweep_here_gets_the_points_finished_elsewhere_that_it_lacks(tmp_path):
     import shutil
 

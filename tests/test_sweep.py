@@ -457,6 +457,20 @@ def test_the_memory_estimate_follows_the_settings_that_change_it():
     assert estimate(**{"eval.backend": "vllm"})[1] == 0.85
 
 
+def test_a_resumed_sweep_keeps_the_jobs_an_earlier_run_recorded(tmp_path):
+    # the points a resumed sweep skips keep their records (their logs, the spans pbb claims
+    # reads its wall clock from); a record that is not one is dropped, a broken file is none
+    from pbb.experiments import executors
+    from pbb.store import SweepStore
+
+    sweep = SweepStore(tmp_path)
+    earlier = {"000_seed-0": {"pid": 7, "started": 1.0, "ended": 2.0, "exit_code": 0}}
+    (tmp_path / "jobs.json").write_text(json.dumps({**earlier, "junk": 3}))
+    assert executors._LocalJobs(sweep, [], [], tmp_path / "stages").record == earlier
+    (tmp_path / "jobs.json").write_text('{"000_seed-0": ')
+    assert executors._LocalJobs(sweep, [], [], tmp_path / "stages").record == {}
+
+
 def test_jobs_per_device_without_gpus_runs_jobs_on_the_cpu(monkeypatch, tmp_path, capsys):
     records = _placed(monkeypatch, tmp_path, [], 2, 2, 3, seconds=0.2)
     assert [r["gpu"] for r in records.values()] == [None, None]

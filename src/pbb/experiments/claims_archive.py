@@ -6,7 +6,8 @@ claim whose sweep takes longer than one sitting (the ordering claim, 5 seeds of 
 hours on 2 cores) could only be measured by a machine that keeps its ``runs/`` all along. So
 :func:`pack` keeps, per claim, what the table is computed from: the sweep's record and, for each
 finished point, its config, summary, curricula, data set and samples (no weights, no stages, no
-plots; some hundred kB compressed a point). ``pbb claims`` restores an archive where the claim's
+plots; some hundred kB compressed a point), and the sweep's ``jobs.json`` where it ran its points
+as jobs (their spans: the claim's wall clock). ``pbb claims`` restores an archive where the claim's
 sweep folder is missing (:func:`unpack`), and the finished points that a sweep folder here has
 no folder of (:func:`fill`), so that on a fresh clone ``pbb claims --no-run``
 rewrites the same table from the same samples, and ``pbb claims`` runs only the points no
@@ -43,6 +44,7 @@ from pbb.store import (
     CURRICULA,
     DATA,
     EVAL,
+    JOBS,
     LOCK,
     LOCK_OWNER,
     SAMPLES,
@@ -180,6 +182,10 @@ def pack(sweep_dir: Path, archive: Path) -> int | None:
     files = {SWEEP: (sweep_dir / SWEEP).read_bytes()}
     if (sweep_dir / MARKER).is_file():
         files[MARKER] = (sweep_dir / MARKER).read_bytes()
+    if (sweep_dir / JOBS).is_file():  # its points' jobs: the claim's wall clock where at once
+        files[JOBS] = (sweep_dir / JOBS).read_bytes()
+    elif old is not None and of_plan(old.record, record) and JOBS in old.files:
+        files[JOBS] = old.files[JOBS]
     for point in points.values():
         files.update(point)
     if old is None or old.files != files:

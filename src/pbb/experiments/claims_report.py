@@ -40,16 +40,17 @@ prerequisite fails (its measured figure is given; `pbb claims` then leaves its o
 **{not_run}** where no run measured it yet. A verdict whose seeds disagree in sign says so while
 it has fewer than {seeds} seeds. Times are the runs' own (their summaries' timings, on the
 machine that ran them; a stage resumed after an interruption counts every life up to its last
-checkpoint; the work after it, done again, once). A claim none of whose
-runs is in the sweeps folder here keeps its rows and section from the table this one replaced,
-marked as kept (their figures were computed from runs elsewhere), rather than falling back to
-{not_run}; where its config's settings have changed since (its section's settings hash is not
-the config's now), its verdicts say so: its figures are not those of the config as it is.
-The runs behind the table are kept beside it, in `{runs}/` (a `<claim>.tar.gz` with each
-finished point's config, summary, data set and samples; no weights): where the sweeps folder
-has no sweep of a claim, `pbb claims` restores its runs from there first, so that the table
-recomputes on any clone (`pbb claims --no-run`) and a run goes on from the points finished on
-any machine.
+checkpoint; the work after it, done again, once); where a claim's points ran as jobs at once
+(`--jobs`), which the summed times overstate, the wall clock of those jobs follows. A claim
+none of whose runs is in the sweeps folder here keeps its rows and section from the table this
+one replaced, marked as kept (their figures were computed from runs elsewhere), rather than
+falling back to {not_run}; where its config's settings have changed since (its section's
+settings hash is not the config's now), its verdicts say so: its figures are not those of the
+config as it is. The runs behind the table are kept beside it, in `{runs}/` (a `<claim>.tar.gz`
+with each finished point's config, summary, data set and samples, and its sweep's jobs record;
+no weights): where the sweeps folder has no sweep of a claim, `pbb claims` restores its runs
+from there first, so that the table recomputes on any clone (`pbb claims --no-run`) and a run
+goes on from the points finished on any machine.
 
 Sweeps: `{out}`; configs: `{configs}/`.
 """
@@ -149,6 +150,15 @@ def scale(m: dict) -> str:
     return f"{', '.join(models)}; {'; '.join(sizes)}; seeds {seeds}"
 
 
+def _wall(measured: tuple[float, int] | None) -> str:
+    """The Time line's wall clock, where the claim's points ran at once (:func:`.claims.wall`)."""
+    if measured is None:
+        return ""
+    seconds, most = measured
+    return (f"; {duration(seconds)} wall for its finished points, run as jobs up to {most} at "
+            "once (their jobs' spans in its sweep's jobs.json)")
+
+
 def section(m: dict, doc: Path) -> list[str]:
     claim, cfg = m["claim"], m["config"]
     link = os.path.relpath(cfg.resolve(), doc.resolve().parent)
@@ -159,7 +169,8 @@ def section(m: dict, doc: Path) -> list[str]:
              *([STALE_RUNS.format(name=claim.name)] if m["ran_otherwise"] else []),
              f"- Model and scale: {scale(m)}",
              f"- Time: {duration(m['spent'])} spent by its runs; {duration(m['alone'])} alone "
-             "(with every stage it uses, those other claims trained included, once)"]
+             "(with every stage it uses, those other claims trained included, once)"
+             + _wall(m.get("wall"))]
     if claim.prerequisite is not None:
         pre, got = claim.prerequisite, m["prerequisite"]
         lines.append(f"- Prerequisite: {pre.what} ({pre.condition.label}) at least "

@@ -3,7 +3,8 @@ jobs (``--executor slurm``, through submitit).
 
 Each point is its own ``pbb run`` process (the point's resolved config written to
 ``<sweep>/points/<point>.yaml``), up to N at a time, with its output in ``<sweep>/logs/<point>.log``
-and its pid, start, end and exit code in ``<sweep>/jobs.json``. On a machine with GPUs each
+and its pid, start, end and exit code in ``<sweep>/jobs.json`` (points of an earlier run of the
+command keep their records there; a point started again gets a new one). On a machine with GPUs each
 job sees one (``CUDA_VISIBLE_DEVICES``, recorded as ``gpu`` in ``jobs.json``), and at most
 ``--jobs-per-device K`` jobs share a GPU (default 1; ``auto``: as many as fit the GPU's free
 memory by :func:`run_memory_estimate`). A job goes to the GPU running the fewest (the lowest
@@ -246,6 +247,18 @@ def _jobs_at_once(jobs: int, gpus: list[str], places: list[int], jobs_per_device
     return jobs
 
 
+def earlier_jobs(path: Path) -> dict[str, dict]:
+    """The jobs an earlier run of the sweep recorded (none where its ``jobs.json`` is missing or
+    unreadable): kept, so that the record of a resumed sweep still has the points it skips
+    (their logs, and the spans ``pbb claims`` reads its wall clock from)."""
+    try:
+        jobs = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in jobs.items() if isinstance(v, dict)} if isinstance(jobs, dict) \
+        else {}
+
+
 class _LocalJobs:
     """The sweep points running now, one ``pbb run`` process each: started in a free slot (on
     the GPU running the fewest jobs that has room), reaped when they exit; ``jobs.json``
@@ -256,7 +269,7 @@ class _LocalJobs:
         self.busy = [0] * len(gpus)  # running jobs per GPU
         #: pid -> (process, point, slot, its open log, its GPU's index or None)
         self.running: dict[int, tuple[subprocess.Popen, dict, int, object, int | None]] = {}
-        self.record: dict[str, dict] = {}
+        self.record: dict[str, dict] = earlier_jobs(sweep.jobs)
         self.failed: list[str] = []
 
     def start(self, p: dict, jobs: int) -> None:
@@ -359,7 +372,7 @@ def run_slurm(points: list[dict], out: Path, slurm, stages: Path | None = None) 
     if slurm.mem_gb:
         params["mem_gb"] = slurm.mem_gb
     ex.update_parameters(**params)
-    record: dict[str, dict] = {}
+    record: dict[str, dict] = earlier_jobs(sweep.jobs)
     submitted, store = [], str(stages or sweep.stages)
     for p in points:
         cfg_file = sweep.point_config(p["name"])
