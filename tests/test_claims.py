@@ -593,7 +593,7 @@ def test_the_wall_clock_of_points_run_at_once_is_the_union_of_their_jobs_spans(t
     """Points run as jobs at once take less wall time than their runs' times summed: the Time
     line adds the union of the finished points' jobs' spans (jobs.json), and only where two ran
     at once."""
-    from pbb.experiments.claims_report import section
+    from pbb.experiments.claims_report import _wall, section
     from pbb.store import RunStore
 
     sweep = tmp_path / "sweep"
@@ -609,15 +609,19 @@ def test_the_wall_clock_of_points_run_at_once_is_the_union_of_their_jobs_spans(t
     jobs(p0=(0, 100, 0), p1=(10, 110, 0), p2=(50, 90, 0), p3=(200, 250, 0), p4=(0, 900, 1),
          p5=(0, 999, 0))
     # p4 failed, p5 did not finish (not a point of the table): neither counts
-    assert claims_mod.wall(sweep, pts("p0", "p1", "p2", "p3", "p4")) == (160, 3)
+    assert claims_mod.wall(sweep, pts("p0", "p1", "p2", "p3", "p4")) == (160, 3, 4)
     jobs(p0=(0, 100, 0), p1=(100, 130, 0))  # one after the other: the summed times are the wall
     assert claims_mod.wall(sweep, pts("p0", "p1")) is None
-    (sweep / "jobs.json").write_text("{not json")
-    assert claims_mod.wall(sweep, pts("p0", "p1")) is None
+    for broken in ("{not json", "[1, 2]", '{"p0": 3}'):
+        (sweep / "jobs.json").write_text(broken)
+        assert claims_mod.wall(sweep, pts("p0", "p1")) is None, broken
     assert claims_mod.wall(tmp_path / "none", pts("p0")) is None
 
+    assert _wall((137.0, 5, 3), 5) == ("; 2 min wall for 3 of its 5 finished points, run as jobs "
+                                       "up to 5 at once (their jobs' spans in its sweep's "
+                                       "jobs.json)")
     (claim,) = claims_mod.select(["in_context_vs_pbb"])
-    monkeypatch.setattr(claims_mod, "wall", lambda sweep_dir, pts: (137.0, 5))
+    monkeypatch.setattr(claims_mod, "wall", lambda sweep_dir, pts: (137.0, 5, 0))
     time_line = next(line for line in section(claims_mod.measure(
         claim, GPU_CONFIGS, tmp_path / "none"), Path("docs/c.md")) if line.startswith("- Time"))
     assert time_line.endswith("; 2 min wall for its finished points, run as jobs up to 5 at "

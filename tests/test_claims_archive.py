@@ -5,6 +5,7 @@ archive is one line."""
 
 import io
 import json
+import shutil
 import tarfile
 import time
 
@@ -94,18 +95,33 @@ def test_a_pack_keeps_the_archives_points_of_the_same_plan_only(tmp_path):
 
 
 def test_the_sweeps_jobs_record_travels_with_its_points(tmp_path):
-    # the jobs' spans are the claim's wall clock where its points ran at once: packed, restored,
-    # and kept by a pack of the same plan from a sweep here that ran none as jobs
-    jobs = b'{"000_seed-0": {"started": 1.0, "ended": 5.0, "exit_code": 0}}'
+    # the jobs' spans are the claim's wall clock where its points ran at once: each packed
+    # point's job travels with its files (packed, restored, kept by a pack of the same plan,
+    # filled into a sweep here), and no other point's
+    def job(a, b):
+        return {"started": a, "ended": b, "exit_code": 0}
+
     ran = _sweep(tmp_path / "ran", finished={"000_seed-0"})
-    (ran / "jobs.json").write_bytes(jobs)
+    (ran / "jobs.json").write_text(json.dumps({"000_seed-0": job(1, 5), "001_seed-1": job(1, 9)}))
     archive.pack(ran, tmp_path / "a.tar.gz")
-    assert "jobs.json" in _names(tmp_path / "a.tar.gz")
+    assert json.loads(archive.read(tmp_path / "a.tar.gz").files["jobs.json"]) == {
+        "000_seed-0": job(1, 5)}  # seed 1 unfinished there: not its job
     archive.unpack(archive.read(tmp_path / "a.tar.gz"), tmp_path / "r")
-    assert (tmp_path / "r" / "jobs.json").read_bytes() == jobs
+    assert json.loads((tmp_path / "r" / "jobs.json").read_text()) == {"000_seed-0": job(1, 5)}
+
     here = _sweep(tmp_path / "here", finished={"001_seed-1"})
+    (here / "jobs.json").write_text(json.dumps({"001_seed-1": job(2, 4)}))
     assert archive.pack(here, tmp_path / "a.tar.gz") == 2
-    assert archive.read(tmp_path / "a.tar.gz").files["jobs.json"] == jobs
+    assert json.loads(archive.read(tmp_path / "a.tar.gz").files["jobs.json"]) == {
+        "000_seed-0": job(1, 5), "001_seed-1": job(2, 4)}
+
+    lacking = _sweep(tmp_path / "lacking", finished={"001_seed-1"})
+    (lacking / "jobs.json").write_text(json.dumps({"001_seed-1": job(7, 8)}))
+    shutil.rmtree(lacking / "runs" / "000_seed-0")
+    assert archive.fill(archive.read(tmp_path / "a.tar.gz"), lacking) == 1
+    assert json.loads((lacking / "jobs.json").read_text()) == {
+        "000_seed-0": job(1, 5), "001_seed-1": job(7, 8)}  # its own job kept
+
     other = _sweep(tmp_path / "other", finished={"000_seed-0"}, lr=3e-4)  # another plan
     archive.pack(other, tmp_path / "a.tar.gz")
     assert "jobs.json" not in _names(tmp_path / "a.tar.gz")

@@ -131,6 +131,26 @@ FILE_NAMES = frozenset({CONFIG, CURRICULA, SUMMARY, REPORT, PLOT, REWARD_PLOT, S
 console = Console(stderr=True, soft_wrap=True)  # a message is one line in a log file
 
 
+def parse_jobs(raw: bytes | str) -> dict[str, dict]:
+    """A sweep's jobs record (point name -> its job: pid or job id, log, start, end, exit code;
+    :mod:`pbb.experiments.executors`) from its text; empty where it is not one. Informational
+    (logs, and the spans ``pbb claims`` reads a wall clock from), so never a reason to stop."""
+    try:
+        jobs = json.loads(raw)
+    except ValueError:
+        return {}
+    return {k: v for k, v in jobs.items() if isinstance(v, dict)} if isinstance(jobs, dict) \
+        else {}
+
+
+def read_jobs(path: Path) -> dict[str, dict]:
+    """The jobs record at ``path`` (:func:`parse_jobs`; empty where there is none)."""
+    try:
+        return parse_jobs(Path(path).read_bytes())
+    except OSError:
+        return {}
+
+
 def out_dir(name: str, out: str | Path | None = None, smoke: bool = False) -> Path:
     """``out``, or where a run or sweep of that name goes by default: ``runs/<name>``
     (``runs/<name>-smoke`` for ``--smoke``, so a toy run never resumes into the real one)."""

@@ -49,7 +49,7 @@ from pbb.experiments.claims_report import (
 )
 from pbb.experiments.sweep import of_plan, read_record
 from pbb.records import read_samples, read_summary
-from pbb.store import STAGES, RunStore, SweepStore
+from pbb.store import STAGES, RunStore, SweepStore, read_jobs
 
 console = Console(stderr=True, soft_wrap=True)  # a message is one line in a log file
 
@@ -773,19 +773,17 @@ def timing(pts: list[Point]) -> tuple[float, float]:
     return spent, spent + sum(v for k, v in reused.items() if k not in trained)
 
 
-def wall(sweep_dir: Path, pts: list[Point]) -> tuple[float, int] | None:
-    """(wall seconds, most at once) of the finished points' jobs, where the sweep ran points as
-    jobs (``jobs.json``, :mod:`.executors`) and at least two at once: the union of each job's
-    span from start to end, which the summed run times overstate by about the number at once.
-    A point started again has its last job's span only. None where no two points overlapped."""
-    path = SweepStore(sweep_dir).jobs
-    try:
-        jobs = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        return None  # an informational record: the table does without it
+def wall(sweep_dir: Path, pts: list[Point]) -> tuple[float, int, int] | None:
+    """(wall seconds, most at once, points counted) of the finished points' jobs, where the sweep
+    ran points as jobs (``jobs.json``, :mod:`.executors`) and at least two at once: the union of
+    each job's span from start to end, which the summed run times overstate by about the number
+    at once. A point started again counts its last job; a point with no finished job there (run
+    in the sweep's own process, restored from elsewhere) is not counted, and the table says how
+    many were. None where no two points overlapped."""
+    jobs = read_jobs(SweepStore(sweep_dir).jobs)
     names = {p.store.root.name for p in pts}
     spans = sorted((j["started"], j["ended"]) for name, j in jobs.items()
-                   if name in names and isinstance(j, dict) and j.get("exit_code") == 0
+                   if name in names and j.get("exit_code") == 0
                    and all(isinstance(j.get(k), (int, float)) for k in ("started", "ended")))
     seconds, most, start, end, running = 0.0, 0, None, None, []
     for a, b in spans:
@@ -798,7 +796,7 @@ def wall(sweep_dir: Path, pts: list[Point]) -> tuple[float, int] | None:
             end = max(end, b)
     if most < 2:
         return None
-    return seconds + end - start, most
+    return seconds + end - start, most, len(spans)
 
 
 def measure(claim: Claim, configs: Path, out: Path, overrides: dict | None = None,
@@ -813,7 +811,7 @@ def measure(claim: Claim, configs: Path, out: Path, overrides: dict | None = Non
     result = {"claim": claim, "config": config_path(configs, claim), "done": len(pts),
               "points": max(total, len(cfgs)), "cfgs": cfgs,  # a grown config: its new points too
               "seeds": sorted({c.seed for c in cfgs}), "spent": spent, "alone": alone,
-              "wall": wall(Path(out) / claim.name, pts),
+              "wall": wall(Path(out) / claim.name, pts),  # where its points ran at once
               "settings": settings_hash(cfgs),
               "prerequisite": prerequisite_figure(claim, pts), "rows": [],
               # the claim's note tells what the CPU config's runs showed, not another config's

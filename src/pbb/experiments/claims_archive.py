@@ -37,7 +37,7 @@ from typing import NamedTuple
 from pbb.errors import PbbError
 from pbb.experiments.sweep import of_plan
 from pbb.folders import MARKER
-from pbb.jsonio import atomic_write_bytes, directory_in_place
+from pbb.jsonio import atomic_write_bytes, atomic_write_json, directory_in_place
 from pbb.records import SweepRecord, check
 from pbb.store import (
     CONFIG,
@@ -51,6 +51,8 @@ from pbb.store import (
     SUMMARY,
     SWEEP,
     folder_lock,
+    parse_jobs,
+    read_jobs,
 )
 
 #: a point's files that the table needs, besides its data set and samples
@@ -173,24 +175,41 @@ def pack(sweep_dir: Path, archive: Path) -> int | None:
     record = record_of(sweep_dir)
     if record is None:
         return None
-    points = _local(sweep_dir, record)
+    points = here = _local(sweep_dir, record)
     old = read(archive) if archive.is_file() else None
-    if old is not None and of_plan(old.record, record):
+    kept = old is not None and of_plan(old.record, record)
+    if kept:
         points = {**_by_point(old.files, old.record), **points}
     if not points:
         return None
     files = {SWEEP: (sweep_dir / SWEEP).read_bytes()}
     if (sweep_dir / MARKER).is_file():
         files[MARKER] = (sweep_dir / MARKER).read_bytes()
-    if (sweep_dir / JOBS).is_file():  # its points' jobs: the claim's wall clock where at once
-        files[JOBS] = (sweep_dir / JOBS).read_bytes()
-    elif old is not None and of_plan(old.record, record) and JOBS in old.files:
-        files[JOBS] = old.files[JOBS]
+    # each packed point's job (the claim's wall clock where they ran at once), from where its
+    # files come from: this sweep's jobs.json, or the archive's for the points kept from it
+    jobs = _jobs_of(record, _read_or(sweep_dir / JOBS), set(here))
+    if kept:
+        jobs = {**_jobs_of(old.record, old.files.get(JOBS, b""), set(points) - set(here)), **jobs}
+    if jobs:
+        files[JOBS] = (json.dumps(jobs, ensure_ascii=False, indent=2, sort_keys=True)
+                       + "\n").encode()
     for point in points.values():
         files.update(point)
     if old is None or old.files != files:
         atomic_write_bytes(archive, _tar_gz(files))
     return len(points)
+
+
+def _read_or(path: Path) -> bytes:
+    """A file's bytes, or none where it is missing."""
+    return path.read_bytes() if path.is_file() else b""
+
+
+def _jobs_of(record: dict, raw: bytes, dirs: set[str]) -> dict[str, dict]:
+    """The records in the jobs record ``raw`` of a sweep (its ``record``) of the points whose
+    folders are ``dirs``."""
+    names = {p["name"] for p in record["points"] if p["dir"] in dirs}
+    return {k: v for k, v in parse_jobs(raw).items() if k in names}
 
 
 def fill(archive: Archive, sweep_dir: Path) -> int:
@@ -206,6 +225,10 @@ def fill(archive: Archive, sweep_dir: Path) -> int:
         for d, point in missing.items():
             _restore(archive, sweep_dir / d,
                      {PurePosixPath(n).relative_to(d).as_posix(): f for n, f in point.items()})
+        # their jobs, beside those of the sweep's own
+        jobs = _jobs_of(archive.record, archive.files.get(JOBS, b""), set(missing))
+        if jobs:
+            atomic_write_json(sweep_dir / JOBS, {**jobs, **read_jobs(sweep_dir / JOBS)})
     return len(missing)
 
 

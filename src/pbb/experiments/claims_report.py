@@ -150,13 +150,15 @@ def scale(m: dict) -> str:
     return f"{', '.join(models)}; {'; '.join(sizes)}; seeds {seeds}"
 
 
-def _wall(measured: tuple[float, int] | None) -> str:
-    """The Time line's wall clock, where the claim's points ran at once (:func:`.claims.wall`)."""
+def _wall(measured: tuple[float, int, int] | None, done: int) -> str:
+    """The Time line's wall clock, where the claim's points ran at once (:func:`.claims.wall`),
+    and of how many of its ``done`` finished points."""
     if measured is None:
         return ""
-    seconds, most = measured
-    return (f"; {duration(seconds)} wall for its finished points, run as jobs up to {most} at "
-            "once (their jobs' spans in its sweep's jobs.json)")
+    seconds, most, counted = measured
+    of = "its finished points" if counted == done else f"{counted} of its {done} finished points"
+    return (f"; {duration(seconds)} wall for {of}, run as jobs up to {most} at once (their jobs' "
+            "spans in its sweep's jobs.json)")
 
 
 def section(m: dict, doc: Path) -> list[str]:
@@ -170,7 +172,7 @@ def section(m: dict, doc: Path) -> list[str]:
              f"- Model and scale: {scale(m)}",
              f"- Time: {duration(m['spent'])} spent by its runs; {duration(m['alone'])} alone "
              "(with every stage it uses, those other claims trained included, once)"
-             + _wall(m.get("wall"))]
+             + _wall(m.get("wall"), m["done"])]
     if claim.prerequisite is not None:
         pre, got = claim.prerequisite, m["prerequisite"]
         lines.append(f"- Prerequisite: {pre.what} ({pre.condition.label}) at least "

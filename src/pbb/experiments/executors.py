@@ -43,7 +43,7 @@ from pbb.jsonio import (
     cut_torn_tail,
     torn_tail_note,
 )
-from pbb.store import SweepStore
+from pbb.store import SweepStore, read_jobs
 
 console = Console(soft_wrap=True)  # a message is one line in a log file
 
@@ -247,18 +247,6 @@ def _jobs_at_once(jobs: int, gpus: list[str], places: list[int], jobs_per_device
     return jobs
 
 
-def earlier_jobs(path: Path) -> dict[str, dict]:
-    """The jobs an earlier run of the sweep recorded (none where its ``jobs.json`` is missing or
-    unreadable): kept, so that the record of a resumed sweep still has the points it skips
-    (their logs, and the spans ``pbb claims`` reads its wall clock from)."""
-    try:
-        jobs = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-    return {k: v for k, v in jobs.items() if isinstance(v, dict)} if isinstance(jobs, dict) \
-        else {}
-
-
 class _LocalJobs:
     """The sweep points running now, one ``pbb run`` process each: started in a free slot (on
     the GPU running the fewest jobs that has room), reaped when they exit; ``jobs.json``
@@ -269,7 +257,7 @@ class _LocalJobs:
         self.busy = [0] * len(gpus)  # running jobs per GPU
         #: pid -> (process, point, slot, its open log, its GPU's index or None)
         self.running: dict[int, tuple[subprocess.Popen, dict, int, object, int | None]] = {}
-        self.record: dict[str, dict] = earlier_jobs(sweep.jobs)
+        self.record = read_jobs(sweep.jobs)  # the points it skips keep theirs
         self.failed: list[str] = []
 
     def start(self, p: dict, jobs: int) -> None:
@@ -372,7 +360,7 @@ def run_slurm(points: list[dict], out: Path, slurm, stages: Path | None = None) 
     if slurm.mem_gb:
         params["mem_gb"] = slurm.mem_gb
     ex.update_parameters(**params)
-    record: dict[str, dict] = earlier_jobs(sweep.jobs)
+    record = read_jobs(sweep.jobs)  # the points it skips keep theirs
     submitted, store = [], str(stages or sweep.stages)
     for p in points:
         cfg_file = sweep.point_config(p["name"])

@@ -499,7 +499,7 @@ def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, bas
     max_train = cfg.eval.max_train_behaviours if trained else 0
     if trained and dist.is_main():
         share_finished(cfg, ds, store, name, model_dir,
-                       [m for m in cfg.eval.modes if m not in pending], max_train, timing)
+                       [m for m in cfg.eval.modes if m not in pending], max_train)
     if not pending:
         console.print(f"[dim]{name}: evaluation done earlier[/]")
         return
@@ -542,21 +542,24 @@ def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, bas
 
 
 def share_finished(cfg: RunConfig, ds, store: RunStore, name: str, model_dir, modes: list[str],
-                   max_train_behaviours: int | None, timing: dict) -> None:
+                   max_train_behaviours: int | None) -> None:
     """Keep the run's finished evaluations in ``modes`` for other runs where they are not kept yet.
 
     An evaluation writes the run's samples first and the stage's shared copy after
     (:func:`evaluate_curriculum`); a run killed between the two is done with that mode, so its
     resume evaluates nothing and would never share it: later runs of the same model would
-    evaluate it again. Its time is unknown then (0, as :func:`pbb.evaluation.reuse.seconds_of`
-    reads it) unless this process measured it.
+    evaluate it again. Its time is unknown here (kept as 0, which
+    :func:`pbb.evaluation.reuse.seconds_of` reads as unknown). The key is this process's: a run
+    resumed on another kind of device or number of processes than the one that evaluated files
+    that evaluation under its own (the same model, queries and generation settings; greedy
+    decoding on another device may differ in a rare token).
     """
     for mode in modes:
         where = shared_evaluation(cfg, ds, Path(model_dir).parent, mode, max_train_behaviours)
         if where is None or reuse.is_kept(where):
             continue
         samples = read_jsonl(store.samples(name, mode))
-        reuse.keep(where, samples, timing.get(f"eval {name}/{mode}", 0.0),
+        reuse.keep(where, samples, 0.0,
                    {"mode": mode, "run": str(store.root.resolve()), "curriculum": name})
         console.print(f"  eval {name}/{mode}: finished earlier, now kept for other runs in "
                       f"{os.path.relpath(where, store.root)}")
