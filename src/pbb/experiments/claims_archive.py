@@ -187,9 +187,9 @@ def pack(sweep_dir: Path, archive: Path) -> int | None:
         files[MARKER] = (sweep_dir / MARKER).read_bytes()
     # each packed point's job (the claim's wall clock where they ran at once), from where its
     # files come from: this sweep's jobs.json, or the archive's for the points kept from it
-    jobs = _jobs_of(record, _read_or(sweep_dir / JOBS), set(here))
+    jobs = _jobs_of(record, read_jobs(sweep_dir / JOBS), set(here))
     if kept:
-        jobs = {**_jobs_of(old.record, old.files.get(JOBS, b""), set(points) - set(here)), **jobs}
+        jobs = {**_jobs_of(old.record, _archived_jobs(old), set(points) - set(here)), **jobs}
     if jobs:
         files[JOBS] = (json.dumps(jobs, ensure_ascii=False, indent=2, sort_keys=True)
                        + "\n").encode()
@@ -200,16 +200,16 @@ def pack(sweep_dir: Path, archive: Path) -> int | None:
     return len(points)
 
 
-def _read_or(path: Path) -> bytes:
-    """A file's bytes, or none where it is missing."""
-    return path.read_bytes() if path.is_file() else b""
+def _archived_jobs(archive: Archive) -> dict[str, dict]:
+    """The jobs record an archive carries (empty where it has none)."""
+    return parse_jobs(archive.files.get(JOBS, b""))
 
 
-def _jobs_of(record: dict, raw: bytes, dirs: set[str]) -> dict[str, dict]:
-    """The records in the jobs record ``raw`` of a sweep (its ``record``) of the points whose
+def _jobs_of(record: dict, jobs: dict[str, dict], dirs: set[str]) -> dict[str, dict]:
+    """The records in a sweep's jobs record ``jobs`` (the sweep's ``record``) of the points whose
     folders are ``dirs``."""
     names = {p["name"] for p in record["points"] if p["dir"] in dirs}
-    return {k: v for k, v in parse_jobs(raw).items() if k in names}
+    return {k: v for k, v in jobs.items() if k in names}
 
 
 def fill(archive: Archive, sweep_dir: Path) -> int:
@@ -226,7 +226,7 @@ def fill(archive: Archive, sweep_dir: Path) -> int:
             _restore(archive, sweep_dir / d,
                      {PurePosixPath(n).relative_to(d).as_posix(): f for n, f in point.items()})
         # their jobs, beside those of the sweep's own
-        jobs = _jobs_of(archive.record, archive.files.get(JOBS, b""), set(missing))
+        jobs = _jobs_of(archive.record, _archived_jobs(archive), set(missing))
         if jobs:
             atomic_write_json(sweep_dir / JOBS, {**jobs, **read_jobs(sweep_dir / JOBS)})
     return len(missing)
