@@ -761,3 +761,69 @@ def test_archived_runs_of_another_plan_are_neither_restored_nor_packed(claimed, 
                           doc=doc, execute=False)
     assert all(p.read_bytes() == b"" for p in (doc.parent / "claims-runs").iterdir())
     assert set(kept) == {p.name for p in (doc.parent / "claims-runs").iterdir()}
+
+
+def test_a_gap_row_sets_a_claims_difference_against_another_claims(tmp_path, monkeypatch):
+    """familiar_retroactive's second row: retroactive - rl_only here minus the same in
+    retroactive_rl's runs (other functions: unpaired), its interval resampling each side's seeds
+    and behaviours apart; recomputed by hand from hand-made samples."""
+    from pbb.experiments.claims_report import section
+    from pbb.jsonio import write_jsonl
+    from pbb.store import RunStore
+
+    scores = {  # claim -> seed -> curriculum -> per-behaviour scores
+        "familiar_retroactive": {0: {"retroactive": [0, 0, 1, 0], "rl_only": [0, 0, 1, 0]},
+                                 1: {"retroactive": [1, 0, 0, 0], "rl_only": [0, 0, 0, 0]},
+                                 2: {"retroactive": [0, 1, 1, 0], "rl_only": [0, 1, 1, 0]}},
+        "retroactive_rl": {s: {"retroactive": [1, 1, 1, 0, 1], "rl_only": [0, 0, 1, 0, s % 2]}
+                           for s in range(5)}}
+    found = {}
+    for claim, by_seed in scores.items():
+        (c,) = claims_mod.select([claim])
+        _, _, planned = load_sweep(claims_mod.config_path(CPU_CONFIGS, c), None, False)
+        found[claim] = []
+        for p in planned:
+            store = RunStore(tmp_path / claim / "runs" / p["name"])
+            for curriculum, values in by_seed.get(p["config"].seed, {}).items():
+                write_jsonl(store.samples(curriculum, "cot"), [
+                    {"behaviour_id": f"b{i}", "split": "eval", "mode": "cot", "input": "x",
+                     "prompt": "p", "target": "t", "curriculum": curriculum, "completion": "c",
+                     "prediction": None, "score": float(v)} for i, v in enumerate(values)])
+            found[claim].append(claims_mod.Point(p["config"], {"data": {"sha256": claim}}, store))
+    monkeypatch.setattr(claims_mod, "points",
+                        lambda d: (found.get(Path(d).name, []), len(found.get(Path(d).name, []))))
+
+    def groups(claim):
+        return [[a - b for a, b in zip(s["retroactive"], s["rl_only"])]
+                for _, s in sorted(scores[claim].items())]
+
+    here, there = groups("familiar_retroactive"), groups("retroactive_rl")
+    rng, gaps = np.random.default_rng(0), []
+    means = {}
+    for side, gs in (("here", here), ("there", there)):
+        means[side] = []
+        for _ in range(1000):
+            picked = [np.asarray(gs[i], float) for i in rng.integers(0, len(gs), len(gs))]
+            means[side].append(np.concatenate([g[rng.integers(0, len(g), len(g))]
+                                               for g in picked]).mean())
+    gaps = np.asarray(means["here"]) - np.asarray(means["there"])
+    low, high = np.quantile(gaps, 0.025), np.quantile(gaps, 0.975)
+    d_here, d_there = np.mean(np.concatenate(here)), np.mean(np.concatenate(there))
+    assert d_here == pytest.approx(1 / 12) and d_there == pytest.approx(0.52)
+
+    (claim,) = claims_mod.select(["familiar_retroactive"])
+    m = claims_mod.measure(claim, CPU_CONFIGS, tmp_path)
+    plain, against = m["rows"]
+    assert plain["figure"]["difference"] == pytest.approx(d_here)  # the claim's own, paired
+    fig = against["figure"]
+    assert fig["difference"] == pytest.approx(d_here - d_there)
+    assert (fig["ci_low"], fig["ci_high"]) == pytest.approx((low, high))
+    assert high < 0 and against["verdict"] == claims_mod.REPRODUCED  # smaller here, as said
+    signed = lambda x: f"{100 * x:+.1f}"  # noqa: E731
+    line = next(x for x in section(m, Path("docs/c.md"))
+                if x.startswith("| retroactive cot − rl_only cot, here − in retroactive_rl |"))
+    assert (f"| {signed(d_here)} vs {signed(d_there)}: **{signed(d_here - d_there)}** "
+            f"[{signed(low)}, {signed(high)}] | - | **reproduced** |") in line
+    found["retroactive_rl"] = []  # the other claim not run: nothing to set it against
+    assert claims_mod.measure(claim, CPU_CONFIGS, tmp_path)["rows"][1]["verdict"] == \
+        claims_mod.NOT_RUN

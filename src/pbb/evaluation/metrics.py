@@ -48,13 +48,34 @@ def grouped_ci(groups: list[list[float]], resamples: int = 1000, seed: int = 0,
     gs = [np.asarray(g, dtype=float) for g in groups if len(g)]
     if not gs:
         return (float("nan"), float("nan"))
+    means = _grouped_means(gs, np.random.default_rng(seed), resamples)
+    alpha = (1 - level) / 2
+    return (float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)))
+
+
+def gap_ci(here: list[list[float]], there: list[list[float]], resamples: int = 1000,
+           seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the pooled mean of ``here`` minus that of ``there``: two
+    unpaired sets of grouped values (e.g. one claim's paired differences against another's, on
+    other functions), each resampled apart as :func:`grouped_ci` resamples one."""
+    a = [np.asarray(g, dtype=float) for g in here if len(g)]
+    b = [np.asarray(g, dtype=float) for g in there if len(g)]
+    if not a or not b:
+        return (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
+    gaps = _grouped_means(a, rng, resamples) - _grouped_means(b, rng, resamples)
+    alpha = (1 - level) / 2
+    return (float(np.quantile(gaps, alpha)), float(np.quantile(gaps, 1 - alpha)))
+
+
+def _grouped_means(gs: list[np.ndarray], rng, resamples: int) -> np.ndarray:
+    """``resamples`` pooled means, each of the groups drawn with replacement and then the
+    values within each drawn group."""
     means = np.empty(resamples)
     for r in range(resamples):
         drawn = [gs[i] for i in rng.integers(0, len(gs), size=len(gs))]
         means[r] = np.concatenate([g[rng.integers(0, g.size, size=g.size)] for g in drawn]).mean()
-    alpha = (1 - level) / 2
-    return (float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)))
+    return means
 
 
 def proportion_ci(values: list[float], resamples: int = 1000, seed: int = 0,

@@ -37,7 +37,7 @@ from pathlib import Path
 from rich.console import Console
 
 from pbb.errors import PbbError
-from pbb.evaluation.metrics import grouped_ci, per_behaviour_field
+from pbb.evaluation.metrics import gap_ci, grouped_ci, per_behaviour_field
 from pbb.experiments import claims_archive as archive
 from pbb.experiments.claims_report import (
     NOT_REPRODUCED,
@@ -88,7 +88,10 @@ class Condition:
 class Comparison:
     """``a`` against ``b`` on ``split`` behaviours (``only``: ``composites``, the behaviours
     composed of two others); ``direction`` +1: the paper reports ``a`` above ``b``. ``each``:
-    (dotted key, unit): one row for each value the claim's config gives that key."""
+    (dotted key, unit): one row for each value the claim's config gives that key. ``against``:
+    another claim, whose runs of the same two conditions (other functions) give the same paired
+    difference there; the row's figure is then the gap, the difference here minus there, and
+    ``direction`` is the gap's (-1: the paper reports it smaller here)."""
 
     a: Condition
     b: Condition
@@ -97,6 +100,7 @@ class Comparison:
     only: str | None = None
     direction: int = 1
     each: tuple[str, str] | None = None
+    against: str | None = None
 
 
 @dataclass(frozen=True)
@@ -358,12 +362,14 @@ CLAIMS: tuple[Claim, ...] = (
           "random functions.",
           "Leetcode-style solutions familiar from pretraining; the direction is the issue's "
           f"reading of the paper ({NO_FIGURE}).",
-          (Comparison(C("retroactive"), C("rl_only"), "above, by less than on random functions "
-                      "(retroactive_rl's row)"),),
+          (Comparison(C("retroactive"), C("rl_only"), "above"),
+           Comparison(C("retroactive"), C("rl_only"), "smaller than on random functions",
+                      direction=-1, against="retroactive_rl")),
           note="retroactive_rl's recipe (a stage of every function's code, an SFT warm start on "
                "every demonstration of the train functions, 24 GRPO steps) on familiar_algorithms'"
-               " 70 library functions, completions up to 224 tokens. \"By less\" is read against "
-               "retroactive_rl's row (other functions, other runs: unpaired)."),
+               " 70 library functions, completions up to 224 tokens. The second row sets the "
+               "difference against retroactive_rl's (other functions, other runs: unpaired, each "
+               "side's seeds and behaviours resampled apart)."),
     Claim("stage2_alone", "Stage 2 alone executes nothing",
           "Training on the code of the eval functions alone, with no demonstration of any "
           "function, does not make the model execute them: the demonstrations of stage 1 are "
@@ -720,23 +726,43 @@ def mean_over_runs(runs: dict[tuple, dict[str, float]]) -> float:
     return sum(means) / len(means)
 
 
+def differences(a: dict[tuple, dict[str, float]],
+                b: dict[tuple, dict[str, float]]) -> dict[tuple, list[float]]:
+    """Data key -> the differences a - b over the behaviours both its runs have."""
+    out = {}
+    for key in sorted(set(a) & set(b)):
+        d = [a[key][x] - b[key][x] for x in sorted(set(a[key]) & set(b[key]))]
+        if d:
+            out[key] = d
+    return out
+
+
 def paired(a: dict[tuple, dict[str, float]], b: dict[tuple, dict[str, float]]) -> dict | None:
     """The paired difference a - b over the (run, behaviour) pairs both have, with its interval
     and each seed's mean difference; None where they share no pair."""
-    diffs, groups, per_seed = [], [], {}
-    for key in sorted(set(a) & set(b)):
-        common = sorted(set(a[key]) & set(b[key]))
-        d = [a[key][x] - b[key][x] for x in common]
-        if d:
-            diffs += d
-            groups.append(d)
-            per_seed[key[0]] = sum(d) / len(d)
+    groups = differences(a, b)
+    diffs = [x for g in groups.values() for x in g]
     if not diffs:
         return None
-    low, high = grouped_ci(groups, RESAMPLES)
+    low, high = grouped_ci(list(groups.values()), RESAMPLES)
+    per_seed = {key[0]: sum(g) / len(g) for key, g in groups.items()}
     return {"a": mean_over_runs(a), "b": mean_over_runs(b), "difference": sum(diffs) / len(diffs),
             "ci_low": low, "ci_high": high, "pairs": len(diffs),
             "per_seed": [per_seed[s] for s in sorted(per_seed)], "seeds": sorted(per_seed)}
+
+
+def gap(here: dict[tuple, list[float]], there: dict[tuple, list[float]]) -> dict | None:
+    """The gap between two claims' paired differences (:func:`differences` of each): the pooled
+    difference here minus there (``a``, ``b``), with an interval resampling each side apart
+    (:func:`pbb.evaluation.metrics.gap_ci`); None where either has no pair. No seed's own gap:
+    the two sides' seeds ran other functions."""
+    a, b = [x for g in here.values() for x in g], [x for g in there.values() for x in g]
+    if not a or not b:
+        return None
+    low, high = gap_ci(list(here.values()), list(there.values()), RESAMPLES)
+    da, db = sum(a) / len(a), sum(b) / len(b)
+    return {"a": da, "b": db, "difference": da - db, "ci_low": low, "ci_high": high,
+            "pairs": len(a), "per_seed": [], "seeds": sorted({key[0] for key in here})}
 
 
 def crossover_figure(pts: list[Point], spec: Crossover) -> dict | None:
@@ -832,8 +858,7 @@ def measure(claim: Claim, configs: Path, out: Path, overrides: dict | None = Non
                                 else result["settings"])
     for comp in [c for each in claim.comparisons for c in expand(each, cfgs)]:
         ran = any(matches(comp.a, c) for c in cfgs) and any(matches(comp.b, c) for c in cfgs)
-        fig = paired(accuracies(pts, comp.a, comp.split, comp.only),
-                     accuracies(pts, comp.b, comp.split, comp.only)) if ran else None
+        fig = _figure(comp, pts, Path(out)) if ran else None
         result["rows"].append({"comparison": comp, "in_config": ran, "figure": fig,
                                "verdict": _unmeasured(claim, result) if fig is None else _judge(
                                    verdict, (fig["ci_low"], fig["ci_high"], comp.direction),
@@ -845,6 +870,19 @@ def measure(claim: Claim, configs: Path, out: Path, overrides: dict | None = Non
                                                claim, result)
         result["crossover"] = {"figure": fig, "verdict": judged or _unmeasured(claim, result)}
     return result
+
+
+def _figure(comp: Comparison, pts: list[Point], out: Path) -> dict | None:
+    """A comparison's figure from the claim's finished points ``pts``: its paired difference, or
+    (``comp.against``) the gap to the same difference in that claim's sweep beside it."""
+    def diffs(of: list[Point]) -> dict[tuple, list[float]]:
+        return differences(accuracies(of, comp.a, comp.split, comp.only),
+                           accuracies(of, comp.b, comp.split, comp.only))
+
+    if comp.against is None:
+        return paired(accuracies(pts, comp.a, comp.split, comp.only),
+                      accuracies(pts, comp.b, comp.split, comp.only))
+    return gap(diffs(pts), diffs(points(out / comp.against)[0]))
 
 
 def settings_hash(cfgs: list) -> str:

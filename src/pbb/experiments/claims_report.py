@@ -33,7 +33,9 @@ the mean over its runs (one a seed) of its mean over behaviours; a paired differ
 points, a − b) is the mean over the (seed, behaviour) pairs both conditions ran on, with a 95%
 bootstrap interval that draws seeds, then behaviours within them (so it carries the spread
 between seeds, not only between behaviours), and each seed's own mean difference (the
-crossover: each seed's own N). Verdicts:
+crossover: each seed's own N). A row "here − in" another claim sets a paired difference against
+the same difference in that claim's runs (other functions: unpaired, each side resampled apart;
+no seed's own). Verdicts:
 **{reproduced}** where the interval excludes 0 in the paper's direction; **{not_reproduced}**
 where it excludes 0 the other way or includes it; **{not_testable}** where the claim's
 prerequisite fails (its measured figure is given; `pbb claims` then leaves its other points unrun);
@@ -76,16 +78,18 @@ def _comparison_label(row: dict) -> str:
     comp = row["comparison"]
     where = {"eval": "", "train": ", train behaviours"}.get(comp.split, f", {comp.split}")
     only = ", composites" if comp.only == "composites" else ""
+    against = f", here − in {comp.against}" if comp.against else ""
     if comp.a.setting and comp.a.setting == comp.b.setting:  # said once
-        return f"{comp.a.short} − {comp.b.short} ({comp.a.setting}{where}{only})"
-    return f"{comp.a.label} − {comp.b.label}{where}{only}"
+        return f"{comp.a.short} − {comp.b.short} ({comp.a.setting}{where}{only}){against}"
+    return f"{comp.a.label} − {comp.b.label}{where}{only}{against}"
 
 
 def _figure_cell(row: dict) -> str:
     fig = row["figure"]
     if fig is None:
         return NOT_RUN if row["in_config"] else "not in this config"
-    return (f"{pct(fig['a'])} vs {pct(fig['b'])}: **{signed(fig['difference'])}** "
+    side = signed if row["comparison"].against else pct  # a gap sets differences side by side
+    return (f"{side(fig['a'])} vs {side(fig['b'])}: **{signed(fig['difference'])}** "
             f"[{signed(fig['ci_low'])}, {signed(fig['ci_high'])}]")
 
 
@@ -181,7 +185,7 @@ def section(m: dict, doc: Path) -> list[str]:
         lines.append(f"- Note: {claim.note}" if m.get("note_from") is None else
                      f"- Note, of the runs of `{m['note_from']}` (not this table's): {claim.note}")
     lines += ["", "| comparison | paper | pbb | per seed | verdict |", "|---|---|---|---|---|"]
-    per_seed = [" / ".join(signed(x) for x in r["figure"]["per_seed"]) if r["figure"] else "-"
+    per_seed = [" / ".join(signed(x) for x in (r["figure"] or {}).get("per_seed", [])) or "-"
                 for r in m["rows"]] + ([_crossover_seeds(m["crossover"]["figure"])]
                                        if claim.crossover else [])
     for (comp, paper, fig, verdict), seeds in zip(rows_of(m), per_seed):
@@ -242,7 +246,7 @@ STALE_RUNS = (STALE_LINE + ": its runs here were configured otherwise (the confi
               "they ran); with its sweep folder moved aside, `pbb claims --only {name}` "
               "measures it as configured")
 _HASH = re.compile(r"^- Settings hash: `([0-9a-f]+)`")
-_FIGURE = re.compile(r"^\d+\.\d vs \d+\.\d: "
+_FIGURE = re.compile(r"^[+-]?\d+\.\d vs [+-]?\d+\.\d: "
                      r"\*\*([+-]\d+\.\d)\*\* \[([+-]\d+\.\d), ([+-]\d+\.\d)\]$")
 _DONE = re.compile(r", (\d+) of \d+ points done$")
 _SPENT = re.compile(r"^- Time: (?:(\d+) h )?(?:(\d+) min|(\d+) s|-) spent by its runs")
