@@ -198,6 +198,34 @@ def test_rates_are_recorded_for_fresh_work_only(rates_file):
     assert rates.read_rates(key) == {}  # a broken file is no rate, not an error
 
 
+def test_a_grpo_stage_is_planned_by_its_steps_completion_budget(tmp_path, rates_file):
+    """A GRPO stage records its seconds a token of a step's completion budget (completions a
+    step x rl.max_completion_length) beside its seconds a step; a plan scales that to its own
+    stage's budget (a longer budget, a longer stage), and without it plans at seconds a step."""
+    key = rates.machine_key("tiny-random")
+    rates.record_stage(key, {"steps": 4, "seconds": 40.0, "algorithm": "grpo",
+                             "completion_tokens_per_step": 1000})
+    measured = rates.read_rates(key)
+    assert measured[rates.RL] == 10.0 and measured[rates.RL_PER_TOKEN] == 0.01
+    assert rates.rl_step_seconds(measured, 2000) == pytest.approx(20.0)
+    assert rates.rl_step_seconds({rates.RL: 10.0}, 2000) == 10.0  # a rates file from before
+    assert rates.rl_step_seconds({}, 2000) is None
+
+    def rl_seconds(length):
+        cfg = load_config("configs/retroactive_quick.yaml",
+                          {"rl.max_completion_length": length}, smoke=True)
+        stage = next(s for s in make_plan(cfg, tmp_path / str(length)).stages
+                     if s.trainer == "rl")
+        return stage.steps, stage.seconds, cfg.rl.batch_size * cfg.rl.grad_accum
+
+    write_rates(rates_file, **{rates.RL: 5.0, rates.RL_PER_TOKEN: 0.01})
+    steps, short, per_step = rl_seconds(64)
+    _, long, _ = rl_seconds(128)
+    assert short == pytest.approx(steps * per_step * 64 * 0.01) and long == pytest.approx(2 * short)
+    assert "RL 5.0 s/step (10.0 ms a token of a step's completion budget)" in render(
+        make_plan(load_config("configs/retroactive_quick.yaml", smoke=True), tmp_path / "r"))
+
+
 def test_sft_is_planned_at_the_rate_measured_on_rows_of_like_length(tmp_path, rates_file):
     """Each finished stage records its rate under its rows' length (its mean tokens a row to a
     quarter octave); a stage is planned at the nearest length's rate (of two as near, the

@@ -174,7 +174,9 @@ def _stage(cfg: RunConfig, tok, curriculum: str, st, directory: Path, rates: dic
     status = "reused" if done else "train" if step is None else "resume"
     if st.trainer == "rl":
         planned = _rl_stage(cfg, curriculum, st, directory, status)
-        per_step = rates.get(rates_mod.RL)
+        rl = cfg.rl
+        per_step = rates_mod.rl_step_seconds(
+            rates, rl.batch_size * rl.grad_accum * rl.max_completion_length)
         if per_step is not None:
             planned.seconds = planned.steps * per_step
     else:
@@ -372,7 +374,11 @@ def render(plan: Plan) -> str:
         evals = plan.rates.get(rates_mod.EVAL_BY_LENGTH)
         evals = evals if isinstance(evals, dict) else {}
         last = plan.rates.get(rates_mod.EVAL)
-        measured = [sft_text, f"RL {rl:.1f} s/step" if rl else "",
+        per_token = rates_mod.positive(plan.rates.get(rates_mod.RL_PER_TOKEN))
+        rl_text = (f"RL {rl:.1f} s/step" if rl else "") + (
+            f" ({1000 * per_token:.1f} ms a token of a step's completion budget)"
+            if rl and per_token else "")
+        measured = [sft_text, rl_text,
                     *(_rates_text(m, r, evals.get(m), "{:.2f}", "completions/s", "completions")
                       for m, r in (last if isinstance(last, dict) else {}).items())]
         rates = "last measured here: " + ", ".join(m for m in measured if m)

@@ -1,5 +1,6 @@
-"""How fast this machine ran pbb's work the last time: SFT tokens a second, RL seconds a step,
-and evaluation completions a second per mode, by model and device.
+"""How fast this machine ran pbb's work the last time: SFT tokens a second, RL seconds a step
+(and a token of its completion budget), and evaluation completions a second per mode, by model
+and device.
 
 Why: ``pbb plan`` says how long a config will take before any of it runs, and the only honest
 source for that is what this machine measured. Every finished stage and evaluation of
@@ -37,6 +38,9 @@ SFT_BY_LENGTH = "sft_tokens_per_second_by_row_tokens"
 #: completions a second by mode, then by :func:`row_bucket` of the mean tokens written
 EVAL_BY_LENGTH = "completions_per_second_by_tokens_written"
 RL = "rl_seconds_per_step"
+#: RL seconds a step per token of the step's completion budget (completions a step x
+#: ``rl.max_completion_length``): a step samples and trains on up to that many tokens
+RL_PER_TOKEN = "rl_seconds_per_completion_token"
 EVAL = "completions_per_second"
 #: the recall checks of a stopping rule, in process (a ``recall`` evaluation may be served)
 RECALL_CHECK = "recall_check"
@@ -109,7 +113,11 @@ def record_stage(key: str, info: dict) -> None:
         return
     seconds = info.get("seconds") or 0.0
     if info.get("algorithm") == "grpo":
-        _record(key, {RL: round(seconds / info["steps"], 4)})
+        update = {RL: round(seconds / info["steps"], 4)}
+        if info.get("completion_tokens_per_step"):
+            update[RL_PER_TOKEN] = round(seconds / info["steps"]
+                                         / info["completion_tokens_per_step"], 6)
+        _record(key, update)
         return
     recall_seconds = (info.get("time_split") or {}).get("recall", 0.0)
     seconds -= recall_seconds
@@ -161,6 +169,15 @@ def sft_rate(rates: dict, tokens_per_row: float) -> float | None:
     last stage's, else None."""
     found = _nearest(rates.get(SFT_BY_LENGTH), tokens_per_row)
     return found if found is not None else positive(rates.get(SFT))
+
+
+def rl_step_seconds(rates: dict, completion_tokens: int) -> float | None:
+    """RL seconds a step whose completion budget is ``completion_tokens``: the last GRPO stage's
+    seconds a budget token times that budget, else its seconds a step, else None. Why: a step's
+    time goes with the tokens it samples and trains on; 24 steps of 224-token completions timed
+    at the 128-token stage's rate were planned 1.75x too short."""
+    per_token = positive(rates.get(RL_PER_TOKEN))
+    return per_token * completion_tokens if per_token else positive(rates.get(RL))
 
 
 def eval_rate(rates: dict, mode: str, tokens: float | None) -> float | None:
