@@ -147,6 +147,10 @@ def test_every_comparison_pairs_one_run_a_seed_on_each_side(configs):
                 (cb,) = [c for c in b if c.seed == seed]
                 assert _same_data(ca, cb), (claim.name, comp)  # ...on the same data: they pair
         assert missing == [], claim.name  # every comparison measured by CPU and GPU configs
+        for comp in (c for c in claim.comparisons if c.against):  # a gap: the other claim runs
+            other = _planned(configs, claims_mod.select([comp.against])[0])  # both sides too
+            assert any(claims_mod.matches(comp.a, c) for c in other), (claim.name, comp)
+            assert any(claims_mod.matches(comp.b, c) for c in other), (claim.name, comp)
         if claim.prerequisite is not None:
             pre = claim.prerequisite
             ran = [c for c in cfgs if claims_mod.matches(pre.condition, c)]
@@ -824,6 +828,12 @@ def test_a_gap_row_sets_a_claims_difference_against_another_claims(tmp_path, mon
                 if x.startswith("| retroactive cot − rl_only cot, here − in retroactive_rl |"))
     assert (f"| {signed(d_here)} vs {signed(d_there)}: **{signed(d_here - d_there)}** "
             f"[{signed(low)}, {signed(high)}] | - | **reproduced** |") in line
+    found["retroactive_rl"] = found["retroactive_rl"][:3]  # the other claim's run so far
+    line = next(x for x in section(claims_mod.measure(claim, CPU_CONFIGS, tmp_path),
+                                   Path("docs/c.md")) if "here − in retroactive_rl" in x)
+    assert line.endswith("(so far: 3 of 5 points of retroactive_rl) |"), line
     found["retroactive_rl"] = []  # the other claim not run: nothing to set it against
-    assert claims_mod.measure(claim, CPU_CONFIGS, tmp_path)["rows"][1]["verdict"] == \
-        claims_mod.NOT_RUN
+    m = claims_mod.measure(claim, CPU_CONFIGS, tmp_path)
+    assert m["rows"][1]["verdict"] == claims_mod.NOT_RUN
+    assert "| not run (no run of retroactive_rl here) | - | not run |" in "\n".join(
+        section(m, Path("docs/c.md")))

@@ -862,7 +862,8 @@ def measure(claim: Claim, configs: Path, out: Path, overrides: dict | None = Non
         result["rows"].append({"comparison": comp, "in_config": ran, "figure": fig,
                                "verdict": _unmeasured(claim, result) if fig is None else _judge(
                                    verdict, (fig["ci_low"], fig["ci_high"], comp.direction),
-                                   claim, result)})
+                                   claim, result),
+                               "other": _other_sweep(comp, configs, out, overrides, smoke)})
     if claim.crossover is not None:
         fig = crossover_figure(pts, claim.crossover)
         c = fig["crossover"] if fig else None
@@ -883,6 +884,23 @@ def _figure(comp: Comparison, pts: list[Point], out: Path) -> dict | None:
         return paired(accuracies(pts, comp.a, comp.split, comp.only),
                       accuracies(pts, comp.b, comp.split, comp.only))
     return gap(diffs(pts), diffs(points(out / comp.against)[0]))
+
+
+def _other_sweep(comp: Comparison, configs: Path, out: Path, overrides: dict | None,
+                 smoke: bool) -> dict | None:
+    """Of the claim a gap row is set against (``comp.against``; None for other rows): its
+    finished points, its points, and whether its runs were configured otherwise than its config
+    is now, which the row's verdict says (its figure rests on that claim's runs too)."""
+    from pbb.experiments.sweep import load_sweep
+
+    if comp.against is None:
+        return None
+    (other,) = select([comp.against])
+    sweep_dir = Path(out) / other.name
+    pts, total = points(sweep_dir)
+    _, _, planned = load_sweep(config_path(configs, other), overrides, smoke)
+    return {"claim": other.name, "done": len(pts), "points": max(total, len(planned)),
+            "otherwise": ran_otherwise(pts, planned, sweep_dir)}
 
 
 def settings_hash(cfgs: list) -> str:

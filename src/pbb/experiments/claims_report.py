@@ -85,7 +85,9 @@ def _comparison_label(row: dict) -> str:
 
 
 def _figure_cell(row: dict) -> str:
-    fig = row["figure"]
+    fig, other = row["figure"], row.get("other")
+    if fig is None and other and not other["done"]:  # a gap row: the other claim not run yet
+        return f"{NOT_RUN} (no run of {other['claim']} here)"
     if fig is None:
         return NOT_RUN if row["in_config"] else "not in this config"
     side = signed if row["comparison"].against else pct  # a gap sets differences side by side
@@ -127,10 +129,23 @@ def _verdict_cell(text: str, m: dict, fig: dict | None = None) -> str:
     return shown
 
 
+def _other_qualifier(row: dict) -> str:
+    """What a gap row's verdict says of the other claim's runs it rests on: not all finished,
+    or configured otherwise than that claim's config is now."""
+    other = row.get("other")
+    if not other or row["figure"] is None:
+        return ""
+    done = (f" (so far: {other['done']} of {other['points']} points of {other['claim']})"
+            if other["done"] < other["points"] else "")
+    return done + (f" ({other['claim']}'s runs configured otherwise than its config now)"
+                   if other["otherwise"] else "")
+
+
 def rows_of(m: dict) -> list[tuple[str, str, str, str]]:
     """(comparison, paper, pbb, verdict) of each row of one claim."""
     out = [(_comparison_label(r), r["comparison"].paper, _figure_cell(r),
-            _verdict_cell(r["verdict"], m, r["figure"])) for r in m["rows"]]
+            _verdict_cell(r["verdict"], m, r["figure"]) + _other_qualifier(r))
+           for r in m["rows"]]
     cross = m["claim"].crossover
     if cross is not None:
         label = f"N: {cross.demos} at k demonstrations vs one instruction ({cross.instruction})"
@@ -375,7 +390,7 @@ def plot(entries: list[Entry], path: Path) -> bool:
                     fmt="o", color=colour.get(v, "C7"), capsize=3)
     ax.axvline(0, color="gray", lw=1)
     ax.set_yticks(range(len(rows)), [label for label, _, _ in reversed(rows)], fontsize=7)
-    ax.set(xlabel="paired difference a − b (percentage points), 95% interval")
+    ax.set(xlabel="difference a − b (percentage points), 95% interval")
     # over the whole figure: the long claim labels leave the axes too narrow for it
     grey = ", grey measured under other settings" if any(v == "stale" for _, _, v in rows) else ""
     fig.suptitle(f"The paper's claims: green reproduced, red not, orange not testable{grey}",

@@ -39,7 +39,8 @@ SFT_BY_LENGTH = "sft_tokens_per_second_by_row_tokens"
 EVAL_BY_LENGTH = "completions_per_second_by_tokens_written"
 RL = "rl_seconds_per_step"
 #: RL seconds a step per token of the step's completion budget (completions a step x
-#: ``rl.max_completion_length``): a step samples and trains on up to that many tokens
+#: ``rl.max_completion_length``): a step trains on up to that many tokens (and, with
+#: ``rl.num_iterations`` 1, as every config has it, samples them)
 RL_PER_TOKEN = "rl_seconds_per_completion_token"
 EVAL = "completions_per_second"
 #: the recall checks of a stopping rule, in process (a ``recall`` evaluation may be served)
@@ -115,8 +116,8 @@ def record_stage(key: str, info: dict) -> None:
     if info.get("algorithm") == "grpo":
         update = {RL: round(seconds / info["steps"], 4)}
         if info.get("completion_tokens_per_step"):
-            update[RL_PER_TOKEN] = round(seconds / info["steps"]
-                                         / info["completion_tokens_per_step"], 6)
+            update[RL_PER_TOKEN] = float(
+                f"{seconds / info['steps'] / info['completion_tokens_per_step']:.4g}")
         _record(key, update)
         return
     recall_seconds = (info.get("time_split") or {}).get("recall", 0.0)
@@ -174,8 +175,9 @@ def sft_rate(rates: dict, tokens_per_row: float) -> float | None:
 def rl_step_seconds(rates: dict, completion_tokens: int) -> float | None:
     """RL seconds a step whose completion budget is ``completion_tokens``: the last GRPO stage's
     seconds a budget token times that budget, else its seconds a step, else None. Why: a step's
-    time goes with the tokens it samples and trains on; 24 steps of 224-token completions timed
-    at the 128-token stage's rate were planned 1.75x too short."""
+    time goes with the tokens it samples and trains on, so a stage of 224-token completions
+    planned at the last 128-token stage's seconds a step would come out short; the budget, not
+    the tokens written, is what a plan knows (completions that stop early make it long)."""
     per_token = positive(rates.get(RL_PER_TOKEN))
     return per_token * completion_tokens if per_token else positive(rates.get(RL))
 
