@@ -477,6 +477,35 @@ def test_jobs_per_device_without_gpus_runs_jobs_on_the_cpu(monkeypatch, tmp_path
     assert "no GPU here: --jobs-per-device 3 does nothing" in " ".join(capsys.readouterr().out.split())
 
 
+def test_jobs_at_once_share_the_cores_as_threads_unless_the_user_set_them(monkeypatch,
+                                                                          tmp_path):
+    """Each local job's torch gets its share of the cores (not a thread per core each, N jobs
+    fighting over them); a user's OMP_NUM_THREADS stands."""
+    import os
+    import sys
+
+    from pbb.experiments import executors
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert executors.job_threads(2) == {v: "4" for v in executors.THREAD_VARIABLES}
+    assert executors.job_threads(3)["OMP_NUM_THREADS"] == "2"
+    assert executors.job_threads(20)["OMP_NUM_THREADS"] == "1"  # never 0
+    monkeypatch.setattr(executors, "_gpus", lambda: [])
+    said = "import os; print('saw', os.environ.get('OMP_NUM_THREADS'), flush=True)"
+    monkeypatch.setattr(executors, "point_command",
+                        lambda cfg_file, run_dir, stages: [sys.executable, "-c", said])
+
+    def seen(out):
+        executors.run_local(_fake_points(2), out, 2)
+        return {(out / j["log"]).read_text().split()[1]
+                for j in read_json(out / "jobs.json").values()}
+
+    assert seen(tmp_path / "a") == {"4"}  # 8 cores, 2 jobs at once
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert executors.job_threads(2) == {} and seen(tmp_path / "b") == {"3"}
+
+
 def test_jobs_per_device_is_checked_before_any_work(tmp_path):
     from pbb.experiments.executors import parse_jobs_per_device
     from tests.conftest import run_cli

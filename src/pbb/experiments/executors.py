@@ -1,6 +1,9 @@
 """Running sweep points at once: on this machine (``pbb sweep CONFIG --jobs N``) or as Slurm
 jobs (``--executor slurm``, through submitit).
 
+Local jobs share the machine's cores: each is given its share as threads (:func:`job_threads`)
+unless ``OMP_NUM_THREADS`` is set.
+
 Each point is its own ``pbb run`` process (the point's resolved config written to
 ``<sweep>/points/<point>.yaml``), up to N at a time, with its output in ``<sweep>/logs/<point>.log``
 and its pid, start, end and exit code in ``<sweep>/jobs.json`` (points of an earlier run of the
@@ -198,6 +201,24 @@ def device_places(gpus: list[str], jobs_per_device: int | str, points: list[dict
     return places
 
 
+#: the thread-count variables a job is given its share of the cores in (torch's intra-op
+#: threads follow OMP_NUM_THREADS; MKL's and OpenBLAS's own where they are the BLAS)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def job_threads(jobs: int) -> dict[str, str]:
+    """Each of ``jobs`` jobs at once its share of this process's cores, as threads, unless the
+    user set ``OMP_NUM_THREADS`` (then nothing: their setting stands). Why: each job's torch
+    would otherwise start a thread per core, N jobs N threads a core, fighting for them; one
+    process a core trained 1.16x the rows a second of one process on both cores of a 2-core
+    machine (benchmarks/bench_cpu_jobs.py), and GPU jobs on a 16-core host ran at 3 each."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return {}
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    share = str(max(1, (cores or 1) // max(1, jobs)))
+    return {name: share for name in THREAD_VARIABLES}
+
+
 def point_command(cfg_file: Path, run_dir: Path, stages: Path) -> list[str]:
     return [sys.executable, "-m", "pbb", "run", str(cfg_file), "--out", str(run_dir),
             "--stages-root", str(stages), "--no-progress"]
@@ -267,6 +288,7 @@ class _LocalJobs:
         atomic_write_text(cfg_file, dump_config(p["config"]))
         slot = next(s for s in range(jobs) if s not in {v[2] for v in self.running.values()})
         env = dict(os.environ)
+        env.update(job_threads(jobs))
         gpu = None
         if gpus:  # the GPU running the fewest jobs that has room (lowest first)
             gpu = min((d for d in range(len(gpus)) if self.busy[d] < self.places[d]),

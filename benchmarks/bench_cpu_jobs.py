@@ -1,0 +1,94 @@
+"""CPU throughput of SFT: one process on every core against one process a core, at once.
+
+Why: a sweep's points are independent runs, and on a CPU machine `pbb sweep --jobs N` runs N of
+them at once. Whether that pays depends on how well one process's matrix products use all the
+cores (torch's intra-op threads) against several processes of one thread each, which only a
+measurement says. Each worker trains the same rows (stage 1 of a quickstart-like arithmetic data
+set, :func:`bench_sft.rows_for`) with pbb's loop, one epoch; workers wait for each other after
+loading the model, and rows/s counts the training only: for several workers, all their rows over
+the span from the first one's start to the last one's end.
+
+Usage: python benchmarks/bench_cpu_jobs.py [--model smollm2-135m-instruct] [--rows 96]
+       [--batch 8] [--jobs 2] [--repeat 2]
+Prints one line per layout and try, and the ratio of their best (the layouts run one after the
+other, alternated: run it with nothing else busy on the machine).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def worker(args) -> None:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from bench_sft import rows_for
+
+    from pbb.config import TrainConfig
+    from pbb.models import load_tokenizer, resolve_model_path
+    from pbb.training.sft import train_sft
+
+    path = resolve_model_path(args.model)
+    tok = load_tokenizer(path)
+    rows = rows_for(args.rows)
+    Path(args.ready).touch()
+    while len(list(Path(args.ready).parent.glob("ready-*"))) < args.of:  # the others loaded
+        time.sleep(0.05)
+    cfg = TrainConfig(epochs=1, batch_size=args.batch, save_steps=10**9, packing="off")
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as out:
+        train_sft(rows, init=path, base=path, tokenizer=tok, cfg=cfg, stage_dir=out, seed=0,
+                  progress=False)
+    print(json.dumps({"start": t0, "end": time.time(), "rows": len(rows)}), flush=True)
+
+
+def layout(args, jobs: int, threads: int) -> float:
+    """Rows a second of ``jobs`` workers of ``threads`` threads each, run at once."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        procs = [subprocess.Popen(
+            [sys.executable, __file__, "--worker", "--threads", str(threads), "--of", str(jobs),
+             "--ready", f"{tmp}/ready-{i}", "--model", args.model, "--rows", str(args.rows),
+             "--batch", str(args.batch)], stdout=subprocess.PIPE, text=True, env=env)
+            for i in range(jobs)]
+        spans = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    if any(p.returncode for p in procs):
+        sys.exit("a worker failed")
+    wall = max(s["end"] for s in spans) - min(s["start"] for s in spans)
+    rate = sum(s["rows"] for s in spans) / wall
+    print(f"{jobs} process(es) x {threads} thread(s): {rate:.2f} rows/s "
+          f"({sum(s['rows'] for s in spans)} rows in {wall:.1f} s)", flush=True)
+    return rate
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="smollm2-135m-instruct")
+    ap.add_argument("--rows", type=int, default=96)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--worker", action="store_true")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--of", type=int, default=1)
+    ap.add_argument("--ready", default="")
+    args = ap.parse_args()
+    if args.worker:
+        return worker(args)
+    cores = os.cpu_count() or 1
+    one, many = [], []
+    for _ in range(args.repeat):  # alternated: a slow spell of the machine hits both layouts
+        one.append(layout(args, 1, cores))
+        many.append(layout(args, args.jobs, max(1, cores // args.jobs)))
+    print(f"ratio: {max(many) / max(one):.2f} ({args.jobs} processes at once over one on {cores} "
+          f"cores, the best of {args.repeat} each)")
+
+
+if __name__ == "__main__":
+    main()
