@@ -198,6 +198,20 @@ def test_rates_are_recorded_for_fresh_work_only(rates_file):
     assert rates.read_rates(key) == {}  # a broken file is no rate, not an error
 
 
+def test_a_job_on_its_share_of_the_cores_keeps_rates_of_its_own(monkeypatch):
+    """A sweep's job given one thread of several cores records under a key of its own, so a
+    plan on all the cores never reads its slower rates as its own."""
+    import os
+
+    import torch
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert rates.machine_key("m") == "m on cpu"
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert rates.machine_key("m") == "m on cpu, 1 thread"
+
+
 def test_a_grpo_stage_is_planned_by_its_steps_completion_budget(tmp_path, rates_file):
     """A GRPO stage records its seconds a token of a step's completion budget (completions a
     step x rl.max_completion_length) beside its seconds a step; a plan scales that to its own
