@@ -502,6 +502,9 @@ def test_jobs_at_once_share_the_cores_as_threads_unless_the_user_set_them(monkey
                 for j in read_json(out / "jobs.json").values()}
 
     assert seen(tmp_path / "a") == {"4"}  # 8 cores, 2 jobs at once
+    executors.run_local(_fake_points(2), tmp_path / "c", 6)  # --jobs 6, but 2 points: 2 at once
+    assert {(tmp_path / "c" / j["log"]).read_text().split()[1]
+            for j in read_json(tmp_path / "c" / "jobs.json").values()} == {"4"}
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert executors.job_threads(2) == {} and seen(tmp_path / "b") == {"3"}
 

@@ -238,7 +238,8 @@ def run_local(points: list[dict], out: Path, jobs: int, jobs_per_device: int | s
     for d in (sweep.points, sweep.logs):
         d.mkdir(parents=True, exist_ok=True)
     queue = list(points)
-    pool = _LocalJobs(sweep, gpus, places, Path(stages) if stages else sweep.stages)
+    pool = _LocalJobs(sweep, gpus, places, Path(stages) if stages else sweep.stages,
+                      at_once=min(jobs, len(points)))  # --jobs 8 for 2 points: 2 at once
     try:
         while queue or pool.running:
             while queue and len(pool.running) < jobs:
@@ -273,8 +274,10 @@ class _LocalJobs:
     the GPU running the fewest jobs that has room), reaped when they exit; ``jobs.json``
     records both."""
 
-    def __init__(self, sweep: SweepStore, gpus: list[str], places: list[int], stages: Path):
+    def __init__(self, sweep: SweepStore, gpus: list[str], places: list[int], stages: Path,
+                 at_once: int = 1):
         self.sweep, self.gpus, self.places, self.stages = sweep, gpus, places, stages
+        self.threads = job_threads(at_once)  # each job's share of the cores
         self.busy = [0] * len(gpus)  # running jobs per GPU
         #: pid -> (process, point, slot, its open log, its GPU's index or None)
         self.running: dict[int, tuple[subprocess.Popen, dict, int, object, int | None]] = {}
@@ -287,8 +290,7 @@ class _LocalJobs:
         cfg_file = sweep.point_config(p["name"])
         atomic_write_text(cfg_file, dump_config(p["config"]))
         slot = next(s for s in range(jobs) if s not in {v[2] for v in self.running.values()})
-        env = dict(os.environ)
-        env.update(job_threads(jobs))
+        env = {**os.environ, **self.threads}
         gpu = None
         if gpus:  # the GPU running the fewest jobs that has room (lowest first)
             gpu = min((d for d in range(len(gpus)) if self.busy[d] < self.places[d]),
