@@ -199,17 +199,20 @@ def test_rates_are_recorded_for_fresh_work_only(rates_file):
 
 
 def test_a_job_on_its_share_of_the_cores_keeps_rates_of_its_own(monkeypatch):
-    """A sweep's job given one thread of several cores records under a key of its own, so a
-    plan on all the cores never reads its slower rates as its own."""
-    import os
+    """A sweep's job given its share of the cores records under a key of its own, so a plan of
+    a run on all the cores never reads its slower rates as its own."""
+    from pbb.experiments import executors
 
-    import torch
-
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.delenv("PBB_JOB_THREADS", raising=False)
+    for name in executors.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     assert rates.machine_key("m") == "m on cpu"
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
-    assert rates.machine_key("m") == "m on cpu, 1 thread"
+    for name, value in executors.job_threads(2).items():  # a job's environment
+        monkeypatch.setenv(name, value)
+    from pbb.dist import usable_cores
+
+    share = usable_cores() // 2 or 1
+    assert rates.machine_key("m") == f"m on cpu, {share} thread" + ("" if share == 1 else "s")
 
 
 def test_a_grpo_stage_is_planned_by_its_steps_completion_budget(tmp_path, rates_file):

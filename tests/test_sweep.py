@@ -486,9 +486,11 @@ def test_jobs_at_once_share_the_cores_as_threads_unless_the_user_set_them(monkey
 
     from pbb.experiments import executors
 
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for name in executors.THREAD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
-    assert executors.job_threads(2) == {v: "4" for v in executors.THREAD_VARIABLES}
+    assert executors.job_threads(2) == {**{v: "4" for v in executors.THREAD_VARIABLES},
+                                        "PBB_JOB_THREADS": "4"}
     assert executors.job_threads(3)["OMP_NUM_THREADS"] == "2"
     assert executors.job_threads(20)["OMP_NUM_THREADS"] == "1"  # never 0
     monkeypatch.setattr(executors, "_gpus", lambda: [])
@@ -507,6 +509,9 @@ def test_jobs_at_once_share_the_cores_as_threads_unless_the_user_set_them(monkey
             for j in read_json(tmp_path / "c" / "jobs.json").values()} == {"4"}
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert executors.job_threads(2) == {} and seen(tmp_path / "b") == {"3"}
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    monkeypatch.setenv("MKL_NUM_THREADS", "1")  # any of them set: the user's stands
+    assert executors.job_threads(2) == {}
 
 
 def test_jobs_per_device_is_checked_before_any_work(tmp_path):

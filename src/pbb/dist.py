@@ -73,6 +73,19 @@ def close() -> None:
         td.destroy_process_group()
 
 
+#: set in a sweep's job given its share of the cores as threads
+#: (:func:`pbb.experiments.executors.job_threads`): the rates it measures are a share's
+JOB_THREADS = "PBB_JOB_THREADS"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the OS has one, e.g. a cgroup's
+    share on Linux; else the machine's)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 def device() -> str:
     import torch
 

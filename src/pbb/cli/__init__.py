@@ -34,6 +34,17 @@ for _name, _command in [("run", runs.run_cmd), ("plan", runs.plan_cmd), ("sweep"
     app.command(_name)(_command)
 
 
+def _summary(fn) -> str | None:
+    """A command's docstring's first paragraph on one line: its line in the command list, whole
+    (click would cut it to 45 characters)."""
+    return " ".join((fn.__doc__ or "").split("\n\n")[0].split()) or None
+
+
+for _group in (app, data.app):
+    for _info in _group.registered_commands:
+        _info.short_help = _info.short_help or _summary(_info.callback)
+
+
 def _print_version(value: bool) -> None:
     if value:
         import pbb

@@ -2,7 +2,7 @@
 jobs (``--executor slurm``, through submitit).
 
 Local jobs share the machine's cores: each is given its share as threads (:func:`job_threads`)
-unless ``OMP_NUM_THREADS`` is set.
+unless the user set a thread count (``OMP_NUM_THREADS``, MKL's, OpenBLAS's).
 
 Each point is its own ``pbb run`` process (the point's resolved config written to
 ``<sweep>/points/<point>.yaml``), up to N at a time, with its output in ``<sweep>/logs/<point>.log``
@@ -39,6 +39,7 @@ from rich.console import Console
 
 from pbb import interrupts
 from pbb.config import dump_config
+from pbb.dist import JOB_THREADS, usable_cores
 from pbb.errors import PbbError, first_line
 from pbb.jsonio import (
     atomic_write_json,
@@ -202,21 +203,21 @@ def device_places(gpus: list[str], jobs_per_device: int | str, points: list[dict
 
 
 #: the thread-count variables a job is given its share of the cores in (torch's intra-op
-#: threads follow OMP_NUM_THREADS; MKL's and OpenBLAS's own where they are the BLAS)
+#: threads follow OMP_NUM_THREADS, and MKL's where MKL is its BLAS)
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def job_threads(jobs: int) -> dict[str, str]:
     """Each of ``jobs`` jobs at once its share of this process's cores, as threads, unless the
-    user set ``OMP_NUM_THREADS`` (then nothing: their setting stands). Why: each job's torch
-    would otherwise start a thread per core, N jobs N threads a core, fighting for them; one
-    process a core trained 1.16x the rows a second of one process on both cores of a 2-core
-    machine (benchmarks/bench_cpu_jobs.py), and GPU jobs on a 16-core host ran at 3 each."""
-    if os.environ.get("OMP_NUM_THREADS"):
+    user set any of :data:`THREAD_VARIABLES` (then nothing: their setting stands). Why: each
+    job's torch would otherwise start a thread per core, N jobs N threads a core; on the 2-core
+    machine two one-thread processes at once trained ~1.3x the rows a second of one process on
+    both cores (benchmarks/bench_cpu_jobs.py). A share is fixed for the sweep: the last
+    points of an uneven queue run on theirs."""
+    if any(os.environ.get(name) for name in THREAD_VARIABLES):
         return {}
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    share = str(max(1, (cores or 1) // max(1, jobs)))
-    return {name: share for name in THREAD_VARIABLES}
+    share = str(max(1, usable_cores() // max(1, jobs)))
+    return {**{name: share for name in THREAD_VARIABLES}, JOB_THREADS: share}
 
 
 def point_command(cfg_file: Path, run_dir: Path, stages: Path) -> list[str]:

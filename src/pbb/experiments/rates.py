@@ -57,21 +57,16 @@ def rates_path() -> Path:
 
 def machine_key(model: str) -> str:
     """Whose rates: a model on this kind of device (``cpu``, ``cuda``), under a launcher how
-    many processes share the work, and on a CPU how many threads the process has where fewer
-    than the cores (a sweep's job on its share, :func:`pbb.experiments.executors.job_threads`):
-    a plan run on all the cores reads the rates measured on all of them."""
+    many processes share the work, and on a CPU a sweep's job's share of the cores where it was
+    given one (:func:`pbb.experiments.executors.job_threads`): a plan of a run on all the cores
+    reads the rates measured on all of them, not a share's."""
     from pbb import dist
 
     kind, processes = dist.device().split(":")[0], dist.world()
     key = f"{model} on {kind}" + (f" x{processes}" if processes > 1 else "")
-    if kind == "cpu":  # a job of a sweep on its share of the cores runs slower than one on all
-        import torch
-
-        threads = torch.get_num_threads()
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else \
-            os.cpu_count()
-        if threads < (cores or 1):
-            key += f", {threads} thread" + ("s" if threads > 1 else "")
+    share = os.environ.get(dist.JOB_THREADS)  # a sweep's job on its share of the cores
+    if kind == "cpu" and share:
+        key += f", {share} thread" + ("" if share == "1" else "s")
     return key
 
 
