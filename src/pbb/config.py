@@ -328,6 +328,12 @@ class RLConfig(_Strict):
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1, json_schema_extra=_key(NEVER),
                                                description="colocate mode")
 
+    @property
+    def completion_tokens_per_step(self) -> int:
+        """A step's budget of completion tokens (its completions x ``max_completion_length``):
+        what a GRPO stage records its rate by and a plan scales it with."""
+        return self.batch_size * self.grad_accum * self.max_completion_length
+
     @model_validator(mode="after")
     def _trl_accepts(self) -> RLConfig:
         # The combinations GRPOConfig rejects, caught here with the keys a user writes.

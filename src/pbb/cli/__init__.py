@@ -20,13 +20,12 @@ from pbb.errors import PbbError
 
 __all__ = ["app", "main", "parse_assignments"]
 
-#: help as click writes it: paragraphs rewrapped to the terminal and an option's help in one
-#: wide column (rich's panels kept the docstrings' line breaks and cut the help to a third of an
-#: 80-column terminal)
-HELP_STYLE = dict(rich_markup_mode=None)
+# rich_markup_mode None: help as click writes it, for the data group too: paragraphs rewrapped
+# to the terminal and an option's help in one wide column (rich's panels kept the docstrings'
+# line breaks and cut the help to a third of an 80-column terminal)
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Programming by Backprop: data, training curricula, evaluation, reports.",
-                  **HELP_STYLE)
+                  rich_markup_mode=None)
 app.add_typer(data.app, name="data")
 for _name, _command in [("run", runs.run_cmd), ("plan", runs.plan_cmd), ("sweep", runs.sweep_cmd),
                         ("claims", runs.claims_cmd), ("export", runs.export_cmd),

@@ -14,8 +14,7 @@ from pbb import data as data_mod
 from pbb.cli.options import Force, Out, console, parse_assignments
 from pbb.folders import check_out
 
-app = typer.Typer(no_args_is_help=True, help="Generate, inspect and check data sets.",
-                  rich_markup_mode=None)  # as the main app's help (pbb.cli.HELP_STYLE)
+app = typer.Typer(no_args_is_help=True, help="Generate, inspect and check data sets.")
 Seed = Annotated[int, typer.Option(help="random seed")]
 
 

@@ -858,12 +858,13 @@ def measure(claim: Claim, configs: Path, out: Path, overrides: dict | None = Non
                                 else result["settings"])
     for comp in [c for each in claim.comparisons for c in expand(each, cfgs)]:
         ran = any(matches(comp.a, c) for c in cfgs) and any(matches(comp.b, c) for c in cfgs)
-        fig = _figure(comp, pts, Path(out)) if ran else None
+        other, other_pts = _other_sweep(comp, configs, out, overrides, smoke)
+        fig = _figure(comp, pts, other_pts) if ran else None
         result["rows"].append({"comparison": comp, "in_config": ran, "figure": fig,
                                "verdict": _unmeasured(claim, result) if fig is None else _judge(
                                    verdict, (fig["ci_low"], fig["ci_high"], comp.direction),
                                    claim, result),
-                               "other": _other_sweep(comp, configs, out, overrides, smoke)})
+                               "other": other})
     if claim.crossover is not None:
         fig = crossover_figure(pts, claim.crossover)
         c = fig["crossover"] if fig else None
@@ -873,9 +874,10 @@ def measure(claim: Claim, configs: Path, out: Path, overrides: dict | None = Non
     return result
 
 
-def _figure(comp: Comparison, pts: list[Point], out: Path) -> dict | None:
+def _figure(comp: Comparison, pts: list[Point], other_pts: list[Point]) -> dict | None:
     """A comparison's figure from the claim's finished points ``pts``: its paired difference, or
-    (``comp.against``) the gap to the same difference in that claim's sweep beside it."""
+    (``comp.against``) the gap to the same difference in that claim's finished points
+    ``other_pts``."""
     def diffs(of: list[Point]) -> dict[tuple, list[float]]:
         return differences(accuracies(of, comp.a, comp.split, comp.only),
                            accuracies(of, comp.b, comp.split, comp.only))
@@ -883,24 +885,25 @@ def _figure(comp: Comparison, pts: list[Point], out: Path) -> dict | None:
     if comp.against is None:
         return paired(accuracies(pts, comp.a, comp.split, comp.only),
                       accuracies(pts, comp.b, comp.split, comp.only))
-    return gap(diffs(pts), diffs(points(out / comp.against)[0]))
+    return gap(diffs(pts), diffs(other_pts))
 
 
 def _other_sweep(comp: Comparison, configs: Path, out: Path, overrides: dict | None,
-                 smoke: bool) -> dict | None:
-    """Of the claim a gap row is set against (``comp.against``; None for other rows): its
-    finished points, its points, and whether its runs were configured otherwise than its config
-    is now, which the row's verdict says (its figure rests on that claim's runs too)."""
+                 smoke: bool) -> tuple[dict | None, list[Point]]:
+    """Of the claim a gap row is set against (``comp.against``; None and no points for other
+    rows): how many of its points finished, of how many, and whether its runs were configured
+    otherwise than its config is now, which the row's verdict says (its figure rests on that
+    claim's runs too); and its finished points, read once for the figure too."""
     from pbb.experiments.sweep import load_sweep
 
     if comp.against is None:
-        return None
+        return None, []
     (other,) = select([comp.against])
     sweep_dir = Path(out) / other.name
     pts, total = points(sweep_dir)
     _, _, planned = load_sweep(config_path(configs, other), overrides, smoke)
     return {"claim": other.name, "done": len(pts), "points": max(total, len(planned)),
-            "otherwise": ran_otherwise(pts, planned, sweep_dir)}
+            "otherwise": ran_otherwise(pts, planned, sweep_dir)}, pts
 
 
 def settings_hash(cfgs: list) -> str:

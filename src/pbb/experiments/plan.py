@@ -174,9 +174,7 @@ def _stage(cfg: RunConfig, tok, curriculum: str, st, directory: Path, rates: dic
     status = "reused" if done else "train" if step is None else "resume"
     if st.trainer == "rl":
         planned = _rl_stage(cfg, curriculum, st, directory, status)
-        rl = cfg.rl
-        per_step = rates_mod.rl_step_seconds(
-            rates, rl.batch_size * rl.grad_accum * rl.max_completion_length)
+        per_step = rates_mod.rl_step_seconds(rates, cfg.rl.completion_tokens_per_step)
         if per_step is not None:
             planned.seconds = planned.steps * per_step
     else:
