@@ -9,6 +9,9 @@ loading the model and encoding the rows, and rows/s counts the training only (an
 save at its end, ~0.3 s): for several workers, all their rows over the span from the first one's
 start to the last one's end.
 
+It also times one process alone on one job's share of the cores: the last job of a sweep whose
+others have ended, had it kept its share (before jobs followed theirs, pbb.dist.follow_share).
+
 Usage: python benchmarks/bench_cpu_jobs.py [--model smollm2-135m-instruct] [--rows 96]
        [--batch 8] [--jobs 2] [--repeat 2]
 Prints one line per layout and try, and the ratio of their best (the layouts run one after the
@@ -89,12 +92,16 @@ def main() -> None:
     if args.worker:
         return worker(args)
     cores = os.cpu_count() or 1
-    one, many = [], []
-    for _ in range(args.repeat):  # alternated: a slow spell of the machine hits both layouts
+    one, many, tail = [], [], []
+    for _ in range(args.repeat):  # alternated: a slow spell of the machine hits every layout
         one.append(layout(args, 1, cores))
         many.append(layout(args, args.jobs, max(1, cores // args.jobs)))
+        tail.append(layout(args, 1, max(1, cores // args.jobs)))
     print(f"ratio: {max(many) / max(one):.2f} ({args.jobs} processes at once over one on {cores} "
           f"cores, the best of {args.repeat} each)")
+    print(f"a sweep's last job, alone: {max(one) / max(tail):.2f}x the rows a second on every "
+          f"core as on its share of {max(1, cores // args.jobs)} thread(s) (what following its "
+          "share gives it once the other jobs have ended)")
 
 
 if __name__ == "__main__":

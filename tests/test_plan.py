@@ -215,6 +215,40 @@ def test_a_job_on_its_share_of_the_cores_keeps_rates_of_its_own(monkeypatch):
     assert rates.machine_key("m") == f"m on cpu, {share} thread" + ("" if share == 1 else "s")
 
 
+@pytest.mark.slow
+def test_a_stage_during_which_the_jobs_share_changed_records_no_rate(tmp_path, rates_file,
+                                                                     monkeypatch):
+    """A sweep's job that takes a new share of the cores mid-stage (dist.follow_share: the
+    sweep's other jobs ended) measured no one share's rate: that stage records none; what it
+    trains and evaluates after, on its new share, records under that share's key."""
+    import torch
+
+    from pbb import dist
+    from pbb.experiments.run import run
+
+    share_file = tmp_path / "job_threads"
+    share_file.write_text("2\n")  # the sweep says 2 threads; the job started on 1
+    monkeypatch.setenv(dist.JOB_THREADS, "1")
+    monkeypatch.setenv(dist.JOB_THREADS_FILE, str(share_file))
+    monkeypatch.setitem(dist._share, "read", None)
+    monkeypatch.setitem(dist._share, "changes", 0)
+    threads = torch.get_num_threads()
+    try:
+        run(smoke(), tmp_path / "run", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert dist.share_changes() == 1 and torch.get_num_threads() == threads
+    one, two = "tiny-random on cpu, 1 thread", "tiny-random on cpu, 2 threads"
+    assert rates.read_rates(one) == {}  # stage 1 began on one thread and ended on two
+    measured = rates.read_rates(two)
+    stage1, stage2 = read_json(RunStore(tmp_path / "run").summary)["stages"]["proactive"]
+    seconds = stage2["seconds"] - stage2["time_split"].get("recall", 0.0)
+    assert measured[rates.SFT] == pytest.approx(stage2["tokens"] / seconds, rel=0.01)
+    buckets = [str(rates.row_bucket(s["tokens_per_row"])) for s in (stage1, stage2)]
+    assert buckets[0] != buckets[1] and list(measured[rates.SFT_BY_LENGTH]) == buckets[1:]
+    assert set(measured[rates.EVAL]) >= {"cot"}
+
+
 def test_a_grpo_stage_is_planned_by_its_steps_completion_budget(tmp_path, rates_file):
     """A GRPO stage records its seconds a token of a step's completion budget (completions a
     step x rl.max_completion_length) beside its seconds a step; a plan scales that to its own

@@ -20,6 +20,8 @@ A plain ``pbb run`` is one process and none of this does anything.
 from __future__ import annotations
 
 import os
+import time
+from pathlib import Path
 
 
 def world() -> int:
@@ -76,6 +78,42 @@ def close() -> None:
 #: set in a sweep's job given its share of the cores as threads
 #: (:func:`pbb.experiments.executors.job_threads`): the rates it measures are a share's
 JOB_THREADS = "PBB_JOB_THREADS"
+#: the file a sweep writes its jobs' share of the cores to as jobs end (:func:`follow_share`)
+JOB_THREADS_FILE = "PBB_JOB_THREADS_FILE"
+#: how often a job reads that file, at most (seconds)
+FOLLOW_EVERY = 5.0
+_share = {"read": None, "changes": 0}  # when the file was read last; shares taken so far
+
+
+def follow_share() -> None:
+    """In a sweep's job: take the share of the cores the sweep gives it now, as threads. Why:
+    a share is set when a job starts (two jobs on 2 cores, one thread each), and a sweep's last
+    point, once the others have ended, trained on one core while the other stood idle (the
+    ciphers claim's third seed, ~1 h 20 min). Called from the main thread between training
+    steps and generation batches (OpenMP's thread count is the calling thread's own); reads
+    the file at most every :data:`FOLLOW_EVERY` seconds. Nothing outside a sweep's job."""
+    path = os.environ.get(JOB_THREADS_FILE)
+    now = time.monotonic()
+    if not path or (_share["read"] is not None and now - _share["read"] < FOLLOW_EVERY):
+        return
+    _share["read"] = now
+    try:
+        share = int(Path(path).read_text())
+    except (OSError, ValueError):  # not written yet, or the sweep has ended: the share stands
+        return
+    if share < 1 or str(share) == os.environ.get(JOB_THREADS):
+        return
+    import torch
+
+    torch.set_num_threads(share)
+    os.environ[JOB_THREADS] = str(share)  # the rates this job measures next are this share's
+    _share["changes"] += 1
+
+
+def share_changes() -> int:
+    """How many times this process took a new share of the cores (:func:`follow_share`): a
+    stage or evaluation during which it changed measured no one share's rate."""
+    return _share["changes"]
 
 
 def usable_cores() -> int:

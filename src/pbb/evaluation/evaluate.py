@@ -153,6 +153,7 @@ def evaluate(generator: Generator, ds: DataSet, *, curriculum: str, mode: str, o
     def save_batch(items: list[tuple[int, str]]) -> None:
         for i, completion in items:
             append_jsonl(mine, to_sample(todo[i], completion))
+        dist.follow_share()  # a sweep's job takes the cores of jobs that have ended
 
     if todo:
         generator.generate([q["prompt"] for q in todo], max_new_tokens=max_new_tokens,

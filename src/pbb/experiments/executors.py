@@ -2,7 +2,9 @@
 jobs (``--executor slurm``, through submitit).
 
 Local jobs share the machine's cores: each is given its share as threads (:func:`job_threads`)
-unless the user set a thread count (``OMP_NUM_THREADS``, MKL's, OpenBLAS's).
+unless the user set a thread count (``OMP_NUM_THREADS``, MKL's, OpenBLAS's), and once jobs
+have ended with none left to start, the ones still running share their cores (each follows
+``<sweep>/job_threads``, :func:`pbb.dist.follow_share`).
 
 Each point is its own ``pbb run`` process (the point's resolved config written to
 ``<sweep>/points/<point>.yaml``), up to N at a time, with its output in ``<sweep>/logs/<point>.log``
@@ -39,7 +41,7 @@ from rich.console import Console
 
 from pbb import interrupts
 from pbb.config import dump_config
-from pbb.dist import JOB_THREADS, usable_cores
+from pbb.dist import JOB_THREADS, JOB_THREADS_FILE, usable_cores
 from pbb.errors import PbbError, first_line
 from pbb.jsonio import (
     atomic_write_json,
@@ -205,6 +207,8 @@ def device_places(gpus: list[str], jobs_per_device: int | str, points: list[dict
 #: the thread-count variables a job is given its share of the cores in (torch's intra-op
 #: threads follow OMP_NUM_THREADS, and MKL's where MKL is its BLAS)
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+#: in the sweep's folder while its local jobs run: their share of the cores now, in threads
+SHARE_FILE = "job_threads"
 
 
 def job_threads(jobs: int) -> dict[str, str]:
@@ -212,8 +216,8 @@ def job_threads(jobs: int) -> dict[str, str]:
     user set any of :data:`THREAD_VARIABLES` (then nothing: their setting stands). Why: each
     job's torch would otherwise start a thread per core, N jobs N threads a core; on the 2-core
     machine two one-thread processes at once trained ~1.3x the rows a second of one process on
-    both cores (benchmarks/bench_cpu_jobs.py). A share is fixed for the sweep: the last
-    points of an uneven queue run on theirs."""
+    both cores (benchmarks/bench_cpu_jobs.py). A job starts on this share; once jobs end with
+    none left to start, the others take their cores (:meth:`_LocalJobs.rebalance`)."""
     if any(os.environ.get(name) for name in THREAD_VARIABLES):
         return {}
     share = str(max(1, usable_cores() // max(1, jobs)))
@@ -245,11 +249,14 @@ def run_local(points: list[dict], out: Path, jobs: int, jobs_per_device: int | s
         while queue or pool.running:
             while queue and len(pool.running) < jobs:
                 pool.start(queue.pop(0), jobs)
+            pool.rebalance()
             time.sleep(0.5)
             pool.reap()
     except KeyboardInterrupt:
         _stop(pool.running.values())
         raise
+    finally:
+        pool.share_file.unlink(missing_ok=True)
     if pool.failed:
         raise PbbError(f"{len(pool.failed)} sweep point(s) failed: {', '.join(pool.failed)} (their "
                        f"logs are in {sweep.logs}); run the same command again to retry them")
@@ -279,6 +286,10 @@ class _LocalJobs:
                  at_once: int = 1):
         self.sweep, self.gpus, self.places, self.stages = sweep, gpus, places, stages
         self.threads = job_threads(at_once)  # each job's share of the cores
+        self.share_file = sweep.root / SHARE_FILE
+        if self.threads:  # the jobs follow their share as others end (dist.follow_share)
+            self.threads[JOB_THREADS_FILE] = str(self.share_file.resolve())
+        self.share = self.threads.get(JOB_THREADS)
         self.busy = [0] * len(gpus)  # running jobs per GPU
         #: pid -> (process, point, slot, its open log, its GPU's index or None)
         self.running: dict[int, tuple[subprocess.Popen, dict, int, object, int | None]] = {}
@@ -314,6 +325,18 @@ class _LocalJobs:
         atomic_write_json(sweep.jobs, self.record)
         console.print(f"[bold]sweep point[/] {p['name']}: started (pid {proc.pid}, "
                       f"slot {slot}{', gpu ' + gpus[gpu] if gpus else ''})")
+
+    def rebalance(self) -> None:
+        """Give the running jobs the cores of those that have ended: each its share of them
+        (written to :data:`SHARE_FILE`, which each job follows). Where the user set the threads,
+        nothing."""
+        if not self.threads or not self.running:
+            return
+        share = str(max(1, usable_cores() // len(self.running)))
+        if share != self.share:
+            atomic_write_text(self.share_file, share + "\n")
+            console.print(f"sweep: {len(self.running)} job(s) running, {share} thread(s) each")
+            self.share = share
 
     def reap(self) -> None:
         """Record the points that have exited (and free their slots and GPUs)."""

@@ -389,7 +389,7 @@ def train_curriculum(cfg: RunConfig, ds, store: RunStore, name: str, stages: lis
             if dist.broadcast(is_done(sdir) if main else None):
                 console.print(f"[dim]{name}/{st.name}: done earlier, reusing {sdir.name}[/]")
             else:
-                t = time.time()
+                t, shares = time.time(), dist.share_changes()
                 info = train_one_stage(cfg, ds, st, init=init, base=base, tok=tok,
                                        stage_dir=sdir, label=f"{name}/{st.name}",
                                        progress=progress,
@@ -397,8 +397,8 @@ def train_curriculum(cfg: RunConfig, ds, store: RunStore, name: str, stages: lis
                 release_memory()
                 # with the lives before a resume (their time up to their last checkpoint)
                 timing[f"train {name}/{st.name}"] = time.time() - t + info.get("seconds_before", 0)
-                if main:  # the plan's expected times (pbb plan)
-                    rates.record_stage(rates.machine_key(cfg.model), info)
+                if main and shares == dist.share_changes():  # the plan's times (pbb plan)
+                    rates.record_stage(rates.machine_key(cfg.model), info)  # of one share
         parent, init = key, sdir / MODEL
     return entries, init
 
@@ -518,7 +518,7 @@ def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, bas
     with _generation(cfg, out, name, model_dir, base, tok) as generator:
         for mode in pending:
             fresh = not store.eval_dir(name, mode).exists()  # (a resumed one has no rate)
-            t = time.time()
+            t, shares = time.time(), dist.share_changes()
             samples = evaluate(generator, ds, curriculum=name, mode=mode,
                                out_dir=store.eval_dir(name, mode),
                                max_new_tokens=cfg.eval.max_new_tokens[mode],
@@ -527,7 +527,7 @@ def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, bas
                                fmt=cfg.data.instruction_format)
             timing[f"eval {name}/{mode}"] = time.time() - t
             if dist.is_main():
-                if fresh:
+                if fresh and shares == dist.share_changes():  # (and of one share of the cores)
                     written = None if tok is None else mean_cut(
                         [token_count(tok, s["completion"]) for s in samples],
                         cfg.eval.max_new_tokens[mode])

@@ -7,6 +7,7 @@ import os
 import time
 from pathlib import Path
 
+from pbb import dist
 from pbb.jsonio import append_jsonl, atomic_write_json, read_json
 from pbb.store import CHECKPOINT_CLOCK, checkpoint_name
 from pbb.training.stages import save_model_atomic
@@ -56,6 +57,20 @@ class _Clock:
         return Callback()
 
 
+class _FollowShare:
+    """A TrainerCallback that takes, before each step, the share of the cores a sweep gives its
+    job now (:func:`pbb.dist.follow_share`)."""
+
+    def __new__(cls):
+        from transformers import TrainerCallback
+
+        class Callback(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kw):
+                dist.follow_share()
+
+        return Callback()
+
+
 def _quiet_logs(trainer, progress: bool) -> None:
     """Keep the progress bar but not the Trainer's print of every log dict (metrics.jsonl has them)."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -77,6 +92,7 @@ def fit(trainer, *, stage_dir: Path, tokenizer, resume: Path | None, progress: b
     with :func:`finish` once it has what it wants to record.
     """
     _quiet_logs(trainer, progress)
+    trainer.add_callback(_FollowShare())
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     deepspeed = getattr(trainer, "is_deepspeed_enabled", False)

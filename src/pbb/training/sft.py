@@ -418,6 +418,7 @@ class SFTRun:
         """One optimizer step over ``group`` (micro-batches of row indices; an epoch has
         ``n_batches``); its record waits in :attr:`pending` until the next :meth:`flush`."""
         s = self.state
+        dist.follow_share()  # a sweep's job takes the cores of jobs that have ended
         with self._timed("forward_backward"):
             loss = self._forward_backward(group)
         step_tokens = sum(self.lengths[i] for b in group for i in b)
