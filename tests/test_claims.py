@@ -828,6 +828,14 @@ def test_a_gap_row_sets_a_claims_difference_against_another_claims(tmp_path, mon
                 if x.startswith("| retroactive cot − rl_only cot, here − in retroactive_rl |"))
     assert (f"| {signed(d_here)} vs {signed(d_there)}: **{signed(d_here - d_there)}** "
             f"[{signed(low)}, {signed(high)}] | - | **reproduced** |") in line
+    kept = _kept_again(m, tmp_path / "kept.md")  # a clone with no runs reads the table back
+    assert [(label, verdict) for label, _, verdict in kept.plotted] == [
+        ("familiar_retroactive: retroactive cot − rl_only cot", claims_mod.NOT_REPRODUCED),
+        ("familiar_retroactive: retroactive cot − rl_only cot, here − in retroactive_rl",
+         claims_mod.REPRODUCED)]
+    for (_, got, _), row in zip(kept.plotted, m["rows"]):
+        for key in ("difference", "ci_low", "ci_high"):
+            assert got[key] == pytest.approx(row["figure"][key], abs=0.0005 + 1e-9), key
     found["retroactive_rl"] = found["retroactive_rl"][:3]  # the other claim's run so far
     line = next(x for x in section(claims_mod.measure(claim, CPU_CONFIGS, tmp_path),
                                    Path("docs/c.md")) if "here − in retroactive_rl" in x)
@@ -837,3 +845,12 @@ def test_a_gap_row_sets_a_claims_difference_against_another_claims(tmp_path, mon
     assert m["rows"][1]["verdict"] == claims_mod.NOT_RUN
     assert "| not run (no run of retroactive_rl here) | - | not run |" in "\n".join(
         section(m, Path("docs/c.md")))
+
+
+def _kept_again(m: dict, doc: Path):
+    """Claim ``m``'s entry written as a table at ``doc``, then read back as a kept claim."""
+    from pbb.experiments.claims_report import entry, kept_entries
+
+    e = entry(m, doc)
+    doc.write_text("\n".join(["# claims", "", *e.rows, "", f"## {e.name}", *e.section]) + "\n")
+    return kept_entries(doc, doc.parent / "none", {})[e.name]

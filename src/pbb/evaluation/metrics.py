@@ -34,8 +34,7 @@ def bootstrap_ci(values: list[float], resamples: int = 1000, seed: int = 0,
         return (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
     means = x[rng.integers(0, x.size, size=(resamples, x.size))].mean(axis=1)
-    alpha = (1 - level) / 2
-    return (float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)))
+    return _percentiles(means, level)
 
 
 def grouped_ci(groups: list[list[float]], resamples: int = 1000, seed: int = 0,
@@ -49,8 +48,7 @@ def grouped_ci(groups: list[list[float]], resamples: int = 1000, seed: int = 0,
     if not gs:
         return (float("nan"), float("nan"))
     means = _grouped_means(gs, np.random.default_rng(seed), resamples)
-    alpha = (1 - level) / 2
-    return (float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)))
+    return _percentiles(means, level)
 
 
 def gap_ci(here: list[list[float]], there: list[list[float]], resamples: int = 1000,
@@ -64,8 +62,13 @@ def gap_ci(here: list[list[float]], there: list[list[float]], resamples: int = 1
         return (float("nan"), float("nan"))
     rng = np.random.default_rng(seed)
     gaps = _grouped_means(a, rng, resamples) - _grouped_means(b, rng, resamples)
+    return _percentiles(gaps, level)
+
+
+def _percentiles(draws: np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` interval of bootstrap draws (their percentiles)."""
     alpha = (1 - level) / 2
-    return (float(np.quantile(gaps, alpha)), float(np.quantile(gaps, 1 - alpha)))
+    return (float(np.quantile(draws, alpha)), float(np.quantile(draws, 1 - alpha)))
 
 
 def _grouped_means(gs: list[np.ndarray], rng, resamples: int) -> np.ndarray:
