@@ -220,24 +220,29 @@ def test_a_stage_during_which_the_jobs_share_changed_records_no_rate(tmp_path, r
                                                                      monkeypatch):
     """A sweep's job that takes a new share of the cores mid-stage (dist.follow_share: the
     sweep's other jobs ended) measured no one share's rate: that stage records none; what it
-    trains and evaluates after, on its new share, records under that share's key."""
+    trains and evaluates after, on its new share, records under that share's key. Likewise an
+    evaluation during which the share changed."""
+    import itertools
+
     import torch
 
     from pbb import dist
-    from pbb.experiments.run import run
+    from pbb.experiments import run as run_mod
 
     share_file = tmp_path / "job_threads"
     share_file.write_text("2\n")  # the sweep says 2 threads; the job started on 1
-    monkeypatch.setenv(dist.JOB_THREADS, "1")
+    for name in (dist.JOB_THREADS, *dist.THREAD_VARIABLES):  # as a job on one thread
+        monkeypatch.setenv(name, "1")
     monkeypatch.setenv(dist.JOB_THREADS_FILE, str(share_file))
     monkeypatch.setitem(dist._share, "read", None)
     monkeypatch.setitem(dist._share, "changes", 0)
     threads = torch.get_num_threads()
     try:
-        run(smoke(), tmp_path / "run", progress=False)
+        run_mod.run(smoke(), tmp_path / "run", progress=False)
     finally:
         torch.set_num_threads(threads)
     assert dist.share_changes() == 1 and torch.get_num_threads() == threads
+    assert os.environ["OMP_NUM_THREADS"] == "2"  # what a process it starts would take
     one, two = "tiny-random on cpu, 1 thread", "tiny-random on cpu, 2 threads"
     assert rates.read_rates(one) == {}  # stage 1 began on one thread and ended on two
     measured = rates.read_rates(two)
@@ -247,6 +252,25 @@ def test_a_stage_during_which_the_jobs_share_changed_records_no_rate(tmp_path, r
     buckets = [str(rates.row_bucket(s["tokens_per_row"])) for s in (stage1, stage2)]
     assert buckets[0] != buckets[1] and list(measured[rates.SFT_BY_LENGTH]) == buckets[1:]
     assert set(measured[rates.EVAL]) >= {"cot"}
+
+    real, shares = run_mod.evaluate, itertools.cycle(["1", "2"])
+
+    def evaluate_as_a_job_ends(*args, **kwargs):  # the share changes as each one starts
+        share_file.write_text(next(shares) + "\n")
+        dist._share["read"] = None
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run_mod, "evaluate", evaluate_as_a_job_ends)
+    rates_file.unlink()
+    try:
+        run_mod.run(smoke(), tmp_path / "again", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert dist.share_changes() > 2
+    every = read_json(rates_file)
+    assert every[two][rates.SFT] > 0  # its stages trained on one share
+    assert not any(mode in v.get(rates.EVAL, {}) for v in every.values()
+                   for mode in ("cot", "recall"))
 
 
 def test_a_grpo_stage_is_planned_by_its_steps_completion_budget(tmp_path, rates_file):

@@ -514,10 +514,12 @@ def test_jobs_at_once_share_the_cores_as_threads_unless_the_user_set_them(monkey
     assert executors.job_threads(2) == {}
 
 
+@pytest.mark.slow
 def test_the_last_jobs_of_a_sweep_take_the_cores_of_those_that_ended(monkeypatch, tmp_path):
     """Two jobs at once on 2 cores start on a thread each; once the queue is empty and one
     has ended, the one still running follows its share up to both (the sweep writes it, the
-    job reads it between steps); the share file is gone when the sweep ends."""
+    job reads it between steps). A share file a killed sweep left is not obeyed; the file is
+    gone when the sweep ends; GPU jobs and a user's thread setting follow nothing."""
     import os
     import sys
 
@@ -527,24 +529,35 @@ def test_the_last_jobs_of_a_sweep_take_the_cores_of_those_that_ended(monkeypatch
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     monkeypatch.setattr(executors, "_gpus", lambda: [])
+    # each job: note its threads until its time is up, or (p1) until its share changed
     job = ("import sys, time, torch; from pbb import dist; dist.FOLLOW_EVERY = 0.05; seen = []\n"
            "end = time.time() + float(sys.argv[1])\n"
-           "while time.time() < end:\n"
+           "while time.time() < end and dist.share_changes() < int(sys.argv[2]):\n"
            "    dist.follow_share(); seen.append(torch.get_num_threads()); time.sleep(0.05)\n"
            "print('saw', *sorted(set(seen)), 'changes', dist.share_changes(), flush=True)")
-    seconds = {"p0": 1.0, "p1": 6.0, "p2": 1.0}  # p1 outlives the other two
+    until = {"p0": ("1", "9"), "p1": ("120", "1"), "p2": ("1", "9")}  # p1 outlives the others
     monkeypatch.setattr(executors, "point_command", lambda cfg_file, run_dir, stages: [
-        sys.executable, "-c", job, str(seconds[Path(run_dir).parent.name])])
+        sys.executable, "-c", job, *until[Path(run_dir).parent.name]])
+
+    def saw(out: Path) -> dict[str, list[str]]:
+        return {name.split("/")[0]: (out / j["log"]).read_text().split()
+                for name, j in read_json(out / "jobs.json").items()}
+
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / executors.SHARE_FILE).write_text("2\n")  # left by a killed sweep
     executors.run_local(_fake_points(3), tmp_path, 2)
-    saw = {name.split("/")[0]: (tmp_path / j["log"]).read_text().split()
-           for name, j in read_json(tmp_path / "jobs.json").items()}
-    assert saw["p0"] == ["saw", "1", "changes", "0"]  # 2 running all its life
-    assert saw["p1"] == ["saw", "1", "2", "changes", "1"]  # alone at the end: every core
+    jobs = saw(tmp_path)
+    assert jobs["p0"] == jobs["p2"] == ["saw", "1", "changes", "0"]  # 2 running all along
+    assert jobs["p1"] == ["saw", "1", "2", "changes", "1"]  # alone at the end: every core
     assert not (tmp_path / executors.SHARE_FILE).exists()
+    until["p1"] = ("10", "1")  # from here on no share changes: p1 outlives the others anyway
+    monkeypatch.setattr(executors, "_gpus", lambda: ["0", "1"])  # GPU jobs: no share to follow
+    executors.run_local(_fake_points(3), tmp_path / "gpu", 2)
+    assert all(words[-2:] == ["changes", "0"] for words in saw(tmp_path / "gpu").values())
+    monkeypatch.setattr(executors, "_gpus", lambda: [])
     monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's threads stand: no share to follow
     executors.run_local(_fake_points(3), tmp_path / "b", 2)
-    assert all((tmp_path / "b" / j["log"]).read_text().split()[2:] == ["changes", "0"]
-               for j in read_json(tmp_path / "b" / "jobs.json").values())
+    assert all(words[-2:] == ["changes", "0"] for words in saw(tmp_path / "b").values())
 
 
 def test_jobs_per_device_is_checked_before_any_work(tmp_path):

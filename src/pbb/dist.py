@@ -78,6 +78,9 @@ def close() -> None:
 #: set in a sweep's job given its share of the cores as threads
 #: (:func:`pbb.experiments.executors.job_threads`): the rates it measures are a share's
 JOB_THREADS = "PBB_JOB_THREADS"
+#: the thread-count variables a job is given its share of the cores in (torch's intra-op
+#: threads follow OMP_NUM_THREADS, and MKL's where MKL is its BLAS)
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 #: the file a sweep writes its jobs' share of the cores to as jobs end (:func:`follow_share`)
 JOB_THREADS_FILE = "PBB_JOB_THREADS_FILE"
 #: how often a job reads that file, at most (seconds)
@@ -106,7 +109,8 @@ def follow_share() -> None:
     import torch
 
     torch.set_num_threads(share)
-    os.environ[JOB_THREADS] = str(share)  # the rates this job measures next are this share's
+    # the rates this job measures next are this share's; a process it starts gets the share too
+    os.environ.update({name: str(share) for name in (JOB_THREADS, *THREAD_VARIABLES)})
     _share["changes"] += 1
 
 

@@ -41,7 +41,7 @@ from rich.console import Console
 
 from pbb import interrupts
 from pbb.config import dump_config
-from pbb.dist import JOB_THREADS, JOB_THREADS_FILE, usable_cores
+from pbb.dist import JOB_THREADS, JOB_THREADS_FILE, THREAD_VARIABLES, usable_cores
 from pbb.errors import PbbError, first_line
 from pbb.jsonio import (
     atomic_write_json,
@@ -204,9 +204,6 @@ def device_places(gpus: list[str], jobs_per_device: int | str, points: list[dict
     return places
 
 
-#: the thread-count variables a job is given its share of the cores in (torch's intra-op
-#: threads follow OMP_NUM_THREADS, and MKL's where MKL is its BLAS)
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 #: in the sweep's folder while its local jobs run: their share of the cores now, in threads
 SHARE_FILE = "job_threads"
 
@@ -215,8 +212,8 @@ def job_threads(jobs: int) -> dict[str, str]:
     """Each of ``jobs`` jobs at once its share of this process's cores, as threads, unless the
     user set any of :data:`THREAD_VARIABLES` (then nothing: their setting stands). Why: each
     job's torch would otherwise start a thread per core, N jobs N threads a core; on the 2-core
-    machine two one-thread processes at once trained ~1.3x the rows a second of one process on
-    both cores (benchmarks/bench_cpu_jobs.py). A job starts on this share; once jobs end with
+    machine two one-thread processes at once trained 1.1-1.4x the rows a second of one process
+    on both cores (benchmarks/bench_cpu_jobs.py). A job starts on this share; once jobs end with
     none left to start, the others take their cores (:meth:`_LocalJobs.rebalance`)."""
     if any(os.environ.get(name) for name in THREAD_VARIABLES):
         return {}
@@ -287,9 +284,14 @@ class _LocalJobs:
         self.sweep, self.gpus, self.places, self.stages = sweep, gpus, places, stages
         self.threads = job_threads(at_once)  # each job's share of the cores
         self.share_file = sweep.root / SHARE_FILE
-        if self.threads:  # the jobs follow their share as others end (dist.follow_share)
-            self.threads[JOB_THREADS_FILE] = str(self.share_file.resolve())
         self.share = self.threads.get(JOB_THREADS)
+        # CPU jobs follow their share as others end (dist.follow_share); a GPU job's speed is
+        # its GPU's (and a share changed mid-stage would cost it its rates for nothing)
+        if self.share and not gpus:
+            self.threads[JOB_THREADS_FILE] = str(self.share_file.resolve())
+            atomic_write_text(self.share_file, self.share + "\n")  # not a killed sweep's
+        else:
+            self.share = None
         self.busy = [0] * len(gpus)  # running jobs per GPU
         #: pid -> (process, point, slot, its open log, its GPU's index or None)
         self.running: dict[int, tuple[subprocess.Popen, dict, int, object, int | None]] = {}
@@ -330,7 +332,7 @@ class _LocalJobs:
         """Give the running jobs the cores of those that have ended: each its share of them
         (written to :data:`SHARE_FILE`, which each job follows). Where the user set the threads,
         nothing."""
-        if not self.threads or not self.running:
+        if self.share is None or not self.running:
             return
         share = str(max(1, usable_cores() // len(self.running)))
         if share != self.share:
