@@ -741,6 +741,41 @@ def test_a_stopped_claims_run_keeps_the_points_it_finished(claimed, tmp_path, mo
 
 
 @pytest.mark.slow
+def test_each_point_a_claim_finishes_is_in_its_archive_before_the_next_starts(claimed, tmp_path,
+                                                                                monkeypatch):
+    """A machine lost mid-claim takes ``runs/`` with it and gives no Ctrl-C to pack on: what
+    the claim had finished is in the archive all the same, packed as each point finished."""
+    import shutil
+
+    from pbb.experiments import claims_archive
+
+    root, _, _ = claimed
+    out, doc = tmp_path / "out", tmp_path / "doc" / "claims.md"
+    shutil.copytree(root / "out" / "stage2_alone", out / "stage2_alone")
+    shutil.copy(root / "out" / ".pbb-folder.json", out)
+    runs = sorted((out / "stage2_alone" / "runs").iterdir())
+    assert len(runs) == 3
+    (tmp_path / "saved").mkdir()
+    for r in runs[1:]:  # two points left to run, their finished folders saved
+        shutil.move(r, tmp_path / "saved" / r.name)
+    archive = doc.parent / "claims-runs" / "stage2_alone.tar.gz"
+    held = []
+
+    def run(config, run_dir, **kw):  # the first point finishes; the machine goes at the second
+        held.append(sorted(claims_archive.finished(claims_archive.read(archive)))
+                    if archive.is_file() else [])
+        if len(held) == 2:
+            raise KeyboardInterrupt
+        shutil.copytree(tmp_path / "saved" / Path(run_dir).name, run_dir)
+
+    monkeypatch.setattr(run_mod, "run", run)
+    with pytest.raises(KeyboardInterrupt):
+        claims_mod.run_claims(CPU_CONFIGS, out, ["stage2_alone"], TINY, smoke=True,
+                              progress=False, doc=doc)
+    assert held == [[], sorted(f"runs/{r.name}" for r in runs[:2])]
+
+
+@pytest.mark.slow
 def test_archived_runs_of_another_plan_are_neither_restored_nor_packed(claimed, tmp_path):
     """Runs of a claim's older plan (its config changed since; here train.max_steps) are not
     its runs now: an archive of them is not restored (the sweep would refuse the folder, and

@@ -560,6 +560,40 @@ def test_the_last_jobs_of_a_sweep_take_the_cores_of_those_that_ended(monkeypatch
     assert all(words[-2:] == ["changes", "0"] for words in saw(tmp_path / "b").values())
 
 
+def test_each_job_that_finishes_is_handed_on_once_its_end_is_recorded(monkeypatch, tmp_path):
+    """``after_point`` (``pbb claims`` packs the claim's archive there) is called for each point
+    that exited 0, when it ends (not once the sweep ends), with its span already in jobs.json;
+    a failed point is not handed on."""
+    import sys
+
+    from pbb.experiments import executors
+
+    monkeypatch.setattr(executors, "_gpus", lambda: [])
+    codes = {"p0": "0", "p1": "3", "p2": "0"}
+    monkeypatch.setattr(executors, "point_command", lambda cfg_file, run_dir, stages: [
+        sys.executable, "-c", "import sys; sys.exit(int(sys.argv[1]))",
+        codes[Path(run_dir).parent.name]])
+    seen = []
+
+    def after(name):
+        jobs = read_json(tmp_path / "jobs.json")
+        seen.append((name, jobs[name]["exit_code"], "ended" in jobs[name],
+                     sorted(n for n, j in jobs.items() if j["exit_code"] is None)))
+
+    with pytest.raises(PbbError, match="1 sweep point"):
+        executors.run_local(_fake_points(3), tmp_path, 1, after_point=after)
+    assert seen == [("p0/seed0", 0, True, []), ("p2/seed0", 0, True, [])]
+    seen.clear()
+    codes["p1"] = "0"  # two at once: the one that ends first is handed on while the other runs
+    monkeypatch.setattr(executors, "point_command", lambda cfg_file, run_dir, stages: [
+        sys.executable, "-c", "import sys, time; time.sleep(float(sys.argv[1]))",
+        {"p0": "0", "p1": "3"}[Path(run_dir).parent.name]])
+    executors.run_local(_fake_points(2), tmp_path / "b", 2, after_point=lambda name: seen.append(
+        (name, [n for n, j in read_json(tmp_path / "b" / "jobs.json").items()
+                if j["exit_code"] is None])))
+    assert seen == [("p0/seed0", ["p1/seed0"]), ("p1/seed0", [])]
+
+
 def test_jobs_per_device_is_checked_before_any_work(tmp_path):
     from pbb.experiments.executors import parse_jobs_per_device
     from tests.conftest import run_cli

@@ -455,7 +455,8 @@ def run_claims(configs: Path, out: Path, only: list[str] | None = None,
                             jobs=jobs, jobs_per_device=jobs_per_device,
                             remedy=f"its config changed since it ran: move {out / claim.name} "
                                    f"aside to run claim {claim.name} as it is now (stages that "
-                                   f"still agree are reused from {out / STAGES})")
+                                   f"still agree are reused from {out / STAGES})",
+                            after_point=lambda _, c=claim: pack(out, doc, plans, True, (c,)))
             if _prerequisite_first(claim, sweep, configs, out, overrides, smoke):
                 sweep()
         stopped = False
@@ -542,11 +543,15 @@ def restore(out: Path, doc: Path, archives, plans) -> None:
                           markup=False)
 
 
-def pack(out: Path, doc: Path, plans, quiet_errors: bool = False) -> None:
-    """Keep the finished runs of every claim's sweep in ``out`` that is of its plan now beside
-    the table ``doc`` (:mod:`.claims_archive`). ``quiet_errors``: an archive that cannot be
-    written is one line, not an error (the claims were stopped: that stop is the news)."""
-    for claim in CLAIMS:
+def pack(out: Path, doc: Path, plans, quiet_errors: bool = False,
+         claims: tuple[Claim, ...] = CLAIMS) -> None:
+    """Keep the finished runs of each claim's sweep in ``out`` that is of its plan now beside
+    the table ``doc`` (:mod:`.claims_archive`): every claim's once the claims end or are
+    stopped, and a claim's each time one of its points finishes (a machine lost mid-claim, its
+    ``runs/`` with it, keeps them in the archive). ``quiet_errors``: an archive that cannot be
+    written is one line, not an error (the claims were stopped, or are still at work: that is
+    the news; the pack at their end says it as an error)."""
+    for claim in claims:
         try:
             record = archive.record_of(out / claim.name)
             if record is not None and not of_plan(record, plans(claim)):

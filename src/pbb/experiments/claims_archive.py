@@ -11,8 +11,10 @@ as jobs (their spans: the claim's wall clock). ``pbb claims`` restores an archiv
 sweep folder is missing (:func:`unpack`), and the finished points that a sweep folder here has
 no folder of (:func:`fill`), so that on a fresh clone ``pbb claims --no-run``
 rewrites the same table from the same samples, and ``pbb claims`` runs only the points no
-machine has finished yet; it packs every claim's sweep again when its sweeps end or are stopped
-(a run killed outright leaves its points in ``runs/``: the next ``pbb claims`` packs them).
+machine has finished yet; it packs a claim's sweep each time one of its points finishes (a
+machine lost mid-claim, ``runs/`` and all, keeps them), and every claim's when its sweeps end or
+are stopped (a run killed outright leaves its points in ``runs/``: the next ``pbb claims`` packs
+them).
 
 The archive is deterministic (sorted members, no times, owners or modes of this machine), and
 one that holds the same files is not rewritten. A pack never loses a finished point of the same

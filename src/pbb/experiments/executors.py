@@ -35,6 +35,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -227,10 +228,11 @@ def point_command(cfg_file: Path, run_dir: Path, stages: Path) -> list[str]:
 
 
 def run_local(points: list[dict], out: Path, jobs: int, jobs_per_device: int | str = 1,
-              stages: Path | None = None) -> None:
+              stages: Path | None = None,
+              after_point: Callable[[str], None] | None = None) -> None:
     """Run ``points`` (sweep points with ``name`` and ``config``) ``jobs`` at a time, at most
     ``jobs_per_device`` on each GPU (a number, or ``auto``), their stages in ``stages``
-    (default the sweep's own store)."""
+    (default the sweep's own store); ``after_point(name)`` once each has finished (exit 0)."""
     out = Path(out)
     jobs_per_device = parse_jobs_per_device(jobs_per_device)
     gpus = _gpus()
@@ -240,8 +242,9 @@ def run_local(points: list[dict], out: Path, jobs: int, jobs_per_device: int | s
     for d in (sweep.points, sweep.logs):
         d.mkdir(parents=True, exist_ok=True)
     queue = list(points)
+    # no more at once than there are points (--jobs 8 for 2 points: 2 at once)
     pool = _LocalJobs(sweep, gpus, places, Path(stages) if stages else sweep.stages,
-                      at_once=min(jobs, len(points)))  # --jobs 8 for 2 points: 2 at once
+                      at_once=min(jobs, len(points)), after_point=after_point)
     try:
         while queue or pool.running:
             while queue and len(pool.running) < jobs:
@@ -280,8 +283,9 @@ class _LocalJobs:
     records both."""
 
     def __init__(self, sweep: SweepStore, gpus: list[str], places: list[int], stages: Path,
-                 at_once: int = 1):
+                 at_once: int = 1, after_point: Callable[[str], None] | None = None):
         self.sweep, self.gpus, self.places, self.stages = sweep, gpus, places, stages
+        self.after_point = after_point
         self.threads = job_threads(at_once)  # each job's share of the cores
         self.share_file = sweep.root / SHARE_FILE
         self.share = self.threads.get(JOB_THREADS)
@@ -356,6 +360,8 @@ class _LocalJobs:
                           + ("done" if code == 0 else f"[red]failed (exit {code})[/]"))
             if code != 0:
                 self.failed.append(p["name"])
+            elif self.after_point:
+                self.after_point(p["name"])
 
 
 #: how long a stopped sweep waits for each point before it kills it: more than a point's own

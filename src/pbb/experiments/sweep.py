@@ -171,14 +171,17 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
               progress: bool = True, smoke: bool = False, jobs: int = 1,
               executor: str = "local", jobs_per_device: int | str = 1,
               stages_root: Path | None = None, remedy: str = "use another --out",
-              select: Callable[[object], bool] | None = None) -> dict:
+              select: Callable[[object], bool] | None = None,
+              after_point: Callable[[str], None] | None = None) -> dict:
     """Run the sweep's pending points, then its report. ``stages_root``: a stage store shared
     with other sweeps (``pbb claims``, ``--stages-root``) instead of the sweep's own, checked
     before any work; points run at once (``jobs``, Slurm) train each stage once there under its
     stage lock, as in the sweep's own store. ``remedy``: what the error
     says to do where ``out`` holds a different sweep (``pbb claims`` has one --out for all its
     claims). ``select``: run only the points whose config it accepts (``pbb claims`` runs a
-    claim's prerequisite first and the rest only where it is met)."""
+    claim's prerequisite first and the rest only where it is met). ``after_point``: called with
+    each point's name once it has finished here (not under Slurm; ``pbb claims`` packs the
+    claim's archive then, so that a machine lost mid-sweep keeps the points it finished)."""
     from pbb.experiments.run import run
 
     if stages_root is not None:
@@ -201,11 +204,13 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
         elif jobs > 1 and len(pending) > 1:
             from pbb.experiments.executors import run_local
 
-            run_local([p for _, p in pending], out, jobs, jobs_per_device, stages)
+            run_local([p for _, p in pending], out, jobs, jobs_per_device, stages, after_point)
         else:
             for i, p in pending:
                 console.print(f"[bold]sweep point {i}/{len(points)}[/] {p['name']}")
                 run(p["config"], sweep.run_dir(p["name"]), progress=progress, stages_root=stages)
+                if after_point:
+                    after_point(p["name"])
         return report(out)
 
 
