@@ -318,7 +318,10 @@ CLAIMS: tuple[Claim, ...] = (
                "steps' letters in 50% (8 of 48 right, the best measured), but every step was right"
                " in 14 of 48 queries (20 before): a step is right in 69% of the steps, so a query "
                "of 3-4 steps is capped near 30% whatever the join. The prerequisite is not met at "
-               "135M with these traces (docs/results/LOG.md, ciphers)."),
+               "135M with these traces (docs/results/LOG.md, ciphers). The claim's recipe at "
+               "seeds 0 and 1 on one host: 14.6% (7 of 48) and 16.7% (8 of 48; its runs were lost "
+               "with the machine before they were packed): whatever seed 2 gives, the prerequisite"
+               " pooled over seeds 0-2 stays below 50% (at most 43.8%)."),
     Claim("grammars_above_chance", "Grammars known only from their rules, above chance",
           "A model that saw a grammar's rules only generates strings the grammar accepts more "
           "often than random strings of the same lengths do.",
