@@ -564,6 +564,7 @@ def test_each_job_that_finishes_is_handed_on_once_its_end_is_recorded(monkeypatc
     """``after_point`` (``pbb claims`` packs the claim's archive there) is called for each point
     that exited 0, when it ends (not once the sweep ends), with its span already in jobs.json;
     a failed point is not handed on."""
+    import os
     import sys
 
     from pbb.experiments import executors
@@ -584,7 +585,7 @@ def test_each_job_that_finishes_is_handed_on_once_its_end_is_recorded(monkeypatc
         executors.run_local(_fake_points(3), tmp_path, 1, after_point=after)
     assert seen == [("p0/seed0", 0, True, []), ("p2/seed0", 0, True, [])]
     seen.clear()
-    codes["p1"] = "0"  # two at once: the one that ends first is handed on while the other runs
+    # two at once: the one that ends first is handed on while the other runs
     monkeypatch.setattr(executors, "point_command", lambda cfg_file, run_dir, stages: [
         sys.executable, "-c", "import sys, time; time.sleep(float(sys.argv[1]))",
         {"p0": "0", "p1": "3"}[Path(run_dir).parent.name]])
@@ -592,6 +593,18 @@ def test_each_job_that_finishes_is_handed_on_once_its_end_is_recorded(monkeypatc
         (name, [n for n, j in read_json(tmp_path / "b" / "jobs.json").items()
                 if j["exit_code"] is None])))
     assert seen == [("p0/seed0", ["p1/seed0"]), ("p1/seed0", [])]
+
+    def broken(name):  # an error there stops the sweep, and no point is left running
+        raise RuntimeError("no room for the archive")
+
+    monkeypatch.setattr(executors, "point_command", lambda cfg_file, run_dir, stages: [
+        sys.executable, "-c", "import sys, time; time.sleep(float(sys.argv[1]))",
+        {"p0": "0", "p1": "300"}[Path(run_dir).parent.name]])
+    with pytest.raises(RuntimeError, match="no room"):
+        executors.run_local(_fake_points(2), tmp_path / "c", 2, after_point=broken)
+    left = read_json(tmp_path / "c" / "jobs.json")["p1/seed0"]["pid"]
+    with pytest.raises(ProcessLookupError):
+        os.kill(left, 0)
 
 
 def test_jobs_per_device_is_checked_before_any_work(tmp_path):

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -252,8 +253,9 @@ def run_local(points: list[dict], out: Path, jobs: int, jobs_per_device: int | s
             pool.rebalance()
             time.sleep(0.5)
             pool.reap()
-    except KeyboardInterrupt:
-        _stop(pool.running.values())
+    except BaseException as e:  # Ctrl-C, SIGTERM, or an error here: no point is left running
+        _stop(pool.running.values(), interrupts.received if isinstance(e, KeyboardInterrupt)
+              else signal.SIGTERM)
         raise
     finally:
         pool.share_file.unlink(missing_ok=True)
@@ -370,15 +372,16 @@ class _LocalJobs:
 POINT_STOP_SECONDS = 90
 
 
-def _stop(jobs) -> None:
-    """Ctrl-C or SIGTERM in the sweep: pass the same signal on to every running point (each
-    stops as an interrupted ``pbb run`` does, resumable), then wait for them, killing any that
-    will not stop. SIGTERM must be passed on: it reached this process alone (``kill PID``), and
-    a point started from a background shell ignores SIGINT."""
+def _stop(jobs, sig: int) -> None:
+    """Ctrl-C or SIGTERM in the sweep: pass the same signal ``sig`` on to every running point
+    (each stops as an interrupted ``pbb run`` does, resumable; after an error in the sweep,
+    SIGTERM), then wait for them, killing any that will not stop. SIGTERM must be passed on: it
+    reached this process alone (``kill PID``), and a point started from a background shell
+    ignores SIGINT."""
     jobs = list(jobs)
     for proc, *_ in jobs:
         if proc.poll() is None:
-            proc.send_signal(interrupts.received)
+            proc.send_signal(sig)
     for proc, _, _, log, _ in jobs:
         try:
             proc.wait(timeout=POINT_STOP_SECONDS)
