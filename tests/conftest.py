@@ -13,6 +13,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # the rates the suite's tiny runs record go to a file of its own (inherited by the pbb
 # processes tests start), never into the user's ~/.cache/pbb/rates.json
 os.environ["PBB_RATES"] = str(Path(tempfile.mkdtemp(prefix="pbb-test-rates-")) / "rates.json")
+# and its plans read what it measured only, not the rates shipped for a fresh machine
+os.environ["PBB_REFERENCE_RATES"] = "none"
 
 
 def free_port() -> int:

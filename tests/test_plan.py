@@ -114,6 +114,59 @@ def test_expected_times_come_from_the_recorded_rates(tmp_path, rates_file):
     assert NO_RATE not in render(plan) and "SFT 100 tokens/s" in render(plan)
 
 
+def test_a_machine_that_measured_nothing_plans_at_the_reference_machines_rates(
+        tmp_path, rates_file, monkeypatch):
+    """A fresh clone has no rates: its plan takes those shipped for the reference machine, says
+    so, and never mixes them with rates of its own (one of those and the reference is unread)."""
+    from pbb.experiments.plan import REFERENCE_WORDS, PlannedSweep, plan_sweep
+
+    shipped = tmp_path / "reference.json"
+    atomic_write_json(shipped, {"machine": "2 CPU cores", "measured": "then", "rates": {
+        rates.machine_key("tiny-random"): {rates.SFT: 100.0,
+                                           rates.EVAL: {"recall": 2.0, "cot": 4.0}}}})
+    monkeypatch.setenv("PBB_REFERENCE_RATES", str(shipped))
+    plan = make_plan(smoke(), tmp_path / "run")
+    assert plan.reference == "2 CPU cores"
+    stage1 = plan.stages[0]
+    assert stage1.seconds == pytest.approx(stage1.tokens / 100 + stage1.recall_queries / 2)
+    seconds, unknown = plan.expected_seconds()
+    assert unknown == 0 and seconds > 0
+    text = render(plan)
+    assert "none measured here yet; the reference machine's (2 CPU cores): SFT 100 tokens/s" \
+        in text and text.endswith(f"({REFERENCE_WORDS})")
+    sweep = plan_sweep(Path("configs/sample_efficiency_quick.yaml"), tmp_path / "s",
+                       {"train.max_steps": 1}, smoke=True)
+    assert sweep.splitlines()[-1].endswith(f"({REFERENCE_WORDS})")
+    mixed = PlannedSweep(tmp_path, 3, [], seconds=90.0, work=4, reference=1, busy=2)
+    assert mixed.total().endswith(f"(1 of its 2 points {REFERENCE_WORDS})")
+
+    write_rates(rates_file, **{rates.SFT: 50.0})  # this machine's own: the reference is unread
+    mine = make_plan(smoke(), tmp_path / "run")
+    assert mine.reference == "" and stage1.recall_queries
+    assert mine.stages[0].seconds is None  # its recall checks' rate: not here, not taken
+    assert REFERENCE_WORDS not in render(mine) and "last measured here: SFT 50" in render(mine)
+    rates_file.unlink()
+    for broken in ("{", "[]", '{"rates": {"x": 1}}'):  # a broken file: no rates, no error
+        shipped.write_text(broken)
+        assert f"expected time: {NO_RATE}" in render(make_plan(smoke(), tmp_path / "run"))
+
+
+def test_the_shipped_reference_rates_cover_what_the_shipped_configs_do(monkeypatch):
+    """The bundled model on a CPU: SFT by row length, GRPO by budget token, recall checks and
+    CoT evaluations, each a positive number, and the machine and runs they came from."""
+    from pbb.models import DEFAULT_MODEL
+
+    monkeypatch.delenv("PBB_REFERENCE_RATES")
+    shipped = read_json(rates.REFERENCE)
+    assert shipped["machine"] and shipped["measured"]
+    machine, found = rates.reference_rates(f"{DEFAULT_MODEL} on cpu")
+    assert machine == shipped["machine"]
+    assert len(rates.by_length(found[rates.SFT_BY_LENGTH])) >= 2
+    assert rates.positive(found[rates.RL_PER_TOKEN])
+    assert rates.positive(found[rates.EVAL][rates.RECALL_CHECK])
+    assert rates.by_length(found[rates.EVAL_BY_LENGTH]["cot"])
+
+
 def test_an_item_without_a_rate_is_named_and_left_out_of_the_total(tmp_path, rates_file):
     write_rates(rates_file, **{rates.SFT: 100.0, rates.EVAL: {"recall": 2.0}})  # no cot rate
     plan = make_plan(smoke(), tmp_path / "run")

@@ -6,8 +6,9 @@ stages each curriculum trains (rows, epochs and steps, tokens counted with the m
 tokenizer, the stopping rule), which of them are trained already and would be reused (their
 stage directory, by the same :func:`pbb.store.stage_key` the run uses, is done), the
 evaluations (modes x splits x queries, which are done), and an expected time from the rates
-this machine measured last (:mod:`pbb.experiments.rates`), or the words "no measured rate on
-this machine" where it has none.
+this machine measured last (:mod:`pbb.experiments.rates`), or where it has measured nothing
+for the model and device, from the rates of the reference machine shipped with pbb (said so),
+else the words "no measured rate on this machine".
 
 Nothing is written and no model's weights are loaded: the data set is generated in memory
 where the run would generate it, and the tokenizer is all of the model that is read.
@@ -45,6 +46,8 @@ from pbb.store import (
 )
 
 NO_RATE = "no measured rate on this machine"
+#: what a time planned at the reference machine's rates says of itself
+REFERENCE_WORDS = "at the reference machine's rates: none measured here yet"
 
 
 @dataclass
@@ -103,6 +106,8 @@ class Plan:
     evals: list[PlannedEval] = field(default_factory=list)
     untrained: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: the reference machine in words, where ``rates`` are its (none measured here)
+    reference: str = ""
 
     def work(self) -> list[PlannedStage | PlannedEval]:
         """What the run would do: stages to train or resume, evaluations not done."""
@@ -132,11 +137,14 @@ def make_plan(cfg: RunConfig, out: Path, stages_root: Path | None = None) -> Pla
     tok = None if served else _tokenizer(base, cfg.model_options())
     built = curricula_mod.build_for_run(cfg, ds)
     machine = rates_mod.machine_key(cfg.model)
-    measured = rates_mod.read_rates(machine)
+    measured, reference = rates_mod.read_rates(machine), ""
+    if not measured:
+        reference, measured = rates_mod.reference_rates(machine)
     source = str(ds.path) if ds.path is not None else "generated for this run"
     plan = Plan(cfg.name, cfg.model, cfg.seed, out,
                 f"{len(ds.behaviours)} {ds.domain.name} behaviours ({len(ds.split('train'))} "
-                f"train, {len(ds.split('eval'))} eval), {source}", machine, measured)
+                f"train, {len(ds.split('eval'))} eval), {source}", machine, measured,
+                reference=reference)
     first: dict[Path, str] = {}  # stage directory -> the curriculum that trains it
 
     def gold(mode: str, max_train: int | None) -> list[int] | None:
@@ -379,7 +387,8 @@ def render(plan: Plan) -> str:
         measured = [sft_text, rl_text,
                     *(_rates_text(m, r, evals.get(m), "{:.2f}", "completions/s", "completions")
                       for m, r in (last if isinstance(last, dict) else {}).items())]
-        rates = "last measured here: " + ", ".join(m for m in measured if m)
+        rates = (f"none measured here yet; the reference machine's ({plan.reference}): "
+                 if plan.reference else "last measured here: ") + ", ".join(m for m in measured if m)
     else:
         rates = NO_RATE
     lines = [f"plan of {plan.name}: model {plan.model}, seed {plan.seed}, into {plan.out}",
@@ -396,7 +405,8 @@ def render(plan: Plan) -> str:
         total = NO_RATE
     else:
         total = f"~{duration(seconds)}" + (f", and {unknown} item(s) with {NO_RATE}"
-                                           if unknown else "")
+                                           if unknown else "") + (
+            f" ({REFERENCE_WORDS})" if plan.reference else "")
     lines += ["", f"expected time: {total}"]
     return "\n".join(lines)
 
@@ -421,6 +431,8 @@ class PlannedSweep:
     seconds: float = 0.0
     unknown: int = 0  # items of work with no measured rate
     work: int = 0
+    reference: int = 0  # points planned at the reference machine's rates
+    busy: int = 0  # points with work to do
 
     def add(self, other: PlannedSweep) -> None:
         """Count another sweep's points and work into this one (a total over sweeps)."""
@@ -428,6 +440,8 @@ class PlannedSweep:
         self.seconds += other.seconds
         self.unknown += other.unknown
         self.work += other.work
+        self.reference += other.reference
+        self.busy += other.busy
 
     def total(self) -> str:
         if not self.work:
@@ -435,7 +449,9 @@ class PlannedSweep:
         if self.unknown == self.work:
             return NO_RATE
         return f"~{duration(self.seconds)}" + (
-            f", and {self.unknown} item(s) with {NO_RATE}" if self.unknown else "")
+            f", and {self.unknown} item(s) with {NO_RATE}" if self.unknown else "") + (
+            "" if not self.reference else f" ({REFERENCE_WORDS})" if self.reference == self.busy
+            else f" ({self.reference} of its {self.busy} points {REFERENCE_WORDS})")
 
 
 def plan_points(path: Path, out: Path | None = None, overrides: dict | None = None,
@@ -480,4 +496,6 @@ def plan_points(path: Path, out: Path | None = None, overrides: dict | None = No
         planned.seconds += sec
         planned.unknown += unk
         planned.work += len(plan.work())
+        planned.busy += bool(plan.work())
+        planned.reference += bool(plan.reference and plan.work())
     return planned

@@ -11,6 +11,13 @@ none. The file is the machine's, not a run's: it lives in the pbb cache (``$PBB_
 
 Work that was resumed is not recorded: its time covers only part of the work it counts.
 
+A machine that has measured nothing yet for a model and device (a fresh clone, CI) plans with
+the rates shipped with pbb (:data:`REFERENCE`), measured on the reference machine, the 2-core
+CPU that the README's times are from, and says so: a time on other hardware is a guess, but one
+that names its source beats none. They apply only where this machine has no rate at all for the
+key (a run's plan takes one machine's rates; a sweep's or the claims' total says how many of its
+points took the reference's); ``scripts/reference_rates.py`` writes them.
+
 SFT's rate is also kept by the stage's mean tokens a row (:data:`SFT_BY_LENGTH`), and an
 evaluation's by the mean tokens its completions wrote (:data:`EVAL_BY_LENGTH`; a plan expects a
 trained model to write its gold completions' length, an untrained one its budget). Why: a token
@@ -45,6 +52,28 @@ RL_PER_TOKEN = "rl_seconds_per_completion_token"
 EVAL = "completions_per_second"
 #: the recall checks of a stopping rule, in process (a ``recall`` evaluation may be served)
 RECALL_CHECK = "recall_check"
+
+
+#: rates measured on the reference machine, shipped with pbb (:func:`reference_rates`)
+REFERENCE = Path(__file__).with_name("reference_rates.json")
+
+
+def reference_rates(key: str) -> tuple[str, dict]:
+    """The reference machine's rates for ``key`` and that machine in words (``("", {})`` where
+    it has none). ``PBB_REFERENCE_RATES``: another file, or ``none`` (the test suite: its
+    plans are of what the machine measured); a file missing or broken gives none, as a broken
+    rates file does (a plan without rates is still a plan)."""
+    chosen = os.environ.get("PBB_REFERENCE_RATES")
+    path = REFERENCE if chosen is None else Path(chosen)
+    try:
+        shipped = read_json(path) if chosen != "none" and path.is_file() else {}
+    except (PbbError, OSError):
+        return "", {}
+    every = shipped.get("rates") if isinstance(shipped, dict) else None
+    found = every.get(key) if isinstance(every, dict) else None
+    if not isinstance(found, dict) or not found:
+        return "", {}
+    return str(shipped.get("machine") or "the reference machine"), found
 
 
 def rates_path() -> Path:
