@@ -322,8 +322,8 @@ def test_pbb_sweep_hands_its_stage_store_to_the_sweep_for_parallel_points_too(
     assert [(kw["stages_root"], kw["jobs"]) for kw in given] == [(store, 2)]
     # the real sweep: each point's process is told the shared store, not the sweep's own
     started = []
-    monkeypatch.setattr(executors, "run_local", lambda pts, out, jobs, per, stages=None:
-                        started.append((len(pts), jobs, stages)))
+    monkeypatch.setattr(executors, "run_local", lambda pts, out, jobs, per, stages=None,
+                        after_point=None: started.append((len(pts), jobs, stages)))
     code, err = call(monkeypatch, capsys, "sweep", "configs/arithmetic_effect.yaml", "--smoke",
                      "--out", tmp_path / "out2", "--stages-root", store, "--jobs", "2")
     assert code == 0, err
