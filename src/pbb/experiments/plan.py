@@ -495,7 +495,8 @@ def plan_points(path: Path, out: Path | None = None, overrides: dict | None = No
         sec, unk = plan.expected_seconds()
         planned.seconds += sec
         planned.unknown += unk
-        planned.work += len(plan.work())
-        planned.busy += bool(plan.work())
-        planned.reference += bool(plan.reference and plan.work())
+        todo = plan.work()
+        planned.work += len(todo)
+        planned.busy += bool(todo)
+        planned.reference += bool(plan.reference and todo)
     return planned

@@ -64,16 +64,25 @@ def reference_rates(key: str) -> tuple[str, dict]:
     plans are of what the machine measured); a file missing or broken gives none, as a broken
     rates file does (a plan without rates is still a plan)."""
     chosen = os.environ.get("PBB_REFERENCE_RATES")
-    path = REFERENCE if chosen is None else Path(chosen)
+    shipped = {} if chosen == "none" else _file(REFERENCE if chosen is None else Path(chosen))
+    found = _entry(shipped.get("rates"), key)
+    return (str(shipped.get("machine") or "the reference machine"), found) if found else ("", {})
+
+
+def _file(path: Path) -> dict:
+    """A rates file's JSON object (empty where it is missing, broken or not an object)."""
     try:
-        shipped = read_json(path) if chosen != "none" and path.is_file() else {}
+        every = read_json(path) if path.is_file() else {}
     except (PbbError, OSError):
-        return "", {}
-    every = shipped.get("rates") if isinstance(shipped, dict) else None
+        return {}
+    return every if isinstance(every, dict) else {}
+
+
+def _entry(every: object, key: str) -> dict:
+    """``every[key]`` where ``every`` is a dict and that entry one too, else empty (a
+    hand-edited file plans with what it has)."""
     found = every.get(key) if isinstance(every, dict) else None
-    if not isinstance(found, dict) or not found:
-        return "", {}
-    return str(shipped.get("machine") or "the reference machine"), found
+    return found if isinstance(found, dict) else {}
 
 
 def rates_path() -> Path:
@@ -102,13 +111,7 @@ def machine_key(model: str) -> str:
 def read_rates(key: str) -> dict:
     """The rates recorded for ``key`` (empty where there are none, or the file is unreadable:
     a plan without rates is still a plan)."""
-    path = rates_path()
-    try:
-        every = read_json(path) if path.is_file() else {}
-    except PbbError:
-        return {}
-    found = every.get(key) if isinstance(every, dict) else None
-    return found if isinstance(found, dict) else {}
+    return _entry(_file(rates_path()), key)
 
 
 def _record(key: str, update: dict) -> None:
