@@ -18,13 +18,12 @@ import contextlib
 import json
 import os
 import resource
-import time
 from pathlib import Path
 
 from rich.console import Console
 
+from pbb import clock, dist, folders
 from pbb import data as data_mod
-from pbb import dist, folders
 from pbb.config import (
     OPENAI_PREFIX,
     RunConfig,
@@ -293,10 +292,10 @@ def run(cfg: RunConfig, out: Path, progress: bool = True, stages_root: Path | No
     """
     dist.init()
     store = RunStore(out, stages_root)
-    t0 = time.time()
+    t0 = clock.now()
     with contextlib.ExitStack() as held:
         cfg, ds, base = start_run(cfg, store, held)
-        return _run_started(cfg, ds, base, store, {"data": time.time() - t0}, progress)
+        return _run_started(cfg, ds, base, store, {"data": clock.now() - t0}, progress)
 
 
 def _run_started(cfg: RunConfig, ds: data_mod.DataSet, base, store: RunStore, timing: dict,
@@ -389,14 +388,14 @@ def train_curriculum(cfg: RunConfig, ds, store: RunStore, name: str, stages: lis
             if dist.broadcast(is_done(sdir) if main else None):
                 console.print(f"[dim]{name}/{st.name}: done earlier, reusing {sdir.name}[/]")
             else:
-                t, shares = time.time(), dist.share_changes()
+                t, shares = clock.now(), dist.share_changes()
                 info = train_one_stage(cfg, ds, st, init=init, base=base, tok=tok,
                                        stage_dir=sdir, label=f"{name}/{st.name}",
                                        progress=progress,
                                        on_metrics=tracking.stage_logger(sdir.name))
                 release_memory()
                 # with the lives before a resume (their time up to their last checkpoint)
-                timing[f"train {name}/{st.name}"] = time.time() - t + info.get("seconds_before", 0)
+                timing[f"train {name}/{st.name}"] = clock.now() - t + info.get("seconds_before", 0)
                 if main and shares == dist.share_changes():  # the plan's times (pbb plan)
                     rates.record_stage(rates.machine_key(cfg.model), info)  # of one share
         parent, init = key, sdir / MODEL
@@ -518,14 +517,14 @@ def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, bas
     with _generation(cfg, out, name, model_dir, base, tok) as generator:
         for mode in pending:
             fresh = not store.eval_dir(name, mode).exists()  # (a resumed one has no rate)
-            t, shares = time.time(), dist.share_changes()
+            t, shares = clock.now(), dist.share_changes()
             samples = evaluate(generator, ds, curriculum=name, mode=mode,
                                out_dir=store.eval_dir(name, mode),
                                max_new_tokens=cfg.eval.max_new_tokens[mode],
                                max_test_inputs=cfg.eval.max_test_inputs, progress=progress,
                                max_train_behaviours=max_train,
                                fmt=cfg.data.instruction_format)
-            timing[f"eval {name}/{mode}"] = time.time() - t
+            timing[f"eval {name}/{mode}"] = clock.now() - t
             if dist.is_main():
                 if fresh and shares == dist.share_changes():  # (and of one share of the cores)
                     written = None if tok is None else mean_cut(

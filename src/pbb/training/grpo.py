@@ -25,11 +25,10 @@ directory, and writes the model, the logs (rollouts gathered from every process)
 from __future__ import annotations
 
 import functools
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pbb import dist
+from pbb import clock, dist
 from pbb.config import RLConfig, TrainConfig
 from pbb.errors import PbbError
 from pbb.jsonio import append_jsonl, iter_jsonl
@@ -134,7 +133,7 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
 
     stage_dir = Path(stage_dir)
     resume = start_stage(stage_dir, logs=(METRICS, ROLLOUTS))
-    t0, before = time.time(), seconds_before(resume)
+    t0, before = clock.now(), seconds_before(resume)
     model = load_trainable(init, base, cfg, model_options)
     dataset = Dataset.from_list([{"prompt": prompt_text(tokenizer, r["prompt"][0]["content"],
                                                         system_prompt),
@@ -154,6 +153,6 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
         "rows": len(rows), "steps": trainer.state.global_step, "algorithm": "grpo",
         "completion_tokens_per_step": rl.completion_tokens_per_step,  # a plan scales by it
         "loss_type": rl.loss_type, **reward_trend(stage_dir / METRICS),
-        "seconds": round(before + time.time() - t0, 1), "seconds_before": round(before, 1),
+        "seconds": round(before + clock.now() - t0, 1), "seconds_before": round(before, 1),
         "method": cfg.method, "bf16": bool(args.bf16),
         "resumed": resume is not None, "processes": dist.world()})

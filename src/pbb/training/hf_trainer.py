@@ -4,10 +4,9 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
-from pbb import dist
+from pbb import clock, dist
 from pbb.jsonio import append_jsonl, atomic_write_json, read_json
 from pbb.store import CHECKPOINT_CLOCK, checkpoint_name
 from pbb.training.stages import save_model_atomic
@@ -35,8 +34,8 @@ class _MetricsLog:
 
 def seconds_before(resume: Path | None) -> float:
     """Training time of the lives before this one, as their last checkpoint recorded it."""
-    clock = Path(resume) / CHECKPOINT_CLOCK if resume else None
-    return float(read_json(clock)["seconds"]) if clock is not None and clock.is_file() else 0.0
+    saved = Path(resume) / CHECKPOINT_CLOCK if resume else None
+    return float(read_json(saved)["seconds"]) if saved is not None and saved.is_file() else 0.0
 
 
 class _Clock:
@@ -52,7 +51,7 @@ class _Clock:
                 where = Path(args.output_dir) / checkpoint_name(state.global_step)
                 if state.is_world_process_zero and where.is_dir():
                     atomic_write_json(where / CHECKPOINT_CLOCK,
-                                      {"seconds": before + time.time() - t0})
+                                      {"seconds": before + clock.now() - t0})
 
         return Callback()
 

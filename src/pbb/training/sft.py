@@ -41,14 +41,13 @@ import contextlib
 import math
 import os
 import random
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
-from pbb import dist
+from pbb import clock, dist
 from pbb.config import TrainConfig
 from pbb.errors import PbbError
 from pbb.jsonio import append_jsonl, read_json
@@ -274,7 +273,7 @@ class SFTRun:
         self.main, self.world, self.rank = dist.is_main(), dist.world(), dist.rank()
         self.stage_dir = Path(stage_dir)
         self.resume = start_stage(self.stage_dir)
-        self.t_start = time.time()
+        self.t_start = clock.now()
         self.timing = dict.fromkeys(TIME_SPLIT, 0.0)  # seconds spent on each part of the stage
         with self._timed("encode"):
             self.encoded = encode_rows(tokenizer, rows, cfg.max_length, system_prompt)
@@ -295,7 +294,7 @@ class SFTRun:
                         desc=f"train {self.stage_dir.name}", unit="step",
                         disable=not (progress and self.main) or None, leave=False)
         self.seconds_before = self.state.seconds  # earlier lives', up to their last checkpoint
-        self.t_run = time.time() - self.seconds_before
+        self.t_run = clock.now() - self.seconds_before
         # the step records whose loss and gradient norm are still on the device: read and
         # written every FLUSH_EVERY steps (one synchronisation), and before anything that needs
         # them (a checkpoint, whose state holds the loss sum and behind which the metrics are
@@ -375,9 +374,9 @@ class SFTRun:
     @contextlib.contextmanager
     def _timed(self, part: str):
         """Count the block's wall time towards ``part`` of the stage's ``time_split``."""
-        t = time.time()
+        t = clock.now()
         yield
-        self.timing[part] += time.time() - t
+        self.timing[part] += clock.now() - t
 
     def run(self) -> dict:
         """Train the stage to its end, save the model, and return (and store in ``done.json``)
@@ -515,7 +514,7 @@ class SFTRun:
         """``trainer/checkpoint-STEP``: weights, optimizer, scheduler and :class:`SFTState`."""
         self.flush()
         with self._timed("checkpoint"):
-            self.state.seconds = time.time() - self.t_run
+            self.state.seconds = clock.now() - self.t_run
             write_checkpoint(self.engine, self.trainer_dir, self.state.step, asdict(self.state))
 
     def should_stop(self) -> bool:
@@ -557,7 +556,7 @@ class SFTRun:
             "completion_tokens_per_row": round((tokens - prompt_tokens) / n_rows, 1),
             "rows_per_second": round((s.rows - self.rows_at_start) / busy, 3),
             # all lives: a claim's cost (docs/claims.md) counts a stage resumed across sessions
-            "seconds": round(time.time() - self.t_start + self.seconds_before, 1),
+            "seconds": round(clock.now() - self.t_start + self.seconds_before, 1),
             "seconds_before": round(self.seconds_before, 1),
             "time_split": {k: round(v, 1) for k, v in self.timing.items()},
             "method": cfg.method, "bf16": self.bf16, "learning_rate": cfg.learning_rate,
