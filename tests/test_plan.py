@@ -401,6 +401,10 @@ def test_an_evaluation_is_planned_at_the_rate_measured_on_completions_of_like_le
     assert rates.eval_rate(measured, "cot", None) == 1.0  # the last one
     assert rates.eval_rate(measured, "recall", 60) == 1.0
     assert rates.eval_rate(measured, "direct", 60) is None
+    # a recall evaluation never run here: the recall checks' rate (what they generate is alike)
+    checks = {rates.EVAL: {rates.RECALL_CHECK: 2.5, "cot": 1.0}}
+    assert rates.eval_rate(checks, "recall", 60) == 2.5
+    assert rates.eval_rate(checks, "direct", 60) is None
     write_rates(rates_file, **{rates.SFT: 100.0, rates.EVAL: {"recall": 2.0, "cot": 4.0},
                                rates.EVAL_BY_LENGTH: {"cot": {"32": 1000.0, "4096": 0.5}}})
     budget = {"eval.max_new_tokens.cot": 4096}

@@ -223,14 +223,18 @@ def rl_step_seconds(rates: dict, completion_tokens: int) -> float | None:
 def eval_rate(rates: dict, mode: str, tokens: float | None) -> float | None:
     """Completions a second of ``mode`` for completions of ``tokens`` on average (None: not
     counted, as for a served model): the nearest length bucket's, else the mode's last
-    evaluation's, else None."""
+    evaluation's, else (``recall``) the stopping rule's recall checks', else None. Why the
+    last: a recall evaluation writes the same instructions a recall check does, and a machine
+    that trained with a stopping rule but never ran the mode (the shipped reference rates)
+    would plan it with no rate at all."""
     every = rates.get(EVAL_BY_LENGTH)
     found = None
     if tokens is not None and isinstance(every, dict):
         found = _nearest(every.get(mode), tokens)
-    last = rates.get(EVAL)
-    return found if found is not None else \
-        positive(last.get(mode) if isinstance(last, dict) else None)
+    last = rates.get(EVAL) if isinstance(rates.get(EVAL), dict) else {}
+    if found is None:
+        found = positive(last.get(mode))
+    return found if found is not None or mode != "recall" else positive(last.get(RECALL_CHECK))
 
 
 def record_eval(key: str, mode: str, completions: int, seconds: float,
