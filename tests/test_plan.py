@@ -405,6 +405,8 @@ def test_an_evaluation_is_planned_at_the_rate_measured_on_completions_of_like_le
     checks = {rates.EVAL: {rates.RECALL_CHECK: 2.5, "cot": 1.0}}
     assert rates.eval_rate(checks, "recall", 60) == 2.5
     assert rates.eval_rate(checks, "direct", 60) is None
+    assert rates.eval_rate({rates.EVAL: {rates.RECALL_CHECK: 2.5, "recall": 7.0}},
+                           "recall", 60) == 7.0  # its own first
     write_rates(rates_file, **{rates.SFT: 100.0, rates.EVAL: {"recall": 2.0, "cot": 4.0},
                                rates.EVAL_BY_LENGTH: {"cot": {"32": 1000.0, "4096": 0.5}}})
     budget = {"eval.max_new_tokens.cot": 4096}

@@ -158,6 +158,32 @@ def test_stopping_rule_stops_at_the_threshold(tiny, rows, tmp_path):
 
 
 @pytest.mark.slow
+def test_a_stage_times_itself_on_the_working_clock(tiny, rows, tmp_path, monkeypatch):
+    """done.json's seconds and time_split are read on pbb.clock (which leaves a stop out): a
+    clock that jumps 10,000 s during the recall check, taken here as work, shows in both."""
+    from types import SimpleNamespace
+
+    from pbb import clock
+
+    jump = {"s": 0.0}
+    real = clock.time
+    monkeypatch.setattr(clock, "time", SimpleNamespace(
+        monotonic=lambda: real.monotonic() + jump["s"], sleep=real.sleep))
+    monkeypatch.setattr(clock, "PAUSE", float("inf"))
+
+    def check(model):
+        jump["s"] += 10_000.0
+        return {"recall": 1.0, "n": 4}
+
+    path, tok = tiny
+    info = train_sft(rows, init=path, base=path, tokenizer=tok, cfg=TrainConfig(**FP32),
+                     stage_dir=tmp_path / "s", seed=0, progress=False, recall_check=check,
+                     recall_target=0.9, max_epochs=2)
+    assert 10_000 <= info["time_split"]["recall"] < 10_600
+    assert 10_000 <= info["seconds"] < 10_600
+
+
+@pytest.mark.slow
 def test_stopping_rule_stops_at_the_maximum(tiny, rows, tmp_path):
     path, tok = tiny
     check, calls = _scripted_recall([0.0])

@@ -29,17 +29,20 @@ _state: dict = {"last": None, "paused": 0.0, "thread": None}
 
 def now() -> float:
     """Seconds of working time since an arbitrary origin: the difference of two calls is the
-    time between them less the time this process spent stopped."""
+    time between them less the time this process spent stopped (stops of over :data:`PAUSE`;
+    a shorter one counts, to within a tick)."""
     if _state["thread"] is None:
-        thread = threading.Thread(target=_watch, name="pbb-clock", daemon=True)
-        _state["thread"] = thread
-        thread.start()
+        with _lock:
+            if _state["thread"] is None:  # one watching thread, however many first calls
+                _state["thread"] = threading.Thread(target=_watch, name="pbb-clock",
+                                                    daemon=True)
+                _state["thread"].start()
     return _look()
 
 
 def paused() -> float:
     """Seconds this process has spent stopped, as far as the clock has seen."""
-    _look()
+    now()
     return _state["paused"]
 
 
@@ -62,12 +65,13 @@ def _watch() -> None:
 
 
 def _forked() -> None:
-    """A forked child has no watching thread: start afresh (its first :func:`now` starts one),
-    or a long stretch of its work between two calls would read as a stop; and a new lock, which
-    a thread of the parent may have held at the fork."""
+    """A forked child has no watching thread: its first :func:`now` starts one (or a long
+    stretch of its work between two calls would read as a stop); a new lock, which a thread of
+    the parent may have held at the fork; and the parent's stops kept, so a time read before the
+    fork still subtracts right after it."""
     global _lock
     _lock = threading.Lock()
-    _state.update(last=None, paused=0.0, thread=None)
+    _state.update(last=None, thread=None)
 
 
 if hasattr(os, "register_at_fork"):

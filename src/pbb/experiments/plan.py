@@ -260,7 +260,8 @@ def _sft_seconds(planned: PlannedStage, rates: dict) -> float | None:
     seconds = planned.tokens / tokens_per_second
     if planned.recall_queries:
         measured = rates.get(rates_mod.EVAL) or {}  # the checks' own rate, else evaluations'
-        recall = measured.get(rates_mod.RECALL_CHECK, measured.get("recall"))
+        recall = rates_mod.positive(measured.get(rates_mod.RECALL_CHECK)) or \
+            rates_mod.positive(measured.get("recall"))
         if recall is None:
             return None
         seconds += planned.recall_queries / recall

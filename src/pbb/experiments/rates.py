@@ -225,8 +225,8 @@ def eval_rate(rates: dict, mode: str, tokens: float | None) -> float | None:
     counted, as for a served model): the nearest length bucket's, else the mode's last
     evaluation's, else (``recall``) the stopping rule's recall checks', else None. Why the
     last: a recall evaluation writes the same instructions a recall check does, and a machine
-    that trained with a stopping rule but never ran the mode (the shipped reference rates)
-    would plan it with no rate at all."""
+    that trained with a stopping rule but recorded no rate of the mode (the shipped reference
+    rates) would plan it with no rate at all."""
     every = rates.get(EVAL_BY_LENGTH)
     found = None
     if tokens is not None and isinstance(every, dict):

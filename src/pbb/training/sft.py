@@ -83,7 +83,7 @@ CPU_PACKING = False
 #: packed sequences are rounded up to a multiple of this on CUDA (fewer distinct shapes for
 #: compiled kernels and the allocator); on a CPU they are not padded at all
 CUDA_PAD_MULTIPLE = 64
-#: the parts of a stage's wall time that ``done.json``'s ``time_split`` counts
+#: the parts of a stage's working time (pbb.clock) that ``done.json``'s ``time_split`` counts
 TIME_SPLIT = ("encode", "forward_backward", "optimizer", "checkpoint", "recall")
 #: set to 1 to ``torch.compile`` the model of an SFT stage on CUDA (not measured yet: off)
 COMPILE_ENV = "PBB_TORCH_COMPILE"
@@ -373,7 +373,7 @@ class SFTRun:
 
     @contextlib.contextmanager
     def _timed(self, part: str):
-        """Count the block's wall time towards ``part`` of the stage's ``time_split``."""
+        """Count the block's working time towards ``part`` of the stage's ``time_split``."""
         t = clock.now()
         yield
         self.timing[part] += clock.now() - t
