@@ -267,7 +267,8 @@ def run_markdown(summary: dict) -> str:
     lines += _stage_lines(summary.get("stages", {}))
     lines += _rl_lines(summary.get("stages", {}))
     if summary.get("timing"):
-        lines += ["", "Working time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in summary["timing"].items())]
+        lines += ["", "Working time (s): " + ", ".join(f"{k} {v:.0f}"
+                                                      for k, v in summary["timing"].items())]
     if summary.get("peak_rss_mib"):
         lines += [f"Peak memory (RSS of the process that finished the run): "
                   f"{summary['peak_rss_mib']:.0f} MiB"]
