@@ -17,6 +17,7 @@ from pbb.experiments.run import check_before_work, open_data
 from pbb.folders import mark
 from pbb.jsonio import atomic_write_json, read_json, read_jsonl
 from pbb.models import load_tokenizer
+from pbb.rows.curricula import build_for_run
 from pbb.store import RunStore, checkpoint_dir, stage_info
 
 QUICKSTART = "configs/quickstart.yaml"
@@ -352,6 +353,47 @@ def test_a_grpo_stage_is_planned_by_its_steps_completion_budget(tmp_path, rates_
     assert short == pytest.approx(steps * per_step * 64 * 0.01) and long == pytest.approx(2 * short)
     assert "RL 5.0 s/step (10.0 ms a token of a step's completion budget)" in render(
         make_plan(load_config("configs/retroactive_quick.yaml", smoke=True), tmp_path / "r"))
+
+
+def test_a_grpo_stage_is_planned_by_the_tokens_its_completions_write(tmp_path, rates_file):
+    """A GRPO stage also records its seconds a token its completions wrote (completions a step x
+    their mean length); a plan takes that first, times the completions a step and the mean of
+    the stage's gold completions cut at the budget: a budget raised past what the completions
+    write no longer lengthens the plan (familiar_retroactive's GRPO stages took 0.4x the plan
+    by budget), one cut below them shortens it."""
+    key = rates.machine_key("tiny-random")
+    rates.record_stage(key, {"steps": 4, "seconds": 40.0, "algorithm": "grpo",
+                             "completion_tokens_per_step": 1000, "completions_per_step": 8,
+                             "completion_length": 50.0})
+    measured = rates.read_rates(key)
+    assert measured[rates.RL_PER_WRITTEN] == pytest.approx(10.0 / 400)
+    assert rates.rl_step_seconds(measured, 2000, written=800) == pytest.approx(20.0)
+    assert rates.rl_step_seconds(measured, 2000) == pytest.approx(20.0)  # by budget: no length
+    rates.record_stage(key, {"steps": 4, "seconds": 40.0, "algorithm": "grpo",
+                             "completions_per_step": 8, "completion_length": float("nan")})
+    assert rates.read_rates(key)[rates.RL_PER_WRITTEN] == pytest.approx(10.0 / 400)  # kept
+
+    def planned(length):
+        cfg = load_config("configs/retroactive_quick.yaml",
+                          {"rl.max_completion_length": length}, smoke=True)
+        plan = make_plan(cfg, tmp_path / str(length))
+        return next(s for s in plan.stages if s.trainer == "rl"), cfg, plan
+
+    write_rates(rates_file, **{rates.RL: 5.0, rates.RL_PER_TOKEN: 0.01,
+                               rates.RL_PER_WRITTEN: 0.02})
+    stage, cfg, plan = planned(4096)
+    _, ds = open_data(cfg, tmp_path / "4096", announce=False)
+    tok = load_tokenizer(check_before_work(cfg), cfg.model_options())
+    rows = next(st.rows for stages in build_for_run(cfg, ds).values() for st in stages
+                if st.trainer == "rl")
+    gold = [len(tok(r["completion"][0]["content"], add_special_tokens=False)["input_ids"])
+            for r in rows]
+    per_step = cfg.rl.batch_size * cfg.rl.grad_accum
+    assert stage.seconds == pytest.approx(stage.steps * per_step * sum(gold) / len(gold) * 0.02)
+    assert planned(8192)[0].seconds == pytest.approx(stage.seconds)  # the budget unused
+    cut = max(1, min(gold))
+    assert planned(cut)[0].seconds == pytest.approx(stage.steps * per_step * cut * 0.02)
+    assert "RL 5.0 s/step (20.0 ms a token its completions wrote)" in render(plan)
 
 
 def test_sft_is_planned_at_the_rate_measured_on_rows_of_like_length(tmp_path, rates_file):

@@ -239,6 +239,8 @@ def test_grpo_stage_trains_and_logs_per_step(ds, tiny, tmp_path):
     # the step's completion budget, by which a plan scales this stage's rate
     assert info["completion_tokens_per_step"] == \
         rl.batch_size * rl.grad_accum * rl.max_completion_length
+    # and the completions a step, which with their mean length give the tokens written
+    assert info["completions_per_step"] == rl.batch_size * rl.grad_accum
     assert info["reward_first"] == lines[0]["reward"] and info["reward_last"] == lines[-1]["reward"]
     # the saved model is the trained policy, not the starting one
     before, after = load_model(path), load_model(tmp_path / "s" / MODEL)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pbb.config import RunConfig
 from pbb.evaluation import reuse
-from pbb.evaluation.evaluate import build_queries, gold_lengths, mean_cut
+from pbb.evaluation.evaluate import build_queries, gold_lengths, mean_cut, token_count
 from pbb.evaluation.report import SPLITS
 from pbb.experiments import rates as rates_mod
 from pbb.experiments.run import (
@@ -182,7 +182,8 @@ def _stage(cfg: RunConfig, tok, curriculum: str, st, directory: Path, rates: dic
     status = "reused" if done else "train" if step is None else "resume"
     if st.trainer == "rl":
         planned = _rl_stage(cfg, curriculum, st, directory, status)
-        per_step = rates_mod.rl_step_seconds(rates, cfg.rl.completion_tokens_per_step)
+        per_step = rates_mod.rl_step_seconds(rates, cfg.rl.completion_tokens_per_step,
+                                             _rl_written(cfg, tok, st, directory))
         if per_step is not None:
             planned.seconds = planned.steps * per_step
     else:
@@ -192,6 +193,25 @@ def _stage(cfg: RunConfig, tok, curriculum: str, st, directory: Path, rates: dic
         planned.seconds *= max(0, planned.steps - step) / max(1, planned.steps)
     planned.resume_step = step
     return planned
+
+
+#: the mean gold completion tokens of each GRPO stage planned in this process, by its directory
+_RL_GOLD: dict[tuple, float | None] = {}
+
+
+def _rl_written(cfg: RunConfig, tok, st, directory: Path) -> float | None:
+    """The tokens a GRPO step's completions are expected to write: its completions times the
+    mean of its rows' gold completions (a model that executes them writes those), each cut at
+    ``rl.max_completion_length``; None without a tokenizer or rows."""
+    if tok is None:
+        return None
+    counted = (str(directory), cfg.model, cfg.rl.max_completion_length)
+    if counted not in _RL_GOLD:  # the same stage in several curricula, points, claims
+        _RL_GOLD[counted] = mean_cut(
+            [token_count(tok, r["completion"][0]["content"]) for r in st.rows
+             if r.get("completion")], cfg.rl.max_completion_length)
+    mean = _RL_GOLD[counted]
+    return None if mean is None else mean * cfg.rl.batch_size * cfg.rl.grad_accum
 
 
 #: tokens an epoch of each stage planned in this process, by its directory (whose key hashes its
@@ -381,8 +401,11 @@ def render(plan: Plan) -> str:
         evals = plan.rates.get(rates_mod.EVAL_BY_LENGTH)
         evals = evals if isinstance(evals, dict) else {}
         last = plan.rates.get(rates_mod.EVAL)
+        per_written = rates_mod.positive(plan.rates.get(rates_mod.RL_PER_WRITTEN))
         per_token = rates_mod.positive(plan.rates.get(rates_mod.RL_PER_TOKEN))
         rl_text = (f"RL {rl:.1f} s/step" if rl else "") + (
+            f" ({1000 * per_written:.1f} ms a token its completions wrote)"
+            if rl and per_written else
             f" ({1000 * per_token:.1f} ms a token of a step's completion budget)"
             if rl and per_token else "")
         measured = [sft_text, rl_text,

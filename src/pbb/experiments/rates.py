@@ -1,6 +1,6 @@
 """How fast this machine ran pbb's work the last time: SFT tokens a second, RL seconds a step
-(and a token of its completion budget), and evaluation completions a second per mode, by model
-and device.
+(and a token its completions wrote, and of their budget), and evaluation completions a second
+per mode, by model and device.
 
 Why: ``pbb plan`` says how long a config will take before any of it runs, and the only honest
 source for that is what this machine measured. Every finished stage and evaluation of
@@ -49,6 +49,11 @@ RL = "rl_seconds_per_step"
 #: ``rl.max_completion_length``): a step trains on up to that many tokens (and, with
 #: ``rl.num_iterations`` 1, as every config has it, samples them)
 RL_PER_TOKEN = "rl_seconds_per_completion_token"
+#: RL seconds a step per token its completions wrote (completions a step x their mean length),
+#: what a plan takes first: a step's time goes with the tokens written, not the budget
+#: (retroactive_rl's 512-token budget and familiar_retroactive's 1,792 both took 22-37 s a step,
+#: their completions ~60-90 tokens either way, so the budget planned the second 2.5x long)
+RL_PER_WRITTEN = "rl_seconds_per_written_token"
 EVAL = "completions_per_second"
 #: the recall checks of a stopping rule, in process (a ``recall`` evaluation may be served)
 RECALL_CHECK = "recall_check"
@@ -156,6 +161,10 @@ def record_stage(key: str, info: dict) -> None:
         if info.get("completion_tokens_per_step"):
             update[RL_PER_TOKEN] = float(
                 f"{seconds / info['steps'] / info['completion_tokens_per_step']:.4g}")
+        written = (positive(info.get("completions_per_step")) or 0) * \
+            (positive(info.get("completion_length")) or 0)  # (a NaN length: none logged)
+        if written:
+            update[RL_PER_WRITTEN] = float(f"{seconds / info['steps'] / written:.4g}")
         _record(key, update)
         return
     recall_seconds = (info.get("time_split") or {}).get("recall", 0.0)
@@ -210,12 +219,17 @@ def sft_rate(rates: dict, tokens_per_row: float) -> float | None:
     return found if found is not None else positive(rates.get(SFT))
 
 
-def rl_step_seconds(rates: dict, completion_tokens: int) -> float | None:
-    """RL seconds a step whose completion budget is ``completion_tokens``: the last GRPO stage's
-    seconds a budget token times that budget, else its seconds a step, else None. Why: a step's
-    time goes with the tokens it samples and trains on, so a stage of 224-token completions
-    planned at the last 128-token stage's seconds a step would come out short; the budget, not
-    the tokens written, is what a plan knows (completions that stop early make it long)."""
+def rl_step_seconds(rates: dict, completion_tokens: int,
+                    written: float | None = None) -> float | None:
+    """RL seconds a step whose completion budget is ``completion_tokens`` and whose completions
+    are expected to write ``written`` tokens in all (their gold completions' mean length, cut
+    at the budget, times the completions a step): the last GRPO stage's seconds a written token
+    times that, else its seconds a budget token times the budget, else its seconds a step, else
+    None. Why: a step's time goes with the tokens it samples and trains on; a budget the
+    completions leave mostly unused planned a stage 2.5x long (:data:`RL_PER_WRITTEN`)."""
+    per_written = positive(rates.get(RL_PER_WRITTEN))
+    if per_written and written:
+        return per_written * written
     per_token = positive(rates.get(RL_PER_TOKEN))
     return per_token * completion_tokens if per_token else positive(rates.get(RL))
 
