@@ -153,8 +153,8 @@ def test_a_machine_that_measured_nothing_plans_at_the_reference_machines_rates(
 
 
 def test_the_shipped_reference_rates_cover_what_the_shipped_configs_do(monkeypatch):
-    """The bundled model on a CPU: SFT by row length, GRPO by budget token, recall checks and
-    CoT evaluations, each a positive number, and the machine and runs they came from."""
+    """The bundled model on a CPU: SFT by row length, GRPO by written and budget token, recall
+    checks and CoT evaluations, each a positive number, and the machine and runs they came from."""
     from pbb.models import DEFAULT_MODEL
 
     monkeypatch.delenv("PBB_REFERENCE_RATES")
@@ -164,6 +164,7 @@ def test_the_shipped_reference_rates_cover_what_the_shipped_configs_do(monkeypat
     assert machine == shipped["machine"]
     assert len(rates.by_length(found[rates.SFT_BY_LENGTH])) >= 2
     assert rates.positive(found[rates.RL_PER_TOKEN])
+    assert rates.positive(found[rates.RL_PER_WRITTEN])
     assert rates.positive(found[rates.EVAL][rates.RECALL_CHECK])
     assert rates.by_length(found[rates.EVAL_BY_LENGTH]["cot"])
 
