@@ -360,7 +360,7 @@ def test_a_grpo_stage_is_planned_by_the_tokens_its_completions_write(tmp_path, r
     """A GRPO stage also records its seconds a token its completions wrote (completions a step x
     their mean length); a plan takes that first, times the completions a step and the mean of
     the stage's gold completions cut at the budget: a budget raised past what the completions
-    write no longer lengthens the plan (familiar_retroactive's GRPO stages took 0.4x the plan
+    write no longer lengthens the plan (familiar_retroactive's GRPO stages took ~0.6x the plan
     by budget), one cut below them shortens it."""
     key = rates.machine_key("tiny-random")
     rates.record_stage(key, {"steps": 4, "seconds": 40.0, "algorithm": "grpo",

@@ -51,8 +51,10 @@ RL = "rl_seconds_per_step"
 RL_PER_TOKEN = "rl_seconds_per_completion_token"
 #: RL seconds a step per token its completions wrote (completions a step x their mean length),
 #: what a plan takes first: a step's time goes with the tokens written, not the budget
-#: (retroactive_rl's 512-token budget and familiar_retroactive's 1,792 both took 22-37 s a step,
-#: their completions ~60-90 tokens either way, so the budget planned the second 2.5x long)
+#: (retroactive_rl's 1,024-token budget, 8 x 128, and familiar_retroactive's 1,792 both took
+#: 22-37 s a step, their completions ~60-90 tokens either way, so the budget planned the second
+#: ~1.7x long). One figure a token, no fixed part a step: within one config it explains little
+#: (0.042-0.064 s over familiar_retroactive's stages); it assumes ``rl.num_iterations`` 1
 RL_PER_WRITTEN = "rl_seconds_per_written_token"
 EVAL = "completions_per_second"
 #: the recall checks of a stopping rule, in process (a ``recall`` evaluation may be served)
@@ -226,7 +228,7 @@ def rl_step_seconds(rates: dict, completion_tokens: int,
     at the budget, times the completions a step): the last GRPO stage's seconds a written token
     times that, else its seconds a budget token times the budget, else its seconds a step, else
     None. Why: a step's time goes with the tokens it samples and trains on; a budget the
-    completions leave mostly unused planned a stage 2.5x long (:data:`RL_PER_WRITTEN`)."""
+    completions leave mostly unused planned a stage ~1.7x long (:data:`RL_PER_WRITTEN`)."""
     per_written = positive(rates.get(RL_PER_WRITTEN))
     if per_written and written:
         return per_written * written
