@@ -329,10 +329,15 @@ class RLConfig(_Strict):
                                                description="colocate mode")
 
     @property
+    def completions_per_step(self) -> int:
+        """The completions one optimizer step samples and trains on, over all processes."""
+        return self.batch_size * self.grad_accum
+
+    @property
     def completion_tokens_per_step(self) -> int:
         """A step's budget of completion tokens (its completions x ``max_completion_length``):
         what a GRPO stage records its rate by and a plan scales it with."""
-        return self.batch_size * self.grad_accum * self.max_completion_length
+        return self.completions_per_step * self.max_completion_length
 
     @model_validator(mode="after")
     def _trl_accepts(self) -> RLConfig:
@@ -343,7 +348,7 @@ class RLConfig(_Strict):
         # batch_size is global, so this holds or fails whatever the number of processes: a
         # config reloads anywhere; its split over processes is checked when a run starts
         # (pbb.training.grpo.per_process_batch)
-        effective = self.batch_size * self.grad_accum
+        effective = self.completions_per_step
         if effective % self.num_generations:
             raise ValueError(
                 f"batch_size x grad_accum = {self.batch_size} x {self.grad_accum} = {effective} "

@@ -80,8 +80,14 @@ def gold_lengths(ds: DataSet, mode: str, tokenizer, max_test_inputs: int | None 
                  max_train_behaviours: int | None = None, fmt: str = "code") -> list[int]:
     """The tokens of each of ``mode``'s queries' gold completions (what a model that executes
     the behaviour writes)."""
-    return [token_count(tokenizer, row["completion"][0]["content"])
-            for _, _, row in _query_rows(ds, mode, max_test_inputs, max_train_behaviours, fmt)]
+    return completion_tokens(tokenizer, (row for _, _, row in _query_rows(
+        ds, mode, max_test_inputs, max_train_behaviours, fmt)))
+
+
+def completion_tokens(tokenizer, rows) -> list[int]:
+    """The tokens of each row's gold completion (rows without one are skipped)."""
+    return [token_count(tokenizer, row["completion"][0]["content"]) for row in rows
+            if row.get("completion")]
 
 
 def mean_cut(lengths: list[int], budget: int) -> float | None:

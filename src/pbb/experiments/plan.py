@@ -24,7 +24,12 @@ from pathlib import Path
 
 from pbb.config import RunConfig
 from pbb.evaluation import reuse
-from pbb.evaluation.evaluate import build_queries, gold_lengths, mean_cut, token_count
+from pbb.evaluation.evaluate import (
+    build_queries,
+    completion_tokens,
+    gold_lengths,
+    mean_cut,
+)
 from pbb.evaluation.report import SPLITS
 from pbb.experiments import rates as rates_mod
 from pbb.experiments.run import (
@@ -207,11 +212,10 @@ def _rl_written(cfg: RunConfig, tok, st, directory: Path) -> float | None:
         return None
     counted = (str(directory), cfg.model, cfg.rl.max_completion_length)
     if counted not in _RL_GOLD:  # the same stage in several curricula, points, claims
-        _RL_GOLD[counted] = mean_cut(
-            [token_count(tok, r["completion"][0]["content"]) for r in st.rows
-             if r.get("completion")], cfg.rl.max_completion_length)
+        _RL_GOLD[counted] = mean_cut(completion_tokens(tok, st.rows),
+                                     cfg.rl.max_completion_length)
     mean = _RL_GOLD[counted]
-    return None if mean is None else mean * cfg.rl.batch_size * cfg.rl.grad_accum
+    return None if mean is None else mean * cfg.rl.completions_per_step
 
 
 #: tokens an epoch of each stage planned in this process, by its directory (whose key hashes its
@@ -262,7 +266,7 @@ def _rl_stage(cfg: RunConfig, curriculum: str, st, directory: Path, status: str)
     completions a step (over all processes), ``rl.epochs`` passes, ``rl.max_steps`` a cap."""
     rl = cfg.rl
     completions = len(st.rows) * rl.num_generations * rl.epochs
-    steps = math.ceil(completions / (rl.batch_size * rl.grad_accum))
+    steps = math.ceil(completions / rl.completions_per_step)
     if rl.max_steps > 0:
         steps = min(steps, rl.max_steps)
     stopping = (f"{_count(rl.epochs, 'pass', 'passes')} over the prompts, "

@@ -247,10 +247,13 @@ def eval_rate(rates: dict, mode: str, tokens: float | None) -> float | None:
     found = None
     if tokens is not None and isinstance(every, dict):
         found = _nearest(every.get(mode), tokens)
-    last = rates.get(EVAL) if isinstance(rates.get(EVAL), dict) else {}
+    last = rates.get(EVAL)
+    last = last if isinstance(last, dict) else {}
     if found is None:
         found = positive(last.get(mode))
-    return found if found is not None or mode != "recall" else positive(last.get(RECALL_CHECK))
+    if found is None and mode == "recall":
+        found = positive(last.get(RECALL_CHECK))
+    return found
 
 
 def record_eval(key: str, mode: str, completions: int, seconds: float,

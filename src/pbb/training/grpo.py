@@ -152,7 +152,7 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
     return finish_stage(stage_dir, {
         "rows": len(rows), "steps": trainer.state.global_step, "algorithm": "grpo",
         "completion_tokens_per_step": rl.completion_tokens_per_step,  # a plan scales by it,
-        "completions_per_step": rl.batch_size * rl.grad_accum,  # and by the tokens they write
+        "completions_per_step": rl.completions_per_step,  # and by the tokens they write
         "loss_type": rl.loss_type, **reward_trend(stage_dir / METRICS),
         "seconds": round(before + clock.now() - t0, 1), "seconds_before": round(before, 1),
         "method": cfg.method, "bf16": bool(args.bf16),
