@@ -374,16 +374,17 @@ def test_a_grpo_stage_is_planned_by_the_tokens_its_completions_write(tmp_path, r
                              "completions_per_step": 8, "completion_length": float("nan")})
     assert rates.read_rates(key)[rates.RL_PER_WRITTEN] == pytest.approx(10.0 / 400)  # kept
 
-    def planned(length):
+    def planned(length, grad_accum=1):
         cfg = load_config("configs/retroactive_quick.yaml",
-                          {"rl.max_completion_length": length}, smoke=True)
-        plan = make_plan(cfg, tmp_path / str(length))
+                          {"rl.max_completion_length": length, "rl.grad_accum": grad_accum},
+                          smoke=True)
+        plan = make_plan(cfg, tmp_path / f"{length}-{grad_accum}")
         return next(s for s in plan.stages if s.trainer == "rl"), cfg, plan
 
     write_rates(rates_file, **{rates.RL: 5.0, rates.RL_PER_TOKEN: 0.01,
                                rates.RL_PER_WRITTEN: 0.02})
     stage, cfg, plan = planned(4096)
-    _, ds = open_data(cfg, tmp_path / "4096", announce=False)
+    _, ds = open_data(cfg, tmp_path / "4096-1", announce=False)
     tok = load_tokenizer(check_before_work(cfg), cfg.model_options())
     rows = next(st.rows for stages in build_for_run(cfg, ds).values() for st in stages
                 if st.trainer == "rl")
@@ -395,6 +396,9 @@ def test_a_grpo_stage_is_planned_by_the_tokens_its_completions_write(tmp_path, r
     cut = max(1, min(gold))
     assert planned(cut)[0].seconds == pytest.approx(stage.steps * per_step * cut * 0.02)
     assert "RL 5.0 s/step (20.0 ms a token its completions wrote)" in render(plan)
+    accum, accum_cfg, _ = planned(4096, grad_accum=2)  # a step samples twice the completions
+    assert accum_cfg.rl.completions_per_step == 2 * per_step
+    assert accum.seconds / accum.steps == pytest.approx(2 * stage.seconds / stage.steps)
 
 
 def test_sft_is_planned_at_the_rate_measured_on_rows_of_like_length(tmp_path, rates_file):
