@@ -99,6 +99,22 @@ def test_unknown_only_is_a_one_line_error_and_writes_nothing(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+def test_claims_outside_a_checkout_is_a_one_line_error_and_writes_nothing(tmp_path):
+    """The claims' configs are a folder of the checkout (relative by default): run elsewhere,
+    pbb claims says that folder is missing, not that one claim's file is, and writes no
+    table there (a table of every claim "not run" would replace nothing, and mislead)."""
+    from tests.conftest import run_cli
+
+    for args in (["--no-run"], ["--plan"], ["--gpu", "--no-run"]):
+        r = run_cli("claims", *args, cwd=tmp_path)
+        assert r.returncode == 1, args
+        folder = "configs/gpu/claims" if "--gpu" in args else "configs/claims"
+        assert r.stderr.strip().splitlines() == [
+            f"error: {folder}: no such folder (the claims' sweep configs, <claim>.yaml each): "
+            "run pbb claims in a pbb checkout, or give --configs"]
+    assert not any(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("mine", ["doc", "figure", "folder"])
 def test_a_doc_that_no_claims_run_wrote_is_refused_before_anything_runs(tmp_path, mine):
     from tests.conftest import run_cli

@@ -428,6 +428,14 @@ def crossover_verdict(low: float, high: float,
     return verdict(low - 1, high - 1, 1, prerequisite)
 
 
+def check_configs(configs: Path) -> None:
+    """Stop with one line where the claims' config folder is missing: the default is relative
+    (``configs/claims``), and from outside a checkout one claim's file not found said less."""
+    if not Path(configs).is_dir():
+        raise PbbError(f"{configs}: no such folder (the claims' sweep configs, <claim>.yaml "
+                       "each): run pbb claims in a pbb checkout, or give --configs")
+
+
 def run_claims(configs: Path, out: Path, only: list[str] | None = None,
                overrides: dict | None = None, smoke: bool = False, progress: bool = True,
                doc: Path = CPU[2], execute: bool = True, jobs: int = 1,
@@ -441,6 +449,7 @@ def run_claims(configs: Path, out: Path, only: list[str] | None = None,
     from pbb.folders import check_out, mark
 
     chosen = select(only)
+    check_configs(configs)
     check_doc(doc)
     out = Path(out)
     plans, archives = _plans(configs, overrides, smoke), _archives(doc)
@@ -610,6 +619,7 @@ def plan_claims(configs: Path, out: Path, only: list[str] | None = None,
     from pbb.experiments.plan import PlannedSweep, plan_points
 
     chosen, out = select(only), Path(out)
+    check_configs(configs)
     if doc is not None:  # what pbb claims refuses, the plan refuses
         check_doc(doc)
     trained: dict = {}
