@@ -18,7 +18,9 @@
 set -euo pipefail
 out=${1:?usage: gpu_check.sh OUTDIR [--set key=value ...]}; shift
 bundle=${PBB_BUNDLE:-bundle}
-if [ -d "$bundle" ]; then eval "$(bash scripts/offline_install.sh "$bundle")"; fi
+if [ -d "$bundle" ]; then  # the assignment keeps the script's exit status: a refusal stops here
+  exports=$(bash scripts/offline_install.sh "$bundle"); eval "$exports"
+fi
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 bench() {  # pbb's SFT step and generation, for the bundled model and each shipped shape
   [ "${PBB_BENCH:-1}" = 0 ] && { echo "== bench_gpu: skipped (PBB_BENCH=0)"; return 0; }

@@ -15,6 +15,7 @@ INSTALL = Path("scripts/offline_install.sh").resolve()
 
 
 def bundle(tmp_path: Path, model: bytes, part: str) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     gguf = tmp_path / "model.gguf"
     gguf.write_bytes(model)
     env = {**os.environ, "PBB_SMOLLM2_GGUF": str(gguf), "PBB_BUNDLE_PART": part,
@@ -49,7 +50,7 @@ def test_parts_in_two_transfers_join_to_the_model(tmp_path):
     model = os.urandom(1000)
     src = bundle(tmp_path, model, "300")
     manifest = (src / "model" / "MANIFEST").read_text().split("\n")
-    parts = [p for p in manifest[1:] if p]
+    parts = [line.split()[0] for line in manifest[1:] if line]
     assert len(parts) == 4 and manifest[0].startswith("model.gguf ")
     target = tmp_path / "target"
     first = install(transfer(src, parts[:2], tmp_path / "t1"), target)
@@ -60,13 +61,37 @@ def test_parts_in_two_transfers_join_to_the_model(tmp_path):
     assert Path(exported(second.stdout, "PBB_SMOLLM2_GGUF")).read_bytes() == model
 
 
-def test_a_damaged_part_is_refused(tmp_path):
-    src = bundle(tmp_path, os.urandom(1000), "300")
+def test_a_damaged_part_is_named_and_removed_and_a_resent_one_joins(tmp_path):
+    model = os.urandom(1000)
+    src = bundle(tmp_path, model, "300")
     part = sorted((src / "model").glob("*.part-*"))[1]
-    part.write_bytes(part.read_bytes()[:-1] + b"\0" if part.read_bytes()[-1:] != b"\0" else b"\1")
-    r = install(src, tmp_path / "target")
-    assert r.returncode == 1 and "md5" in r.stderr and "PBB_SMOLLM2_GGUF" not in r.stdout
-    assert not (tmp_path / "target" / "model" / "model.gguf").exists()
+    good = part.read_bytes()
+    part.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))  # one bit flipped in transit
+    target = tmp_path / "target"
+    r = install(src, target)
+    assert r.returncode == 1 and part.name in r.stderr and "damaged" in r.stderr
+    assert "PBB_SMOLLM2_GGUF" not in r.stdout and not (target / "model" / "model.gguf").exists()
+    assert not (target / "model" / part.name).exists()  # removed: the next transfer brings it
+    part.write_bytes(good)
+    again = install(transfer(src, [part.name], tmp_path / "resent"), target)
+    assert again.returncode == 0, again.stderr
+    assert Path(exported(again.stdout, "PBB_SMOLLM2_GGUF")).read_bytes() == model
+
+
+def test_a_new_bundle_clears_the_parts_of_the_old_one(tmp_path):
+    """Parts of an earlier bundle with the same file name are not taken for the new one's: its
+    first transfer says what is still missing, and the joined file is the new model."""
+    old = bundle(tmp_path / "old", os.urandom(1000), "300")
+    target = tmp_path / "target"
+    assert install(old, target).returncode == 0
+    model = os.urandom(1000)
+    new = bundle(tmp_path / "new", model, "300")
+    parts = sorted(p.name for p in (new / "model").glob("*.part-*"))
+    first = install(transfer(new, parts[:1], tmp_path / "t1"), target)
+    assert first.returncode == 0 and "3 part(s) still missing" in first.stderr
+    assert "PBB_SMOLLM2_GGUF" not in first.stdout
+    second = install(transfer(new, parts[1:], tmp_path / "t2"), target)
+    assert Path(exported(second.stdout, "PBB_SMOLLM2_GGUF")).read_bytes() == model
 
 
 def test_a_bundled_wheel_is_importable_from_the_printed_path(tmp_path):
@@ -83,6 +108,10 @@ def test_a_bundled_wheel_is_importable_from_the_printed_path(tmp_path):
     assert r.returncode == 0, r.stderr
     path = exported(r.stdout, "PYTHONPATH", before="/elsewhere")
     assert path.endswith(":/elsewhere")  # put before what was there, not over it
+    marker = Path(path.split(":")[0]) / "pbbprobe" / "marker"
+    marker.write_text("kept")
+    assert install(tmp_path / "bundle", tmp_path / "target").returncode == 0
+    assert marker.exists()  # the same wheels a second time: not installed again
     probe = subprocess.run([sys.executable, "-c", "import pbbprobe; print(pbbprobe.VALUE)"],
                            env={**os.environ, "PYTHONPATH": path}, capture_output=True,
                            text=True, timeout=60)
