@@ -2,6 +2,7 @@
 
 import json
 import math
+import signal
 from pathlib import Path
 
 import pytest
@@ -469,6 +470,53 @@ def test_a_resumed_sweep_keeps_the_jobs_an_earlier_run_recorded(tmp_path):
     assert executors._LocalJobs(sweep, [], [], tmp_path / "stages").record == earlier
     (tmp_path / "jobs.json").write_text('{"000_seed-0": ')
     assert executors._LocalJobs(sweep, [], [], tmp_path / "stages").record == {}
+
+
+STOPPED_SWEEP = """
+import sys, time
+from pathlib import Path
+from pbb import clock
+from pbb.config import load_config
+from pbb.experiments import executors
+clock.TICK, clock.PAUSE = 0.1, 1.0
+executors._gpus = lambda: []
+work = "import time\\nfor _ in range(20): time.sleep(0.1)"  # 2 s of work in short sleeps
+executors.point_command = lambda cfg_file, run_dir, stages: [sys.executable, "-c", work]
+cfg = load_config(Path("configs/quickstart.yaml"))
+print("ready", flush=True)
+executors.run_local([{"name": f"p{i}", "config": cfg} for i in range(2)], Path(sys.argv[1]), 2)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="no SIGSTOP on this platform")
+def test_a_stopped_sweep_records_its_jobs_work_apart_from_the_stop(tmp_path):
+    """A sweep stopped (kill -STOP of its process group) while its jobs run: jobs.json keeps the
+    jobs' start and end, and their spans on the sweep's working timeline, which leave the stop
+    out; the claims' wall clock adds those up, not the stop."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from pbb.experiments import claims as claims_mod
+    from pbb.store import RunStore
+
+    proc = subprocess.Popen([sys.executable, "-c", STOPPED_SWEEP, str(tmp_path)],
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(1.0)  # the jobs are under way
+    os.killpg(proc.pid, signal.SIGSTOP)
+    time.sleep(3.0)
+    os.killpg(proc.pid, signal.SIGCONT)
+    assert proc.wait(timeout=60) == 0
+    jobs = read_json(tmp_path / "jobs.json")
+    assert set(jobs) == {"p0", "p1"}
+    for j in jobs.values():
+        assert j["ended"] - j["started"] >= 4.5  # the stop fell inside each job's span
+        assert 1.5 <= j["end_work"] - j["start_work"] <= 3.5  # ~2 s of work, the stop left out
+    pts = [claims_mod.Point(None, {}, RunStore(tmp_path / "runs" / n)) for n in jobs]
+    seconds, most, counted = claims_mod.wall(tmp_path, pts)
+    assert (most, counted) == (2, 2) and seconds <= 3.5
 
 
 def test_jobs_per_device_without_gpus_runs_jobs_on_the_cpu(monkeypatch, tmp_path, capsys):

@@ -817,13 +817,14 @@ def timing(pts: list[Point]) -> tuple[float, float]:
 def wall(sweep_dir: Path, pts: list[Point]) -> tuple[float, int, int] | None:
     """(wall seconds, most at once, points counted) of the finished points' jobs, where the sweep
     ran points as jobs (``jobs.json``, :mod:`.executors`) and at least two at once: the union of
-    each job's span from start to end, which the summed run times overstate by about the number
-    at once. A point started again counts its last job; a point with no finished job there (run
-    in the sweep's own process, restored from elsewhere) is not counted, and the table says how
-    many were. None where no two points overlapped."""
+    each job's span from start to end, the stops of the sweep's process left out (:func:`_span`),
+    which the summed run times overstate by about the number at once. A point started again
+    counts its last job; a point with no finished job there (run in the sweep's own process,
+    restored from elsewhere) is not counted, and the table says how many were. None where no two
+    points overlapped."""
     jobs = read_jobs(SweepStore(sweep_dir).jobs)
     names = {p.store.root.name for p in pts}
-    spans = sorted((j["started"], j["ended"]) for name, j in jobs.items()
+    spans = sorted(_span(j) for name, j in jobs.items()
                    if name in names and j.get("exit_code") == 0
                    and all(isinstance(j.get(k), (int, float)) for k in ("started", "ended")))
     seconds, most, start, end, running = 0.0, 0, None, None, []
@@ -838,6 +839,14 @@ def wall(sweep_dir: Path, pts: list[Point]) -> tuple[float, int, int] | None:
     if most < 2:
         return None
     return seconds + end - start, most, len(spans)
+
+
+def _span(job: dict) -> tuple[float, float]:
+    """A job's span on its sweep's working timeline (the stops of the sweep's process left
+    out, :mod:`.executors`), or from its start to its end where it has none (older records)."""
+    if all(isinstance(job.get(k), (int, float)) for k in ("start_work", "end_work")):
+        return job["start_work"], job["end_work"]
+    return job["started"], job["ended"]
 
 
 def measure(claim: Claim, configs: Path, out: Path, overrides: dict | None = None,

@@ -9,7 +9,10 @@ have ended with none left to start, the ones still running share their cores (ea
 Each point is its own ``pbb run`` process (the point's resolved config written to
 ``<sweep>/points/<point>.yaml``), up to N at a time, with its output in ``<sweep>/logs/<point>.log``
 and its pid, start, end and exit code in ``<sweep>/jobs.json`` (points of an earlier run of the
-command keep their records there; a point started again gets a new one). On a machine with GPUs each
+command keep their records there; a point started again gets a new one). ``start_work`` and
+``end_work`` are the start and end less the time the sweep's process had been stopped before
+them (``kill -STOP`` of the sweep, :mod:`pbb.clock`): on them, jobs that ran at once span their
+work, not the stop, which is what the claims' wall clock adds up (``claims.wall``). On a machine with GPUs each
 job sees one (``CUDA_VISIBLE_DEVICES``, recorded as ``gpu`` in ``jobs.json``), and at most
 ``--jobs-per-device K`` jobs share a GPU (default 1; ``auto``: as many as fit the GPU's free
 memory by :func:`run_memory_estimate`). A job goes to the GPU running the fewest (the lowest
@@ -41,7 +44,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from pbb import interrupts
+from pbb import clock, interrupts
 from pbb.config import dump_config
 from pbb.dist import JOB_THREADS, JOB_THREADS_FILE, THREAD_VARIABLES, usable_cores
 from pbb.errors import PbbError, first_line
@@ -279,6 +282,12 @@ def _jobs_at_once(jobs: int, gpus: list[str], places: list[int], jobs_per_device
     return jobs
 
 
+def _work_time() -> float:
+    """Now, less the time this process has spent stopped: one timeline for the jobs of one
+    sweep process that leaves its stops out (a later process's times all come after it)."""
+    return time.time() - clock.paused()
+
+
 class _LocalJobs:
     """The sweep points running now, one ``pbb run`` process each: started in a free slot (on
     the GPU running the fewest jobs that has room), reaped when they exit; ``jobs.json``
@@ -329,7 +338,8 @@ class _LocalJobs:
         self.record[p["name"]] = {"pid": proc.pid, "slot": slot,
                                   "gpu": gpus[gpu] if gpu is not None else None,
                                   "log": os.path.relpath(log_path, sweep.root),
-                                  "started": time.time(), "exit_code": None}
+                                  "started": time.time(), "start_work": _work_time(),
+                                  "exit_code": None}
         atomic_write_json(sweep.jobs, self.record)
         console.print(f"[bold]sweep point[/] {p['name']}: started (pid {proc.pid}, "
                       f"slot {slot}{', gpu ' + gpus[gpu] if gpus else ''})")
@@ -356,7 +366,8 @@ class _LocalJobs:
             del self.running[pid]
             if gpu is not None:
                 self.busy[gpu] -= 1
-            self.record[p["name"]].update(exit_code=code, ended=time.time())
+            self.record[p["name"]].update(exit_code=code, ended=time.time(),
+                                          end_work=_work_time())
             atomic_write_json(self.sweep.jobs, self.record)
             console.print(f"sweep point {p['name']}: "
                           + ("done" if code == 0 else f"[red]failed (exit {code})[/]"))
