@@ -503,12 +503,18 @@ def test_a_stopped_sweep_records_its_jobs_work_apart_from_the_stop(tmp_path):
 
     proc = subprocess.Popen([sys.executable, "-c", STOPPED_SWEEP, str(tmp_path)],
                             stdout=subprocess.PIPE, text=True, start_new_session=True)
-    assert proc.stdout.readline().strip() == "ready"
-    time.sleep(1.0)  # the jobs are under way
-    os.killpg(proc.pid, signal.SIGSTOP)
-    time.sleep(3.0)
-    os.killpg(proc.pid, signal.SIGCONT)
-    assert proc.wait(timeout=60) == 0
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(1.0)  # the jobs are under way
+        os.killpg(proc.pid, signal.SIGSTOP)
+        time.sleep(3.0)
+        os.killpg(proc.pid, signal.SIGCONT)
+        assert proc.wait(timeout=60) == 0
+    finally:  # nothing left stopped or running, whatever failed
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGCONT)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     jobs = read_json(tmp_path / "jobs.json")
     assert set(jobs) == {"p0", "p1"}
     for j in jobs.values():
