@@ -304,9 +304,10 @@ CLAIMS: tuple[Claim, ...] = (
                "walk trace looks nothing up by number; with 24 demonstrations per train cipher and "
                "the output grown as the code's own quoted string (out = 'or') a step was right in "
                "67-69% of the steps, so texts of 3-4 letters (3-4 steps) were right in 14.6-18.8% "
-               "at seeds 0-1. Texts of 1-2 letters (the recipe since) lift stage 1 at seed 0 to "
-               "64.6% (31 of 48: the step's key right in 82% of the steps, the hops in 98%, the "
-               "return joining the steps in 81%). That stage was trained by the run that probed "
+               "at seeds 0-1. Texts of 1-2 letters (the recipe since) lift stage 1 to 64.6% at "
+               "seed 0 (31 of 48: the step's key right in 82% of the steps, the hops in 98%, the "
+               "return joining the steps in 81%) and 70.8% at seed 1 (34 of 48; 93%, 98%, 88%). "
+               "Seed 0's stage was trained by the run that probed "
                "it (the same settings, the same stage key), sharing the cores at the lowest "
                "priority with another claim for most of its life: its 2 h 36 min overstate it "
                "(its last 117 of 234 steps, alone: 24 min)."),
