@@ -473,7 +473,7 @@ def test_a_resumed_sweep_keeps_the_jobs_an_earlier_run_recorded(tmp_path):
 
 
 STOPPED_SWEEP = """
-import sys, time
+import sys
 from pathlib import Path
 from pbb import clock
 from pbb.config import load_config

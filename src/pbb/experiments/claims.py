@@ -307,10 +307,10 @@ CLAIMS: tuple[Claim, ...] = (
                "at seeds 0-1. Texts of 1-2 letters (the recipe since) lift stage 1 to 64.6% at "
                "seed 0 (31 of 48: the step's key right in 82% of the steps, the hops in 98%, the "
                "return joining the steps in 81%) and 70.8% at seed 1 (34 of 48; 93%, 98%, 88%). "
-               "Seed 0's stage was trained by the run that probed "
-               "it (the same settings, the same stage key), sharing the cores at the lowest "
-               "priority with another claim for most of its life: its 2 h 36 min overstate it "
-               "(its last 117 of 234 steps, alone: 24 min)."),
+               "Seed 0's stage was trained by the run that probed it (the same settings, the "
+               "same stage key), sharing the cores at the lowest priority with another claim for "
+               "most of its life: its 2 h 36 min overstate it (its last 117 of 234 steps, alone: "
+               "24 min)."),
     Claim("grammars_above_chance", "Grammars known only from their rules, above chance",
           "A model that saw a grammar's rules only generates strings the grammar accepts more "
           "often than random strings of the same lengths do.",

@@ -13,7 +13,8 @@ command keep their records there; a point started again gets a new one). ``start
 ``end_work`` are the start and end less the time the sweep's process had been stopped before
 them (``kill -STOP`` of the sweep's process group, its jobs with it; :mod:`pbb.clock`): on
 them, jobs that ran at once span their work, not the stop, which is what the claims' wall clock
-adds up (``claims.wall``). On a machine with GPUs each job sees one (``CUDA_VISIBLE_DEVICES``, recorded as ``gpu`` in ``jobs.json``), and at most
+adds up (``claims.wall``). On a machine with GPUs each job sees one (``CUDA_VISIBLE_DEVICES``,
+recorded as ``gpu`` in ``jobs.json``), and at most
 ``--jobs-per-device K`` jobs share a GPU (default 1; ``auto``: as many as fit the GPU's free
 memory by :func:`run_memory_estimate`). A job goes to the GPU running the fewest (the lowest
 number among equals), so ``--jobs`` up to the GPU count means one GPU each. More jobs than
