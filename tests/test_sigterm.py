@@ -47,6 +47,22 @@ def test_sigterm_in_a_run_says_how_to_resume_and_exits_143(sigterm_restored, tmp
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
 
 
+def test_a_stopped_plan_does_not_speak_of_resuming(sigterm_restored, monkeypatch, capsys):
+    # `pbb claims --plan` runs nothing: "resume the claims (finished points ... kept)" would
+    # tell its user that a run had started
+    from pbb.experiments import claims as claims_mod
+
+    def terminated(*a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+        raise AssertionError("SIGTERM did not interrupt the plan")
+
+    monkeypatch.setattr(claims_mod, "plan_claims", terminated)
+    code, err = call(monkeypatch, capsys, "claims", "--plan", "--only", "proactive_vs_control")
+    assert (code, err) == (143, "stopped by SIGTERM; nothing was half-written (run the command "
+                                "again)\n")
+
+
 @pytest.mark.parametrize("then, after, finished, code", [
     # the same Ctrl-C again (the terminal's, then the sweep's passing it on): clean-up goes on
     (signal.SIGINT, 0.0, True, 130),

@@ -69,11 +69,15 @@ INTERRUPTED = {
               "and trained stages are kept)",
 }
 INTERRUPTED_ELSEWHERE = "interrupted; nothing was half-written (run the command again)"
+#: options with which those commands train nothing, so there is nothing to resume
+NOTHING_TO_RESUME = ("--plan", "--no-run")
 
 
 def _interrupted() -> None:
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
     line = INTERRUPTED.get(command, INTERRUPTED_ELSEWHERE)
+    if any(a in NOTHING_TO_RESUME for a in sys.argv[1:]):
+        line = INTERRUPTED_ELSEWHERE
     if interrupts.received != signal.SIGINT:
         line = line.replace("interrupted", f"stopped by {interrupts.received.name}", 1)
     print(line, file=sys.stderr)
