@@ -322,3 +322,41 @@ def test_running_output_writes_the_output_so_far_after_each_step_and_changes_not
         assert len(out) == len(text)
         assert lines[-2] == f"return {out!r}" and repr(out) == r.output
     assert kept  # a text with a space in it was among them
+
+
+def test_the_spaced_alphabet_code_computes_the_same_ciphers_and_its_ring_copies_its_tokens():
+    """``alphabet_code: spaced`` writes the alphabet as ``"k w o ...".split()``: run as Python,
+    each cipher computes the outputs of the string version (both directions, every family but
+    keyword); only the alphabet line differs; a walk's ring is the code's letters in order; by
+    default the meta and the config's dump carry nothing of it (older data sets keep their
+    bytes); keyword ciphers, whose table joins ``keyword + alphabet``, are refused."""
+    from pbb.domains.ciphers import CiphersConfig
+
+    opts = {"families": ["shift", "affine", "vigenere"], "max_text": 6}
+    plain, spaced = (data.generate("ciphers", behaviours=12, demos=6, test_inputs=2, seed=3,
+                                   eval_fraction=0.5, progress=False, options={**opts, **extra})
+                     for extra in ({}, {"alphabet_code": "spaced"}))
+    assert "alphabet_code" not in plain.behaviours[0].meta
+    assert "alphabet_code" not in CiphersConfig(**opts).model_dump()
+    assert {b.meta["alphabet_code"] for b in spaced.behaviours} == {"spaced"}
+    seen = set()
+    for p, s in zip(plain.behaviours, spaced.behaviours, strict=True):
+        letters = " ".join(s.meta["alphabet"])
+        assert s.instruction.splitlines()[1] == f'    alphabet = "{letters}".split()'
+        assert p.instruction.splitlines()[1] == f'    alphabet = "{s.meta["alphabet"]}"'
+        assert p.instruction.splitlines()[2:] == s.instruction.splitlines()[2:]
+        seen.add((s.meta["family"], s.meta["direction"]))
+    assert len(seen) == 6
+    shown = list(_demos_as_code(spaced))  # validates and runs every spaced cipher's code
+    assert [(d.input, d.output) for _, d in shown] == \
+        [(d.input, d.output) for d in plain.demonstrations]
+    walk = data.generate("ciphers", behaviours=2, demos=2, test_inputs=1, seed=3, progress=False,
+                         eval_fraction=0.5, options={"alphabet_code": "spaced", "trace": "walk",
+                                                     "families": ["shift"],
+                                                     "directions": ["encrypt"]})
+    for b, d in _demos_as_code(walk):
+        ring = next(x for x in d.trace.splitlines() if x.startswith("ring: "))
+        assert ring[len("ring: "):].startswith(b.instruction.split('"')[1])
+    with pytest.raises(PbbError, match="alphabet_code spaced .* keyword"):
+        data.generate("ciphers", behaviours=4, demos=1, test_inputs=1, seed=0, progress=False,
+                      eval_fraction=0.5, options={"alphabet_code": "spaced"})

@@ -40,7 +40,8 @@ _WORD_LETTERS = string.ascii_lowercase
 
 class CiphersConfig(LaterOptions):
     model_config = ConfigDict(extra="forbid")
-    LATER: ClassVar[dict] = {"train_key_skew": None, "running_output": False}
+    LATER: ClassVar[dict] = {"train_key_skew": None, "running_output": False,
+                             "alphabet_code": "string"}
 
     families: list[Literal["shift", "affine", "keyword", "vigenere"]] = Field(
         default_factory=lambda: list(FAMILIES), min_length=1)
@@ -66,6 +67,12 @@ class CiphersConfig(LaterOptions):
         "walked letter by letter along the alphabet, no lookup by number) or countdown (the "
         "walk, each hop written with the hops left, so every walk stops at 0): "
         "pbb.domains.cipher_traces")
+    alphabet_code: Literal["string", "spaced"] = Field(
+        "string", description="how the code writes its alphabet: string "
+        "(`alphabet = \"kwo...\"`) or spaced (`alphabet = \"k w o ...\".split()`, one letter a "
+        "token; not for keyword ciphers). Why: a walk trace spells the alphabet as its ring, and "
+        "a model that recalled the string has to spell its BPE pieces (`bon`, `uh`) first; "
+        "spaced, the ring copies the code's tokens (docs/domains.md)")
     running_output: bool | Literal["quoted"] = Field(
         False, description="after each step line, the output so far: true (spaced) writes "
         "it one letter a token (`out: o r`), quoted as the code's string (`out = 'or'`); "
@@ -80,13 +87,18 @@ class CiphersConfig(LaterOptions):
         if self.trace in WALKS and other:
             raise ValueError(f"trace {self.trace} writes the families {', '.join(WALKABLE)} "
                              f"only, not {', '.join(other)} (set families)")
+        if self.alphabet_code == "spaced" and "keyword" in self.families:
+            raise ValueError("alphabet_code spaced writes the alphabet as a list, which a "
+                             "keyword cipher's `keyword + alphabet` cannot join (set families)")
         return self
 
 
-def render(name: str, family: str, direction: str, alphabet: str) -> str:
-    """The instruction: the function's source."""
+def render(name: str, family: str, direction: str, alphabet: str, code: str = "string") -> str:
+    """The instruction: the function's source (``code``: the alphabet as a string, or
+    ``spaced``, a string of letters and spaces split into a list)."""
     enc = direction == "encrypt"
-    head = [f"def {name}(text, {_PARAMS[family]}):", f'    alphabet = "{alphabet}"']
+    written = f'"{alphabet}"' if code == "string" else f'"{" ".join(alphabet)}".split()'
+    head = [f"def {name}(text, {_PARAMS[family]}):", f"    alphabet = {written}"]
     loop_open = ["    out = \"\"", "    for ch in text:", "        if ch in alphabet:"]
     loop_close = ["        else:", "            out += ch", "    return out"]
     if family == "shift":
@@ -136,6 +148,12 @@ def run(meta: dict, text: str, key: tuple) -> tuple[str, list[str]]:
     return out, lines
 
 
+def _source(name: str, meta: dict) -> str:
+    """A behaviour's instruction rebuilt from its ``meta``."""
+    return render(name, meta["family"], meta["direction"], meta["alphabet"],
+                  meta.get("alphabet_code", "string"))
+
+
 def _word(rng: random.Random, lo: int, hi: int) -> str:
     return "".join(rng.choice(_WORD_LETTERS) for _ in range(rng.randint(lo, hi)))
 
@@ -179,10 +197,11 @@ class CiphersDomain(CallQueries):
                 meta["trace"] = cfg.trace
             if cfg.running_output:  # absent = no out lines, likewise
                 meta["running_output"] = cfg.running_output  # True (spaced) or "quoted"
+            if cfg.alphabet_code != "string":  # absent = the string, likewise
+                meta["alphabet_code"] = cfg.alphabet_code
             name = pointer_name(rng, names)
             out.append(Behaviour(id=f"{self.name}-{k:05d}", domain=self.name, name=name,
-                                 instruction=render(name, family, direction, meta["alphabet"]),
-                                 meta=meta))
+                                 instruction=_source(name, meta), meta=meta))
         return out
 
     def sample_inputs(self, cfg: CiphersConfig, behaviour: Behaviour, demos: int,
@@ -219,8 +238,7 @@ class CiphersDomain(CallQueries):
 
     def execute(self, behaviour: Behaviour, query: str) -> Execution:
         meta = behaviour.meta
-        if behaviour.instruction != render(behaviour.name, meta["family"], meta["direction"],
-                                           meta["alphabet"]):
+        if behaviour.instruction != _source(behaviour.name, meta):
             raise PbbError(f"{behaviour.id}: instruction differs from its cipher parameters")
         text, key = self.parse(behaviour, query)
         out, lines = run(meta, text, key)
