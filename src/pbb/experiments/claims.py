@@ -304,14 +304,17 @@ CLAIMS: tuple[Claim, ...] = (
                "walk trace looks nothing up by number; with 24 demonstrations per train cipher and "
                "the output grown as the code's own quoted string (out = 'or') a step was right in "
                "67-69% of the steps, so texts of 3-4 letters (3-4 steps) were right in 14.6-18.8% "
-               "at seeds 0-1. Texts of 1-2 letters (the recipe since) lift stage 1 to 64.6% at "
-               "seed 0 (31 of 48: the step's key right in 82% of the steps, the hops in 98%, the "
-               "return joining the steps in 81%), 70.8% at seed 1 (34 of 48; 93%, 98%, 88%) and "
-               "77.1% at seed 2 (37 of 48; 72%, 99.8%, 90%). "
-               "Seed 0's stage was trained by the run that probed it (the same settings, the "
-               "same stage key), sharing the cores at the lowest priority with another claim for "
-               "most of its life: its 2 h 36 min overstate it (its last 117 of 234 steps, alone: "
-               "24 min)."),
+               "at seeds 0-1. Texts of 1-2 letters lifted stage 1 to 64.6 / 70.8 / 77.1% at seeds "
+               "0-2 (102 of 144), but the instruction model at seed 0 executed 0 of 48 eval-cipher "
+               "queries: it recalled every eval cipher's code exactly and spelled none of their "
+               "rings (the code's alphabet one string, BPE pieces; the train ciphers' rings it had "
+               "from their demonstrations). The recipe since: the code writes the alphabet one "
+               "letter a token (alphabet_code: spaced), the ciphers encrypt only (a decrypting ring "
+               "is the alphabet reversed), and stage 2 replays stage 1's rows as half its rows (at "
+               "a quarter the instruction model recalled the train ciphers' code in 1 of 48 "
+               "completions). At seed 0: stage 1 52.1% (25 of 48), the instruction model 31.2% of "
+               "the eval ciphers' queries (15 of 48; the ring right in 35%) and 45.8% of the train "
+               "ciphers'."),
     Claim("grammars_above_chance", "Grammars known only from their rules, above chance",
           "A model that saw a grammar's rules only generates strings the grammar accepts more "
           "often than random strings of the same lengths do.",
