@@ -47,20 +47,27 @@ def test_sigterm_in_a_run_says_how_to_resume_and_exits_143(sigterm_restored, tmp
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
 
 
-def test_a_stopped_plan_does_not_speak_of_resuming(sigterm_restored, monkeypatch, capsys):
-    # `pbb claims --plan` runs nothing: "resume the claims (finished points ... kept)" would
-    # tell its user that a run had started
+@pytest.mark.parametrize("args, patched, resumes", [
+    (["--plan"], "plan_claims", False),
+    (["--no-run"], "run_claims", False),
+    (["--no-run", "--run"], "run_claims", True),  # the last of the two holds: it runs
+])
+def test_a_stop_speaks_of_resuming_only_where_something_ran(sigterm_restored, monkeypatch, capsys,
+                                                            args, patched, resumes):
+    # `pbb claims --plan` or `--no-run` trains nothing: "resume the claims (finished points ...
+    # kept)" would tell its user that a run had started
     from pbb.experiments import claims as claims_mod
 
     def terminated(*a, **k):
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(30)
-        raise AssertionError("SIGTERM did not interrupt the plan")
+        raise AssertionError("SIGTERM did not interrupt the command")
 
-    monkeypatch.setattr(claims_mod, "plan_claims", terminated)
-    code, err = call(monkeypatch, capsys, "claims", "--plan", "--only", "proactive_vs_control")
-    assert (code, err) == (143, "stopped by SIGTERM; nothing was half-written (run the command "
-                                "again)\n")
+    monkeypatch.setattr(claims_mod, patched, terminated)
+    code, err = call(monkeypatch, capsys, "claims", *args, "--only", "proactive_vs_control")
+    said = ("run the same command again to resume the claims (finished points and trained "
+            "stages are kept)" if resumes else "nothing was half-written (run the command again)")
+    assert (code, err) == (143, f"stopped by SIGTERM; {said}\n")
 
 
 @pytest.mark.parametrize("then, after, finished, code", [

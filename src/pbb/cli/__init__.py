@@ -69,14 +69,13 @@ INTERRUPTED = {
               "and trained stages are kept)",
 }
 INTERRUPTED_ELSEWHERE = "interrupted; nothing was half-written (run the command again)"
-#: options with which those commands train nothing, so there is nothing to resume
-NOTHING_TO_RESUME = ("--plan", "--no-run")
 
 
 def _interrupted() -> None:
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
     line = INTERRUPTED.get(command, INTERRUPTED_ELSEWHERE)
-    if any(a in NOTHING_TO_RESUME for a in sys.argv[1:]):
+    runs = [a for a in sys.argv[1:] if a in ("--run", "--no-run")]  # the last one holds
+    if "--plan" in sys.argv[1:] or runs[-1:] == ["--no-run"]:
         line = INTERRUPTED_ELSEWHERE
     if interrupts.received != signal.SIGINT:
         line = line.replace("interrupted", f"stopped by {interrupts.received.name}", 1)
