@@ -30,14 +30,16 @@ def sigterm_restored(monkeypatch):
         signal.signal(s, handler)
 
 
+def terminated(*a, **k):
+    """Stands in for a command's work: a SIGTERM to this process, as ``kill PID`` sends."""
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(30)  # the handler interrupts this at once
+    raise AssertionError("SIGTERM did not interrupt the command")
+
+
 def test_sigterm_in_a_run_says_how_to_resume_and_exits_143(sigterm_restored, tmp_path,
                                                            monkeypatch, capsys):
     from pbb.experiments import run as run_mod
-
-    def terminated(*a, **k):
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(30)  # the handler interrupts this at once
-        raise AssertionError("SIGTERM did not interrupt the run")
 
     monkeypatch.setattr(run_mod, "run", terminated)
     code, err = call(monkeypatch, capsys, "run", "configs/quickstart.yaml", "--smoke",
@@ -57,11 +59,6 @@ def test_a_stop_speaks_of_resuming_only_where_something_ran(sigterm_restored, mo
     # `pbb claims --plan` or `--no-run` trains nothing: "resume the claims (finished points ...
     # kept)" would tell its user that a run had started
     from pbb.experiments import claims as claims_mod
-
-    def terminated(*a, **k):
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(30)
-        raise AssertionError("SIGTERM did not interrupt the command")
 
     monkeypatch.setattr(claims_mod, patched, terminated)
     code, err = call(monkeypatch, capsys, "claims", *args, "--only", "proactive_vs_control")

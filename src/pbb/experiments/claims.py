@@ -310,9 +310,9 @@ CLAIMS: tuple[Claim, ...] = (
                "rings (the code's alphabet one string, BPE pieces; the train ciphers' rings it had "
                "from their demonstrations). The recipe since: the code writes the alphabet one "
                "letter a token (alphabet_code: spaced), the ciphers encrypt only (a decrypting "
-               "ring is the alphabet reversed), and stage 2 replays stage 1's rows as half its rows (at "
-               "a quarter the instruction model recalled the train ciphers' code in 1 of 48 "
-               "completions). At seed 0: stage 1 52.1% (25 of 48), the instruction model 31.2% of "
+               "ring is the alphabet reversed), and stage 2 replays stage 1's rows as half its "
+               "rows (at a quarter the instruction model recalled the train ciphers' code in 1 of "
+               "48 completions). At seed 0: stage 1 52.1% (25 of 48), the instruction model 31.2% of "
                "the eval ciphers' queries (15 of 48; the ring right in 35%) and 45.8% of the train "
                "ciphers'."),
     Claim("grammars_above_chance", "Grammars known only from their rules, above chance",
