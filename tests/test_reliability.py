@@ -250,6 +250,9 @@ def test_undecodable_bytes_are_one_line_in_every_reader(inputs, tmp_path, monkey
      "interrupted; run the same command again to resume\n"),
     (["sweep", "configs/arithmetic_effect.yaml", "--smoke"], "pbb.experiments.sweep.run_sweep",
      "interrupted; run the same command again to resume the sweep"),
+    # a plan runs nothing: no "resume", which would tell its user that a run had started
+    (["plan", "configs/arithmetic_effect.yaml"], "pbb.experiments.plan.plan_sweep",
+     "interrupted; nothing was half-written (run the command again)\n"),
 ])
 def test_ctrl_c_says_how_to_resume_and_exits_130(command, target, message, tmp_path,
                                                 monkeypatch, capsys):

@@ -14,7 +14,7 @@ import sys
 import typer
 
 from pbb import dist, interrupts
-from pbb.cli import data, runs
+from pbb.cli import data, options, runs
 from pbb.cli.options import parse_assignments
 from pbb.errors import PbbError
 
@@ -58,34 +58,23 @@ def _options(version: bool = typer.Option(False, "--version", callback=_print_ve
     """Programming by Backprop: data, training curricula, evaluation, reports."""
 
 
-#: what Ctrl-C (or SIGTERM: pbb.interrupts) leaves, by command: every file pbb writes is complete
-#: or absent (atomic writes, append-only logs repaired on resume), so the same command picks up
-#: where it stopped
-INTERRUPTED = {
-    "run": "interrupted; run the same command again to resume",
-    "sweep": "interrupted; run the same command again to resume the sweep (finished points "
-             "and trained stages are kept)",
-    "claims": "interrupted; run the same command again to resume the claims (finished points "
-              "and trained stages are kept)",
-}
-INTERRUPTED_ELSEWHERE = "interrupted; nothing was half-written (run the command again)"
+#: what Ctrl-C (or SIGTERM: pbb.interrupts) leaves where the command had not started resumable
+#: work (pbb.cli.options.resumable says what a rerun picks up where it had): every file pbb
+#: writes is complete or absent (atomic writes, append-only logs repaired on resume)
+INTERRUPTED_ELSEWHERE = "nothing was half-written (run the command again)"
 
 
 def _interrupted() -> None:
-    command = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
-    line = INTERRUPTED.get(command, INTERRUPTED_ELSEWHERE)
-    runs = [a for a in sys.argv[1:] if a in ("--run", "--no-run")]  # the last one holds
-    if "--plan" in sys.argv[1:] or runs[-1:] == ["--no-run"]:
-        line = INTERRUPTED_ELSEWHERE
-    if interrupts.received != signal.SIGINT:
-        line = line.replace("interrupted", f"stopped by {interrupts.received.name}", 1)
-    print(line, file=sys.stderr)
+    said = "interrupted" if interrupts.received == signal.SIGINT else \
+        f"stopped by {interrupts.received.name}"
+    print(f"{said}; {options.resume_line or INTERRUPTED_ELSEWHERE}", file=sys.stderr)
     sys.exit(interrupts.exit_code())
 
 
 def main() -> None:
     """Entry point: run the app, turning user errors into one line and exit code 1."""
     interrupts.install()
+    options.resume_line = None
     try:
         rc = app(standalone_mode=False)  # returns the exit code of typer.Exit in this mode
         if rc == 130:  # typer turns Ctrl-C into Exit(130) before it reaches the handler below

@@ -11,7 +11,14 @@ from typing import Annotated
 
 import typer
 
-from pbb.cli.options import Force, Out, console, err_console, parse_assignments
+from pbb.cli.options import (
+    Force,
+    Out,
+    console,
+    err_console,
+    parse_assignments,
+    resumable,
+)
 from pbb.errors import PbbError
 
 # options that `pbb run` and `pbb plan` share
@@ -49,6 +56,7 @@ def run_cmd(
     """
     from pbb.api import run
 
+    resumable("")
     run(config, out, overrides=parse_assignments(overrides), smoke=smoke, progress=progress,
         stages_root=stages_root)
 
@@ -119,6 +127,7 @@ def sweep_cmd(
         raise PbbError("--jobs-per-device is for --executor local; a Slurm job gets the GPUs of "
                        "the sweep's slurm.gpus_per_job")
     _claims_hint(config, out, stages_root)
+    resumable("the sweep (finished points and trained stages are kept)")
     summary = run_sweep(config, out, parse_assignments(overrides), progress=progress, smoke=smoke,
                         jobs=jobs, executor=executor, jobs_per_device=per_device,
                         stages_root=stages_root)
@@ -177,6 +186,8 @@ def claims_cmd(
         _claims_plan(gpu, jobs, configs or default_configs, out or default_out, only,
                      parse_assignments(overrides), smoke, doc or default_doc)
         return
+    if execute:
+        resumable("the claims (finished points and trained stages are kept)")
     measured = run_claims(configs or default_configs, out or default_out, only,
                           parse_assignments(overrides), smoke=smoke, progress=progress,
                           doc=doc or default_doc, execute=execute, jobs=jobs,
