@@ -317,9 +317,10 @@ CLAIMS: tuple[Claim, ...] = (
                "letter a token (alphabet_code: spaced), the ciphers encrypt only (a decrypting "
                "ring is the alphabet reversed), and stage 2 replays stage 1's rows as half its "
                "rows (at a quarter the instruction model recalled the train ciphers' code in 1 of "
-               "48 completions). At seed 0: stage 1 52.1% (25 of 48), the instruction model 31.2% of "
-               "the eval ciphers' queries (15 of 48; the ring right in 35%) and 45.8% of the train "
-               "ciphers'."),
+               "48 completions). Stage 1: 52.1 / 58.3 / 43.8% at seeds 0-2 (74 of 144; at seed 2 "
+               "a letter of the text was left unwalked). At seed 0 the instruction model "
+               "executed 31.2% of the eval ciphers' queries (15 of 48; the ring right in 35%) and "
+               "45.8% of the train ciphers'."),
     Claim("grammars_above_chance", "Grammars known only from their rules, above chance",
           "A model that saw a grammar's rules only generates strings the grammar accepts more "
           "often than random strings of the same lengths do.",
