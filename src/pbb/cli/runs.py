@@ -183,9 +183,8 @@ def claims_cmd(
         default_out = default_out.with_name(default_out.name + "-smoke")
         default_doc = Path(f"{out or default_out}.md")
     if plan:
-        _claims_plan(gpu, jobs, configs or default_configs, out or default_out, only,
-                     parse_assignments(overrides), smoke, doc or default_doc)
-        return
+        return _claims_plan(gpu, jobs, configs or default_configs, out or default_out, only,
+                            parse_assignments(overrides), smoke, doc or default_doc)
     if execute:
         resumable("the claims (finished points and trained stages are kept)")
     measured = run_claims(configs or default_configs, out or default_out, only,
