@@ -94,6 +94,19 @@ def test_a_pack_keeps_the_archives_points_of_the_same_plan_only(tmp_path):
     assert "runs/001_seed-1/summary.json" not in _names(tmp_path / "a.tar.gz")
 
 
+def test_a_pack_keeps_the_archives_points_where_only_unfinished_ones_were_planned_anew(tmp_path):
+    # seed 0 finished, seed 1's point never did; the plan since puts seed 1 in another point (a
+    # claim's curricula split): the archive's finished point is the new plan's too
+    archive.pack(_sweep(tmp_path / "one", finished={"000_seed-0"}), tmp_path / "a.tar.gz")
+    split = _sweep(tmp_path / "split", finished={"002_seed-1"}, points=("000_seed-0", "002_seed-1"))
+    shutil.rmtree(split / "runs" / "000_seed-0")  # not started on this machine
+    assert archive.pack(split, tmp_path / "a.tar.gz") == 2
+    kept = archive.read(tmp_path / "a.tar.gz")
+    assert archive.finished(kept) == {"runs/000_seed-0", "runs/002_seed-1"}
+    assert [p["name"] for p in kept.record["points"]] == ["000_seed-0", "002_seed-1"]
+    assert archive.fill(kept, split) == 1 and (split / "runs/000_seed-0/summary.json").is_file()
+
+
 def test_the_sweeps_jobs_record_travels_with_its_points(tmp_path):
     # the jobs' spans are the claim's wall clock where its points ran at once: each packed
     # point's job travels with its files (packed, restored, kept by a pack of the same plan,

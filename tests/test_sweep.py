@@ -710,6 +710,38 @@ def test_a_different_sweep_in_the_folder_is_named_by_its_first_difference():
     assert _first_difference({"points": [1]}, {"points": [1, 3]}) == "points: [1] here, [1, 3] now"
 
 
+def test_a_sweeps_points_not_started_may_be_planned_anew(tmp_path):
+    """A sweep's points that no run has started may be split or replaced (a claim's curricula
+    in points one sitting can finish); a point started or finished must stay in the plan."""
+    from pbb.store import SweepStore
+
+    config, out = Path("configs/claims/ciphers_robustness.yaml"), tmp_path / "s"
+    sweep = SweepStore(out)
+
+    def plan(points: list) -> tuple[dict, list]:
+        raw, spec, pts = sweep_mod.load_sweep(config, {"sweep.grid.seed": [0],
+                                                       "sweep.points": points})
+        return sweep_mod.sweep_record(raw, spec, pts), pts
+
+    def record(points: list) -> None:
+        sweep_mod._record_sweep(sweep, *plan(points), "use another --out")
+
+    stage1, rest = {"curricula": ["stage1"]}, {"curricula": ["instruction", "skewed_demos"]}
+    record([stage1, {"curricula": ["instruction", "skewed_demos", "both"]}])
+    (out / "runs" / "000_seed-0_curricula-stage1").mkdir(parents=True)  # started
+    old = read_json(out / "sweep.json")
+    assert sweep_mod.started(out, old) == {"runs/000_seed-0_curricula-stage1"}
+    assert not sweep_mod.of_plan(old, plan([stage1, rest, {"curricula": ["both"]}])[0])
+    record([stage1, rest, {"curricula": ["both"]}])  # the unstarted point split in two
+    assert [p["name"] for p in read_json(out / "sweep.json")["points"]] == [
+        "000_seed-0_curricula-stage1", "001_seed-0_curricula-instruction+skewed_demos",
+        "002_seed-0_curricula-both"]
+    (out / "runs" / "001_seed-0_curricula-instruction+skewed_demos").mkdir()
+    with pytest.raises(PbbError, match="holds a different sweep"):  # a started point dropped
+        record([stage1, {"curricula": ["instruction", "skewed_demos", "both"]}])
+    assert len(read_json(out / "sweep.json")["points"]) == 3
+
+
 @pytest.mark.slow
 def test_a_sweep_grows_by_more_seeds_and_runs_only_the_new_points(tmp_path, monkeypatch):
     """More seeds in the grid of a sweep already run: the new points run, the old ones are kept

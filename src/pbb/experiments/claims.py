@@ -47,7 +47,7 @@ from pbb.experiments.claims_report import (
     check_doc,
     write,
 )
-from pbb.experiments.sweep import of_plan, read_record
+from pbb.experiments.sweep import of_plan, read_record, started
 from pbb.records import read_samples, read_summary
 from pbb.store import STAGES, RunStore, SweepStore, read_jobs
 
@@ -523,7 +523,8 @@ def _restored(sweep_dir: Path, kept: archive.Archive | None, plan: dict) -> froz
     if kept is None:
         return frozenset()
     if not sweep_dir.exists():
-        return archive.finished(kept) if of_plan(kept.record, plan) else frozenset()
+        done = archive.finished(kept)
+        return done if of_plan(kept.record, plan, done) else frozenset()
     return frozenset(archive.lacking(kept, sweep_dir))
 
 
@@ -543,7 +544,7 @@ def restore(out: Path, doc: Path, archives, plans) -> None:
                 continue
         elif (kept := archives(claim)) is None:
             continue
-        elif of_plan(kept.record, plans(claim)):
+        elif of_plan(kept.record, plans(claim), archive.finished(kept)):
             n = archive.unpack(kept, out / claim.name)
         else:
             console.print(f"claim {claim.name}: {kept.path} holds runs of another plan than its "
@@ -565,7 +566,8 @@ def pack(out: Path, doc: Path, plans, quiet_errors: bool = False,
     for claim in claims:
         try:
             record = archive.record_of(out / claim.name)
-            if record is not None and not of_plan(record, plans(claim)):
+            if record is not None and not of_plan(record, plans(claim),
+                                                  started(out / claim.name, record)):
                 console.print(f"claim {claim.name}: {out / claim.name} holds runs of another "
                               "plan than its config's now; not packed", markup=False)
             elif record is not None:

@@ -179,7 +179,7 @@ def pack(sweep_dir: Path, archive: Path) -> int | None:
         return None
     points = here = _local(sweep_dir, record)
     old = read(archive) if archive.is_file() else None
-    kept = old is not None and of_plan(old.record, record)
+    kept = old is not None and of_plan(old.record, record, finished(old))
     if kept:
         points = {**_by_point(old.files, old.record), **points}
     if not points:
@@ -239,7 +239,7 @@ def lacking(archive: Archive, sweep_dir: Path) -> dict[str, dict[str, bytes]]:
     has no folder of, where the archive's plan is the sweep's or one it grew from; none where
     the folder has no sweep record."""
     record = record_of(sweep_dir)
-    if record is None or not of_plan(archive.record, record):
+    if record is None or not of_plan(archive.record, record, finished(archive)):
         return {}
     return {d: f for d, f in _by_point(archive.files, archive.record).items()
             if not (sweep_dir / d).exists()}

@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Literal
 
@@ -237,14 +237,14 @@ def _record_sweep(sweep: SweepStore, record: dict, points: list[dict], remedy: s
 
     out = sweep.root
     old = read_record(sweep) if sweep.record.is_file() else None
-    if old is not None and not of_plan(old, record):
+    if old is not None and not of_plan(old, record, started(out, old)):
         raise PbbError(f"{out}: holds a different sweep (differs in "
                        f"{_first_difference(old, record)}); {remedy}")
     if old != record:
         for p in points:
             check_before_work(p["config"])
         if old is not None:
-            console.print(f"{out}: the sweep grows from {len(old['points'])} to "
+            console.print(f"{out}: the sweep's plan goes from {len(old['points'])} to "
                           f"{len(record['points'])} points; those run before are kept")
         out.mkdir(parents=True, exist_ok=True)
         made()
@@ -445,18 +445,28 @@ def plot_bars(summary: dict, path: Path) -> None:
     _save(fig, path)
 
 
-def of_plan(old: dict, new: dict) -> bool:
+def of_plan(old: dict, new: dict, ran: Collection[str] | None = None) -> bool:
     """Whether runs recorded as the sweep record ``old`` are runs of the sweep ``new``: the same
     record, or ``new`` is ``old`` with more points (the same base config but for ``sweep.grid`` /
     ``sweep.points``, every old point kept under its name, overrides and folder). Why: a claim
-    whose seeds disagree needs more seeds, and its runs so far must stay usable."""
+    whose seeds disagree needs more seeds, and its runs so far must stay usable. ``ran``: the
+    folders (``runs/<point>``) of the old points that hold runs, where known; only those need
+    be kept, so the points not started yet may be planned anew (a claim's unrun curricula split
+    into points one sitting can finish)."""
     def without_points(record: dict) -> dict:
         sweep = {k: v for k, v in record["base"].get("sweep", {}).items() if k not in
                  ("grid", "points")}
         return {**record, "base": {**record["base"], "sweep": sweep}, "points": None}
 
     return old == new or (without_points(old) == without_points(new)
-                          and all(p in new["points"] for p in old["points"]))
+                          and all(p in new["points"] for p in old["points"]
+                                  if ran is None or p["dir"] in ran))
+
+
+def started(sweep_dir: Path, record: dict) -> frozenset[str]:
+    """The folders (``runs/<point>``) of the record's points that exist in ``sweep_dir``: the
+    points a run has started or finished there (:func:`of_plan`'s ``ran``)."""
+    return frozenset(p["dir"] for p in record["points"] if (Path(sweep_dir) / p["dir"]).exists())
 
 
 def _first_difference(a, b, path: str = "") -> str:
