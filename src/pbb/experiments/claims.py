@@ -321,9 +321,9 @@ CLAIMS: tuple[Claim, ...] = (
                "a letter of the text was left unwalked). At seed 0 the instruction model "
                "executed 31.2% of the eval ciphers' queries (15 of 48; the ring right in 35%) and "
                "45.8% of the train ciphers'; the skewed demonstrations (24 a cipher, 80% of them "
-               "on its common key, each a walk of the key hop by hop) 83.3% (40 of 48; the ring "
-               "right in 100%, the step's key in 95%): a walk shows how any key is used, so the "
-               "skew toward one key hid none of the others."),
+               "on its common key, the CoT ones a walk of the key hop by hop) 83.3% (40 of 48; "
+               "the ring right in 100%, the step's key in 95%): a walk shows how any key is "
+               "used, so the skew toward one key hid none of the others."),
     Claim("grammars_above_chance", "Grammars known only from their rules, above chance",
           "A model that saw a grammar's rules only generates strings the grammar accepts more "
           "often than random strings of the same lengths do.",
