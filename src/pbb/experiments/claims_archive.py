@@ -179,9 +179,10 @@ def pack(sweep_dir: Path, archive: Path) -> int | None:
         return None
     points = here = _local(sweep_dir, record)
     old = read(archive) if archive.is_file() else None
-    kept = old is not None and of_plan(old.record, record, finished(old))
+    archived = _by_point(old.files, old.record) if old is not None else {}
+    kept = old is not None and of_plan(old.record, record, archived)
     if kept:
-        points = {**_by_point(old.files, old.record), **points}
+        points = {**archived, **points}
     if not points:
         return None
     files = {SWEEP: (sweep_dir / SWEEP).read_bytes()}
@@ -239,10 +240,12 @@ def lacking(archive: Archive, sweep_dir: Path) -> dict[str, dict[str, bytes]]:
     has no folder of, where the archive's plan is the sweep's or one it grew from; none where
     the folder has no sweep record."""
     record = record_of(sweep_dir)
-    if record is None or not of_plan(archive.record, record, finished(archive)):
+    if record is None:
         return {}
-    return {d: f for d, f in _by_point(archive.files, archive.record).items()
-            if not (sweep_dir / d).exists()}
+    archived = _by_point(archive.files, archive.record)
+    if not of_plan(archive.record, record, archived):
+        return {}
+    return {d: f for d, f in archived.items() if not (sweep_dir / d).exists()}
 
 
 def unpack(archive: Archive, sweep_dir: Path) -> int:
