@@ -743,7 +743,7 @@ def test_a_sweeps_points_not_started_may_be_planned_anew(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_sweep_grows_by_more_seeds_and_runs_only_the_new_points(tmp_path, monkeypatch):
+def test_a_sweep_grows_by_more_seeds_and_runs_only_the_new_points(tmp_path, monkeypatch, capfd):
     """More seeds in the grid of a sweep already run: the new points run, the old ones are kept
     as they were (their samples untouched); a change elsewhere is still refused."""
     real = run_mod.run
@@ -762,6 +762,12 @@ def test_a_sweep_grows_by_more_seeds_and_runs_only_the_new_points(tmp_path, monk
     assert [p["name"] for p in read_json(out / "sweep.json")["points"]] == ["000_seed-0",
                                                                            "001_seed-1"]
     assert read_json(out / "sweep_summary.json")["points"] == 2
+    capfd.readouterr()  # a selected pass (pbb claims' prerequisite first) says its points only
+    sweep_mod.run_sweep(config, out, {**TINY, "sweep.grid": {"seed": [0, 1]}}, progress=False,
+                        select=lambda cfg: cfg.seed == 1)
+    said = capfd.readouterr().err
+    assert ran == ["001_seed-1"] and "point 2/2 001_seed-1: done earlier" in " ".join(said.split())
+    assert "000_seed-0" not in said
     with pytest.raises(PbbError, match="holds a different sweep.*train.learning_rate"):
         sweep_mod.run_sweep(config, out, {**TINY, "sweep.grid": {"seed": [0, 1, 2]},
                                           "train.learning_rate": 0.5}, progress=False)

@@ -471,8 +471,7 @@ def run_claims(configs: Path, out: Path, only: list[str] | None = None,
                                    f"aside to run claim {claim.name} as it is now (stages that "
                                    f"still agree are reused from {out / STAGES})",
                             after_point=lambda _, c=claim: pack(out, doc, plans, True, (c,)))
-            if _prerequisite_first(claim, sweep, configs, out, overrides, smoke):
-                sweep()
+            _sweep_claim(claim, sweep, configs, out, overrides, smoke)
         stopped = False
     finally:  # the points finished so far are kept, stopped or not (a claim takes hours)
         pack(out, doc, plans, quiet_errors=stopped)
@@ -593,25 +592,26 @@ def _gated(claim: Claim, configs: Path, overrides: dict | None, smoke: bool) -> 
     return rest if rest < len(planned) else 0
 
 
-def _prerequisite_first(claim: Claim, sweep, configs: Path, out: Path, overrides: dict | None,
-                        smoke: bool) -> bool:
-    """Where the claim's prerequisite has points of its own, run those first (``sweep``: its
-    sweep's run, taking ``select``) and say whether the rest should run: not where the
-    prerequisite failed, pooled over every seed, as its verdict is then "not testable at this
-    size" whatever they show (the ciphers' take ~8 h on 2 cores, says --plan; ``pbb sweep`` on
-    the claim's config runs them all the same)."""
+def _sweep_claim(claim: Claim, sweep, configs: Path, out: Path, overrides: dict | None,
+                 smoke: bool) -> None:
+    """Run the claim's sweep (``sweep``, taking ``select``). Where its prerequisite has points of
+    its own, those run first, and the rest only where the prerequisite is met, pooled over every
+    seed: where it failed, the claim's verdict is "not testable at this size" whatever they
+    show (the ciphers' take ~8 h on 2 cores, says --plan; ``pbb sweep`` on the claim's config
+    runs them all the same)."""
     pre, rest = claim.prerequisite, _gated(claim, configs, overrides, smoke)
     if not rest:
-        return True
+        sweep()
+        return
     sweep(select=lambda cfg: matches(pre.condition, cfg))
     got = prerequisite_figure(claim, points(Path(out) / claim.name)[0])
     if not prerequisite_failed(claim, got):
-        return True
+        sweep(select=lambda cfg: not matches(pre.condition, cfg))
+        return
     console.print(f"claim {claim.name}: {pre.what}: {100 * got:.1f}% < {100 * pre.at_least:.1f}% "
                   f"over its seeds, so its verdict is not testable at this size; its other "
                   f"{rest} point(s) are not run (`pbb sweep {config_path(configs, claim)} --out "
                   f"{Path(out) / claim.name} --stages-root {Path(out) / STAGES}` runs them)")
-    return False
 
 
 def plan_claims(configs: Path, out: Path, only: list[str] | None = None,

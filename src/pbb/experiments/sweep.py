@@ -156,10 +156,14 @@ def done(sweep: SweepStore, point: dict) -> bool:
     return run.summary.is_file() and holds_config(run.config, point["config"])
 
 
-def _pending(sweep: SweepStore, points: list[dict]) -> list[tuple[int, dict]]:
-    """The points (1-based index, point) still to run (those not :func:`done`)."""
+def _pending(sweep: SweepStore, points: list[dict],
+             select: Callable[[object], bool] | None = None) -> list[tuple[int, dict]]:
+    """The points (1-based index, point) still to run: those ``select`` accepts (all without
+    it) and not :func:`done`; each done one said once (not again by a second, selected pass)."""
     pending = []
     for i, p in enumerate(points, start=1):
+        if select and not select(p["config"]):
+            continue
         if done(sweep, p):
             console.print(f"[dim]sweep point {i}/{len(points)} {p['name']}: done earlier[/]")
         else:
@@ -195,8 +199,7 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
     with contextlib.ExitStack() as held:  # the main process's lock (its points run, each locked)
         lock = lock_when_made(held, out, "sweep")
         dist.on_main(lambda: (lock(), _record_sweep(sweep, record, points, remedy, made=lock)))
-        pending = [(i, p) for i, p in _pending(sweep, points)
-                   if not select or select(p["config"])]
+        pending = _pending(sweep, points, select)
         if executor == "slurm" and pending:
             from pbb.experiments.executors import run_slurm
 
