@@ -558,6 +558,28 @@ def test_claims_with_no_run_here_keep_what_the_table_showed(claimed, tmp_path):
             KEPT.format(out=elsewhere, name=s.split("\n")[0])]
 
 
+@pytest.mark.parametrize("which", [claims_mod.CPU, claims_mod.GPU])
+def test_the_committed_claims_tables_are_what_pbb_claims_writes_from_their_archives(
+        monkeypatch, tmp_path, which):
+    """docs/claims.md and docs/claims-gpu.md are what ``pbb claims [--gpu] --no-run`` writes on
+    a clone from the archives beside them, with the claims' statements and configs as they are
+    now: a claim, comparison, note or config changed without the table written anew fails here.
+    Nothing is written into the repository (the table and figure are caught, nothing packed)."""
+    from pbb.experiments import claims_report
+
+    configs, _, doc = which
+    written = {}
+    monkeypatch.setattr(claims_report, "atomic_write_text",
+                        lambda path, text: written.setdefault(Path(path), text))
+    monkeypatch.setattr(claims_report, "plot", lambda entries, png: None)
+    monkeypatch.setattr(claims_mod, "pack", lambda *a, **kw: None)
+    out = tmp_path / "out"
+    claims_mod.run_claims(configs, out, progress=False, doc=doc, execute=False)
+    assert written[doc].replace(str(out), str(which[1])) == doc.read_text(), (
+        f"{doc} is stale: `pbb claims{' --gpu' if which == claims_mod.GPU else ''} --no-run` "
+        f"writes it anew")
+
+
 @pytest.mark.parametrize(("claim", "figure", "expected"), [
     # ciphers: stage 1's points at every seed first; the rest only where it is met (and
     # only the rest: a point run or said done earlier in the first pass is not again)

@@ -299,7 +299,8 @@ CLAIMS: tuple[Claim, ...] = (
           f"PBB was more robust than skewed demonstrations, and the two combined were best "
           f"({NO_FIGURE}).",
           (Comparison(C("instruction"), C("skewed_demos"), "above"),
-           Comparison(C("both"), C("instruction"), "above (combined best)")),
+           Comparison(C("both"), C("instruction"), "above (combined best)"),
+           Comparison(C("both"), C("skewed_demos"), "above (combined best)")),
           prerequisite=Prerequisite(C("stage1"), 0.5, "stage 1 on the train ciphers' held-out "
                                     "inputs"),
           note="Stage 1 alone, measured step by step (python -m pbb.evaluation.cipher_steps; "
