@@ -132,13 +132,21 @@ def test_robustness_config_shares_stage_one_and_leaks_nothing():
     cfg = load_config(Path("configs/ciphers_robustness.yaml"))
     ds = data.generate("ciphers", behaviours=16, demos=6, test_inputs=2, eval_fraction=0.5,
                        seed=0, progress=False, options=cfg.data.options)
-    built = {n: build(n, ds, cfg.curriculum) for n in ("instruction", "skewed_demos", "both")}
-    assert built["instruction"][0].rows == built["skewed_demos"][0].rows == built["both"][0].rows
+    built = {n: build(n, ds, cfg.curriculum) for n in cfg.curricula}
+    assert len({tuple(map(str, st[0].rows)) for st in built.values()}) == 1  # one stage 1
     eval_ids = {b.id for b in ds.split("eval")}
     kinds = {n: {r["kind"] for r in st[1].rows if r["behaviour_id"] in eval_ids} for n, st in built.items()}
     assert kinds == {"instruction": {"declarative"}, "skewed_demos": {"direct", "cot"},
-                     "both": {"declarative", "direct", "cot"}}
-    assert set(COMMON_KEYS) == set(cfg.data.options["families"])
+                     "both": {"declarative", "direct", "cot"}, "skewed_direct": {"direct"}}
+    assert set(cfg.data.options["families"]) <= set(COMMON_KEYS)
+    # the claim's recipe: its stage 1 and its three curricula, so the stages it trained are reused
+    from pbb.experiments.sweep import load_sweep
+
+    _, _, points = load_sweep(Path("configs/claims/ciphers_robustness.yaml"))
+    claim = points[0]["config"]
+    assert cfg.data == claim.data and cfg.train == claim.train and cfg.eval == claim.eval
+    assert all(cfg.curriculum.custom[n] == claim.curriculum.custom[n]
+               for n in ("instruction", "skewed_demos", "both"))
 
 
 @pytest.fixture(scope="module", params=["indexed", "lookup"])

@@ -6,10 +6,10 @@
 ``indexed``: every lookup and every reduction written out. Why: with the compact trace the
 model must find a letter's position in a *shuffled* alphabet, reduce modulo 26 and find the
 letter at a position, all silently. Measured on one H200 (``configs/ciphers_robustness.yaml``
-with 32 demonstrations per cipher and 8 epochs; the instruction curriculum's model on the train
-ciphers, docs/results/LOG.md): the recalled alphabet was right in 77% of the traces, but the
-letter's position was right in 3% of the shift and Vigenère steps (chance: 4%), the arithmetic
-in 25%, the letter at the position in 12% — so 0% of train ciphers executed.
+as it was then, with 32 demonstrations per cipher and 8 epochs; the instruction curriculum's
+model on the train ciphers, docs/results/LOG.md): the recalled alphabet was right in 77% of
+the traces, but the letter's position was right in 3% of the shift and Vigenère steps (chance:
+4%), the arithmetic in 25%, the letter at the position in 12% — so 0% of train ciphers executed.
 
 This trace turns each silent step into a copy the model can make from its own context:
 

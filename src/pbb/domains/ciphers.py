@@ -9,7 +9,8 @@ Keys. Test inputs always draw keys uniformly. Demonstrations draw a *common* key
 ``affine 5, 8``, keyword ``'secret'``, key ``'key'``...) with probability ``key_skew`` and a
 uniform key otherwise: the paper's robustness experiment asks whether a model that learned the
 instruction executes the cipher for any key, where one that learned skewed demonstrations only
-handles the common ones (``configs/ciphers_robustness.yaml``).
+handles the common ones (``configs/ciphers_robustness.yaml``; the claim:
+``configs/claims/ciphers_robustness.yaml``).
 
 Execution never runs the instruction text of a data file: the function is rebuilt from its
 ``meta`` (family, direction, alphabet), and ``pbb data validate`` checks that the instruction is
