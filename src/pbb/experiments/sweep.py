@@ -159,7 +159,8 @@ def done(sweep: SweepStore, point: dict) -> bool:
 def _pending(sweep: SweepStore, points: list[dict],
              select: Callable[[object], bool] | None = None) -> list[tuple[int, dict]]:
     """The points (1-based index, point) still to run: those ``select`` accepts (all without
-    it) and not :func:`done`; each done one said once (not again by a second, selected pass)."""
+    it) and not :func:`done`. A done one is said only where selected, so passes that select
+    apart (``pbb claims``: a prerequisite's points, then the rest) say each point once."""
     pending = []
     for i, p in enumerate(points, start=1):
         if select and not select(p["config"]):
