@@ -325,7 +325,11 @@ CLAIMS: tuple[Claim, ...] = (
                "on its common key, the CoT ones a walk of the key hop by hop) 83.3% (40 of 48; "
                "the ring right in 100%, the step's key in 95%): a walk shows how any key is "
                "used, so the skew toward one key hid none of the others. Seed 1 the same way: "
-               "18.8% (9 of 48; the ring right in 15%) against 60.4% (29 of 48; 98%)."),
+               "18.8% (9 of 48; the ring right in 15%) against 60.4% (29 of 48; 98%). The same "
+               "demonstrations without their walks (a probe at seed 0, skewed_direct in "
+               "configs/ciphers_robustness.yaml: input -> output only) 0 of 48, the ring never "
+               "right: where the demonstrations do not show the procedure, the instruction is "
+               "above them (31.2%), as the paper says."),
     Claim("grammars_above_chance", "Grammars known only from their rules, above chance",
           "A model that saw a grammar's rules only generates strings the grammar accepts more "
           "often than random strings of the same lengths do.",
