@@ -552,7 +552,7 @@ def restore(out: Path, doc: Path, archives, plans) -> None:
                 continue
         elif (kept := archives(claim)) is None:
             continue
-        elif of_plan(kept.record, plans(claim), archive.finished(kept)):
+        elif _restored(out / claim.name, kept, plans(claim)):
             n = archive.unpack(kept, out / claim.name)
         else:
             console.print(f"claim {claim.name}: {kept.path} holds runs of another plan than its "
@@ -609,10 +609,13 @@ def _sweep_claim(claim: Claim, sweep, configs: Path, out: Path, overrides: dict 
     if not rest:
         sweep()
         return
-    sweep(select=lambda cfg: matches(pre.condition, cfg))
+    def measures(cfg: dict) -> bool:  # a point of the prerequisite's own
+        return matches(pre.condition, cfg)
+
+    sweep(select=measures)
     got = prerequisite_figure(claim, points(Path(out) / claim.name)[0])
     if not prerequisite_failed(claim, got):
-        sweep(select=lambda cfg: not matches(pre.condition, cfg))
+        sweep(select=lambda cfg: not measures(cfg))
         return
     console.print(f"claim {claim.name}: {pre.what}: {100 * got:.1f}% < {100 * pre.at_least:.1f}% "
                   f"over its seeds, so its verdict is not testable at this size; its other "
