@@ -147,6 +147,13 @@ def test_robustness_config_shares_stage_one_and_leaks_nothing():
     assert cfg.data == claim.data and cfg.train == claim.train and cfg.eval == claim.eval
     assert all(cfg.curriculum.custom[n] == claim.curriculum.custom[n]
                for n in ("instruction", "skewed_demos", "both"))
+    # its fourth curriculum is ciphers_direct_demos' skewed_direct, on the same data
+    _, _, points = load_sweep(Path("configs/claims/ciphers_direct_demos.yaml"))
+    direct = points[0]["config"]
+    assert cfg.data == direct.data and cfg.eval == direct.eval.model_copy(update={"modes": ["cot"]})
+    assert cfg.train.model_copy(update={"stages": {}}) == direct.train.model_copy(update={"stages": {}})
+    assert all(cfg.train.stages[n] == direct.train.stages[n] for n in ("stage1", "eval_instructions"))
+    assert cfg.curriculum.custom["skewed_direct"] == direct.curriculum.custom["skewed_direct"]
 
 
 @pytest.fixture(scope="module", params=["indexed", "lookup"])

@@ -231,6 +231,14 @@ def test_claims_that_share_a_setting_share_its_stages(configs):
     ciphers = _stage_dirs(configs, "ciphers_robustness")  # point 0: stage 1 alone, seed 0
     assert sorted(rest) == ["both", "instruction", "skewed_demos"]
     assert ciphers["stage1"] == rest["instruction"][:1] == rest["both"][:1]
+    direct = {}  # ciphers_direct_demos: the same stage 1 and instruction model, its own stage 2s
+    for i, c in enumerate(_planned(configs, claims_mod.select(["ciphers_direct_demos"])[0])):
+        if c.seed == 0:
+            direct.update(_stage_dirs(configs, "ciphers_direct_demos", i))
+    assert sorted(direct) == ["both_direct", "instruction", "skewed_direct", "stage1"]
+    assert direct["stage1"] == ciphers["stage1"] and direct["instruction"] == rest["instruction"]
+    assert direct["skewed_direct"][0] == direct["both_direct"][0] == ciphers["stage1"][0]
+    assert len({direct["skewed_direct"][1], direct["both_direct"][1], rest["both"][1]}) == 3
 
 
 # --- end to end, at smoke size -------------------------------------------------------------

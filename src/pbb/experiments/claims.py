@@ -330,6 +330,28 @@ CLAIMS: tuple[Claim, ...] = (
                "configs/ciphers_robustness.yaml: input -> output only) 0 of 48, the ring never "
                "right: where the demonstrations do not show the procedure, the instruction is "
                "above them (31.2%), as the paper says."),
+    Claim("ciphers_direct_demos", "Ciphers: instructions are robust to skewed demonstrations "
+          "that show no procedure",
+          "Ciphers whose demonstrations are input -> output only, 80% of them on one common key, "
+          "are executed on uniformly drawn keys better from their instruction than from those "
+          "demonstrations, and best from both.",
+          f"PBB was more robust than skewed demonstrations, and the two combined were best "
+          f"({NO_FIGURE}; whether the paper's demonstrations showed a trace is not in our "
+          f"notes).",
+          (Comparison(C("instruction"), C("skewed_direct"), "above"),
+           Comparison(C("instruction"), C("skewed_direct", "direct"),
+                      "above (the demonstrations' own mode)"),
+           Comparison(C("both_direct"), C("instruction"), "above (combined best)"),
+           Comparison(C("both_direct"), C("skewed_direct", "direct"), "above (combined best)")),
+          prerequisite=Prerequisite(C("stage1"), 0.5, "stage 1 on the train ciphers' held-out "
+                                    "inputs"),
+          note="ciphers_robustness with the eval ciphers' demonstrations stripped of their "
+               "chain of thought: there a CoT demonstration walks its key hop by hop along the "
+               "cipher's ring, which shows how any key is used, and the skewed demonstrations "
+               "beat the instruction. Stage 1 and the instruction model are that claim's (the "
+               "same stages, evaluated once). The skewed direct demonstrations trained direct "
+               "answers only, so they are measured in that mode too; stage 1 gives every model "
+               "the walk for the train ciphers."),
     Claim("grammars_above_chance", "Grammars known only from their rules, above chance",
           "A model that saw a grammar's rules only generates strings the grammar accepts more "
           "often than random strings of the same lengths do.",
