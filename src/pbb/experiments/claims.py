@@ -329,7 +329,8 @@ CLAIMS: tuple[Claim, ...] = (
                "demonstrations without their walks (a probe at seed 0, skewed_direct in "
                "configs/ciphers_robustness.yaml: input -> output only) 0 of 48, the ring never "
                "right: where the demonstrations do not show the procedure, the instruction is "
-               "above them (31.2%), as the paper says."),
+               "above them (31.2%), as the paper says; at 3 seeds, the claim "
+               "ciphers_direct_demos."),
     Claim("ciphers_direct_demos", "Ciphers: instructions are robust to skewed demonstrations "
           "that show no procedure",
           "Ciphers whose demonstrations are input -> output only, 80% of them on one common key, "
