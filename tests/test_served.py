@@ -68,9 +68,13 @@ class Server:
 
 
 def _served_args(model: Path, port: int) -> list[str]:
+    # no retries, so a killed server is one failed request; a long timeout, so that a request
+    # queued behind another on a loaded machine (the default 120 s ran out beside a training
+    # run on 2 cores) is not taken for one
     return [*ARGS, "--set", f"model=openai:{model}", "--set", "eval.backend=openai",
             "--set", f"eval.openai.base_url=http://127.0.0.1:{port}/v1",
-            "--set", "eval.openai.max_retries=0", "--set", "eval.openai.concurrency=2"]
+            "--set", "eval.openai.max_retries=0", "--set", "eval.openai.concurrency=2",
+            "--set", "eval.openai.timeout=900"]
 
 
 @pytest.fixture(scope="module")
