@@ -206,6 +206,16 @@ def _stage_dirs(configs: Path, name: str, point: int = 0) -> dict[str, list[str]
     return out
 
 
+def _seed_stage_dirs(configs: Path, name: str, seed: int = 0) -> dict[str, list[str]]:
+    """:func:`_stage_dirs` of every curriculum at one seed, in whichever points the claim's
+    config puts them."""
+    dirs = {}
+    for i, c in enumerate(_planned(configs, claims_mod.select([name])[0])):
+        if c.seed == seed:
+            dirs.update(_stage_dirs(configs, name, i))
+    return dirs
+
+
 @pytest.mark.parametrize("configs", [CPU_CONFIGS, pytest.param(GPU_CONFIGS, marks=pytest.mark.slow)],
                          ids=["cpu", "gpu"])  # the GPU twins build data sets of 400 functions
 def test_claims_that_share_a_setting_share_its_stages(configs):
@@ -224,17 +234,13 @@ def test_claims_that_share_a_setting_share_its_stages(configs):
     assert mixture_retro[0] == retro["retroactive"][0]  # one exposure stage, warm starts apart:
     assert mixture_retro[1] != retro["retroactive"][1]  # one demonstration there, four here
     assert retro["retroactive"][0] == retro["retroactive_sft"][0]  # one exposure stage
-    rest = {}  # seed 0's other curricula, in whichever points the config puts them
-    for i, c in enumerate(_planned(configs, claims_mod.select(["ciphers_robustness"])[0])):
-        if c.seed == 0 and "stage1" not in c.curricula:
-            rest.update(_stage_dirs(configs, "ciphers_robustness", i))
+    rest = _seed_stage_dirs(configs, "ciphers_robustness")  # seed 0's curricula but stage 1's
+    rest.pop("stage1")
     ciphers = _stage_dirs(configs, "ciphers_robustness")  # point 0: stage 1 alone, seed 0
     assert sorted(rest) == ["both", "instruction", "skewed_demos"]
     assert ciphers["stage1"] == rest["instruction"][:1] == rest["both"][:1]
-    direct = {}  # ciphers_direct_demos: the same stage 1 and instruction model, its own stage 2s
-    for i, c in enumerate(_planned(configs, claims_mod.select(["ciphers_direct_demos"])[0])):
-        if c.seed == 0:
-            direct.update(_stage_dirs(configs, "ciphers_direct_demos", i))
+    # ciphers_direct_demos: the same stage 1 and instruction model, its own stage 2s
+    direct = _seed_stage_dirs(configs, "ciphers_direct_demos")
     assert sorted(direct) == ["both_direct", "instruction", "skewed_direct", "stage1"]
     assert direct["stage1"] == ciphers["stage1"] and direct["instruction"] == rest["instruction"]
     assert direct["skewed_direct"][0] == direct["both_direct"][0] == ciphers["stage1"][0]
