@@ -107,6 +107,22 @@ def test_a_pack_keeps_the_archives_points_where_only_unfinished_ones_were_planne
     assert archive.fill(kept, split) == 1 and (split / "runs/000_seed-0/summary.json").is_file()
 
 
+def test_a_point_named_otherwise_here_takes_no_archived_runs(tmp_path):
+    # the archive's seed 1 is 001_seed-1; a sweep planned apart (grown from the start) calls
+    # seed 1 005_seed-1: the same plan, but the archive's folder is no point of that sweep, so
+    # nothing is filled (no folder beside its points) and the sweep's pack keeps its own points
+    archive.pack(_sweep(tmp_path / "there", finished={"000_seed-0", "001_seed-1"}),
+                 tmp_path / "a.tar.gz")
+    here = _sweep(tmp_path / "here", finished={"005_seed-1"}, points=("000_seed-0", "005_seed-1"))
+    shutil.rmtree(here / "runs" / "000_seed-0")
+    kept = archive.read(tmp_path / "a.tar.gz")
+    assert archive.lacking(kept, here).keys() == {"runs/000_seed-0"}
+    assert archive.fill(kept, here) == 1 and not (here / "runs" / "001_seed-1").exists()
+    assert archive.pack(here, tmp_path / "a.tar.gz") == 2
+    assert archive.finished(archive.read(tmp_path / "a.tar.gz")) == {"runs/000_seed-0",
+                                                                    "runs/005_seed-1"}
+
+
 def test_the_sweeps_jobs_record_travels_with_its_points(tmp_path):
     # the jobs' spans are the claim's wall clock where its points ran at once: each packed
     # point's job travels with its files (packed, restored, kept by a pack of the same plan,

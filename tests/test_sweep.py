@@ -806,3 +806,59 @@ def test_a_second_process_in_a_working_sweep_folder_stops_before_its_points(swep
                             progress=False)
     assert not started  # no point run, no report rewritten
     assert written == {f: (out / f).stat().st_mtime_ns for f in written}
+
+
+def test_a_sweep_grown_by_a_seed_keeps_its_points_names_and_runs(tmp_path):
+    """``order: points`` runs each point at every seed in turn, so a third seed moves the
+    second point's places: the points the folder has keep their names (their finished runs
+    stay theirs, done), the new ones are named by their place, and the grown plan is accepted."""
+    from pbb.config import dump_config
+    from pbb.experiments.plan import plan_points
+    from pbb.store import RunStore, SweepStore
+
+    config, out = Path("configs/claims/ciphers_robustness.yaml"), tmp_path / "s"
+    sweep = SweepStore(out)
+
+    def plan(seeds: list, earlier: dict | None = None) -> tuple[dict, list]:
+        raw, spec, pts = sweep_mod.load_sweep(config, {"sweep.grid.seed": seeds}, earlier=earlier)
+        return sweep_mod.sweep_record(raw, spec, pts), pts
+
+    sweep_mod._record_sweep(sweep, *plan([0, 1]), "use another --out")
+    old = read_json(sweep.record)
+    for p in plan([0, 1])[1]:  # every point finished
+        run = RunStore(sweep.run_dir(p["name"]))
+        run.root.mkdir(parents=True)
+        run.config.write_text(dump_config(p["config"]))
+        run.summary.write_text("{}")
+    fresh = plan([0, 1, 2])[1]
+    moved = [p for p in fresh if p["overrides"] in [q["overrides"] for q in old["points"]]
+             and p["name"] not in [q["name"] for q in old["points"]]]
+    assert moved and not any(sweep_mod.done(sweep, p) for p in moved)  # what naming by place did
+
+    record, grown = plan([0, 1, 2], earlier=old)
+    by_overrides = {json.dumps(p["overrides"], sort_keys=True): p for p in grown}
+    for p in old["points"]:
+        kept = by_overrides[json.dumps(p["overrides"], sort_keys=True)]
+        assert kept["name"] == p["name"] and kept["config"].name == f"{old['name']}/{p['name']}"
+        assert sweep_mod.done(sweep, kept)
+    new = [p for p in grown if p["overrides"]["seed"] == 2]
+    assert [p["name"][:3] for p in new] == ["002", "005", "008"]  # their places in the plan
+    assert not any(sweep_mod.done(sweep, p) for p in new)
+    assert len({p["name"] for p in grown}) == 9
+    assert sweep_mod.of_plan(old, plan([0, 1, 2])[0], sweep_mod.started(out, old))
+    sweep_mod._record_sweep(sweep, record, grown, "use another --out")
+    assert read_json(sweep.record) == record
+    planned = plan_points(config, out, {"sweep.grid.seed": [0, 1, 2]})
+    assert sum("done earlier" in t for t in planned.texts) == 6 and planned.points == 9
+
+
+def test_two_points_of_the_same_overrides_are_refused(tmp_path):
+    import yaml
+
+    raw = yaml.safe_load(Path("configs/sample_efficiency_quick.yaml").read_text())
+    raw["sweep"]["points"] = [{"curricula": ["proactive"]}, {"curricula": ["proactive"]}]
+    raw["sweep"]["grid"] = {}
+    path = tmp_path / "twins.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(PbbError, match="twins.yaml: two points have the same overrides"):
+        sweep_mod.load_sweep(path)

@@ -670,7 +670,8 @@ def plan_claims(configs: Path, out: Path, only: list[str] | None = None,
             restored = frozenset()
             lines.append(f"{claim.name}: its archive not counted: {e}")
         planned = plan_points(config_path(configs, claim), out / claim.name, overrides, smoke,
-                              out / STAGES, trained, evaluated, restored)
+                              out / STAGES, trained, evaluated, restored,
+                              archives(claim).record if restored else None)
         if len(chosen) == 1:
             texts += planned.texts
         gated = _gated(claim, configs, overrides, smoke)
@@ -897,13 +898,21 @@ def _span(job: dict) -> tuple[float, float]:
     return job["started"], job["ended"]
 
 
+def _planned_points(claim: Claim, configs: Path, out: Path, overrides: dict | None,
+                    smoke: bool) -> list[dict]:
+    """The claim's points as its sweep in ``out`` names them (:func:`.sweep.load_sweep`'s
+    ``earlier``: a grown sweep's points keep their names)."""
+    from pbb.experiments.sweep import load_sweep
+
+    earlier = archive.record_of(Path(out) / claim.name)
+    return load_sweep(config_path(configs, claim), overrides, smoke, earlier)[2]
+
+
 def measure(claim: Claim, configs: Path, out: Path, overrides: dict | None = None,
             smoke: bool = False) -> dict:
     """Everything the table says of one claim, from its sweep's finished runs."""
-    from pbb.experiments.sweep import load_sweep
-
     pts, total = points(Path(out) / claim.name)
-    _, _, planned = load_sweep(config_path(configs, claim), overrides, smoke)
+    planned = _planned_points(claim, configs, out, overrides, smoke)
     cfgs = [p["config"] for p in planned]
     spent, alone = timing(pts)
     result = {"claim": claim, "config": config_path(configs, claim), "done": len(pts),
@@ -957,14 +966,12 @@ def _other_sweep(comp: Comparison, configs: Path, out: Path, overrides: dict | N
     rows): how many of its points finished, of how many, and whether its runs were configured
     otherwise than its config is now, which the row's verdict says (its figure rests on that
     claim's runs too); and its finished points, read once for the figure too."""
-    from pbb.experiments.sweep import load_sweep
-
     if comp.against is None:
         return None, []
     (other,) = select([comp.against])
     sweep_dir = Path(out) / other.name
     pts, total = points(sweep_dir)
-    _, _, planned = load_sweep(config_path(configs, other), overrides, smoke)
+    planned = _planned_points(other, configs, out, overrides, smoke)
     return {"claim": other.name, "done": len(pts), "points": max(total, len(planned)),
             "otherwise": ran_otherwise(pts, planned, sweep_dir)}, pts
 

@@ -182,7 +182,7 @@ def pack(sweep_dir: Path, archive: Path) -> int | None:
     archived = _by_point(old.files, old.record) if old is not None else {}
     kept = old is not None and of_plan(old.record, record, archived)
     if kept:
-        points = {**archived, **points}
+        points = {**_named_alike(archived, old.record, record), **points}
     if not points:
         return None
     files = {SWEEP: (sweep_dir / SWEEP).read_bytes()}
@@ -245,7 +245,17 @@ def lacking(archive: Archive, sweep_dir: Path) -> dict[str, dict[str, bytes]]:
     archived = _by_point(archive.files, archive.record)
     if not of_plan(archive.record, record, archived):
         return {}
-    return {d: f for d, f in archived.items() if not (sweep_dir / d).exists()}
+    return {d: f for d, f in _named_alike(archived, archive.record, record).items()
+            if not (sweep_dir / d).exists()}
+
+
+def _named_alike(points: dict[str, dict], record: dict, plan: dict) -> dict[str, dict]:
+    """The points (folder -> files) of the sweep record ``record`` that the sweep record
+    ``plan`` has under the same name and folder: where the two were planned apart (another
+    machine's sweep grown, this one planned grown from the start), a point's folder may name
+    another point there, and its runs stay out (run anew) rather than be taken as that one's."""
+    mine = {p["dir"]: p for p in record["points"]}
+    return {d: f for d, f in points.items() if mine.get(d) in plan["points"]}
 
 
 def unpack(archive: Archive, sweep_dir: Path) -> int:

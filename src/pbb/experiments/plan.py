@@ -486,18 +486,25 @@ def plan_points(path: Path, out: Path | None = None, overrides: dict | None = No
                 smoke: bool = False, stages_root: Path | None = None,
                 trained: dict[Path, str] | None = None,
                 evaluated: dict[Path, str] | None = None,
-                restored: frozenset[str] = frozenset()) -> PlannedSweep:
+                restored: frozenset[str] = frozenset(),
+                earlier: dict | None = None) -> PlannedSweep:
     """Each point's plan of a sweep file. ``trained`` / ``evaluated`` (stage directory or kept
     evaluation -> who makes it) carry what earlier points, or earlier sweeps sharing
     ``stages_root`` (``pbb claims``), will make: those count once, where they are made.
     ``restored``: the folders (``runs/<point>``) of points finished elsewhere that the run
-    restores before it starts (``pbb claims``' archives): nothing to do there."""
-    from pbb.experiments.sweep import done, load_sweep
+    restores before it starts (``pbb claims``' archives): nothing to do there. ``earlier``:
+    the sweep record the points keep their names from (:func:`load_sweep`) where the sweep's
+    folder has none yet (the archive restored)."""
+    from pbb.experiments.sweep import done, load_sweep, read_record
 
     if stages_root is not None:
         check_stage_store(stages_root, write=False)
     raw, _, points = load_sweep(path, overrides, smoke)
     sweep = SweepStore(out_dir(str(raw.get("name", "sweep")), out, smoke))
+    if sweep.record.is_file():
+        earlier = read_record(sweep)
+    if earlier is not None:  # as the sweep will name its points
+        raw, _, points = load_sweep(path, overrides, smoke, earlier)
     trained = {} if trained is None else trained
     evaluated = {} if evaluated is None else evaluated
     planned = PlannedSweep(sweep.root, len(points), [])

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import re
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -105,10 +106,36 @@ def _point_name(i: int, overrides: dict) -> str:
     return re.sub(r"[^A-Za-z0-9_.+=-]", "", f"{i:03d}_" + "_".join(parts))[:100]
 
 
-def load_sweep(path: Path, overrides: dict | None = None,
-               smoke: bool = False) -> tuple[dict, SweepSpec, list[dict]]:
+def _named(record: dict | None) -> dict[str, str]:
+    """The point names of a sweep record, by the point's overrides (as :func:`_overrides_key`)."""
+    return {_overrides_key(p["overrides"]): p["name"] for p in (record or {}).get("points", [])}
+
+
+def _overrides_key(overrides: dict) -> str:
+    return json.dumps(overrides, sort_keys=True, ensure_ascii=False)
+
+
+def _check_distinct(path: Path, points: list[dict]) -> None:
+    """Two points of the same overrides are one run twice (and one name, once kept from an
+    earlier plan); two of the same name would share a run folder (overrides that differ only
+    past the 100 characters a name keeps)."""
+    for what, of in (("overrides", lambda p: _overrides_key(p["overrides"])),
+                     ("name", lambda p: p["name"])):
+        seen = [of(p) for p in points]
+        if twin := next((v for v in seen if seen.count(v) > 1), None):
+            raise PbbError(f"{path}: two points have the same {what}, {twin}: make them differ")
+
+
+def load_sweep(path: Path, overrides: dict | None = None, smoke: bool = False,
+               earlier: dict | None = None) -> tuple[dict, SweepSpec, list[dict]]:
     """(base config dict, sweep spec, points); every point's config is validated up front.
-    ``smoke``: every point under the smoke overlay (:func:`pbb.config.apply_overrides`)."""
+    ``smoke``: every point under the smoke overlay (:func:`pbb.config.apply_overrides`).
+    ``earlier``: the record (``sweep.json``) of this sweep as it was planned before, in its
+    folder or an archive of its runs: a point it has (the same overrides) keeps the name it had
+    there, and a new point is named by its place in the plan. Why: a name is the point's place,
+    and a new seed or point moves the places of others (with ``order: points`` a third seed of
+    the first point comes before the second point's seeds); names that followed the places
+    would call a finished run another point's, and the grown sweep would be refused."""
     path = Path(path)
     written = read_yaml_mapping(path, "sweep")
     if "sweep" not in written:
@@ -125,7 +152,7 @@ def load_sweep(path: Path, overrides: dict | None = None,
         spec = SweepSpec(**sweep_raw["sweep"])
     except ValidationError as e:
         raise PbbError(error_line(e, f"{path}: sweep")) from None
-    keys = list(spec.grid)
+    keys, kept = list(spec.grid), _named(earlier)
     points = []
     combos = list(itertools.product(*(spec.grid[k] for k in keys)))
     pairs = (itertools.product(combos, spec.points) if spec.order == "grid"
@@ -133,7 +160,7 @@ def load_sweep(path: Path, overrides: dict | None = None,
     for combo, extra in pairs:
         ov = {**dict(zip(keys, combo)), **extra}
         cfg_raw = apply_overrides(written, {**mine, **ov}, smoke)
-        name = _point_name(len(points), ov)
+        name = kept.get(_overrides_key(ov)) or _point_name(len(points), ov)
         cfg_raw["name"] = f"{raw.get('name', 'sweep')}/{name}"
         try:
             cfg = RunConfig(**cfg_raw)
@@ -146,6 +173,7 @@ def load_sweep(path: Path, overrides: dict | None = None,
         points.append({"name": name, "overrides": ov, "config": cfg})
     if not points:
         raise PbbError(f"{path}: the grid is empty")
+    _check_distinct(path, points)
     return raw, spec, points
 
 
@@ -194,9 +222,11 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
     raw, spec, points = load_sweep(path, overrides, smoke)
     out = out_dir(str(raw.get("name", "sweep")), out, smoke)
     sweep = SweepStore(out)
+    check_out(out, "sweep", replace=False)
+    if sweep.record.is_file():  # its points keep their names (a sweep grown, or planned anew)
+        raw, spec, points = load_sweep(path, overrides, smoke, earlier=read_record(sweep))
     stages = stages_root or sweep.stages
     record = sweep_record(raw, spec, points)
-    check_out(out, "sweep", replace=False)
     with contextlib.ExitStack() as held:  # the main process's lock (its points run, each locked)
         lock = lock_when_made(held, out, "sweep")
         dist.on_main(lambda: (lock(), _record_sweep(sweep, record, points, remedy, made=lock)))
@@ -452,19 +482,32 @@ def plot_bars(summary: dict, path: Path) -> None:
 def of_plan(old: dict, new: dict, ran: Collection[str] | None = None) -> bool:
     """Whether runs recorded as the sweep record ``old`` are runs of the sweep ``new``: the same
     record, or ``new`` is ``old`` with more points (the same base config but for ``sweep.grid`` /
-    ``sweep.points``, every old point kept under its name, overrides and folder). Why: a claim
-    whose seeds disagree needs more seeds, and its runs so far must stay usable. ``ran``: the
-    folders (``runs/<point>``) of the old points that hold runs, where known; only those need
-    be kept, so the points not started yet may be planned anew (a claim's unrun curricula split
-    into points one sitting can finish)."""
+    ``sweep.points``, every old point kept with its overrides, under the name and folder it has
+    in ``old``: those ``new`` gives it where planned without ``old``, :func:`load_sweep`'s
+    ``earlier``, may differ). Why: a claim whose seeds disagree needs more seeds, and its runs
+    so far must stay usable. ``ran``: the folders (``runs/<point>``) of the old points that
+    hold runs, where known; only those need be kept, so the points not started yet may be
+    planned anew (a claim's unrun curricula split into points one sitting can finish)."""
     def without_points(record: dict) -> dict:
         sweep = {k: v for k, v in record["base"].get("sweep", {}).items() if k not in
                  ("grid", "points")}
         return {**record, "base": {**record["base"], "sweep": sweep}, "points": None}
 
+    new = _renamed(new, old)
     return old == new or (without_points(old) == without_points(new)
                           and all(p in new["points"] for p in old["points"]
                                   if ran is None or p["dir"] in ran))
+
+
+def _renamed(record: dict, earlier: dict) -> dict:
+    """The sweep record ``record`` with its points named as ``earlier`` names the same overrides
+    (what :func:`load_sweep` with ``earlier`` records)."""
+    kept = _named(earlier)
+    points = []
+    for p in record["points"]:
+        name = kept.get(_overrides_key(p["overrides"]), p["name"])
+        points.append({**p, "name": name, "dir": SweepStore.run_rel(name)})
+    return {**record, "points": points}
 
 
 def started(sweep_dir: Path, record: dict) -> frozenset[str]:
