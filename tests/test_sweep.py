@@ -773,6 +773,16 @@ def test_a_sweep_grows_by_more_seeds_and_runs_only_the_new_points(tmp_path, monk
                                           "train.learning_rate": 0.5}, progress=False)
     with pytest.raises(PbbError, match="holds a different sweep"):  # an old point dropped
         sweep_mod.run_sweep(config, out, {**TINY, "sweep.grid": {"seed": [1]}}, progress=False)
+    # a point more at each seed moves seed 1's place (grid order): its name and runs stay
+    ran.clear()
+    more = {**TINY, "sweep.grid": {"seed": [0, 1]},
+            "sweep.points": [{}, {"curricula": ["stage2_only"]}]}
+    sweep_mod.run_sweep(config, out, more, progress=False)
+    assert ran == ["001_seed-0_curricula-stage2_only", "003_seed-1_curricula-stage2_only"]
+    assert [p["name"] for p in read_json(out / "sweep.json")["points"]] == [
+        "000_seed-0", "001_seed-0_curricula-stage2_only", "001_seed-1",
+        "003_seed-1_curricula-stage2_only"]
+    assert all(p.read_bytes() == b for p, b in before.items())
 
 
 @pytest.mark.slow
