@@ -76,7 +76,10 @@ def test_paired_difference_pairs_runs_of_the_same_data_only():
     assert fig["pairs"] == 4 and fig["seeds"] == [0, 1]
     assert fig["difference"] == pytest.approx(1.5 / 4)
     assert fig["per_seed"] == pytest.approx([0.5, 0.25])
-    assert fig["a"] == pytest.approx(np.mean([2.5 / 3, 0.5, 1.0]))  # every run of a, by run
+    # each side over the runs both have, by run (seed 2's run of a has no partner: left out, as
+    # from the difference)
+    assert fig["a"] == pytest.approx(np.mean([2.5 / 3, 0.5]))
+    assert fig["b"] == pytest.approx(np.mean([0.25, 0.25]))
     assert fig["ci_low"] < fig["difference"] < fig["ci_high"]
     assert claims_mod.paired({(0, "x"): {"b": 1.0}}, {(0, "y"): {"b": 0.0}}) is None
 

@@ -799,14 +799,18 @@ def differences(a: dict[tuple, dict[str, float]],
 
 def paired(a: dict[tuple, dict[str, float]], b: dict[tuple, dict[str, float]]) -> dict | None:
     """The paired difference a - b over the (run, behaviour) pairs both have, with its interval
-    and each seed's mean difference; None where they share no pair."""
+    and each seed's mean difference, and each side's mean over those runs (a side run at a seed
+    the other has not yet would otherwise put its figure beside a difference that leaves that
+    seed out); None where they share no pair."""
     groups = differences(a, b)
     diffs = [x for g in groups.values() for x in g]
     if not diffs:
         return None
     low, high = grouped_ci(list(groups.values()), RESAMPLES)
     per_seed = {key[0]: sum(g) / len(g) for key, g in groups.items()}
-    return {"a": mean_over_runs(a), "b": mean_over_runs(b), "difference": sum(diffs) / len(diffs),
+    both = {key: a[key] for key in groups}, {key: b[key] for key in groups}
+    return {"a": mean_over_runs(both[0]), "b": mean_over_runs(both[1]),
+            "difference": sum(diffs) / len(diffs),
             "ci_low": low, "ci_high": high, "pairs": len(diffs),
             "per_seed": [per_seed[s] for s in sorted(per_seed)], "seeds": sorted(per_seed)}
 
