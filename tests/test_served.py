@@ -6,7 +6,10 @@ The same queries answered in process (`hf`) and by the server come back as the s
 extraction and scoring agree sample by sample; a server killed mid-evaluation leaves the
 answers so far, and the next `pbb run` asks the restarted server only for the rest."""
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -42,9 +45,9 @@ class Server:
     def __enter__(self):
         code = "import sys; from transformers.cli.transformers import main; sys.argv[0] = " \
                "'transformers'; sys.exit(main())"
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # a session of its own: kill() ends all its processes
             [sys.executable, "-c", code, "serve", str(self.model), "--port", str(self.port)],
-            stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+            stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 180
         while time.time() < deadline:
             assert self.proc.poll() is None, self.log.read_text()[-2000:]
@@ -56,7 +59,11 @@ class Server:
         raise AssertionError("transformers serve did not answer /health in 180 s")
 
     def kill(self):
-        self.proc.kill()
+        """SIGKILL to the server and every process it started: a child left alive (the
+        multiprocessing resource tracker) can hold a request's connection open, and the client
+        then waits out its whole timeout instead of seeing the server gone."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
 
     def __exit__(self, *exc):
@@ -124,7 +131,7 @@ def test_a_server_killed_mid_evaluation_resumes_from_the_written_samples(tmp_pat
         proc = subprocess.Popen([sys.executable, "-m", "pbb", "run", *_served_args(model, port),
                                  "--out", str(out)], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 300
+        deadline = time.time() + 900  # two CoT samples written (recall first): minutes under load
         while time.time() < deadline and proc.poll() is None:
             if partial.is_file() and len(partial.read_text().splitlines()) >= 2:
                 server.kill()
