@@ -59,9 +59,9 @@ class Server:
         raise AssertionError("transformers serve did not answer /health in 180 s")
 
     def kill(self):
-        """SIGKILL to the server and every process it started: a child left alive (the
-        multiprocessing resource tracker) can hold a request's connection open, and the client
-        then waits out its whole timeout instead of seeing the server gone."""
+        """SIGKILL to the server and every process it started: its generation worker (a process
+        `transformers serve` spawns) killed with it, not left generating on a core while the
+        test's runs wait for theirs (a server killed is one that answers nothing more)."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait()
