@@ -495,7 +495,7 @@ def plan_points(path: Path, out: Path | None = None, overrides: dict | None = No
     restores before it starts (``pbb claims``' archives): nothing to do there. ``earlier``:
     the sweep record the points keep their names from (:func:`load_sweep`) where the sweep's
     folder has none yet (the archive restored)."""
-    from pbb.experiments.sweep import done, load_sweep, read_record
+    from pbb.experiments.sweep import done, keep_names, load_sweep, read_record
 
     if stages_root is not None:
         check_stage_store(stages_root, write=False)
@@ -503,8 +503,7 @@ def plan_points(path: Path, out: Path | None = None, overrides: dict | None = No
     sweep = SweepStore(out_dir(str(raw.get("name", "sweep")), out, smoke))
     if sweep.record.is_file():
         earlier = read_record(sweep)
-    if earlier is not None:  # as the sweep will name its points
-        raw, _, points = load_sweep(path, overrides, smoke, earlier)
+    points = keep_names(path, raw, points, earlier)  # as the sweep will name them
     trained = {} if trained is None else trained
     evaluated = {} if evaluated is None else evaluated
     planned = PlannedSweep(sweep.root, len(points), [])

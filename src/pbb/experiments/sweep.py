@@ -152,7 +152,7 @@ def load_sweep(path: Path, overrides: dict | None = None, smoke: bool = False,
         spec = SweepSpec(**sweep_raw["sweep"])
     except ValidationError as e:
         raise PbbError(error_line(e, f"{path}: sweep")) from None
-    keys, kept = list(spec.grid), _named(earlier)
+    keys = list(spec.grid)
     points = []
     combos = list(itertools.product(*(spec.grid[k] for k in keys)))
     pairs = (itertools.product(combos, spec.points) if spec.order == "grid"
@@ -160,8 +160,8 @@ def load_sweep(path: Path, overrides: dict | None = None, smoke: bool = False,
     for combo, extra in pairs:
         ov = {**dict(zip(keys, combo)), **extra}
         cfg_raw = apply_overrides(written, {**mine, **ov}, smoke)
-        name = kept.get(_overrides_key(ov)) or _point_name(len(points), ov)
-        cfg_raw["name"] = f"{raw.get('name', 'sweep')}/{name}"
+        name = _point_name(len(points), ov)
+        cfg_raw["name"] = _run_name(raw, name)
         try:
             cfg = RunConfig(**cfg_raw)
         except ValidationError as e:
@@ -173,8 +173,30 @@ def load_sweep(path: Path, overrides: dict | None = None, smoke: bool = False,
         points.append({"name": name, "overrides": ov, "config": cfg})
     if not points:
         raise PbbError(f"{path}: the grid is empty")
-    _check_distinct(path, points)
-    return raw, spec, points
+    return raw, spec, keep_names(path, raw, points, earlier)
+
+
+def _run_name(raw: dict, point: str) -> str:
+    """A point's run name (its config's ``name``): the sweep's, then the point's."""
+    return f"{raw.get('name', 'sweep')}/{point}"
+
+
+def keep_names(path: Path, raw: dict, points: list[dict], earlier: dict | None) -> list[dict]:
+    """:func:`load_sweep`'s ``points`` (of the sweep file ``path``, base config ``raw``) with
+    the names ``earlier`` gave the same overrides (its ``earlier``), checked distinct. Apart
+    from :func:`load_sweep` so that a caller that learns the sweep's folder from its points
+    (its name is the config's) names them after reading the folder's record without building
+    and validating every point's config again."""
+    kept = _named(earlier)
+    named = []
+    for p in points:
+        name = kept.get(_overrides_key(p["overrides"]), p["name"])
+        if name != p["name"]:
+            p = {**p, "name": name,
+                 "config": p["config"].model_copy(update={"name": _run_name(raw, name)})}
+        named.append(p)
+    _check_distinct(path, named)
+    return named
 
 
 def done(sweep: SweepStore, point: dict) -> bool:
@@ -224,7 +246,7 @@ def run_sweep(path: Path, out: Path | None = None, overrides: dict | None = None
     sweep = SweepStore(out)
     check_out(out, "sweep", replace=False)
     if sweep.record.is_file():  # its points keep their names (a sweep grown, or planned anew)
-        raw, spec, points = load_sweep(path, overrides, smoke, earlier=read_record(sweep))
+        points = keep_names(path, raw, points, read_record(sweep))
     stages = stages_root or sweep.stages
     record = sweep_record(raw, spec, points)
     with contextlib.ExitStack() as held:  # the main process's lock (its points run, each locked)
