@@ -107,3 +107,19 @@ def _frozen_survivors():
     yield
     gc.collect()
     gc.freeze()
+
+
+@pytest.fixture
+def sigterm_restored(monkeypatch):
+    """pbb's ``main`` (or a test) installs its SIGTERM and SIGINT handlers in this process: put
+    the old ones back, and the stop they saw."""
+    import signal
+
+    from pbb import interrupts
+
+    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    for name in ("received", "_stopped_at", "_pending"):
+        monkeypatch.setattr(interrupts, name, getattr(interrupts, name))
+    yield
+    for s, handler in old.items():
+        signal.signal(s, handler)

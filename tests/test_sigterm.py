@@ -19,17 +19,6 @@ from tests.test_backends import _vllm_config
 from tests.test_reliability import call
 
 
-@pytest.fixture
-def sigterm_restored(monkeypatch):
-    """pbb's ``main`` installs its SIGTERM and SIGINT handlers in this process: put the old
-    ones back."""
-    old = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    monkeypatch.setattr(interrupts, "received", signal.SIGINT)
-    yield
-    for s, handler in old.items():
-        signal.signal(s, handler)
-
-
 def terminated(*a, **k):
     """Stands in for a command's work: a SIGTERM to this process, as ``kill PID`` sends."""
     os.kill(os.getpid(), signal.SIGTERM)
@@ -276,3 +265,41 @@ def test_a_stop_that_arrives_in_a_finalizer_is_not_lost(sigterm_restored):
         Finalized()  # dropped at once: __del__ runs
         time.sleep(5)  # the stop must come here
     assert interrupts.received == signal.SIGTERM
+
+
+def test_a_stop_inside_deferred_work_waits_for_the_work_and_is_taken_once(sigterm_restored):
+    # an optimizer step must not be cut between its parameters' updates: the stop is kept until
+    # the step is whole, then the step's owner takes it (and a second run in the process is free)
+    interrupts.install()
+    with interrupts.deferred():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)  # the handler has run: not raised
+        finished = True
+    assert finished and interrupts.take_pending() and not interrupts.take_pending()
+    assert interrupts.exit_code() == 143
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN  # later SIGTERMs: the same stop
+
+
+@pytest.mark.parametrize("enabled, again, raised", [
+    (False, None, True),  # a plain block (several processes): the stop interrupts at once
+    (True, 0.0, False),  # the same Ctrl-C again at once (a terminal's, passed on): still kept
+    (True, 0.5, True),  # Ctrl-C pressed again later: the way to give up on a step that hangs
+])
+def test_deferred_work_can_still_be_interrupted(sigterm_restored, monkeypatch, enabled, again,
+                                                raised):
+    monkeypatch.setattr(interrupts, "REPEAT_SECONDS", 0.3)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as from a terminal
+    interrupts.install()
+    got = False
+    try:
+        with interrupts.deferred(enabled):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)
+            if again is not None:
+                time.sleep(again)
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.2)
+    except KeyboardInterrupt:
+        got = True
+    assert got == raised
+    assert interrupts.take_pending() == (enabled and not raised)  # raised: nothing left over

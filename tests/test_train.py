@@ -2,16 +2,26 @@
 no loss, LoRA works, the recall stopping rule stops where it should and resumes mid-stage."""
 
 import json
+import os
+import signal
 
 import pytest
 import torch
 
+from pbb import interrupts
 from pbb.config import TrainConfig
 from pbb.models import load_model
 from pbb.rows.chat import encode_row, tokenized_view
 from pbb.store import DONE, METRICS, MODEL
 from pbb.training.load import load_for_eval
-from pbb.training.sft import batch_loss, collate, encode_rows, epoch_batches, train_sft
+from pbb.training.sft import (
+    SFTRun,
+    batch_loss,
+    collate,
+    encode_rows,
+    epoch_batches,
+    train_sft,
+)
 
 
 def _metrics(stage_dir):
@@ -196,27 +206,67 @@ def test_stopping_rule_stops_at_the_maximum(tiny, rows, tmp_path):
 
 
 @pytest.mark.slow
-def test_stopping_rule_resumes_mid_stage(tiny, rows, tmp_path):
-    """Killed during epoch 2's recall check: the rerun resumes from the epoch-1 checkpoint and
-    trains the very same steps an uninterrupted run trains."""
+@pytest.mark.parametrize("max_epochs, epochs", [(4, 3), (2, 2)])  # epoch 2 the last: (2, 2)
+def test_stopping_rule_resumes_mid_stage(tiny, rows, tmp_path, max_epochs, epochs):
+    """Stopped during epoch 2's recall check: the stop checkpoints epoch 2's steps (the check is
+    dropped), and the rerun checks again and trains the very same steps an uninterrupted run
+    trains, none of them twice."""
     path, tok = tiny
     kw = dict(init=path, base=path, tokenizer=tok, cfg=TrainConfig(**FP32), seed=0,
-              progress=False, recall_target=0.9, max_epochs=4)
+              progress=False, recall_target=0.9, max_epochs=max_epochs)
     check, _ = _scripted_recall([0.1, 0.2, 0.95])
     whole = train_sft(rows, stage_dir=tmp_path / "whole", recall_check=check, **kw)
     killed, _ = _scripted_recall([0.1, 0.2, 0.95], interrupt_at=2)
     with pytest.raises(KeyboardInterrupt):
         train_sft(rows, stage_dir=tmp_path / "cut", recall_check=killed, **kw)
     assert not (tmp_path / "cut" / DONE).exists()
-    assert list((tmp_path / "cut" / "trainer").glob("checkpoint-*/state.json"))
+    steps_per_epoch = -(-len(rows) // 4)
+    saved = [p.parent.name for p in (tmp_path / "cut" / "trainer").glob("checkpoint-*/state.json")]
+    assert saved == [f"checkpoint-{2 * steps_per_epoch}"]  # epoch 2's steps, kept
     again, calls = _scripted_recall([0.2, 0.95])  # epoch 1's check was done before the kill
     resumed = train_sft(rows, stage_dir=tmp_path / "cut", recall_check=again, **kw)
-    assert resumed["resumed"] and len(calls) == 2
-    assert resumed["steps"] == whole["steps"] and resumed["epochs"] == whole["epochs"] == 3
-    assert [r["recall"] for r in resumed["recall"]] == [0.1, 0.2, 0.95]
+    assert resumed["resumed"] and len(calls) == epochs - 1
+    assert resumed["steps"] == whole["steps"] and resumed["epochs"] == whole["epochs"] == epochs
+    assert [r["recall"] for r in resumed["recall"]] == [0.1, 0.2, 0.95][:epochs]
     steps = [m["step"] for m in _metrics(tmp_path / "cut") if "loss" in m]
     assert steps == list(range(1, whole["steps"] + 1))  # every step logged exactly once
     assert _losses(tmp_path / "cut") == _losses(tmp_path / "whole")
+
+
+@pytest.mark.slow
+def test_a_stop_inside_a_step_finishes_it_and_checkpoints_it(tiny, rows, tmp_path, monkeypatch,
+                                                             sigterm_restored):
+    """SIGTERM in the middle of step 3 (between its forward and its backward) of a stage that
+    checkpoints every 1000 steps: step 3 is finished and checkpointed before the stop is raised,
+    and the rerun trains steps 4 on exactly as an uninterrupted run does."""
+    path, tok = tiny
+    kw = dict(init=path, base=path, tokenizer=tok, cfg=TrainConfig(**FP32, epochs=2), seed=0,
+              progress=False)
+    whole = train_sft(rows, stage_dir=tmp_path / "whole", **kw)
+    interrupts.install()
+    forward_backward, steps = SFTRun._forward_backward, []
+
+    def signalled(run, group):
+        steps.append(run.state.step + 1)
+        if steps[-1] == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs at once, inside the step
+        return forward_backward(run, group)
+
+    monkeypatch.setattr(SFTRun, "_forward_backward", signalled)
+    with pytest.raises(KeyboardInterrupt):
+        train_sft(rows, stage_dir=tmp_path / "cut", **kw)
+    assert steps == [1, 2, 3]
+    assert [p.parent.name for p in (tmp_path / "cut" / "trainer").glob("checkpoint-*/state.json")] \
+        == ["checkpoint-3"]
+    monkeypatch.setattr(SFTRun, "_forward_backward", forward_backward)
+    resumed = train_sft(rows, stage_dir=tmp_path / "cut", **kw)
+    assert resumed["resumed"] and resumed["steps"] == whole["steps"] > 3
+    logged = [m["step"] for m in _metrics(tmp_path / "cut") if "loss" in m]
+    assert logged == list(range(1, whole["steps"] + 1))
+    assert _losses(tmp_path / "cut") == _losses(tmp_path / "whole")
+    a = load_model(tmp_path / "whole" / MODEL).state_dict()
+    b = load_model(tmp_path / "cut" / MODEL).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.slow

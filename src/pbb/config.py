@@ -223,7 +223,8 @@ class TrainConfig(_Strict):
         "bf16 where the hardware supports it, else fp32. The recall checks of training generate "
         "under it too")
     save_steps: int = Field(50, ge=1, json_schema_extra=_key(NEVER),
-                            description="checkpoint every N steps (for resume)")
+                            description="checkpoint every N steps (for resume; a stop "
+                            "checkpoints its step too)")
     group_by_length: bool = Field(True, description="batch rows of similar length (less padding)")
     gradient_checkpointing: bool = Field(
         False, json_schema_extra=_key(NEVER), description="recompute activations in the "

@@ -379,8 +379,9 @@ class _LocalJobs:
 
 
 #: how long a stopped sweep waits for each point before it kills it: more than a point's own
-#: clean-up (a ``vllm serve`` it started gets 30 s to stop, :mod:`pbb.evaluation.served`), so
-#: that no point is killed before it has stopped its server (which would keep the GPU)
+#: clean-up (a ``vllm serve`` it started gets 30 s to stop, :mod:`pbb.evaluation.served`; a
+#: training step is finished and checkpointed), so that no point is killed before it has
+#: stopped its server (which would keep the GPU)
 POINT_STOP_SECONDS = 90
 
 

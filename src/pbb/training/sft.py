@@ -29,7 +29,9 @@ An optional *recall check* runs after every epoch (the stopping rule of declarat
 train until the stage's instructions are recalled, see :mod:`pbb.experiments.run`). Checkpoints
 (``trainer/checkpoint-N/``: model, optimizer, scheduler, position in the data) are written
 every ``save_steps`` steps and after every recall check; an interrupted stage resumes from the
-last one, logs cut back to it. The loop is :class:`SFTRun`, where it stands :class:`SFTState`
+last one, logs cut back to it. A stop (Ctrl-C, SIGTERM) in one process also writes one: a step
+is finished first (:func:`pbb.interrupts.deferred`), a recall check is dropped and run again on
+resume, so a stop loses no step. The loop is :class:`SFTRun`, where it stands :class:`SFTState`
 (what a checkpoint saves); :func:`train_sft` runs it. Under ``accelerate launch`` the same loop trains in the launcher's
 setup (DDP, FSDP, DeepSpeed ZeRO): :mod:`pbb.training.engine` does the backward, the step, the
 checkpoints and the saved weights for it.
@@ -47,7 +49,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pbb import clock, dist
+from pbb import clock, dist, interrupts
 from pbb.config import TrainConfig
 from pbb.errors import PbbError
 from pbb.jsonio import append_jsonl, read_json
@@ -315,8 +317,8 @@ class SFTRun:
         """Steps per epoch, the planned epochs and steps, and the warmup: with a recall target,
         the learning-rate schedule spans ``max_epochs``."""
         cfg = self.cfg
-        micro_per_epoch = math.ceil(len(self.encoded) / cfg.batch_size)
-        self.steps_per_epoch = math.ceil(micro_per_epoch / cfg.grad_accum)
+        self.micro_per_epoch = math.ceil(len(self.encoded) / cfg.batch_size)
+        self.steps_per_epoch = math.ceil(self.micro_per_epoch / cfg.grad_accum)
         self.planned_epochs = max_epochs if self.recall_target is not None else cfg.epochs
         total = math.ceil(self.steps_per_epoch * self.planned_epochs)
         if cfg.max_steps > 0:
@@ -382,7 +384,10 @@ class SFTRun:
         """Train the stage to its end, save the model, and return (and store in ``done.json``)
         what was done."""
         stop = False  # checkpoints follow only recall checks that did not stop the stage
-        while not stop and self.state.step < self.total:
+        # an epoch whose steps are all done but not its end (a stop's checkpoint at its last
+        # step, or in its recall check) still ends here, its recall check with it
+        while not stop and (self.state.step < self.total
+                            or self.state.micro == self.micro_per_epoch):
             stop = self.epoch()
         self.flush()
         self.bar.close()
@@ -408,14 +413,35 @@ class SFTRun:
         s.micro = 0
         if self.recall_check is None or self.recall_target is None:
             return False
-        stop = self.should_stop()
+        checks = len(s.recall)
+        try:
+            stop = self.should_stop()
+        except KeyboardInterrupt:  # the check is run again on resume, the epoch's steps kept
+            if self.world == 1:
+                del s.recall[checks:]
+                s.epoch, s.micro = s.epoch - 1, len(batches)
+                self.checkpoint()
+            raise
         if not stop and s.step < self.total:
             self.checkpoint()
         return stop
 
     def step(self, group: list[list[int]], n_batches: int) -> None:
         """One optimizer step over ``group`` (micro-batches of row indices; an epoch has
-        ``n_batches``); its record waits in :attr:`pending` until the next :meth:`flush`."""
+        ``n_batches``); its record waits in :attr:`pending` until the next :meth:`flush`.
+
+        A stop that comes during the step waits for its end (in one process: with several, each
+        would stop at its own step and the checkpoint's collectives hang), then the step is
+        checkpointed and the stop raised."""
+        with interrupts.deferred(self.world == 1):
+            saved = self._step(group, n_batches)
+        if interrupts.take_pending():
+            if not saved:
+                self.checkpoint()
+            raise KeyboardInterrupt
+
+    def _step(self, group: list[list[int]], n_batches: int) -> bool:
+        """:meth:`step`'s work; True when it wrote the step's checkpoint."""
         s = self.state
         dist.follow_share()  # a sweep's job takes the cores of jobs that have ended
         with self._timed("forward_backward"):
@@ -439,6 +465,8 @@ class SFTRun:
             trim_heap()
         if s.step % self.cfg.save_steps == 0 and s.step < self.total:
             self.checkpoint()
+            return True
+        return False
 
     def _forward_backward(self, group: list[list[int]]):
         """The forward and backward passes of one step over this process's rows (all of them in
