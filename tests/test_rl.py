@@ -1,11 +1,13 @@
 """Retroactive PBB: the reward is the verifier, GRPO stages train, log and resume, no leakage."""
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
 
-from pbb import data
+from pbb import data, interrupts
 from pbb.config import CurriculumConfig, RLConfig, TrainConfig, load_config, with_smoke
 from pbb.errors import PbbError
 from pbb.evaluation.evaluate import build_queries
@@ -362,3 +364,37 @@ def test_rl_use_vllm_passes_trls_options_and_is_refused_without_vllm_or_gpu(tmp_
     with pytest.raises(PbbError, match="rl.use_vllm needs a CUDA GPU"):
         run_mod.run(cfg, tmp_path / "b", progress=False)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.slow
+def test_a_stop_inside_a_grpo_step_checkpoints_that_step(ds, tiny, tmp_path, sigterm_restored):
+    """SIGTERM while step 2's completions are scored, in a stage that checkpoints every 1000
+    steps: step 2 is finished, logged and checkpointed before the stop is raised, and the rerun
+    trains steps 3-4 only."""
+    path, tok = tiny
+    rl = RLConfig(max_steps=4, **{**SMALL_RL, "save_steps": 1000})
+    funcs, weights = reward_functions(ds)
+    calls = []
+
+    def signalling(completions, **_):
+        calls.append(len(calls) + 1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs at once, inside the step
+        return _varied(completions)
+
+    kw = dict(init=path, base=path, tokenizer=tok, cfg=TrainConfig(), rl=rl,
+              stage_dir=tmp_path / "s", seed=0, progress=False)
+    interrupts.install()
+    with pytest.raises(KeyboardInterrupt):
+        rl_mod.train_rl_stage(_rl_rows(ds), rewards=([funcs[0], signalling], [1.0, 1.0]), **kw)
+    assert calls == [1, 2]
+    assert [p.name for p in (tmp_path / "s" / "trainer").glob("checkpoint-*")] == ["checkpoint-2"]
+    assert (tmp_path / "s" / "trainer" / "checkpoint-2" / CHECKPOINT_CLOCK).is_file()
+    assert [r["step"] for r in read_jsonl(tmp_path / "s" / METRICS)] == [1, 2]
+    info = rl_mod.train_rl_stage(_rl_rows(ds), rewards=([funcs[0], _varied], [1.0, 1.0]), **kw)
+    assert info["resumed"] is True and info["steps"] == 4
+    assert [r["step"] for r in read_jsonl(tmp_path / "s" / METRICS) if "reward" in r] \
+        == [1, 2, 3, 4]
+    assert [r["step"] for r in read_jsonl(tmp_path / "s" / rl_mod.ROLLOUTS)].count(2) \
+        == rl.batch_size  # step 2 was not sampled again
+

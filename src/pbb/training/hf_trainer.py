@@ -1,12 +1,13 @@
 """Glue for stages trained by a transformers ``Trainer`` (GRPO through TRL): log lines into
-``metrics.jsonl``, a quiet progress bar, and the final weights saved atomically."""
+``metrics.jsonl``, a quiet progress bar, a stop that checkpoints the step under way, and the
+final weights saved atomically."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from pbb import clock, dist
+from pbb import clock, dist, interrupts
 from pbb.jsonio import append_jsonl, atomic_write_json, read_json
 from pbb.store import CHECKPOINT_CLOCK, checkpoint_name
 from pbb.training.stages import save_model_atomic
@@ -70,6 +71,29 @@ class _FollowShare:
         return Callback()
 
 
+class _StopAtStepEnd:
+    """A TrainerCallback that ends training at the end of the step a stop came in (held back by
+    :func:`pbb.interrupts.deferred` around the training): the step is logged and checkpointed
+    (after the other callbacks' ``on_save``, the clock's among them), then the stop is raised,
+    so a stop loses no step (up to ``rl.save_steps`` of them before)."""
+
+    def __new__(cls):
+        from transformers import TrainerCallback
+
+        class Callback(TrainerCallback):
+            stopping = False
+
+            def on_step_end(self, args, state, control, **kw):
+                if interrupts.take_pending():
+                    self.stopping = control.should_save = True
+
+            def on_save(self, args, state, control, **kw):
+                if self.stopping:
+                    raise KeyboardInterrupt
+
+        return Callback()
+
+
 def _quiet_logs(trainer, progress: bool) -> None:
     """Keep the progress bar but not the Trainer's print of every log dict (metrics.jsonl has them)."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -92,8 +116,14 @@ def fit(trainer, *, stage_dir: Path, tokenizer, resume: Path | None, progress: b
     """
     _quiet_logs(trainer, progress)
     trainer.add_callback(_FollowShare())
+    trainer.add_callback(_StopAtStepEnd())  # last: its on_save raises after the others ran
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    # a stop waits for the step's end, in one process (with several, each would stop at its
+    # own step and the checkpoint's collectives hang)
+    with interrupts.deferred(dist.world() == 1):
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if interrupts.take_pending():  # came after the last step's end: its checkpoint is older
+        raise KeyboardInterrupt
     deepspeed = getattr(trainer, "is_deepspeed_enabled", False)
     weights = None
     if deepspeed or getattr(trainer, "is_fsdp_enabled", False):
