@@ -104,6 +104,20 @@ def test_tokenized_view_marks_exactly_the_trained_tokens(tiny, rows):
         assert (v["prompt_tokens"], v["completion_tokens"]) == (n_prompt, len(ids) - n_prompt)
 
 
+@pytest.mark.parametrize("system_prompt", [None, "Be exact."])
+def test_rows_encoded_as_a_batch_are_the_rows_encoded_one_by_one(tiny, rows, system_prompt):
+    # a stage's rows are rendered and tokenized in one call each: no padding, no row's text
+    # in another's, the template's default block cut from every row (not only the first)
+    _, tok = tiny
+    from pbb.rows.chat import encode_rows
+
+    assert len({len(r["completion"][0]["content"]) for r in rows}) > 1  # lengths differ
+    batch = encode_rows(tok, rows, system_prompt)
+    assert batch == [encode_row(tok, r, system_prompt) for r in rows]
+    assert all("You are a helpful" not in tok.decode(ids) for ids, _ in batch)
+    assert encode_rows(tok, [], system_prompt) == []
+
+
 def test_rows_carry_no_system_prompt_unless_configured(tiny, rows):
     _, tok = tiny
     default = tok.apply_chat_template(rows[0]["prompt"], tokenize=False)

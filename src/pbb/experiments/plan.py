@@ -229,15 +229,15 @@ def _sft_stage(cfg: RunConfig, tok, curriculum: str, st, directory: Path,
                status: str) -> PlannedStage:
     """Rows, epochs, steps and tokens as :mod:`pbb.training.sft` counts them: rows cut to
     ``train.max_length``, one step per ``batch_size x grad_accum`` rows, ``max_steps`` a cap."""
-    from pbb.rows.chat import encode_row
+    from pbb.rows.chat import encode_rows
 
     train = cfg.train.for_stage(st.name, st.train)
     rule = cfg.train.stopping_rule(st.name, st.train)
     counted = (str(directory), cfg.model, train.max_length, cfg.chat.system_prompt)
     if counted not in _EPOCH_TOKENS:  # a stage shared by curricula, points or claims: once
         _EPOCH_TOKENS[counted] = sum(
-            min(len(encode_row(tok, r, cfg.chat.system_prompt)[0]), train.max_length)
-            for r in st.rows)
+            min(len(ids), train.max_length)
+            for ids, _ in encode_rows(tok, st.rows, cfg.chat.system_prompt))
     per_epoch = _EPOCH_TOKENS[counted]
     steps_per_epoch = math.ceil(math.ceil(len(st.rows) / train.batch_size) / train.grad_accum)
     epochs = rule[1] if rule else train.epochs

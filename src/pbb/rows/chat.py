@@ -25,6 +25,14 @@ def _template(tok, messages: list[dict], add_generation_prompt: bool) -> str:
                                    add_generation_prompt=add_generation_prompt)
 
 
+def _templates(tok, conversations: list[list[dict]], add_generation_prompt: bool) -> list[str]:
+    """:func:`_template` of many conversations in one call (the template's set-up once)."""
+    if not conversations:
+        return []
+    return tok.apply_chat_template(conversations, tokenize=False,
+                                   add_generation_prompt=add_generation_prompt)
+
+
 def _find_default_block(tok) -> str | None:
     try:
         plain = _template(tok, [{"role": "user", "content": _USR}], False)
@@ -71,14 +79,21 @@ def default_system_block(tok) -> str | None:
 def render(tok, messages: list[dict], *, system_prompt: str | None = None,
            add_generation_prompt: bool = False) -> str:
     """A conversation as text: with ``system_prompt`` if given, else with no system block."""
+    return render_many(tok, [messages], system_prompt=system_prompt,
+                       add_generation_prompt=add_generation_prompt)[0]
+
+
+def render_many(tok, conversations: list[list[dict]], *, system_prompt: str | None = None,
+                add_generation_prompt: bool = False) -> list[str]:
+    """:func:`render` of many conversations at once (a stage's rows: one template call)."""
     if system_prompt:
-        return _template(tok, [{"role": "system", "content": system_prompt}, *messages],
-                         add_generation_prompt)
-    text = _template(tok, messages, add_generation_prompt)
+        system = [{"role": "system", "content": system_prompt}]
+        return _templates(tok, [system + m for m in conversations], add_generation_prompt)
+    texts = _templates(tok, conversations, add_generation_prompt)
     block = default_system_block(tok)
-    if block and block in text:
-        text = text.replace(block, "", 1)
-    return text
+    if block:
+        texts = [t.replace(block, "", 1) for t in texts]
+    return texts
 
 
 def prompt_text(tok, prompt: str, system_prompt: str | None = None) -> str:
@@ -93,14 +108,28 @@ def encode_row(tok, row: dict, system_prompt: str | None = None) -> tuple[list[i
     The ids after the first ``n_prompt`` are the completion (its text and the end-of-turn
     token): the tokens the loss falls on.
     """
-    prompt = render(tok, row["prompt"], system_prompt=system_prompt, add_generation_prompt=True)
-    full = render(tok, row["prompt"] + row["completion"], system_prompt=system_prompt)
-    if not full.startswith(prompt):
-        raise ValueError("chat template renders the prompt differently with a completion; "
-                         "cannot locate the completion")
-    p_ids = tok(prompt, add_special_tokens=False).input_ids
-    c_ids = tok(full[len(prompt):], add_special_tokens=False).input_ids
-    return p_ids + c_ids, len(p_ids)
+    return encode_rows(tok, [row], system_prompt)[0]
+
+
+def encode_rows(tok, rows: list[dict], system_prompt: str | None = None,
+                ) -> list[tuple[list[int], int]]:
+    """:func:`encode_row` of every row, rendered and tokenized as one batch each (row by row,
+    the template's set-up and the tokenizer's call were paid per row: a GPU claims plan
+    tokenizes every stage it plans). The same ids as row by row: the batch is not padded."""
+    if not rows:
+        return []
+    prompts = render_many(tok, [r["prompt"] for r in rows], system_prompt=system_prompt,
+                          add_generation_prompt=True)
+    fulls = render_many(tok, [r["prompt"] + r["completion"] for r in rows],
+                        system_prompt=system_prompt)
+    for prompt, full in zip(prompts, fulls, strict=True):
+        if not full.startswith(prompt):
+            raise ValueError("chat template renders the prompt differently with a completion; "
+                             "cannot locate the completion")
+    p_ids = tok(prompts, add_special_tokens=False).input_ids
+    c_ids = tok([f[len(p):] for p, f in zip(prompts, fulls, strict=True)],
+                add_special_tokens=False).input_ids
+    return [(p + c, len(p)) for p, c in zip(p_ids, c_ids, strict=True)]
 
 
 TRAINED_OPEN, TRAINED_CLOSE = "\u27e6", "\u27e7"  # ⟦ ⟧ around the tokens the loss falls on

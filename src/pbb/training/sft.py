@@ -6,7 +6,7 @@ this project's rows the trainer path with its defaults trains several times fewe
 second than this loop (``benchmarks/bench_sft.py``; figures in docs/benchmarks.md). The loop
 does only what a PBB stage needs:
 
-* rows are encoded once with :func:`pbb.rows.chat.encode_row` (no system prompt unless configured:
+* rows are encoded once with :func:`pbb.rows.chat.encode_rows` (no system prompt unless configured:
   the same text evaluation prompts with), prompt tokens masked out of the loss;
 * batches group rows of similar length (shuffled mega-batches sorted by length, as
   transformers' ``group_by_length`` does) and are **right-padded without an attention mask**: in
@@ -53,7 +53,7 @@ from pbb import clock, dist, interrupts
 from pbb.config import TrainConfig
 from pbb.errors import PbbError
 from pbb.jsonio import append_jsonl, read_json
-from pbb.rows.chat import encode_row
+from pbb.rows import chat
 from pbb.store import METRICS, MODEL, TRAINER, finish_stage, start_stage
 from pbb.training.engine import (
     STATE,
@@ -95,8 +95,7 @@ def encode_rows(tok, rows: list[dict], max_length: int,
                 system_prompt: str | None = None) -> list[tuple[list[int], int]]:
     """Token ids and prompt length of every row; rows cut to ``max_length`` tokens."""
     out = []
-    for r in rows:
-        ids, n_prompt = encode_row(tok, r, system_prompt)
+    for r, (ids, n_prompt) in zip(rows, chat.encode_rows(tok, rows, system_prompt), strict=True):
         if n_prompt >= max_length:
             raise PbbError(f"train.max_length: a prompt of {n_prompt} tokens does not fit "
                            f"{max_length} (row of behaviour {r['behaviour_id']}); raise it")
