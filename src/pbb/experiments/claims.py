@@ -956,7 +956,7 @@ def measure(claim: Claim, configs: Path, out: Path, overrides: dict | None = Non
                                "verdict": _unmeasured(claim, result) if fig is None else _judge(
                                    verdict, (fig["ci_low"], fig["ci_high"], comp.direction),
                                    claim, result),
-                               "other": other})
+                               "other": other, **row_points(comp, pts, cfgs)})
     if claim.crossover is not None:
         fig = crossover_figure(pts, claim.crossover)
         c = fig["crossover"] if fig else None
@@ -980,6 +980,17 @@ def _figure(comp: Comparison, pts: list[Point], other_pts: list[Point]) -> dict 
     return gap(diffs(pts), diffs(other_pts))
 
 
+def row_points(comp: Comparison, pts: list[Point], cfgs: list) -> dict:
+    """The points a row rests on (those that run either of its conditions): finished and
+    planned. A claim grown by points of another setting (a row of their own) leaves its first
+    rows complete, and their verdicts say so."""
+    def mine(cfg) -> bool:
+        return matches(comp.a, cfg) or matches(comp.b, cfg)
+
+    done = sum(mine(p.cfg) for p in pts)
+    return {"done": done, "points": max(done, sum(mine(c) for c in cfgs))}
+
+
 def _other_sweep(comp: Comparison, configs: Path, out: Path, overrides: dict | None,
                  smoke: bool) -> tuple[dict | None, list[Point]]:
     """Of the claim a gap row is set against (``comp.against``; None and no points for other
@@ -990,9 +1001,9 @@ def _other_sweep(comp: Comparison, configs: Path, out: Path, overrides: dict | N
         return None, []
     (other,) = select([comp.against])
     sweep_dir = Path(out) / other.name
-    pts, total = points(sweep_dir)
+    pts, _ = points(sweep_dir)
     planned = _planned_points(other, configs, out, overrides, smoke)
-    return {"claim": other.name, "done": len(pts), "points": max(total, len(planned)),
+    return {"claim": other.name, **row_points(comp, pts, [p["config"] for p in planned]),
             "otherwise": ran_otherwise(pts, planned, sweep_dir)}, pts
 
 

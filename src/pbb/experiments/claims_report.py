@@ -116,7 +116,10 @@ def _crossover_seeds(fig: dict | None) -> str:
     return " / ".join(format_n(n, fig["ks"]) for n in fig["crossover"]["per_seed"])
 
 
-def _verdict_cell(text: str, m: dict, fig: dict | None = None) -> str:
+def _verdict_cell(text: str, m: dict, fig: dict | None = None, counted: dict | None = None,
+                  ) -> str:
+    """A verdict with what qualifies it; ``counted``: the points a row rests on (finished and
+    planned, :func:`.claims.row_points`), else the claim's."""
     shown = f"**{text}**" if text == REPRODUCED else text
     signs = {x > 0 for x in (fig or {}).get("per_seed", []) if x != 0}
     if len(signs) == 2 and len(fig["per_seed"]) < SEEDS_WHEN_THEY_DISAGREE:
@@ -124,8 +127,9 @@ def _verdict_cell(text: str, m: dict, fig: dict | None = None) -> str:
     if text == NOT_TESTABLE and m["prerequisite"] is not None:
         pre = m["claim"].prerequisite
         shown += f" ({pre.what}: {pct(m['prerequisite'])}% < {pct(pre.at_least)}%)"
-    if text != NOT_RUN and m["done"] < m["points"]:
-        shown += f" (so far: {m['done']} of {m['points']} points)"
+    counted = counted or m
+    if text != NOT_RUN and counted["done"] < counted["points"]:
+        shown += f" (so far: {counted['done']} of {counted['points']} points)"
     return shown
 
 
@@ -144,7 +148,7 @@ def _other_qualifier(row: dict) -> str:
 def rows_of(m: dict) -> list[tuple[str, str, str, str]]:
     """(comparison, paper, pbb, verdict) of each row of one claim."""
     out = [(_comparison_label(r), r["comparison"].paper, _figure_cell(r),
-            _verdict_cell(r["verdict"], m, r["figure"]) + _other_qualifier(r))
+            _verdict_cell(r["verdict"], m, r["figure"], r) + _other_qualifier(r))
            for r in m["rows"]]
     cross = m["claim"].crossover
     if cross is not None:
