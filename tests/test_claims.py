@@ -861,6 +861,30 @@ def test_archived_runs_of_another_plan_are_neither_restored_nor_packed(claimed, 
     assert set(kept) == {p.name for p in (doc.parent / "claims-runs").iterdir()}
 
 
+def test_a_rows_points_are_those_running_its_conditions():
+    # code_vs_nl grew by points of another setting (stage 2 up to 8 epochs) with a row of their
+    # own: its first row, every point of it finished, is not "so far"; the new row is
+    from pbb.experiments.claims_report import _verdict_cell
+
+    (claim,) = claims_mod.select(["code_vs_nl"])
+    cfgs = [p["config"] for p in load_sweep(claims_mod.config_path(CPU_CONFIGS, claim), None,
+                                            False)[2]]
+    first = [c for c in cfgs if c.train.stages["stage2"].max_epochs == 4]
+    assert len(cfgs) == 20 and len(first) == 10
+    done = [claims_mod.Point(c, {}, None) for c in first]
+    short, longer = claim.comparisons
+    assert claims_mod.row_points(short, done, cfgs) == {"done": 10, "points": 10}
+    assert claims_mod.row_points(longer, done, cfgs) == {"done": 0, "points": 10}
+    grown = done + [claims_mod.Point(next(c for c in cfgs if c not in first), {}, None)]
+    assert claims_mod.row_points(longer, grown, cfgs) == {"done": 1, "points": 10}
+    assert claims_mod.row_points(short, grown, cfgs) == {"done": 10, "points": 10}
+    m = {"done": 10, "points": 20, "prerequisite": None, "claim": claim}
+    assert _verdict_cell(claims_mod.NOT_REPRODUCED, m, None,
+                         claims_mod.row_points(short, done, cfgs)) == "not reproduced"
+    assert _verdict_cell(claims_mod.NOT_REPRODUCED, m, None,
+                         {"done": 1, "points": 10}) == "not reproduced (so far: 1 of 10 points)"
+
+
 def test_a_gap_row_sets_a_claims_difference_against_another_claims(tmp_path, monkeypatch):
     """familiar_retroactive's second row: retroactive - rl_only here minus the same in
     retroactive_rl's runs (other functions: unpaired), its interval resampling each side's seeds
@@ -883,6 +907,8 @@ def test_a_gap_row_sets_a_claims_difference_against_another_claims(tmp_path, mon
         for p in planned:
             store = RunStore(tmp_path / claim / "runs" / p["name"])
             for curriculum, values in by_seed.get(p["config"].seed, {}).items():
+                if p["config"].rl.epochs != 1:  # retroactive_rl's longer GRPO: not these rows'
+                    values = [0] * len(values)
                 write_jsonl(store.samples(curriculum, "cot"), [
                     {"behaviour_id": f"b{i}", "split": "eval", "mode": "cot", "input": "x",
                      "prompt": "p", "target": "t", "curriculum": curriculum, "completion": "c",
@@ -930,7 +956,9 @@ def test_a_gap_row_sets_a_claims_difference_against_another_claims(tmp_path, mon
     for (_, got, _), row in zip(kept.plotted, m["rows"]):
         for key in ("difference", "ci_low", "ci_high"):
             assert got[key] == pytest.approx(row["figure"][key], abs=0.0005 + 1e-9), key
-    found["retroactive_rl"] = found["retroactive_rl"][:3]  # the other claim's run so far
+    # the other claim's run so far: its points of one GRPO pass count, the longer ones not
+    found["retroactive_rl"] = found["retroactive_rl"][:5]
+    assert sum(p.cfg.rl.epochs == 1 for p in found["retroactive_rl"]) == 3
     line = next(x for x in section(claims_mod.measure(claim, CPU_CONFIGS, tmp_path),
                                    Path("docs/c.md")) if "here − in retroactive_rl" in x)
     assert line.endswith("(so far: 3 of 5 points of retroactive_rl) |"), line
