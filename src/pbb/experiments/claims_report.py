@@ -40,7 +40,8 @@ no seed's own). Verdicts:
 where it excludes 0 the other way or includes it; **{not_testable}** where the claim's
 prerequisite fails (its measured figure is given; `pbb claims` then leaves its other points unrun);
 **{not_run}** where no run measured it yet. A verdict whose seeds disagree in sign says so while
-it has fewer than {seeds} seeds. Times are the runs' own (their summaries' timings, on the
+it has fewer than {seeds} seeds, and one whose row's points (those running either side) have not
+all finished says "so far". Times are the runs' own (their summaries' timings, on the
 machine that ran them; a stage resumed after an interruption counts every life up to its last
 checkpoint; the work after it, done again, once); where a claim's points ran as jobs at once
 (`--jobs`), which the summed times overstate, the wall clock of those jobs follows. A claim
