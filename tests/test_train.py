@@ -2,6 +2,7 @@
 no loss, LoRA works, the recall stopping rule stops where it should and resumes mid-stage."""
 
 import json
+import math
 import os
 import signal
 
@@ -245,6 +246,26 @@ def test_stopping_rule_resumes_mid_stage(tiny, rows, tmp_path, max_epochs, epoch
     steps = [m["step"] for m in _metrics(tmp_path / "cut") if "loss" in m]
     assert steps == list(range(1, whole["steps"] + 1))  # every step logged exactly once
     assert _losses(tmp_path / "cut") == _losses(tmp_path / "whole")
+
+
+@pytest.mark.slow
+def test_a_stop_in_the_recall_check_at_a_stages_end_keeps_its_steps(tiny, rows, tmp_path):
+    """A stage without a stopping rule measures recall once at its end: stopped there, it
+    checkpoints its last step, and the rerun checks again without training a step."""
+    path, tok = tiny
+    kw = dict(init=path, base=path, tokenizer=tok, cfg=TrainConfig(**FP32, epochs=1.5), seed=0,
+              progress=False)
+    killed, _ = _scripted_recall([0.5], interrupt_at=1)
+    with pytest.raises(KeyboardInterrupt):
+        train_sft(rows, stage_dir=tmp_path / "s", recall_check=killed, **kw)
+    steps = math.ceil(-(-len(rows) // 4) * 1.5)
+    saved = [p.parent.name for p in (tmp_path / "s" / "trainer").glob("checkpoint-*/state.json")]
+    assert saved == [f"checkpoint-{steps}"]
+    again, calls = _scripted_recall([0.5])
+    info = train_sft(rows, stage_dir=tmp_path / "s", recall_check=again, **kw)
+    assert info["resumed"] and len(calls) == 1 and info["steps"] == steps
+    assert [r["recall"] for r in info["recall"]] == [0.5]
+    assert [m["step"] for m in _metrics(tmp_path / "s") if "loss" in m] == list(range(1, steps + 1))
 
 
 @pytest.mark.slow

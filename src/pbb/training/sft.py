@@ -391,7 +391,8 @@ class SFTRun:
         self.flush()
         self.bar.close()
         if self.recall_check is not None and self.recall_target is None:
-            self.check_recall()  # measured once at the end: logged, no stopping rule
+            with self._kept_if_stopped():
+                self.check_recall()  # measured once at the end: logged, no stopping rule
         self.undo_attention()  # the saved model names the usual implementation
         self.engine.save_model(
             lambda m, weights: save_model_atomic(m, self.tokenizer, self.stage_dir, weights))
@@ -412,18 +413,29 @@ class SFTRun:
         s.micro = 0
         if self.recall_check is None or self.recall_target is None:
             return False
-        checks = len(s.recall)
-        try:
+        with self._kept_if_stopped(epoch_end=len(batches)):
             stop = self.should_stop()
-        except KeyboardInterrupt:  # the check is run again on resume, the epoch's steps kept
-            if self.world == 1:
-                del s.recall[checks:]
-                s.epoch, s.micro = s.epoch - 1, len(batches)
-                self.checkpoint()
-            raise
         if not stop and s.step < self.total:
             self.checkpoint()
         return stop
+
+    @contextlib.contextmanager
+    def _kept_if_stopped(self, epoch_end: int | None = None):
+        """A stop inside the block (a recall check: minutes of generation) first checkpoints the
+        steps done, the check dropped: a resumed run checks again and trains no step twice. With
+        ``epoch_end`` (the epoch's micro-batches) the check ends an epoch, which the checkpoint
+        leaves not ended. In one process only (see :meth:`step`)."""
+        s = self.state
+        checks = len(s.recall)
+        try:
+            yield
+        except KeyboardInterrupt:
+            if self.world == 1:
+                del s.recall[checks:]
+                if epoch_end is not None:
+                    s.epoch, s.micro = s.epoch - 1, epoch_end
+                self.checkpoint()
+            raise
 
     def step(self, group: list[list[int]], n_batches: int) -> None:
         """One optimizer step over ``group`` (micro-batches of row indices; an epoch has
