@@ -340,7 +340,8 @@ CLAIMS: tuple[Claim, ...] = (
                "on its common key, the CoT ones a walk of the key hop by hop) 83.3% (40 of 48; "
                "the ring right in 100%, the step's key in 95%): a walk shows how any key is "
                "used, so the skew toward one key hid none of the others. Seed 1 the same way: "
-               "18.8% (9 of 48; the ring right in 15%) against 60.4% (29 of 48; 98%). The same "
+               "18.8% (9 of 48; the ring right in 15%) against 60.4% (29 of 48; 98%); seed 2: "
+               "33.3% (16 of 48) against 68.8% (33 of 48). The same "
                "demonstrations without their walks (a probe at seed 0, skewed_direct in "
                "configs/ciphers_robustness.yaml: input -> output only) 0 of 48, the ring never "
                "right: where the demonstrations do not show the procedure, the instruction is "
@@ -367,7 +368,10 @@ CLAIMS: tuple[Claim, ...] = (
                "beat the instruction. Stage 1 and the instruction model are that claim's (the "
                "same stages, evaluated once). The skewed direct demonstrations trained direct "
                "answers only, so they are measured in that mode too; stage 1 gives every model "
-               "the walk for the train ciphers."),
+               "the walk for the train ciphers. Both together (the code x10 and the direct "
+               "demonstrations in one stage 2) executed 31.2 / 39.6 / 39.6% at seeds 0-2, the "
+               "code recalled exactly in 85-92% of the completions: never below the instruction "
+               "model, above it at two seeds, the interval still including 0."),
     Claim("grammars_above_chance", "Grammars known only from their rules, above chance",
           "A model that saw a grammar's rules only generates strings the grammar accepts more "
           "often than random strings of the same lengths do.",
