@@ -503,7 +503,8 @@ def plan_points(path: Path, out: Path | None = None, overrides: dict | None = No
     sweep = SweepStore(out_dir(str(raw.get("name", "sweep")), out, smoke))
     if sweep.record.is_file():
         earlier = read_record(sweep)
-    points = keep_names(path, raw, points, earlier)  # as the sweep will name them
+    if earlier is not None:  # as the sweep will name them (load_sweep checked them distinct)
+        points = keep_names(path, raw, points, earlier)
     trained = {} if trained is None else trained
     evaluated = {} if evaluated is None else evaluated
     planned = PlannedSweep(sweep.root, len(points), [])
