@@ -264,6 +264,7 @@ def test_a_stop_in_the_recall_check_at_a_stages_end_keeps_its_steps(tiny, rows, 
     again, calls = _scripted_recall([0.5])
     info = train_sft(rows, stage_dir=tmp_path / "s", recall_check=again, **kw)
     assert info["resumed"] and len(calls) == 1 and info["steps"] == steps
+    assert info["rows_per_second"] is None  # this life trained no row: no rate, not 0.00
     assert [r["recall"] for r in info["recall"]] == [0.5]
     assert [m["step"] for m in _metrics(tmp_path / "s") if "loss" in m] == list(range(1, steps + 1))
 

@@ -198,7 +198,7 @@ def _stage_lines(stages: dict) -> list[str]:
             recall = ", ".join(f"{100 * r['recall']:.0f}% (epoch {r['epoch']}, n={r['n']})"
                                for r in e.get("recall", [])) or "-"
             rows.append(f"| {curriculum}/{e['stage']} | {e['rows']} | {e.get('epochs', '-')} | "
-                        f"{e['tokens_per_row']} | {e.get('rows_per_second', '-')} | "
+                        f"{e['tokens_per_row']} | {'-' if e.get('rows_per_second') is None else e['rows_per_second']} | "
                         f"{e.get('seconds', '-')} | {recall} |")
     if not rows:
         return []

@@ -480,8 +480,13 @@ def train_one_stage(cfg: RunConfig, ds, st, *, init, base, tok, stage_dir: Path,
     recall = "".join(f", recall {r['recall']:.0%} after epoch {r['epoch']}" for r in info["recall"])
     console.print(f"  {info['steps']} steps ({info['epochs']:g} epochs), loss "
                   f"{info['train_loss']:.3f}, {info['tokens_per_row']:.0f} tokens/row, "
-                  f"{info['rows_per_second']:.2f} rows/s, {info['seconds']:.0f} s{recall}")
+                  f"{rate_text(info.get('rows_per_second'))}, {info['seconds']:.0f} s{recall}")
     return info
+
+
+def rate_text(rows_per_second: float | None) -> str:
+    """A stage's training rate for the log; a stage resumed at its last step trained nothing."""
+    return "no step left" if rows_per_second is None else f"{rows_per_second:.2f} rows/s"
 
 
 def evaluate_curriculum(cfg: RunConfig, ds, out: Path, name: str, model_dir, base, tok,

@@ -593,7 +593,9 @@ class SFTRun:
             "tokens_per_row": round(tokens / n_rows, 1),
             "prompt_tokens_per_row": round(prompt_tokens / n_rows, 1),
             "completion_tokens_per_row": round((tokens - prompt_tokens) / n_rows, 1),
-            "rows_per_second": round((s.rows - self.rows_at_start) / busy, 3),
+            # None when this life trained nothing (a stage resumed at its last step): no rate
+            "rows_per_second": (round((s.rows - self.rows_at_start) / busy, 3)
+                                if s.rows > self.rows_at_start else None),
             # all lives: a claim's cost (docs/claims.md) counts a stage resumed across sessions
             "seconds": round(clock.now() - self.t_start + self.seconds_before, 1),
             "seconds_before": round(self.seconds_before, 1),
