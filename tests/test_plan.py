@@ -119,7 +119,13 @@ def test_a_machine_that_measured_nothing_plans_at_the_reference_machines_rates(
         tmp_path, rates_file, monkeypatch):
     """A fresh clone has no rates: its plan takes those shipped for the reference machine, says
     so, and never mixes them with rates of its own (one of those and the reference is unread)."""
-    from pbb.experiments.plan import REFERENCE_WORDS, PlannedSweep, plan_sweep
+    from pbb.experiments.plan import (
+        APART_WORDS,
+        REFERENCE_WORDS,
+        PlannedSweep,
+        duration,
+        plan_sweep,
+    )
 
     shipped = tmp_path / "reference.json"
     atomic_write_json(shipped, {"machine": "2 CPU cores", "measured": "then", "rates": {
@@ -146,6 +152,17 @@ def test_a_machine_that_measured_nothing_plans_at_the_reference_machines_rates(
     assert mine.reference == "" and stage1.recall_queries
     assert mine.stages[0].seconds is None  # its recall checks' rate: not here, not taken
     assert REFERENCE_WORDS not in render(mine) and "last measured here: SFT 50" in render(mine)
+    # ... into the total; that work is timed apart, at the reference machine's rates alone
+    assert mine.stages[0].apart_seconds == pytest.approx(stage1.seconds)
+    seconds, unknown = mine.expected_seconds()
+    apart, timed = mine.apart_seconds()
+    assert seconds == 0 and unknown == timed == len(mine.work())
+    assert apart == pytest.approx(plan.expected_seconds()[0])
+    assert f"{NO_RATE}; ~{duration(stage1.seconds)} {APART_WORDS}" in render(mine)
+    sweep = PlannedSweep(tmp_path, 2, [], seconds=60.0, unknown=3, work=5, busy=2,
+                         apart=(7200.0, 2))
+    assert sweep.total() == f"~1 min, and 3 item(s) with {NO_RATE} (2 of them ~2 h 00 min " \
+                            f"{APART_WORDS})"
     rates_file.unlink()
     for broken in ("{", "[]", '{"rates": {"x": 1}}'):  # a broken file: no rates, no error
         shipped.write_text(broken)
@@ -178,7 +195,8 @@ def test_an_item_without_a_rate_is_named_and_left_out_of_the_total(tmp_path, rat
     assert unknown == len(cot)
     assert seconds == pytest.approx(sum(w.seconds for w in plan.work() if w.seconds is not None))
     text = render(plan)
-    assert f"and {len(cot)} item(s) with {NO_RATE}" in text
+    assert all(e.apart_seconds is None for e in cot)  # no reference rates in the suite
+    assert text.endswith(f"and {len(cot)} item(s) with {NO_RATE}")
     assert f"proactive/cot: 4 eval + 12 train queries: to run ({NO_RATE})" in text
 
 

@@ -8,7 +8,10 @@ stage directory, by the same :func:`pbb.store.stage_key` the run uses, is done),
 evaluations (modes x splits x queries, which are done), and an expected time from the rates
 this machine measured last (:mod:`pbb.experiments.rates`), or where it has measured nothing
 for the model and device, from the rates of the reference machine shipped with pbb (said so),
-else the words "no measured rate on this machine".
+else the words "no measured rate on this machine". A machine that measured some rates plans
+with those alone; what it never measured (GRPO steps where it only trained SFT) is left out of
+its total and timed apart at the reference machine's rates, so the plan neither mixes two
+machines in one figure nor hides most of a run's time.
 
 Nothing is written and no model's weights are loaded: the data set is generated in memory
 where the run would generate it, and the tokenizer is all of the model that is read.
@@ -53,6 +56,8 @@ from pbb.store import (
 NO_RATE = "no measured rate on this machine"
 #: what a time planned at the reference machine's rates says of itself
 REFERENCE_WORDS = "at the reference machine's rates: none measured here yet"
+#: what the work with no rate here would take at the reference machine's rates says of itself
+APART_WORDS = "at the reference machine's rates"
 
 
 @dataclass
@@ -80,6 +85,7 @@ class PlannedStage:
     resume_step: int | None = None
     shared_with: str | None = None
     seconds: float | None = None
+    apart_seconds: float | None = None  # no rate here: at the reference machine's (Plan.fallback)
 
 
 @dataclass
@@ -96,6 +102,7 @@ class PlannedEval:
     seconds: float | None = None
     kept: Path | None = None
     shared_with: str | None = None
+    apart_seconds: float | None = None  # no rate here: at the reference machine's (Plan.fallback)
 
 
 @dataclass
@@ -113,6 +120,9 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     #: the reference machine in words, where ``rates`` are its (none measured here)
     reference: str = ""
+    #: the reference machine's rates where ``rates`` are this machine's: they time, apart, the
+    #: work this machine has no rate for (``apart_seconds`` of the items)
+    fallback: dict = field(default_factory=dict)
 
     def work(self) -> list[PlannedStage | PlannedEval]:
         """What the run would do: stages to train or resume, evaluations not done."""
@@ -128,6 +138,11 @@ class Plan:
         return (sum(w.seconds for w in todo if w.seconds is not None),
                 sum(w.seconds is None for w in todo))
 
+    def apart_seconds(self) -> tuple[float, int]:
+        """The work with no rate here, at the reference machine's rates: its time and items."""
+        apart = [w.apart_seconds for w in self.work() if w.apart_seconds is not None]
+        return sum(apart), len(apart)
+
 
 def make_plan(cfg: RunConfig, out: Path, stages_root: Path | None = None) -> Plan:
     """The plan of ``pbb run`` with ``cfg`` into ``out`` (stages in ``stages_root`` when runs
@@ -142,14 +157,16 @@ def make_plan(cfg: RunConfig, out: Path, stages_root: Path | None = None) -> Pla
     tok = None if served else _tokenizer(base, cfg.model_options())
     built = curricula_mod.build_for_run(cfg, ds)
     machine = rates_mod.machine_key(cfg.model)
-    measured, reference = rates_mod.read_rates(machine), ""
+    measured, reference, fallback = rates_mod.read_rates(machine), "", {}
     if not measured:
         reference, measured = rates_mod.reference_rates(machine)
+    else:
+        fallback = rates_mod.reference_rates(machine)[1]
     source = str(ds.path) if ds.path is not None else "generated for this run"
     plan = Plan(cfg.name, cfg.model, cfg.seed, out,
                 f"{len(ds.behaviours)} {ds.domain.name} behaviours ({len(ds.split('train'))} "
                 f"train, {len(ds.split('eval'))} eval), {source}", machine, measured,
-                reference=reference)
+                reference=reference, fallback=fallback)
     first: dict[Path, str] = {}  # stage directory -> the curriculum that trains it
 
     def gold(mode: str, max_train: int | None) -> list[int] | None:
@@ -160,6 +177,9 @@ def make_plan(cfg: RunConfig, out: Path, stages_root: Path | None = None) -> Pla
         for st in [] if served else stages:
             key = stage_key(cfg, parent, st.rows, st.trainer, st)
             planned = _stage(cfg, tok, name, st, store.stage_dir(st.name, key), measured)
+            if planned.seconds is None and fallback:
+                planned.apart_seconds = _stage(cfg, tok, name, st, planned.directory,
+                                               fallback).seconds
             if planned.directory in first:
                 planned.status, planned.shared_with = "shared", first[planned.directory]
             first.setdefault(planned.directory, name)
@@ -167,7 +187,12 @@ def make_plan(cfg: RunConfig, out: Path, stages_root: Path | None = None) -> Pla
             parent, final = key, planned.directory
         if not stages or served:
             plan.untrained.append(name)
-        plan.evals += _evals(cfg, ds, store, name, final, rates=measured, gold=gold)
+        evals = _evals(cfg, ds, store, name, final, rates=measured, gold=gold)
+        if fallback and any(e.status == "pending" and e.seconds is None for e in evals):
+            for e, apart in zip(evals, _evals(cfg, ds, store, name, final, rates=fallback,
+                                              gold=gold)):
+                e.apart_seconds = apart.seconds if e.seconds is None else None
+        plan.evals += evals
     plan.warnings = budget_warnings(cfg, ds, tok, lengths=gold)
     return plan
 
@@ -355,7 +380,18 @@ def _count(n: float, word: str, plural: str | None = None) -> str:
 def _time(item: PlannedStage | PlannedEval) -> str:
     if item.status in ("done", "reused", "shared"):
         return ""
-    return NO_RATE if item.seconds is None else f"~{duration(item.seconds)}"
+    if item.seconds is not None:
+        return f"~{duration(item.seconds)}"
+    return NO_RATE + ("" if item.apart_seconds is None
+                      else f"; ~{duration(item.apart_seconds)} {APART_WORDS}")
+
+
+def _unknown(unknown: int, apart: tuple[float, int]) -> str:
+    """The total's words for the items with no rate here, and their time at the reference's."""
+    seconds, timed = apart
+    return f", and {unknown} item(s) with {NO_RATE}" + (
+        "" if not timed else f" ({'all' if timed == unknown else timed} of them "
+                             f"~{duration(seconds)} {APART_WORDS})")
 
 
 def _stage_line(s: PlannedStage) -> str:
@@ -432,7 +468,7 @@ def render(plan: Plan) -> str:
     elif unknown == len(plan.work()):
         total = NO_RATE
     else:
-        total = f"~{duration(seconds)}" + (f", and {unknown} item(s) with {NO_RATE}"
+        total = f"~{duration(seconds)}" + (_unknown(unknown, plan.apart_seconds())
                                            if unknown else "") + (
             f" ({REFERENCE_WORDS})" if plan.reference else "")
     lines += ["", f"expected time: {total}"]
@@ -458,6 +494,7 @@ class PlannedSweep:
     texts: list[str]
     seconds: float = 0.0
     unknown: int = 0  # items of work with no measured rate
+    apart: tuple[float, int] = (0.0, 0)  # those of them at the reference machine's rates
     work: int = 0
     reference: int = 0  # points planned at the reference machine's rates
     busy: int = 0  # points with work to do
@@ -467,6 +504,7 @@ class PlannedSweep:
         self.points += other.points
         self.seconds += other.seconds
         self.unknown += other.unknown
+        self.apart = (self.apart[0] + other.apart[0], self.apart[1] + other.apart[1])
         self.work += other.work
         self.reference += other.reference
         self.busy += other.busy
@@ -477,7 +515,7 @@ class PlannedSweep:
         if self.unknown == self.work:
             return NO_RATE
         return f"~{duration(self.seconds)}" + (
-            f", and {self.unknown} item(s) with {NO_RATE}" if self.unknown else "") + (
+            _unknown(self.unknown, self.apart) if self.unknown else "") + (
             "" if not self.reference else f" ({REFERENCE_WORDS})" if self.reference == self.busy
             else f" ({self.reference} of its {self.busy} points {REFERENCE_WORDS})")
 
@@ -530,6 +568,8 @@ def plan_points(path: Path, out: Path | None = None, overrides: dict | None = No
         sec, unk = plan.expected_seconds()
         planned.seconds += sec
         planned.unknown += unk
+        apart = plan.apart_seconds()
+        planned.apart = (planned.apart[0] + apart[0], planned.apart[1] + apart[1])
         todo = plan.work()
         planned.work += len(todo)
         planned.busy += bool(todo)
