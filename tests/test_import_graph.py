@@ -109,7 +109,8 @@ def test_the_graph_sees_lazy_and_relative_imports(tmp_path):
 # builds on it: the domains know nothing of data sets, evaluation nothing of training, the
 # exports nothing of the orchestrator. ``front`` (the CLI, the Python API) may import anything.
 CORE = {"pbb.errors", "pbb.jsonio", "pbb.folders", "pbb.dist", "pbb.interrupts", "pbb.clock",
-        "pbb.models", "pbb.config", "pbb.store", "pbb.records", "pbb._moved", "pbb._version"}
+        "pbb.memo", "pbb.models", "pbb.config", "pbb.store", "pbb.records", "pbb._moved",
+        "pbb._version"}
 MAY_IMPORT = {
     "core": {"core"},
     "domains": {"domains"},

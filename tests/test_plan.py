@@ -529,16 +529,25 @@ def test_a_claims_config_planned_on_its_own_points_to_pbb_claims(tmp_path, monke
     assert r.returncode == 0 and "note:" not in r.stderr, r.stderr
 
 
-def test_a_sweep_is_planned_point_by_point_and_a_shared_stage_counted_once(tmp_path, rates_file):
+def test_a_sweep_is_planned_point_by_point_and_a_shared_stage_counted_once(tmp_path, rates_file,
+                                                                          monkeypatch):
     """Two points that differ only in stage 2's replay share stage 1: the second point's plan
-    says so and the sweep's time counts it once; `pbb plan` takes the sweep file as it is."""
+    says so and the sweep's time counts it once; `pbb plan` takes the sweep file as it is. The
+    points share their data set: generated once for the plan (pbb.memo)."""
+    from pbb import data as data_mod
     from pbb.experiments.plan import plan_sweep
 
     atomic_write_json(rates_file, {rates.machine_key("tiny-random"): {rates.SFT: 1000.0}})
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(f"{(ROOT / QUICKSTART).read_text()}\nsweep:\n  grid:\n"
                      "    curriculum.replay: [0.25, 0.5]\n")
+    generated = []
+    generate = data_mod.generate
+    monkeypatch.setattr(data_mod, "generate", lambda *a, **k: generated.append(1) or
+                        generate(*a, **k))
     text = plan_sweep(sweep, tmp_path / "out", smoke=True)
+    assert len(generated) == 1
+    assert plan_sweep(sweep, tmp_path / "out", smoke=True) == text and len(generated) == 2
     first, second = text.split("\n\nplan of ")[:2]
     assert "proactive/stage1 (sft)" in first and "stage1-" in first
     assert "proactive/stage1: the same stage as 000_replay-0.25: proactive/stage1" in second

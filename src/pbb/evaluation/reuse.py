@@ -31,6 +31,7 @@ from pathlib import Path
 from pbb import dist
 from pbb.evaluation.evaluate import build_queries
 from pbb.jsonio import atomic_write_json, read_json, read_jsonl, write_jsonl
+from pbb.memo import once
 from pbb.records import Sample, check
 from pbb.store import EVAL_RECORD, PARTIAL_GLOB, SAMPLES, shared_eval_dir
 
@@ -60,11 +61,14 @@ def eval_key(cfg, ds, mode: str, max_train_behaviours: int | None, device: str) 
     h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for q in queries:
         h.update(json.dumps(q, ensure_ascii=False, sort_keys=True).encode())
-    for rec in ds.behaviours:
-        h.update(json.dumps(rec.to_record(), ensure_ascii=False).encode())
-    for rec in ds.demonstrations:
-        h.update(json.dumps(rec.to_record(), ensure_ascii=False).encode())
+    h.update(once(ds, ("records",), lambda: _records(ds)))  # one update: the same digest
     return h.hexdigest()[:12]
+
+
+def _records(ds) -> bytes:
+    """The data set's behaviours and demonstrations as :func:`eval_key` hashes them."""
+    return b"".join(json.dumps(rec.to_record(), ensure_ascii=False).encode()
+                    for rec in (*ds.behaviours, *ds.demonstrations))
 
 
 def kept(stage_dir: Path, cfg, ds, mode: str, max_train_behaviours: int | None,

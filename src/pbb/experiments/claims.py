@@ -672,37 +672,51 @@ def plan_claims(configs: Path, out: Path, only: list[str] | None = None,
     """What :func:`run_claims` would run, and its expected time on this machine's measured
     rates: one line a claim (one claim chosen: each point's plan too), a stage or evaluation
     that an earlier claim makes counted there only, as the claims share them. Writes nothing."""
-    from pbb.experiments.plan import PlannedSweep, plan_points
+    from pbb.experiments.plan import PlannedSweep
+    from pbb.memo import memoized
 
     chosen, out = select(only), Path(out)
     check_configs(configs)
     if doc is not None:  # what pbb claims refuses, the plan refuses
         check_doc(doc)
-    trained: dict = {}
-    evaluated: dict = {}
+    shared: tuple[dict, dict] = ({}, {})  # what earlier claims train and evaluate
     texts, lines, every = [], [], PlannedSweep(out, 0, [])
     plans, archives = _plans(configs, overrides, smoke), _archives(doc)
-    for claim in chosen:
-        try:
-            restored = _restored(out / claim.name, archives(claim) if doc else None,
-                                 plans(claim))
-        except PbbError as e:  # as pbb claims, which carries on where a sweep is here
-            restored = frozenset()
-            lines.append(f"{claim.name}: its archive not counted: {e}")
-        planned = plan_points(config_path(configs, claim), out / claim.name, overrides, smoke,
-                              out / STAGES, trained, evaluated, restored,
-                              archives(claim).record if restored else None)
-        if len(chosen) == 1:
-            texts += planned.texts
-        gated = _gated(claim, configs, overrides, smoke)
-        lines.append(f"{claim.name}: {planned.points} points, expected time {planned.total()}"
-                     + (f" ({gated} of the points run only where its prerequisite is met)"
-                        if gated else "")
-                     + (f" ({len(restored)} finished elsewhere, kept in "
-                        f"{archives(claim).path}: restored before it runs)" if restored else ""))
-        every.add(planned)
+    with memoized():  # claims share data sets and curricula too (scaling's, proactive's)
+        for claim in chosen:
+            planned, line = _plan_claim(claim, configs, out, overrides, smoke, plans,
+                                        archives, doc is not None, shared)
+            if len(chosen) == 1:
+                texts += planned.texts
+            lines += line
+            every.add(planned)
     return "\n\n".join([*texts, "\n".join([*lines, f"all {len(chosen)} claim(s) into {out}: "
                                                         f"expected time {every.total()}"])])
+
+
+def _plan_claim(claim: Claim, configs: Path, out: Path, overrides: dict | None, smoke: bool,
+                plans, archives, read: bool, shared: tuple[dict, dict]):
+    """One claim's planned points and its lines of :func:`plan_claims`; ``read``: whether its
+    archive is read (a table is named)."""
+    from pbb.experiments.plan import plan_points
+
+    lines = []
+    try:
+        restored = _restored(out / claim.name, archives(claim) if read else None,
+                             plans(claim))
+    except PbbError as e:  # as pbb claims, which carries on where a sweep is here
+        restored = frozenset()
+        lines.append(f"{claim.name}: its archive not counted: {e}")
+    planned = plan_points(config_path(configs, claim), out / claim.name, overrides, smoke,
+                          out / STAGES, *shared, restored,
+                          archives(claim).record if restored else None)
+    gated = _gated(claim, configs, overrides, smoke)
+    lines.append(f"{claim.name}: {planned.points} points, expected time {planned.total()}"
+                 + (f" ({gated} of the points run only where its prerequisite is met)"
+                    if gated else "")
+                 + (f" ({len(restored)} finished elsewhere, kept in "
+                    f"{archives(claim).path}: restored before it runs)" if restored else ""))
+    return planned, lines
 
 
 # --- reading the runs ----------------------------------------------------------------------

@@ -43,6 +43,7 @@ from pbb.experiments.run import (
     shared_evaluation,
 )
 from pbb.folders import check_out, check_stage_store
+from pbb.memo import memoized, once
 from pbb.rows import curricula as curricula_mod
 from pbb.store import (
     RunStore,
@@ -150,7 +151,7 @@ def make_plan(cfg: RunConfig, out: Path, stages_root: Path | None = None) -> Pla
     out = Path(out)
     check_out(out, "run", replace=False, write=False)  # what pbb run refuses, the plan refuses
     base = check_before_work(cfg)
-    cfg, ds = open_data(cfg, out, announce=False)  # the plan's text says where its data is
+    cfg, ds = _open_data(cfg, out)  # the plan's text says where its data is
     same_run(cfg, out)
     store = RunStore(out, stages_root)
     served = cfg.eval.backend == "openai"  # nothing trains: served models are only evaluated
@@ -195,6 +196,19 @@ def make_plan(cfg: RunConfig, out: Path, stages_root: Path | None = None) -> Pla
         plan.evals += evals
     plan.warnings = budget_warnings(cfg, ds, tok, lengths=gold)
     return plan
+
+
+def _open_data(cfg: RunConfig, out: Path):
+    """:func:`open_data` for a plan; inside :func:`pbb.memo.memoized` a data set generated in
+    memory is generated once for its seed and data block (the same seed and block give the same
+    data set, byte for byte): a sweep's points mostly share one (the GPU crossover twin's 30
+    points, 5 data sets)."""
+    from pbb.data import MANIFEST
+
+    if cfg.data.path or (RunStore(out).data / MANIFEST).is_file():
+        return open_data(cfg, out, announce=False)
+    key = json.dumps([cfg.seed, cfg.data.model_dump(mode="json")], sort_keys=True)
+    return cfg, once(None, ("data set", key), lambda: open_data(cfg, out, announce=False)[1])
 
 
 @cache
@@ -546,32 +560,33 @@ def plan_points(path: Path, out: Path | None = None, overrides: dict | None = No
     trained = {} if trained is None else trained
     evaluated = {} if evaluated is None else evaluated
     planned = PlannedSweep(sweep.root, len(points), [])
-    for p in points:
-        if sweep.run_dir(p["name"]).relative_to(sweep.root).as_posix() in restored:
-            planned.texts.append(f"point {p['name']}: finished elsewhere, restored before the "
-                                 "run starts; nothing to do")
-            continue
-        if done(sweep, p):  # as the sweep sees it, whatever stages are here
-            planned.texts.append(f"point {p['name']}: done earlier; nothing to do")
-            continue
-        plan = make_plan(p["config"], sweep.run_dir(p["name"]), stages_root or sweep.stages)
-        for s in plan.stages:
-            if s.status in ("train", "resume") and s.directory in trained:
-                s.status, s.shared_with = "shared", trained[s.directory]
-            trained.setdefault(s.directory, f"{p['name']}: {s.curriculum}")
-        for e in plan.evals:
-            if e.status == "pending" and e.kept in evaluated:
-                e.status, e.shared_with = "shared", evaluated[e.kept]
-            if e.kept is not None:
-                evaluated.setdefault(e.kept, f"{p['name']}: {e.curriculum}/{e.mode}")
-        planned.texts.append(render(plan))
-        sec, unk = plan.expected_seconds()
-        planned.seconds += sec
-        planned.unknown += unk
-        apart = plan.apart_seconds()
-        planned.apart = (planned.apart[0] + apart[0], planned.apart[1] + apart[1])
-        todo = plan.work()
-        planned.work += len(todo)
-        planned.busy += bool(todo)
-        planned.reference += bool(plan.reference and todo)
+    with memoized():  # the points share data sets and curricula: built once
+        for p in points:
+            if sweep.run_dir(p["name"]).relative_to(sweep.root).as_posix() in restored:
+                planned.texts.append(f"point {p['name']}: finished elsewhere, restored before the "
+                                     "run starts; nothing to do")
+                continue
+            if done(sweep, p):  # as the sweep sees it, whatever stages are here
+                planned.texts.append(f"point {p['name']}: done earlier; nothing to do")
+                continue
+            plan = make_plan(p["config"], sweep.run_dir(p["name"]), stages_root or sweep.stages)
+            for s in plan.stages:
+                if s.status in ("train", "resume") and s.directory in trained:
+                    s.status, s.shared_with = "shared", trained[s.directory]
+                trained.setdefault(s.directory, f"{p['name']}: {s.curriculum}")
+            for e in plan.evals:
+                if e.status == "pending" and e.kept in evaluated:
+                    e.status, e.shared_with = "shared", evaluated[e.kept]
+                if e.kept is not None:
+                    evaluated.setdefault(e.kept, f"{p['name']}: {e.curriculum}/{e.mode}")
+            planned.texts.append(render(plan))
+            sec, unk = plan.expected_seconds()
+            planned.seconds += sec
+            planned.unknown += unk
+            apart = plan.apart_seconds()
+            planned.apart = (planned.apart[0] + apart[0], planned.apart[1] + apart[1])
+            todo = plan.work()
+            planned.work += len(todo)
+            planned.busy += bool(todo)
+            planned.reference += bool(plan.reference and todo)
     return planned

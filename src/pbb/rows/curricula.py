@@ -63,6 +63,7 @@ from pbb.config import (
 from pbb.data import DataSet
 from pbb.domains import Behaviour
 from pbb.errors import PbbError
+from pbb.memo import once
 from pbb.rows.render import make_row, row_rng
 
 
@@ -86,13 +87,23 @@ class Stage:
 
 def declarative_rows(ds: DataSet, behaviours: list[Behaviour], repeats: int,
                      fmt: str = "code") -> list[dict]:
-    return [make_row(ds.domain, b, "declarative", row_rng(ds.seed, "declarative", b.id, r), fmt=fmt)
-            for b in behaviours for r in range(repeats)]
+    """``repeats`` declarative rows of each behaviour (a new list; inside
+    :func:`pbb.memo.memoized` of the same row dicts as before: a plan's points share them)."""
+    return list(once(ds, ("declarative", tuple(b.id for b in behaviours), repeats, fmt), lambda: [
+        make_row(ds.domain, b, "declarative", row_rng(ds.seed, "declarative", b.id, r), fmt=fmt)
+        for b in behaviours for r in range(repeats)]))
 
 
 def demo_rows(ds: DataSet, behaviours: list[Behaviour], modes: list[str],
               per_behaviour: int | None = None, fmt: str = "code") -> list[dict]:
-    """Execution rows from the ``use: train`` demonstrations only (never test inputs)."""
+    """Execution rows from the ``use: train`` demonstrations only (never test inputs); a new
+    list, as :func:`declarative_rows`."""
+    return list(once(ds, ("demo", tuple(b.id for b in behaviours), tuple(modes), per_behaviour,
+                          fmt), lambda: _demo_rows(ds, behaviours, modes, per_behaviour, fmt)))
+
+
+def _demo_rows(ds: DataSet, behaviours: list[Behaviour], modes: list[str],
+               per_behaviour: int | None, fmt: str) -> list[dict]:
     demos = ds.by_behaviour("train")
     rows = []
     for b in behaviours:
