@@ -159,6 +159,8 @@ def test_a_machine_that_measured_nothing_plans_at_the_reference_machines_rates(
     assert seconds == 0 and unknown == timed == len(mine.work())
     assert apart == pytest.approx(plan.expected_seconds()[0])
     assert f"{NO_RATE}; ~{duration(stage1.seconds)} {APART_WORDS}" in render(mine)
+    assert render(mine).endswith(f"expected time: {NO_RATE} (all of them ~{duration(apart)} "
+                                 f"{APART_WORDS})")  # no item has a rate here
     sweep = PlannedSweep(tmp_path, 2, [], seconds=60.0, unknown=3, work=5, busy=2,
                          apart=(7200.0, 2))
     assert sweep.total() == f"~1 min, and 3 item(s) with {NO_RATE} (2 of them ~2 h 00 min " \

@@ -400,10 +400,11 @@ def _time(item: PlannedStage | PlannedEval) -> str:
                       else f"; ~{duration(item.apart_seconds)} {APART_WORDS}")
 
 
-def _unknown(unknown: int, apart: tuple[float, int]) -> str:
-    """The total's words for the items with no rate here, and their time at the reference's."""
+def _unknown(unknown: int, apart: tuple[float, int], every: bool = False) -> str:
+    """The total's words for the items with no rate here (``every`` item of the work), and
+    their time at the reference machine's rates."""
     seconds, timed = apart
-    return f", and {unknown} item(s) with {NO_RATE}" + (
+    return (NO_RATE if every else f", and {unknown} item(s) with {NO_RATE}") + (
         "" if not timed else f" ({'all' if timed == unknown else timed} of them "
                              f"~{duration(seconds)} {APART_WORDS})")
 
@@ -480,7 +481,7 @@ def render(plan: Plan) -> str:
     if not plan.work():
         total = "nothing to do: every stage and evaluation is done"
     elif unknown == len(plan.work()):
-        total = NO_RATE
+        total = _unknown(unknown, plan.apart_seconds(), every=True)
     else:
         total = f"~{duration(seconds)}" + (_unknown(unknown, plan.apart_seconds())
                                            if unknown else "") + (
@@ -527,7 +528,7 @@ class PlannedSweep:
         if not self.work:
             return "nothing to do"
         if self.unknown == self.work:
-            return NO_RATE
+            return _unknown(self.unknown, self.apart, every=True)
         return f"~{duration(self.seconds)}" + (
             _unknown(self.unknown, self.apart) if self.unknown else "") + (
             "" if not self.reference else f" ({REFERENCE_WORDS})" if self.reference == self.busy
