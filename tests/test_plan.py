@@ -162,7 +162,7 @@ def test_a_machine_that_measured_nothing_plans_at_the_reference_machines_rates(
     assert render(mine).endswith(f"expected time: {NO_RATE} (all of them ~{duration(apart)} "
                                  f"{APART_WORDS})")  # no item has a rate here
     sweep = PlannedSweep(tmp_path, 2, [], seconds=60.0, unknown=3, work=5, busy=2,
-                         apart=(7200.0, 2))
+                         apart_seconds=7200.0, apart_items=2)
     assert sweep.total() == f"~1 min, and 3 item(s) with {NO_RATE} (2 of them ~2 h 00 min " \
                             f"{APART_WORDS})"
     rates_file.unlink()

@@ -197,8 +197,9 @@ def _stage_lines(stages: dict) -> list[str]:
             seen.add(e["dir"])
             recall = ", ".join(f"{100 * r['recall']:.0f}% (epoch {r['epoch']}, n={r['n']})"
                                for r in e.get("recall", [])) or "-"
+            rate = e.get("rows_per_second")  # None: the life that finished it trained nothing
             rows.append(f"| {curriculum}/{e['stage']} | {e['rows']} | {e.get('epochs', '-')} | "
-                        f"{e['tokens_per_row']} | {'-' if e.get('rows_per_second') is None else e['rows_per_second']} | "
+                        f"{e['tokens_per_row']} | {'-' if rate is None else rate} | "
                         f"{e.get('seconds', '-')} | {recall} |")
     if not rows:
         return []

@@ -177,10 +177,8 @@ def make_plan(cfg: RunConfig, out: Path, stages_root: Path | None = None) -> Pla
         parent, final = "base", None
         for st in [] if served else stages:
             key = stage_key(cfg, parent, st.rows, st.trainer, st)
-            planned = _stage(cfg, tok, name, st, store.stage_dir(st.name, key), measured)
-            if planned.seconds is None and fallback:
-                planned.apart_seconds = _stage(cfg, tok, name, st, planned.directory,
-                                               fallback).seconds
+            planned = _stage(cfg, tok, name, st, store.stage_dir(st.name, key), measured,
+                             fallback)
             if planned.directory in first:
                 planned.status, planned.shared_with = "shared", first[planned.directory]
             first.setdefault(planned.directory, name)
@@ -188,12 +186,8 @@ def make_plan(cfg: RunConfig, out: Path, stages_root: Path | None = None) -> Pla
             parent, final = key, planned.directory
         if not stages or served:
             plan.untrained.append(name)
-        evals = _evals(cfg, ds, store, name, final, rates=measured, gold=gold)
-        if fallback and any(e.status == "pending" and e.seconds is None for e in evals):
-            for e, apart in zip(evals, _evals(cfg, ds, store, name, final, rates=fallback,
-                                              gold=gold)):
-                e.apart_seconds = apart.seconds if e.seconds is None else None
-        plan.evals += evals
+        plan.evals += _evals(cfg, ds, store, name, final, rates=measured, fallback=fallback,
+                             gold=gold)
     plan.warnings = budget_warnings(cfg, ds, tok, lengths=gold)
     return plan
 
@@ -220,21 +214,31 @@ def _tokenizer(base, options):
     return load_tokenizer(base, options)
 
 
-def _stage(cfg: RunConfig, tok, curriculum: str, st, directory: Path, rates: dict) -> PlannedStage:
+def _stage(cfg: RunConfig, tok, curriculum: str, st, directory: Path, rates: dict,
+           fallback: dict) -> PlannedStage:
+    """The stage as the run would meet it, timed at ``rates``, else (``apart_seconds``) at
+    ``fallback``'s."""
     done = is_done(directory)
     step = None if done else checkpoint_step(directory)
     status = "reused" if done else "train" if step is None else "resume"
     if st.trainer == "rl":
         planned = _rl_stage(cfg, curriculum, st, directory, status)
-        per_step = rates_mod.rl_step_seconds(rates, cfg.rl.completion_tokens_per_step,
-                                             _rl_written(cfg, tok, st, directory))
-        if per_step is not None:
-            planned.seconds = planned.steps * per_step
+        written = _rl_written(cfg, tok, st, directory)
+
+        def timed(r: dict) -> float | None:
+            per_step = rates_mod.rl_step_seconds(r, cfg.rl.completion_tokens_per_step, written)
+            return None if per_step is None else planned.steps * per_step
     else:
         planned = _sft_stage(cfg, tok, curriculum, st, directory, status)
-        planned.seconds = _sft_seconds(planned, rates)
-    if step is not None and planned.seconds is not None:  # what is left after the checkpoint
-        planned.seconds *= max(0, planned.steps - step) / max(1, planned.steps)
+
+        def timed(r: dict) -> float | None:
+            return _sft_seconds(planned, r)
+    left = 1.0 if step is None else max(0, planned.steps - step) / max(1, planned.steps)
+    seconds = timed(rates)  # what is left after the checkpoint, if any
+    planned.seconds = None if seconds is None else seconds * left
+    if seconds is None and fallback:
+        apart = timed(fallback)
+        planned.apart_seconds = None if apart is None else apart * left
     planned.resume_step = step
     return planned
 
@@ -350,12 +354,13 @@ def _gold_lengths(cfg: RunConfig, ds, tok, mode: str, max_train: int | None) -> 
 
 
 def _evals(cfg: RunConfig, ds, store: RunStore, curriculum: str, final: Path | None,
-           rates: dict, gold) -> list[PlannedEval]:
+           rates: dict, fallback: dict, gold) -> list[PlannedEval]:
     """Every evaluation mode of one curriculum, with the queries ``pbb run`` asks (a curriculum
     that trains nothing, ``final`` None, answers eval behaviours only), timed at the rate
     measured on completions of the length it expects: a trained model's the gold completions'
     (``gold(mode, max_train)``: their lengths, None where not counted), an untrained model's
-    its budget (an untuned model explains rather than stops)."""
+    its budget (an untuned model explains rather than stops); where ``rates`` have none, at
+    ``fallback``'s (``apart_seconds``)."""
     out = []
     max_train = cfg.eval.max_train_behaviours if final is not None else 0
     for mode in cfg.eval.modes:
@@ -367,15 +372,20 @@ def _evals(cfg: RunConfig, ds, store: RunStore, curriculum: str, final: Path | N
             if final is not None else None
         status = "done" if store.samples(curriculum, mode).is_file() else \
             "reused" if kept is not None and reuse.is_kept(kept) else "pending"
-        seconds = None
+        planned = PlannedEval(curriculum, mode, queries, status, kept=kept)
         if status == "pending":
             budget = cfg.eval.max_new_tokens[mode]
             lengths = gold(mode, max_train)
             expected = None if lengths is None else budget if final is None else \
                 mean_cut(lengths, budget)
-            rate = rates_mod.eval_rate(rates, mode, expected)
-            seconds = sum(queries.values()) / rate if rate else None
-        out.append(PlannedEval(curriculum, mode, queries, status, seconds, kept))
+
+            def timed(r: dict) -> float | None:
+                rate = rates_mod.eval_rate(r, mode, expected)
+                return sum(queries.values()) / rate if rate else None
+            planned.seconds = timed(rates)
+            if planned.seconds is None and fallback:
+                planned.apart_seconds = timed(fallback)
+        out.append(planned)
     return out
 
 
@@ -509,7 +519,8 @@ class PlannedSweep:
     texts: list[str]
     seconds: float = 0.0
     unknown: int = 0  # items of work with no measured rate
-    apart: tuple[float, int] = (0.0, 0)  # those of them at the reference machine's rates
+    apart_seconds: float = 0.0  # those of them timed at the reference machine's rates ...
+    apart_items: int = 0  # ... and how many
     work: int = 0
     reference: int = 0  # points planned at the reference machine's rates
     busy: int = 0  # points with work to do
@@ -519,7 +530,8 @@ class PlannedSweep:
         self.points += other.points
         self.seconds += other.seconds
         self.unknown += other.unknown
-        self.apart = (self.apart[0] + other.apart[0], self.apart[1] + other.apart[1])
+        self.apart_seconds += other.apart_seconds
+        self.apart_items += other.apart_items
         self.work += other.work
         self.reference += other.reference
         self.busy += other.busy
@@ -528,9 +540,10 @@ class PlannedSweep:
         if not self.work:
             return "nothing to do"
         if self.unknown == self.work:
-            return _unknown(self.unknown, self.apart, every=True)
+            return _unknown(self.unknown, (self.apart_seconds, self.apart_items), every=True)
         return f"~{duration(self.seconds)}" + (
-            _unknown(self.unknown, self.apart) if self.unknown else "") + (
+            _unknown(self.unknown, (self.apart_seconds, self.apart_items)) if self.unknown
+            else "") + (
             "" if not self.reference else f" ({REFERENCE_WORDS})" if self.reference == self.busy
             else f" ({self.reference} of its {self.busy} points {REFERENCE_WORDS})")
 
@@ -584,8 +597,9 @@ def plan_points(path: Path, out: Path | None = None, overrides: dict | None = No
             sec, unk = plan.expected_seconds()
             planned.seconds += sec
             planned.unknown += unk
-            apart = plan.apart_seconds()
-            planned.apart = (planned.apart[0] + apart[0], planned.apart[1] + apart[1])
+            apart, timed = plan.apart_seconds()
+            planned.apart_seconds += apart
+            planned.apart_items += timed
             todo = plan.work()
             planned.work += len(todo)
             planned.busy += bool(todo)
