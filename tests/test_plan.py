@@ -254,17 +254,31 @@ def test_the_plan_refuses_an_out_that_pbb_run_refuses(tmp_path, folder, monkeypa
     assert code == 1 and run_err.splitlines()[-1] == err.strip()
 
 
-def test_rates_are_recorded_for_fresh_work_only(rates_file):
+def test_rates_are_recorded_for_the_work_timed_here(rates_file):
     key = rates.machine_key("tiny-random")
     rates.record_stage(key, {"steps": 4, "tokens": 1000, "seconds": 12.0,
                              "time_split": {"recall": 2.0}})
+    # resumed: the totals span lives not timed here; a last life of under half the steps is
+    # mostly loading, and leaves the rate as it was
     rates.record_stage(key, {"steps": 4, "tokens": 10, "seconds": 1.0, "resumed": True})
+    rates.record_stage(key, {"steps": 4, "tokens": 10, "seconds": 1.0, "resumed": True,
+                             "last_life": {"steps": 1, "tokens": 5, "seconds": 0.5}})
     rates.record_eval(key, "cot", 30, 10.0)
     rates.record_eval(key, "recall", 8, 2.0)
     rates.record_stage(key, {"steps": 5, "seconds": 20.0, "algorithm": "grpo"})
     assert rates.read_rates(key) == {rates.SFT: 100.0, rates.EVAL: {"cot": 3.0, "recall": 4.0},
                                      rates.RL: 4.0}
     assert rates.read_rates("another model on cpu") == {}
+    # the last life trained 60 of 80 steps: its own steps and time are the rate, not the totals
+    rates.record_stage(key, {"steps": 80, "seconds": 2000.0, "algorithm": "grpo",
+                             "resumed": True, "last_life": {"steps": 60, "seconds": 1200.0}})
+    assert rates.read_rates(key)[rates.RL] == 20.0
+    rates.record_stage(key, {"steps": 8, "tokens": 4000, "seconds": 90.0, "resumed": True,
+                             "time_split": {"recall": 10.0},
+                             "last_life": {"steps": 6, "tokens": 3000, "seconds": 40.0,
+                                           "recall": [{"n": 5}]}})
+    assert rates.read_rates(key)[rates.SFT] == 100.0  # 3,000 tokens in 40 - 10 s
+    assert rates.read_rates(key)[rates.EVAL][rates.RECALL_CHECK] == 0.5  # its 5 in 10 s
     other = rates.machine_key("another")  # a stopping rule's recall checks give a recall rate
     rates.record_stage(other, {"steps": 4, "tokens": 1000, "seconds": 12.0,
                                "time_split": {"recall": 2.0}, "recall": [{"n": 6}, {"n": 6}]})

@@ -290,6 +290,9 @@ def test_interrupted_grpo_stage_resumes_from_its_checkpoint(ds, tiny, tmp_path, 
     # its time counts the life before the kill, up to that life's last checkpoint
     assert info["seconds_before"] == pytest.approx(before, abs=0.1)
     assert 0 < before < info["seconds"]
+    # this life's own share, a resumed stage's rate: the steps after checkpoint 2, its own time
+    assert info["last_life"]["steps"] == 2
+    assert info["last_life"]["seconds"] == pytest.approx(info["seconds"] - before, abs=0.2)
     steps = [r["step"] for r in read_jsonl(tmp_path / "s" / METRICS) if "reward" in r]
     assert steps == [1, 2, 3, 4]  # step 3 was trained again and is logged once
     assert {r["step"] for r in read_jsonl(tmp_path / "s" / rl_mod.ROLLOUTS)} == {1, 2, 3, 4}

@@ -241,6 +241,10 @@ def test_stopping_rule_resumes_mid_stage(tiny, rows, tmp_path, max_epochs, epoch
     again, calls = _scripted_recall([0.2, 0.95])  # epoch 1's check was done before the kill
     resumed = train_sft(rows, stage_dir=tmp_path / "cut", recall_check=again, **kw)
     assert resumed["resumed"] and len(calls) == epochs - 1
+    life = resumed["last_life"]  # what this life trained: the steps after epoch 2's
+    assert life["steps"] == whole["steps"] - 2 * steps_per_epoch
+    assert len(life["recall"]) == len(calls)  # the checks this life ran
+    assert (life["tokens"] > 0) == (life["steps"] > 0) and life["tokens"] < resumed["tokens"]
     assert resumed["steps"] == whole["steps"] and resumed["epochs"] == whole["epochs"] == epochs
     assert [r["recall"] for r in resumed["recall"]] == [0.1, 0.2, 0.95][:epochs]
     steps = [m["step"] for m in _metrics(tmp_path / "cut") if "loss" in m]
@@ -265,6 +269,8 @@ def test_a_stop_in_the_recall_check_at_a_stages_end_keeps_its_steps(tiny, rows, 
     info = train_sft(rows, stage_dir=tmp_path / "s", recall_check=again, **kw)
     assert info["resumed"] and len(calls) == 1 and info["steps"] == steps
     assert info["rows_per_second"] is None  # this life trained no row: no rate, not 0.00
+    assert info["last_life"]["steps"] == info["last_life"]["tokens"] == 0
+    assert [r["recall"] for r in info["last_life"]["recall"]] == [0.5]  # its own check
     assert [r["recall"] for r in info["recall"]] == [0.5]
     assert [m["step"] for m in _metrics(tmp_path / "s") if "loss" in m] == list(range(1, steps + 1))
 

@@ -9,7 +9,9 @@ an average of old runs would not); the plan divides its work by them and says so
 none. The file is the machine's, not a run's: it lives in the pbb cache (``$PBB_CACHE``,
 :func:`pbb.models.cache_dir`), next to the models it measured.
 
-Work that was resumed is not recorded: its time covers only part of the work it counts.
+A resumed stage is recorded by its last life alone (the steps, tokens and time that life ran),
+and only where that life trained at least half the stage: the stage's totals span lives it never
+timed.
 
 A machine that has measured nothing yet for a model and device (a fresh clone, CI) plans with
 the rates shipped with pbb (:data:`REFERENCE`), measured on the reference machine, the 2-core
@@ -155,7 +157,8 @@ def record_stage(key: str, info: dict) -> None:
     recall completions a second of its recall checks (:data:`RECALL_CHECK`). Why the last: a
     stopping rule's stage plans its checks at that rate, and a machine that never ran a
     ``recall`` evaluation mode would otherwise plan every such stage with no rate at all."""
-    if info.get("resumed") or not info.get("steps"):
+    info = _timed_here(info)
+    if not info or not info.get("steps"):
         return
     seconds = info.get("seconds") or 0.0
     if info.get("algorithm") == "grpo":
@@ -181,6 +184,20 @@ def record_stage(key: str, info: dict) -> None:
         update[EVAL] = {RECALL_CHECK: round(checked / recall_seconds, 4)}
     if update:
         _record(key, update)
+
+
+def _timed_here(info: dict) -> dict | None:
+    """The part of a stage whose time this process measured: the whole of a fresh one; of a
+    resumed one its last life (``last_life``: steps, tokens, seconds and recall checks), where
+    that life trained at least half the stage's steps. Why: the totals span lives whose loading
+    and steps the last one never timed; a life of a step or two is mostly its model's loading,
+    which a plan spreads over a stage's steps."""
+    if not info.get("resumed"):
+        return info
+    life = info.get("last_life") or {}
+    if 2 * (life.get("steps") or 0) < (info.get("steps") or 0):
+        return None
+    return {**info, **life}
 
 
 def row_bucket(tokens: float) -> int:

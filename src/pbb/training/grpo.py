@@ -32,7 +32,7 @@ from pbb import clock, dist
 from pbb.config import RLConfig, TrainConfig
 from pbb.errors import PbbError
 from pbb.jsonio import append_jsonl, iter_jsonl
-from pbb.store import METRICS, ROLLOUTS, TRAINER, finish_stage, start_stage
+from pbb.store import CHECKPOINT, METRICS, ROLLOUTS, TRAINER, finish_stage, start_stage
 from pbb.training.hf_trainer import _Clock, _MetricsLog, fit, seconds_before
 from pbb.training.load import load_trainable
 from pbb.training.precision import use_bf16
@@ -134,6 +134,7 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
     stage_dir = Path(stage_dir)
     resume = start_stage(stage_dir, logs=(METRICS, ROLLOUTS))
     t0, before = clock.now(), seconds_before(resume)
+    resumed_at = int(resume.name.removeprefix(CHECKPOINT)) if resume else 0
     model = load_trainable(init, base, cfg, model_options)
     dataset = Dataset.from_list([{"prompt": prompt_text(tokenizer, r["prompt"][0]["content"],
                                                         system_prompt),
@@ -156,4 +157,7 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
         "loss_type": rl.loss_type, **reward_trend(stage_dir / METRICS),
         "seconds": round(before + clock.now() - t0, 1), "seconds_before": round(before, 1),
         "method": cfg.method, "bf16": bool(args.bf16),
-        "resumed": resume is not None, "processes": dist.world()})
+        "resumed": resume is not None, "processes": dist.world(),
+        # this life's own steps and time: a resumed stage's rate (rates.record_stage)
+        "last_life": {"steps": trainer.state.global_step - resumed_at,
+                      "seconds": round(clock.now() - t0, 1)}})

@@ -338,6 +338,8 @@ class SFTRun:
         if resume:
             self.state = SFTState(**read_json(resume / STATE))
         self.rows_at_start = self.state.rows
+        # where this life began: what it trains is the stage's rate where it resumed
+        self.life_start = (self.state.step, self.state.tokens, len(self.state.recall))
         model.train()
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
@@ -579,6 +581,13 @@ class SFTRun:
                   **{f"recall/{k}": v for k, v in result.items()}})
         return result
 
+    def last_life(self) -> dict:
+        """What this process trained and in what time (:func:`pbb.experiments.rates.record_stage`
+        takes a resumed stage's rate from it: its totals span lives it did not time)."""
+        s, (steps, tokens, checks) = self.state, self.life_start
+        return {"steps": s.step - steps, "tokens": s.tokens - tokens,
+                "seconds": round(clock.now() - self.t_start, 1), "recall": s.recall[checks:]}
+
     def summary(self) -> dict:
         """What ``done.json`` records of the stage."""
         s, cfg, n_rows = self.state, self.cfg, max(1, len(self.encoded))
@@ -603,6 +612,7 @@ class SFTRun:
             "method": cfg.method, "bf16": self.bf16, "learning_rate": cfg.learning_rate,
             "planned_epochs": self.planned_epochs, "recall": s.recall,
             "resumed": self.resume is not None, "processes": self.world, "packed": self.packed,
+            "last_life": self.last_life(),
             "max_batch_tokens": self.max_tokens,
             **({"packed_sequence_tokens": self.how.sequence} if self.packed else {})}
 
