@@ -155,7 +155,7 @@ def test_a_machine_that_measured_nothing_plans_at_the_reference_machines_rates(
     # ... into the total; that work is timed apart, at the reference machine's rates alone
     assert mine.stages[0].apart_seconds == pytest.approx(stage1.seconds)
     seconds, unknown = mine.expected_seconds()
-    apart, timed = mine.apart_seconds()
+    apart, timed = mine.apart()
     assert seconds == 0 and unknown == timed == len(mine.work())
     assert apart == pytest.approx(plan.expected_seconds()[0])
     assert f"{NO_RATE}; ~{duration(stage1.seconds)} {APART_WORDS}" in render(mine)
@@ -169,6 +169,40 @@ def test_a_machine_that_measured_nothing_plans_at_the_reference_machines_rates(
     for broken in ("{", "[]", '{"rates": {"x": 1}}'):  # a broken file: no rates, no error
         shipped.write_text(broken)
         assert f"expected time: {NO_RATE}" in render(make_plan(smoke(), tmp_path / "run"))
+
+
+def test_grpo_a_machine_never_ran_is_timed_apart_beside_its_own_sft(tmp_path, rates_file,
+                                                                   monkeypatch):
+    """A machine that trained SFT and evaluated but never ran GRPO: its SFT stages and
+    evaluations are timed at its own rates, its GRPO stages apart at the reference machine's,
+    what is left after a checkpoint only; the total is its own items', the rest said apart."""
+    from pbb.experiments.plan import APART_WORDS, duration
+
+    shipped = tmp_path / "reference.json"
+    atomic_write_json(shipped, {"machine": "2 CPU cores", "rates": {
+        rates.machine_key("tiny-random"): {rates.SFT: 1.0, rates.RL: 30.0,
+                                           rates.EVAL: {"recall": 1.0, "cot": 1.0}}}})
+    monkeypatch.setenv("PBB_REFERENCE_RATES", str(shipped))
+    write_rates(rates_file, **{rates.SFT: 100.0, rates.EVAL: {"recall": 2.0, "cot": 4.0}})
+    cfg = load_config("configs/retroactive_quick.yaml", {"rl.max_steps": 4}, smoke=True)
+    plan = make_plan(cfg, tmp_path / "run")
+    rl = [s for s in plan.work() if getattr(s, "trainer", None) == "rl"]
+    own = [w for w in plan.work() if w not in rl]
+    assert rl and own and all(w.seconds is not None and w.apart_seconds is None for w in own)
+    assert all(s.seconds is None and s.apart_seconds == pytest.approx(30.0 * s.steps)
+               for s in rl)  # the reference's 30 s a step, not its 1 token/s SFT
+    seconds, unknown = plan.expected_seconds()
+    assert seconds == pytest.approx(sum(w.seconds for w in own)) and unknown == len(rl)
+    assert plan.apart() == (pytest.approx(30.0 * sum(s.steps for s in rl)), len(rl))
+    assert render(plan).endswith(f"~{duration(seconds)}, and {len(rl)} item(s) with {NO_RATE} "
+                                 f"(all of them ~{duration(plan.apart()[0])} "
+                                 f"{APART_WORDS})")  # each figure one machine's
+    mark(tmp_path / "run", "run")
+    atomic_write_json(checkpoint_dir(rl[0].directory, 1) / "state.json", {})  # 1 step of 4 done
+    resumed = next(s for s in make_plan(cfg, tmp_path / "run").stages
+                   if s.directory == rl[0].directory)
+    assert resumed.status == "resume" and resumed.apart_seconds == pytest.approx(30.0 * 3)
+    assert f"~{duration(90.0)} {APART_WORDS}" in render(make_plan(cfg, tmp_path / "run"))
 
 
 def test_the_shipped_reference_rates_cover_what_the_shipped_configs_do(monkeypatch):
@@ -275,9 +309,9 @@ def test_rates_are_recorded_for_the_work_timed_here(rates_file):
     assert rates.read_rates(key)[rates.RL] == 20.0
     rates.record_stage(key, {"steps": 8, "tokens": 4000, "seconds": 90.0, "resumed": True,
                              "time_split": {"recall": 10.0},
-                             "last_life": {"steps": 6, "tokens": 3000, "seconds": 40.0,
+                             "last_life": {"steps": 6, "tokens": 2400, "seconds": 40.0,
                                            "recall": [{"n": 5}]}})
-    assert rates.read_rates(key)[rates.SFT] == 100.0  # 3,000 tokens in 40 - 10 s
+    assert rates.read_rates(key)[rates.SFT] == 80.0  # 2,400 tokens in 40 - 10 s
     assert rates.read_rates(key)[rates.EVAL][rates.RECALL_CHECK] == 0.5  # its 5 in 10 s
     other = rates.machine_key("another")  # a stopping rule's recall checks give a recall rate
     rates.record_stage(other, {"steps": 4, "tokens": 1000, "seconds": 12.0,

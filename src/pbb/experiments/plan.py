@@ -11,7 +11,9 @@ for the model and device, from the rates of the reference machine shipped with p
 else the words "no measured rate on this machine". A machine that measured some rates plans
 with those alone; what it never measured (GRPO steps where it only trained SFT) is left out of
 its total and timed apart at the reference machine's rates, so the plan neither mixes two
-machines in one figure nor hides most of a run's time.
+machines in one figure nor hides most of a run's time. An item is timed at one machine's rates:
+a stage missing any of its rates here (an SFT stage whose recall checks have none) is timed
+wholly at the reference's.
 
 Nothing is written and no model's weights are loaded: the data set is generated in memory
 where the run would generate it, and the tokenizer is all of the model that is read.
@@ -139,7 +141,7 @@ class Plan:
         return (sum(w.seconds for w in todo if w.seconds is not None),
                 sum(w.seconds is None for w in todo))
 
-    def apart_seconds(self) -> tuple[float, int]:
+    def apart(self) -> tuple[float, int]:
         """The work with no rate here, at the reference machine's rates: its time and items."""
         apart = [w.apart_seconds for w in self.work() if w.apart_seconds is not None]
         return sum(apart), len(apart)
@@ -491,9 +493,9 @@ def render(plan: Plan) -> str:
     if not plan.work():
         total = "nothing to do: every stage and evaluation is done"
     elif unknown == len(plan.work()):
-        total = _unknown(unknown, plan.apart_seconds(), every=True)
+        total = _unknown(unknown, plan.apart(), every=True)
     else:
-        total = f"~{duration(seconds)}" + (_unknown(unknown, plan.apart_seconds())
+        total = f"~{duration(seconds)}" + (_unknown(unknown, plan.apart())
                                            if unknown else "") + (
             f" ({REFERENCE_WORDS})" if plan.reference else "")
     lines += ["", f"expected time: {total}"]
@@ -597,7 +599,7 @@ def plan_points(path: Path, out: Path | None = None, overrides: dict | None = No
             sec, unk = plan.expected_seconds()
             planned.seconds += sec
             planned.unknown += unk
-            apart, timed = plan.apart_seconds()
+            apart, timed = plan.apart()
             planned.apart_seconds += apart
             planned.apart_items += timed
             todo = plan.work()
