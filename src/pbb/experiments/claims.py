@@ -218,7 +218,11 @@ CLAIMS: tuple[Claim, ...] = (
                "right in 25-50% of those, SFT on the same prompts in 20-28 of 40 and 40-54%. "
                "The third row gives GRPO two passes over the prompts (80 steps here, 200 on the "
                "GPU twin; the retroactive curriculum only, against the first point's SFT): "
-               "whether RL's shortfall against SFT is its budget at this size."),
+               "whether RL's shortfall against SFT is its budget at this size. Measured at "
+               "seeds 0-4 (2026-12-06, docs/results/LOG.md): it is not; the 80-step model is "
+               "below the 24-step one at 4 of 5 seeds (30.0% against 39.0% on the eval "
+               "functions) while its train functions' held-out inputs rose (66% against 58%, "
+               "10 samples a seed)."),
     Claim("cot_vs_direct", "Chain of thought beats direct answers",
           "The same proactive model executes instruction-only functions better when it recalls "
           "and traces them than when it answers at once.",
