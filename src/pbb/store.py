@@ -434,12 +434,17 @@ def checkpoint_dir(stage_dir: Path, step: int) -> Path:
     return Path(stage_dir) / TRAINER / checkpoint_name(step)
 
 
+def step_of(checkpoint: Path) -> int:
+    """The step a checkpoint directory (``checkpoint-<step>``) was saved at."""
+    return int(Path(checkpoint).name.removeprefix(CHECKPOINT))
+
+
 def checkpoint_step(stage_dir: Path) -> int | None:
     """The step of the latest resumable checkpoint of a stage, or None."""
     trainer_dir = Path(stage_dir) / TRAINER
     if not trainer_dir.is_dir():
         return None
-    steps = [int(p.name.removeprefix(CHECKPOINT)) for p in trainer_dir.iterdir()
+    steps = [step_of(p) for p in trainer_dir.iterdir()
              if p.name.startswith(CHECKPOINT) and p.name.removeprefix(CHECKPOINT).isdigit()
              and ((p / TRAINER_STATE).is_file() or (p / CHECKPOINT_STATE).is_file())]
     return max(steps, default=None)

@@ -541,11 +541,11 @@ class PlannedSweep:
     def total(self) -> str:
         if not self.work:
             return "nothing to do"
+        apart = (self.apart_seconds, self.apart_items)
         if self.unknown == self.work:
-            return _unknown(self.unknown, (self.apart_seconds, self.apart_items), every=True)
+            return _unknown(self.unknown, apart, every=True)
         return f"~{duration(self.seconds)}" + (
-            _unknown(self.unknown, (self.apart_seconds, self.apart_items)) if self.unknown
-            else "") + (
+            _unknown(self.unknown, apart) if self.unknown else "") + (
             "" if not self.reference else f" ({REFERENCE_WORDS})" if self.reference == self.busy
             else f" ({self.reference} of its {self.busy} points {REFERENCE_WORDS})")
 

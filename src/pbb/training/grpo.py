@@ -32,7 +32,7 @@ from pbb import clock, dist
 from pbb.config import RLConfig, TrainConfig
 from pbb.errors import PbbError
 from pbb.jsonio import append_jsonl, iter_jsonl
-from pbb.store import CHECKPOINT, METRICS, ROLLOUTS, TRAINER, finish_stage, start_stage
+from pbb.store import METRICS, ROLLOUTS, TRAINER, finish_stage, start_stage, step_of
 from pbb.training.hf_trainer import _Clock, _MetricsLog, fit, seconds_before
 from pbb.training.load import load_trainable
 from pbb.training.precision import use_bf16
@@ -134,7 +134,7 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
     stage_dir = Path(stage_dir)
     resume = start_stage(stage_dir, logs=(METRICS, ROLLOUTS))
     t0, before = clock.now(), seconds_before(resume)
-    resumed_at = int(resume.name.removeprefix(CHECKPOINT)) if resume else 0
+    resumed_at = step_of(resume) if resume else 0
     model = load_trainable(init, base, cfg, model_options)
     dataset = Dataset.from_list([{"prompt": prompt_text(tokenizer, r["prompt"][0]["content"],
                                                         system_prompt),
@@ -150,14 +150,15 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
                                      _Clock(before, t0)])
     trainer_ref.append(trainer)
     fit(trainer, stage_dir=stage_dir, tokenizer=tokenizer, resume=resume, progress=progress)
+    life = clock.now() - t0  # this life's time; ``before``: the lives before it
     return finish_stage(stage_dir, {
         "rows": len(rows), "steps": trainer.state.global_step, "algorithm": "grpo",
         "completion_tokens_per_step": rl.completion_tokens_per_step,  # a plan scales by it,
         "completions_per_step": rl.completions_per_step,  # and by the tokens they write
         "loss_type": rl.loss_type, **reward_trend(stage_dir / METRICS),
-        "seconds": round(before + clock.now() - t0, 1), "seconds_before": round(before, 1),
+        "seconds": round(before + life, 1), "seconds_before": round(before, 1),
         "method": cfg.method, "bf16": bool(args.bf16),
         "resumed": resume is not None, "processes": dist.world(),
         # this life's own steps and time: a resumed stage's rate (rates.record_stage)
         "last_life": {"steps": trainer.state.global_step - resumed_at,
-                      "seconds": round(clock.now() - t0, 1)}})
+                      "seconds": round(life, 1)}})

@@ -337,9 +337,10 @@ class SFTRun:
         model = load_trainable(start, base, cfg, model_options).to(self.device)
         if resume:
             self.state = SFTState(**read_json(resume / STATE))
-        self.rows_at_start = self.state.rows
-        # where this life began: what it trains is the stage's rate where it resumed
-        self.life_start = (self.state.step, self.state.tokens, len(self.state.recall))
+        # where this life began: what it trains is its rate (rows/s, and a resumed stage's
+        # rate in the machine's rates: last_life)
+        self.life_start = (self.state.step, self.state.rows, self.state.tokens,
+                           len(self.state.recall))
         model.train()
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
@@ -584,7 +585,7 @@ class SFTRun:
     def last_life(self) -> dict:
         """What this process trained and in what time (:func:`pbb.experiments.rates.record_stage`
         takes a resumed stage's rate from it: its totals span lives it did not time)."""
-        s, (steps, tokens, checks) = self.state, self.life_start
+        s, (steps, _, tokens, checks) = self.state, self.life_start
         return {"steps": s.step - steps, "tokens": s.tokens - tokens,
                 "seconds": round(clock.now() - self.t_start, 1), "recall": s.recall[checks:]}
 
@@ -603,8 +604,8 @@ class SFTRun:
             "prompt_tokens_per_row": round(prompt_tokens / n_rows, 1),
             "completion_tokens_per_row": round((tokens - prompt_tokens) / n_rows, 1),
             # None when this life trained nothing (a stage resumed at its last step): no rate
-            "rows_per_second": (round((s.rows - self.rows_at_start) / busy, 3)
-                                if s.rows > self.rows_at_start else None),
+            "rows_per_second": (round((s.rows - self.life_start[1]) / busy, 3)
+                                if s.rows > self.life_start[1] else None),
             # all lives: a claim's cost (docs/claims.md) counts a stage resumed across sessions
             "seconds": round(clock.now() - self.t_start + self.seconds_before, 1),
             "seconds_before": round(self.seconds_before, 1),
