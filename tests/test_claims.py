@@ -156,8 +156,10 @@ def test_every_comparison_pairs_one_run_a_seed_on_each_side(configs):
         assert len(seeds) >= (5 if claim.name in FIVE_SEEDS else 3), claim.name
         missing = []
         for comp in (c for each in claim.comparisons for c in claims_mod.expand(each, cfgs)):
-            a = [c for c in cfgs if claims_mod.matches(comp.a, c)]
-            b = [c for c in cfgs if claims_mod.matches(comp.b, c)]
+            # a condition of another claim's: its runs there, paired with this claim's
+            a, b = ([c for c in (cfgs if cond.claim is None else _planned(
+                         configs, claims_mod.select([cond.claim])[0]))
+                     if claims_mod.matches(cond, c)] for cond in (comp.a, comp.b))
             if not a or not b:
                 missing.append(f"{comp.a.label} − {comp.b.label}")
                 continue
@@ -965,6 +967,73 @@ def test_a_gap_row_sets_a_claims_difference_against_another_claims(tmp_path, mon
     found["retroactive_rl"] = []  # the other claim not run: nothing to set it against
     m = claims_mod.measure(claim, CPU_CONFIGS, tmp_path)
     assert m["rows"][1]["verdict"] == claims_mod.NOT_RUN
+    assert "| not run (no run of retroactive_rl here) | - | not run |" in "\n".join(
+        section(m, Path("docs/c.md")))
+
+
+def test_a_condition_of_another_claims_pairs_with_this_claims_runs(tmp_path, monkeypatch):
+    """curricula_vs_mixture's third row: retroactive_rl's retroactive runs (one GRPO pass)
+    against this claim's mixture, paired on the data sets both claims ran (seed and digest);
+    the retroactive runs of this claim's own and retroactive_rl's longer GRPO are not taken."""
+    from pbb.evaluation.metrics import grouped_ci
+    from pbb.experiments.claims_report import section
+    from pbb.jsonio import write_jsonl
+    from pbb.store import RunStore
+
+    def values(claim: str, cfg, curriculum: str) -> list[int]:
+        seed = cfg.seed
+        if claim == "retroactive_rl" and curriculum == "retroactive":
+            return [1, 1, 1, 1] if cfg.rl.epochs != 1 else [1, 0, seed % 2, 1]
+        if claim == "curricula_vs_mixture" and "retroactive" in cfg.curricula:
+            return [0, 1, 0, int(seed > 2)] if curriculum == "mixture" else [0, 0, 0, 0]
+        return [0, 0, 0, 0]
+
+    found = {}
+    for claim in ("curricula_vs_mixture", "retroactive_rl"):
+        (c,) = claims_mod.select([claim])
+        _, _, planned = load_sweep(claims_mod.config_path(CPU_CONFIGS, c), None, False)
+        found[claim] = []
+        for p in planned:
+            cfg, store = p["config"], RunStore(tmp_path / claim / "runs" / p["name"])
+            for curriculum in cfg.curricula:
+                write_jsonl(store.samples(curriculum, "cot"), [
+                    {"behaviour_id": f"b{i}", "split": "eval", "mode": "cot", "input": "x",
+                     "prompt": "p", "target": "t", "curriculum": curriculum, "completion": "c",
+                     "prediction": None, "score": float(v)}
+                    for i, v in enumerate(values(claim, cfg, curriculum))])
+            # the 40 functions' data sets are the same in both claims; the 72 are others
+            sha = "retro" if cfg.data.behaviours == 40 else "proactive"
+            found[claim].append(claims_mod.Point(cfg, {"data": {"sha256": sha}}, store))
+    monkeypatch.setattr(claims_mod, "points",
+                        lambda d: (found.get(Path(d).name, []), len(found.get(Path(d).name, []))))
+    groups = [[r - m for r, m in zip([1, 0, s % 2, 1], [0, 1, 0, int(s > 2)])]
+              for s in range(5)]
+
+    (claim,) = claims_mod.select(["curricula_vs_mixture"])
+    m = claims_mod.measure(claim, CPU_CONFIGS, tmp_path)
+    own, borrowed = m["rows"][1:]
+    assert own["figure"]["a"] == 0 and own["figure"]["difference"] < 0  # this claim's own runs
+    fig = borrowed["figure"]
+    assert (fig["a"], fig["b"]) == pytest.approx((0.6, 0.35))
+    assert fig["per_seed"] == pytest.approx([sum(g) / 4 for g in groups])
+    assert fig["difference"] == pytest.approx(0.25) and fig["pairs"] == 20
+    assert (fig["ci_low"], fig["ci_high"]) == pytest.approx(grouped_ci(groups, 1000))
+    assert borrowed["other"] == {"claim": "retroactive_rl", "done": 5, "points": 5,
+                                 "otherwise": False}  # its one-pass points: its longer GRPO not
+    assert (borrowed["done"], borrowed["points"]) == (5, 5)  # this claim's mixture points
+    text = "\n".join(section(m, Path("docs/c.md")))
+    assert ("| retroactive cot (retroactive_rl's runs: warm start on every train demonstration)"
+            " − mixture cot (retroactive_rl's functions) | above | 60.0 vs 35.0: **+25.0**") \
+        in text
+    found["retroactive_rl"] = found["retroactive_rl"][:2]  # that claim's run so far
+    line = next(x for x in section(claims_mod.measure(claim, CPU_CONFIGS, tmp_path),
+                                   Path("docs/c.md"))
+                if x.startswith("| retroactive cot (retroactive_rl's"))
+    assert "(so far: 1 of 5 points of retroactive_rl) |" in line, line
+    found["retroactive_rl"] = []  # not run: nothing to pair this claim's mixture with
+    m = claims_mod.measure(claim, CPU_CONFIGS, tmp_path)
+    assert m["rows"][2]["figure"] is None and m["rows"][2]["verdict"] == claims_mod.NOT_RUN
+    assert m["rows"][1]["figure"] is not None
     assert "| not run (no run of retroactive_rl here) | - | not run |" in "\n".join(
         section(m, Path("docs/c.md")))
 

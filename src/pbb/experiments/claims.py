@@ -1,8 +1,9 @@
 """``pbb claims``: each claim of the paper measured by one sweep, and one table of verdicts.
 
 A claim (:data:`CLAIMS`) is a statement of the paper with the comparisons that test it: two
-conditions (a curriculum in an eval mode, on the sweep points a ``where`` selects), the split,
-and the direction the paper reports. Its sweep config is ``<configs>/<name>.yaml``
+conditions (a curriculum in an eval mode, on the sweep points a ``where`` selects, of the
+claim's sweep or of another claim's that ran it on the same data sets), the split, and the
+direction the paper reports. Its sweep config is ``<configs>/<name>.yaml``
 (``configs/claims/`` sized for a 2-core CPU, ``configs/gpu/claims/`` for the GPU twins). The
 claims' sweeps share one stage store, so claims whose settings agree train those stages once::
 
@@ -65,13 +66,16 @@ class Condition:
     """One side of a comparison: ``curriculum`` in eval ``mode``, on the sweep points whose
     config has every ``where`` value (dotted keys), which ``setting`` names in the table;
     ``field``: the per-sample figure averaged (``score``, or the grammars' ``chance``: the
-    validity of random strings, per behaviour)."""
+    validity of random strings, per behaviour). ``claim``: the points are another claim's, whose
+    runs of the same data sets pair with this claim's (seed and data digest,
+    :attr:`Point.data_key`): a condition both claims need is run once, not again with each."""
 
     curriculum: str
     mode: str = "cot"
     where: tuple[tuple[str, object], ...] = ()
     setting: str = ""
     field: str = "score"
+    claim: str | None = None
 
     @property
     def label(self) -> str:
@@ -101,6 +105,18 @@ class Comparison:
     direction: int = 1
     each: tuple[str, str] | None = None
     against: str | None = None
+
+    @property
+    def other(self) -> str | None:
+        """The other claim whose runs the row rests on: ``against``, or a condition's ``claim``."""
+        return self.against or self.a.claim or self.b.claim
+
+    def run_by(self, claim: str | None) -> tuple[Condition, ...]:
+        """The conditions whose runs the sweep of ``claim`` gives the row (None: the row's own
+        claim): both in either claim of a gap row; otherwise each in its condition's claim."""
+        if self.against is not None:
+            return self.a, self.b
+        return tuple(c for c in (self.a, self.b) if c.claim == claim)
 
 
 @dataclass(frozen=True)
@@ -168,6 +184,10 @@ CLAIMS: tuple[Claim, ...] = (
           (Comparison(C("proactive", **PROACTIVE_SETTING), C("mixture", **PROACTIVE_SETTING),
                       "above"),
            Comparison(C("retroactive", **RETROACTIVE_SETTING),
+                      C("mixture", **RETROACTIVE_SETTING), "above"),
+           Comparison(C("retroactive", where=ONE_PASS, claim="retroactive_rl",
+                        setting="retroactive_rl's runs: warm start on every train "
+                                "demonstration"),
                       C("mixture", **RETROACTIVE_SETTING), "above")),
           note="Proactive on the functions of proactive_vs_control, its stage 2 replaying 50% "
                "stage-1 rows (25% there; its stage 1 shared), retroactive on those of "
@@ -185,12 +205,11 @@ CLAIMS: tuple[Claim, ...] = (
                "With 50% replay (pbb sweep of this config's first point at seeds 0-4, "
                "docs/results/LOG.md): proactive 46.3% against the mixture's 33.3%, +13.0 [+4.1, "
                "+23.3], above at every seed; the proactive model executes 50% of the eval code "
-               "it recalls (45% with 25%). The retroactive row is the one-demonstration "
-               "runs'; retroactive_rl's runs with the warm start it has now (every train "
-               "demonstration: the rows this mixture trains on) share this point's data sets, "
-               "and against this mixture (both claims' samples, seeds 0-4) they give 39.0% "
-               "against 42.5%, -3.5 [-20.5, +11.5], +10.0 / -5.0 / -32.5 / -2.5 / +12.5 by "
-               "seed: the gap closes, the sign still moves with the seed."),
+               "it recalls (45% with 25%). The second row is the one-demonstration warm start's "
+               "runs; the third sets retroactive_rl's runs, with the warm start that claim has "
+               "now (every train demonstration: the rows this mixture trains on), against the "
+               "same mixture: they share its data sets, so they pair function by function "
+               "without running the retroactive curriculum again here."),
     Claim("retroactive_rl", "Retroactive PBB: RL on train functions activates the stored eval "
           "functions",
           "After a stage of all functions' code, RL on executing the train functions makes the "
@@ -971,8 +990,9 @@ def measure(claim: Claim, configs: Path, out: Path, overrides: dict | None = Non
     result["measured_under"] = (settings_hash([p.cfg for p in pts]) if result["ran_otherwise"]
                                 else result["settings"])
     for comp in [c for each in claim.comparisons for c in expand(each, cfgs)]:
-        ran = any(matches(comp.a, c) for c in cfgs) and any(matches(comp.b, c) for c in cfgs)
-        other, other_pts = _other_sweep(comp, configs, out, overrides, smoke)
+        other, other_pts, other_cfgs = _other_sweep(comp, configs, out, overrides, smoke)
+        ran = all(any(matches(cond, c) for c in (other_cfgs if cond.claim else cfgs))
+                  for cond in (comp.a, comp.b))
         fig = _figure(comp, pts, other_pts) if ran else None
         result["rows"].append({"comparison": comp, "in_config": ran, "figure": fig,
                                "verdict": _unmeasured(claim, result) if fig is None else _judge(
@@ -989,44 +1009,46 @@ def measure(claim: Claim, configs: Path, out: Path, overrides: dict | None = Non
 
 
 def _figure(comp: Comparison, pts: list[Point], other_pts: list[Point]) -> dict | None:
-    """A comparison's figure from the claim's finished points ``pts``: its paired difference, or
-    (``comp.against``) the gap to the same difference in that claim's finished points
-    ``other_pts``."""
-    def diffs(of: list[Point]) -> dict[tuple, list[float]]:
-        return differences(accuracies(of, comp.a, comp.split, comp.only),
-                           accuracies(of, comp.b, comp.split, comp.only))
+    """A comparison's figure from the claim's finished points ``pts``: its paired difference
+    (a condition of another claim's from that claim's finished points ``other_pts``), or
+    (``comp.against``) the gap to the same difference in that claim's ``other_pts``."""
+    def of(cond: Condition, own: list[Point]) -> dict[tuple, dict[str, float]]:
+        return accuracies(other_pts if cond.claim else own, cond, comp.split, comp.only)
 
     if comp.against is None:
-        return paired(accuracies(pts, comp.a, comp.split, comp.only),
-                      accuracies(pts, comp.b, comp.split, comp.only))
-    return gap(diffs(pts), diffs(other_pts))
+        return paired(of(comp.a, pts), of(comp.b, pts))
+    return gap(differences(of(comp.a, pts), of(comp.b, pts)),
+               differences(of(comp.a, other_pts), of(comp.b, other_pts)))
 
 
-def row_points(comp: Comparison, pts: list[Point], cfgs: list) -> dict:
-    """The points a row rests on (those that run either of its conditions): finished and
-    planned. A claim grown by points of another setting (a row of their own) leaves its first
-    rows complete, and their verdicts say so."""
+def row_points(comp: Comparison, pts: list[Point], cfgs: list, claim: str | None = None) -> dict:
+    """The points a row rests on in the sweep of ``claim`` (None: the row's own; those that run
+    a condition of the row's there, :meth:`Comparison.run_by`): finished and planned. A claim
+    grown by points of another setting (a row of their own) leaves its first rows complete,
+    and their verdicts say so."""
     def mine(cfg) -> bool:
-        return matches(comp.a, cfg) or matches(comp.b, cfg)
+        return any(matches(cond, cfg) for cond in comp.run_by(claim))
 
     done = sum(mine(p.cfg) for p in pts)
     return {"done": done, "points": max(done, sum(mine(c) for c in cfgs))}
 
 
 def _other_sweep(comp: Comparison, configs: Path, out: Path, overrides: dict | None,
-                 smoke: bool) -> tuple[dict | None, list[Point]]:
-    """Of the claim a gap row is set against (``comp.against``; None and no points for other
-    rows): how many of its points finished, of how many, and whether its runs were configured
-    otherwise than its config is now, which the row's verdict says (its figure rests on that
-    claim's runs too); and its finished points, read once for the figure too."""
-    if comp.against is None:
-        return None, []
-    (other,) = select([comp.against])
+                 smoke: bool) -> tuple[dict | None, list[Point], list]:
+    """Of the other claim a row rests on (:attr:`Comparison.other`; None, no points and no
+    configs for other rows): how many of its points that run the row's conditions finished, of
+    how many, and whether its runs were configured otherwise than its config is now, which the
+    row's verdict says (its figure rests on that claim's runs too); its finished points, read
+    once for the figure too, and its planned points' configs."""
+    if comp.other is None:
+        return None, [], []
+    (other,) = select([comp.other])
     sweep_dir = Path(out) / other.name
     pts, _ = points(sweep_dir)
     planned = _planned_points(other, configs, out, overrides, smoke)
-    return {"claim": other.name, **row_points(comp, pts, [p["config"] for p in planned]),
-            "otherwise": ran_otherwise(pts, planned, sweep_dir)}, pts
+    cfgs = [p["config"] for p in planned]
+    return {"claim": other.name, **row_points(comp, pts, cfgs, other.name),
+            "otherwise": ran_otherwise(pts, planned, sweep_dir)}, pts, cfgs
 
 
 def settings_hash(cfgs: list) -> str:

@@ -35,7 +35,9 @@ bootstrap interval that draws seeds, then behaviours within them (so it carries 
 between seeds, not only between behaviours), and each seed's own mean difference (the
 crossover: each seed's own N). A row "here − in" another claim sets a paired difference against
 the same difference in that claim's runs (other functions: unpaired, each side resampled apart;
-no seed's own). Verdicts:
+no seed's own); a condition named as another claim's runs pairs with this claim's runs on the
+data sets both ran (the same seed and data), and the row's verdict says how many of that
+claim's points it rests on while they have not all finished. Verdicts:
 **{reproduced}** where the interval excludes 0 in the paper's direction; **{not_reproduced}**
 where it excludes 0 the other way or includes it; **{not_testable}** where the claim's
 prerequisite fails (its measured figure is given; `pbb claims` then leaves its other points unrun);
