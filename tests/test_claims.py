@@ -3,6 +3,7 @@ second run that runs nothing and writes the same table, and claim configs that t
 their claims say."""
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from pbb import data
 from pbb.errors import PbbError
 from pbb.experiments import claims as claims_mod
 from pbb.experiments import run as run_mod
+from pbb.experiments.claims_report import _verdict_cell, signed
 from pbb.experiments.sweep import load_sweep
 from pbb.jsonio import read_json, read_jsonl
 
@@ -82,6 +84,22 @@ def test_paired_difference_pairs_runs_of_the_same_data_only():
     assert fig["b"] == pytest.approx(np.mean([0.25, 0.25]))
     assert fig["ci_low"] < fig["difference"] < fig["ci_high"]
     assert claims_mod.paired({(0, "x"): {"b": 1.0}}, {(0, "y"): {"b": 0.0}}) is None
+
+
+def test_runs_of_equal_accuracy_differ_by_exactly_zero_not_a_negative_residue():
+    # the same four accuracies in another order: summed pair by pair they leave -2.8e-17
+    a = {(0, "d0"): dict(zip("wxyz", (19 / 27, 3 / 27, 15 / 27, 18 / 27))),
+         (1, "d1"): {"w": 1.0, "x": 0.5}}
+    b = {(0, "d0"): dict(zip("wxyz", (3 / 27, 18 / 27, 19 / 27, 15 / 27))),
+         (1, "d1"): {"w": 0.5, "x": 0.5}}
+    assert sum(a[0, "d0"][k] - b[0, "d0"][k] for k in "wxyz") / 4 < 0   # the residue
+    fig = claims_mod.paired(a, b)
+    assert fig["per_seed"][0] == 0.0 and math.copysign(1.0, fig["per_seed"][0]) == 1.0
+    assert fig["per_seed"][1] == pytest.approx(0.25)
+    # a seed at zero is no seed below: the verdict does not ask for more seeds over it
+    assert "disagree" not in _verdict_cell(claims_mod.NOT_REPRODUCED, {"done": 1, "points": 1,
+                                                                      "prerequisite": None}, fig)
+    assert signed(fig["per_seed"][0]) == "+0.0"
 
 
 def test_only_names_known_claims():
