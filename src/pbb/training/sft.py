@@ -46,6 +46,7 @@ import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from tqdm import tqdm
 
@@ -249,6 +250,16 @@ class SFTState:
     seconds: float = 0.0  # training time of the runs before this one, up to their checkpoint
 
 
+class LifeStart(NamedTuple):
+    """Where this process's life of a stage began (a resumed stage's totals span earlier lives):
+    what it trained since is its rate."""
+
+    step: int
+    rows: int
+    tokens: int
+    checks: int  # recall checks done before
+
+
 class SFTRun:
     """One SFT stage, set up by the constructor (rows encoded, steps planned, model, optimizer
     and engine built, a checkpoint resumed) and trained by :meth:`run`.
@@ -339,8 +350,8 @@ class SFTRun:
             self.state = SFTState(**read_json(resume / STATE))
         # where this life began: what it trains is its rate (rows/s, and a resumed stage's
         # rate in the machine's rates: last_life)
-        self.life_start = (self.state.step, self.state.rows, self.state.tokens,
-                           len(self.state.recall))
+        self.life_start = LifeStart(self.state.step, self.state.rows, self.state.tokens,
+                                    len(self.state.recall))
         model.train()
         if cfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
@@ -585,9 +596,9 @@ class SFTRun:
     def last_life(self) -> dict:
         """What this process trained and in what time (:func:`pbb.experiments.rates.record_stage`
         takes a resumed stage's rate from it: its totals span lives it did not time)."""
-        s, (steps, _, tokens, checks) = self.state, self.life_start
-        return {"steps": s.step - steps, "tokens": s.tokens - tokens,
-                "seconds": round(clock.now() - self.t_start, 1), "recall": s.recall[checks:]}
+        s, start = self.state, self.life_start
+        return {"steps": s.step - start.step, "tokens": s.tokens - start.tokens,
+                "seconds": round(clock.now() - self.t_start, 1), "recall": s.recall[start.checks:]}
 
     def summary(self) -> dict:
         """What ``done.json`` records of the stage."""
@@ -604,8 +615,8 @@ class SFTRun:
             "prompt_tokens_per_row": round(prompt_tokens / n_rows, 1),
             "completion_tokens_per_row": round((tokens - prompt_tokens) / n_rows, 1),
             # None when this life trained nothing (a stage resumed at its last step): no rate
-            "rows_per_second": (round((s.rows - self.life_start[1]) / busy, 3)
-                                if s.rows > self.life_start[1] else None),
+            "rows_per_second": (round((s.rows - self.life_start.rows) / busy, 3)
+                                if s.rows > self.life_start.rows else None),
             # all lives: a claim's cost (docs/claims.md) counts a stage resumed across sessions
             "seconds": round(clock.now() - self.t_start + self.seconds_before, 1),
             "seconds_before": round(self.seconds_before, 1),
