@@ -171,6 +171,46 @@ def test_a_machine_that_measured_nothing_plans_at_the_reference_machines_rates(
         assert f"expected time: {NO_RATE}" in render(make_plan(smoke(), tmp_path / "run"))
 
 
+def test_a_machine_without_bf16_plans_at_the_reference_rates_scaled_for_fp32(
+        tmp_path, rates_file, monkeypatch):
+    """The reference ran in bf16; a CPU without it trains and generates slower: its plan takes
+    the reference's rates times the file's factors, throughputs multiplied and seconds a step
+    divided, and says so; a machine with bf16, or a reference in fp32, takes them as they are."""
+    import pbb.experiments.plan as plan_mod
+
+    key = rates.machine_key("tiny-random")
+    measured = {rates.SFT: 100.0, rates.SFT_BY_LENGTH: {"64": 200.0},
+                rates.EVAL: {"recall": 2.0, "cot": 4.0}, rates.EVAL_BY_LENGTH: {"cot": {"76": 8.0}},
+                rates.RL: 30.0, rates.RL_PER_WRITTEN: 0.05}
+    shipped = tmp_path / "reference.json"
+    reference = {"machine": "2 CPU cores", "precision": "bf16",
+                 rates.WITHOUT_BF16: {"train": 0.5, "generate": 0.25}, "rates": {key: measured}}
+    atomic_write_json(shipped, reference)
+    monkeypatch.setenv("PBB_REFERENCE_RATES", str(shipped))
+    assert rates.reference_rates(key) == ("2 CPU cores", measured)
+    words, slower = rates.reference_rates(key, bf16=False)
+    assert words.startswith("2 CPU cores; in bf16, so x0.5 for training and x0.25 for generating")
+    assert slower == {rates.SFT: 50.0, rates.SFT_BY_LENGTH: {"64": 100.0},
+                      rates.EVAL: {"recall": 0.5, "cot": 1.0},
+                      rates.EVAL_BY_LENGTH: {"cot": {"76": 2.0}},
+                      rates.RL: 60.0, rates.RL_PER_WRITTEN: pytest.approx(0.1)}
+    atomic_write_json(shipped, {**reference, "precision": "fp32"})  # measured without bf16
+    assert rates.reference_rates(key, bf16=False) == ("2 CPU cores", measured)
+
+    flat = {rates.SFT: 100.0, rates.EVAL: {"recall": 2.0, "cot": 4.0}}  # one rate a kind
+    atomic_write_json(shipped, {**reference, "rates": {key: flat}})
+    monkeypatch.setattr(plan_mod, "use_bf16", lambda precision: True)
+    fast = make_plan(smoke(), tmp_path / "run")
+    monkeypatch.setattr(plan_mod, "use_bf16", lambda precision: False)
+    slow = make_plan(smoke(), tmp_path / "run")
+    assert slow.reference == words and "x0.5 for training" in render(slow)
+    for a, b in zip(fast.stages, slow.stages, strict=True):  # tokens at half, checks a quarter
+        assert a.seconds == pytest.approx(a.tokens / 100 + a.recall_queries / 2)
+        assert b.seconds == pytest.approx(a.tokens / 100 * 2 + a.recall_queries / 2 * 4)
+    for a, b in zip(fast.evals, slow.evals, strict=True):
+        assert b.seconds == pytest.approx(4 * a.seconds)
+
+
 def test_grpo_a_machine_never_ran_is_timed_apart_beside_its_own_sft(tmp_path, rates_file,
                                                                    monkeypatch):
     """A machine that trained SFT and evaluated but never ran GRPO: its SFT stages and
@@ -220,6 +260,29 @@ def test_the_shipped_reference_rates_cover_what_the_shipped_configs_do(monkeypat
     assert rates.positive(found[rates.RL_PER_WRITTEN])
     assert rates.positive(found[rates.EVAL][rates.RECALL_CHECK])
     assert rates.by_length(found[rates.EVAL_BY_LENGTH]["cot"])
+
+
+def test_writing_the_reference_rates_keeps_the_factors_measured_without_bf16(
+        tmp_path, rates_file, monkeypatch):
+    """scripts/reference_rates.py rewrites the shipped file from this machine's rates, says
+    whether it ran in bf16, and keeps the factors another machine measured for one without."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import reference_rates as script
+    finally:
+        sys.path.pop(0)
+    key = rates.machine_key("tiny-random")
+    target = tmp_path / "reference.json"
+    monkeypatch.setattr(rates, "REFERENCE", target)
+    monkeypatch.setattr(script, "cpu_has_bf16", lambda: True)
+    factors = {"train": 0.5, "generate": 0.25, "measured": "elsewhere"}
+    atomic_write_json(target, {"machine": "old", "rates": {}, rates.WITHOUT_BF16: factors})
+    assert script.main(["--machine", "m", "--measured", "now", "--key", key]) == 1  # none here
+    assert read_json(target)["machine"] == "old"
+    write_rates(rates_file, **{rates.SFT: 100.0})
+    assert script.main(["--machine", "m", "--measured", "now", "--key", key]) == 0
+    assert read_json(target) == {"machine": "m", "measured": "now", "precision": "bf16",
+                                 rates.WITHOUT_BF16: factors, "rates": {key: {rates.SFT: 100.0}}}
 
 
 def test_an_item_without_a_rate_is_named_and_left_out_of_the_total(tmp_path, rates_file):

@@ -55,6 +55,7 @@ from pbb.store import (
     out_dir,
     stage_key,
 )
+from pbb.training.precision import use_bf16
 
 NO_RATE = "no measured rate on this machine"
 #: what a time planned at the reference machine's rates says of itself
@@ -161,10 +162,11 @@ def make_plan(cfg: RunConfig, out: Path, stages_root: Path | None = None) -> Pla
     built = curricula_mod.build_for_run(cfg, ds)
     machine = rates_mod.machine_key(cfg.model)
     measured, reference, fallback = rates_mod.read_rates(machine), "", {}
+    bf16 = served or use_bf16(cfg.train.precision)  # a served model's rates: its server's
     if not measured:
-        reference, measured = rates_mod.reference_rates(machine)
+        reference, measured = rates_mod.reference_rates(machine, bf16)
     else:
-        fallback = rates_mod.reference_rates(machine)[1]
+        fallback = rates_mod.reference_rates(machine, bf16)[1]
     source = str(ds.path) if ds.path is not None else "generated for this run"
     plan = Plan(cfg.name, cfg.model, cfg.seed, out,
                 f"{len(ds.behaviours)} {ds.domain.name} behaviours ({len(ds.split('train'))} "

@@ -65,17 +65,51 @@ RECALL_CHECK = "recall_check"
 
 #: rates measured on the reference machine, shipped with pbb (:func:`reference_rates`)
 REFERENCE = Path(__file__).with_name("reference_rates.json")
+#: the reference file's factors for a machine that runs in fp32 where the reference ran in bf16
+#: (its ``precision``): ``train`` (SFT and GRPO) and ``generate`` (evaluations), each this
+#: machine's rate over the reference's
+WITHOUT_BF16 = "without_bf16"
 
 
-def reference_rates(key: str) -> tuple[str, dict]:
+def reference_rates(key: str, bf16: bool = True) -> tuple[str, dict]:
     """The reference machine's rates for ``key`` and that machine in words (``("", {})`` where
     it has none). ``PBB_REFERENCE_RATES``: another file, or ``none`` (the test suite: its
     plans are of what the machine measured); a file missing or broken gives none, as a broken
-    rates file does (a plan without rates is still a plan)."""
+    rates file does (a plan without rates is still a plan).
+
+    ``bf16``: whether this machine will run in bf16. Where the reference did and this machine
+    will not (most laptops' CPUs have no bf16 matmuls), the rates are scaled by the file's
+    :data:`WITHOUT_BF16` factors, and the words say so: unscaled, a fresh clone on such a CPU
+    planned the quickstart ~1.7x too short (SFT 144 tokens/s at 91-token rows in fp32 against
+    the reference's 244 in bf16)."""
     chosen = os.environ.get("PBB_REFERENCE_RATES")
     shipped = {} if chosen == "none" else _file(REFERENCE if chosen is None else Path(chosen))
     found = _entry(shipped.get("rates"), key)
-    return (str(shipped.get("machine") or "the reference machine"), found) if found else ("", {})
+    if not found:
+        return "", {}
+    words = str(shipped.get("machine") or "the reference machine")
+    factors = _entry(shipped, WITHOUT_BF16)
+    train, generate = positive(factors.get("train")), positive(factors.get("generate"))
+    if not bf16 and shipped.get("precision") == "bf16" and train and generate:
+        found = _slower(found, train, generate)
+        words += (f"; in bf16, so x{train:g} for training and x{generate:g} for generating here,"
+                  " in fp32")
+    return words, found
+
+
+def _slower(found: dict, train: float, generate: float) -> dict:
+    """Rates scaled for a machine ``train`` and ``generate`` times as fast: throughputs
+    multiplied, seconds a step or token divided (a hand-edited entry's non-numbers kept)."""
+    def times(value: object, factor: float) -> object:
+        if isinstance(value, dict):
+            return {k: times(v, factor) for k, v in value.items()}
+        return value * factor if positive(value) else value
+
+    per_time = {SFT: train, SFT_BY_LENGTH: train, EVAL: generate, EVAL_BY_LENGTH: generate}
+    per_work = {RL: train, RL_PER_TOKEN: train, RL_PER_WRITTEN: train}
+    return {name: times(value, per_time[name]) if name in per_time else
+            times(value, 1 / per_work[name]) if name in per_work else value
+            for name, value in found.items()}
 
 
 def _file(path: Path) -> dict:
