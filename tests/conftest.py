@@ -32,6 +32,17 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           text=True, cwd=cwd)
 
 
+def script(name: str):
+    """``scripts/<name>.py`` loaded as a module (the scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        name, Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def loaded_in_fresh_process(code: str, packages=("torch", "transformers")) -> list[str]:
     """The modules of ``packages`` (and their submodules) loaded once ``code`` ran in a fresh
     Python: what an import or a call pulls in, measured where nothing was imported before."""

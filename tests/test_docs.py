@@ -3,13 +3,14 @@ every relative link resolves, the README stays a front door (at most 250 lines),
 table is the mean of the per-seed results it cites."""
 
 import ast
-import importlib.util
 import math
 import re
 import statistics
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import script
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -19,11 +20,7 @@ README_MAX_LINES = 250
 
 
 def _config_reference():
-    spec = importlib.util.spec_from_file_location("config_reference",
-                                                  ROOT / "scripts" / "config_reference.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script("config_reference")
 
 
 def test_configuration_reference_is_current():

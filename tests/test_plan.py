@@ -19,6 +19,7 @@ from pbb.jsonio import atomic_write_json, read_json, read_jsonl
 from pbb.models import load_tokenizer
 from pbb.rows.curricula import build_for_run
 from pbb.store import RunStore, checkpoint_dir, stage_info
+from tests.conftest import script
 
 QUICKSTART = "configs/quickstart.yaml"
 ROOT = Path(__file__).resolve().parent.parent
@@ -266,21 +267,17 @@ def test_writing_the_reference_rates_keeps_the_factors_measured_without_bf16(
         tmp_path, rates_file, monkeypatch):
     """scripts/reference_rates.py rewrites the shipped file from this machine's rates, says
     whether it ran in bf16, and keeps the factors another machine measured for one without."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import reference_rates as script
-    finally:
-        sys.path.pop(0)
+    reference_rates = script("reference_rates")
     key = rates.machine_key("tiny-random")
     target = tmp_path / "reference.json"
     monkeypatch.setattr(rates, "REFERENCE", target)
-    monkeypatch.setattr(script, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(reference_rates, "cpu_has_bf16", lambda: True)
     factors = {"train": 0.5, "generate": 0.25, "measured": "elsewhere"}
     atomic_write_json(target, {"machine": "old", "rates": {}, rates.WITHOUT_BF16: factors})
-    assert script.main(["--machine", "m", "--measured", "now", "--key", key]) == 1  # none here
+    assert reference_rates.main(["--machine", "m", "--measured", "now", "--key", key]) == 1
     assert read_json(target)["machine"] == "old"
     write_rates(rates_file, **{rates.SFT: 100.0})
-    assert script.main(["--machine", "m", "--measured", "now", "--key", key]) == 0
+    assert reference_rates.main(["--machine", "m", "--measured", "now", "--key", key]) == 0
     assert read_json(target) == {"machine": "m", "measured": "now", "precision": "bf16",
                                  rates.WITHOUT_BF16: factors, "rates": {key: {rates.SFT: 100.0}}}
 

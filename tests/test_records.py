@@ -2,8 +2,6 @@
 Schema of summary.json is the one generated from them."""
 
 import copy
-import importlib.util
-from pathlib import Path
 
 import pytest
 
@@ -16,8 +14,7 @@ from pbb.records import (
     read_samples,
     summary_schema,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import script
 
 SUMMARY = {
     "name": "q", "model": "tiny-random", "domain": "arithmetic", "seed": 0,
@@ -126,10 +123,7 @@ def test_a_broken_summary_or_sweep_record_is_one_line_naming_it(tmp_path):
 
 
 def test_the_shipped_schema_is_the_generated_one():
-    spec = importlib.util.spec_from_file_location("summary_schema",
-                                                  ROOT / "scripts" / "summary_schema.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = script("summary_schema")
     assert mod.OUT.read_text() == mod.render(), (
         "docs/summary.schema.json is stale: run python scripts/summary_schema.py")
     schema = summary_schema()

@@ -105,10 +105,9 @@ def _slower(found: dict, train: float, generate: float) -> dict:
             return {k: times(v, factor) for k, v in value.items()}
         return value * factor if positive(value) else value
 
-    per_time = {SFT: train, SFT_BY_LENGTH: train, EVAL: generate, EVAL_BY_LENGTH: generate}
-    per_work = {RL: train, RL_PER_TOKEN: train, RL_PER_WRITTEN: train}
-    return {name: times(value, per_time[name]) if name in per_time else
-            times(value, 1 / per_work[name]) if name in per_work else value
+    factor = {SFT: train, SFT_BY_LENGTH: train, EVAL: generate, EVAL_BY_LENGTH: generate,
+              RL: 1 / train, RL_PER_TOKEN: 1 / train, RL_PER_WRITTEN: 1 / train}
+    return {name: times(value, factor[name]) if name in factor else value
             for name, value in found.items()}
 
 
