@@ -114,6 +114,11 @@ def test_expected_times_come_from_the_recorded_rates(tmp_path, rates_file):
     assert seconds == pytest.approx(stage1.seconds + stage2.seconds
                                     + sum(e.seconds for e in plan.evals))
     assert NO_RATE not in render(plan) and "SFT 100 tokens/s" in render(plan)
+    # stage 2 is timed at its 4 epochs, which its recall target may cut short: the total says so
+    assert [s.sooner for s in plan.stages] == [False, True, False]
+    assert render(plan).endswith(" at most (1 stage may stop sooner, at its recall target)")
+    fixed = make_plan(load_config(QUICKSTART, {"train.stages": {}}, smoke=True), tmp_path / "r2")
+    assert fixed.sooner() == 0 and "may stop sooner" not in render(fixed)
 
 
 def test_a_machine_that_measured_nothing_plans_at_the_reference_machines_rates(
@@ -235,7 +240,9 @@ def test_grpo_a_machine_never_ran_is_timed_apart_beside_its_own_sft(tmp_path, ra
     seconds, unknown = plan.expected_seconds()
     assert seconds == pytest.approx(sum(w.seconds for w in own)) and unknown == len(rl)
     assert plan.apart() == (pytest.approx(30.0 * sum(s.steps for s in rl)), len(rl))
-    assert render(plan).endswith(f"~{duration(seconds)}, and {len(rl)} item(s) with {NO_RATE} "
+    assert plan.sooner() == 1  # exposure, until it recalls its instructions
+    assert render(plan).endswith(f"~{duration(seconds)} at most (1 stage may stop sooner, at its "
+                                 f"recall target), and {len(rl)} item(s) with {NO_RATE} "
                                  f"(all of them ~{duration(plan.apart()[0])} "
                                  f"{APART_WORDS})")  # each figure one machine's
     mark(tmp_path / "run", "run")

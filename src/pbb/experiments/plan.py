@@ -71,7 +71,8 @@ class PlannedStage:
     ``status``: ``train`` (from the start), ``resume`` (from the checkpoint at ``resume_step``),
     ``reused`` (done earlier: its directory holds a finished stage) or ``shared`` (trained
     for an earlier curriculum of this run, ``shared_with``). ``steps`` and ``tokens`` are the
-    most it trains (a stopping rule may end it sooner); ``tokens`` is 0 for an RL stage.
+    most it trains; ``tokens`` is 0 for an RL stage. ``sooner``: a recall target may end it
+    before them (its time, and the plan's, are then at most), which a plan cannot foresee.
     """
 
     curriculum: str
@@ -90,6 +91,7 @@ class PlannedStage:
     shared_with: str | None = None
     seconds: float | None = None
     apart_seconds: float | None = None  # no rate here: at the reference machine's (Plan.fallback)
+    sooner: bool = False
 
 
 @dataclass
@@ -146,6 +148,10 @@ class Plan:
         """The work with no rate here, at the reference machine's rates: its time and items."""
         apart = [w.apart_seconds for w in self.work() if w.apart_seconds is not None]
         return sum(apart), len(apart)
+
+    def sooner(self) -> int:
+        """How many stages to train may end before their planned steps (a recall target)."""
+        return sum(getattr(w, "sooner", False) for w in self.work())
 
 
 def make_plan(cfg: RunConfig, out: Path, stages_root: Path | None = None) -> Plan:
@@ -305,7 +311,7 @@ def _sft_stage(cfg: RunConfig, tok, curriculum: str, st, directory: Path,
                         epochs=round(steps / steps_per_epoch, 3), steps=steps,
                         tokens_per_epoch=per_epoch,
                         tokens=round(per_epoch * steps / steps_per_epoch), stopping=stopping,
-                        recall_queries=checks * len(ids))
+                        recall_queries=checks * len(ids), sooner=rule is not None)
 
 
 def _rl_stage(cfg: RunConfig, curriculum: str, st, directory: Path, status: str) -> PlannedStage:
@@ -423,6 +429,13 @@ def _unknown(unknown: int, apart: tuple[float, int], every: bool = False) -> str
                              f"~{duration(seconds)} {APART_WORDS})")
 
 
+def _sooner(stages: int) -> str:
+    """The total's words where a recall target may end ``stages`` stages before the steps
+    they are timed at: the figure is the most the work takes."""
+    return "" if not stages else (f" at most ({_count(stages, 'stage')} may stop sooner, at "
+                                  f"{'its' if stages == 1 else 'their'} recall target)")
+
+
 def _stage_line(s: PlannedStage) -> str:
     what = f"{s.curriculum}/{s.stage}"
     if s.status == "shared":
@@ -497,8 +510,8 @@ def render(plan: Plan) -> str:
     elif unknown == len(plan.work()):
         total = _unknown(unknown, plan.apart(), every=True)
     else:
-        total = f"~{duration(seconds)}" + (_unknown(unknown, plan.apart())
-                                           if unknown else "") + (
+        total = f"~{duration(seconds)}" + _sooner(plan.sooner()) + (
+            _unknown(unknown, plan.apart()) if unknown else "") + (
             f" ({REFERENCE_WORDS})" if plan.reference else "")
     lines += ["", f"expected time: {total}"]
     return "\n".join(lines)
@@ -528,6 +541,7 @@ class PlannedSweep:
     work: int = 0
     reference: int = 0  # points planned at the reference machine's rates
     busy: int = 0  # points with work to do
+    sooner: int = 0  # stages to train that a recall target may end before their planned steps
 
     def add(self, other: PlannedSweep) -> None:
         """Count another sweep's points and work into this one (a total over sweeps)."""
@@ -539,6 +553,7 @@ class PlannedSweep:
         self.work += other.work
         self.reference += other.reference
         self.busy += other.busy
+        self.sooner += other.sooner
 
     def total(self) -> str:
         if not self.work:
@@ -546,7 +561,7 @@ class PlannedSweep:
         apart = (self.apart_seconds, self.apart_items)
         if self.unknown == self.work:
             return _unknown(self.unknown, apart, every=True)
-        return f"~{duration(self.seconds)}" + (
+        return f"~{duration(self.seconds)}" + _sooner(self.sooner) + (
             _unknown(self.unknown, apart) if self.unknown else "") + (
             "" if not self.reference else f" ({REFERENCE_WORDS})" if self.reference == self.busy
             else f" ({self.reference} of its {self.busy} points {REFERENCE_WORDS})")
@@ -608,4 +623,5 @@ def plan_points(path: Path, out: Path | None = None, overrides: dict | None = No
             planned.work += len(todo)
             planned.busy += bool(todo)
             planned.reference += bool(plan.reference and todo)
+            planned.sooner += plan.sooner()
     return planned
