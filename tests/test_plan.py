@@ -652,9 +652,10 @@ def test_a_sweep_is_planned_point_by_point_and_a_shared_stage_counted_once(tmp_p
     says so and the sweep's time counts it once; `pbb plan` takes the sweep file as it is. The
     points share their data set: generated once for the plan (pbb.memo)."""
     from pbb import data as data_mod
-    from pbb.experiments.plan import plan_sweep
+    from pbb.experiments.plan import duration, plan_points, plan_sweep
 
-    atomic_write_json(rates_file, {rates.machine_key("tiny-random"): {rates.SFT: 1000.0}})
+    atomic_write_json(rates_file, {rates.machine_key("tiny-random"): {
+        rates.SFT: 1000.0, rates.EVAL: {"recall": 2.0, "cot": 4.0}}})
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(f"{(ROOT / QUICKSTART).read_text()}\nsweep:\n  grid:\n"
                      "    curriculum.replay: [0.25, 0.5]\n")
@@ -676,6 +677,10 @@ def test_a_sweep_is_planned_point_by_point_and_a_shared_stage_counted_once(tmp_p
         "the same evaluation as 000_replay-0.25: stage1_only/cot: taken from it")
     assert "to run" in evals["proactive/cot"] and "to run" in evals["untuned/cot"]
     assert "sweep of 2 points" in text and not (tmp_path / "out").exists()
+    # each point's stage 2 stops at its recall target: the sweep's total is the most it takes
+    assert text.splitlines()[-1].endswith(
+        "expected time ~{} at most (2 stages may stop sooner, at their recall target)".format(
+            duration(plan_points(sweep, tmp_path / "out", smoke=True).seconds)))
     r = subprocess.run([sys.executable, "-m", "pbb", "plan", str(sweep), "--smoke", "--out",
                         str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
