@@ -795,6 +795,39 @@ def test_a_fresh_clone_restores_the_archived_runs_and_writes_the_same_table(clai
 
 
 @pytest.mark.slow
+def test_a_folder_of_an_older_plan_takes_the_points_the_plan_grew_by_from_the_archive(
+        claimed, tmp_path):
+    """A claims folder kept from an older checkout, whose claim's config has gained a seed
+    since: that seed, finished elsewhere and archived, is restored into it (its plan grown to
+    the config's now), measured, and not planned again; the rest of the folder is left."""
+    import shutil
+
+    from pbb.jsonio import atomic_write_json
+
+    root, measured, _ = claimed
+    doc, out = tmp_path / "doc" / "claims.md", tmp_path / "out"
+    shutil.copytree(root / "doc", doc.parent)
+    shutil.copytree(root / "out" / "stage2_alone", out / "stage2_alone")
+    shutil.copy(root / "out" / ".pbb-folder.json", out)
+    sweep = out / "stage2_alone"
+    record = read_json(sweep / "sweep.json")
+    shutil.rmtree(sweep / record["points"][-1]["dir"])  # seeds 0-1 only, as the config was
+    atomic_write_json(sweep / "sweep.json", {**record, "points": record["points"][:-1]})
+    kept = (sweep / record["points"][0]["dir"] / "summary.json").read_bytes()
+    plan = " ".join(claims_mod.plan_claims(CPU_CONFIGS, out, ["stage2_alone"], TINY, True,
+                                           doc).split())
+    assert "stage2_alone: 3 points, expected time nothing to do (1 finished elsewhere" in plan
+    again = claims_mod.run_claims(CPU_CONFIGS, out, ["stage2_alone"], TINY, smoke=True,
+                                  progress=False, doc=doc, execute=False)
+    done = {m["claim"].name: m["done"] for m in measured}
+    assert {m["claim"].name: m["done"] for m in again}["stage2_alone"] == done["stage2_alone"] == 3
+    assert read_json(sweep / "sweep.json") == record
+    assert (sweep / record["points"][0]["dir"] / "summary.json").read_bytes() == kept
+    assert "finished elsewhere" not in claims_mod.plan_claims(CPU_CONFIGS, out, ["stage2_alone"],
+                                                              TINY, True, doc)
+
+
+@pytest.mark.slow
 def test_a_stopped_claims_run_keeps_the_points_it_finished(claimed, tmp_path, monkeypatch):
     """A claim's sweep takes hours: stopped part way (Ctrl-C, a machine taken back), the
     points it finished are in the archive beside the table, not only in ``runs/``."""

@@ -187,6 +187,44 @@ def test_a_sweep_here_gets_the_points_finished_elsewhere_that_it_lacks(tmp_path)
     assert list(begun.iterdir()) == []
 
 
+
+def test_a_sweep_of_an_older_plan_takes_the_points_its_claims_plan_grew_by(tmp_path):
+    # the claim's config gained a seed since this folder's sweep ran; the archive (of the plan
+    # now) holds that seed finished elsewhere: it is filled, and the sweep's record grows to the
+    # plan now (what its next run records), else the table and the run would not see it
+    there = _sweep(tmp_path / "there", finished={"000_seed-0", "001_seed-1", "002_seed-2"},
+                   points=("000_seed-0", "001_seed-1", "002_seed-2"))
+    archive.pack(there, tmp_path / "a.tar.gz")
+    kept, plan = archive.read(tmp_path / "a.tar.gz"), json.loads((there / "sweep.json").read_text())
+    here = _sweep(tmp_path / "here", finished={"000_seed-0"})
+    older = (here / "sweep.json").read_bytes()
+    assert archive.fill(kept, here) == 0  # without the plan now: the archive's is not this one's
+    other = {**plan, "base": {**plan["base"], "train": {"learning_rate": 3e-4}}}
+    assert archive.fill(kept, here, other) == 0  # the config changed otherwise: not its points
+    assert (here / "sweep.json").read_bytes() == older
+    stale = _sweep(tmp_path / "stale", finished={"002_seed-2"}, lr=3e-4,
+                   points=("000_seed-0", "001_seed-1", "002_seed-2"))
+    archive.pack(stale, tmp_path / "stale.tar.gz")  # an archive of another plan than the one now
+    assert archive.lacking(archive.read(tmp_path / "stale.tar.gz"), here, plan) == {}
+    assert archive.lacking(kept, here, plan).keys() == {"runs/002_seed-2"}
+    assert archive.fill(kept, here, plan) == 1
+    assert json.loads((here / "sweep.json").read_text()) == plan
+    assert (here / "runs" / "002_seed-2" / "summary.json").is_file()
+    assert not (here / "runs" / "001_seed-1" / "summary.json").exists()  # started here: its own
+    assert archive.fill(kept, here, plan) == 0  # done: the same plan, nothing lacking
+    # a sweep here that named seed 2 otherwise: the archive's seed 1 is filled, its seed 2 (in
+    # another folder) is not taken for this one's
+    apart = _sweep(tmp_path / "apart", finished=set(), points=("000_seed-0", "001_seed-2"))
+    assert archive.fill(kept, apart, plan) == 1
+    assert [p["dir"] for p in json.loads((apart / "sweep.json").read_text())["points"]] == [
+        "runs/000_seed-0", "runs/001_seed-1", "runs/001_seed-2"]
+    assert not (apart / "runs" / "002_seed-2").exists()
+    # a plan whose new point would take a folder another point has: nothing is filled
+    clash = {**plan, "points": [*plan["points"], {"name": "001_seed-1", "overrides": {"seed": 5},
+                                                  "dir": "runs/001_seed-1"}]}
+    assert archive.lacking(kept, _sweep(tmp_path / "c", finished=set()), clash) == {}
+
+
 def _tar(path, members: dict[str, bytes]):
     with tarfile.open(path, "w:gz") as tar:
         for name, data in members.items():

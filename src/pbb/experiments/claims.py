@@ -596,25 +596,28 @@ def _restorable(out: Path, archives, plans) -> bool:
 def _restored(sweep_dir: Path, kept: archive.Archive | None, plan: dict) -> frozenset[str]:
     """The points (folders ``runs/<point>``) that :func:`restore` brings into ``sweep_dir``
     from the archive ``kept``: all its finished points where there is no sweep folder and they
-    are of the claim's ``plan``, else those the sweep there lacks (:func:`.claims_archive.fill`)."""
+    are of the claim's ``plan``, else those the sweep there lacks (:func:`.claims_archive.fill`,
+    its plan grown to ``plan`` where it is an older one)."""
     if kept is None:
         return frozenset()
     if not sweep_dir.exists():
         done = archive.finished(kept)
         return done if of_plan(kept.record, plan, done) else frozenset()
-    return frozenset(archive.lacking(kept, sweep_dir))
+    return frozenset(archive.lacking(kept, sweep_dir, plan))
 
 
 def restore(out: Path, doc: Path, archives, plans) -> None:
     """Restore each claim's archived runs (:mod:`pbb.experiments.claims_archive`, beside the
     table ``doc``): its whole sweep where ``out`` has none and they are of its plan now, else
-    the finished points that its sweep here lacks, where they are of that sweep's plan. A fresh
-    clone measures from the same samples, and runs only the points not finished anywhere yet."""
+    the finished points that its sweep here lacks, where they are of that sweep's plan or of
+    its plan now that the sweep's grew into (a config given more points since it ran here). A
+    fresh clone measures from the same samples, and runs only the points not finished anywhere
+    yet."""
     for claim in CLAIMS:
         if (out / claim.name).exists():  # points finished elsewhere that it lacks
             try:
                 kept = archives(claim)
-                n = archive.fill(kept, out / claim.name) if kept is not None else 0
+                n = archive.fill(kept, out / claim.name, plans(claim)) if kept is not None else 0
             except PbbError as e:  # a broken archive, a process at work there: its sweep here
                 console.print(f"claim {claim.name}: not filled from "
                               f"{archive.archive_path(doc, claim.name)}: {e}", markup=False)

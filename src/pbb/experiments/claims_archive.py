@@ -9,7 +9,8 @@ finished point, its config, summary, curricula, data set and samples (no weights
 plots; some hundred kB compressed a point), and the sweep's ``jobs.json`` where it ran its points
 as jobs (their spans: the claim's wall clock). ``pbb claims`` restores an archive where the claim's
 sweep folder is missing (:func:`unpack`), and the finished points that a sweep folder here has
-no folder of (:func:`fill`), so that on a fresh clone ``pbb claims --no-run``
+no folder of (:func:`fill`; its record grown first where the claim's config gained points since
+it ran here), so that on a fresh clone ``pbb claims --no-run``
 rewrites the same table from the same samples, and ``pbb claims`` runs only the points no
 machine has finished yet; it packs a claim's sweep each time one of its points finishes (a
 machine lost mid-claim, ``runs/`` and all, keeps them), and every claim's when its sweeps end or
@@ -37,7 +38,7 @@ from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
 from pbb.errors import PbbError
-from pbb.experiments.sweep import of_plan
+from pbb.experiments.sweep import of_plan, renamed, started
 from pbb.folders import MARKER
 from pbb.jsonio import atomic_write_bytes, atomic_write_json, directory_in_place
 from pbb.records import SweepRecord, check
@@ -215,16 +216,20 @@ def _jobs_of(record: dict, jobs: dict[str, dict], dirs: set[str]) -> dict[str, d
     return {k: v for k, v in jobs.items() if k in names}
 
 
-def fill(archive: Archive, sweep_dir: Path) -> int:
+def fill(archive: Archive, sweep_dir: Path, plan: dict | None = None) -> int:
     """Restore into the existing sweep ``sweep_dir`` the archive's finished points whose folders
-    it does not have, where the archive's plan is the sweep's or one it grew from (points
-    finished on another machine are not run again here); taken under the sweep's lock, so not
-    while a process works there. Returns how many points it restored."""
+    it does not have (:func:`lacking`: points finished on another machine are not run again
+    here); where the sweep here is of an older plan that ``plan`` grew from, its record first
+    takes ``plan``'s points, as its next run would (else it would not see them); taken under the
+    sweep's lock, so not while a process works there. Returns how many points it restored."""
     sweep_dir = Path(sweep_dir)
-    missing = lacking(archive, sweep_dir)
+    missing = lacking(archive, sweep_dir, plan)
     if not missing:
         return 0
     with folder_lock(sweep_dir, "sweep"):
+        here, target = _target(archive, sweep_dir, plan)
+        if target != here:  # first: a fill stopped half-way goes on as one of the same plan
+            atomic_write_json(sweep_dir / SWEEP, target)
         for d, point in missing.items():
             _restore(archive, sweep_dir / d,
                      {PurePosixPath(n).relative_to(d).as_posix(): f for n, f in point.items()})
@@ -235,18 +240,38 @@ def fill(archive: Archive, sweep_dir: Path) -> int:
     return len(missing)
 
 
-def lacking(archive: Archive, sweep_dir: Path) -> dict[str, dict[str, bytes]]:
+def lacking(archive: Archive, sweep_dir: Path, plan: dict | None = None
+            ) -> dict[str, dict[str, bytes]]:
     """The archive's finished points (point dir -> name -> bytes) that the sweep ``sweep_dir``
-    has no folder of, where the archive's plan is the sweep's or one it grew from; none where
+    has no folder of, where the archive's plan is the sweep's or one it grew from, or where the
+    archive is of ``plan`` (the claim's plan now) and the sweep here of an older one that
+    ``plan`` grew from (a config given more points since this folder's sweep ran); none where
     the folder has no sweep record."""
-    record = record_of(sweep_dir)
-    if record is None:
+    here, target = _target(archive, sweep_dir, plan)
+    if target is None:
         return {}
     archived = _by_point(archive.files, archive.record)
-    if not of_plan(archive.record, record, archived):
-        return {}
-    return {d: f for d, f in _named_alike(archived, archive.record, record).items()
-            if not (sweep_dir / d).exists()}
+    return {d: f for d, f in _named_alike(archived, archive.record, target).items()
+            if not (Path(sweep_dir) / d).exists()}
+
+
+def _target(archive: Archive, sweep_dir: Path, plan: dict | None) -> tuple[dict | None,
+                                                                          dict | None]:
+    """The sweep record of ``sweep_dir`` (None where it has none), and the record whose points
+    the archive may fill it with: its own, or ``plan`` with its points named as the sweep here
+    names them (what its next run records), where :func:`lacking` says; None where neither."""
+    here = record_of(sweep_dir)
+    if here is None:
+        return None, None
+    archived = _by_point(archive.files, archive.record)
+    if of_plan(archive.record, here, archived):
+        return here, here
+    if plan is None or not of_plan(archive.record, plan, archived) \
+            or not of_plan(here, plan, started(Path(sweep_dir), here)):
+        return here, None
+    grown = renamed(plan, here)
+    dirs = [p["dir"] for p in grown["points"]]
+    return here, grown if len(set(dirs)) == len(dirs) else None
 
 
 def _named_alike(points: dict[str, dict], record: dict, plan: dict) -> dict[str, dict]:

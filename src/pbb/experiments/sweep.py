@@ -515,13 +515,13 @@ def of_plan(old: dict, new: dict, ran: Collection[str] | None = None) -> bool:
                  ("grid", "points")}
         return {**record, "base": {**record["base"], "sweep": sweep}, "points": None}
 
-    new = _renamed(new, old)
+    new = renamed(new, old)
     return old == new or (without_points(old) == without_points(new)
                           and all(p in new["points"] for p in old["points"]
                                   if ran is None or p["dir"] in ran))
 
 
-def _renamed(record: dict, earlier: dict) -> dict:
+def renamed(record: dict, earlier: dict) -> dict:
     """The sweep record ``record`` with its points named as ``earlier`` names the same overrides
     (what :func:`load_sweep` with ``earlier`` records)."""
     kept = _named(earlier)
