@@ -247,7 +247,7 @@ def lacking(archive: Archive, sweep_dir: Path, plan: dict | None = None
     archive is of ``plan`` (the claim's plan now) and the sweep here of an older one that
     ``plan`` grew from (a config given more points since this folder's sweep ran); none where
     the folder has no sweep record."""
-    here, target = _target(archive, sweep_dir, plan)
+    target = _target(archive, sweep_dir, plan)[1]
     if target is None:
         return {}
     archived = _by_point(archive.files, archive.record)
