@@ -212,13 +212,17 @@ def test_a_sweep_of_an_older_plan_takes_the_points_its_claims_plan_grew_by(tmp_p
     assert (here / "runs" / "002_seed-2" / "summary.json").is_file()
     assert not (here / "runs" / "001_seed-1" / "summary.json").exists()  # started here: its own
     assert archive.fill(kept, here, plan) == 0  # done: the same plan, nothing lacking
-    # a sweep here that named seed 2 otherwise: the archive's seed 1 is filled, its seed 2 (in
-    # another folder) is not taken for this one's
+    # then packed as a sweep of the plan now: the archive keeps every finished point
+    assert archive.pack(here, tmp_path / "a.tar.gz") == 3
+    # a sweep here that named seed 2 otherwise: its plan grown would leave the archive's seed 2
+    # in a folder of no point there, which the next pack drops; so nothing changes
     apart = _sweep(tmp_path / "apart", finished=set(), points=("000_seed-0", "001_seed-2"))
-    assert archive.fill(kept, apart, plan) == 1
-    assert [p["dir"] for p in json.loads((apart / "sweep.json").read_text())["points"]] == [
-        "runs/000_seed-0", "runs/001_seed-1", "runs/001_seed-2"]
-    assert not (apart / "runs" / "002_seed-2").exists()
+    before = (apart / "sweep.json").read_bytes()
+    assert archive.fill(kept, apart, plan) == 0 and (apart / "sweep.json").read_bytes() == before
+    # a sweep whose record was written before any point began (no runs/ folder): filled
+    fresh = _sweep(tmp_path / "fresh", finished=set())
+    shutil.rmtree(fresh / "runs")
+    assert archive.fill(kept, fresh, plan) == 3
     # a plan whose new point would take a folder another point has: nothing is filled
     clash = {**plan, "points": [*plan["points"], {"name": "001_seed-1", "overrides": {"seed": 5},
                                                   "dir": "runs/001_seed-1"}]}

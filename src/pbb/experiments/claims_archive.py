@@ -221,16 +221,20 @@ def fill(archive: Archive, sweep_dir: Path, plan: dict | None = None) -> int:
     it does not have (:func:`lacking`: points finished on another machine are not run again
     here); where the sweep here is of an older plan that ``plan`` grew from, its record first
     takes ``plan``'s points, as its next run would (else it would not see them); taken under the
-    sweep's lock, so not while a process works there. Returns how many points it restored."""
+    sweep's lock, so not while a process works there, and what it restores is decided again
+    under it. Returns how many points it restored."""
     sweep_dir = Path(sweep_dir)
-    missing = lacking(archive, sweep_dir, plan)
-    if not missing:
+    if not lacking(archive, sweep_dir, plan):
         return 0
     with folder_lock(sweep_dir, "sweep"):
         here, target = _target(archive, sweep_dir, plan)
+        missing = _missing(archive, sweep_dir, target)
+        if not missing:
+            return 0
         if target != here:  # first: a fill stopped half-way goes on as one of the same plan
             atomic_write_json(sweep_dir / SWEEP, target)
         for d, point in missing.items():
+            (sweep_dir / d).parent.mkdir(parents=True, exist_ok=True)  # no point begun here yet
             _restore(archive, sweep_dir / d,
                      {PurePosixPath(n).relative_to(d).as_posix(): f for n, f in point.items()})
         # their jobs, beside those of the sweep's own
@@ -247,19 +251,27 @@ def lacking(archive: Archive, sweep_dir: Path, plan: dict | None = None
     archive is of ``plan`` (the claim's plan now) and the sweep here of an older one that
     ``plan`` grew from (a config given more points since this folder's sweep ran); none where
     the folder has no sweep record."""
-    target = _target(archive, sweep_dir, plan)[1]
+    return _missing(archive, Path(sweep_dir), _target(archive, sweep_dir, plan)[1])
+
+
+def _missing(archive: Archive, sweep_dir: Path, target: dict | None
+             ) -> dict[str, dict[str, bytes]]:
+    """The archive's finished points of the sweep record ``target`` that ``sweep_dir`` has no
+    folder of (none without a target)."""
     if target is None:
         return {}
     archived = _by_point(archive.files, archive.record)
     return {d: f for d, f in _named_alike(archived, archive.record, target).items()
-            if not (Path(sweep_dir) / d).exists()}
+            if not (sweep_dir / d).exists()}
 
 
 def _target(archive: Archive, sweep_dir: Path, plan: dict | None) -> tuple[dict | None,
                                                                           dict | None]:
     """The sweep record of ``sweep_dir`` (None where it has none), and the record whose points
     the archive may fill it with: its own, or ``plan`` with its points named as the sweep here
-    names them (what its next run records), where :func:`lacking` says; None where neither."""
+    names them (what its next run records), where :func:`lacking` says and every finished
+    point of the archive keeps its folder there (else the next pack, of the plan now, would
+    drop the ones named otherwise); None where neither."""
     here = record_of(sweep_dir)
     if here is None:
         return None, None
@@ -271,7 +283,10 @@ def _target(archive: Archive, sweep_dir: Path, plan: dict | None) -> tuple[dict 
         return here, None
     grown = renamed(plan, here)
     dirs = [p["dir"] for p in grown["points"]]
-    return here, grown if len(set(dirs)) == len(dirs) else None
+    if len(set(dirs)) != len(dirs) \
+            or len(_named_alike(archived, archive.record, grown)) != len(archived):
+        return here, None
+    return here, grown
 
 
 def _named_alike(points: dict[str, dict], record: dict, plan: dict) -> dict[str, dict]:
