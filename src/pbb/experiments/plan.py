@@ -151,7 +151,7 @@ class Plan:
 
     def sooner(self) -> int:
         """How many stages to train may end before their planned steps (a recall target)."""
-        return sum(s.sooner for s in self.stages if s.status in ("train", "resume"))
+        return sum(isinstance(w, PlannedStage) and w.sooner for w in self.work())
 
 
 def make_plan(cfg: RunConfig, out: Path, stages_root: Path | None = None) -> Plan:
