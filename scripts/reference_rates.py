@@ -1,5 +1,6 @@
 """Write the reference machine's rates that pbb ships (src/pbb/experiments/reference_rates.json)
-from this machine's own (``rates.json`` in the pbb cache, :mod:`pbb.experiments.rates`).
+from this machine's own (``rates.json`` in the pbb cache, :mod:`pbb.experiments.rates`), or add
+to them what the runs of claims archives measured there.
 
 Why: ``pbb plan`` and ``pbb claims --plan`` on a machine that has measured nothing yet (a fresh
 clone) plan with these, labelled as the reference machine's, instead of saying only "no
@@ -10,15 +11,31 @@ whether this machine ran in bf16 (its factors for a machine without bf16, measur
 are kept: :func:`pbb.experiments.rates.reference_rates`). It writes into the source tree
 (the editable install ``scripts/setup.sh`` makes), to be committed.
 
+``--runs ARCHIVE ...`` (``docs/claims-runs/<claim>.tar.gz``), on any machine: adds the length
+buckets the shipped file lacks, from the archives' finished points that ran in its precision
+(their stages' ``bf16``; a stage or point resumed is left out: its time spans lives): SFT tokens
+a second by row length and completions a second by mode and tokens written, the median of each
+bucket. Why: the reference's rates file held short rows alone (91 and 128 tokens), so a fresh
+clone planned a cipher stage (191-token rows) at 128's rate, 1.6x short, and a cipher CoT
+evaluation (~330 tokens written) at 76's, ~5x short, though the archived runs timed both.
+
 Usage: python scripts/reference_rates.py --machine "2 CPU cores, torch 2.13.0+cpu"
        --measured "2026-12-05, commit abc1234: the quickstart and ..." [--key KEY ...]
+       python scripts/reference_rates.py --runs docs/claims-runs/ciphers_robustness.tar.gz
+       --measured "the ciphers' runs of 2026-12-01 ..." [--key KEY]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import json
+import statistics
 import sys
+import tarfile
+from pathlib import PurePosixPath
 
+from pbb.evaluation.evaluate import mean_cut
 from pbb.experiments import rates
 from pbb.jsonio import atomic_write_json, read_json
 from pbb.models import DEFAULT_MODEL
@@ -27,12 +44,18 @@ from pbb.training.precision import cpu_has_bf16
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--machine", required=True, help="the machine, in words")
+    ap.add_argument("--machine", help="the machine, in words (required without --runs)")
     ap.add_argument("--measured", required=True, help="when, at which commit, by which runs")
     ap.add_argument("--key", action="append",
                     help=f"a rates key to ship (default: {DEFAULT_MODEL} on cpu)")
+    ap.add_argument("--runs", nargs="+", metavar="ARCHIVE",
+                    help="claims archives whose runs add the length buckets the file lacks")
     args = ap.parse_args(argv)
     keys = args.key or [f"{DEFAULT_MODEL} on cpu"]
+    if args.runs:
+        return add_runs(args.runs, keys, args.measured)
+    if not args.machine:
+        ap.error("--machine is required without --runs")
     path = rates.rates_path()
     mine = read_json(path) if path.is_file() else {}
     missing = [k for k in keys if not isinstance(mine.get(k), dict) or not mine[k]]
@@ -47,6 +70,99 @@ def main(argv: list[str] | None = None) -> int:
         **({rates.WITHOUT_BF16: kept} if kept else {}), "rates": {k: mine[k] for k in keys}})
     print(f"wrote {rates.REFERENCE}: {', '.join(keys)}")
     return 0
+
+
+def add_runs(archives: list[str], keys: list[str], measured: str) -> int:
+    """Add to the shipped file, for each key, the buckets its model's runs in the archives
+    measured and the file lacks (:func:`bucket_rates`); ``measured`` is appended to its words."""
+    from pbb.models import load_tokenizer, resolve_model_path
+
+    shipped = read_json(rates.REFERENCE)
+    bf16 = shipped.get("precision") == "bf16"
+    points = [p for archive in archives for p in archive_points(archive)]
+    added = []
+    for key in keys:
+        model = key.split(" on ")[0]
+        mine = [p for p in points if p["summary"].get("model") == model]
+        tok = load_tokenizer(resolve_model_path(model)) if mine else None
+        sft, evals = bucket_rates(mine, bf16, lambda text: len(
+            tok(text, add_special_tokens=False)["input_ids"]))
+        entry = shipped.setdefault("rates", {}).setdefault(key, {})
+        for name, found in ((rates.SFT_BY_LENGTH, sft),
+                            *((f"{rates.EVAL_BY_LENGTH}/{m}", r) for m, r in evals.items())):
+            held = entry
+            for part in name.split("/"):
+                held = held.setdefault(part, {})
+            new = {str(b): r for b, r in found.items() if str(b) not in held}
+            held.update(new)
+            added += [f"{key}: {name} {b}" for b in new]
+    if not added:
+        print("no bucket to add: the file has every one the runs measured")
+        return 0
+    shipped["measured"] = f"{shipped.get('measured', '')}; {measured}".lstrip("; ")
+    atomic_write_json(rates.REFERENCE, shipped)
+    print(f"wrote {rates.REFERENCE}: " + ", ".join(added))
+    return 0
+
+
+def bucket_rates(points: list[dict], bf16: bool, count) -> tuple[dict, dict]:
+    """SFT tokens a second by :func:`~pbb.experiments.rates.row_bucket` of a stage's mean row
+    (its recall checks' time left out, as :func:`~pbb.experiments.rates.record_stage` does),
+    and completions a second by mode and bucket of the mean tokens written (``count``: a
+    completion's tokens, each cut at the point's budget), each bucket's median, from the
+    points whose every stage ran with ``bf16`` as asked and none resumed (an evaluation's
+    machine is its point's)."""
+    sft: dict[int, list[float]] = {}
+    evals: dict[str, dict[int, list[float]]] = {}
+    seen = set()
+    for point in points:
+        summary = point["summary"]
+        stages = [s for each in (summary.get("stages") or {}).values() for s in each]
+        if not stages or any(bool(s.get("bf16")) != bf16 or s.get("resumed") for s in stages):
+            continue
+        for s in stages:
+            seconds = (s.get("seconds") or 0) - (s.get("time_split") or {}).get("recall", 0)
+            if s.get("tokens") and s.get("tokens_per_row") and seconds > 0 \
+                    and (s.get("dir"), s.get("seconds")) not in seen:
+                seen.add((s.get("dir"), s.get("seconds")))  # a stage shared by curricula
+                sft.setdefault(rates.row_bucket(s["tokens_per_row"]), []).append(
+                    s["tokens"] / seconds)
+        budgets = ((point["config"].get("eval") or {}).get("max_new_tokens") or {})
+        for name, samples in point["samples"].items():
+            mode = name.split("/")[1]
+            seconds = ((summary.get("evals") or {}).get(name) or {}).get("seconds")
+            if samples and seconds and budgets.get(mode):
+                written = mean_cut([count(s["completion"]) for s in samples], budgets[mode])
+                evals.setdefault(mode, {}).setdefault(rates.row_bucket(written), []).append(
+                    len(samples) / seconds)
+    median = lambda found: {b: float(f"{statistics.median(r):.4g}")  # noqa: E731
+                            for b, r in sorted(found.items())}
+    return median(sft), {mode: median(found) for mode, found in evals.items()}
+
+
+def archive_points(archive: str) -> list[dict]:
+    """The finished points of a claims archive: each one's summary, config and samples by
+    ``curriculum/mode``; none where its sweep ran its points as jobs (on shares of the cores,
+    whose rates are not the machine's)."""
+    points: dict[str, dict] = {}
+    with tarfile.open(archive) as tar:
+        if "jobs.json" in tar.getnames():
+            return []
+        for member in tar:
+            parts = PurePosixPath(member.name).parts
+            if not member.isfile() or len(parts) < 3 or parts[0] != "runs":
+                continue
+            text = tar.extractfile(member).read().decode()
+            point = points.setdefault(parts[1], {"samples": {}})
+            if parts[2:] == ("summary.json",):
+                point["summary"] = json.loads(text)
+            elif parts[2:] == ("config.yaml",):
+                import yaml
+                point["config"] = yaml.safe_load(io.StringIO(text))
+            elif parts[2] == "eval" and parts[-1] == "samples.jsonl" and len(parts) == 6:
+                point["samples"][f"{parts[3]}/{parts[4]}"] = [
+                    json.loads(line) for line in text.splitlines() if line.strip()]
+    return [p for p in points.values() if "summary" in p and "config" in p]
 
 
 if __name__ == "__main__":

@@ -202,6 +202,14 @@ def test_a_machine_without_bf16_plans_at_the_reference_rates_scaled_for_fp32(
                       rates.RL: 60.0, rates.RL_PER_WRITTEN: pytest.approx(0.1)}
     atomic_write_json(shipped, {**reference, "precision": "fp32"})  # measured without bf16
     assert rates.reference_rates(key, bf16=False) == ("2 CPU cores", measured)
+    # a training factor by row length: a bucket takes the nearest length's, the rest the least
+    by_row = {rates.WITHOUT_BF16: {"train": {"64": 0.5, "200": 0.25}, "generate": 0.25}}
+    atomic_write_json(shipped, {**reference, **by_row, "rates": {key: {
+        **measured, rates.SFT_BY_LENGTH: {"64": 200.0, "181": 100.0, "1000": 40.0}}}})
+    said, slower = rates.reference_rates(key, bf16=False)
+    assert "so x0.5 at 64-token rows, x0.25 at 200-token rows for training and x0.25" in said
+    assert slower[rates.SFT_BY_LENGTH] == {"64": 100.0, "181": 25.0, "1000": 10.0}
+    assert (slower[rates.SFT], slower[rates.RL]) == (25.0, 120.0)
 
     flat = {rates.SFT: 100.0, rates.EVAL: {"recall": 2.0, "cot": 4.0}}  # one rate a kind
     atomic_write_json(shipped, {**reference, "rates": {key: flat}})
@@ -287,6 +295,71 @@ def test_writing_the_reference_rates_keeps_the_factors_measured_without_bf16(
     assert reference_rates.main(["--machine", "m", "--measured", "now", "--key", key]) == 0
     assert read_json(target) == {"machine": "m", "measured": "now", "precision": "bf16",
                                  rates.WITHOUT_BF16: factors, "rates": {key: {rates.SFT: 100.0}}}
+
+
+def _archive(path, points: dict, jobs: bool = False) -> None:
+    """A claims archive of ``points`` (name: (summary, config, samples by curriculum/mode))."""
+    import io
+    import json
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        files = {"jobs.json": "{}"} if jobs else {}
+        for name, (summary, config, samples) in points.items():
+            files[f"runs/{name}/summary.json"] = json.dumps(summary)
+            files[f"runs/{name}/config.yaml"] = json.dumps(config)  # (JSON is YAML)
+            for which, rows in samples.items():
+                files[f"runs/{name}/eval/{which}/samples.jsonl"] = "".join(
+                    json.dumps(r) + "\n" for r in rows)
+        for name, text in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+
+
+def test_the_reference_rates_take_the_length_buckets_they_lack_from_archived_runs(
+        tmp_path, monkeypatch):
+    """scripts/reference_rates.py --runs: the median rate of each SFT row-length bucket and
+    evaluation length bucket that runs in the reference's precision measured (recall checks'
+    time left out, completions cut at the budget), added where the file lacks the bucket; a
+    run in the other precision, a resumed stage and a sweep run as jobs add nothing."""
+    reference_rates = script("reference_rates")
+    target = tmp_path / "reference.json"
+    monkeypatch.setattr(rates, "REFERENCE", target)
+    key = "tiny-random on cpu"
+    atomic_write_json(target, {"machine": "m", "measured": "then", "precision": "bf16",
+                               "rates": {key: {rates.SFT_BY_LENGTH: {"108": 5.0}}}})
+
+    def stage(rows_tokens, tokens, seconds, recall=0.0, bf16=True, resumed=False, at="s"):
+        return {"dir": f"{at}{rows_tokens}", "tokens": tokens, "tokens_per_row": rows_tokens,
+                "seconds": seconds, "time_split": {"recall": recall}, "bf16": bf16,
+                "resumed": resumed}
+
+    def point(stages, evals=None, samples=None):
+        return ({"model": "tiny-random", "stages": stages, "evals": evals or {}},
+                {"eval": {"max_new_tokens": {"cot": 3}}}, samples or {})
+
+    long = "one two three four five six seven eight"  # cut at the budget, 3 tokens
+    _archive(tmp_path / "a.tar.gz", {
+        "000": point({"a": [stage(100, 1000, 12.0, recall=2.0)]}),  # 108: the file has it
+        "001": point({"a": [stage(200, 1000, 110.0, recall=10.0, at="x")],
+                      "b": [stage(200, 1000, 110.0, recall=10.0, at="x")]},  # shared: once
+                     {"a/cot": {"seconds": 4.0}}, {"a/cot": [{"completion": long}] * 2}),
+        "002": point({"a": [stage(200, 3000, 100.0, at="y")]}),
+        "003": point({"a": [stage(200, 9000, 1.0, bf16=False, at="z")]},  # fp32: not its
+                     {"a/cot": {"seconds": 1.0}}, {"a/cot": [{"completion": long}] * 9}),
+        "004": point({"a": [stage(50, 9000, 1.0, resumed=True)]})})  # its lives: not timed
+    _archive(tmp_path / "b.tar.gz", {"000": point({"a": [stage(30, 9000, 1.0)]})}, jobs=True)
+    assert reference_rates.main(["--runs", str(tmp_path / "a.tar.gz"), str(tmp_path / "b.tar.gz"),
+                                 "--measured", "now", "--key", key]) == 0
+    shipped = read_json(target)
+    assert shipped["measured"] == "then; now"
+    assert shipped["rates"][key] == {
+        rates.SFT_BY_LENGTH: {"108": 5.0, "215": 20.0},  # the median of 10 and 30
+        rates.EVAL_BY_LENGTH: {"cot": {"3": 0.5}}}
+    assert reference_rates.main(["--runs", str(tmp_path / "a.tar.gz"), "--measured", "again",
+                                 "--key", key]) == 0  # every bucket there: nothing written
+    assert read_json(target) == shipped
 
 
 def test_an_item_without_a_rate_is_named_and_left_out_of_the_total(tmp_path, rates_file):
