@@ -67,7 +67,7 @@ RECALL_CHECK = "recall_check"
 REFERENCE = Path(__file__).with_name("reference_rates.json")
 #: the reference file's factors for a machine that runs in fp32 where the reference ran in bf16
 #: (its ``precision``): ``train`` (SFT and GRPO) and ``generate`` (evaluations), each this
-#: machine's rate over the reference's; ``train`` may be one a row length (``{bucket:
+#: machine's rate over the reference's; ``train`` may be given by row length (``{bucket:
 #: factor}``): the fp32 machine trained at 0.59 of the reference's rate at 91-token rows and at
 #: 0.46 at 191 (a cipher stage), so one factor planned long rows ~25% short
 WITHOUT_BF16 = "without_bf16"
