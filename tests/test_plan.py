@@ -202,14 +202,6 @@ def test_a_machine_without_bf16_plans_at_the_reference_rates_scaled_for_fp32(
                       rates.RL: 60.0, rates.RL_PER_WRITTEN: pytest.approx(0.1)}
     atomic_write_json(shipped, {**reference, "precision": "fp32"})  # measured without bf16
     assert rates.reference_rates(key, bf16=False) == ("2 CPU cores", measured)
-    # a training factor by row length: a bucket takes the nearest length's, the rest the least
-    by_row = {rates.WITHOUT_BF16: {"train": {"64": 0.5, "200": 0.25}, "generate": 0.25}}
-    atomic_write_json(shipped, {**reference, **by_row, "rates": {key: {
-        **measured, rates.SFT_BY_LENGTH: {"64": 200.0, "181": 100.0, "1000": 40.0}}}})
-    said, slower = rates.reference_rates(key, bf16=False)
-    assert "so x0.5 at 64-token rows, x0.25 at 200-token rows for training and x0.25" in said
-    assert slower[rates.SFT_BY_LENGTH] == {"64": 100.0, "181": 25.0, "1000": 10.0}
-    assert (slower[rates.SFT], slower[rates.RL]) == (25.0, 120.0)
 
     flat = {rates.SFT: 100.0, rates.EVAL: {"recall": 2.0, "cot": 4.0}}  # one rate a kind
     atomic_write_json(shipped, {**reference, "rates": {key: flat}})

@@ -67,9 +67,7 @@ RECALL_CHECK = "recall_check"
 REFERENCE = Path(__file__).with_name("reference_rates.json")
 #: the reference file's factors for a machine that runs in fp32 where the reference ran in bf16
 #: (its ``precision``): ``train`` (SFT and GRPO) and ``generate`` (evaluations), each this
-#: machine's rate over the reference's; ``train`` may be given by row length (``{bucket:
-#: factor}``): the fp32 machine trained at 0.59 of the reference's rate at 91-token rows and at
-#: 0.46 at 191 (a cipher stage), so one factor planned long rows ~25% short
+#: machine's rate over the reference's
 WITHOUT_BF16 = "without_bf16"
 
 
@@ -91,39 +89,26 @@ def reference_rates(key: str, bf16: bool = True) -> tuple[str, dict]:
         return "", {}
     words = str(shipped.get("machine") or "the reference machine")
     factors = _entry(shipped, WITHOUT_BF16)
-    train = by_length(factors.get("train")) or positive(factors.get("train"))
-    generate = positive(factors.get("generate"))
+    train, generate = positive(factors.get("train")), positive(factors.get("generate"))
     if not bf16 and shipped.get("precision") == "bf16" and train and generate:
         found = _slower(found, train, generate)
-        said = ", ".join(f"x{f:g} at {b}-token rows" for b, f in train.items()) \
-            if isinstance(train, dict) else f"x{train:g}"
-        words += (f"; in bf16, so {said} for training and x{generate:g} for generating here,"
+        words += (f"; in bf16, so x{train:g} for training and x{generate:g} for generating here,"
                   " in fp32")
     return words, found
 
 
-def _slower(found: dict, train: float | dict[int, float], generate: float) -> dict:
+def _slower(found: dict, train: float, generate: float) -> dict:
     """Rates scaled for a machine ``train`` and ``generate`` times as fast: throughputs
-    multiplied, seconds a step or token divided (a hand-edited entry's non-numbers kept).
-    ``train`` by row length (:data:`WITHOUT_BF16`): an SFT length bucket takes the factor of
-    the nearest length, a rate of no length (the last stage's, GRPO's) the smallest (a plan
-    had better not come out short)."""
+    multiplied, seconds a step or token divided (a hand-edited entry's non-numbers kept)."""
     def times(value: object, factor: float) -> object:
         if isinstance(value, dict):
             return {k: times(v, factor) for k, v in value.items()}
         return value * factor if positive(value) else value
 
-    lengths = train if isinstance(train, dict) else None
-    least = min(lengths.values()) if lengths else train
-    factor = {SFT: least, SFT_BY_LENGTH: least, EVAL: generate, EVAL_BY_LENGTH: generate,
-              RL: 1 / least, RL_PER_TOKEN: 1 / least, RL_PER_WRITTEN: 1 / least}
-    out = {name: times(value, factor[name]) if name in factor else value
-           for name, value in found.items()}
-    if lengths and isinstance(found.get(SFT_BY_LENGTH), dict):
-        out[SFT_BY_LENGTH] = {
-            b: times(r, _nearest(lengths, int(b)) if str(b).isdigit() and int(b) > 0 else least)
-            for b, r in found[SFT_BY_LENGTH].items()}
-    return out
+    factor = {SFT: train, SFT_BY_LENGTH: train, EVAL: generate, EVAL_BY_LENGTH: generate,
+              RL: 1 / train, RL_PER_TOKEN: 1 / train, RL_PER_WRITTEN: 1 / train}
+    return {name: times(value, factor[name]) if name in factor else value
+            for name, value in found.items()}
 
 
 def _file(path: Path) -> dict:
