@@ -17,7 +17,8 @@ buckets the shipped file lacks, from the archives' finished points that ran in i
 a second by row length and completions a second by mode and tokens written, the median of each
 bucket. Why: the reference's rates file held short rows alone (91 and 128 tokens), so a fresh
 clone planned a cipher stage (191-token rows) at 128's rate, 1.6x short, and a cipher CoT
-evaluation (~330 tokens written) at 76's, ~5x short, though the archived runs timed both.
+evaluation (~330 tokens written) at 76's, ~5x short, though the archived runs timed both. The
+first form replaces the file's rates with the machine's: run the second after it.
 
 Usage: python scripts/reference_rates.py --machine "2 CPU cores, torch 2.13.0+cpu"
        --measured "2026-12-05, commit abc1234: the quickstart and ..." [--key KEY ...]

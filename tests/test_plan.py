@@ -264,6 +264,11 @@ def test_the_shipped_reference_rates_cover_what_the_shipped_configs_do(monkeypat
     machine, found = rates.reference_rates(f"{DEFAULT_MODEL} on cpu")
     assert machine == shipped["machine"]
     assert len(rates.by_length(found[rates.SFT_BY_LENGTH])) >= 2
+    # long work too (scripts/reference_rates.py --runs): the cipher stages' 191-token rows and
+    # their CoT evaluations' ~330 tokens written, which the nearest short bucket planned 1.6x
+    # and ~5x short
+    assert max(rates.by_length(found[rates.SFT_BY_LENGTH])) >= 181
+    assert max(rates.by_length(found[rates.EVAL_BY_LENGTH]["cot"])) >= 304
     assert rates.positive(found[rates.RL_PER_TOKEN])
     assert rates.positive(found[rates.RL_PER_WRITTEN])
     assert rates.positive(found[rates.EVAL][rates.RECALL_CHECK])
