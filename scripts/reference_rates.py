@@ -36,7 +36,7 @@ import sys
 import tarfile
 from pathlib import PurePosixPath
 
-from pbb.evaluation.evaluate import mean_cut
+from pbb.evaluation.evaluate import mean_cut, token_count
 from pbb.experiments import rates
 from pbb.jsonio import atomic_write_json, read_json
 from pbb.models import DEFAULT_MODEL
@@ -86,8 +86,7 @@ def add_runs(archives: list[str], keys: list[str], measured: str) -> int:
         model = key.split(" on ")[0]
         mine = [p for p in points if p["summary"].get("model") == model]
         tok = load_tokenizer(resolve_model_path(model)) if mine else None
-        sft, evals = bucket_rates(mine, bf16, lambda text: len(
-            tok(text, add_special_tokens=False)["input_ids"]))
+        sft, evals = bucket_rates(mine, bf16, lambda text: token_count(tok, text))
         entry = shipped.setdefault("rates", {}).setdefault(key, {})
         for name, found in ((rates.SFT_BY_LENGTH, sft),
                             *((f"{rates.EVAL_BY_LENGTH}/{m}", r) for m, r in evals.items())):
