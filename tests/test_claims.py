@@ -830,7 +830,8 @@ def test_a_folder_of_an_older_plan_takes_the_points_the_plan_grew_by_from_the_ar
 @pytest.mark.slow
 def test_a_stopped_claims_run_keeps_the_points_it_finished(claimed, tmp_path, monkeypatch):
     """A claim's sweep takes hours: stopped part way (Ctrl-C, a machine taken back), the
-    points it finished are in the archive beside the table, not only in ``runs/``."""
+    points it finished are in the archive beside the table, not only in ``runs/``, and the
+    table says them: the one a clone measures from that archive, not the one from before."""
     import shutil
 
     from pbb.experiments import sweep as sweep_mod
@@ -849,7 +850,11 @@ def test_a_stopped_claims_run_keeps_the_points_it_finished(claimed, tmp_path, mo
                               progress=False, doc=doc)
     assert (tmp_path / "doc" / "claims-runs" / "stage2_alone.tar.gz").read_bytes() == \
         (root / "doc" / "claims-runs" / "stage2_alone.tar.gz").read_bytes()
-    assert not doc.exists()  # the table is written once the claims are measured
+    written = doc.read_text()
+    assert "not run" not in written.split("## ")[0].split("stage2_alone")[1].split("\n")[0]
+    claims_mod.run_claims(CPU_CONFIGS, out, ["stage2_alone"], TINY, smoke=True, progress=False,
+                          doc=doc, execute=False)
+    assert doc.read_text() == written
 
 
 @pytest.mark.slow
@@ -871,11 +876,12 @@ def test_each_point_a_claim_finishes_is_in_its_archive_before_the_next_starts(cl
     for r in runs[1:]:  # two points left to run, their finished folders saved
         shutil.move(r, tmp_path / "saved" / r.name)
     archive = doc.parent / "claims-runs" / "stage2_alone.tar.gz"
-    held = []
+    held, tables = [], []
 
     def run(config, run_dir, **kw):  # the first point finishes; the machine goes at the second
         held.append(sorted(claims_archive.finished(claims_archive.read(archive)))
                     if archive.is_file() else [])
+        tables.append(doc.read_text() if doc.is_file() else None)
         if len(held) == 2:
             raise KeyboardInterrupt
         shutil.copytree(tmp_path / "saved" / Path(run_dir).name, run_dir)
@@ -885,6 +891,7 @@ def test_each_point_a_claim_finishes_is_in_its_archive_before_the_next_starts(cl
         claims_mod.run_claims(CPU_CONFIGS, out, ["stage2_alone"], TINY, smoke=True,
                               progress=False, doc=doc)
     assert held == [[], sorted(f"runs/{r.name}" for r in runs[:2])]
+    assert tables[0] is None and "so far: 2 of 3 points" in tables[1]  # the table kept in step
 
 
 @pytest.mark.slow

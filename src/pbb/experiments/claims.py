@@ -538,6 +538,11 @@ def run_claims(configs: Path, out: Path, only: list[str] | None = None,
         out.mkdir(parents=True, exist_ok=True)
         mark(out, "claims")
         restore(out, doc, archives, plans)
+
+    def kept(claim: Claim, _point: str) -> None:  # a point finished: archived, in the table
+        pack(out, doc, plans, True, (claim,))
+        table(configs, out, overrides, smoke, doc, quiet_errors=True)
+
     stopped = True
     try:
         for claim in chosen if execute else []:
@@ -548,14 +553,33 @@ def run_claims(configs: Path, out: Path, only: list[str] | None = None,
                             remedy=f"its config changed since it ran: move {out / claim.name} "
                                    f"aside to run claim {claim.name} as it is now (stages that "
                                    f"still agree are reused from {out / STAGES})",
-                            after_point=lambda _, c=claim: pack(out, doc, plans, True, (c,)))
+                            after_point=partial(kept, claim))
             _sweep_claim(claim, sweep, configs, out, overrides, smoke)
         stopped = False
     finally:  # the points finished so far are kept, stopped or not (a claim takes hours)
         pack(out, doc, plans, quiet_errors=stopped)
-    measured = [measure(c, configs, out, overrides, smoke) for c in CLAIMS]
-    for m, e in zip(measured, write(measured, Path(doc), configs, out)):
-        m["entry"] = e
+        if stopped:
+            table(configs, out, overrides, smoke, doc, quiet_errors=True)
+    return table(configs, out, overrides, smoke, doc)
+
+
+def table(configs: Path, out: Path, overrides: dict | None, smoke: bool, doc: Path,
+          quiet_errors: bool = False) -> list[dict]:
+    """Measure every claim and write ``doc`` (and its figure); returns the measurements, each
+    with its table entry. Written whenever the archives beside ``doc`` change (a point
+    finished, the claims stopped), not only at the end: the table then says what its archives
+    hold, and a clone's ``pbb claims --no-run`` rewrites it byte for byte. ``quiet_errors``: a
+    table that cannot be written then is one line (the run goes on; its end says it as an
+    error)."""
+    try:
+        measured = [measure(c, configs, out, overrides, smoke) for c in CLAIMS]
+        for m, e in zip(measured, write(measured, Path(doc), configs, out)):
+            m["entry"] = e
+    except (PbbError, OSError) as e:
+        if not quiet_errors:
+            raise
+        console.print(f"{doc}: not written: {e}", markup=False)
+        return []
     return measured
 
 
