@@ -29,17 +29,16 @@ Usage: python scripts/reference_rates.py --machine "2 CPU cores, torch 2.13.0+cp
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import statistics
 import sys
-import tarfile
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from pbb.evaluation.evaluate import mean_cut, token_count
-from pbb.experiments import rates
+from pbb.experiments import claims_archive, rates
 from pbb.jsonio import atomic_write_json, read_json
 from pbb.models import DEFAULT_MODEL
+from pbb.store import CONFIG, EVAL, JOBS, SAMPLES, SUMMARY
 from pbb.training.precision import cpu_has_bf16
 
 
@@ -140,29 +139,30 @@ def bucket_rates(points: list[dict], bf16: bool, count) -> tuple[dict, dict]:
     return median(sft), {mode: median(found) for mode, found in evals.items()}
 
 
-def archive_points(archive: str) -> list[dict]:
-    """The finished points of a claims archive: each one's summary, config and samples by
-    ``curriculum/mode``; none where its sweep ran its points as jobs (on shares of the cores,
-    whose rates are not the machine's)."""
-    points: dict[str, dict] = {}
-    with tarfile.open(archive) as tar:
-        if "jobs.json" in tar.getnames():
-            return []
-        for member in tar:
-            parts = PurePosixPath(member.name).parts
-            if not member.isfile() or len(parts) < 3 or parts[0] != "runs":
-                continue
-            text = tar.extractfile(member).read().decode()
-            point = points.setdefault(parts[1], {"samples": {}})
-            if parts[2:] == ("summary.json",):
-                point["summary"] = json.loads(text)
-            elif parts[2:] == ("config.yaml",):
-                import yaml
-                point["config"] = yaml.safe_load(io.StringIO(text))
-            elif parts[2] == "eval" and parts[-1] == "samples.jsonl" and len(parts) == 6:
-                point["samples"][f"{parts[3]}/{parts[4]}"] = [
-                    json.loads(line) for line in text.splitlines() if line.strip()]
-    return [p for p in points.values() if "summary" in p and "config" in p]
+def archive_points(path: str) -> list[dict]:
+    """The finished points of a claims archive (read and checked as ``pbb claims`` reads it):
+    each one's summary, config and samples by ``curriculum/mode``; none where its sweep ran its
+    points as jobs (on shares of the cores, whose rates are not the machine's)."""
+    import yaml
+
+    kept = claims_archive.read(Path(path))
+    if JOBS in kept.files:
+        return []
+    points = []
+    for folder, files in claims_archive.point_files(kept).items():
+        text = {str(PurePosixPath(name).relative_to(folder)): raw.decode()
+                for name, raw in files.items()}
+        if CONFIG not in text:
+            continue
+        samples = {}
+        for name, body in text.items():
+            parts = PurePosixPath(name).parts  # eval/<curriculum>/<mode>/samples.jsonl
+            if len(parts) == 4 and parts[0] == EVAL and parts[3] == SAMPLES:
+                samples[f"{parts[1]}/{parts[2]}"] = [json.loads(line) for line in
+                                                     body.splitlines() if line.strip()]
+        points.append({"summary": json.loads(text[SUMMARY]), "samples": samples,
+                       "config": yaml.safe_load(text[CONFIG])})
+    return points
 
 
 if __name__ == "__main__":

@@ -302,6 +302,8 @@ def _archive(path, points: dict, jobs: bool = False) -> None:
 
     with tarfile.open(path, "w:gz") as tar:
         files = {"jobs.json": "{}"} if jobs else {}
+        files["sweep.json"] = json.dumps({"points": [
+            {"name": name, "overrides": {}, "dir": f"runs/{name}"} for name in points]})
         for name, (summary, config, samples) in points.items():
             files[f"runs/{name}/summary.json"] = json.dumps(summary)
             files[f"runs/{name}/config.yaml"] = json.dumps(config)  # (JSON is YAML)

@@ -150,9 +150,14 @@ def _by_point(files: dict[str, bytes], record: dict) -> dict[str, dict[str, byte
     return out
 
 
+def point_files(archive: Archive) -> dict[str, dict[str, bytes]]:
+    """Each finished point's files in the archive (``runs/<point>`` -> name -> bytes)."""
+    return _by_point(archive.files, archive.record)
+
+
 def finished(archive: Archive) -> frozenset[str]:
     """The folders (``runs/<point>``) of the archive's finished points."""
-    return frozenset(_by_point(archive.files, archive.record))
+    return frozenset(point_files(archive))
 
 
 def _tar_gz(files: dict[str, bytes]) -> bytes:
