@@ -34,6 +34,7 @@ import statistics
 import sys
 from pathlib import Path, PurePosixPath
 
+from pbb.errors import PbbError
 from pbb.evaluation.evaluate import mean_cut, token_count
 from pbb.experiments import claims_archive, rates
 from pbb.jsonio import atomic_write_json, read_json
@@ -53,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     keys = args.key or [f"{DEFAULT_MODEL} on cpu"]
     if args.runs:
-        return add_runs(args.runs, keys, args.measured)
+        try:
+            return add_runs(args.runs, keys, args.measured)
+        except PbbError as e:  # a broken or foreign archive: one line, the file left as it was
+            print(e, file=sys.stderr)
+            return 1
     if not args.machine:
         ap.error("--machine is required without --runs")
     path = rates.rates_path()

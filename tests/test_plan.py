@@ -317,7 +317,7 @@ def _archive(path, points: dict, jobs: bool = False) -> None:
 
 
 def test_the_reference_rates_take_the_length_buckets_they_lack_from_archived_runs(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, capsys):
     """scripts/reference_rates.py --runs: the median rate of each SFT row-length bucket and
     evaluation length bucket that runs in the reference's precision measured (recall checks'
     time left out, completions cut at the budget), added where the file lacks the bucket; a
@@ -358,6 +358,11 @@ def test_the_reference_rates_take_the_length_buckets_they_lack_from_archived_run
         rates.EVAL_BY_LENGTH: {"cot": {"3": 0.5}}}
     assert reference_rates.main(["--runs", str(tmp_path / "a.tar.gz"), "--measured", "again",
                                  "--key", key]) == 0  # every bucket there: nothing written
+    assert read_json(target) == shipped
+    (tmp_path / "torn.tar.gz").write_bytes((tmp_path / "a.tar.gz").read_bytes()[:-20])
+    assert reference_rates.main(["--runs", str(tmp_path / "torn.tar.gz"), "--measured", "x",
+                                 "--key", key]) == 1  # a torn archive: one line, nothing written
+    assert "torn.tar.gz: not a readable claims archive" in capsys.readouterr().err
     assert read_json(target) == shipped
 
 
