@@ -136,16 +136,20 @@ def test_claims_outside_a_checkout_is_a_one_line_error_and_writes_nothing(tmp_pa
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("mine", ["doc", "figure", "folder"])
+@pytest.mark.parametrize("mine", ["doc", "figure", "folder", "garbled"])
 def test_a_doc_that_no_claims_run_wrote_is_refused_before_anything_runs(tmp_path, mine):
+    """Including a table's title over bytes that are not UTF-8: the table is read back whole
+    after each point, so it is refused before the first, not hours in."""
+    from pbb.experiments.claims_report import HEADER
     from tests.conftest import run_cli
 
     doc = tmp_path / "notes.md"
-    own = {"doc": doc, "figure": tmp_path / "notes.png", "folder": doc}[mine]
+    own = {"doc": doc, "figure": tmp_path / "notes.png", "folder": doc, "garbled": doc}[mine]
+    text = HEADER.split("\n")[0] + "\n\xff\n" if mine == "garbled" else "# my own notes\n"
     if mine == "folder":
         own.mkdir()
     else:
-        own.write_text("# my own notes\n")
+        own.write_bytes(text.encode("latin-1"))
     for plan in ([], ["--plan"]):  # what the command refuses, its plan refuses
         r = run_cli("claims", "--only", "crossover", "--out", str(tmp_path / "out"),
                     "--doc", str(doc), *plan)
@@ -153,7 +157,7 @@ def test_a_doc_that_no_claims_run_wrote_is_refused_before_anything_runs(tmp_path
         [line] = r.stderr.strip().splitlines()
         assert line.startswith(f"error: --doc {doc}: ")
     assert sorted(p.name for p in tmp_path.iterdir()) == [own.name]  # nothing run, nothing made
-    assert own.is_dir() if mine == "folder" else own.read_text() == "# my own notes\n"
+    assert own.is_dir() if mine == "folder" else own.read_bytes() == text.encode("latin-1")
 
 
 # --- the claim configs -------------------------------------------------------------------
@@ -854,6 +858,13 @@ def test_a_stopped_claims_run_keeps_the_points_it_finished(claimed, tmp_path, mo
     assert "not run" not in written.split("## ")[0].split("stage2_alone")[1].split("\n")[0]
     claims_mod.run_claims(CPU_CONFIGS, out, ["stage2_alone"], TINY, smoke=True, progress=False,
                           doc=doc, execute=False)
+    assert doc.read_text() == written
+    # a run refused at once (its --set is not the sweep's there) archives nothing: the table
+    # is left as it was, not measured under settings no run had
+    monkeypatch.undo()
+    with pytest.raises(PbbError, match="different sweep"):
+        claims_mod.run_claims(CPU_CONFIGS, out, ["stage2_alone"], {**TINY, "eval.batch_size": 3},
+                              smoke=True, progress=False, doc=doc)
     assert doc.read_text() == written
 
 

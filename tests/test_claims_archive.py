@@ -94,6 +94,19 @@ def test_a_pack_keeps_the_archives_points_of_the_same_plan_only(tmp_path):
     assert "runs/001_seed-1/summary.json" not in _names(tmp_path / "a.tar.gz")
 
 
+def test_a_sweep_of_an_older_plan_does_not_replace_an_archive_grown_from_it(tmp_path):
+    # the claim grew to three seeds, all finished elsewhere; a folder here still holds the
+    # two-seed sweep (never filled): its pack would keep two points and lose seed 2
+    grown = _sweep(tmp_path / "grown", finished={"000_seed-0", "001_seed-1", "002_seed-2"},
+                   points=("000_seed-0", "001_seed-1", "002_seed-2"))
+    archive.pack(grown, tmp_path / "a.tar.gz")
+    before = (tmp_path / "a.tar.gz").read_bytes()
+    older = _sweep(tmp_path / "older", finished={"000_seed-0", "001_seed-1"})
+    with pytest.raises(PbbError, match="3 finished point.* of a plan grown from .*older.* its 2"):
+        archive.pack(older, tmp_path / "a.tar.gz")
+    assert (tmp_path / "a.tar.gz").read_bytes() == before
+
+
 def test_a_pack_keeps_the_archives_points_where_only_unfinished_ones_were_planned_anew(tmp_path):
     # seed 0 finished, seed 1's point never did; the plan since puts seed 1 in another point (a
     # claim's curricula split): the archive's finished point is the new plan's too

@@ -540,8 +540,8 @@ def run_claims(configs: Path, out: Path, only: list[str] | None = None,
         restore(out, doc, archives, plans)
 
     def kept(claim: Claim, _point: str) -> None:  # a point finished: archived, in the table
-        pack(out, doc, plans, True, (claim,))
-        table(configs, out, overrides, smoke, doc, quiet_errors=True)
+        if pack(out, doc, plans, True, (claim,)):
+            table(configs, out, overrides, smoke, doc, quiet_errors=True)
 
     stopped = True
     try:
@@ -557,8 +557,7 @@ def run_claims(configs: Path, out: Path, only: list[str] | None = None,
             _sweep_claim(claim, sweep, configs, out, overrides, smoke)
         stopped = False
     finally:  # the points finished so far are kept, stopped or not (a claim takes hours)
-        pack(out, doc, plans, quiet_errors=stopped)
-        if stopped:
+        if pack(out, doc, plans, quiet_errors=stopped) and stopped:
             table(configs, out, overrides, smoke, doc, quiet_errors=True)
     return table(configs, out, overrides, smoke, doc)
 
@@ -569,13 +568,13 @@ def table(configs: Path, out: Path, overrides: dict | None, smoke: bool, doc: Pa
     with its table entry. Written whenever the archives beside ``doc`` change (a point
     finished, the claims stopped), not only at the end: the table then says what its archives
     hold, and a clone's ``pbb claims --no-run`` rewrites it byte for byte. ``quiet_errors``: a
-    table that cannot be written then is one line (the run goes on; its end says it as an
-    error)."""
+    table that cannot be written then is one line, whatever the cause (the points go on; the
+    table at their end says it as an error)."""
     try:
         measured = [measure(c, configs, out, overrides, smoke) for c in CLAIMS]
         for m, e in zip(measured, write(measured, Path(doc), configs, out)):
             m["entry"] = e
-    except (PbbError, OSError) as e:
+    except Exception as e:  # noqa: BLE001 - mid-run, a table is not worth the points at work
         if not quiet_errors:
             raise
         console.print(f"{doc}: not written: {e}", markup=False)
@@ -663,26 +662,39 @@ def restore(out: Path, doc: Path, archives, plans) -> None:
 
 
 def pack(out: Path, doc: Path, plans, quiet_errors: bool = False,
-         claims: tuple[Claim, ...] = CLAIMS) -> None:
+         claims: tuple[Claim, ...] = CLAIMS) -> list[str]:
     """Keep the finished runs of each claim's sweep in ``out`` that is of its plan now beside
     the table ``doc`` (:mod:`.claims_archive`): every claim's once the claims end or are
     stopped, and a claim's each time one of its points finishes (a machine lost mid-claim, its
     ``runs/`` with it, keeps them in the archive). ``quiet_errors``: an archive that cannot be
     written is one line, not an error (the claims were stopped, or are still at work: that is
-    the news; the pack at their end says it as an error)."""
+    the news; the pack at their end says it as an error). Returns the claims whose archive
+    it wrote (one that holds these files already is left as it is)."""
+    changed = []
     for claim in claims:
+        path = archive.archive_path(doc, claim.name)
         try:
+            before = _written(path)
             record = archive.record_of(out / claim.name)
             if record is not None and not of_plan(record, plans(claim),
                                                   started(out / claim.name, record)):
                 console.print(f"claim {claim.name}: {out / claim.name} holds runs of another "
                               "plan than its config's now; not packed", markup=False)
             elif record is not None:
-                archive.pack(out / claim.name, archive.archive_path(doc, claim.name))
+                archive.pack(out / claim.name, path)
+                if _written(path) != before:
+                    changed.append(claim.name)
         except (PbbError, OSError) as e:
             if not quiet_errors:
                 raise
             console.print(f"claim {claim.name}: its runs not packed: {e}", markup=False)
+    return changed
+
+
+def _written(path: Path) -> tuple[int, int] | None:
+    """When and as which file ``path`` was last written (None where there is none): an archive
+    is replaced whole, never written in place."""
+    return (path.stat().st_ino, path.stat().st_mtime_ns) if path.is_file() else None
 
 
 def _gated(claim: Claim, configs: Path, overrides: dict | None, smoke: bool) -> int:

@@ -191,6 +191,13 @@ def pack(sweep_dir: Path, archive: Path) -> int | None:
         points = {**_named_alike(archived, old.record, record), **points}
     if not points:
         return None
+    if old is not None and not kept and of_plan(record, old.record, set(here)):
+        # the archive's plan grew from this one (more seeds, finished elsewhere): packing this
+        # sweep alone would drop the points it lacks, and the next run would train them again
+        raise PbbError(f"{archive}: holds {len(archived)} finished point(s) of a plan grown from "
+                       f"the sweep in {sweep_dir}; not replaced by its {len(here)}: move "
+                       f"{sweep_dir} aside (pbb claims restores the archive's points there) or "
+                       "the archive (to keep this sweep's plan alone)")
     files = {SWEEP: (sweep_dir / SWEEP).read_bytes()}
     if (sweep_dir / MARKER).is_file():
         files[MARKER] = (sweep_dir / MARKER).read_bytes()

@@ -284,7 +284,7 @@ def kept_entries(doc: Path, out: Path, settings: dict[str, str]) -> dict[str, En
     table written before hashes were) is taken as measured under its config's settings now."""
     if not Path(doc).is_file():
         return {}
-    text = Path(doc).read_text()
+    text = Path(doc).read_text(encoding="utf-8")
     head, *sections = text.split("\n## ")
     found = {}
     for body in sections:
@@ -417,8 +417,12 @@ def check_doc(doc: Path) -> None:
         raise PbbError(f"--doc {doc}: is a folder; give the table's file, e.g. {doc / 'claims.md'}")
     title = HEADER.split("\n", 1)[0]
     if doc.is_file():
-        with doc.open(encoding="utf-8", errors="replace") as f:
-            first = f.readline().rstrip("\n")
+        try:  # all of it: the table is read back whole (kept claims) after each point
+            first = doc.read_text(encoding="utf-8").split("\n", 1)[0]
+        except UnicodeDecodeError:
+            first = None
+        except OSError as e:
+            raise PbbError(f"--doc {doc}: cannot read it ({e.strerror or e})") from None
         if first != title:
             raise PbbError(f"--doc {doc}: not a claims table written by pbb (its first line is "
                            f"not {title!r}); not overwritten: give another --doc or move it aside")
