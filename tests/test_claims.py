@@ -869,6 +869,40 @@ def test_a_stopped_claims_run_keeps_the_points_it_finished(claimed, tmp_path, mo
 
 
 @pytest.mark.slow
+def test_a_folder_of_an_older_plan_neither_shrinks_the_archive_nor_stops_the_table(
+        claimed, tmp_path, monkeypatch, capsys):
+    """A claim's folder here still of its two-seed plan, its archive of three (finished
+    elsewhere) and not filled here (a process at work there): its pack would drop seed 2 from
+    the archive; it is said and skipped, and the table is written all the same."""
+    import shutil
+
+    from pbb.experiments import claims_archive
+    from pbb.jsonio import atomic_write_json
+
+    root, _, _ = claimed
+    doc, out = tmp_path / "doc" / "claims.md", tmp_path / "out"
+    shutil.copytree(root / "doc", doc.parent)
+    shutil.copytree(root / "out" / "stage2_alone", out / "stage2_alone")
+    shutil.copy(root / "out" / ".pbb-folder.json", out)
+    sweep = out / "stage2_alone"
+    record = read_json(sweep / "sweep.json")
+    shutil.rmtree(sweep / record["points"][-1]["dir"])
+    atomic_write_json(sweep / "sweep.json", {**record, "points": record["points"][:-1]})
+    kept = (doc.parent / "claims-runs" / "stage2_alone.tar.gz").read_bytes()
+
+    def busy(*a, **k):
+        raise PbbError("a process is at work there")
+
+    monkeypatch.setattr(claims_archive, "fill", busy)
+    assert "(so far: " not in doc.read_text()
+    claims_mod.run_claims(CPU_CONFIGS, out, ["stage2_alone"], TINY, smoke=True, progress=False,
+                          doc=doc, execute=False)
+    assert (doc.parent / "claims-runs" / "stage2_alone.tar.gz").read_bytes() == kept
+    assert "holds 3 finished point(s) of a plan grown from" in capsys.readouterr().err
+    assert "(so far: 2 of 3 points)" in doc.read_text()  # measured from the folder here
+
+
+@pytest.mark.slow
 def test_each_point_a_claim_finishes_is_in_its_archive_before_the_next_starts(claimed, tmp_path,
                                                                                 monkeypatch):
     """A machine lost mid-claim takes ``runs/`` with it and gives no Ctrl-C to pack on: what

@@ -684,6 +684,8 @@ def pack(out: Path, doc: Path, plans, quiet_errors: bool = False,
                 archive.pack(out / claim.name, path)
                 if _written(path) != before:
                     changed.append(claim.name)
+        except archive.GrownElsewhere as e:  # nothing lost: said, and the other claims go on
+            console.print(f"claim {claim.name}: its runs not packed: {e}", markup=False)
         except (PbbError, OSError) as e:
             if not quiet_errors:
                 raise

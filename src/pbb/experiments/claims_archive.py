@@ -62,6 +62,11 @@ from pbb.store import (
 _POINT_FILES = (MARKER, CONFIG, SUMMARY, CURRICULA)
 
 
+class GrownElsewhere(PbbError):
+    """The archive holds a plan grown from the sweep being packed (points finished elsewhere
+    that the sweep here lacks): not replaced by the sweep's fewer points."""
+
+
 class Archive(NamedTuple):
     """An archive as :func:`read` found it: where it is, its sweep record, its files."""
 
@@ -194,10 +199,11 @@ def pack(sweep_dir: Path, archive: Path) -> int | None:
     if old is not None and not kept and of_plan(record, old.record, set(here)):
         # the archive's plan grew from this one (more seeds, finished elsewhere): packing this
         # sweep alone would drop the points it lacks, and the next run would train them again
-        raise PbbError(f"{archive}: holds {len(archived)} finished point(s) of a plan grown from "
-                       f"the sweep in {sweep_dir}; not replaced by its {len(here)}: move "
-                       f"{sweep_dir} aside (pbb claims restores the archive's points there) or "
-                       "the archive (to keep this sweep's plan alone)")
+        raise GrownElsewhere(
+            f"{archive}: holds {len(archived)} finished point(s) of a plan grown from the sweep "
+            f"in {sweep_dir}; not replaced by its {len(here)}: move {sweep_dir} aside (pbb "
+            "claims restores the archive's points there) or the archive (to keep this sweep's "
+            "plan alone)")
     files = {SWEEP: (sweep_dir / SWEEP).read_bytes()}
     if (sweep_dir / MARKER).is_file():
         files[MARKER] = (sweep_dir / MARKER).read_bytes()
