@@ -419,8 +419,10 @@ def check_doc(doc: Path) -> None:
     if doc.is_file():
         try:  # all of it: the table is read back whole (kept claims) after each point
             first = doc.read_text(encoding="utf-8").split("\n", 1)[0]
-        except UnicodeDecodeError:
-            first = None
+        except UnicodeDecodeError as e:
+            raise PbbError(f"--doc {doc}: not UTF-8 text (byte {e.start}), so not a claims table "
+                           "written by pbb; not overwritten: give another --doc or move it "
+                           "aside") from None
         except OSError as e:
             raise PbbError(f"--doc {doc}: cannot read it ({e.strerror or e})") from None
         if first != title:
