@@ -798,25 +798,32 @@ def test_a_fresh_clone_restores_the_archived_runs_and_writes_the_same_table(clai
     assert "training on" not in r.stderr and r.stderr.count("done earlier") == 9
 
 
-@pytest.mark.slow
-def test_a_folder_of_an_older_plan_takes_the_points_the_plan_grew_by_from_the_archive(
-        claimed, tmp_path):
-    """A claims folder kept from an older checkout, whose claim's config has gained a seed
-    since: that seed, finished elsewhere and archived, is restored into it (its plan grown to
-    the config's now), measured, and not planned again; the rest of the folder is left."""
+def _older_stage2_alone(root: Path, tmp_path: Path):
+    """The claimed fixture's table and archives copied, and its stage2_alone folder as an older
+    checkout left it: seeds 0-1 only, as the config was then. (doc, out, sweep, its record)"""
     import shutil
 
     from pbb.jsonio import atomic_write_json
 
-    root, measured, _ = claimed
     doc, out = tmp_path / "doc" / "claims.md", tmp_path / "out"
     shutil.copytree(root / "doc", doc.parent)
     shutil.copytree(root / "out" / "stage2_alone", out / "stage2_alone")
     shutil.copy(root / "out" / ".pbb-folder.json", out)
     sweep = out / "stage2_alone"
     record = read_json(sweep / "sweep.json")
-    shutil.rmtree(sweep / record["points"][-1]["dir"])  # seeds 0-1 only, as the config was
+    shutil.rmtree(sweep / record["points"][-1]["dir"])
     atomic_write_json(sweep / "sweep.json", {**record, "points": record["points"][:-1]})
+    return doc, out, sweep, record
+
+
+@pytest.mark.slow
+def test_a_folder_of_an_older_plan_takes_the_points_the_plan_grew_by_from_the_archive(
+        claimed, tmp_path):
+    """A claims folder kept from an older checkout, whose claim's config has gained a seed
+    since: that seed, finished elsewhere and archived, is restored into it (its plan grown to
+    the config's now), measured, and not planned again; the rest of the folder is left."""
+    root, measured, _ = claimed
+    doc, out, sweep, record = _older_stage2_alone(root, tmp_path)
     kept = (sweep / record["points"][0]["dir"] / "summary.json").read_bytes()
     plan = " ".join(claims_mod.plan_claims(CPU_CONFIGS, out, ["stage2_alone"], TINY, True,
                                            doc).split())
@@ -874,20 +881,10 @@ def test_a_folder_of_an_older_plan_neither_shrinks_the_archive_nor_stops_the_tab
     """A claim's folder here still of its two-seed plan, its archive of three (finished
     elsewhere) and not filled here (a process at work there): its pack would drop seed 2 from
     the archive; it is said and skipped, and the table is written all the same."""
-    import shutil
-
     from pbb.experiments import claims_archive
-    from pbb.jsonio import atomic_write_json
 
     root, _, _ = claimed
-    doc, out = tmp_path / "doc" / "claims.md", tmp_path / "out"
-    shutil.copytree(root / "doc", doc.parent)
-    shutil.copytree(root / "out" / "stage2_alone", out / "stage2_alone")
-    shutil.copy(root / "out" / ".pbb-folder.json", out)
-    sweep = out / "stage2_alone"
-    record = read_json(sweep / "sweep.json")
-    shutil.rmtree(sweep / record["points"][-1]["dir"])
-    atomic_write_json(sweep / "sweep.json", {**record, "points": record["points"][:-1]})
+    doc, out, _, _ = _older_stage2_alone(root, tmp_path)
     kept = (doc.parent / "claims-runs" / "stage2_alone.tar.gz").read_bytes()
 
     def busy(*a, **k):
