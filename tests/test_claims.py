@@ -84,6 +84,10 @@ def test_paired_difference_pairs_runs_of_the_same_data_only():
     assert fig["b"] == pytest.approx(np.mean([0.25, 0.25]))
     assert fig["ci_low"] < fig["difference"] < fig["ci_high"]
     assert claims_mod.paired({(0, "x"): {"b": 1.0}}, {(0, "y"): {"b": 0.0}}) is None
+    # two data sets at one seed: that seed's figure is the mean over both, not the last one's
+    two = claims_mod.paired({(0, "x"): {"b": 1.0}, (0, "y"): {"b": 1.0, "c": 1.0}},
+                            {(0, "x"): {"b": 0.0}, (0, "y"): {"b": 1.0, "c": 1.0}})
+    assert two["seeds"] == [0] and two["per_seed"] == pytest.approx([1 / 3])
 
 
 def test_runs_of_equal_accuracy_differ_by_exactly_zero_not_a_negative_residue():

@@ -906,7 +906,10 @@ def paired(a: dict[tuple, dict[str, float]], b: dict[tuple, dict[str, float]]) -
     if not diffs:
         return None
     low, high = grouped_ci(list(groups.values()), RESAMPLES)
-    per_seed = {key[0]: settled(sum(g) / len(g)) for key, g in groups.items()}
+    by_seed: dict[int, list[float]] = {}  # two data sets at one seed: one seed's figure
+    for key, g in groups.items():
+        by_seed.setdefault(key[0], []).extend(g)
+    per_seed = {seed: settled(sum(g) / len(g)) for seed, g in by_seed.items()}
     both = {key: a[key] for key in groups}, {key: b[key] for key in groups}
     return {"a": mean_over_runs(both[0]), "b": mean_over_runs(both[1]),
             "difference": settled(sum(diffs) / len(diffs)),
