@@ -50,7 +50,7 @@ def _names(path):
 
 def test_an_archive_holds_the_finished_points_files_and_nothing_else(tmp_path):
     sweep = _sweep(tmp_path / "s", finished={"000_seed-0"})
-    assert archive.pack(sweep, tmp_path / "a.tar.gz") == 1
+    assert archive.pack(sweep, tmp_path / "a.tar.gz").points == 1
     assert _names(tmp_path / "a.tar.gz") == [
         ".pbb-folder.json", "runs/000_seed-0/config.yaml",
         "runs/000_seed-0/data/behaviours.jsonl",
@@ -66,13 +66,13 @@ def test_an_archive_holds_the_finished_points_files_and_nothing_else(tmp_path):
 
 def test_the_same_runs_give_the_same_bytes_and_leave_the_archive_untouched(tmp_path):
     a = _sweep(tmp_path / "a", finished={"000_seed-0", "001_seed-1"})
-    archive.pack(a, tmp_path / "a.tar.gz")
+    assert archive.pack(a, tmp_path / "a.tar.gz") == (2, True)
     time.sleep(1.1)  # other file times, another folder: the bytes must not see them
     b = _sweep(tmp_path / "b", finished={"000_seed-0", "001_seed-1"})
     archive.pack(b, tmp_path / "b.tar.gz")
     assert (tmp_path / "a.tar.gz").read_bytes() == (tmp_path / "b.tar.gz").read_bytes()
     written = (tmp_path / "a.tar.gz").stat().st_mtime_ns
-    archive.pack(b, tmp_path / "a.tar.gz")
+    assert archive.pack(b, tmp_path / "a.tar.gz") == (2, False)  # says so: no table to write
     assert (tmp_path / "a.tar.gz").stat().st_mtime_ns == written
 
 
@@ -81,16 +81,16 @@ def test_a_pack_keeps_the_archives_points_of_the_same_plan_only(tmp_path):
     one = _sweep(tmp_path / "one", finished={"001_seed-1"})
     archive.pack(one, tmp_path / "a.tar.gz")
     other = _sweep(tmp_path / "other", finished={"000_seed-0"})
-    assert archive.pack(other, tmp_path / "a.tar.gz") == 2
+    assert archive.pack(other, tmp_path / "a.tar.gz").points == 2
     names = _names(tmp_path / "a.tar.gz")
     assert "runs/000_seed-0/summary.json" in names and "runs/001_seed-1/summary.json" in names
     # the plan grown by a seed (a claim whose seeds disagree): the archive's points are its too
     grown = _sweep(tmp_path / "grown", finished={"002_seed-2"},
                    points=("000_seed-0", "001_seed-1", "002_seed-2"))
-    assert archive.pack(grown, tmp_path / "a.tar.gz") == 3
+    assert archive.pack(grown, tmp_path / "a.tar.gz").points == 3
     # a sweep of another plan (its config changed): the old points are not its, so they go
     changed = _sweep(tmp_path / "changed", finished={"000_seed-0"}, lr=3e-4)
-    assert archive.pack(changed, tmp_path / "a.tar.gz") == 1
+    assert archive.pack(changed, tmp_path / "a.tar.gz").points == 1
     assert "runs/001_seed-1/summary.json" not in _names(tmp_path / "a.tar.gz")
 
 
@@ -113,7 +113,7 @@ def test_a_pack_keeps_the_archives_points_where_only_unfinished_ones_were_planne
     archive.pack(_sweep(tmp_path / "one", finished={"000_seed-0"}), tmp_path / "a.tar.gz")
     split = _sweep(tmp_path / "split", finished={"002_seed-1"}, points=("000_seed-0", "002_seed-1"))
     shutil.rmtree(split / "runs" / "000_seed-0")  # not started on this machine
-    assert archive.pack(split, tmp_path / "a.tar.gz") == 2
+    assert archive.pack(split, tmp_path / "a.tar.gz").points == 2
     kept = archive.read(tmp_path / "a.tar.gz")
     assert archive.finished(kept) == {"runs/000_seed-0", "runs/002_seed-1"}
     assert [p["name"] for p in kept.record["points"]] == ["000_seed-0", "002_seed-1"]
@@ -131,7 +131,7 @@ def test_a_point_named_otherwise_here_takes_no_archived_runs(tmp_path):
     kept = archive.read(tmp_path / "a.tar.gz")
     assert archive.lacking(kept, here).keys() == {"runs/000_seed-0"}
     assert archive.fill(kept, here) == 1 and not (here / "runs" / "001_seed-1").exists()
-    assert archive.pack(here, tmp_path / "a.tar.gz") == 2
+    assert archive.pack(here, tmp_path / "a.tar.gz").points == 2
     assert archive.finished(archive.read(tmp_path / "a.tar.gz")) == {"runs/000_seed-0",
                                                                     "runs/005_seed-1"}
 
@@ -153,7 +153,7 @@ def test_the_sweeps_jobs_record_travels_with_its_points(tmp_path):
 
     here = _sweep(tmp_path / "here", finished={"001_seed-1"})
     (here / "jobs.json").write_text(json.dumps({"001_seed-1": job(2, 4)}))
-    assert archive.pack(here, tmp_path / "a.tar.gz") == 2
+    assert archive.pack(here, tmp_path / "a.tar.gz").points == 2
     assert json.loads(archive.read(tmp_path / "a.tar.gz").files["jobs.json"]) == {
         "000_seed-0": job(1, 5), "001_seed-1": job(2, 4)}
 
@@ -226,7 +226,7 @@ def test_a_sweep_of_an_older_plan_takes_the_points_its_claims_plan_grew_by(tmp_p
     assert not (here / "runs" / "001_seed-1" / "summary.json").exists()  # started here: its own
     assert archive.fill(kept, here, plan) == 0  # done: the same plan, nothing lacking
     # then packed as a sweep of the plan now: the archive keeps every finished point
-    assert archive.pack(here, tmp_path / "a.tar.gz") == 3
+    assert archive.pack(here, tmp_path / "a.tar.gz").points == 3
     # a sweep here that named seed 2 otherwise: its plan grown would leave the archive's seed 2
     # in a folder of no point there, which the next pack drops; so nothing changes
     apart = _sweep(tmp_path / "apart", finished=set(), points=("000_seed-0", "001_seed-2"))

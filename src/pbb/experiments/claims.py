@@ -675,15 +675,13 @@ def pack(out: Path, doc: Path, plans, quiet_errors: bool = False,
     for claim in claims:
         path = archive.archive_path(doc, claim.name)
         try:
-            before = _written(path)
             record = archive.record_of(out / claim.name)
             if record is not None and not of_plan(record, plans(claim),
                                                   started(out / claim.name, record)):
                 console.print(f"claim {claim.name}: {out / claim.name} holds runs of another "
                               "plan than its config's now; not packed", markup=False)
-            elif record is not None:
-                archive.pack(out / claim.name, path)
-                if _written(path) != before:
+            elif record is not None and (packed := archive.pack(out / claim.name, path)):
+                if packed.wrote:
                     changed.append(claim.name)
         except archive.GrownElsewhere as e:  # nothing lost: said, and the other claims go on
             console.print(f"claim {claim.name}: its runs not packed: {e}", markup=False)
@@ -692,12 +690,6 @@ def pack(out: Path, doc: Path, plans, quiet_errors: bool = False,
                 raise
             console.print(f"claim {claim.name}: its runs not packed: {e}", markup=False)
     return changed
-
-
-def _written(path: Path) -> tuple[int, int] | None:
-    """When and as which file ``path`` was last written (None where there is none): an archive
-    is replaced whole, never written in place."""
-    return (path.stat().st_ino, path.stat().st_mtime_ns) if path.is_file() else None
 
 
 def _gated(claim: Claim, configs: Path, overrides: dict | None, smoke: bool) -> int:

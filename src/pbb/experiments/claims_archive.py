@@ -67,6 +67,14 @@ class GrownElsewhere(PbbError):
     that the sweep here lacks): not replaced by the sweep's fewer points."""
 
 
+class Packed(NamedTuple):
+    """What :func:`pack` did: how many finished points the archive holds, and whether it wrote
+    the archive (False where it held these files already)."""
+
+    points: int
+    wrote: bool
+
+
 class Archive(NamedTuple):
     """An archive as :func:`read` found it: where it is, its sweep record, its files."""
 
@@ -179,11 +187,12 @@ def _tar_gz(files: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
-def pack(sweep_dir: Path, archive: Path) -> int | None:
+def pack(sweep_dir: Path, archive: Path) -> Packed | None:
     """Write the archive of the sweep in ``sweep_dir``: its finished points, and those of the
-    archive that it lacks where the archive's plan is its own or one it grew from; the number of
-    finished points it holds, or None where there is no sweep or no finished point to pack. An
-    archive that already holds these files is not rewritten (whatever zlib compressed it)."""
+    archive that it lacks where the archive's plan is its own or one it grew from; what it did
+    (:class:`Packed`), or None where there is no sweep or no finished point to pack. An archive
+    that already holds these files is not rewritten (whatever zlib compressed it): a caller that
+    writes the table anew after each new archive writes it only when one changed."""
     sweep_dir, archive = Path(sweep_dir), Path(archive)
     record = record_of(sweep_dir)
     if record is None:
@@ -217,9 +226,10 @@ def pack(sweep_dir: Path, archive: Path) -> int | None:
                        + "\n").encode()
     for point in points.values():
         files.update(point)
-    if old is None or old.files != files:
+    wrote = old is None or old.files != files
+    if wrote:
         atomic_write_bytes(archive, _tar_gz(files))
-    return len(points)
+    return Packed(len(points), wrote)
 
 
 def _archived_jobs(archive: Archive) -> dict[str, dict]:
