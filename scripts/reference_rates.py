@@ -34,6 +34,8 @@ import statistics
 import sys
 from pathlib import Path, PurePosixPath
 
+import yaml
+
 from pbb.errors import PbbError
 from pbb.evaluation.evaluate import mean_cut, token_count
 from pbb.experiments import claims_archive, rates
@@ -148,26 +150,32 @@ def archive_points(path: str) -> list[dict]:
     """The finished points of a claims archive (read and checked as ``pbb claims`` reads it):
     each one's summary, config and samples by ``curriculum/mode``; none where its sweep ran its
     points as jobs (on shares of the cores, whose rates are not the machine's)."""
-    import yaml
-
     kept = claims_archive.read(Path(path))
     if JOBS in kept.files:
         return []
     points = []
     for folder, files in claims_archive.point_files(kept).items():
-        text = {str(PurePosixPath(name).relative_to(folder)): raw.decode()
-                for name, raw in files.items()}
-        if CONFIG not in text:
+        raw = {str(PurePosixPath(name).relative_to(folder)): body for name, body in files.items()}
+        if CONFIG not in raw:
             continue
-        samples = {}
-        for name, body in text.items():
-            parts = PurePosixPath(name).parts  # eval/<curriculum>/<mode>/samples.jsonl
-            if len(parts) == 4 and parts[0] == EVAL and parts[3] == SAMPLES:
-                samples[f"{parts[1]}/{parts[2]}"] = [json.loads(line) for line in
-                                                     body.splitlines() if line.strip()]
-        points.append({"summary": json.loads(text[SUMMARY]), "samples": samples,
-                       "config": yaml.safe_load(text[CONFIG])})
+        try:
+            points.append(_point(raw))
+        except (ValueError, KeyError, yaml.YAMLError) as e:  # torn, not UTF-8, no summary
+            raise PbbError(f"{path}: {folder}: a file not readable as written: {e}") from None
     return points
+
+
+def _point(raw: dict[str, bytes]) -> dict:
+    """A point's summary, config and samples by ``curriculum/mode`` from its archived files (only
+    these are decoded, not its data set)."""
+    samples = {}
+    for name, body in raw.items():
+        parts = PurePosixPath(name).parts  # eval/<curriculum>/<mode>/samples.jsonl
+        if len(parts) == 4 and parts[0] == EVAL and parts[3] == SAMPLES:
+            samples[f"{parts[1]}/{parts[2]}"] = [json.loads(line) for line in
+                                                 body.decode().splitlines() if line.strip()]
+    return {"summary": json.loads(raw[SUMMARY]), "samples": samples,
+            "config": yaml.safe_load(raw[CONFIG].decode())}
 
 
 if __name__ == "__main__":

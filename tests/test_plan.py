@@ -294,8 +294,9 @@ def test_writing_the_reference_rates_keeps_the_factors_measured_without_bf16(
                                  rates.WITHOUT_BF16: factors, "rates": {key: {rates.SFT: 100.0}}}
 
 
-def _archive(path, points: dict, jobs: bool = False) -> None:
-    """A claims archive of ``points`` (name: (summary, config, samples by curriculum/mode))."""
+def _archive(path, points: dict, jobs: bool = False, torn: dict | None = None) -> None:
+    """A claims archive of ``points`` (name: (summary, config, samples by curriculum/mode)),
+    ``torn`` replacing the text of some of its files."""
     import io
     import json
     import tarfile
@@ -310,6 +311,7 @@ def _archive(path, points: dict, jobs: bool = False) -> None:
             for which, rows in samples.items():
                 files[f"runs/{name}/eval/{which}/samples.jsonl"] = "".join(
                     json.dumps(r) + "\n" for r in rows)
+        files.update(torn or {})
         for name, text in files.items():
             info = tarfile.TarInfo(name)
             info.size = len(text.encode())
@@ -363,6 +365,11 @@ def test_the_reference_rates_take_the_length_buckets_they_lack_from_archived_run
     assert reference_rates.main(["--runs", str(tmp_path / "torn.tar.gz"), "--measured", "x",
                                  "--key", key]) == 1  # a torn archive: one line, nothing written
     assert "torn.tar.gz: not a readable claims archive" in capsys.readouterr().err
+    tar = tmp_path / "c.tar.gz"  # one point's summary torn inside a readable archive: named
+    _archive(tar, {"000": point({"a": [stage(200, 3000, 100.0)]})},
+             torn={"runs/000/summary.json": '{"model": "tiny-random", "sta'})
+    assert reference_rates.main(["--runs", str(tar), "--measured", "x", "--key", key]) == 1
+    assert "c.tar.gz: runs/000: a file not readable as written" in capsys.readouterr().err
     assert read_json(target) == shipped
 
 
