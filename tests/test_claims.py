@@ -716,6 +716,45 @@ def test_the_wall_clock_of_points_run_at_once_is_the_union_of_their_jobs_spans(t
                               "once (their jobs' spans in its sweep's jobs.json)")
 
 
+def test_a_stage_one_key_names_but_two_machines_trained_is_named_in_its_claims_section(
+        tmp_path, monkeypatch):
+    """Points pair on the assumption that a stage key is one model; a machine without the
+    stage's weights (the archives keep none) trains it anew, perhaps in another precision, and
+    the section says which keys were trained apart, how, and by which points; a stage reused
+    as it was (the same record) is not named."""
+    from types import SimpleNamespace
+
+    from pbb.experiments.claims_report import section
+    from pbb.store import RunStore
+
+    def stage(key, epochs, bf16, loss):
+        return {"stage": "stage1", "dir": f"../../../stages/{key}", "epochs": epochs,
+                "bf16": bf16, "steps": 39 * epochs, "train_loss": loss}
+
+    def point(name, seed, *stages):
+        return claims_mod.Point(SimpleNamespace(seed=seed), {"stages": {"c": list(stages)}},
+                                RunStore(tmp_path / "runs" / name))
+
+    kept = stage("stage1-aaa", 6, True, 0.365)
+    pts = [point("001_seed-1_x", 1, kept, stage("stage2-bbb", 2, True, 0.2)),
+           point("004_seed-1_y", 1, kept),
+           point("007_seed-1_z", 1, stage("stage1-aaa", 3, False, 0.592)),
+           point("008_seed-2_z", 2, stage("stage1-ccc", 3, False, 0.5)),
+           point("009_seed-2_w", 2, stage("stage1-ccc", 3, False, 0.5))]
+    assert claims_mod.trained_apart(pts) == [{"stage": "stage1-aaa", "seed": 1, "trainings": [
+        {"epochs": 6, "bf16": True, "loss": 0.365, "points": ["001_seed-1_x", "004_seed-1_y"]},
+        {"epochs": 3, "bf16": False, "loss": 0.592, "points": ["007_seed-1_z"]}]}]
+    assert claims_mod.trained_apart(pts[:2] + pts[3:]) == []
+    (claim,) = claims_mod.select(["in_context_vs_pbb"])
+    apart = claims_mod.trained_apart(pts)  # measured as if the claim's runs were these points
+    monkeypatch.setattr(claims_mod, "trained_apart", lambda found: apart)
+    lines = section(claims_mod.measure(claim, GPU_CONFIGS, tmp_path / "none"), Path("docs/c.md"))
+    assert [line for line in lines if "trained apart" in line] == [
+        "- Stages trained apart under one key (another machine retrained them; the points that "
+        "share one did not start from the same model): `stage1-aaa` (seed 1): 6 epochs, bf16, "
+        "loss 0.365 (001, 004) / 3 epochs, fp32, loss 0.592 (007)"]
+
+
 def test_claims_run_their_points_jobs_at_a_time_in_the_shared_store(monkeypatch, tmp_path):
     """`pbb claims --jobs 3 --jobs-per-device auto`: every sweep of a claim (its prerequisite's
     points first, then the rest) runs 3 points at once, in the claims' one stage store."""
@@ -1063,7 +1102,7 @@ def test_a_gap_row_sets_a_claims_difference_against_another_claims(tmp_path, mon
         for key in ("difference", "ci_low", "ci_high"):
             assert got[key] == pytest.approx(row["figure"][key], abs=0.0005 + 1e-9), key
     # the other claim's run so far: its points of one GRPO pass count, the longer ones not
-    found["retroactive_rl"] = found["retroactive_rl"][:5]
+    found["retroactive_rl"] = found["retroactive_rl"][:7]
     assert sum(p.cfg.rl.epochs == 1 for p in found["retroactive_rl"]) == 3
     line = next(x for x in section(claims_mod.measure(claim, CPU_CONFIGS, tmp_path),
                                    Path("docs/c.md")) if "here − in retroactive_rl" in x)

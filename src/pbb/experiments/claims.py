@@ -983,6 +983,29 @@ def timing(pts: list[Point]) -> tuple[float, float]:
     return spent, spent + sum(v for k, v in reused.items() if k not in trained)
 
 
+def trained_apart(pts: list[Point]) -> list[dict]:
+    """The stages that the claim's points record under one key but trained apart (another
+    machine or precision retrained a stage whose weights it did not have: the archives keep
+    none): each key's seed and its trainings (epochs, bf16, loss and the points that used each).
+    Points that share such a key did not start from the same model, which their pairing
+    assumes; the table says so rather than leave it to the results log."""
+    seen: dict[str, dict[tuple, list[str]]] = {}
+    seeds: dict[str, int] = {}
+    for p in pts:
+        for entries in p.summary.get("stages", {}).values():
+            for e in entries:
+                key = os.path.basename(os.path.normpath(e["dir"]))
+                outcome = (e.get("epochs"), e.get("bf16"), e.get("steps"), e.get("train_loss"))
+                used = seen.setdefault(key, {}).setdefault(outcome, [])
+                if p.store.root.name not in used:
+                    used.append(p.store.root.name)
+                seeds[key] = p.cfg.seed
+    return [{"stage": key, "seed": seeds[key],
+             "trainings": [{"epochs": o[0], "bf16": o[1], "loss": o[3], "points": sorted(names)}
+                           for o, names in sorted(by.items(), key=lambda kv: sorted(kv[1]))]}
+            for key, by in sorted(seen.items()) if len(by) > 1]
+
+
 def wall(sweep_dir: Path, pts: list[Point]) -> tuple[float, int, int] | None:
     """(wall seconds, most at once, points counted) of the finished points' jobs, where the sweep
     ran points as jobs (``jobs.json``, :mod:`.executors`) and at least two at once: the union of
@@ -1039,6 +1062,7 @@ def measure(claim: Claim, configs: Path, out: Path, overrides: dict | None = Non
               "points": max(total, len(cfgs)), "cfgs": cfgs,  # a grown config: its new points too
               "seeds": sorted({c.seed for c in cfgs}), "spent": spent, "alone": alone,
               "wall": wall(Path(out) / claim.name, pts),  # where its points ran at once
+              "apart": trained_apart(pts),
               "settings": settings_hash(cfgs),
               "prerequisite": prerequisite_figure(claim, pts), "rows": [],
               # the claim's note tells what the CPU config's runs showed, not another config's

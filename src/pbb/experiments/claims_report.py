@@ -55,7 +55,10 @@ config as it is. The runs behind the table are kept beside it, in `{runs}/` (a `
 with each finished point's config, summary, data set and samples, and its sweep's jobs record;
 no weights): where the sweeps folder has no sweep of a claim, `pbb claims` restores its runs
 from there first, so that the table recomputes on any clone (`pbb claims --no-run`) and a run
-goes on from the points finished on any machine.
+goes on from the points finished on any machine. Points share a stage where its key agrees; a
+machine without its weights trains it anew, so a section names the stages its points record
+under one key but trained apart (their epochs, precision and loss): points that share one did
+not start from the same model.
 
 Sweeps: `{out}`; configs: `{configs}/`.
 """
@@ -199,6 +202,8 @@ def section(m: dict, doc: Path) -> list[str]:
              f"- Time: {duration(m['spent'])} spent by its runs; {duration(m['alone'])} alone "
              "(with every stage it uses, those other claims trained included, once)"
              + _wall(m.get("wall"), m["done"])]
+    if m.get("apart"):
+        lines.append(_apart_line(m["apart"]))
     if claim.prerequisite is not None:
         pre, got = claim.prerequisite, m["prerequisite"]
         lines.append(f"- Prerequisite: {pre.what} ({pre.condition.label}) at least "
@@ -213,6 +218,19 @@ def section(m: dict, doc: Path) -> list[str]:
     for (comp, paper, fig, verdict), seeds in zip(rows_of(m), per_seed):
         lines.append(f"| {comp} | {paper} | {fig} | {seeds} | {verdict} |")
     return lines + [""]
+
+
+def _apart_line(apart: list[dict]) -> str:
+    """The section's line on stages one key names that were trained apart (:func:`pbb.
+    experiments.claims.trained_apart`): each with its trainings and the points that used them."""
+    def training(t: dict) -> str:
+        how = f"{t['epochs']:g} epochs, {'bf16' if t['bf16'] else 'fp32'}, loss {t['loss']:.3f}"
+        return f"{how} ({', '.join(n.split('_')[0] for n in t['points'])})"
+
+    return ("- Stages trained apart under one key (another machine retrained them; the points "
+            "that share one did not start from the same model): "
+            + "; ".join(f"`{a['stage']}` (seed {a['seed']}): "
+                        + " / ".join(training(t) for t in a["trainings"]) for a in apart))
 
 
 @dataclass
