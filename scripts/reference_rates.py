@@ -160,7 +160,7 @@ def archive_points(path: str) -> list[dict]:
             continue
         try:
             points.append(_point(raw))
-        except (ValueError, KeyError, yaml.YAMLError) as e:  # torn, not UTF-8, no summary
+        except (ValueError, yaml.YAMLError) as e:  # torn or not UTF-8 (a point has its summary)
             raise PbbError(f"{path}: {folder}: a file not readable as written: {e}") from None
     return points
 

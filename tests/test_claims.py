@@ -724,12 +724,16 @@ def test_a_stage_one_key_names_but_two_machines_trained_is_named_in_its_claims_s
     as it was (the same record) is not named."""
     from types import SimpleNamespace
 
-    from pbb.experiments.claims_report import section
+    from pbb.experiments.claims_report import _apart_line, section
     from pbb.store import RunStore
 
     def stage(key, epochs, bf16, loss):
         return {"stage": "stage1", "dir": f"../../../stages/{key}", "epochs": epochs,
                 "bf16": bf16, "steps": 39 * epochs, "train_loss": loss}
+
+    def grpo(key, reward):  # a GRPO stage's record: no epochs, no loss
+        return {"stage": "activation_rl", "dir": f"../../../stages/{key}", "steps": 80,
+                "bf16": False, "reward_last": reward, "correct_last": reward - 0.1}
 
     def point(name, seed, *stages):
         return claims_mod.Point(SimpleNamespace(seed=seed), {"stages": {"c": list(stages)}},
@@ -739,20 +743,32 @@ def test_a_stage_one_key_names_but_two_machines_trained_is_named_in_its_claims_s
     pts = [point("001_seed-1_x", 1, kept, stage("stage2-bbb", 2, True, 0.2)),
            point("004_seed-1_y", 1, kept),
            point("007_seed-1_z", 1, stage("stage1-aaa", 3, False, 0.592)),
-           point("008_seed-2_z", 2, stage("stage1-ccc", 3, False, 0.5)),
-           point("009_seed-2_w", 2, stage("stage1-ccc", 3, False, 0.5))]
-    assert claims_mod.trained_apart(pts) == [{"stage": "stage1-aaa", "seed": 1, "trainings": [
-        {"epochs": 6, "bf16": True, "loss": 0.365, "points": ["001_seed-1_x", "004_seed-1_y"]},
-        {"epochs": 3, "bf16": False, "loss": 0.592, "points": ["007_seed-1_z"]}]}]
+           point("008_seed-2_z", 2, stage("stage1-ccc", 3, False, 0.5), grpo("rl-ddd", 0.85)),
+           point("009_seed-2_w", 2, stage("stage1-ccc", 3, False, 0.5), grpo("rl-ddd", 0.85))]
+    apart = claims_mod.trained_apart(pts)
+    assert [(a["stage"], a["seed"], [t["points"] for t in a["trainings"]]) for a in apart] == [
+        ("stage1-aaa", 1, [["001_seed-1_x", "004_seed-1_y"], ["007_seed-1_z"]])]
+    assert [(t["epochs"], t["bf16"], t["train_loss"]) for t in apart[0]["trainings"]] == [
+        (6, True, 0.365), (3, False, 0.592)]
     assert claims_mod.trained_apart(pts[:2] + pts[3:]) == []
+    # a GRPO stage trained twice in one precision and for as many steps: its rewards tell
+    pts[4].summary["stages"]["c"][1] = grpo("rl-ddd", 0.6)
+    assert [a["stage"] for a in claims_mod.trained_apart(pts[3:])] == ["rl-ddd"]
+    pts.pop()
     (claim,) = claims_mod.select(["in_context_vs_pbb"])
     apart = claims_mod.trained_apart(pts)  # measured as if the claim's runs were these points
     monkeypatch.setattr(claims_mod, "trained_apart", lambda found: apart)
     lines = section(claims_mod.measure(claim, GPU_CONFIGS, tmp_path / "none"), Path("docs/c.md"))
     assert [line for line in lines if "trained apart" in line] == [
-        "- Stages trained apart under one key (another machine retrained them; the points that "
-        "share one did not start from the same model): `stage1-aaa` (seed 1): 6 epochs, bf16, "
-        "loss 0.365 (001, 004) / 3 epochs, fp32, loss 0.592 (007)"]
+        "- Stages trained apart under one key (retrained where the stage store lacked their "
+        "weights; the points that share one did not start from the same model): `stage1-aaa` "
+        "(seed 1): 6 epochs, 234 steps, bf16, loss 0.3650 (001_seed-1, 004_seed-1) / 3 epochs, "
+        "117 steps, fp32, loss 0.5920 (007_seed-1)"]
+    rl = {"stage": "rl-ddd", "seed": 2, "trainings": [
+        {"steps": 80, "bf16": None, "reward_last": 0.85, "points": ["008_seed-2_z"]},
+        {"steps": 80, "bf16": None, "reward_last": 0.6, "points": ["009_seed-2_w"]}]}
+    assert _apart_line([rl]).endswith(": `rl-ddd` (seed 2): 80 steps, reward 0.850 (008_seed-2) "
+                                      "/ 80 steps, reward 0.600 (009_seed-2)")
 
 
 def test_claims_run_their_points_jobs_at_a_time_in_the_shared_store(monkeypatch, tmp_path):
@@ -1028,6 +1044,21 @@ def test_a_rows_points_are_those_running_its_conditions():
                          claims_mod.row_points(short, done, cfgs)) == "not reproduced"
     assert _verdict_cell(claims_mod.NOT_REPRODUCED, m, None,
                          {"done": 1, "points": 10}) == "not reproduced (so far: 1 of 10 points)"
+
+
+@pytest.mark.parametrize("configs", [CPU_CONFIGS, GPU_CONFIGS])
+def test_retroactive_rls_longer_grpo_rows_rest_on_their_own_points(configs):
+    # the 80-step (two-pass) row and the same passes with a KL term each rest on their point's
+    # runs alone: neither row pools the other's, nor the one-pass point's
+    (claim,) = claims_mod.select(["retroactive_rl"])
+    cfgs = [p["config"] for p in load_sweep(claims_mod.config_path(configs, claim), None,
+                                            False)[2]]
+    _, _, longer, anchored = claim.comparisons
+    seeds = len({c.seed for c in cfgs})
+    picked = [[c for c in cfgs if claims_mod.matches(comp.a, c)] for comp in (longer, anchored)]
+    assert [len(p) for p in picked] == [seeds, seeds]
+    assert [{c.rl.beta for c in p} for p in picked] == [{0.0}, {0.04}]
+    assert all(c.rl.epochs == 2 for p in picked for c in p)
 
 
 def test_a_gap_row_sets_a_claims_difference_against_another_claims(tmp_path, monkeypatch):

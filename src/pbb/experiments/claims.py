@@ -160,8 +160,9 @@ SECONDARY = "(secondary source, unverified)"
 NO_FIGURE = "no figure in our notes of the paper"
 #: retroactive_rl's GRPO stage: one pass over the prompts (its first point; 24 steps on the CPU,
 #: 100 on the GPU twin), or two (its second point: 80 steps on the CPU, 200 on the GPU twin)
+#: without a KL term, or the same two with one to the warm start (its third point)
 ONE_PASS, TWO_PASSES = (("rl.epochs", 1),), (("rl.epochs", 2), ("rl.beta", 0.0))
-ANCHORED = (("rl.epochs", 2), ("rl.beta", 0.04))  # two passes with a KL term to the warm start
+ANCHORED = (("rl.epochs", 2), ("rl.beta", 0.04))
 #: the two settings of curricula_vs_mixture, told apart by their points' curricula
 PROACTIVE_SETTING = dict(where=(("curricula", ["proactive", "mixture"]),),
                          setting="proactive_vs_control's functions")
@@ -688,7 +689,8 @@ def pack(out: Path, doc: Path, plans, quiet_errors: bool = False,
                                                   started(out / claim.name, record)):
                 console.print(f"claim {claim.name}: {out / claim.name} holds runs of another "
                               "plan than its config's now; not packed", markup=False)
-            elif record is not None and (packed := archive.pack(out / claim.name, path)):
+            elif record is not None and (packed := archive.pack(out / claim.name, path)
+                                         ) is not None:
                 if packed.wrote:
                     changed.append(claim.name)
         except archive.GrownElsewhere as e:  # nothing lost: said, and the other claims go on
@@ -984,26 +986,32 @@ def timing(pts: list[Point]) -> tuple[float, float]:
 
 
 def trained_apart(pts: list[Point]) -> list[dict]:
-    """The stages that the claim's points record under one key but trained apart (another
-    machine or precision retrained a stage whose weights it did not have: the archives keep
-    none): each key's seed and its trainings (epochs, bf16, loss and the points that used each).
-    Points that share such a key did not start from the same model, which their pairing
-    assumes; the table says so rather than leave it to the results log."""
+    """The stages that the claim's points record under one key but trained apart (the stage
+    retrained where the store lacked its weights: another machine, the archives keeping none,
+    or a cleared store): each key's seed and its trainings (epochs or steps, precision, final
+    loss or reward, and the points that used each). The claim's points that share such a key did
+    not start from the same model, which their pairing assumes; the table says so rather than
+    leave it to the results log. A stage reused or resumed has one record (its ``done.json``)."""
     seen: dict[str, dict[tuple, list[str]]] = {}
     seeds: dict[str, int] = {}
     for p in pts:
         for entries in p.summary.get("stages", {}).values():
             for e in entries:
                 key = os.path.basename(os.path.normpath(e["dir"]))
-                outcome = (e.get("epochs"), e.get("bf16"), e.get("steps"), e.get("train_loss"))
+                outcome = tuple(e.get(k) for k in _OUTCOME)
                 used = seen.setdefault(key, {}).setdefault(outcome, [])
                 if p.store.root.name not in used:
                     used.append(p.store.root.name)
                 seeds[key] = p.cfg.seed
     return [{"stage": key, "seed": seeds[key],
-             "trainings": [{"epochs": o[0], "bf16": o[1], "loss": o[3], "points": sorted(names)}
+             "trainings": [{**dict(zip(_OUTCOME, o)), "points": sorted(names)}
                            for o, names in sorted(by.items(), key=lambda kv: sorted(kv[1]))]}
             for key, by in sorted(seen.items()) if len(by) > 1]
+
+
+#: what tells two trainings of one stage apart in their records: an SFT stage's epochs, steps
+#: and final loss, a GRPO stage's steps and last window's reward and correctness; the precision
+_OUTCOME = ("epochs", "steps", "bf16", "train_loss", "reward_last", "correct_last")
 
 
 def wall(sweep_dir: Path, pts: list[Point]) -> tuple[float, int, int] | None:

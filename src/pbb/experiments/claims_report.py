@@ -55,10 +55,10 @@ config as it is. The runs behind the table are kept beside it, in `{runs}/` (a `
 with each finished point's config, summary, data set and samples, and its sweep's jobs record;
 no weights): where the sweeps folder has no sweep of a claim, `pbb claims` restores its runs
 from there first, so that the table recomputes on any clone (`pbb claims --no-run`) and a run
-goes on from the points finished on any machine. Points share a stage where its key agrees; a
-machine without its weights trains it anew, so a section names the stages its points record
-under one key but trained apart (their epochs, precision and loss): points that share one did
-not start from the same model.
+goes on from the points finished on any machine. A claim's points share a stage where its key
+agrees; a machine without its weights trains it anew, so a section names the stages its points
+record under one key but trained apart (as their records say: epochs, steps, precision, loss):
+points that share one did not start from the same model.
 
 Sweeps: `{out}`; configs: `{configs}/`.
 """
@@ -221,14 +221,20 @@ def section(m: dict, doc: Path) -> list[str]:
 
 
 def _apart_line(apart: list[dict]) -> str:
-    """The section's line on stages one key names that were trained apart (:func:`pbb.
-    experiments.claims.trained_apart`): each with its trainings and the points that used them."""
+    """The section's line on stages one key names that were trained apart
+    (:func:`pbb.experiments.claims.trained_apart`): each with its trainings (what its records
+    say of each) and the points that used them (``NNN_seed-S``)."""
     def training(t: dict) -> str:
-        how = f"{t['epochs']:g} epochs, {'bf16' if t['bf16'] else 'fp32'}, loss {t['loss']:.3f}"
-        return f"{how} ({', '.join(n.split('_')[0] for n in t['points'])})"
+        said = [f"{t['epochs']:g} epochs" if t.get("epochs") is not None else None,
+                f"{t['steps']} steps" if t.get("steps") is not None else None,
+                {True: "bf16", False: "fp32"}.get(t.get("bf16")),
+                f"loss {t['train_loss']:.4f}" if t.get("train_loss") is not None else None,
+                f"reward {t['reward_last']:.3f}" if t.get("reward_last") is not None else None]
+        points = ", ".join("_".join(n.split("_")[:2]) for n in t["points"])
+        return f"{', '.join(x for x in said if x)} ({points})"
 
-    return ("- Stages trained apart under one key (another machine retrained them; the points "
-            "that share one did not start from the same model): "
+    return ("- Stages trained apart under one key (retrained where the stage store lacked their "
+            "weights; the points that share one did not start from the same model): "
             + "; ".join(f"`{a['stage']}` (seed {a['seed']}): "
                         + " / ".join(training(t) for t in a["trainings"]) for a in apart))
 
