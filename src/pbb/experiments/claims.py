@@ -250,7 +250,11 @@ CLAIMS: tuple[Claim, ...] = (
                "exactly, against 123) and was right in fewer of them (47% against 51%) and of "
                "the rest (5 of 83 against 15 of 77). The fourth row holds those passes near the "
                "warm start by a KL term (rl.beta 0.04): whether an anchor keeps what GRPO adds "
-               "over SFT."),
+               "over SFT. At seeds 0-1 (2026-12-07, docs/results/LOG.md) it does not bind: the "
+               "policy's KL to the warm start stays at 0.011 on average (0.11 at most), the "
+               "model lands where the unanchored one did (30.0% and 35.0%, against 30.0% and "
+               "37.5%), and 51-62% of GRPO's groups (4 completions a prompt) get one reward for "
+               "all their completions, no signal, as in every GRPO run of this claim (40-67%)."),
     Claim("cot_vs_direct", "Chain of thought beats direct answers",
           "The same proactive model executes instruction-only functions better when it recalls "
           "and traces them than when it answers at once.",
