@@ -693,9 +693,9 @@ def pack(out: Path, doc: Path, plans, quiet_errors: bool = False,
                                                   started(out / claim.name, record)):
                 console.print(f"claim {claim.name}: {out / claim.name} holds runs of another "
                               "plan than its config's now; not packed", markup=False)
-            elif record is not None and (packed := archive.pack(out / claim.name, path)
-                                         ) is not None:
-                if packed.wrote:
+            elif record is not None:
+                packed = archive.pack(out / claim.name, path)
+                if packed is not None and packed.wrote:
                     changed.append(claim.name)
         except archive.GrownElsewhere as e:  # nothing lost: said, and the other claims go on
             console.print(f"claim {claim.name}: its runs not packed: {e}", markup=False)
@@ -989,6 +989,11 @@ def timing(pts: list[Point]) -> tuple[float, float]:
     return spent, spent + sum(v for k, v in reused.items() if k not in trained)
 
 
+#: what tells two trainings of one stage apart in their records: an SFT stage's epochs, steps
+#: and final loss, a GRPO stage's steps and last window's reward and correctness; the precision
+_OUTCOME = ("epochs", "steps", "bf16", "train_loss", "reward_last", "correct_last")
+
+
 def trained_apart(pts: list[Point]) -> list[dict]:
     """The stages that the claim's points record under one key but trained apart (the stage
     retrained where the store lacked its weights: another machine, the archives keeping none,
@@ -1011,11 +1016,6 @@ def trained_apart(pts: list[Point]) -> list[dict]:
              "trainings": [{**dict(zip(_OUTCOME, o)), "points": sorted(names)}
                            for o, names in sorted(by.items(), key=lambda kv: sorted(kv[1]))]}
             for key, by in sorted(seen.items()) if len(by) > 1]
-
-
-#: what tells two trainings of one stage apart in their records: an SFT stage's epochs, steps
-#: and final loss, a GRPO stage's steps and last window's reward and correctness; the precision
-_OUTCOME = ("epochs", "steps", "bf16", "train_loss", "reward_last", "correct_last")
 
 
 def wall(sweep_dir: Path, pts: list[Point]) -> tuple[float, int, int] | None:
