@@ -771,6 +771,37 @@ def test_a_stage_one_key_names_but_two_machines_trained_is_named_in_its_claims_s
                                       "/ 80 steps, reward 0.600 (009_seed-2)")
 
 
+def test_the_weights_digest_tells_two_trainings_apart_only_where_every_record_has_one(tmp_path):
+    """Two trainings alike in every recorded figure are apart if their weights' digests differ;
+    one record from before digests were written (none) cannot be told apart by it."""
+    from types import SimpleNamespace
+
+    from pbb.experiments.claims_report import _apart_line
+    from pbb.store import RunStore
+
+    def point(name, digest, loss=0.5):
+        record = {"stage": "stage1", "dir": "../../../stages/stage1-aaa", "epochs": 3,
+                  "bf16": False, "steps": 117, "train_loss": loss}
+        return claims_mod.Point(SimpleNamespace(seed=0), {"stages": {"c": [
+            {**record, **({"weights_sha256": digest} if digest else {})}]}},
+            RunStore(tmp_path / "runs" / name))
+
+    apart = claims_mod.trained_apart([point("001_seed-0_x", "ab" * 32),
+                                      point("002_seed-0_y", "cd" * 32)])
+    assert [[t["points"] for t in a["trainings"]] for a in apart] == [
+        [["001_seed-0_x"], ["002_seed-0_y"]]]
+    assert _apart_line(apart).endswith("loss 0.5000, weights abababab (001_seed-0) / 3 epochs, "
+                                       "117 steps, fp32, loss 0.5000, weights cdcdcdcd "
+                                       "(002_seed-0)")
+    assert claims_mod.trained_apart([point("001_seed-0_x", "ab" * 32),
+                                     point("002_seed-0_y", "ab" * 32)]) == []
+    assert claims_mod.trained_apart([point("001_seed-0_x", "ab" * 32),
+                                     point("002_seed-0_y", None)]) == []
+    older = claims_mod.trained_apart([point("001_seed-0_x", "ab" * 32),
+                                      point("002_seed-0_y", None, loss=0.6)])
+    assert [len(a["trainings"]) for a in older] == [2]  # the loss still tells them apart
+
+
 def test_claims_run_their_points_jobs_at_a_time_in_the_shared_store(monkeypatch, tmp_path):
     """`pbb claims --jobs 3 --jobs-per-device auto`: every sweep of a claim (its prerequisite's
     points first, then the rest) runs 3 points at once, in the claims' one stage store."""

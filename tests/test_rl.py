@@ -15,7 +15,7 @@ from pbb.jsonio import read_jsonl
 from pbb.models import load_model, load_tokenizer, resolve_model_path
 from pbb.rows import curricula
 from pbb.rows.render import make_row, row_rng
-from pbb.store import CHECKPOINT_CLOCK, DONE, METRICS, MODEL
+from pbb.store import CHECKPOINT_CLOCK, DONE, METRICS, MODEL, weights_digest
 from pbb.training import grpo as rl_mod
 from pbb.training.rewards import completion_as_text, reward_functions, score_completion
 from tests.conftest import Canned, run_cli
@@ -238,6 +238,7 @@ def test_grpo_stage_trains_and_logs_per_step(ds, tiny, tmp_path):
         assert r["correct"] == score_completion(ds.domain, behaviours[r["behaviour_id"]], r["input"],
                                                 r["completion"])[1]
     assert info["algorithm"] == "grpo" and (tmp_path / "s" / DONE).is_file()
+    assert info["weights_sha256"] == weights_digest(tmp_path / "s" / MODEL)  # the saved policy
     # the step's completion budget, by which a plan scales this stage's rate
     assert info["completion_tokens_per_step"] == \
         rl.batch_size * rl.grad_accum * rl.max_completion_length

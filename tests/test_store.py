@@ -132,3 +132,31 @@ def test_a_folder_holding_only_a_stage_store_is_a_claims_folder_and_anything_bes
     (tmp_path / "stages" / "notes.txt").unlink()
     (tmp_path / "notes.txt").write_text("mine")  # a user's file beside the store
     assert kind_of(tmp_path) is None
+
+
+def test_a_finished_stage_records_the_digest_of_the_weights_it_saved(tmp_path):
+    """``done.json`` names the saved weights by their sha256, so that two stage directories of
+    one key can be told to hold the same model or not; a stage that saved none records none."""
+    import hashlib
+    import json
+
+    from pbb.store import DONE, MODEL, finish_stage
+
+    def finished(name: str, files: dict[str, bytes]) -> dict:
+        stage = tmp_path / name
+        (stage / MODEL).mkdir(parents=True)
+        for f, data in files.items():
+            (stage / MODEL / f).write_bytes(data)
+        finish_stage(stage, {"seconds": 1.0, "resumed": False, "processes": 1})
+        return json.loads((stage / DONE).read_text())
+
+    one = finished("a", {"model.safetensors": b"weights", "config.json": b"{}"})
+    assert one["weights_sha256"] == hashlib.sha256(b"model.safetensors\0weights").hexdigest()
+    same = finished("b", {"model.safetensors": b"weights", "config.json": b'{"x": 1}'})
+    assert same["weights_sha256"] == one["weights_sha256"]  # the weights alone count
+    other = finished("c", {"model.safetensors": b"weightz"})
+    assert other["weights_sha256"] != one["weights_sha256"]
+    sharded = finished("d", {"model-2.safetensors": b"b", "model-1.safetensors": b"a"})
+    assert sharded["weights_sha256"] == hashlib.sha256(
+        b"model-1.safetensors\0a" + b"model-2.safetensors\0b").hexdigest()
+    assert "weights_sha256" not in finished("e", {})

@@ -13,7 +13,7 @@ from pbb import interrupts
 from pbb.config import TrainConfig
 from pbb.models import load_model
 from pbb.rows.chat import encode_row, tokenized_view
-from pbb.store import DONE, METRICS, MODEL
+from pbb.store import DONE, METRICS, MODEL, weights_digest
 from pbb.training.load import load_for_eval
 from pbb.training.sft import (
     SFTRun,
@@ -44,6 +44,8 @@ def test_loss_goes_down_on_a_tiny_set(tiny, rows, tmp_path):
     assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3, losses
     assert (tmp_path / "s" / DONE).is_file() and (tmp_path / "s" / MODEL / "config.json").is_file()
     assert not (tmp_path / "s" / "trainer").exists()  # checkpoints removed once done
+    assert info["weights_sha256"] == weights_digest(tmp_path / "s" / MODEL) \
+        == json.loads((tmp_path / "s" / DONE).read_text())["weights_sha256"]
     lengths = [len(ids) for ids, _ in encode_rows(tok, rows, 768)]
     assert info["tokens_per_row"] == round(sum(lengths) / len(rows), 1)
 
@@ -309,6 +311,7 @@ def test_a_stop_inside_a_step_finishes_it_and_checkpoints_it(tiny, rows, tmp_pat
     a = load_model(tmp_path / "whole" / MODEL).state_dict()
     b = load_model(tmp_path / "cut" / MODEL).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["weights_sha256"] == whole["weights_sha256"]  # the same weights, one digest
 
 
 @pytest.mark.slow

@@ -128,6 +128,8 @@ class StageRecord(TypedDict):
     tokens: NotRequired[int]
     learning_rate: NotRequired[float]
     recall: NotRequired[list[dict[str, Any]]]
+    #: the saved weights' sha256 (pbb.store.weights_digest); absent in records written before it
+    weights_sha256: NotRequired[str]
 
 
 @with_config(OPEN)

@@ -490,13 +490,34 @@ def start_stage(stage_dir: Path, logs: tuple[str, ...] = (METRICS,)) -> Path | N
     return None if step is None else checkpoint_dir(stage_dir, step)
 
 
+def weights_digest(model_dir: Path) -> str | None:
+    """The sha256 of a saved model's weights (each ``*.safetensors`` file's name and bytes, in
+    name order; a LoRA stage's adapter), or None where none is saved. Two stage directories
+    with one key hold the same model exactly where their digests agree: a stage retrained on
+    another machine (the archives keep no weights) is told apart by it, not by its loss alone.
+    Hashing reads the weights once (about a second per GB)."""
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode() + b"\0")
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 24), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
 def finish_stage(stage_dir: Path, info: dict) -> dict:
-    """Mark a stage done (``done.json``, written last) and drop its resume checkpoints.
+    """Mark a stage done (``done.json``, written last) and drop its resume checkpoints. The
+    record gains ``weights_sha256`` (:func:`weights_digest`) where the stage saved a model.
 
     Under a launcher the main process writes, and no process goes on before it has.
     """
     check(StageRecord, info, str(Path(stage_dir) / DONE))
     if dist.is_main():
+        digest = weights_digest(Path(stage_dir) / MODEL)
+        info = {**info, "weights_sha256": digest} if digest else info
         atomic_write_json(Path(stage_dir) / DONE, info)
         shutil.rmtree(Path(stage_dir) / TRAINER, ignore_errors=True)
     dist.barrier()

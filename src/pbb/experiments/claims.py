@@ -990,32 +990,43 @@ def timing(pts: list[Point]) -> tuple[float, float]:
 
 
 #: what tells two trainings of one stage apart in their records: an SFT stage's epochs, steps
-#: and final loss, a GRPO stage's steps and last window's reward and correctness; the precision
-_OUTCOME = ("epochs", "steps", "bf16", "train_loss", "reward_last", "correct_last")
+#: and final loss, a GRPO stage's steps and last window's reward and correctness; the precision;
+#: last, the saved weights' digest (records written before it lack one)
+_OUTCOME = ("epochs", "steps", "bf16", "train_loss", "reward_last", "correct_last",
+            "weights_sha256")
 
 
 def trained_apart(pts: list[Point]) -> list[dict]:
     """The stages that the claim's points record under one key but trained apart (the stage
     retrained where the store lacked its weights: another machine, the archives keeping none,
     or a cleared store): each key's seed and its trainings (epochs or steps, precision, final
-    loss or reward, and the points that used each). The claim's points that share such a key did
-    not start from the same model, which their pairing assumes; the table says so rather than
-    leave it to the results log. A stage reused or resumed has one record (its ``done.json``)."""
-    seen: dict[str, dict[tuple, list[str]]] = {}
+    loss or reward, weights' digest, and the points that used each). The claim's points that
+    share such a key did not start from the same model, which their pairing assumes; the table
+    says so rather than leave it to the results log. A stage reused or resumed has one record
+    (its ``done.json``). The digest tells trainings apart only where every record of the key
+    has one: a record from before it may hold the same weights as one after."""
+    records: dict[str, list[tuple[tuple, str]]] = {}
     seeds: dict[str, int] = {}
     for p in pts:
         for entries in p.summary.get("stages", {}).values():
             for e in entries:
                 key = os.path.basename(os.path.normpath(e["dir"]))
-                outcome = tuple(e.get(k) for k in _OUTCOME)
-                used = seen.setdefault(key, {}).setdefault(outcome, [])
-                if p.store.root.name not in used:
-                    used.append(p.store.root.name)
+                records.setdefault(key, []).append(
+                    (tuple(e.get(k) for k in _OUTCOME), p.store.root.name))
                 seeds[key] = p.cfg.seed
-    return [{"stage": key, "seed": seeds[key],
-             "trainings": [{**dict(zip(_OUTCOME, o)), "points": sorted(names)}
-                           for o, names in sorted(by.items(), key=lambda kv: sorted(kv[1]))]}
-            for key, by in sorted(seen.items()) if len(by) > 1]
+    apart = []
+    for key, recs in sorted(records.items()):
+        exact = all(o[-1] is not None for o, _ in recs)
+        by: dict[tuple, list[str]] = {}
+        for o, name in recs:
+            used = by.setdefault(o if exact else o[:-1] + (None,), [])
+            if name not in used:
+                used.append(name)
+        if len(by) > 1:
+            apart.append({"stage": key, "seed": seeds[key], "trainings": [
+                {**dict(zip(_OUTCOME, o)), "points": sorted(names)}
+                for o, names in sorted(by.items(), key=lambda kv: sorted(kv[1]))]})
+    return apart
 
 
 def wall(sweep_dir: Path, pts: list[Point]) -> tuple[float, int, int] | None:

@@ -57,8 +57,9 @@ no weights): where the sweeps folder has no sweep of a claim, `pbb claims` resto
 from there first, so that the table recomputes on any clone (`pbb claims --no-run`) and a run
 goes on from the points finished on any machine. A claim's points share a stage where its key
 agrees; a machine without its weights trains it anew, so a section names the stages its points
-record under one key but trained apart (as their records say: epochs, steps, precision, loss):
-points that share one did not start from the same model.
+record under one key but trained apart (as their records say: epochs, steps, precision, loss,
+and the weights' digest where every record of the key has one): points that share one did not
+start from the same model.
 
 Sweeps: `{out}`; configs: `{configs}/`.
 """
@@ -229,7 +230,8 @@ def _apart_line(apart: list[dict]) -> str:
                 f"{t['steps']} steps" if t.get("steps") is not None else None,
                 {True: "bf16", False: "fp32"}.get(t.get("bf16")),
                 f"loss {t['train_loss']:.4f}" if t.get("train_loss") is not None else None,
-                f"reward {t['reward_last']:.3f}" if t.get("reward_last") is not None else None]
+                f"reward {t['reward_last']:.3f}" if t.get("reward_last") is not None else None,
+                f"weights {t['weights_sha256'][:8]}" if t.get("weights_sha256") else None]
         points = ", ".join("_".join(n.split("_")[:2]) for n in t["points"])
         return f"{', '.join(x for x in said if x)} ({points})"
 
