@@ -1077,19 +1077,29 @@ def test_a_rows_points_are_those_running_its_conditions():
                          {"done": 1, "points": 10}) == "not reproduced (so far: 1 of 10 points)"
 
 
+def _one_pass(cfg) -> bool:
+    """retroactive_rl's first point (and familiar_retroactive's, curricula_vs_mixture's): one
+    GRPO pass in groups of 4."""
+    return cfg.rl.epochs == 1 and cfg.rl.num_generations == 4
+
+
 @pytest.mark.parametrize("configs", [CPU_CONFIGS, GPU_CONFIGS])
-def test_retroactive_rls_longer_grpo_rows_rest_on_their_own_points(configs):
-    # the 80-step (two-pass) row and the same passes with a KL term each rest on their point's
-    # runs alone: neither row pools the other's, nor the one-pass point's
+def test_retroactive_rls_other_grpo_rows_rest_on_their_own_points(configs):
+    # the first rows, the two-pass row, the same passes with a KL term and the one pass in
+    # groups of 8 each rest on their point's runs alone: no row pools another's
     (claim,) = claims_mod.select(["retroactive_rl"])
     cfgs = [p["config"] for p in load_sweep(claims_mod.config_path(configs, claim), None,
                                             False)[2]]
-    _, _, longer, anchored = claim.comparisons
+    first, _, longer, anchored, groups = claim.comparisons
     seeds = len({c.seed for c in cfgs})
-    picked = [[c for c in cfgs if claims_mod.matches(comp.a, c)] for comp in (longer, anchored)]
-    assert [len(p) for p in picked] == [seeds, seeds]
-    assert [{c.rl.beta for c in p} for p in picked] == [{0.0}, {0.04}]
-    assert all(c.rl.epochs == 2 for p in picked for c in p)
+    picked = [[c for c in cfgs if claims_mod.matches(comp.a, c)]
+              for comp in (first, longer, anchored, groups)]
+    assert [len(p) for p in picked] == [seeds] * 4
+    assert len({id(c) for p in picked for c in p}) == 4 * seeds  # no point in two rows
+    assert [{(c.rl.epochs, c.rl.beta, c.rl.num_generations) for c in p} for p in picked] == [
+        {(1, 0.0, 4)}, {(2, 0.0, 4)}, {(2, 0.04, 4)}, {(1, 0.0, 8)}]
+    # the groups of 8 sample as many completions (steps x batch) as the two passes in groups of 4
+    assert len({c.rl.max_steps * c.rl.batch_size for c in picked[1] + picked[3]}) == 1
 
 
 def test_a_gap_row_sets_a_claims_difference_against_another_claims(tmp_path, monkeypatch):
@@ -1114,7 +1124,7 @@ def test_a_gap_row_sets_a_claims_difference_against_another_claims(tmp_path, mon
         for p in planned:
             store = RunStore(tmp_path / claim / "runs" / p["name"])
             for curriculum, values in by_seed.get(p["config"].seed, {}).items():
-                if p["config"].rl.epochs != 1:  # retroactive_rl's longer GRPO: not these rows'
+                if not _one_pass(p["config"]):  # retroactive_rl's other GRPO: not these rows'
                     values = [0] * len(values)
                 write_jsonl(store.samples(curriculum, "cot"), [
                     {"behaviour_id": f"b{i}", "split": "eval", "mode": "cot", "input": "x",
@@ -1164,8 +1174,8 @@ def test_a_gap_row_sets_a_claims_difference_against_another_claims(tmp_path, mon
         for key in ("difference", "ci_low", "ci_high"):
             assert got[key] == pytest.approx(row["figure"][key], abs=0.0005 + 1e-9), key
     # the other claim's run so far: its points of one GRPO pass count, the longer ones not
-    found["retroactive_rl"] = found["retroactive_rl"][:7]
-    assert sum(p.cfg.rl.epochs == 1 for p in found["retroactive_rl"]) == 3
+    found["retroactive_rl"] = found["retroactive_rl"][:9]
+    assert sum(_one_pass(p.cfg) for p in found["retroactive_rl"]) == 3
     line = next(x for x in section(claims_mod.measure(claim, CPU_CONFIGS, tmp_path),
                                    Path("docs/c.md")) if "here − in retroactive_rl" in x)
     assert line.endswith("(so far: 3 of 5 points of retroactive_rl) |"), line
@@ -1188,7 +1198,7 @@ def test_a_condition_of_another_claims_pairs_with_this_claims_runs(tmp_path, mon
     def values(claim: str, cfg, curriculum: str) -> list[int]:
         seed = cfg.seed
         if claim == "retroactive_rl" and curriculum == "retroactive":
-            return [1, 1, 1, 1] if cfg.rl.epochs != 1 else [1, 0, seed % 2, 1]
+            return [1, 1, 1, 1] if not _one_pass(cfg) else [1, 0, seed % 2, 1]
         if claim == "curricula_vs_mixture" and "retroactive" in cfg.curricula:
             return [0, 1, 0, int(seed > 2)] if curriculum == "mixture" else [0, 0, 0, 0]
         return [0, 0, 0, 0]

@@ -286,7 +286,8 @@ def claim_verdicts(text: str, prefix: str = "") -> dict[str, str]:
     for line in text.splitlines():
         m = re.match(rf"\| \[[^\]]*\]\({re.escape(prefix)}#(\w+)\) \|(?:.*\|)? ([^|]+) \|$", line)
         if m:
-            out.setdefault(m.group(1), []).append(re.sub(r" \(.*\)$", "", m.group(2).strip()))
+            out.setdefault(m.group(1), []).append(
+                re.sub(r" \([^()]*\)(?=;|$)", "", m.group(2).strip()))
     return {k: "; ".join(v) for k, v in out.items()}
 
 
