@@ -771,9 +771,10 @@ def test_a_stage_one_key_names_but_two_machines_trained_is_named_in_its_claims_s
                                       "/ 80 steps, reward 0.600 (009_seed-2)")
 
 
-def test_the_weights_digest_tells_two_trainings_apart_only_where_every_record_has_one(tmp_path):
-    """Two trainings alike in every recorded figure are apart if their weights' digests differ;
-    one record from before digests were written (none) cannot be told apart by it."""
+def test_the_weights_digest_tells_two_trainings_apart_where_both_records_have_one(tmp_path):
+    """Two trainings alike in every recorded figure are apart if their weights' digests differ,
+    one where they agree; a record from before digests were written (none) joins the training
+    whose other figures it shares."""
     from types import SimpleNamespace
 
     from pbb.experiments.claims_report import _apart_line
@@ -800,6 +801,14 @@ def test_the_weights_digest_tells_two_trainings_apart_only_where_every_record_ha
     older = claims_mod.trained_apart([point("001_seed-0_x", "ab" * 32),
                                       point("002_seed-0_y", None, loss=0.6)])
     assert [len(a["trainings"]) for a in older] == [2]  # the loss still tells them apart
+    # the same weights whatever a figure says (a reward window computed by other code)
+    assert claims_mod.trained_apart([point("001_seed-0_x", "ab" * 32),
+                                     point("002_seed-0_y", "ab" * 32, loss=0.6)]) == []
+    # an older record among two digests: it joins the first alike, the digests stay apart
+    mixed = claims_mod.trained_apart([point("003_seed-0_z", None), point("001_seed-0_x", "ab" * 32),
+                                      point("002_seed-0_y", "cd" * 32)])
+    assert [[t["points"] for t in a["trainings"]] for a in mixed] == [
+        [["001_seed-0_x", "003_seed-0_z"], ["002_seed-0_y"]]]
 
 
 def test_claims_run_their_points_jobs_at_a_time_in_the_shared_store(monkeypatch, tmp_path):
@@ -1098,8 +1107,14 @@ def test_retroactive_rls_other_grpo_rows_rest_on_their_own_points(configs):
     assert len({id(c) for p in picked for c in p}) == 4 * seeds  # no point in two rows
     assert [{(c.rl.epochs, c.rl.beta, c.rl.num_generations) for c in p} for p in picked] == [
         {(1, 0.0, 4)}, {(2, 0.0, 4)}, {(2, 0.04, 4)}, {(1, 0.0, 8)}]
-    # the groups of 8 sample as many completions (steps x batch) as the two passes in groups of 4
-    assert len({c.rl.max_steps * c.rl.batch_size for c in picked[1] + picked[3]}) == 1
+    # the groups of 8 sample as many completions as the two passes in groups of 4: the steps
+    # their passes over the prompts (a demonstration's each) take, up to rl.max_steps
+    def completions(c) -> int:
+        prompts = round(c.data.behaviours * (1 - c.data.eval_fraction)) * c.data.demos
+        steps = -(-prompts * c.rl.num_generations * c.rl.epochs // c.rl.batch_size)
+        return min(steps, c.rl.max_steps) * c.rl.batch_size
+
+    assert len({completions(c) for c in picked[1] + picked[3]}) == 1
 
 
 def test_a_gap_row_sets_a_claims_difference_against_another_claims(tmp_path, monkeypatch):
@@ -1173,7 +1188,7 @@ def test_a_gap_row_sets_a_claims_difference_against_another_claims(tmp_path, mon
     for (_, got, _), row in zip(kept.plotted, m["rows"]):
         for key in ("difference", "ci_low", "ci_high"):
             assert got[key] == pytest.approx(row["figure"][key], abs=0.0005 + 1e-9), key
-    # the other claim's run so far: its points of one GRPO pass count, the longer ones not
+    # the other claim's run so far: its points of one pass in groups of 4 count, the others not
     found["retroactive_rl"] = found["retroactive_rl"][:9]
     assert sum(_one_pass(p.cfg) for p in found["retroactive_rl"]) == 3
     line = next(x for x in section(claims_mod.measure(claim, CPU_CONFIGS, tmp_path),

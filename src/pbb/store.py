@@ -493,8 +493,9 @@ def start_stage(stage_dir: Path, logs: tuple[str, ...] = (METRICS,)) -> Path | N
 def weights_digest(model_dir: Path) -> str | None:
     """The sha256 of a saved model's weights (each ``*.safetensors`` file's name and bytes, in
     name order; a LoRA stage's adapter), or None where none is saved. Two stage directories
-    with one key hold the same model exactly where their digests agree: a stage retrained on
-    another machine (the archives keep no weights) is told apart by it, not by its loss alone.
+    with one key hold the same weights where their digests agree (files that differ almost
+    always hold other weights; the safetensors header counts too): a stage retrained on another
+    machine (the archives keep no weights) is told apart by it, not by its loss alone.
     Hashing reads the weights once (about a second per GB)."""
     files = sorted(Path(model_dir).glob("*.safetensors"))
     if not files:

@@ -158,11 +158,12 @@ C = Condition
 STAGE2_EPOCHS = "train.stages.stage2.max_epochs"
 SECONDARY = "(secondary source, unverified)"
 NO_FIGURE = "no figure in our notes of the paper"
-#: retroactive_rl's GRPO stage: one pass over the prompts in groups of 4 completions (its first
-#: point; 24 steps on the CPU, 100 on the GPU twin), or two (its second point: 80 steps on the
-#: CPU, 200 on the GPU twin) without a KL term, or the same two with one to the warm start (its
-#: third point), or one pass in groups of 8 with as many completions as two passes in 4 (its
-#: fourth point: 80 steps of one prompt on the CPU, 200 of two on the GPU twin)
+#: retroactive_rl's GRPO stage: up to one pass over the prompts in groups of 4 completions (its
+#: first point; 24 steps on the CPU, 48 of the 80 prompts, 100 on the GPU twin, one pass), or two
+#: (its second point: 80 steps on the CPU, 200 on the GPU twin) without a KL term, or the same
+#: two with one to the warm start (its third point), or one pass in groups of 8 with as many
+#: completions as two passes in 4 (its fourth point: 80 steps of one prompt on the CPU, 200 of
+#: two on the GPU twin)
 ONE_PASS = (("rl.epochs", 1), ("rl.num_generations", 4))
 TWO_PASSES = (("rl.epochs", 2), ("rl.beta", 0.0))
 ANCHORED = (("rl.epochs", 2), ("rl.beta", 0.04))
@@ -264,9 +265,11 @@ CLAIMS: tuple[Claim, ...] = (
                "37.5%), and 51-62% of GRPO's groups (4 completions a prompt) get one reward for "
                "all their completions, no signal, as in every GRPO run of this claim (40-67%). "
                "The fifth row samples 8 completions a prompt (one prompt a step on the CPU, two "
-               "on the GPU twin; one pass, as many completions as the second row's two): at "
-               "seed 2's first 20 steps (a trial, 2026-12-07) 25% of its groups carried no "
-               "signal against 58% of the anchored point's groups of 4 at the same seed."),
+               "on the GPU twin; one pass, as many completions as the third row's two): in a "
+               "trial at seed 2 (20 steps, 2026-12-07) 45% of its groups had one correctness "
+               "for all eight completions against 69% of the anchored point's groups of 4 in "
+               "its first 18 steps at that seed (25% and 58% on the whole reward, format "
+               "included)."),
     Claim("cot_vs_direct", "Chain of thought beats direct answers",
           "The same proactive model executes instruction-only functions better when it recalls "
           "and traces them than when it answers at once.",
@@ -1008,6 +1011,12 @@ _OUTCOME = ("epochs", "steps", "bf16", "train_loss", "reward_last", "correct_las
             "weights_sha256")
 
 
+def _one_training(a: tuple, b: tuple) -> bool:
+    """Two records of one stage key (:data:`_OUTCOME`'s figures) are one training: by their
+    weights' digests where both have one, else by every other figure."""
+    return a[-1] == b[-1] if a[-1] and b[-1] else a[:-1] == b[:-1]
+
+
 def trained_apart(pts: list[Point]) -> list[dict]:
     """The stages that the claim's points record under one key but trained apart (the stage
     retrained where the store lacked its weights: another machine, the archives keeping none,
@@ -1015,8 +1024,8 @@ def trained_apart(pts: list[Point]) -> list[dict]:
     loss or reward, weights' digest, and the points that used each). The claim's points that
     share such a key did not start from the same model, which their pairing assumes; the table
     says so rather than leave it to the results log. A stage reused or resumed has one record
-    (its ``done.json``). The digest tells trainings apart only where every record of the key
-    has one: a record from before it may hold the same weights as one after."""
+    (its ``done.json``). Two records with digests are one training where the digests agree; a
+    record from before digests were written joins a training whose other figures it shares."""
     records: dict[str, list[tuple[tuple, str]]] = {}
     seeds: dict[str, int] = {}
     for p in pts:
@@ -1028,16 +1037,18 @@ def trained_apart(pts: list[Point]) -> list[dict]:
                 seeds[key] = p.cfg.seed
     apart = []
     for key, recs in sorted(records.items()):
-        exact = all(o[-1] is not None for o, _ in recs)
-        by: dict[tuple, list[str]] = {}
-        for o, name in recs:
-            used = by.setdefault(o if exact else o[:-1] + (None,), [])
+        trainings: list[tuple[tuple, list[str]]] = []
+        for o, name in sorted(recs, key=lambda r: r[0][-1] is None):  # digests first
+            used = next((names for t, names in trainings if _one_training(t, o)), None)
+            if used is None:
+                used = []
+                trainings.append((o, used))
             if name not in used:
                 used.append(name)
-        if len(by) > 1:
+        if len(trainings) > 1:
             apart.append({"stage": key, "seed": seeds[key], "trainings": [
                 {**dict(zip(_OUTCOME, o)), "points": sorted(names)}
-                for o, names in sorted(by.items(), key=lambda kv: sorted(kv[1]))]})
+                for o, names in sorted(trainings, key=lambda t: sorted(t[1]))]})
     return apart
 
 
