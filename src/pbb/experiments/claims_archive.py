@@ -153,19 +153,15 @@ def read(archive: Path) -> Archive:
     return Archive(Path(archive), _checked_record(files[SWEEP], Path(archive)), files)
 
 
-def _by_point(files: dict[str, bytes], record: dict) -> dict[str, dict[str, bytes]]:
-    """The finished points of an archive's files (point dir -> name -> bytes)."""
+def point_files(archive: Archive) -> dict[str, dict[str, bytes]]:
+    """Each finished point's files in the archive (``runs/<point>`` -> name -> bytes): the
+    points of its record that have a summary."""
     out = {}
-    for p in record["points"]:
-        mine = {k: v for k, v in files.items() if k.startswith(p["dir"] + "/")}
+    for p in archive.record["points"]:
+        mine = {k: v for k, v in archive.files.items() if k.startswith(p["dir"] + "/")}
         if f"{p['dir']}/{SUMMARY}" in mine:
             out[p["dir"]] = mine
     return out
-
-
-def point_files(archive: Archive) -> dict[str, dict[str, bytes]]:
-    """Each finished point's files in the archive (``runs/<point>`` -> name -> bytes)."""
-    return _by_point(archive.files, archive.record)
 
 
 def finished(archive: Archive) -> frozenset[str]:
@@ -199,7 +195,7 @@ def pack(sweep_dir: Path, archive: Path) -> Packed | None:
         return None
     points = here = _local(sweep_dir, record)
     old = read(archive) if archive.is_file() else None
-    archived = _by_point(old.files, old.record) if old is not None else {}
+    archived = point_files(old) if old is not None else {}
     kept = old is not None and of_plan(old.record, record, archived)
     if kept:
         points = {**_named_alike(archived, old.record, record), **points}
@@ -288,7 +284,7 @@ def _missing(archive: Archive, sweep_dir: Path, target: dict | None
     folder of (none without a target)."""
     if target is None:
         return {}
-    archived = _by_point(archive.files, archive.record)
+    archived = point_files(archive)
     return {d: f for d, f in _named_alike(archived, archive.record, target).items()
             if not (sweep_dir / d).exists()}
 
@@ -303,7 +299,7 @@ def _target(archive: Archive, sweep_dir: Path, plan: dict | None) -> tuple[dict 
     here = record_of(sweep_dir)
     if here is None:
         return None, None
-    archived = _by_point(archive.files, archive.record)
+    archived = point_files(archive)
     if of_plan(archive.record, here, archived):
         return here, here
     if plan is None or not of_plan(archive.record, plan, archived) \
@@ -333,7 +329,7 @@ def unpack(archive: Archive, sweep_dir: Path) -> int:
     if sweep_dir.exists():
         raise PbbError(f"{sweep_dir}: exists; an archive is restored only where a sweep is not")
     _restore(archive, sweep_dir, archive.files)
-    return len(_by_point(archive.files, archive.record))
+    return len(point_files(archive))
 
 
 def _restore(archive: Archive, folder: Path, files: dict[str, bytes]) -> None:
