@@ -11,7 +11,7 @@ from pbb import data, interrupts
 from pbb.config import CurriculumConfig, RLConfig, TrainConfig, load_config, with_smoke
 from pbb.errors import PbbError
 from pbb.evaluation.evaluate import build_queries
-from pbb.jsonio import read_jsonl
+from pbb.jsonio import read_jsonl, write_jsonl
 from pbb.models import load_model, load_tokenizer, resolve_model_path
 from pbb.rows import curricula
 from pbb.rows.render import make_row, row_rng
@@ -210,6 +210,26 @@ def _varied(completions, **_):
     return [float(len(completion_as_text(c)) % 3) for c in completions]
 
 
+def test_correct_signal_counts_groups_equal_on_correctness_alone(tmp_path):
+    """Groups are one prompt's completions at one step; a format reward that differs does not
+    make a group with one correctness carry signal, and the same prompt at another step is
+    another group."""
+    def row(step, b, x, correct, fmt):
+        return {"step": step, "behaviour_id": b, "input": x, "correct": correct, "format": fmt}
+
+    path = tmp_path / "rollouts.jsonl"
+    write_jsonl(path, [
+        row(1, "f", "f(1)", 1.0, 1.0), row(1, "f", "f(1)", 1.0, 0.0),  # one correctness
+        row(1, "g", "g(2)", 0.0, 1.0), row(1, "g", "g(2)", 1.0, 1.0),  # a signal
+        row(2, "f", "f(1)", 0.0, 0.0), row(2, "f", "f(1)", 1.0, 0.0),  # same prompt, a signal
+        row(2, "g", "g(3)", 0.0, 1.0), row(2, "g", "g(3)", 0.0, 1.0),  # one correctness
+    ])
+    assert rl_mod.correct_signal(path, "correct") == {"frac_correct_zero_std": 0.5}
+    assert rl_mod.correct_signal(path, "format") == {"frac_correct_zero_std": 0.75}
+    assert rl_mod.correct_signal(path, "other") == {}
+    assert rl_mod.correct_signal(tmp_path / "none.jsonl", "correct") == {}
+
+
 SMALL_RL = dict(num_generations=2, batch_size=4, max_completion_length=8, learning_rate=1e-2,
                 beta=0.04, save_steps=2)
 
@@ -245,6 +265,13 @@ def test_grpo_stage_trains_and_logs_per_step(ds, tiny, tmp_path):
     # and the completions a step, which with their mean length give the tokens written
     assert info["completions_per_step"] == rl.batch_size * rl.grad_accum
     assert info["reward_first"] == lines[0]["reward"] and info["reward_last"] == lines[-1]["reward"]
+    # the share of groups with one correctness is read from these rollouts (2 groups a step)
+    groups = {}
+    for r in rollouts:
+        groups.setdefault((r["step"], r["behaviour_id"], r["input"]), set()).add(r["correct"])
+    assert len(groups) == 3 * rl.batch_size // rl.num_generations
+    assert info["frac_correct_zero_std"] == round(
+        sum(len(v) == 1 for v in groups.values()) / len(groups), 4)
     # the saved model is the trained policy, not the starting one
     before, after = load_model(path), load_model(tmp_path / "s" / MODEL)
     changed = sum(int(not a.equal(b)) for a, b in zip(before.parameters(), after.parameters()))
@@ -319,6 +346,11 @@ def test_run_reports_the_controls_from_the_samples(tmp_path):
     assert (out / "rewards.png").stat().st_size > 1000
     report = (out / "report.md").read_text()
     assert "| retroactive - rl_only |" in report and "## RL stages" in report
+    for name, entries in summary["stages"].items():  # each RL stage's row: its correctness
+        for e in (e for e in entries if e.get("algorithm") == "grpo"):  # share, tokens, seconds
+            row = next(r for r in report.splitlines()
+                       if r.startswith(f"| {name}/{e['stage']} | {e['steps']} |"))
+            assert row.split(" | ")[-3] == str(e["frac_correct_zero_std"])
     # every comparison is the paired difference recomputed from the samples files
     comps = summary["comparisons"]
     assert {(c["curriculum"], c["control"]) for c in comps} == {

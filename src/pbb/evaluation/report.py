@@ -177,14 +177,17 @@ def _rl_lines(stages: dict) -> list[str]:
             rows.append(f"| {curriculum}/{e['stage']} | {e['steps']} | {e.get('reward_first', '-')} "
                         f"-> {e.get('reward_last', '-')} | {e.get('correct_first', '-')} -> "
                         f"{e.get('correct_last', '-')} | {e.get('frac_reward_zero_std', '-')} | "
+                        f"{e.get('frac_correct_zero_std', '-')} | "
                         f"{e.get('completion_length', '-')} | {e.get('seconds', '-')} |")
     if not rows:
         return []
     return ["", "## RL stages", "",
             "Mean over the first and last tenth of the steps. `frac zero std`: share of groups "
-            "whose completions all got the same reward (no learning signal).", "",
-            "| stage | steps | reward | correct | frac zero std | completion tokens | seconds |",
-            "|---|---|---|---|---|---|---|", *rows, "", f"![rewards]({REWARD_PLOT})"]
+            "whose completions all got the same reward (no learning signal); `correct zero std`: "
+            "the same on correctness alone, format aside.", "",
+            "| stage | steps | reward | correct | frac zero std | correct zero std "
+            "| completion tokens | seconds |",
+            "|---|---|---|---|---|---|---|---|", *rows, "", f"![rewards]({REWARD_PLOT})"]
 
 
 def _stage_lines(stages: dict) -> list[str]:

@@ -7,7 +7,9 @@ weighted format reward); a completion's advantage is its reward minus its group'
 by the group's std (``scale_rewards``); the policy-gradient loss uses PPO-style clipping
 (``epsilon``) and is aggregated over tokens as ``loss_type`` says, with a KL penalty towards the
 stage's starting model when ``beta`` > 0. Groups whose completions all get the same reward carry
-no signal: the share of those (``frac_reward_zero_std``) is the number to watch, not the loss.
+no signal: the share of those (``frac_reward_zero_std``; on correctness alone, format aside,
+``frac_correct_zero_std`` in ``done.json``: :func:`correct_signal`) is the number to watch, not
+the loss.
 
 Everything else is as in SFT stages (:mod:`pbb.store`): same stage directory, ``metrics.jsonl``
 with one line per step (TRL's ``reward``, ``reward_std``, ``frac_reward_zero_std``,
@@ -25,6 +27,7 @@ directory, and writes the model, the logs (rollouts gathered from every process)
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -115,6 +118,25 @@ def reward_trend(metrics_path: Path) -> dict:
             "completion_length": mean("completions/mean_length", lines), "window_steps": w}
 
 
+def correct_signal(rollouts_path: Path, reward: str) -> dict:
+    """The share of GRPO's groups (one prompt's completions at one step) whose completions all
+    got one score from ``reward`` (the verifier's correctness), from ``rollouts.jsonl``: TRL's
+    ``frac_reward_zero_std`` counts groups equal on the whole weighted reward, so a format term
+    that differs between completions hides the groups that carry no correctness signal, which
+    is what GRPO learns the task from. Empty where no rollout has the reward. A prompt sampled
+    twice within one step (batches that straddle an epoch) counts as one group there."""
+    groups: dict[tuple, set] = {}
+    if Path(rollouts_path).is_file():
+        for r in iter_jsonl(rollouts_path):
+            if reward in r:
+                key = (r["step"], r["behaviour_id"], json.dumps(r["input"], sort_keys=True))
+                groups.setdefault(key, set()).add(r[reward])
+    if not groups:
+        return {}
+    same = sum(len(scores) == 1 for scores in groups.values())
+    return {"frac_correct_zero_std": round(same / len(groups), 4)}
+
+
 def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, tokenizer,
                    cfg: TrainConfig, rl: RLConfig, rewards: tuple[list[Callable], list[float]],
                    stage_dir: Path, seed: int, progress: bool = True,
@@ -156,6 +178,7 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
         "completion_tokens_per_step": rl.completion_tokens_per_step,  # a plan scales by it,
         "completions_per_step": rl.completions_per_step,  # and by the tokens they write
         "loss_type": rl.loss_type, **reward_trend(stage_dir / METRICS),
+        **correct_signal(stage_dir / ROLLOUTS, funcs[0].__name__),
         "seconds": round(before + life, 1), "seconds_before": round(before, 1),
         "method": cfg.method, "bf16": bool(args.bf16),
         "resumed": resume is not None, "processes": dist.world(),
