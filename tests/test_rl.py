@@ -211,23 +211,29 @@ def _varied(completions, **_):
 
 
 def test_correct_signal_counts_groups_equal_on_correctness_alone(tmp_path):
-    """Groups are one prompt's completions at one step; a format reward that differs does not
-    make a group with one correctness carry signal, and the same prompt at another step is
-    another group."""
-    def row(step, b, x, correct, fmt):
-        return {"step": step, "behaviour_id": b, "input": x, "correct": correct, "format": fmt}
+    """A group is one prompt's row at one step; a format reward that differs does not make a
+    group with one correctness carry signal; the same prompt at another step is another group,
+    and two rows of one behaviour and input (a direct and a CoT prompt) are two groups."""
+    def row(step, i, correct, fmt, b="f", x="f(1)"):
+        return {"step": step, "row": i, "behaviour_id": b, "input": x, "correct": correct,
+                "format": fmt}
 
     path = tmp_path / "rollouts.jsonl"
     write_jsonl(path, [
-        row(1, "f", "f(1)", 1.0, 1.0), row(1, "f", "f(1)", 1.0, 0.0),  # one correctness
-        row(1, "g", "g(2)", 0.0, 1.0), row(1, "g", "g(2)", 1.0, 1.0),  # a signal
-        row(2, "f", "f(1)", 0.0, 0.0), row(2, "f", "f(1)", 1.0, 0.0),  # same prompt, a signal
-        row(2, "g", "g(3)", 0.0, 1.0), row(2, "g", "g(3)", 0.0, 1.0),  # one correctness
+        row(1, 0, 1.0, 1.0), row(1, 0, 1.0, 0.0),  # one correctness
+        row(1, 1, 0.0, 1.0), row(1, 1, 0.0, 1.0),  # one correctness, the same query as row 0
+        row(2, 0, 0.0, 0.0), row(2, 0, 1.0, 0.0),  # row 0 again: a signal
+        row(2, 2, 0.0, 1.0, "g", "g(3)"), row(2, 2, 1.0, 1.0, "g", "g(3)"),  # a signal
     ])
     assert rl_mod.correct_signal(path, "correct") == {"frac_correct_zero_std": 0.5}
     assert rl_mod.correct_signal(path, "format") == {"frac_correct_zero_std": 0.75}
     assert rl_mod.correct_signal(path, "other") == {}
     assert rl_mod.correct_signal(tmp_path / "none.jsonl", "correct") == {}
+    # rollouts written before rows were logged: behaviour and input stand for the prompt
+    old = tmp_path / "old.jsonl"
+    write_jsonl(old, [{k: v for k, v in r.items() if k != "row"} for r in read_jsonl(path)])
+    # (rows 0 and 1 merge into one group of four with a signal: the fallback undercounts)
+    assert rl_mod.correct_signal(old, "correct") == {"frac_correct_zero_std": 0.0}
 
 
 SMALL_RL = dict(num_generations=2, batch_size=4, max_completion_length=8, learning_rate=1e-2,
@@ -265,13 +271,15 @@ def test_grpo_stage_trains_and_logs_per_step(ds, tiny, tmp_path):
     # and the completions a step, which with their mean length give the tokens written
     assert info["completions_per_step"] == rl.batch_size * rl.grad_accum
     assert info["reward_first"] == lines[0]["reward"] and info["reward_last"] == lines[-1]["reward"]
-    # the share of groups with one correctness is read from these rollouts (2 groups a step)
+    # each prompt's row is logged: a step's groups are its rows, num_generations completions
+    # each, and the share of those with one correctness is read from them
     groups = {}
     for r in rollouts:
-        groups.setdefault((r["step"], r["behaviour_id"], r["input"]), set()).add(r["correct"])
+        groups.setdefault((r["step"], r["row"]), []).append(r["correct"])
     assert len(groups) == 3 * rl.batch_size // rl.num_generations
+    assert {len(v) for v in groups.values()} == {rl.num_generations}
     assert info["frac_correct_zero_std"] == round(
-        sum(len(v) == 1 for v in groups.values()) / len(groups), 4)
+        sum(len(set(v)) == 1 for v in groups.values()) / len(groups), 4)
     # the saved model is the trained policy, not the starting one
     before, after = load_model(path), load_model(tmp_path / "s" / MODEL)
     changed = sum(int(not a.equal(b)) for a, b in zip(before.parameters(), after.parameters()))

@@ -464,7 +464,7 @@ def train_one_stage(cfg: RunConfig, ds, st, *, init, base, tok, stage_dir: Path,
         same = info.get("frac_correct_zero_std")
         console.print(f"  {info['steps']} steps, reward {info.get('reward_first', 0):.3f}"
                       f" -> {info.get('reward_last', 0):.3f}"
-                      + (f", {same:.0%} of groups one correctness for all" if same is not None
+                      + (f", {same:.0%} of groups without a correctness signal" if same is not None
                          else "") + f", {info['seconds']:.0f} s")
         return info
     rule = cfg.train.stopping_rule(st.name, st.train)

@@ -89,8 +89,10 @@ def _logged(reward: Callable, path: Path, trainer_ref: list) -> Callable:
         scores = reward(prompts=prompts, completions=completions, behaviour_id=behaviour_id,
                         input=input, **kw)
         step = trainer_ref[0].state.global_step + 1 if trainer_ref else 0
-        rows = [{"step": step, "behaviour_id": b, "input": q, "completion": completion_as_text(c),
-                 reward.__name__: s} for c, b, q, s in zip(completions, behaviour_id, input, scores)]
+        index = kw.get("row") or [None] * len(completions)  # the prompt's row: its group's key
+        rows = [{"step": step, "row": i, "behaviour_id": b, "input": q,
+                 "completion": completion_as_text(c), reward.__name__: s}
+                for c, b, q, s, i in zip(completions, behaviour_id, input, scores, index)]
         # under a launcher each process scores its own completions: the main one writes them all
         every = dist.gather(rows)
         if every is not None:
@@ -123,14 +125,17 @@ def correct_signal(rollouts_path: Path, reward: str) -> dict:
     got one score from ``reward`` (the verifier's correctness), from ``rollouts.jsonl``: TRL's
     ``frac_reward_zero_std`` counts groups equal on the whole weighted reward, so a format term
     that differs between completions hides the groups that carry no correctness signal, which
-    is what GRPO learns the task from. Empty where no rollout has the reward. A prompt sampled
-    twice within one step (batches that straddle an epoch) counts as one group there."""
+    is what GRPO learns the task from. Empty where no rollout has the reward. A group is a step
+    and the prompt's row in the stage's data set (TRL's sampler puts each row in a generation
+    batch once); rollouts written before the row was logged fall back to the behaviour and
+    input, which two rows share where a stage trains more than one mode."""
     groups: dict[tuple, set] = {}
     if Path(rollouts_path).is_file():
         for r in iter_jsonl(rollouts_path):
             if reward in r:
-                key = (r["step"], r["behaviour_id"], json.dumps(r["input"], sort_keys=True))
-                groups.setdefault(key, set()).add(r[reward])
+                prompt = r["row"] if r.get("row") is not None else \
+                    (r["behaviour_id"], json.dumps(r["input"], sort_keys=True))
+                groups.setdefault((r["step"], prompt), set()).add(r[reward])
     if not groups:
         return {}
     same = sum(len(scores) == 1 for scores in groups.values())
@@ -161,7 +166,7 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
     dataset = Dataset.from_list([{"prompt": prompt_text(tokenizer, r["prompt"][0]["content"],
                                                         system_prompt),
                                   "behaviour_id": r["behaviour_id"],
-                                  "input": r["input"]} for r in rows])
+                                  "input": r["input"], "row": i} for i, r in enumerate(rows)])
     funcs, weights = rewards
     trainer_ref: list = []
     funcs = [_logged(funcs[0], stage_dir / ROLLOUTS, trainer_ref), *funcs[1:]]
