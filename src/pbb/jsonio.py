@@ -51,6 +51,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def feed_file(h: Any, path: Path) -> Any:
+    """Feed the bytes of ``path`` to the hash object ``h`` (hashlib's) in blocks, so a large
+    file (a model's weights) is never in memory whole; returns ``h``."""
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h
+
+
 def make_temp_dir(parent: Path, prefix: str) -> Path:
     """A new, uniquely named directory in ``parent`` for building something to rename into place.
 

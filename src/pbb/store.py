@@ -54,6 +54,7 @@ from pbb import dist
 from pbb.errors import PbbError
 from pbb.jsonio import (
     atomic_write_json,
+    feed_file,
     iter_jsonl,
     read_json,
     repair_jsonl,
@@ -503,9 +504,7 @@ def weights_digest(model_dir: Path) -> str | None:
     h = hashlib.sha256()
     for f in files:
         h.update(f.name.encode() + b"\0")
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 24), b""):
-                h.update(block)
+        feed_file(h, f)
     return h.hexdigest()
 
 

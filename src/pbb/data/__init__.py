@@ -30,6 +30,7 @@ from pbb.errors import PbbError
 from pbb.jsonio import (
     atomic_write_json,
     directory_in_place,
+    feed_file,
     iter_jsonl,
     read_json,
     write_jsonl,
@@ -132,11 +133,7 @@ def generate(domain_name: str, *, behaviours: int, demos: int, test_inputs: int,
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return feed_file(hashlib.sha256(), path).hexdigest()
 
 
 def manifest(ds: DataSet, files: dict[str, str], extra: dict | None = None) -> dict:
