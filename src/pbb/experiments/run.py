@@ -462,10 +462,9 @@ def train_one_stage(cfg: RunConfig, ds, st, *, init, base, tok, stage_dir: Path,
                               progress=progress, system_prompt=cfg.chat.system_prompt,
                               on_metrics=on_metrics, model_options=cfg.model_options())
         same = info.get("frac_correct_zero_std")
+        signal = "" if same is None else f", {same:.0%} of groups without a correctness signal"
         console.print(f"  {info['steps']} steps, reward {info.get('reward_first', 0):.3f}"
-                      f" -> {info.get('reward_last', 0):.3f}"
-                      + (f", {same:.0%} of groups without a correctness signal" if same is not None
-                         else "") + f", {info['seconds']:.0f} s")
+                      f" -> {info.get('reward_last', 0):.3f}{signal}, {info['seconds']:.0f} s")
         return info
     rule = cfg.train.stopping_rule(st.name, st.train)
     ids = st.recall_ids
