@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from pbb import data, interrupts
-from pbb.config import CurriculumConfig, RLConfig, TrainConfig, load_config, with_smoke
+from pbb.config import (
+    CurriculumConfig,
+    PartConfig,
+    RLConfig,
+    StageConfig,
+    TrainConfig,
+    load_config,
+    with_smoke,
+)
 from pbb.errors import PbbError
 from pbb.evaluation.evaluate import build_queries
 from pbb.jsonio import read_jsonl, write_jsonl
@@ -17,6 +25,7 @@ from pbb.rows import curricula
 from pbb.rows.render import make_row, row_rng
 from pbb.store import CHECKPOINT_CLOCK, DONE, METRICS, MODEL, weights_digest
 from pbb.training import grpo as rl_mod
+from pbb.training.replay import ReplayTerm
 from pbb.training.rewards import completion_as_text, reward_functions, score_completion
 from tests.conftest import Canned, run_cli
 
@@ -153,6 +162,38 @@ def test_retroactive_curricula_never_train_execution_of_eval_behaviours(ds, warm
         assert len(per) == len(ds.split("train")) * len(c.demo_modes)
 
 
+def test_activation_replay_adds_stage_1_rows_to_both_stage_2s(ds):
+    """The same stage-1 rows, tagged, beside the same prompts in RL's and SFT's stage 2; the
+    warm start and rl_only untouched; at 0 (the default) stage 2 is as it was."""
+    plain = CurriculumConfig(declarative_repeats=2, rl_warmup_demos=1)
+    c = plain.model_copy(update={"activation_replay": 0.25})
+    retro = curricula.build("retroactive", ds, c)
+    retro_sft = curricula.build("retroactive_sft", ds, c)
+    before = curricula.build("retroactive", ds, plain)
+    rl, sft = retro[-1], retro_sft[-1]
+    replayed = [r for r in rl.rows if r.get("replay")]
+    # a quarter of the stage: a third as many rows as the prompts, drawn from stage 1's
+    assert len(replayed) == round(len(rl.own_rows) / 3) > 0
+    exposure = [(r["prompt"], r["completion"]) for r in retro[0].rows]
+    assert all((r["prompt"], r["completion"]) in exposure for r in replayed)
+    key = lambda rows: sorted(json.dumps([r["prompt"], r["completion"]]) for r in rows)  # noqa: E731
+    assert key(rl.rows) == key(sft.rows)  # the same rows: only the trainer differs
+    assert key(rl.own_rows) == key(before[-1].rows)  # the prompts of stage 2 without replay
+    assert retro[1].rows == before[1].rows  # the warm start replays nothing
+    rl_only = [curricula.build("rl_only", ds, x)[-1].rows for x in (c, plain)]
+    assert rl_only[0] == rl_only[1]
+    assert before[-1].rows == before[-1].own_rows  # nothing tagged by default
+    # the custom form: an rl stage's replay is the previous stage's rows, tagged
+    custom = CurriculumConfig(custom={"mine": [
+        StageConfig(name="code",
+                    parts=[PartConfig(kind="declarative", behaviours="all", repeats=3)]),
+        StageConfig(name="exec", trainer="rl", replay=0.5,
+                    parts=[PartConfig(kind="direct", behaviours="train")])]})
+    code, execute = curricula.build("mine", ds, custom)
+    assert 0 < len(execute.rows) - len(execute.own_rows) == len(execute.own_rows)
+    assert {r["kind"] for r in execute.own_rows} == {"direct"}
+
+
 def test_custom_rl_stage_is_checked():
     base = {"curricula": ["mine"]}
     # written with the key's old name (`method`), still read: the rl check applies
@@ -285,6 +326,42 @@ def test_grpo_stage_trains_and_logs_per_step(ds, tiny, tmp_path):
     changed = sum(int(not a.equal(b)) for a, b in zip(before.parameters(), after.parameters()))
     assert changed > 0
     assert not (tmp_path / "s" / "trainer").exists()
+
+
+@pytest.mark.slow
+def test_grpo_replay_term_trains_the_replayed_rows(ds, tiny, tmp_path):
+    """Rows tagged ``replay`` are no prompts: an SFT term beside GRPO's loss trains them, each
+    step the rows its number picks; the term logged is their cross-entropy on the policy (at
+    step 1 the starting model's, recomputed here), and it changes the update."""
+    path, tok = tiny
+    rl = RLConfig(max_steps=2, **SMALL_RL)
+    prompts = _rl_rows(ds)
+    stored = curricula.build("retroactive", ds, CurriculumConfig(demo_modes=["direct"]))[0].rows
+    replayed = [dict(r, replay=True) for r in stored[:len(prompts)]]
+    funcs, _ = reward_functions(ds, 0.1)
+    kw = dict(init=path, base=path, tokenizer=tok, cfg=TrainConfig(), rl=rl, seed=0,
+              rewards=([funcs[0], _varied], [1.0, 1.0]), progress=False)
+    info = rl_mod.train_rl_stage(prompts + replayed, stage_dir=tmp_path / "r", **kw)
+    plain = rl_mod.train_rl_stage(prompts, stage_dir=tmp_path / "p", **kw)
+    each = rl.completions_per_step // rl.num_generations  # as many replayed rows as prompts
+    assert (info["rows"], info["replayed_rows"], info["replayed_per_step"]) == \
+        (len(prompts), len(replayed), each)
+    assert "replayed_rows" not in plain and plain["rows"] == len(prompts)
+    lines = [r for r in read_jsonl(tmp_path / "r" / METRICS) if "reward" in r]
+    assert len(lines) == 2 and all(r["replay_loss"] > 0 for r in lines)
+    assert not any("replay_loss" in r for r in read_jsonl(tmp_path / "p" / METRICS))
+    term = ReplayTerm(replayed, tok, per_step=each, max_length=TrainConfig().max_length)
+    assert term.indices(1) == list(range(each, 2 * each))
+    assert lines[0]["replay_loss"] == pytest.approx(float(term.loss(load_model(path), 0).detach()),
+                                                    rel=1e-3)
+    # the prompts alone are GRPO's, and the first step sampled the same completions in both
+    rollouts = [read_jsonl(tmp_path / d / rl_mod.ROLLOUTS) for d in ("r", "p")]
+    assert {r["row"] for r in rollouts[0]} <= set(range(len(prompts)))
+    first = [[(r["row"], r["completion"]) for r in part if r["step"] == 1] for part in rollouts]
+    assert first[0] == first[1] and first[0]
+    # so the policies parted at the update: the term's gradient
+    a, b = load_model(tmp_path / "r" / MODEL), load_model(tmp_path / "p" / MODEL)
+    assert any(not x.equal(y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
 
 
 @pytest.mark.slow

@@ -98,6 +98,8 @@ TABLE: dict[str, tuple] = {
     "curriculum.replay": ("stage", {"curriculum.replay": 0.5}, ("proactive", True)),
     "curriculum.demos_only_k": ("stage", {"curriculum.demos_only_k": 2}, ("demos_only", True)),
     "curriculum.rl_warmup_demos": ("stage", {"curriculum.rl_warmup_demos": 1}, ("rl_only", True)),
+    "curriculum.activation_replay": ("stage", {"curriculum.activation_replay": 0.5},
+                                     ("retroactive", True)),
     "curriculum.custom": ("stage", {"curriculum.custom": {"mine": CUSTOM[1:]}}, ("mine", True)),
     # a stage's name also seeds the order of its rows
     "curriculum.custom.<name>[].name": ("stage", custom(1, name="exec2"), ("mine", True)),

@@ -126,7 +126,9 @@ class StageConfig(_Strict):
     train: StageTrainConfig | None = Field(
         None, description="this stage's training settings over `train` (and train.stages)")
     parts: list[PartConfig] = Field(min_length=1, description="the row groups the stage trains on")
-    replay: float = Field(0.0, ge=0, le=1, description="share of the previous stage's rows mixed in")
+    replay: float = Field(0.0, ge=0, le=1, description="share of the previous stage's rows "
+                          "mixed in (an rl stage trains them by an SFT loss beside GRPO's: "
+                          "pbb.training.replay)")
     # `trainer`, not `method`: `train.method` already means full finetuning vs LoRA. The old key
     # is still read (configs written before the rename), never written.
     trainer: Literal["sft", "rl"] = Field(
@@ -140,8 +142,6 @@ class StageConfig(_Strict):
             if any(p.kind == "declarative" for p in self.parts):
                 raise ValueError("an rl stage takes execution parts only (direct or cot): a "
                                  "declarative row has no answer to reward")
-            if self.replay:
-                raise ValueError("an rl stage takes no replay")
         return self
 
 
@@ -162,6 +162,11 @@ class CurriculumConfig(_Strict):
         0, ge=0, description="retroactive/rl_only: an SFT warm start on this many demonstrations "
         "per train behaviour before the RL stage (0: RL alone, as in the paper). A small model "
         "that has seen only declarative rows writes no answer line, so RL gets no reward signal")
+    activation_replay: float = Field(
+        0.0, ge=0, lt=1, description="retroactive/retroactive_sft: share of stage 2 (activation) "
+        "that is stage 1's rows replayed, the same rows for both: SFT trains them with the "
+        "prompts' demonstrations; GRPO by an SFT loss beside its own, a step's share of them "
+        "each step (pbb.training.replay). Keeps the stored code that stage 2 erodes")
     custom: dict[str, list[StageConfig]] = Field(default_factory=dict,
                                                  description="user-defined curricula by name")
 

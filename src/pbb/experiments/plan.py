@@ -265,7 +265,7 @@ def _rl_written(cfg: RunConfig, tok, st, directory: Path) -> float | None:
         return None
     counted = (str(directory), cfg.model, cfg.rl.max_completion_length)
     if counted not in _RL_GOLD:  # the same stage in several curricula, points, claims
-        _RL_GOLD[counted] = mean_cut(completion_tokens(tok, st.rows),
+        _RL_GOLD[counted] = mean_cut(completion_tokens(tok, st.own_rows),
                                      cfg.rl.max_completion_length)
     mean = _RL_GOLD[counted]
     return None if mean is None else mean * cfg.rl.completions_per_step
@@ -318,7 +318,7 @@ def _rl_stage(cfg: RunConfig, curriculum: str, st, directory: Path, status: str)
     """GRPO steps: ``num_generations`` completions a prompt, ``batch_size x grad_accum``
     completions a step (over all processes), ``rl.epochs`` passes, ``rl.max_steps`` a cap."""
     rl = cfg.rl
-    completions = len(st.rows) * rl.num_generations * rl.epochs
+    completions = len(st.own_rows) * rl.num_generations * rl.epochs
     steps = math.ceil(completions / rl.completions_per_step)
     if rl.max_steps > 0:
         steps = min(steps, rl.max_steps)
@@ -326,7 +326,7 @@ def _rl_stage(cfg: RunConfig, curriculum: str, st, directory: Path, status: str)
                 f"{rl.num_generations} completions each")
     if rl.max_steps > 0:
         stopping += f", at most {_count(rl.max_steps, 'step')} (rl.max_steps)"
-    return PlannedStage(curriculum, st.name, "rl", len(st.rows), directory, status,
+    return PlannedStage(curriculum, st.name, "rl", len(st.own_rows), directory, status,
                         epochs=rl.epochs, steps=steps, stopping=stopping)
 
 

@@ -455,7 +455,10 @@ def train_one_stage(cfg: RunConfig, ds, st, *, init, base, tok, stage_dir: Path,
     """Train one stage (SFT or RL) with its own settings; returns its ``done.json``."""
     train = cfg.train.for_stage(st.name, st.train)
     if st.trainer == "rl":
-        console.print(f"[bold]{label}[/]: GRPO on {len(st.rows)} prompts -> {stage_dir.name}")
+        replayed = len(st.rows) - len(st.own_rows)
+        beside = f", {replayed} rows replayed by SFT beside it" if replayed else ""
+        console.print(f"[bold]{label}[/]: GRPO on {len(st.own_rows)} prompts{beside} -> "
+                      f"{stage_dir.name}")
         info = train_rl_stage(st.rows, init=init, base=base, tokenizer=tok, cfg=train, rl=cfg.rl,
                               stage_dir=stage_dir, seed=cfg.seed,
                               rewards=reward_functions(ds, cfg.rl.format_weight),

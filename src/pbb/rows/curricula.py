@@ -24,9 +24,12 @@ small model that has seen only declarative rows answers every prompt by reciting
 rollout has an answer line, every group has zero reward variance, and GRPO learns nothing.
 * ``untuned`` - no training.
 
-Stage 2 of the retroactive curricula takes no replay: RL and SFT see the same prompts, so the
-two can be compared directly. Its prompts are the ``use: train`` demonstrations of train
-behaviours in ``curriculum.demo_modes`` (RL ignores the gold completions).
+Stage 2 of the retroactive curricula ignores ``curriculum.replay``: RL and SFT see the
+same prompts, so the two can be compared directly. Its prompts are the ``use: train``
+demonstrations of train behaviours in ``curriculum.demo_modes`` (RL ignores the gold
+completions). ``curriculum.activation_replay`` adds stage 1's rows to stage 2 of both, the same
+rows: SFT trains them among the demonstrations, GRPO by an SFT term beside its loss
+(:mod:`pbb.training.replay`); ``rl_only`` has no stage 1 and replays nothing.
 
 Rules every curriculum keeps (and :func:`check_leakage` enforces): test inputs never appear in a
 training row; demonstrations of eval behaviours appear only in ``demos_only`` (or in a custom
@@ -83,6 +86,11 @@ class Stage:
         """
         return list(dict.fromkeys(r["behaviour_id"] for r in self.rows
                                   if r["kind"] == "declarative" and not r.get("replay")))
+
+    @property
+    def own_rows(self) -> list[dict]:
+        """The rows less those replayed from an earlier stage: an RL stage's prompts."""
+        return [r for r in self.rows if not r.get("replay")]
 
 
 def declarative_rows(ds: DataSet, behaviours: list[Behaviour], repeats: int,
@@ -177,9 +185,13 @@ def _exposure(ds: DataSet, c: CurriculumConfig, fmt: str = "code") -> Stage:
     return Stage("exposure", _shuffled(rows, ds.seed, "exposure"))
 
 
-def _activation(ds: DataSet, c: CurriculumConfig, trainer: str, fmt: str = "code") -> list[Stage]:
-    """Stage 2: execution of train behaviours, by RL (after an optional SFT warm start) or SFT."""
+def _activation(ds: DataSet, c: CurriculumConfig, trainer: str, fmt: str = "code",
+                stored: list[dict] | None = None) -> list[Stage]:
+    """Stage 2: execution of train behaviours, by RL (after an optional SFT warm start) or SFT;
+    ``stored``: stage 1's rows, of which ``activation_replay`` are replayed beside the prompts
+    (the same rows for RL and SFT; RL trains them by an SFT term: :mod:`pbb.training.replay`)."""
     rows = _shuffled(demo_rows(ds, ds.split("train"), c.demo_modes, fmt=fmt), ds.seed, "activation")
+    rows = _with_replay(rows, stored or [], c.activation_replay, ds.seed, "activation")
     if trainer == "sft":
         return [Stage("activation_sft", rows)]
     stages = []
@@ -190,11 +202,13 @@ def _activation(ds: DataSet, c: CurriculumConfig, trainer: str, fmt: str = "code
 
 
 def retroactive(ds: DataSet, c: CurriculumConfig, fmt: str = "code") -> list[Stage]:
-    return [_exposure(ds, c, fmt), *_activation(ds, c, "rl", fmt)]
+    exposure = _exposure(ds, c, fmt)
+    return [exposure, *_activation(ds, c, "rl", fmt, exposure.rows)]
 
 
 def retroactive_sft(ds: DataSet, c: CurriculumConfig, fmt: str = "code") -> list[Stage]:
-    return [_exposure(ds, c, fmt), *_activation(ds, c, "sft", fmt)]
+    exposure = _exposure(ds, c, fmt)
+    return [exposure, *_activation(ds, c, "sft", fmt, exposure.rows)]
 
 
 def rl_only(ds: DataSet, c: CurriculumConfig, fmt: str = "code") -> list[Stage]:

@@ -36,6 +36,7 @@ from pbb.config import RLConfig, TrainConfig
 from pbb.errors import PbbError
 from pbb.jsonio import append_jsonl, iter_jsonl
 from pbb.store import METRICS, ROLLOUTS, TRAINER, finish_stage, start_stage, step_of
+from pbb.training import replay
 from pbb.training.hf_trainer import _Clock, _MetricsLog, fit, seconds_before
 from pbb.training.load import load_trainable
 from pbb.training.precision import use_bf16
@@ -152,6 +153,8 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
 
     Prompts go to TRL already rendered by :func:`pbb.rows.chat.prompt_text` (plain-text prompts, which
     TRL does not template again), so rollouts see exactly the chat text of SFT and evaluation.
+    Rows tagged ``replay`` are no prompts: an SFT term beside GRPO's loss trains them
+    (:mod:`pbb.training.replay`).
     """
     from datasets import Dataset
     from trl import GRPOTrainer
@@ -163,15 +166,23 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
     t0, before = clock.now(), seconds_before(resume)
     resumed_at = step_of(resume) if resume else 0
     model = load_trainable(init, base, cfg, model_options)
+    prompts = [r for r in rows if not r.get("replay")]
+    replayed = [r for r in rows if r.get("replay")]
     dataset = Dataset.from_list([{"prompt": prompt_text(tokenizer, r["prompt"][0]["content"],
                                                         system_prompt),
                                   "behaviour_id": r["behaviour_id"],
-                                  "input": r["input"], "row": i} for i, r in enumerate(rows)])
+                                  "input": r["input"], "row": i} for i, r in enumerate(prompts)])
     funcs, weights = rewards
     trainer_ref: list = []
     funcs = [_logged(funcs[0], stage_dir / ROLLOUTS, trainer_ref), *funcs[1:]]
     args = grpo_args(rl, cfg, stage_dir / TRAINER, seed, progress, weights)
-    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
+    trainer_cls, each_step = GRPOTrainer, replay.per_step(
+        len(replayed), len(prompts), rl.completions_per_step / rl.num_generations)
+    if replayed:
+        trainer_cls = replay.with_replay(GRPOTrainer, replay.ReplayTerm(
+            replayed, tokenizer, per_step=each_step, max_length=cfg.max_length,
+            system_prompt=system_prompt))
+    trainer = trainer_cls(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
                           processing_class=tokenizer,
                           callbacks=[_MetricsLog(stage_dir / METRICS, on_metrics),
                                      _Clock(before, t0)])
@@ -179,7 +190,8 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
     fit(trainer, stage_dir=stage_dir, tokenizer=tokenizer, resume=resume, progress=progress)
     life = clock.now() - t0  # this life's time; ``before``: the lives before it
     return finish_stage(stage_dir, {
-        "rows": len(rows), "steps": trainer.state.global_step, "algorithm": "grpo",
+        "rows": len(prompts), "steps": trainer.state.global_step, "algorithm": "grpo",
+        **({"replayed_rows": len(replayed), "replayed_per_step": each_step} if replayed else {}),
         "completion_tokens_per_step": rl.completion_tokens_per_step,  # a plan scales by it,
         "completions_per_step": rl.completions_per_step,  # and by the tokens they write
         "loss_type": rl.loss_type, **reward_trend(stage_dir / METRICS),
