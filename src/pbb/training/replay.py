@@ -11,7 +11,8 @@ Each step trains ``per_step`` rows, chosen by the step's number (a resumed stage
 it would have taken): over one pass of the prompts every replayed row is trained once, when the
 rows hold as many replayed rows per prompt as a step takes. The term is the rows' mean token
 cross-entropy at weight 1 (an optimizer step's share under gradient accumulation); its value
-is logged as ``replay_loss`` in ``metrics.jsonl``.
+is logged as ``replay_loss`` in ``metrics.jsonl``. Under a launcher every process trains the
+same rows, so the gradients' mean is theirs, as with one process.
 """
 
 from __future__ import annotations
