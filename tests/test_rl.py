@@ -359,9 +359,13 @@ def test_grpo_replay_term_trains_the_replayed_rows(ds, tiny, tmp_path):
     assert {r["row"] for r in rollouts[0]} <= set(range(len(prompts)))
     first = [[(r["row"], r["completion"]) for r in part if r["step"] == 1] for part in rollouts]
     assert first[0] == first[1] and first[0]
-    # so the policies parted at the update: the term's gradient
+    # so the policies parted at the update: the term's gradient, which lowered the loss of the
+    # rows it trained (steps 0 and 1) against the same GRPO without it
     a, b = load_model(tmp_path / "r" / MODEL), load_model(tmp_path / "p" / MODEL)
     assert any(not x.equal(y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+    trained = ReplayTerm(replayed[:2 * each], tok, per_step=2 * each,
+                         max_length=TrainConfig().max_length)
+    assert float(trained.loss(a, 0).detach()) < float(trained.loss(b, 0).detach())
 
 
 @pytest.mark.slow
