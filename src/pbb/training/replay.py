@@ -41,7 +41,7 @@ class ReplayTerm:
                  system_prompt: str | None = None):
         self.encoded = sft.encode_rows(tok, rows, max_length, system_prompt)
         self.per_step = per_step
-        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        self.pad_id = sft.pad_id(tok)
 
     def indices(self, step: int) -> list[int]:
         """The rows trained at optimizer step ``step`` (0-based: the steps done before it)."""

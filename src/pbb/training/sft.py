@@ -188,6 +188,12 @@ def _floats(values: list) -> list[float]:
     return [float(v) if v is not None else float("nan") for v in values]
 
 
+def pad_id(tokenizer) -> int:
+    """The id :func:`collate` pads with: the tokenizer's pad token, else 0 (a padded position
+    is never a target, and right padding changes no logit before it)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
 def collate(encoded: list[tuple[list[int], int]], pad_id: int):
     """Right-padded ``input_ids``, the loss targets (next token, -100 off the completion) and
     the first position whose logits the loss needs."""
@@ -296,7 +302,7 @@ class SFTRun:
         self._plan(max_epochs)
         self.state = SFTState()
         self._build(init, base, model_options)
-        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.pad = pad_id(tokenizer)
         self.autocast = torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16,
                                        enabled=self.bf16)
         self.max_tokens = max_batch_tokens(cfg.max_batch_tokens, self.device)
