@@ -66,6 +66,10 @@ def test_shipped_config_is_runnable(path):
      "demos_k3"),
     (lambda raw: raw.update(curricula=["proactive", "mixtrue"]), "mixtrue"),      # no such curriculum
     (lambda raw: raw["eval"].update(precision="fp8"), "precision"),
+    # a first stage has no stage before it to replay (its replay was silently nothing)
+    (lambda raw: raw.setdefault("curriculum", {}).update(custom={"mine": [
+        {"name": "one", "replay": 0.5, "parts": [{"kind": "cot", "behaviours": "train"}]}]}),
+     "first stage 'one' has replay 0.5 but no stage before it"),
 ])
 def test_a_broken_config_fails_the_check(tmp_path, edit, message):
     raw = copy.deepcopy(yaml.safe_load(Path("configs/quickstart.yaml").read_text()))

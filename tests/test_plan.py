@@ -17,8 +17,10 @@ from pbb.experiments.run import check_before_work, open_data
 from pbb.folders import mark
 from pbb.jsonio import atomic_write_json, read_json, read_jsonl
 from pbb.models import load_tokenizer
+from pbb.rows.chat import encode_rows
 from pbb.rows.curricula import build_for_run
 from pbb.store import RunStore, checkpoint_dir, stage_info
+from pbb.training import replay
 from tests.conftest import script
 
 QUICKSTART = "configs/quickstart.yaml"
@@ -618,6 +620,33 @@ def test_a_grpo_stage_is_planned_by_the_tokens_its_completions_write(tmp_path, r
     accum, accum_cfg, _ = planned(4096, grad_accum=2)  # a step samples twice the completions
     assert accum_cfg.rl.completions_per_step == 2 * per_step
     assert accum.seconds / accum.steps == pytest.approx(2 * stage.seconds / stage.steps)
+
+
+@pytest.mark.slow
+def test_a_grpo_stage_with_replayed_rows_is_planned_with_their_sft_term(tmp_path, rates_file):
+    """Replayed rows beside GRPO (curriculum.activation_replay) are trained by an SFT term every
+    step: the step's replayed rows' tokens at the SFT rate are added to each step's time."""
+    write_rates(rates_file, **{rates.RL: 5.0, rates.SFT: 200.0})
+
+    def rl_stage(share):
+        cfg = load_config("configs/retroactive_quick.yaml",
+                          {"curricula": ["retroactive"], "curriculum.activation_replay": share},
+                          smoke=True)
+        plan = make_plan(cfg, tmp_path / str(share))
+        return next(s for s in plan.stages if s.trainer == "rl"), cfg
+
+    plain, _ = rl_stage(0.0)
+    replayed, cfg = rl_stage(0.5)
+    assert (replayed.rows, replayed.steps) == (plain.rows, plain.steps)  # the prompts alike
+    _, ds = open_data(cfg, tmp_path / "0.5", announce=False)
+    tok = load_tokenizer(check_before_work(cfg), cfg.model_options())
+    st = next(st for st in build_for_run(cfg, ds)["retroactive"] if st.trainer == "rl")
+    rows = [r for r in st.rows if r.get("replay")]
+    tokens = [min(len(ids), cfg.train.max_length) for ids, _ in encode_rows(tok, rows)]
+    each = replay.per_step(len(rows), len(st.own_rows), cfg.rl.batch_size / cfg.rl.num_generations)
+    per_row = sum(tokens) / len(tokens)
+    assert rows and plain.seconds == pytest.approx(plain.steps * 5.0)
+    assert replayed.seconds == pytest.approx(plain.steps * (5.0 + each * per_row / 200.0))
 
 
 def test_sft_is_planned_at_the_rate_measured_on_rows_of_like_length(tmp_path, rates_file):

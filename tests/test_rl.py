@@ -3,7 +3,9 @@
 import json
 import os
 import signal
+from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -25,7 +27,7 @@ from pbb.rows import curricula
 from pbb.rows.render import make_row, row_rng
 from pbb.store import CHECKPOINT_CLOCK, DONE, METRICS, MODEL, weights_digest
 from pbb.training import grpo as rl_mod
-from pbb.training.replay import ReplayTerm
+from pbb.training.replay import ReplayTerm, with_replay
 from pbb.training.rewards import completion_as_text, reward_functions, score_completion
 from tests.conftest import Canned, run_cli
 
@@ -328,6 +330,50 @@ def test_grpo_stage_trains_and_logs_per_step(ds, tiny, tmp_path):
     assert not (tmp_path / "s" / "trainer").exists()
 
 
+def test_replay_deals_a_steps_rows_out_over_its_micro_batches(ds, tiny):
+    """Under gradient accumulation each of a step's replayed rows is computed once: micro-batch
+    m of G takes rows m, m + G, ..., weighted by their share of the step's; a new step starts
+    from micro-batch 0; a micro-batch left without rows adds nothing."""
+    import torch
+
+    path, tok = tiny
+    stored = curricula.build("retroactive", ds, CurriculumConfig(demo_modes=["direct"]))[0].rows
+    term = ReplayTerm([dict(r, replay=True) for r in stored[:6]], tok, per_step=5,
+                      max_length=TrainConfig().max_length)
+    assert [term.indices(1, m, 2) for m in (0, 1)] == [[5, 1, 3], [0, 2]]
+    assert sorted(term.indices(1, 0, 2) + term.indices(1, 1, 2)) == sorted(term.indices(1))
+
+    class Trainer:  # what with_replay reads of TRL's GRPOTrainer
+        def __init__(self):
+            self.state = SimpleNamespace(global_step=0)
+            self.current_gradient_accumulation_steps = 2
+            self._metrics = {"train": defaultdict(list)}
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            return torch.tensor(1.0)
+
+    model = load_model(path).eval()  # no dropout: the same loss computed twice
+    model.training = True  # what with_replay asks to tell training from evaluation
+    with torch.no_grad():  # losses only
+        trainer = with_replay(Trainer, term)()
+        got = []
+        for step in (0, 1):
+            trainer.state.global_step = step
+            got += [float(trainer.compute_loss(model, None)) for _ in range(2)]
+        want = []
+        for step, micro in ((0, 0), (0, 1), (1, 0), (1, 1)):
+            loss, share = term.loss(model, step, micro, 2)
+            want.append(1.0 + float(loss) * share)
+        assert got == pytest.approx(want, rel=1e-5)
+        assert term.loss(model, 0, 0, 2)[1] + term.loss(model, 0, 1, 2)[1] == 1.0
+        assert len(trainer._metrics["train"]["replay_loss"]) == 4
+        one = with_replay(Trainer, ReplayTerm([dict(stored[0], replay=True)], tok, per_step=1,
+                                               max_length=TrainConfig().max_length))()
+        assert float(one.compute_loss(model, None)) != 1.0  # micro-batch 0 has the step's one row
+        assert float(one.compute_loss(model, None)) == 1.0  # micro-batch 1 has none
+        assert len(one._metrics["train"]["replay_loss"]) == 1
+
+
 @pytest.mark.slow
 def test_grpo_replay_term_trains_the_replayed_rows(ds, tiny, tmp_path):
     """Rows tagged ``replay`` are no prompts: an SFT term beside GRPO's loss trains them, each
@@ -352,8 +398,8 @@ def test_grpo_replay_term_trains_the_replayed_rows(ds, tiny, tmp_path):
     assert not any("replay_loss" in r for r in read_jsonl(tmp_path / "p" / METRICS))
     term = ReplayTerm(replayed, tok, per_step=each, max_length=TrainConfig().max_length)
     assert term.indices(1) == list(range(each, 2 * each))
-    assert lines[0]["replay_loss"] == pytest.approx(float(term.loss(load_model(path), 0).detach()),
-                                                    rel=1e-3)
+    assert lines[0]["replay_loss"] == pytest.approx(
+        float(term.loss(load_model(path), 0)[0].detach()), rel=1e-3)
     # the prompts alone are GRPO's, and the first step sampled the same completions in both
     rollouts = [read_jsonl(tmp_path / d / rl_mod.ROLLOUTS) for d in ("r", "p")]
     assert {r["row"] for r in rollouts[0]} <= set(range(len(prompts)))
@@ -365,7 +411,7 @@ def test_grpo_replay_term_trains_the_replayed_rows(ds, tiny, tmp_path):
     assert any(not x.equal(y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
     trained = ReplayTerm(replayed[:2 * each], tok, per_step=2 * each,
                          max_length=TrainConfig().max_length)
-    assert float(trained.loss(a, 0).detach()) < float(trained.loss(b, 0).detach())
+    assert float(trained.loss(a, 0)[0].detach()) < float(trained.loss(b, 0)[0].detach())
 
 
 @pytest.mark.slow

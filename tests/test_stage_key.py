@@ -295,6 +295,18 @@ def test_the_recall_budget_is_in_the_key_of_a_stage_with_a_stopping_rule():
     assert _quick_keys(**{"eval.max_new_tokens.cot": 32}) == base
 
 
+def test_an_rl_stages_key_tells_replayed_rows_from_prompts():
+    """GRPO samples from an RL stage's prompts and trains its ``replay``-tagged rows by an SFT
+    term: the same rows tagged otherwise are another stage. SFT trains both alike: its keys
+    (those of every stage trained before the tag) stay."""
+    cfg = load_config(None, {})
+    tagged = [ROWS[0], dict(ROWS[1], replay=True), ROWS[2]]
+    for trainer, differs in (("rl", True), ("sft", False)):
+        st = Stage("s", ROWS, trainer)
+        assert (stage_key(cfg, "base", ROWS, trainer, st)
+                != stage_key(cfg, "base", tagged, trainer, st)) is differs, trainer
+
+
 def test_checkpoint_intervals_retrain_nothing():
     base = _quick_keys()
     assert _quick_keys(**{"train.save_steps": 7}) == base

@@ -176,6 +176,10 @@ class CurriculumConfig(_Strict):
         for name in custom:  # NAME@STAGE names a cut curriculum (RunConfig.curricula)
             if CUT in name:
                 raise ValueError(f"curriculum name {name!r}: {CUT!r} is kept for NAME{CUT}STAGE")
+        for name, stages in custom.items():  # replay takes the previous stage's rows
+            if stages and stages[0].replay:
+                raise ValueError(f"curriculum {name!r}: its first stage {stages[0].name!r} has "
+                                 f"replay {stages[0].replay} but no stage before it to replay")
         return custom
 
 

@@ -280,12 +280,16 @@ def stage_key(cfg: RunConfig, parent: str, rows: list[dict], trainer: str = "sft
     are now declared out of the key are hashed at their default value (whatever the config
     says), and a key setting outside ``train`` and ``rl`` only where it is not at its default.
     Stages with a stopping rule have new keys: the old ones did not hold the recall check's
-    settings, so a stage that stopped under another budget is retrained, never reused.
+    settings, so a stage that stopped under another budget is retrained, never reused. An RL
+    stage's rows tagged ``replay`` are hashed with the tag: GRPO samples from the others and
+    trains these by an SFT term (:mod:`pbb.training.replay`), so the tag changes the result.
     """
     h = hashlib.sha256()
     h.update(json.dumps(_hashed_settings(cfg, parent, trainer, stage), sort_keys=True).encode())
     for r in rows:
         h.update(json.dumps([r["prompt"], r["completion"]], ensure_ascii=False).encode())
+        if trainer == "rl" and r.get("replay"):  # a replayed row is no prompt to GRPO; SFT
+            h.update(b"replay")                  # trains both alike (keys unchanged)
     return h.hexdigest()[:12]
 
 

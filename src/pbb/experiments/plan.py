@@ -234,9 +234,13 @@ def _stage(cfg: RunConfig, tok, curriculum: str, st, directory: Path, rates: dic
     if st.trainer == "rl":
         planned = _rl_stage(cfg, curriculum, st, directory, status)
         written = _rl_written(cfg, tok, st, directory)
+        replayed = _replay_tokens(cfg, tok, st, directory)
 
         def timed(r: dict) -> float | None:
             per_step = rates_mod.rl_step_seconds(r, cfg.rl.completion_tokens_per_step, written)
+            if per_step is not None and replayed:  # the SFT term on replayed rows, every step
+                rate = rates_mod.sft_rate(r, replayed[1])
+                per_step = per_step + replayed[0] / rate if rate else None
             return None if per_step is None else planned.steps * per_step
     else:
         planned = _sft_stage(cfg, tok, curriculum, st, directory, status)
@@ -269,6 +273,27 @@ def _rl_written(cfg: RunConfig, tok, st, directory: Path) -> float | None:
                                      cfg.rl.max_completion_length)
     mean = _RL_GOLD[counted]
     return None if mean is None else mean * cfg.rl.completions_per_step
+
+
+def _replay_tokens(cfg: RunConfig, tok, st, directory: Path) -> tuple[float, float] | None:
+    """(tokens a GRPO step's replay term trains, their rows' mean tokens): the stage's replayed
+    rows (:mod:`pbb.training.replay`), which a step trains as SFT does; None without them or
+    a tokenizer."""
+    from pbb.rows.chat import encode_rows
+    from pbb.training import replay
+
+    rows = [r for r in st.rows if r.get("replay")]
+    if tok is None or not rows:
+        return None
+    cut = cfg.train.for_stage(st.name, st.train).max_length  # as train_one_stage passes it
+    counted = ("replay", str(directory), cfg.model, cut, cfg.chat.system_prompt)
+    if counted not in _EPOCH_TOKENS:
+        _EPOCH_TOKENS[counted] = sum(min(len(ids), cut)
+                                     for ids, _ in encode_rows(tok, rows, cfg.chat.system_prompt))
+    mean = _EPOCH_TOKENS[counted] / len(rows)
+    each = replay.per_step(len(rows), len(st.own_rows),
+                           cfg.rl.completions_per_step / cfg.rl.num_generations)
+    return each * mean, mean
 
 
 #: tokens an epoch of each stage planned in this process, by its directory (whose key hashes its

@@ -12,8 +12,9 @@ rows), so ``stages.json`` lets anyone check that an export is exactly what a run
   --dataset_name`` that folder trains on it unchanged). Stage rows are conversational
   prompt-completion (``prompt``/``completion`` message lists), TRL's format.
 * ``openai``: ``DIR/openai/<curriculum>/<stage>.jsonl``, chat finetuning rows (``{"messages":
-  [...]}``), and ``DIR/openai/eval/<mode>.jsonl``, the evaluation queries as Batch API requests
-  whose ``custom_id`` ``pbb score`` reads back.
+  [...]}``; an RL stage's replayed rows apart, in ``<stage>.replay.jsonl``), and
+  ``DIR/openai/eval/<mode>.jsonl``, the evaluation queries as Batch API requests whose ``custom_id``
+  ``pbb score`` reads back.
 * ``lm-eval``: ``DIR/lm-eval/``, a task folder for lm-evaluation-harness (``--include_path``)
   whose scoring calls pbb's verifiers (:mod:`pbb.interop.lmeval`).
 
@@ -47,6 +48,11 @@ class ExportedStage:
     trainer: str  # sft or rl (an RL stage's completions are the gold ones RL never trains on)
     key: str      # the hash in the name of the stage's directory under ``pbb run``
     rows: list[dict]
+
+    @property
+    def replayed(self) -> int:
+        """Rows replayed from an earlier stage (tagged ``replay``)."""
+        return sum(1 for r in self.rows if r.get("replay"))
 
     @property
     def split_name(self) -> str:
@@ -151,8 +157,15 @@ def _flat(rec: dict) -> dict:
 def _write_openai(cfg: RunConfig, ds: DataSet, exported: list[ExportedStage], out: Path,
                   model: str) -> None:
     for st in exported:
+        # An RL stage's replayed rows are no prompts (an SFT term trains them beside GRPO):
+        # a file of their own, as the chat format has no field to tag them by.
+        apart = st.trainer == "rl"
         write_jsonl(out / "openai" / st.curriculum / f"{st.stage}.jsonl",
-                    ({"messages": messages(cfg, r)} for r in st.rows))
+                    ({"messages": messages(cfg, r)} for r in st.rows
+                     if not (apart and r.get("replay"))))
+        if apart and st.replayed:
+            write_jsonl(out / "openai" / st.curriculum / f"{st.stage}.replay.jsonl",
+                        ({"messages": messages(cfg, r)} for r in st.rows if r.get("replay")))
     system = [{"role": "system", "content": cfg.chat.system_prompt}] if cfg.chat.system_prompt else []
     sampling = {"temperature": cfg.eval.temperature}
     for mode in cfg.eval.modes:
@@ -184,5 +197,6 @@ def export(fmt: str, source: Path, out: Path, *, config: Path | None = None, for
                               {mode: eval_queries(cfg, ds, mode) for mode in cfg.eval.modes})
         atomic_write_json(tmp / STAGES, [
             {"curriculum": s.curriculum, "stage": s.stage, "trainer": s.trainer, "key": s.key,
-             "rows": len(s.rows), "split": s.split_name} for s in exported])
+             "rows": len(s.rows), "replayed": s.replayed, "split": s.split_name}
+            for s in exported])
     return exported

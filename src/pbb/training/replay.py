@@ -7,13 +7,14 @@ loss keeps them trained, as InstructGPT's PPO-ptx mixes a pretraining log-likeli
 The rows are the stage's ``replay``-tagged ones (:func:`pbb.rows.curricula._with_replay`), so
 they are in the stage's key like any row.
 
-Each step trains ``per_step`` rows, chosen by the step's number (a resumed stage takes the
-rows it would have taken): a pass over the prompts trains every replayed row once
-(``rl.num_iterations`` times where each generation batch is stepped on that often). The term is
-the rows' mean token cross-entropy at weight 1: under gradient accumulation every micro-batch
-computes the step's rows and adds its share (a cost, not a change to the update). Its value is
-logged as ``replay_loss`` in ``metrics.jsonl``. Under a launcher every process trains the same
-rows, so the gradients' mean is theirs, as with one process.
+Each step trains ``per_step`` rows, chosen by the step's number (a resumed stage takes the rows it
+would have taken): a pass over the prompts trains every replayed row once (``rl.num_iterations``
+times where each generation batch is stepped on that often). The term is the rows' mean token
+cross-entropy at weight 1. Under gradient accumulation the step's rows are dealt out over its
+micro-batches (micro-batch ``m`` of ``G`` trains rows ``m, m + G, ...``, its rows' mean weighted by
+their share of the step's), so each row is computed once a step. Its value is logged as
+``replay_loss`` in ``metrics.jsonl``, a micro-batch's mean. Under a launcher every process trains
+the same rows, so the gradients' mean is theirs, as with one process.
 
 Measured once (docs/results/LOG.md, seed 3 of retroactive_rl's anchored setting): the code was
 recalled more often with replay, and executed no more often.
@@ -43,32 +44,46 @@ class ReplayTerm:
         self.per_step = per_step
         self.pad_id = sft.pad_id(tok)
 
-    def indices(self, step: int) -> list[int]:
-        """The rows trained at optimizer step ``step`` (0-based: the steps done before it)."""
+    def indices(self, step: int, micro: int = 0, of: int = 1) -> list[int]:
+        """The rows trained at optimizer step ``step`` (0-based: the steps done before it), by
+        its micro-batch ``micro`` of ``of``: every ``of``-th of the step's rows from ``micro``."""
         n = len(self.encoded)
-        return [(step * self.per_step + j) % n for j in range(self.per_step)]
+        return [(step * self.per_step + j) % n for j in range(micro % of, self.per_step, of)]
 
-    def loss(self, model, step: int):
-        """Mean token cross-entropy of the step's rows, right-padded as SFT pads them (a
-        causal model's padding after a row changes none of its logits; the loss skips it)."""
-        x, y, first = sft.collate([self.encoded[i] for i in self.indices(step)], self.pad_id)
+    def loss(self, model, step: int, micro: int = 0, of: int = 1):
+        """(mean token cross-entropy of the micro-batch's rows, their share of the step's rows),
+        right-padded as SFT pads them (a causal model's padding after a row changes none of its
+        logits; the loss skips it); (None, 0) where the micro-batch has none."""
+        rows = self.indices(step, micro, of)
+        if not rows:
+            return None, 0.0
+        x, y, first = sft.collate([self.encoded[i] for i in rows], self.pad_id)
         device = next(model.parameters()).device
         loss, _ = sft.batch_loss(model, x.to(device), y.to(device), first)
-        return loss
+        return loss, len(rows) / self.per_step
 
 
 def with_replay(trainer_cls, term: ReplayTerm):
     """``trainer_cls`` (TRL's GRPOTrainer) with ``term`` added to the loss of every training
-    micro-batch, divided by the gradient accumulation steps (each micro-batch of a step adds
-    the step's rows, so a step trains them at weight 1)."""
+    micro-batch: its share of the step's rows, weighted by that share (a step trains them at
+    weight 1). A micro-batch is counted by the calls since the optimizer step last moved; the
+    Trainer says how many a step has (``current_gradient_accumulation_steps``: fewer at the
+    end of an epoch)."""
 
     class ReplayGRPOTrainer(trainer_cls):
+        _replay_at = (-1, 0)  # (optimizer step, micro-batches of it computed so far)
+
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             loss = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             if not model.training:
                 return loss
-            extra = term.loss(model, self.state.global_step)
+            step = self.state.global_step
+            micro = self._replay_at[1] if self._replay_at[0] == step else 0
+            self._replay_at = (step, micro + 1)
+            extra, share = term.loss(model, step, micro, self.current_gradient_accumulation_steps)
+            if extra is None:
+                return loss
             self._metrics["train"]["replay_loss"].append(float(extra.detach()))
-            return loss + extra / self.current_gradient_accumulation_steps
+            return loss + extra * share
 
     return ReplayGRPOTrainer
