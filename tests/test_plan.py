@@ -460,6 +460,11 @@ def test_rates_are_recorded_for_the_work_timed_here(rates_file):
     rates.record_stage(key, {"steps": 80, "seconds": 2000.0, "algorithm": "grpo",
                              "resumed": True, "last_life": {"steps": 60, "seconds": 1200.0}})
     assert rates.read_rates(key)[rates.RL] == 20.0
+    # a GRPO stage with replayed rows: its steps' time holds the SFT term, which a plan adds at
+    # the SFT rate; a GRPO step's rate taken from it would count the term twice
+    rates.record_stage(key, {"steps": 10, "seconds": 900.0, "algorithm": "grpo",
+                             "replayed_rows": 40, "replayed_per_step": 4})
+    assert rates.read_rates(key)[rates.RL] == 20.0
     rates.record_stage(key, {"steps": 8, "tokens": 4000, "seconds": 90.0, "resumed": True,
                              "time_split": {"recall": 10.0},
                              "last_life": {"steps": 6, "tokens": 2400, "seconds": 40.0,
@@ -642,8 +647,10 @@ def test_a_grpo_stage_with_replayed_rows_is_planned_with_their_sft_term(tmp_path
     tok = load_tokenizer(check_before_work(cfg), cfg.model_options())
     st = next(st for st in build_for_run(cfg, ds)["retroactive"] if st.trainer == "rl")
     rows = [r for r in st.rows if r.get("replay")]
-    tokens = [min(len(ids), cfg.train.max_length) for ids, _ in encode_rows(tok, rows)]
-    each = replay.per_step(len(rows), len(st.own_rows), cfg.rl.batch_size / cfg.rl.num_generations)
+    cut = cfg.train.for_stage(st.name, st.train).max_length
+    tokens = [min(len(ids), cut) for ids, _ in encode_rows(tok, rows)]
+    each = replay.per_step(len(rows), len(st.own_rows),
+                           cfg.rl.completions_per_step / cfg.rl.num_generations)
     per_row = sum(tokens) / len(tokens)
     assert rows and plain.seconds == pytest.approx(plain.steps * 5.0)
     assert replayed.seconds == pytest.approx(plain.steps * (5.0 + each * per_row / 200.0))

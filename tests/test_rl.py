@@ -332,8 +332,9 @@ def test_grpo_stage_trains_and_logs_per_step(ds, tiny, tmp_path):
 
 def test_replay_deals_a_steps_rows_out_over_its_micro_batches(ds, tiny):
     """Under gradient accumulation each of a step's replayed rows is computed once: micro-batch
-    m of G takes rows m, m + G, ..., weighted by their share of the step's; a new step starts
-    from micro-batch 0; a micro-batch left without rows adds nothing."""
+    m of G takes rows m, m + G, ..., weighted by their share of the step's completion tokens
+    (the step's term is its rows' token mean); a new step starts from micro-batch 0; a
+    micro-batch left without rows adds nothing."""
     import torch
 
     path, tok = tiny
@@ -352,6 +353,9 @@ def test_replay_deals_a_steps_rows_out_over_its_micro_batches(ds, tiny):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             return torch.tensor(1.0)
 
+    from trl import GRPOTrainer
+
+    assert GRPOTrainer.loss_is_scaled_for_ga  # TRL divides its own loss; the term is not divided
     model = load_model(path).eval()  # no dropout: the same loss computed twice
     model.training = True  # what with_replay asks to tell training from evaluation
     with torch.no_grad():  # losses only
@@ -365,8 +369,24 @@ def test_replay_deals_a_steps_rows_out_over_its_micro_batches(ds, tiny):
             loss, share = term.loss(model, step, micro, 2)
             want.append(1.0 + float(loss) * share)
         assert got == pytest.approx(want, rel=1e-5)
-        assert term.loss(model, 0, 0, 2)[1] + term.loss(model, 0, 1, 2)[1] == 1.0
-        assert len(trainer._metrics["train"]["replay_loss"]) == 4
+        # the micro-batches' terms add up to the step's token mean, as one micro-batch takes it
+        for step in (0, 1):
+            whole = [term.loss(model, step, m, 2) for m in (0, 1)]
+            assert sum(share for _, share in whole) == pytest.approx(1.0)
+            assert sum(float(loss) * share for loss, share in whole) == \
+                pytest.approx(float(term.loss(model, step)[0]), rel=1e-5)
+        # a step shorter than the others (an epoch's last) has its own count, and the next
+        # step starts from micro-batch 0 again
+        trainer.current_gradient_accumulation_steps, trainer.state.global_step = 1, 2
+        assert float(trainer.compute_loss(model, None)) == \
+            pytest.approx(1.0 + float(term.loss(model, 2)[0]), rel=1e-5)
+        trainer.current_gradient_accumulation_steps, trainer.state.global_step = 2, 3
+        assert [float(trainer.compute_loss(model, None)) for _ in range(2)] == pytest.approx(
+            [1.0 + float(loss) * share for loss, share in
+             (term.loss(model, 3, m, 2) for m in (0, 1))], rel=1e-5)
+        with pytest.raises(ValueError, match="micro-batch 2 of a step of 2"):
+            term.loss(model, 0, 2, 2)  # a miscount is an error, never other rows
+        assert len(trainer._metrics["train"]["replay_loss"]) == 7
         one = with_replay(Trainer, ReplayTerm([dict(stored[0], replay=True)], tok, per_step=1,
                                                max_length=TrainConfig().max_length))()
         assert float(one.compute_loss(model, None)) != 1.0  # micro-batch 0 has the step's one row
@@ -412,6 +432,35 @@ def test_grpo_replay_term_trains_the_replayed_rows(ds, tiny, tmp_path):
     trained = ReplayTerm(replayed[:2 * each], tok, per_step=2 * each,
                          max_length=TrainConfig().max_length)
     assert float(trained.loss(a, 0)[0].detach()) < float(trained.loss(b, 0)[0].detach())
+
+
+@pytest.mark.slow
+def test_grpo_under_gradient_accumulation_computes_each_replayed_row_once_a_step(
+        ds, tiny, tmp_path, monkeypatch):
+    """TRL's trainer, as it runs: two micro-batches a step, the first taking the step's rows
+    0, 2, ... and the second 1, 3, ...; each step's count starts again at 0."""
+    path, tok = tiny
+    rl = RLConfig(max_steps=2, grad_accum=2, **SMALL_RL)
+    prompts = _rl_rows(ds)
+    stored = curricula.build("retroactive", ds, CurriculumConfig(demo_modes=["direct"]))[0].rows
+    calls, real = [], ReplayTerm.loss
+
+    def counted(self, model, step, micro=0, of=1):
+        calls.append((step, micro, of, self.indices(step, micro, of)))
+        return real(self, model, step, micro, of)
+
+    monkeypatch.setattr(ReplayTerm, "loss", counted)
+    funcs, _ = reward_functions(ds, 0.1)
+    info = rl_mod.train_rl_stage(
+        prompts + [dict(r, replay=True) for r in stored[:len(prompts)]], init=path, base=path,
+        tokenizer=tok, cfg=TrainConfig(), rl=rl, seed=0, stage_dir=tmp_path / "r",
+        rewards=([funcs[0], _varied], [1.0, 1.0]), progress=False)
+    each = info["replayed_per_step"]
+    assert each == rl.completions_per_step // rl.num_generations >= 2
+    assert [c[:3] for c in calls] == [(0, 0, 2), (0, 1, 2), (1, 0, 2), (1, 1, 2)]
+    for step in (0, 1):  # each of the step's rows once, over its two micro-batches
+        rows = [i for s, _, _, ids in calls if s == step for i in ids]
+        assert sorted(rows) == list(range(step * each, (step + 1) * each))
 
 
 @pytest.mark.slow

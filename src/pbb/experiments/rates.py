@@ -195,6 +195,8 @@ def record_stage(key: str, info: dict) -> None:
         return
     seconds = info.get("seconds") or 0.0
     if info.get("algorithm") == "grpo":
+        if info.get("replayed_rows"):  # its steps' time holds the replay term, which a plan
+            return                     # adds at the SFT rate (a GRPO step's rate is without it)
         update = {RL: round(seconds / info["steps"], 4)}
         if info.get("completion_tokens_per_step"):
             update[RL_PER_TOKEN] = float(

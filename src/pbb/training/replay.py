@@ -12,8 +12,9 @@ would have taken): a pass over the prompts trains every replayed row once (``rl.
 times where each generation batch is stepped on that often). The term is the rows' mean token
 cross-entropy at weight 1. Under gradient accumulation the step's rows are dealt out over its
 micro-batches (micro-batch ``m`` of ``G`` trains rows ``m, m + G, ...``, its rows' mean weighted by
-their share of the step's), so each row is computed once a step. Its value is logged as
-``replay_loss`` in ``metrics.jsonl``, a micro-batch's mean. Under a launcher every process trains
+their share of the step's completion tokens), so each row is computed once a step and the step's
+term is still its rows' token mean. Its value is logged as ``replay_loss`` in ``metrics.jsonl``,
+a micro-batch's mean (TRL averages them over the step unweighted). Under a launcher every process trains
 the same rows, so the gradients' mean is theirs, as with one process.
 
 Measured once (docs/results/LOG.md, seed 3 of retroactive_rl's anchored setting): the code was
@@ -48,27 +49,36 @@ class ReplayTerm:
         """The rows trained at optimizer step ``step`` (0-based: the steps done before it), by
         its micro-batch ``micro`` of ``of``: every ``of``-th of the step's rows from ``micro``."""
         n = len(self.encoded)
-        return [(step * self.per_step + j) % n for j in range(micro % of, self.per_step, of)]
+        return [(step * self.per_step + j) % n for j in range(micro, self.per_step, of)]
+
+    def targets(self, rows: list[int]) -> int:
+        """The completion tokens of ``rows`` (those the loss is taken on)."""
+        return sum(len(ids) - n_prompt for ids, n_prompt in (self.encoded[i] for i in rows))
 
     def loss(self, model, step: int, micro: int = 0, of: int = 1):
-        """(mean token cross-entropy of the micro-batch's rows, their share of the step's rows),
-        right-padded as SFT pads them (a causal model's padding after a row changes none of its
-        logits; the loss skips it); (None, 0) where the micro-batch has none."""
+        """(mean token cross-entropy of the micro-batch's rows, their share of the step's
+        completion tokens), right-padded as SFT pads them (a causal model's padding after a row
+        changes none of its logits; the loss skips it); (None, 0) where the micro-batch has
+        none. The shares of a step's micro-batches sum to 1: the step's token mean."""
+        if not 0 <= micro < of:
+            raise ValueError(f"micro-batch {micro} of a step of {of}")
         rows = self.indices(step, micro, of)
         if not rows:
             return None, 0.0
         x, y, first = sft.collate([self.encoded[i] for i in rows], self.pad_id)
         device = next(model.parameters()).device
-        loss, _ = sft.batch_loss(model, x.to(device), y.to(device), first)
-        return loss, len(rows) / self.per_step
+        n = self.targets(rows)
+        loss, _ = sft.batch_loss(model, x.to(device), y.to(device), first, n=n)
+        return loss, n / self.targets(self.indices(step))
 
 
 def with_replay(trainer_cls, term: ReplayTerm):
     """``trainer_cls`` (TRL's GRPOTrainer) with ``term`` added to the loss of every training
-    micro-batch: its share of the step's rows, weighted by that share (a step trains them at
-    weight 1). A micro-batch is counted by the calls since the optimizer step last moved; the
-    Trainer says how many a step has (``current_gradient_accumulation_steps``: fewer at the
-    end of an epoch)."""
+    micro-batch: its share of the step's rows, weighted by their share of the step's tokens (a
+    step trains them at weight 1: TRL's GRPO loss is scaled for accumulation already,
+    ``loss_is_scaled_for_ga``, so nothing divides this term again). A micro-batch is counted by
+    the calls since the optimizer step last moved; the Trainer says how many a step has
+    (``current_gradient_accumulation_steps``: fewer at the end of an epoch)."""
 
     class ReplayGRPOTrainer(trainer_cls):
         _replay_at = (-1, 0)  # (optimizer step, micro-batches of it computed so far)
