@@ -13,9 +13,9 @@ times where each generation batch is stepped on that often). The term is the row
 cross-entropy at weight 1. Under gradient accumulation the step's rows are dealt out over its
 micro-batches (micro-batch ``m`` of ``G`` trains rows ``m, m + G, ...``, its rows' mean weighted by
 their share of the step's completion tokens), so each row is computed once a step and the step's
-term is still its rows' token mean. Its value is logged as ``replay_loss`` in ``metrics.jsonl``,
-a micro-batch's mean (TRL averages them over the step unweighted). Under a launcher every process trains
-the same rows, so the gradients' mean is theirs, as with one process.
+term is still its rows' token mean. Its value is logged as ``replay_loss`` in ``metrics.jsonl``, a
+micro-batch's mean (TRL averages them over the step unweighted). Under a launcher every process
+trains the same rows, so the gradients' mean is theirs, as with one process.
 
 Measured once (docs/results/LOG.md, seed 3 of retroactive_rl's anchored setting): the code was
 recalled more often with replay, and executed no more often.
