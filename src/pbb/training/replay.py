@@ -5,7 +5,7 @@ the eval functions' code less often after GRPO than after SFT on the same prompt
 (docs/results/LOG.md). Replaying stage-1 rows through an SFT term beside the policy-gradient
 loss keeps them trained, as InstructGPT's PPO-ptx mixes a pretraining log-likelihood into PPO.
 The rows are the stage's ``replay``-tagged ones (:func:`pbb.rows.curricula._with_replay`), so
-they are in the stage's key like any row.
+they are in the stage's key, with their tag (:func:`pbb.store.stage_key`).
 
 Each step trains ``per_step`` rows, chosen by the step's number (a resumed stage takes the rows it
 would have taken): a pass over the prompts trains every replayed row once (``rl.num_iterations``
