@@ -92,6 +92,20 @@ def test_build_stages_gives_the_rows_a_curriculum_trains(tmp_path):
         pbb.build_stages("nope", ds)
 
 
+def test_plan_takes_the_data_set_run_takes(tmp_path):
+    """``pbb.plan(..., data=ds)`` plans what ``pbb.run(..., data=ds)`` trains: that data
+    set's rows, not data generated from the config; the docstring's example, at toy size."""
+    ds = pbb.make_data("arithmetic", behaviours=6, demos=2, test_inputs=1, out=tmp_path / "d")
+    config = {"model": "tiny-random", "curricula": ["proactive", "stage1_only"]}
+    planned = pbb.plan(config, tmp_path / "run", data=ds)
+    built = pbb.build_stages("proactive", ds)
+    assert [(s.stage, s.rows) for s in planned.stages if s.curriculum == "proactive"] == \
+        [(s.name, len(s.rows)) for s in built]
+    assert not (tmp_path / "run").exists()  # a plan writes nothing
+    with pytest.raises(PbbError, match="never saved"):
+        pbb.plan(config, tmp_path / "run", data=pbb.make_data("arithmetic", behaviours=4))
+
+
 def test_run_refuses_a_data_set_that_was_never_saved_before_any_work(tmp_path):
     ds = pbb.make_data("arithmetic", behaviours=4, demos=1, test_inputs=1)
     with pytest.raises(PbbError, match="never saved"):

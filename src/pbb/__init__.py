@@ -6,7 +6,11 @@ saw as instructions in training, and measure how well that works.
 The Python API is the functions of :data:`__all__` (:mod:`pbb.api`)::
 
     ds = pbb.make_data("arithmetic", behaviours=40, out="data/arith")
-    summary = pbb.run("configs/quickstart.yaml", "runs/mine", data=ds)
+    print(pbb.plan({"curricula": ["proactive", "stage1_only"]}, "runs/mine", data=ds))
+    summary = pbb.run({"curricula": ["proactive", "stage1_only"]}, "runs/mine", data=ds)
+
+(A config's data keys must agree with the data set it runs on, or be left out: the bundled
+configs name their own data, so a data set of another size runs with a config of your own.)
 
 They load on first use, so ``import pbb`` imports neither torch nor transformers.
 """

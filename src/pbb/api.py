@@ -87,14 +87,15 @@ def build_stages(curriculum: str, data: DataSet | str | Path, config: Config = N
 
 
 def plan(config: Config, out: str | Path | None = None, *, overrides: dict | None = None,
-         smoke: bool = False, stages_root: str | Path | None = None):
+         data: DataSet | str | Path | None = None, smoke: bool = False,
+         stages_root: str | Path | None = None):
     """What :func:`run` would do with these arguments (``pbb plan``): a
     :class:`pbb.experiments.plan.Plan` of stages, evaluations and expected time (``print`` it
     for the command's text). Nothing is written in ``out`` and nothing trains (a model used for
     the first time is put in the model cache, ``$PBB_CACHE``, as :func:`run` would)."""
     from pbb.experiments.plan import make_plan
 
-    cfg = load_config(config, overrides, smoke=smoke)
+    cfg = load_config(config, _with_data(overrides, data), smoke=smoke)
     return make_plan(cfg, out_dir(cfg.name, out, smoke), _stage_store(stages_root, write=False))
 
 
