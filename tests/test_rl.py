@@ -330,64 +330,79 @@ def test_grpo_stage_trains_and_logs_per_step(ds, tiny, tmp_path):
     assert not (tmp_path / "s" / "trainer").exists()
 
 
-def test_replay_deals_a_steps_rows_out_over_its_micro_batches(ds, tiny):
-    """Under gradient accumulation each of a step's replayed rows is computed once: micro-batch
-    m of G takes rows m, m + G, ..., weighted by their share of the step's completion tokens
-    (the step's term is its rows' token mean); a new step starts from micro-batch 0; a
-    micro-batch left without rows adds nothing."""
-    import torch
+class _Trainer:
+    """What :func:`pbb.training.replay.with_replay` reads of TRL's GRPOTrainer; its own loss 1."""
 
+    def __init__(self):
+        self.state = SimpleNamespace(global_step=0)
+        self.current_gradient_accumulation_steps = 2
+        self._metrics = {"train": defaultdict(list)}
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        import torch
+
+        return torch.tensor(1.0)
+
+
+@pytest.fixture
+def replay_term(ds, tiny):
+    """A term of 6 replayed rows, 5 a step, and the tiny model in training mode, no dropout."""
     path, tok = tiny
     stored = curricula.build("retroactive", ds, CurriculumConfig(demo_modes=["direct"]))[0].rows
     term = ReplayTerm([dict(r, replay=True) for r in stored[:6]], tok, per_step=5,
                       max_length=TrainConfig().max_length)
-    assert [term.indices(1, m, 2) for m in (0, 1)] == [[5, 1, 3], [0, 2]]
-    assert sorted(term.indices(1, 0, 2) + term.indices(1, 1, 2)) == sorted(term.indices(1))
-
-    class Trainer:  # what with_replay reads of TRL's GRPOTrainer
-        def __init__(self):
-            self.state = SimpleNamespace(global_step=0)
-            self.current_gradient_accumulation_steps = 2
-            self._metrics = {"train": defaultdict(list)}
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            return torch.tensor(1.0)
-
-    from trl import GRPOTrainer
-
-    assert GRPOTrainer.loss_is_scaled_for_ga  # TRL divides its own loss; the term is not divided
     model = load_model(path).eval()  # no dropout: the same loss computed twice
     model.training = True  # what with_replay asks to tell training from evaluation
-    with torch.no_grad():  # losses only
-        trainer = with_replay(Trainer, term)()
-        got = []
+    return term, model, stored
+
+
+def test_replay_deals_a_steps_rows_out_over_its_micro_batches(replay_term):
+    """Under gradient accumulation each of a step's replayed rows is computed once: micro-batch
+    m of G takes rows m, m + G, ..., weighted by their share of the step's completion tokens,
+    so the step's term is its rows' token mean (counted here by SFT's own loss)."""
+    import torch
+
+    from pbb.training import sft
+
+    term, model, _ = replay_term
+    assert [term.indices(1, m, 2) for m in (0, 1)] == [[5, 1, 3], [0, 2]]
+    assert sorted(term.indices(1, 0, 2) + term.indices(1, 1, 2)) == sorted(term.indices(1))
+    with torch.no_grad():
         for step in (0, 1):
-            trainer.state.global_step = step
-            got += [float(trainer.compute_loss(model, None)) for _ in range(2)]
-        want = []
-        for step, micro in ((0, 0), (0, 1), (1, 0), (1, 1)):
-            loss, share = term.loss(model, step, micro, 2)
-            want.append(1.0 + float(loss) * share)
-        assert got == pytest.approx(want, rel=1e-5)
-        # the micro-batches' terms add up to the step's token mean, as one micro-batch takes it
-        for step in (0, 1):
+            x, y, first = sft.collate([term.encoded[i] for i in term.indices(step)], term.pad_id)
+            mean, _ = sft.batch_loss(model, x, y, first)  # counts its target tokens itself
             whole = [term.loss(model, step, m, 2) for m in (0, 1)]
             assert sum(share for _, share in whole) == pytest.approx(1.0)
             assert sum(float(loss) * share for loss, share in whole) == \
-                pytest.approx(float(term.loss(model, step)[0]), rel=1e-5)
-        # a step shorter than the others (an epoch's last) has its own count, and the next
-        # step starts from micro-batch 0 again
-        trainer.current_gradient_accumulation_steps, trainer.state.global_step = 1, 2
-        assert float(trainer.compute_loss(model, None)) == \
-            pytest.approx(1.0 + float(term.loss(model, 2)[0]), rel=1e-5)
-        trainer.current_gradient_accumulation_steps, trainer.state.global_step = 2, 3
-        assert [float(trainer.compute_loss(model, None)) for _ in range(2)] == pytest.approx(
-            [1.0 + float(loss) * share for loss, share in
-             (term.loss(model, 3, m, 2) for m in (0, 1))], rel=1e-5)
+                pytest.approx(float(mean), rel=1e-5)
         with pytest.raises(ValueError, match="micro-batch 2 of a step of 2"):
             term.loss(model, 0, 2, 2)  # a miscount is an error, never other rows
+
+
+def test_replay_counts_the_micro_batches_of_each_step(replay_term, tiny):
+    """The trainer adds micro-batch m's share at its m-th call of a step; a new step, or a
+    shorter one (an epoch's last), starts from 0; a micro-batch left without rows adds
+    nothing. TRL divides its own loss for accumulation, so the term is not divided again."""
+    import torch
+    from trl import GRPOTrainer
+
+    term, model, stored = replay_term
+    assert GRPOTrainer.loss_is_scaled_for_ga
+    trainer = with_replay(_Trainer, term)()
+
+    def expected(step, micros):
+        return [1.0 + float(loss) * share
+                for loss, share in (term.loss(model, step, m, micros) for m in range(micros))]
+
+    with torch.no_grad():  # losses only
+        for step, micros in ((0, 2), (1, 2), (2, 1), (3, 2)):
+            trainer.state.global_step = step
+            trainer.current_gradient_accumulation_steps = micros
+            got = [float(trainer.compute_loss(model, None)) for _ in range(micros)]
+            assert got == pytest.approx(expected(step, micros), rel=1e-5), step
         assert len(trainer._metrics["train"]["replay_loss"]) == 7
-        one = with_replay(Trainer, ReplayTerm([dict(stored[0], replay=True)], tok, per_step=1,
+        one = with_replay(_Trainer, ReplayTerm([dict(stored[0], replay=True)], tiny[1],
+                                               per_step=1,
                                                max_length=TrainConfig().max_length))()
         assert float(one.compute_loss(model, None)) != 1.0  # micro-batch 0 has the step's one row
         assert float(one.compute_loss(model, None)) == 1.0  # micro-batch 1 has none

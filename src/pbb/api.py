@@ -92,7 +92,8 @@ def plan(config: Config, out: str | Path | None = None, *, overrides: dict | Non
     """What :func:`run` would do with these arguments (``pbb plan``): a
     :class:`pbb.experiments.plan.Plan` of stages, evaluations and expected time (``print`` it
     for the command's text). Nothing is written in ``out`` and nothing trains (a model used for
-    the first time is put in the model cache, ``$PBB_CACHE``, as :func:`run` would)."""
+    the first time is put in the model cache, ``$PBB_CACHE``, as :func:`run` would).
+    ``data``: a saved data set to plan on, as :func:`run` takes it."""
     from pbb.experiments.plan import make_plan
 
     cfg = load_config(config, _with_data(overrides, data), smoke=smoke)

@@ -172,7 +172,7 @@ class CurriculumConfig(_Strict):
 
     @field_validator("custom")
     @classmethod
-    def _names_without_cut(cls, custom: dict) -> dict:
+    def _names_and_first_stages(cls, custom: dict) -> dict:
         for name in custom:  # NAME@STAGE names a cut curriculum (RunConfig.curricula)
             if CUT in name:
                 raise ValueError(f"curriculum name {name!r}: {CUT!r} is kept for NAME{CUT}STAGE")
