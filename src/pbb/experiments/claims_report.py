@@ -26,40 +26,51 @@ NOT_RUN = "not run"
 
 HEADER = """# The paper's claims, measured
 
-Written by `pbb claims`, which runs one sweep per claim (the same command resumes them; `--only
-NAME` runs one claim) and measures each claim from its runs; each claim's section says its
-setting. Every figure recomputes from the runs' `samples.jsonl`: a condition's accuracy (%) is
-the mean over its runs (one a seed) of its mean over behaviours; a paired difference (percentage
-points, a − b) is the mean over the (seed, behaviour) pairs both conditions ran on, with a 95%
-bootstrap interval that draws seeds, then behaviours within them (so it carries the spread
-between seeds, not only between behaviours), and each seed's own mean difference (the
-crossover: each seed's own N). A row "here − in" another claim sets a paired difference against
-the same difference in that claim's runs (other functions: unpaired, each side resampled apart;
-no seed's own); a condition named as another claim's runs pairs with this claim's runs on the
-data sets both ran (the same seed and data), and the row's verdict says how many of that
-claim's points it rests on while they have not all finished. Verdicts:
-**{reproduced}** where the interval excludes 0 in the paper's direction; **{not_reproduced}**
-where it excludes 0 the other way or includes it; **{not_testable}** where the claim's
-prerequisite fails (its measured figure is given; `pbb claims` then leaves its other points unrun);
-**{not_run}** where no run measured it yet. A verdict whose seeds disagree in sign says so while
-it has fewer than {seeds} seeds, and one whose row's points (those running either side) have not
-all finished says "so far". Times are the runs' own (their summaries' timings, on the
-machine that ran them; a stage resumed after an interruption counts every life up to its last
-checkpoint; the work after it, done again, once); where a claim's points ran as jobs at once
-(`--jobs`), which the summed times overstate, the wall clock of those jobs follows. A claim
-none of whose runs is in the sweeps folder here keeps its rows and section from the table this
-one replaced, marked as kept (their figures were computed from runs elsewhere), rather than
-falling back to {not_run}; where its config's settings have changed since (its section's
-settings hash is not the config's now), its verdicts say so: its figures are not those of the
-config as it is. The runs behind the table are kept beside it, in `{runs}/` (a `<claim>.tar.gz`
-with each finished point's config, summary, data set and samples, and its sweep's jobs record;
-no weights): where the sweeps folder has no sweep of a claim, `pbb claims` restores its runs
-from there first, so that the table recomputes on any clone (`pbb claims --no-run`) and a run
-goes on from the points finished on any machine. A claim's points share a stage where its key
-agrees; a machine without its weights trains it anew, so a section names the stages its points
-record under one key but trained apart (as their records say: epochs, steps, precision, loss,
-and the weights' digest where every record of the key has one): points that share one did not
-start from the same model.
+One row per comparison of a claim of the paper, measured by `pbb claims` (one sweep per claim;
+the same command resumes them, `--only NAME` runs one) on the setting its section gives. A row
+says what the paper reports, pbb's accuracy on each side (%), their paired difference in points
+with a 95% interval over seeds and behaviours, and a verdict:
+
+- **{reproduced}**: the interval excludes 0 in the paper's direction;
+- **{not_reproduced}**: it excludes 0 the other way, or includes it;
+- **{not_testable}**: the claim's prerequisite fails (its measured figure is given;
+  `pbb claims` then leaves its other points unrun);
+- **{not_run}**: no run measured it yet.
+
+A verdict whose seeds disagree in sign says so while it has fewer than {seeds} seeds, and one
+whose row's points (those running either side) have not all finished says "so far".
+
+How the figures are made (every one recomputes from the runs' `samples.jsonl`):
+
+- **Accuracy** of a condition: the mean over its runs (one a seed) of its mean over behaviours.
+- **Paired difference** (a − b): the mean over the (seed, behaviour) pairs both conditions ran
+  on, with a 95% bootstrap interval that draws seeds, then behaviours within them (so it carries
+  the spread between seeds, not only between behaviours), and each seed's own mean difference
+  (the crossover: each seed's own N).
+- **Across claims**: a row "here − in" another claim sets a paired difference against the same
+  difference in that claim's runs (other functions: unpaired, each side resampled apart; no
+  seed's own); a condition named as another claim's runs pairs with this claim's runs on the
+  data sets both ran (the same seed and data), and the row's verdict says how many of that
+  claim's points it rests on while they have not all finished.
+- **Times** are the runs' own (their summaries' timings, on the machine that ran them; a stage
+  resumed after an interruption counts every life up to its last checkpoint; the work after it,
+  done again, once); where a claim's points ran as jobs at once (`--jobs`), which the summed
+  times overstate, the wall clock of those jobs follows.
+- **Kept claims**: a claim none of whose runs is in the sweeps folder here keeps its rows and
+  section from the table this one replaced, marked as kept (their figures were computed from
+  runs elsewhere), rather than falling back to {not_run}; where its config's settings have
+  changed since (its section's settings hash is not the config's now), its verdicts say so: its
+  figures are not those of the config as it is.
+- **The runs behind the table** are kept beside it, in `{runs}/` (a `<claim>.tar.gz` with
+  each finished point's config, summary, data set and samples, and its sweep's jobs record; no
+  weights): where the sweeps folder has no sweep of a claim, `pbb claims` restores its runs from
+  there first, so that the table recomputes on any clone (`pbb claims --no-run`) and a run goes
+  on from the points finished on any machine.
+- **Shared stages**: a claim's points share a stage where its key agrees; a machine without its
+  weights trains it anew, so a section names the stages its points record under one key but
+  trained apart (as their records say: epochs, steps, precision, loss, and the weights' digest
+  where every record of the key has one): points that share one did not start from the same
+  model.
 
 Sweeps: `{out}`; configs: `{configs}/`.
 """
