@@ -649,8 +649,7 @@ def test_a_grpo_stage_with_replayed_rows_is_planned_with_their_sft_term(tmp_path
     rows = [r for r in st.rows if r.get("replay")]
     cut = cfg.train.for_stage(st.name, st.train).max_length
     tokens = [min(len(ids), cut) for ids, _ in encode_rows(tok, rows)]
-    each = replay.per_step(len(rows), len(st.own_rows),
-                           cfg.rl.completions_per_step / cfg.rl.num_generations)
+    each = replay.per_step(len(rows), len(st.own_rows), cfg.rl)
     per_row = sum(tokens) / len(tokens)
     assert rows and plain.seconds == pytest.approx(plain.steps * 5.0)
     assert replayed.seconds == pytest.approx(plain.steps * (5.0 + each * per_row / 200.0))

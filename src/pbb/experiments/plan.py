@@ -279,20 +279,14 @@ def _replay_tokens(cfg: RunConfig, tok, st, directory: Path) -> tuple[float, flo
     """(tokens a GRPO step's replay term trains, their rows' mean tokens): the stage's replayed
     rows (:mod:`pbb.training.replay`), which a step trains as SFT does; None without them or
     a tokenizer."""
-    from pbb.rows.chat import encode_rows
     from pbb.training import replay
 
-    rows = [r for r in st.rows if r.get("replay")]
+    rows = st.replayed_rows
     if tok is None or not rows:
         return None
     cut = cfg.train.for_stage(st.name, st.train).max_length  # as train_one_stage passes it
-    counted = ("replay", str(directory), cfg.model, cut, cfg.chat.system_prompt)
-    if counted not in _EPOCH_TOKENS:
-        _EPOCH_TOKENS[counted] = sum(min(len(ids), cut)
-                                     for ids, _ in encode_rows(tok, rows, cfg.chat.system_prompt))
-    mean = _EPOCH_TOKENS[counted] / len(rows)
-    each = replay.per_step(len(rows), len(st.own_rows),
-                           cfg.rl.completions_per_step / cfg.rl.num_generations)
+    mean = _cut_tokens(cfg, tok, rows, cut, (directory, "replay")) / len(rows)
+    each = replay.per_step(len(rows), len(st.own_rows), cfg.rl)
     return each * mean, mean
 
 
@@ -303,20 +297,25 @@ def _replay_tokens(cfg: RunConfig, tok, st, directory: Path) -> tuple[float, flo
 _EPOCH_TOKENS: dict[tuple, int] = {}
 
 
+def _cut_tokens(cfg: RunConfig, tok, rows: list[dict], cut: int, named: tuple) -> int:
+    """The tokens of ``rows``, each cut at ``cut`` as training cuts it, counted once a process
+    for what ``named`` names (a stage's directory, and which of its rows)."""
+    from pbb.rows.chat import encode_rows
+
+    counted = (*map(str, named), cfg.model, cut, cfg.chat.system_prompt)
+    if counted not in _EPOCH_TOKENS:  # a stage shared by curricula, points or claims: once
+        _EPOCH_TOKENS[counted] = sum(min(len(ids), cut)
+                                     for ids, _ in encode_rows(tok, rows, cfg.chat.system_prompt))
+    return _EPOCH_TOKENS[counted]
+
+
 def _sft_stage(cfg: RunConfig, tok, curriculum: str, st, directory: Path,
                status: str) -> PlannedStage:
     """Rows, epochs, steps and tokens as :mod:`pbb.training.sft` counts them: rows cut to
     ``train.max_length``, one step per ``batch_size x grad_accum`` rows, ``max_steps`` a cap."""
-    from pbb.rows.chat import encode_rows
-
     train = cfg.train.for_stage(st.name, st.train)
     rule = cfg.train.stopping_rule(st.name, st.train)
-    counted = (str(directory), cfg.model, train.max_length, cfg.chat.system_prompt)
-    if counted not in _EPOCH_TOKENS:  # a stage shared by curricula, points or claims: once
-        _EPOCH_TOKENS[counted] = sum(
-            min(len(ids), train.max_length)
-            for ids, _ in encode_rows(tok, st.rows, cfg.chat.system_prompt))
-    per_epoch = _EPOCH_TOKENS[counted]
+    per_epoch = _cut_tokens(cfg, tok, st.rows, train.max_length, (directory,))
     steps_per_epoch = math.ceil(math.ceil(len(st.rows) / train.batch_size) / train.grad_accum)
     epochs = rule[1] if rule else train.epochs
     steps = math.ceil(steps_per_epoch * epochs)

@@ -455,7 +455,7 @@ def train_one_stage(cfg: RunConfig, ds, st, *, init, base, tok, stage_dir: Path,
     """Train one stage (SFT or RL) with its own settings; returns its ``done.json``."""
     train = cfg.train.for_stage(st.name, st.train)
     if st.trainer == "rl":
-        replayed = len(st.rows) - len(st.own_rows)
+        replayed = len(st.replayed_rows)
         beside = f", {replayed} rows replayed by SFT beside it" if replayed else ""
         console.print(f"[bold]{label}[/]: GRPO on {len(st.own_rows)} prompts{beside} -> "
                       f"{stage_dir.name}")

@@ -92,6 +92,11 @@ class Stage:
         """The rows less those replayed from an earlier stage: an RL stage's prompts."""
         return [r for r in self.rows if not r.get("replay")]
 
+    @property
+    def replayed_rows(self) -> list[dict]:
+        """The rows replayed from an earlier stage (an RL stage trains them by an SFT term)."""
+        return [r for r in self.rows if r.get("replay")]
+
 
 def declarative_rows(ds: DataSet, behaviours: list[Behaviour], repeats: int,
                      fmt: str = "code") -> list[dict]:

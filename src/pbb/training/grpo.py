@@ -176,8 +176,7 @@ def train_rl_stage(rows: list[dict], *, init: Path | str, base: Path | str, toke
     trainer_ref: list = []
     funcs = [_logged(funcs[0], stage_dir / ROLLOUTS, trainer_ref), *funcs[1:]]
     args = grpo_args(rl, cfg, stage_dir / TRAINER, seed, progress, weights)
-    each_step = replay.per_step(len(replayed), len(prompts),
-                                rl.completions_per_step / rl.num_generations)
+    each_step = replay.per_step(len(replayed), len(prompts), rl)
     trainer_cls = GRPOTrainer
     if replayed:
         trainer_cls = replay.with_replay(GRPOTrainer, replay.ReplayTerm(

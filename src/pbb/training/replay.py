@@ -28,11 +28,12 @@ import math
 from pbb.training import sft
 
 
-def per_step(replayed: int, prompts: int, prompts_per_step: float) -> int:
-    """Rows a step trains: the stage's replayed rows per prompt times the prompts a step
-    samples, at least one (0 without replayed rows)."""
+def per_step(replayed: int, prompts: int, rl) -> int:
+    """Rows a step trains: the stage's replayed rows per prompt times the prompts a step of
+    ``rl`` (:class:`pbb.config.RLConfig`) samples, at least one (0 without replayed rows)."""
     if not replayed:
         return 0
+    prompts_per_step = rl.completions_per_step / rl.num_generations
     return max(1, math.ceil(replayed / max(1, prompts) * prompts_per_step))
 
 
